@@ -1,0 +1,148 @@
+"""The whole service configuration: one YAML file composing each component's section.
+
+Each component owns its section's model; this module only puts them side by side and checks
+the references between them (a rule naming a policy, a step naming a schedule, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from config.server import AuthConfig, ServerConfig
+from escalation.calendars import Calendar, MaintenanceWindow
+from escalation.config import CHANNELS, Person, Policy, Team, parse_target
+from escalation.schedules import Schedule
+from escalation.store.factory import StoreConfig
+from rules.matrix import MatrixConfig, Step
+from rules.schema import Outcome
+
+__all__ = ["AdaptersConfig", "RulesSection", "TocsinConfig", "cross_check"]
+
+Loc = tuple[str | int, ...]
+
+
+class LogChannelConfig(BaseModel):
+    """The built-in ``log`` channel: a structured log line and a stored record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+
+
+class AdaptersConfig(BaseModel):
+    """Channels tocsin can notify through."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    log: LogChannelConfig = Field(default_factory=LogChannelConfig)
+
+
+class RulesSection(BaseModel):
+    """Where the rule files are and what applies when none matches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    files: list[str] = Field(default_factory=list)
+    default: Outcome | None = None
+
+
+class TocsinConfig(BaseModel):
+    """The root of ``tocsin.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    matrix: MatrixConfig = Field(default_factory=lambda: MatrixConfig(preset="default"))
+    rules: RulesSection = Field(default_factory=RulesSection)
+    policies: dict[str, Policy] = Field(default_factory=dict)
+    people: dict[str, Person] = Field(default_factory=dict)
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+    teams: dict[str, Team] = Field(default_factory=dict)
+    schedules: dict[str, Schedule] = Field(default_factory=dict)
+    calendars: dict[str, Calendar] = Field(default_factory=dict)
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)
+
+
+def cross_check(cfg: TocsinConfig, matrix_levels: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """References between sections that one section cannot check alone."""
+    out: list[tuple[Loc, str]] = []
+    for name, policy in cfg.policies.items():
+        for i, step in enumerate(policy.steps):
+            out.extend(_check_step(cfg, step, ("policies", name, "steps", i)))
+    for key, level in matrix_levels.items():
+        if level.policy is not None and level.policy not in cfg.policies:
+            out.append(
+                (("matrix", "levels", key, "policy"), f"unknown policy {level.policy!r}{_known(cfg.policies)}")
+            )
+        if level.policy is None:
+            for i, step in enumerate(level.tiers):
+                out.extend(_check_step(cfg, step, ("matrix", "levels", key, "tiers", i), roles_optional=True))
+    for role, refs in cfg.roles.items():
+        for i, ref in enumerate(refs):
+            out.extend(_check_ref(cfg, ref, ("roles", role, i), bare="person"))
+    for tname, team in cfg.teams.items():
+        for i, member in enumerate(team.members):
+            if member not in cfg.people:
+                out.append((("teams", tname, "members", i), f"unknown person {member!r}{_known(cfg.people)}"))
+        if team.schedule is not None and team.schedule not in cfg.schedules:
+            out.append((("teams", tname, "schedule"), f"unknown schedule {team.schedule!r}{_known(cfg.schedules)}"))
+    for sname, sched in cfg.schedules.items():
+        for li, layer in enumerate(sched.layers):
+            for mi, member in enumerate(layer.members):
+                if member not in cfg.people:
+                    loc: Loc = ("schedules", sname, "layers", li, "members", mi)
+                    out.append((loc, f"unknown person {member!r}{_known(cfg.people)}"))
+        for oi, ov in enumerate(sched.overrides):
+            if ov.person not in cfg.people:
+                loc = ("schedules", sname, "overrides", oi, "person")
+                out.append((loc, f"unknown person {ov.person!r}{_known(cfg.people)}"))
+    for name, v in (("default", cfg.rules.default),):
+        if v is not None and v.policy is not None and v.policy not in cfg.policies:
+            out.append((("rules", name, "policy"), f"unknown policy {v.policy!r}{_known(cfg.policies)}"))
+        if v is not None and v.team is not None and v.team not in cfg.teams:
+            out.append((("rules", name, "team"), f"unknown team {v.team!r}{_known(cfg.teams)}"))
+    return out
+
+
+def _check_step(cfg: TocsinConfig, step: Step, loc: Loc, roles_optional: bool = False) -> Iterator[tuple[Loc, str]]:
+    for i, ref in enumerate(step.notify):
+        for problem in _check_ref(cfg, ref, (*loc, "notify", i), bare="role", roles_optional=roles_optional):
+            yield problem
+    for i, channel in enumerate(step.via):
+        if channel not in CHANNELS:
+            yield (*loc, "via", i), f"unknown channel {channel!r} (expected one of {', '.join(CHANNELS)})"
+    for field, cal in (("during", step.during), ("at", step.at.partition(":")[0] if step.at else None)):
+        if cal is not None and cal not in cfg.calendars:
+            yield (*loc, field), f"unknown calendar {cal!r}{_known(cfg.calendars)}"
+
+
+def _check_ref(
+    cfg: TocsinConfig, ref: str, loc: Loc, *, bare: str, roles_optional: bool = False
+) -> Iterator[tuple[Loc, str]]:
+    try:
+        kind, name = parse_target(ref) if ":" in ref else (bare, ref)
+    except ValueError as e:
+        yield loc, str(e)
+        return
+    table: dict[str, Any] | None = {
+        "person": cfg.people,
+        "role": cfg.roles,
+        "schedule": cfg.schedules,
+        "team": cfg.teams,
+    }.get(kind)
+    if table is None:
+        return
+    if name not in table:
+        if kind == "role" and roles_optional:
+            return  # a preset's role nobody filled in: reported at escalation time, not fatal
+        yield loc, f"unknown {kind} {name!r}{_known(table)}"
+
+
+def _known(d: dict[str, Any]) -> str:
+    return f" (known: {', '.join(sorted(d))})" if d else f" (none are configured)"

@@ -1,0 +1,118 @@
+"""The router's sections (``server:``, ``auth:``).
+
+They live here rather than in ``router/`` because imports flow router → config: the HTTP layer
+reads these models, config composes them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+__all__ = ["ApiToken", "AuthConfig", "BasicCredential", "ReceiverAuth", "ServerConfig"]
+
+
+class ServerConfig(BaseModel):
+    """Where tocsin listens and how big a request may be."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = "127.0.0.1:9095"
+    public_url: str = "http://127.0.0.1:9095"
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        _, port = split_listen(v)
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port {port} is out of range")
+        return v
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+def split_listen(v: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9095`` for IPv6) → (host, port)."""
+    host, sep, port = v.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {v!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class BasicCredential(BaseModel):
+    """One username/password pair Alertmanager may send as HTTP basic auth."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+class ReceiverAuth(BaseModel):
+    """Credentials accepted on the Alertmanager receiver; several at once allow rotation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bearer_tokens: list[SecretStr] = Field(default_factory=list)
+    basic_auth: list[BasicCredential] = Field(default_factory=list)
+    insecure: bool = False
+
+    @field_validator("bearer_tokens")
+    @classmethod
+    def _drop_empty(cls, v: list[SecretStr]) -> list[SecretStr]:
+        # `${TOKEN:-}` left unset must not become "the empty token is valid".
+        return [t for t in v if t.get_secret_value().strip()]
+
+    @model_validator(mode="after")
+    def _not_open_by_accident(self) -> ReceiverAuth:
+        if not self.bearer_tokens and not self.basic_auth and not self.insecure:
+            raise ValueError(
+                "the receiver has no credentials: set bearer_tokens or basic_auth "
+                "(or insecure: true for local use only)"
+            )
+        return self
+
+
+class ApiToken(BaseModel):
+    """A bearer token for the incident API and reload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "api"
+    token: SecretStr
+    scope: Literal["read", "write"] = "read"
+
+
+class AuthConfig(BaseModel):
+    """Who may call tocsin."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    receiver: ReceiverAuth
+    api_tokens: list[ApiToken] = Field(default_factory=list)
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _drop_empty(cls, v: list[ApiToken]) -> list[ApiToken]:
+        return [t for t in v if t.token.get_secret_value().strip()]

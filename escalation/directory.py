@@ -1,0 +1,111 @@
+"""Who is behind a target at an instant: roles, teams and schedules resolved to people.
+
+A ``Directory`` is the slice of the live configuration escalation reads; it is rebuilt on
+reload, while each incident keeps its own policy snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from escalation.calendars import Calendar, MaintenanceWindow
+from escalation.config import Person, Policy, Team
+from escalation.schedules import Schedule
+from rules.matrix import Matrix, parse_target
+
+__all__ = ["Directory", "Recipient"]
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One person reached through one target ref (``pagerduty:svc`` targets are services)."""
+
+    person: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Directory:
+    """People, roles, teams, schedules, calendars and maintenance, as configured now."""
+
+    matrix: Matrix
+    policies: Mapping[str, Policy] = field(default_factory=dict)
+    people: Mapping[str, Person] = field(default_factory=dict)
+    roles: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    teams: Mapping[str, Team] = field(default_factory=dict)
+    schedules: Mapping[str, Schedule] = field(default_factory=dict)
+    calendars: Mapping[str, Calendar] = field(default_factory=dict)
+    maintenance: Sequence[MaintenanceWindow] = ()
+
+    def resolve(self, ref: str, t: datetime) -> tuple[list[Recipient], list[str]]:
+        """People behind ``ref`` at ``t`` (deduplicated, in order) and problems found on the way."""
+        people: list[Recipient] = []
+        problems: list[str] = []
+        self._resolve(ref, ref, t, people, problems, depth=0)
+        seen: set[str] = set()
+        unique = []
+        for r in people:
+            if r.person not in seen:
+                seen.add(r.person)
+                unique.append(r)
+        return unique, problems
+
+    def _resolve(
+        self,
+        ref: str,
+        top: str,
+        t: datetime,
+        out: list[Recipient],
+        problems: list[str],
+        depth: int,
+        bare: str = "role",
+    ) -> None:
+        if depth > 8:
+            problems.append(f"{top}: roles nest too deeply (a cycle?)")
+            return
+        kind, name = parse_target(ref) if ":" in ref else (bare, ref)
+        if kind == "person":
+            if name in self.people:
+                out.append(Recipient(name, top))
+            else:
+                problems.append(f"{top}: unknown person {name!r}")
+        elif kind == "role":
+            refs = self.roles.get(name)
+            if refs is None:
+                problems.append(f"{top}: role {name!r} is not mapped to anyone in `roles:`")
+                return
+            for r in refs:
+                self._resolve(r, top, t, out, problems, depth + 1, bare="person")
+        elif kind == "schedule":
+            sched = self.schedules.get(name)
+            if sched is None:
+                problems.append(f"{top}: unknown schedule {name!r}")
+                return
+            oncall = sched.oncall(t)
+            if not oncall:
+                problems.append(f"{top}: nobody is on call in schedule {name!r} at {t.isoformat()}")
+            for p in oncall:
+                self._resolve(f"person:{p}", top, t, out, problems, depth + 1)
+        elif kind == "team":
+            team = self.teams.get(name)
+            if team is None:
+                problems.append(f"{top}: unknown team {name!r}")
+                return
+            if team.schedule is not None:
+                self._resolve(f"schedule:{team.schedule}", top, t, out, problems, depth + 1)
+            else:
+                for m in team.members:
+                    self._resolve(f"person:{m}", top, t, out, problems, depth + 1)
+        elif kind == "pagerduty":
+            out.append(Recipient(f"pagerduty:{name}", top))
+
+    def channels_for(self, person: str, via: Sequence[str]) -> list[str]:
+        """The channels to use: the step's ``via``, else the person's own defaults."""
+        if person.startswith("pagerduty:"):
+            return ["pagerduty"]
+        if via:
+            return list(via)
+        p = self.people.get(person)
+        return list(p.channels) if p is not None else ["log"]

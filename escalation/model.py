@@ -1,0 +1,199 @@
+"""Records the store keeps and the changes a decision asks it to make.
+
+Plain frozen dataclasses: deciders (``escalation.incidents``, ``escalation.engine``) read them
+and return a ``Changes``; a store backend applies a ``Changes`` in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "AlertRecord",
+    "Changes",
+    "IncidentRecord",
+    "OutboxRecord",
+    "OutboxState",
+    "Status",
+    "StepRecord",
+    "StepState",
+    "TimelineEvent",
+    "status_reached",
+]
+
+
+class Status(StrEnum):
+    """Incident lifecycle; order matters: a later status implies the earlier ones were passed."""
+
+    TRIGGERED = "triggered"
+    ACKNOWLEDGED = "acknowledged"
+    MITIGATED = "mitigated"
+    RESOLVED = "resolved"
+
+
+_ORDER = {s: i for i, s in enumerate(Status)}
+
+
+def status_reached(current: Status | str, wanted: Status | str) -> bool:
+    """True when ``current`` is ``wanted`` or further along (resolved implies acknowledged)."""
+    return _ORDER[Status(current)] >= _ORDER[Status(wanted)]
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    FIRED = "fired"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class IncidentRecord:
+    """One incident as stored."""
+
+    id: str
+    number: int
+    key: str
+    status: Status
+    severity: str
+    title: str
+    team: str | None
+    policy_name: str
+    policy: dict[str, Any]  # the snapshot taken at open (and on a severity raise)
+    level: dict[str, Any]  # the matrix level's targets and cadences at open / raise
+    opened_at: datetime
+    updated_at: datetime
+    acknowledged_at: datetime | None = None
+    mitigated_at: datetime | None = None
+    resolved_at: datetime | None = None
+    epoch: int = 0  # bumps on reopen / severity raise / ack timeout: a fresh escalation run
+    receiver: str = ""
+    group_key: str = ""
+    rule: str = ""
+    labels: dict[str, str] = field(default_factory=dict)  # common labels, for links and maintenance
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """One firing occurrence of an alert (fingerprint, startsAt) inside an incident."""
+
+    incident_id: str
+    fingerprint: str
+    starts_at: datetime
+    status: str  # firing | resolved
+    ends_at: datetime | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str
+    severity: str
+    rule: str
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One scheduled escalation step (or reminder / ack timeout) of an incident."""
+
+    id: str  # unique: f"{incident}:{epoch}:{kind}:{round}:{tier}"
+    incident_id: str
+    kind: str  # page | reminder | ack_timeout
+    epoch: int
+    round: int
+    tier: int
+    due_at: datetime
+    state: StepState = StepState.PENDING
+    unless: str | None = None
+    fired_at: datetime | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """One notification to one person over one channel; idempotency key is the id."""
+
+    id: str  # f"{step_id}:{person}:{channel}" or f"{incident}:{kind}:{...}"
+    incident_id: str
+    step_id: str | None
+    kind: str  # page | resolve | acknowledge | reminder
+    tier: int
+    round: int
+    target: str  # as named in config (role:lead, schedule:primary, ...)
+    person: str
+    channel: str
+    created_at: datetime
+    not_before: datetime
+    state: OutboxState = OutboxState.PENDING
+    attempts: int = 0
+    last_error: str = ""
+    sent_at: datetime | None = None
+    provider_id: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """Something that happened to an incident, with who did it and through what."""
+
+    incident_id: str
+    at: datetime
+    kind: str  # open, alert, notify, ack, mitigate, resolve, reopen, severity, reminder, skip, late, note, ...
+    actor: str  # a person, "tocsin", "alertmanager", a PagerDuty user, ...
+    source: str  # alert | api | cli | pagerduty | phone | email | engine
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Changes:
+    """Everything one decision writes; applied atomically by the store."""
+
+    new_incidents: list[IncidentRecord] = field(default_factory=list)
+    updated_incidents: list[IncidentRecord] = field(default_factory=list)  # compare-and-set on version
+    key_aliases: list[tuple[str, str]] = field(default_factory=list)  # (key, incident_id)
+    upsert_alerts: list[AlertRecord] = field(default_factory=list)
+    timeline: list[TimelineEvent] = field(default_factory=list)
+    new_steps: list[StepRecord] = field(default_factory=list)  # insert; ignore if id exists
+    step_updates: list[tuple[str, StepState, datetime | None, str]] = field(
+        default_factory=list
+    )  # (id, state, fired_at, note)
+    step_reschedules: list[tuple[str, datetime, str]] = field(default_factory=list)  # (id, due, note)
+    cancel_steps_of: list[tuple[str, tuple[str | None, ...] | None, str]] = field(
+        default_factory=list
+    )  # (incident_id, unless values or None for every pending step, note)
+    new_outbox: list[OutboxRecord] = field(default_factory=list)  # insert; ignore if id exists
+    cancel_outbox_of: list[tuple[str, tuple[str, ...]]] = field(
+        default_factory=list
+    )  # (incident_id, kinds): pending rows of these kinds → cancelled
+
+    def __bool__(self) -> bool:
+        return any(
+            (
+                self.new_incidents,
+                self.updated_incidents,
+                self.key_aliases,
+                self.upsert_alerts,
+                self.timeline,
+                self.new_steps,
+                self.step_updates,
+                self.step_reschedules,
+                self.cancel_steps_of,
+                self.new_outbox,
+                self.cancel_outbox_of,
+            )
+        )
+
+    def merge(self, other: Changes) -> None:
+        for name in self.__dataclass_fields__:
+            getattr(self, name).extend(getattr(other, name))

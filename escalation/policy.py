@@ -1,0 +1,157 @@
+"""Which policy an incident follows, its snapshot, and when each of its steps falls due.
+
+The snapshot is plain JSON taken when the incident opens (or its severity rises): a reload
+never changes an escalation already in flight, and the API shows exactly what will run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from escalation.config import Policy
+from escalation.model import StepRecord
+from rules.matrix import Level, Matrix, Step
+
+__all__ = ["level_snapshot", "plan_reminder", "plan_steps", "policy_snapshot", "step_id"]
+
+
+class CalendarPoints(Protocol):
+    def next_open(self, t: datetime) -> datetime: ...
+    def next_day_open(self, t: datetime) -> datetime: ...
+
+
+def policy_snapshot(
+    matrix: Matrix, policies: Mapping[str, Policy], severity: str, policy_name: str | None
+) -> tuple[str, dict[str, Any]]:
+    """(name, JSON snapshot) of the policy for ``severity`` (a rule's policy wins)."""
+    level = matrix.level(severity)
+    name = policy_name or level.policy
+    if name is not None and name in policies:
+        p = policies[name]
+        return name, {
+            "name": name,
+            "steps": [s.model_dump(mode="json") for s in p.steps],
+            "repeat": p.repeat.model_dump(mode="json") if p.repeat else None,
+            "auto_resolve": p.auto_resolve,
+            "ack_timeout": _secs(p.ack_timeout),
+            "reminders": p.reminders,
+        }
+    name = f"matrix:{matrix.name}:{severity}"
+    return name, {
+        "name": name,
+        "steps": [s.model_dump(mode="json") for s in level.tiers],
+        "repeat": level.repeat.model_dump(mode="json") if level.repeat else None,
+        "auto_resolve": True,
+        "ack_timeout": None,
+        "reminders": True,
+    }
+
+
+def level_snapshot(matrix: Matrix, severity: str) -> dict[str, Any]:
+    """The matrix level's names, targets and cadences, as they were when the incident opened."""
+    lv: Level = matrix.level(severity)
+    return {
+        "key": severity,
+        "name": lv.name,
+        "matrix": matrix.name,
+        "ack_target": _secs(lv.ack_target),
+        "first_update": _secs(lv.first_update),
+        "update_every": _secs(lv.update_every),
+        "update_during": lv.update_during,
+        "resolve_target": _secs(lv.resolve_target),
+        "review_due": _secs(lv.review_due),
+        "review_required": lv.review_required,
+        "monitoring_window": _secs(lv.monitoring_window) or 0,
+        "pagerduty_severity": lv.pagerduty_severity,
+        "pagerduty_priority": lv.pagerduty_priority,
+    }
+
+
+def _secs(td: timedelta | None) -> float | None:
+    return None if td is None else td.total_seconds()
+
+
+def snapshot_steps(snapshot: Mapping[str, Any]) -> list[Step]:
+    """The snapshot's steps as models again."""
+    return [Step.model_validate(s) for s in snapshot.get("steps", [])]
+
+
+def step_id(incident_id: str, epoch: int, kind: str, round_: int, tier: int) -> str:
+    """A step's unique id: each step fires at most once per round and epoch."""
+    return f"{incident_id}:{epoch}:{kind}:{round_}:{tier}"
+
+
+def due_time(step: Step, base: datetime, calendars: Mapping[str, CalendarPoints]) -> datetime:
+    """``base + after``, moved to a calendar point when the step names one."""
+    due = base + step.after
+    if step.at:
+        cal_name, _, point = step.at.partition(":")
+        cal = calendars.get(cal_name)
+        if cal is not None:
+            due = cal.next_open(due) if point == "open" else cal.next_day_open(due)
+    return due
+
+
+def plan_steps(
+    incident_id: str,
+    epoch: int,
+    snapshot: Mapping[str, Any],
+    start: datetime,
+    calendars: Mapping[str, CalendarPoints],
+) -> list[StepRecord]:
+    """Every page step of every round, due relative to ``start``."""
+    steps = snapshot_steps(snapshot)
+    repeat = snapshot.get("repeat") or {}
+    times = int(repeat.get("times") or 0)
+    every = timedelta(seconds=_every_secs(repeat))
+    out = []
+    for r in range(times + 1):
+        base = start + every * r
+        for i, st in enumerate(steps):
+            out.append(
+                StepRecord(
+                    id=step_id(incident_id, epoch, "page", r, i),
+                    incident_id=incident_id,
+                    kind="page",
+                    epoch=epoch,
+                    round=r,
+                    tier=i,
+                    due_at=due_time(st, base, calendars),
+                    unless=st.unless,
+                )
+            )
+    return out
+
+
+def _every_secs(repeat: Mapping[str, Any]) -> float:
+    every = repeat.get("every")
+    if every is None:
+        return 0.0
+    if isinstance(every, int | float):
+        return float(every)
+    from rules.durations import parse_duration
+
+    return parse_duration(every).total_seconds()
+
+
+def plan_reminder(
+    incident_id: str, epoch: int, level: Mapping[str, Any], opened_at: datetime, n: int
+) -> StepRecord | None:
+    """The n-th (1-based) status-update reminder, if the level has a cadence."""
+    every = level.get("update_every")
+    if not every:
+        return None
+    first = level.get("first_update") or every
+    due = opened_at + timedelta(seconds=first + every * (n - 1))
+    return StepRecord(
+        id=step_id(incident_id, epoch, "reminder", n, 0),
+        incident_id=incident_id,
+        kind="reminder",
+        epoch=epoch,
+        round=n,
+        tier=0,
+        due_at=due,
+        unless="resolved",
+    )

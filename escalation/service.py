@@ -1,0 +1,187 @@
+"""Units of work on incidents: ingest a classified notification, act on an incident.
+
+Each call is one store transaction (retried on a concurrency conflict): read what the store
+holds, decide with the pure functions, apply. The engine is woken when new work is scheduled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from escalation.actions import Action, decide_action
+from escalation.clock import Clock
+from escalation.directory import Directory
+from escalation.incidents import Classified, IngestOutcome, decide_ingest, default_key
+from escalation.metrics import EscalationMetrics
+from escalation.model import Changes, IncidentRecord, Status
+from escalation.store.base import Conflict, Store, StoreError
+from rules.alerts import Notification
+
+__all__ = ["EscalationService", "IncidentNotFound"]
+
+log = logging.getLogger("tocsin.incidents")
+
+_RETRIES = 8
+
+
+class IncidentNotFound(LookupError):
+    """No incident has that id, number or key."""
+
+
+@dataclass
+class _Group:
+    key: str
+    items: list[Classified]
+
+
+class EscalationService:
+    """Ingest and actions, each one transaction."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        directory: Callable[[], Directory],
+        metrics: EscalationMetrics,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.directory = directory
+        self.metrics = metrics
+        self.wake = wake
+
+    async def ingest(self, n: Notification, classified: Sequence[Classified]) -> list[IngestOutcome]:
+        """Fold the notification's alerts into incidents; durable when this returns."""
+        receiver = n.receiver_name
+        groups: dict[str, _Group] = {}
+        for c in classified:
+            key = c.verdict.incident_key or default_key(receiver, n.group_key)
+            groups.setdefault(key, _Group(key, [])).items.append(c)
+        for _ in range(_RETRIES):
+            try:
+                outcomes, changes = await self._ingest_once(n, receiver, groups)
+            except Conflict:
+                continue
+            self._after(changes)
+            return outcomes
+        raise StoreError("ingest kept conflicting with concurrent writers")
+
+    async def _ingest_once(
+        self, n: Notification, receiver: str, groups: dict[str, _Group]
+    ) -> tuple[list[IngestOutcome], Changes]:
+        d = self.directory()
+        now = self.clock.now()
+        all_changes = Changes()
+        outcomes: list[IngestOutcome] = []
+        async with self.store.transaction() as tx:
+            keys = sorted(groups)
+            await tx.lock_keys(keys)
+            by_key = await tx.incidents_by_key(keys)
+            missing = [k for k in keys if k not in by_key]
+            by_occ: dict = {}
+            if missing:
+                occ = [
+                    (c.alert.fingerprint, c.alert.starts_at)
+                    for k in missing
+                    for c in groups[k].items
+                    if c.alert.starts_at is not None
+                ]
+                by_occ = await tx.incidents_by_occurrence(occ) if occ else {}
+            # Resolve each key to an incident; keys landing on the same incident decide together.
+            target: dict[str, IncidentRecord | None] = {}
+            for k in keys:
+                inc = by_key.get(k)
+                if inc is None:
+                    ids = [
+                        by_occ[(c.alert.fingerprint, c.alert.starts_at)]
+                        for c in groups[k].items
+                        if (c.alert.fingerprint, c.alert.starts_at) in by_occ
+                    ]
+                    if ids:
+                        inc = await tx.get_incident(ids[0])
+                        if inc is not None:
+                            # A `continue: true` route or a second receiver: same alerts, same incident.
+                            all_changes.key_aliases.append((k, inc.id))
+                target[k] = inc
+            merged: dict[str, tuple[str, list[Classified], IncidentRecord | None]] = {}
+            for k in keys:
+                inc = target[k]
+                slot = inc.id if inc is not None else f"new:{k}"
+                if slot in merged:
+                    merged[slot][1].extend(groups[k].items)
+                else:
+                    merged[slot] = (k, list(groups[k].items), inc)
+            for key, items, inc in merged.values():
+                alerts = await tx.alerts_of(inc.id) if inc is not None else []
+                paged = await tx.outbox_of(inc.id) if inc is not None else []
+                ch, outcome = decide_ingest(
+                    key, items, inc, alerts, paged,
+                    now=now, directory=d, receiver=receiver, group_key=n.group_key,
+                    common_labels=dict(n.common_labels),
+                )
+                all_changes.merge(ch)
+                outcomes.append(outcome)
+            if all_changes:
+                await tx.apply(all_changes)
+        for inc in all_changes.new_incidents:
+            self.metrics.incidents.labels(inc.severity).inc()
+        for inc in all_changes.updated_incidents:
+            if inc.status == Status.RESOLVED and inc.resolved_at == now:
+                self._observe_resolved(inc)
+        return outcomes, all_changes
+
+    async def act(
+        self, ref: str, action: Action, *, actor: str, source: str, note: str = ""
+    ) -> IncidentRecord:
+        """Acknowledge / mitigate / resolve / escalate / note / reopen one incident."""
+        found = await self.store.find_incident(ref)
+        if found is None:
+            raise IncidentNotFound(ref)
+        for _ in range(_RETRIES):
+            now = self.clock.now()
+            try:
+                async with self.store.transaction() as tx:
+                    inc = await tx.get_incident(found.id)
+                    if inc is None:
+                        raise IncidentNotFound(ref)
+                    pending = await tx.steps_of(inc.id, pending_only=True) if action == Action.ESCALATE else []
+                    paged = await tx.outbox_of(inc.id) if action == Action.RESOLVE else []
+                    ch, new = decide_action(
+                        inc, action, now=now, actor=actor, source=source, note=note,
+                        pending=pending, paged=paged, directory=self.directory(),
+                    )
+                    await tx.apply(ch)
+            except Conflict:
+                continue
+            if action == Action.ACK or (action in (Action.MITIGATE, Action.RESOLVE) and inc.acknowledged_at is None):
+                self._observe_ack(new)
+            if action == Action.RESOLVE:
+                self._observe_resolved(new)
+            self._after(ch)
+            return new
+        raise StoreError("action kept conflicting with concurrent writers")
+
+    def _observe_ack(self, inc: IncidentRecord) -> None:
+        if inc.acknowledged_at is None:
+            return
+        took = (inc.acknowledged_at - inc.opened_at).total_seconds()
+        self.metrics.ack_seconds.labels(inc.severity).observe(took)
+        target = inc.level.get("ack_target")
+        if target is not None and took > float(target):
+            self.metrics.sla_breaches.labels("ack", inc.severity).inc()
+
+    def _observe_resolved(self, inc: IncidentRecord) -> None:
+        if inc.resolved_at is None:
+            return
+        took = (inc.resolved_at - inc.opened_at).total_seconds()
+        self.metrics.resolution_seconds.labels(inc.severity).observe(took)
+        target = inc.level.get("resolve_target")
+        if target is not None and took > float(target):
+            self.metrics.sla_breaches.labels("resolve", inc.severity).inc()
+
+    def _after(self, ch: Changes) -> None:
+        if ch.new_steps or ch.new_outbox or ch.step_reschedules:
+            self.wake()

@@ -1,0 +1,1 @@
+"""Durable state: one interface (``base.Store``), two backends (SQLite default, PostgreSQL)."""

@@ -1,0 +1,133 @@
+"""The store interface every backend implements, and the errors it raises.
+
+A unit of work is ``async with store.transaction() as tx``: reads, then one ``tx.apply(changes)``;
+leaving the block commits, an exception rolls back. Deciding lives elsewhere (pure code);
+backends only read and write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from escalation.model import (
+    AlertRecord,
+    Changes,
+    IncidentRecord,
+    OutboxRecord,
+    OutboxState,
+    StepRecord,
+    TimelineEvent,
+)
+
+__all__ = ["Conflict", "IncidentFilter", "Store", "StoreError", "Tx"]
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (unreachable, unwritable, corrupt)."""
+
+
+class Conflict(StoreError):
+    """An optimistic-concurrency check failed (another writer got there first): retry the unit."""
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    status: Sequence[str] = ()
+    severity: Sequence[str] = ()
+    team: str | None = None
+    limit: int = 100
+
+
+class Tx(Protocol):
+    """Operations inside one transaction."""
+
+    async def lock_keys(self, keys: Sequence[str]) -> None:
+        """Serialise writers working on the same incident keys (PG: advisory xact locks)."""
+
+    async def incidents_by_key(self, keys: Sequence[str]) -> dict[str, IncidentRecord]:
+        """The latest incident each key (or key alias) points at."""
+
+    async def incidents_by_occurrence(
+        self, occurrences: Sequence[tuple[str, datetime]]
+    ) -> dict[tuple[str, datetime], str]:
+        """(fingerprint, startsAt) → id of the newest incident holding that occurrence."""
+
+    async def get_incident(self, incident_id: str) -> IncidentRecord | None:
+        """One incident, locked for update on backends that lock rows."""
+
+    async def alerts_of(self, incident_id: str) -> list[AlertRecord]:
+        """Every occurrence recorded in the incident."""
+
+    async def steps_of(self, incident_id: str, *, pending_only: bool = False) -> list[StepRecord]:
+        """Scheduled steps of the incident, ordered by due time."""
+
+    async def outbox_of(self, incident_id: str) -> list[OutboxRecord]:
+        """Notifications of the incident, ordered by creation."""
+
+    async def claim_due_steps(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> list[StepRecord]:
+        """Pending steps due at ``now`` whose lease is free or expired; leased to ``owner``."""
+
+    async def claim_outbox(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> list[OutboxRecord]:
+        """Pending outbox rows whose not_before has come and lease is free or expired."""
+
+    async def record_delivery(
+        self,
+        outbox_id: str,
+        state: OutboxState,
+        *,
+        attempts: int,
+        error: str = "",
+        provider_id: str = "",
+        sent_at: datetime | None = None,
+        not_before: datetime | None = None,
+    ) -> None:
+        """Write the outcome of a delivery attempt and release the row's lease."""
+
+    async def seen_delivery(self, source: str, delivery_id: str, now: datetime) -> bool:
+        """Remember an inbound delivery id; True if it was already seen (dedup of webhooks)."""
+
+    async def apply(self, changes: Changes) -> None:
+        """Write ``changes``; raises Conflict if an updated incident's version moved."""
+
+
+class Store(Protocol):
+    """A durable backend."""
+
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations (safe with several processes at once)."""
+
+    async def close(self) -> None: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """A unit of work; commit on normal exit, roll back on exception."""
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the store can take writes now (for /readyz)."""
+
+    async def next_due(self) -> datetime | None:
+        """Earliest due_at of pending steps and not_before of pending outbox rows."""
+
+    async def get_incident(self, incident_id: str) -> IncidentRecord | None: ...
+
+    async def find_incident(self, ref: str) -> IncidentRecord | None:
+        """By id, by number (``42`` or ``#42``) or by key."""
+
+    async def list_incidents(self, flt: IncidentFilter) -> list[IncidentRecord]:
+        """Newest first."""
+
+    async def timeline(self, incident_id: str) -> list[TimelineEvent]:
+        """In time order (ties in insertion order)."""
+
+    async def counts(self) -> dict[tuple[str, str], int]:
+        """(severity, status) → number of incidents not resolved."""
+
+    async def outbox_depth(self) -> dict[str, int]:
+        """channel → pending rows."""

@@ -1,0 +1,140 @@
+"""The aiohttp application: routes, middlewares and typed app keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from config.errors import ConfigError
+from router.auth import require_api_token, require_receiver_auth
+from router.errors import ApiError, error_middleware
+from router.incidents_api import add_incident_routes
+from router.pipeline import StoreUnavailable
+from router.receiver import check_content_type, parse_notification, read_body
+from router.runtime import Runtime
+
+__all__ = ["RUNTIME", "create_app"]
+
+log = logging.getLogger("tocsin.http")
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count requests by route template and status; time them."""
+    rt = request.app[RUNTIME]
+    info = request.match_info.route.resource
+    route = info.canonical if info is not None else "unmatched"
+    start = time.perf_counter()
+    status = 500
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    finally:
+        rt.metrics.requests.labels(route, str(status)).inc()
+        rt.metrics.latency.labels(route).observe(time.perf_counter() - start)
+
+
+async def receive_alertmanager(request: web.Request) -> web.Response:
+    """Alertmanager's webhook: 2xx only once the notification's effects are durable."""
+    rt = request.app[RUNTIME]
+    cfg = rt.loaded.config
+    require_receiver_auth(request, cfg.auth.receiver)
+    check_content_type(request)
+    body = await read_body(request, cfg.server.max_body_bytes)
+    notification = parse_notification(body)
+    try:
+        result = await rt.pipeline.submit(notification)
+    except StoreUnavailable as e:
+        log.error("store unavailable; asking Alertmanager to retry", extra={"error": str(e)})
+        raise ApiError(503, "store unavailable", "the notification was not stored; retry") from None
+    return web.json_response(
+        {
+            "status": "accepted",
+            "alerts": [
+                {
+                    "fingerprint": fp,
+                    "severity": c.severity,
+                    "severity_name": c.severity_name,
+                    "rule": c.rule,
+                    "policy": c.policy,
+                    "team": c.team,
+                    "incident_key": c.incident_key,
+                    "title": c.title,
+                }
+                for fp, c in result.classifications
+            ],
+            "incidents": result.incidents,
+        },
+        status=200,
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process serves requests."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the process can accept and store notifications."""
+    rt = request.app[RUNTIME]
+    problems = await rt.readiness_problems()
+    if problems:
+        return web.json_response({"status": "unavailable", "problems": problems}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition of the app's registry."""
+    rt = request.app[RUNTIME]
+    await rt.refresh_gauges()
+    resp = web.Response(body=generate_latest(rt.registry))
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return resp
+
+
+async def reload(request: web.Request) -> web.Response:
+    """``POST /-/reload``: reload atomically; a bad config keeps the old one running."""
+    rt = request.app[RUNTIME]
+    require_api_token(request, rt.loaded.config.auth.api_tokens, "write")
+    try:
+        await rt.reload()
+    except ConfigError as e:
+        return web.json_response(
+            {
+                "error": "reload failed",
+                "detail": "the previous configuration stays in force",
+                "path": str(rt.config_path),
+                "problems": [dataclasses.asdict(p) | {"text": str(p)} for p in e.problems],
+            },
+            status=400,
+        )
+    return web.json_response({"status": "reloaded"})
+
+
+def create_app(runtime: Runtime) -> web.Application:
+    """Build the application around ``runtime``."""
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware],
+        client_max_size=runtime.loaded.config.server.max_body_bytes + 1,
+    )
+    app[RUNTIME] = runtime
+    app.router.add_post("/api/v1/alertmanager", receive_alertmanager)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/-/reload", reload)
+    add_incident_routes(app)
+    return app

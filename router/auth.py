@@ -1,0 +1,77 @@
+"""Who may call: Alertmanager's bearer / basic credentials, and API tokens with scopes.
+
+Every comparison is constant-time and runs against every configured credential, so neither
+timing nor early exit tells an attacker which credential came close.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from typing import Literal
+
+from aiohttp import web
+
+from config.server import ApiToken, ReceiverAuth
+from router.errors import ApiError
+
+__all__ = ["require_api_token", "require_receiver_auth"]
+
+
+def _eq(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def _unauthorized(detail: str, realm: str) -> ApiError:
+    return ApiError(
+        401,
+        "unauthorized",
+        detail,
+        headers={"WWW-Authenticate": f'Bearer realm="{realm}", Basic realm="{realm}"'},
+    )
+
+
+def require_receiver_auth(request: web.Request, auth: ReceiverAuth) -> None:
+    """Accept the request's Authorization header or raise 401."""
+    header = request.headers.get("Authorization", "")
+    if auth.insecure and not auth.bearer_tokens and not auth.basic_auth:
+        return
+    if not header:
+        raise _unauthorized("missing Authorization header", "tocsin")
+    scheme, _, cred = header.partition(" ")
+    cred = cred.strip()
+    ok = False
+    if scheme.lower() == "bearer":
+        for token in auth.bearer_tokens:
+            ok |= _eq(cred, token.get_secret_value())
+    elif scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(cred, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise _unauthorized("malformed basic credentials", "tocsin") from None
+        for c in auth.basic_auth:
+            ok |= _eq(user, c.username) & _eq(password, c.password.get_secret_value())
+    else:
+        raise _unauthorized(f"unsupported authorization scheme {scheme[:20]!r}", "tocsin")
+    if not ok:
+        raise _unauthorized("invalid credentials", "tocsin")
+
+
+def require_api_token(
+    request: web.Request, tokens: list[ApiToken], need: Literal["read", "write"]
+) -> ApiToken:
+    """The API token presented, if it exists and has scope ``need``; else 401 / 403."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, cred = header.partition(" ")
+    if scheme.lower() != "bearer" or not cred.strip():
+        raise _unauthorized("an API bearer token is required", "tocsin-api")
+    found: ApiToken | None = None
+    for t in tokens:
+        if _eq(cred.strip(), t.token.get_secret_value()):
+            found = t
+    if found is None:
+        raise _unauthorized("invalid API token", "tocsin-api")
+    if need == "write" and found.scope != "write":
+        raise ApiError(403, "forbidden", f"token {found.name!r} has scope read; write is needed")
+    return found

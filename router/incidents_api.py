@@ -1,0 +1,207 @@
+"""The incident API: list, show, and act (ack, mitigate, resolve, escalate, notes)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from escalation.actions import Action, IllegalTransition
+from escalation.model import AlertRecord, IncidentRecord, OutboxRecord, StepRecord, TimelineEvent
+from escalation.service import IncidentNotFound
+from escalation.store.base import IncidentFilter, StoreError
+from router.auth import require_api_token
+from router.errors import ApiError
+
+__all__ = ["add_incident_routes", "incident_json", "incident_summary"]
+
+_MAX_NOTE = 4000
+
+
+def _t(v: datetime | None) -> str | None:
+    return v.isoformat() if v is not None else None
+
+
+def incident_summary(inc: IncidentRecord) -> dict[str, Any]:
+    """The list view of an incident."""
+    return {
+        "id": inc.id,
+        "number": inc.number,
+        "key": inc.key,
+        "status": inc.status.value,
+        "severity": inc.severity,
+        "severity_name": inc.level.get("name", inc.severity),
+        "title": inc.title,
+        "team": inc.team,
+        "policy": inc.policy_name,
+        "opened_at": _t(inc.opened_at),
+        "acknowledged_at": _t(inc.acknowledged_at),
+        "mitigated_at": _t(inc.mitigated_at),
+        "resolved_at": _t(inc.resolved_at),
+        "updated_at": _t(inc.updated_at),
+    }
+
+
+def incident_json(
+    inc: IncidentRecord,
+    alerts: list[AlertRecord],
+    steps: list[StepRecord],
+    timeline: list[TimelineEvent],
+    outbox: list[OutboxRecord],
+) -> dict[str, Any]:
+    """The full view: alerts, policy snapshot, pending steps with due times, timeline."""
+    return incident_summary(inc) | {
+        "rule": inc.rule,
+        "receiver": inc.receiver,
+        "group_key": inc.group_key,
+        "labels": inc.labels,
+        "level": inc.level,
+        "policy_snapshot": inc.policy,
+        "alerts": [
+            {
+                "fingerprint": a.fingerprint,
+                "status": a.status,
+                "starts_at": _t(a.starts_at),
+                "ends_at": _t(a.ends_at),
+                "labels": a.labels,
+                "annotations": a.annotations,
+                "generator_url": a.generator_url,
+                "severity": a.severity,
+                "rule": a.rule,
+            }
+            for a in alerts
+        ],
+        "pending_steps": [
+            {"id": s.id, "kind": s.kind, "tier": s.tier, "round": s.round, "due_at": _t(s.due_at), "unless": s.unless}
+            for s in steps
+            if s.state.value == "pending"
+        ],
+        "notifications": [
+            {
+                "id": o.id,
+                "kind": o.kind,
+                "tier": o.tier,
+                "round": o.round,
+                "target": o.target,
+                "person": o.person,
+                "channel": o.channel,
+                "state": o.state.value,
+                "attempts": o.attempts,
+                "last_error": o.last_error,
+                "created_at": _t(o.created_at),
+                "sent_at": _t(o.sent_at),
+            }
+            for o in outbox
+        ],
+        "timeline": [
+            {"at": _t(e.at), "kind": e.kind, "actor": e.actor, "source": e.source, "message": e.message, "data": e.data}
+            for e in timeline
+        ],
+    }
+
+
+def _runtime(request: web.Request) -> Any:
+    from router.app import RUNTIME
+
+    return request.app[RUNTIME]
+
+
+def _store_error(e: StoreError) -> ApiError:
+    return ApiError(503, "store unavailable", str(e))
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    rt = _runtime(request)
+    require_api_token(request, rt.loaded.config.auth.api_tokens, "read")
+    q = request.query
+    try:
+        limit = int(q.get("limit", "100"))
+    except ValueError:
+        raise ApiError(400, "bad query", f"limit must be a whole number, got {q.get('limit')!r}", "limit") from None
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, "bad query", "limit must be between 1 and 1000", "limit")
+    statuses = [s for s in q.get("status", "").split(",") if s]
+    for s in statuses:
+        if s not in ("triggered", "acknowledged", "mitigated", "resolved", "open"):
+            raise ApiError(400, "bad query", f"unknown status {s!r}", "status")
+    if "open" in statuses:
+        statuses = [s for s in statuses if s != "open"] + ["triggered", "acknowledged", "mitigated"]
+    severities = []
+    for s in (x for x in q.get("severity", "").split(",") if x):
+        key = rt.loaded.matrix.resolve(s)
+        if key is None:
+            raise ApiError(400, "bad query", f"unknown severity {s!r}", "severity")
+        severities.append(key)
+    flt = IncidentFilter(status=statuses, severity=severities, team=q.get("team"), limit=limit)
+    try:
+        incidents = await rt.store.list_incidents(flt)
+    except StoreError as e:
+        raise _store_error(e) from None
+    return web.json_response({"incidents": [incident_summary(i) for i in incidents]})
+
+
+async def load_full(rt: Any, ref: str) -> dict[str, Any]:
+    """Everything about one incident, by id, number or key."""
+    inc = await rt.store.find_incident(ref)
+    if inc is None:
+        raise ApiError(404, "not found", f"no incident {ref!r}", "id")
+    async with rt.store.transaction() as tx:
+        alerts = await tx.alerts_of(inc.id)
+        steps = await tx.steps_of(inc.id)
+        outbox = await tx.outbox_of(inc.id)
+    timeline = await rt.store.timeline(inc.id)
+    return incident_json(inc, alerts, steps, timeline, outbox)
+
+
+async def show_incident(request: web.Request) -> web.Response:
+    rt = _runtime(request)
+    require_api_token(request, rt.loaded.config.auth.api_tokens, "read")
+    try:
+        return web.json_response(await load_full(rt, request.match_info["id"]))
+    except StoreError as e:
+        raise _store_error(e) from None
+
+
+async def act_on_incident(request: web.Request) -> web.Response:
+    rt = _runtime(request)
+    token = require_api_token(request, rt.loaded.config.auth.api_tokens, "write")
+    try:
+        action = Action(request.match_info["action"])
+    except ValueError:
+        raise ApiError(404, "not found", f"unknown action {request.match_info['action']!r}", "action") from None
+    body: dict[str, Any] = {}
+    raw = await request.read()
+    if raw.strip():
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "invalid JSON", "the body must be a JSON object or empty") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid payload", "the body must be a JSON object", "")
+    note = body.get("note", "")
+    actor = body.get("actor", token.name)
+    if not isinstance(note, str) or len(note) > _MAX_NOTE:
+        raise ApiError(400, "invalid payload", f"note must be a string of at most {_MAX_NOTE} characters", "note")
+    if not isinstance(actor, str) or not actor or len(actor) > 200:
+        raise ApiError(400, "invalid payload", "actor must be a non-empty string", "actor")
+    if action == Action.NOTE and not note.strip():
+        raise ApiError(400, "invalid payload", "a note needs non-empty 'note'", "note")
+    if action == Action.REOPEN:
+        raise ApiError(404, "not found", "unknown action 'reopen'", "action")
+    try:
+        await rt.service.act(request.match_info["id"], action, actor=actor, source="api", note=note)
+    except IncidentNotFound:
+        raise ApiError(404, "not found", f"no incident {request.match_info['id']!r}", "id") from None
+    except IllegalTransition as e:
+        raise ApiError(409, "conflict", str(e), "status") from None
+    except StoreError as e:
+        raise _store_error(e) from None
+    return web.json_response(await load_full(rt, request.match_info["id"]))
+
+
+def add_incident_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/incidents", list_incidents)
+    app.router.add_get("/api/v1/incidents/{id}", show_incident)
+    app.router.add_post("/api/v1/incidents/{id}/{action}", act_on_incident)

@@ -1,0 +1,29 @@
+"""The seam between the HTTP receiver and what happens to a notification next."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from rules.alerts import Notification
+from rules.classifier import Classification
+
+__all__ = ["Pipeline", "PipelineResult", "StoreUnavailable"]
+
+
+class StoreUnavailable(Exception):
+    """Raised by a pipeline when it could not make the notification durable (→ 503)."""
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What the pipeline did with one notification (echoed to the caller as JSON)."""
+
+    classifications: list[tuple[str, Classification]] = field(default_factory=list)
+    incidents: list[dict[str, object]] = field(default_factory=list)
+
+
+class Pipeline(Protocol):
+    """Takes a validated notification; returns only once its effects are durable."""
+
+    async def submit(self, notification: Notification) -> PipelineResult: ...

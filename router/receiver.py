@@ -1,0 +1,116 @@
+"""``POST /api/v1/alertmanager``: authenticate, bound, parse and validate, then hand over.
+
+Alertmanager never retries a 4xx (protocols.md §1.4), so only truly bad input gets one; anything
+that might succeed on a retry (the store being down) is a 503.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from rules.alerts import Notification
+from router.errors import ApiError
+
+__all__ = ["parse_notification", "read_body"]
+
+_PREVIEW = 80
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, or 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise ApiError(413, "body too large", f"{declared} bytes declared; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "body too large", f"more than {limit} bytes sent; the limit is {limit}")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_content_type(request: web.Request) -> None:
+    """415 unless the body is declared JSON."""
+    ctype = request.content_type
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise ApiError(
+            415,
+            "unsupported media type",
+            f"Content-Type must be application/json, got {request.headers.get('Content-Type', '')!r}",
+        )
+
+
+def parse_notification(body: bytes) -> Notification:
+    """Validate an Alertmanager webhook body; ApiError(400) names the offending field."""
+    try:
+        return Notification.model_validate_json(body)
+    except ValidationError as e:
+        raise _explain(e, body) from None
+
+
+def _explain(err: ValidationError, body: bytes) -> ApiError:
+    errors = err.errors(include_url=False)
+    first = errors[0]
+    kind = first["type"]
+    loc = tuple(first["loc"])
+    if kind == "json_invalid":
+        return ApiError(400, "invalid JSON", first["msg"].removeprefix("Invalid JSON: "))
+    if not loc and kind in ("model_type", "model_attributes_type"):
+        return ApiError(400, "invalid payload", f"expected a JSON object, got {_json_kind(body)}")
+    path = json_path(loc)
+    if loc == ("version",) and kind != "missing":
+        got = first.get("input")
+        return ApiError(
+            400,
+            "unsupported version",
+            f'expected webhook payload version "4", got {_preview(got)}',
+            "version",
+        )
+    detail = _message(first)
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return ApiError(400, "invalid payload", detail, path)
+
+
+def _message(e: Any) -> str:
+    kind = e["type"]
+    if kind == "missing":
+        return f"missing required field {e['loc'][-1]!r}"
+    if kind == "value_error":
+        return str(e["ctx"]["error"]) if "ctx" in e else e["msg"]
+    if kind == "literal_error":
+        return f"{e['msg'].lower()}, got {_preview(e.get('input'))}"
+    return f"{e['msg'].lower()}, got {_preview(e.get('input'))}"
+
+
+def _preview(v: Any) -> str:
+    text = json.dumps(v, default=str) if not isinstance(v, str) else json.dumps(v)
+    return text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
+
+
+def _json_kind(body: bytes) -> str:
+    stripped = body.lstrip()[:1]
+    return {
+        b"[": "an array",
+        b'"': "a string",
+        b"t": "a boolean",
+        b"f": "a boolean",
+        b"n": "null",
+    }.get(stripped, "a number")
+
+
+def json_path(loc: tuple[Any, ...]) -> str:
+    """Pydantic's loc → ``alerts[0].labels.severity``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out

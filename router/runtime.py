@@ -1,0 +1,216 @@
+"""The composition root: the live configuration and every part built from it.
+
+A reload builds everything fallible from the new file first and swaps only when all of it
+succeeded, so a bad config never replaces a good one. Incidents already open keep their policy
+snapshot; only new decisions see the new configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from config.errors import ConfigError, Problem
+from config.load import LoadedConfig, load_config
+from escalation.clock import Clock, RealClock
+from escalation.directory import Directory
+from escalation.engine import Engine
+from escalation.incidents import Classified
+from escalation.metrics import EscalationMetrics
+from escalation.model import IncidentRecord, OutboxRecord
+from escalation.notifier import LogNotifier, Notifier
+from escalation.service import EscalationService
+from escalation.store.base import Store, StoreError
+from escalation.store.factory import make_store
+from rules.alerts import Notification
+from router.metrics import RouterMetrics
+from router.pipeline import PipelineResult, StoreUnavailable
+
+__all__ = ["IncidentPipeline", "Runtime", "build_directory"]
+
+log = logging.getLogger("tocsin.runtime")
+
+
+def build_directory(loaded: LoadedConfig) -> Directory:
+    """The escalation view of a loaded config."""
+    cfg = loaded.config
+    return Directory(
+        matrix=loaded.matrix,
+        policies=cfg.policies,
+        people=cfg.people,
+        roles=cfg.roles,
+        teams=cfg.teams,
+        schedules=cfg.schedules,
+        calendars=cfg.calendars,
+        maintenance=cfg.maintenance,
+    )
+
+
+class Runtime:
+    """Holds the current LoadedConfig and the store, engine and service built around it."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+        env: Mapping[str, str] | None = None,
+        store: Store | None = None,
+        notifiers: Mapping[str, Notifier] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.clock: Clock = clock or RealClock()
+        self.registry = registry or CollectorRegistry()
+        self.metrics = RouterMetrics(self.registry)
+        self.esc_metrics = EscalationMetrics(self.registry)
+        self.env = env
+        self.store: Store = store or make_store(loaded.config.store)
+        self._directory = build_directory(loaded)
+        self._extra_notifiers = dict(notifiers or {})
+        self._notifiers = self._build_notifiers(loaded)
+        self.engine = Engine(
+            self.store,
+            self.clock,
+            lambda: self._directory,
+            lambda: self._notifiers,
+            self.esc_metrics,
+            person_details=self._person_details,
+            links=self._links,
+        )
+        self.service = EscalationService(
+            self.store, self.clock, lambda: self._directory, self.esc_metrics, wake=self.engine.wake
+        )
+        self.pipeline = IncidentPipeline(self)
+        self._reload_lock = asyncio.Lock()
+        self._engine_task: asyncio.Task[None] | None = None
+        self.metrics.reload_ok.set(1)
+        self.metrics.reload_ts.set(time.time())
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, *, run_engine: bool = True) -> None:
+        """Open the store (migrations) and start the engine loop."""
+        await self.store.open()
+        if run_engine:
+            self._engine_task = asyncio.create_task(self.engine.run(), name="tocsin-engine")
+
+    async def stop(self) -> None:
+        self.engine.stop()
+        if self._engine_task is not None:
+            await self._engine_task
+            self._engine_task = None
+        await self.store.close()
+
+    async def readiness_problems(self) -> list[str]:
+        try:
+            await self.store.ping()
+        except StoreError as e:
+            return [f"store: {e}"]
+        if self._engine_task is not None and self._engine_task.done():
+            return ["engine: stopped"]
+        return []
+
+    async def refresh_gauges(self) -> None:
+        """Read open-incident counts and outbox depth for /metrics."""
+        try:
+            counts = await self.store.counts()
+            depth = await self.store.outbox_depth()
+        except StoreError:
+            return
+        self.esc_metrics.open_incidents.clear()
+        for (sev, status), n in counts.items():
+            self.esc_metrics.open_incidents.labels(sev, status).set(n)
+        self.esc_metrics.outbox_depth.clear()
+        for channel, n in depth.items():
+            self.esc_metrics.outbox_depth.labels(channel).set(n)
+
+    # -- configuration -----------------------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        return self.loaded.path
+
+    @property
+    def directory(self) -> Directory:
+        return self._directory
+
+    def _build_notifiers(self, loaded: LoadedConfig) -> dict[str, Notifier]:
+        out: dict[str, Notifier] = {}
+        if loaded.config.adapters.log.enabled:
+            out["log"] = LogNotifier()
+        out.update(self._extra_notifiers)
+        return out
+
+    async def reload(self) -> None:
+        """Load the config file again; on any problem keep the old one and raise ConfigError."""
+        async with self._reload_lock:
+            try:
+                new = await asyncio.to_thread(load_config, self.loaded.path, self.env)
+                directory = build_directory(new)
+                notifiers = self._build_notifiers(new)
+            except ConfigError:
+                self.metrics.reload_ok.set(0)
+                raise
+            except Exception as e:  # unreadable file etc.: still keep the old config
+                self.metrics.reload_ok.set(0)
+                problem = Problem(str(self.loaded.path), None, None, "", f"reload failed: {e}")
+                raise ConfigError(problem) from e
+            if new.config.store != self.loaded.config.store:
+                log.warning("the store section changed; it takes effect only after a restart")
+            self.loaded, self._directory, self._notifiers = new, directory, notifiers
+            self.metrics.reload_ok.set(1)
+            self.metrics.reload_ts.set(time.time())
+            self.engine.wake()
+            log.info("configuration reloaded", extra={"path": str(new.path)})
+
+    # -- helpers for notifiers ---------------------------------------------------------------
+
+    def _person_details(self, person: str) -> dict[str, Any]:
+        p = self.loaded.config.people.get(person)
+        return p.model_dump(mode="json") if p is not None else {}
+
+    def _links(self, inc: IncidentRecord, row: OutboxRecord) -> dict[str, str]:
+        base = self.loaded.config.server.public_url.rstrip("/")
+        return {"incident": f"{base}/api/v1/incidents/{inc.id}"}
+
+    # -- classification ----------------------------------------------------------------------
+
+    def classify(self, notification: Notification) -> list[Classified]:
+        """Classify every alert of ``notification`` and count it."""
+        classifier = self.loaded.classifier
+        now = self.clock.now()
+        out = []
+        for alert in notification.alerts:
+            self.metrics.alerts_received.labels(alert.status).inc()
+            c = classifier.classify(alert, notification, now)
+            self.metrics.alerts_classified.labels(c.severity, c.rule).inc()
+            if c.unknown_severity is not None:
+                self.metrics.unknown_severity.inc()
+            out.append(Classified(alert, c))
+        return out
+
+
+class IncidentPipeline:
+    """Classify, then fold into incidents in one transaction; 2xx only after commit."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def submit(self, notification: Notification) -> PipelineResult:
+        rt = self.runtime
+        classified = rt.classify(notification)
+        try:
+            outcomes = await rt.service.ingest(notification, classified)
+        except StoreError as e:
+            raise StoreUnavailable(str(e)) from e
+        return PipelineResult(
+            classifications=[(c.alert.fingerprint, c.verdict) for c in classified],
+            incidents=[o.as_dict() for o in outcomes],
+        )
