@@ -6,17 +6,20 @@ Exit 0 on success, 1 when a problem was found (bad config, failing rule test), 2
 from __future__ import annotations
 
 import argparse
+import asyncio
 import glob
+import json
+import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from config.errors import ConfigError
 from config.load import LoadedConfig, load_config, load_rule_file
 from rules.alerts import Alert, Notification
 from rules.classifier import Classifier
-from rules.durations import format_duration
+from rules.durations import format_duration, parse_duration
 
 __all__ = ["main"]
 
@@ -60,12 +63,73 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--labels", required=True)
     e.add_argument("--annotations", default="")
     e.add_argument("--at", help="ISO 8601 instant to judge calendars at (default: now)")
+
+    sim = sub.add_parser("simulate", help="run a payload through the real engine on a virtual clock")
+    sim.add_argument("--config", required=True)
+    sim.add_argument("--payload", required=True, help="an Alertmanager webhook body (JSON file)")
+    for flag in ("--ack-at", "--mitigate-at", "--resolve-at"):
+        sim.add_argument(flag, type=_duration, help="offset from the first alert, e.g. 7m")
+    sim.add_argument("--until", type=_duration, default="4h", help="how long to simulate (default 4h)")
+    sim.add_argument("--start", type=_instant, help="ISO 8601 start instant (default 2026-01-05T10:00Z)")
+    sim.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    inc = sub.add_parser("incidents", help="list, show and act on incidents of a running tocsin")
+    isub = inc.add_subparsers(dest="incident_command", required=True, parser_class=_Parser)
+    for name in ("list", "show", "ack", "mitigate", "resolve", "escalate"):
+        ip = isub.add_parser(name)
+        _client_args(ip)
+        if name == "list":
+            ip.add_argument("--status", default="open", help="comma-separated, or 'open' (default)")
+            ip.add_argument("--severity", default="")
+            ip.add_argument("--team")
+            ip.add_argument("--json", action="store_true")
+        else:
+            ip.add_argument("id", help="incident id, number or key")
+        if name == "show":
+            ip.add_argument("--json", action="store_true")
+        if name not in ("list", "show"):
+            ip.add_argument("--note", default="")
+            ip.add_argument("--actor", help="who is acting (default: the token's name)")
+
+    rv = sub.add_parser("review", help="print a post-incident review draft in markdown")
+    rv.add_argument("id")
+    _client_args(rv)
     return p
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _instant(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 instant, got {text!r}") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=os.environ.get("TOCSIN_URL", "http://127.0.0.1:9095"),
+                   help="tocsin's base URL (env TOCSIN_URL)")
+    p.add_argument("--token", default=os.environ.get("TOCSIN_API_TOKEN", ""),
+                   help="API token (env TOCSIN_API_TOKEN)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"serve": _serve, "check": _check, "test": _test, "explain": _explain}
+    handler = {
+        "serve": _serve,
+        "check": _check,
+        "test": _test,
+        "explain": _explain,
+        "simulate": _simulate,
+        "incidents": _incidents,
+        "review": _review,
+    }
     return handler[args.command](args)
 
 
@@ -229,6 +293,128 @@ def _print_tiers(loaded: LoadedConfig, severity: str, policy_name: str | None) -
     for label, value in targets:
         if value is not None:
             print(f"  {label}: {format_duration(value)}")
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from router.errors import ApiError
+    from router.simulate import render_json, render_text, simulate
+
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as e:
+        _print_problems(e)
+        return 1
+    try:
+        payload = Path(args.payload).read_bytes()
+    except OSError as e:
+        print(f"tocsin: error: cannot read {args.payload}: {e.strerror}", file=sys.stderr)
+        return 1
+    try:
+        sim = asyncio.run(
+            simulate(
+                loaded, payload, ack_at=args.ack_at, mitigate_at=args.mitigate_at,
+                resolve_at=args.resolve_at, until=args.until, start=args.start,
+            )
+        )
+    except ApiError as e:
+        print(f"{args.payload}: {e.path or 'payload'}: {e.error}: {e.detail}", file=sys.stderr)
+        return 1
+    print(render_json(sim) if args.json else render_text(sim))
+    return 0
+
+
+async def _api(args: argparse.Namespace, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    url = args.url.rstrip("/") + path
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
+        async with s.request(method, url, json=body, headers=headers) as r:
+            try:
+                data = await r.json(content_type=None)
+            except ValueError:
+                data = {"error": "bad response", "detail": (await r.text())[:200]}
+            return r.status, data if isinstance(data, dict) else {"data": data}
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: dict | None = None) -> dict | None:
+    import aiohttp
+
+    try:
+        status, data = asyncio.run(_api(args, method, path, body))
+    except (aiohttp.ClientError, OSError) as e:
+        print(f"tocsin: cannot reach {args.url}: {e}", file=sys.stderr)
+        return None
+    if status >= 400:
+        print(f"tocsin: {status} {data.get('error', '')}: {data.get('detail', '')}", file=sys.stderr)
+        return None
+    return data
+
+
+def _incidents(args: argparse.Namespace) -> int:
+    from urllib.parse import quote, urlencode
+
+    cmd = args.incident_command
+    if cmd == "list":
+        q = {"status": args.status}
+        if args.severity:
+            q["severity"] = args.severity
+        if args.team:
+            q["team"] = args.team
+        data = _call(args, "GET", f"/api/v1/incidents?{urlencode(q)}")
+        if data is None:
+            return 1
+        if args.json:
+            print(json.dumps(data["incidents"], indent=2))
+            return 0
+        print(f"{'#':>5}  {'ID':<20}  {'SEVERITY':<9} {'STATUS':<13} {'OPENED':<25} TITLE")
+        for i in data["incidents"]:
+            print(f"{i['number']:>5}  {i['id']:<20}  {i['severity_name']:<9} {i['status']:<13} {i['opened_at'][:25]:<25} {i['title']}")
+        return 0
+    ref = quote(args.id, safe="")
+    if cmd == "show":
+        data = _call(args, "GET", f"/api/v1/incidents/{ref}")
+        if data is None:
+            return 1
+        if args.json:
+            print(json.dumps(data, indent=2))
+            return 0
+        _print_incident(data)
+        return 0
+    action = {"ack": "ack", "mitigate": "mitigate", "resolve": "resolve", "escalate": "escalate"}[cmd]
+    body: dict = {"note": args.note}
+    if args.actor:
+        body["actor"] = args.actor
+    data = _call(args, "POST", f"/api/v1/incidents/{ref}/{action}", body)
+    if data is None:
+        return 1
+    print(f"incident #{data['number']} {data['id']} is now {data['status']}")
+    return 0
+
+
+def _print_incident(d: dict) -> None:
+    print(f"#{d['number']} {d['id']}  {d['severity_name']} ({d['severity']})  {d['status']}")
+    print(f"  {d['title']}")
+    print(f"  key {d['key']}, policy {d['policy']}, opened {d['opened_at']}")
+    if d["pending_steps"]:
+        print("  pending:")
+        for s in d["pending_steps"]:
+            print(f"    {s['due_at']}  {s['kind']} tier {s['tier']} round {s['round']}")
+    print("  timeline:")
+    for e in d["timeline"]:
+        print(f"    {e['at']}  {e['kind']:<9} {e['actor']:<14} {e['message']}")
+
+
+def _review(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    from router.review import render_review
+
+    data = _call(args, "GET", f"/api/v1/incidents/{quote(args.id, safe='')}")
+    if data is None:
+        return 1
+    print(render_review(data))
+    return 0
 
 
 if __name__ == "__main__":
