@@ -1,23 +1,34 @@
 """Load a service config and everything it names (matrix, rule files) into ready parts.
 
 All problems of all files are gathered before failing, so ``tocsin check`` shows every one.
+
+``rules.files`` globs skip rule unit-test files (``*_test.yaml`` / ``*_test.yml``, the files
+``tocsin test`` runs), so tests can live next to the rules they test; naming such a file
+literally, without wildcards, still loads it.
 """
 
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pydantic
 
 from config.errors import ConfigError, Problem
 from config.loader import Document, load_document, problems_from_validation_error
 from config.schema import TocsinConfig, cross_check
+from escalation.calendars import Calendar
 from rules.classifier import Classifier
-from rules.matrix import Matrix, build_matrix
+from rules.matrix import BUSINESS_HOURS, LEVELS, Matrix, build_matrix, load_preset
 from rules.schema import Outcome, RuleFile
 
 __all__ = ["LoadedConfig", "load_config", "load_rule_file"]
+
+_TEST_SUFFIXES = ("_test.yaml", "_test.yml")
 
 
 @dataclass(frozen=True)
@@ -38,10 +49,10 @@ def _problem(doc: Document, loc: tuple[str | int, ...], message: str) -> Problem
     return Problem(doc.file, line, col, format_path(loc), message)
 
 
-def load_rule_file(path: str | Path, env: Mapping[str, str] | None = None) -> tuple[Document, RuleFile]:
+def load_rule_file(
+    path: str | Path, env: Mapping[str, str] | None = None
+) -> tuple[Document, RuleFile]:
     """One rule file, validated on its own; raises ConfigError."""
-    import pydantic
-
     doc = load_document(path, env=env, read_secret_files=False)
     try:
         return doc, RuleFile.model_validate(doc.data)
@@ -51,8 +62,6 @@ def load_rule_file(path: str | Path, env: Mapping[str, str] | None = None) -> tu
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
     """Load, validate and cross-check ``path``; raises ConfigError listing every problem."""
-    import pydantic
-
     path = Path(path)
     doc = load_document(path, env=env)
     try:
@@ -60,21 +69,34 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
     except pydantic.ValidationError as e:
         raise ConfigError(problems_from_validation_error(e, doc, model=TocsinConfig)) from None
 
+    if BUSINESS_HOURS not in cfg.calendars:
+        # The presets' business-hours tiers need this calendar; without one configured it is
+        # Mon-Fri 09:00-17:00 UTC, so a minimal config (auth only) is valid as documented.
+        cfg.calendars[BUSINESS_HOURS] = Calendar()
     problems: list[Problem] = []
     try:
         matrix = build_matrix(cfg.matrix)
-    except (ValueError, pydantic.ValidationError) as e:
+    except pydantic.ValidationError as e:
+        raise ConfigError(_matrix_problems(e, doc, cfg)) from None
+    except ValueError as e:
         raise ConfigError([_problem(doc, ("matrix",), str(e))]) from None
-    problems += [_problem(doc, loc, msg) for loc, msg in cross_check(cfg, matrix.levels)]
+    problems += [
+        _problem(doc, _as_written(doc, loc), msg) for loc, msg in cross_check(cfg, matrix.levels)
+    ]
 
     rule_files: list[tuple[str, RuleFile]] = []
+    rule_docs: dict[str, Document] = {}
     default: Outcome | None = cfg.rules.default
     default_from = "the config's rules.default"
     for i, pattern in enumerate(cfg.rules.files):
-        full = pattern if Path(pattern).is_absolute() else str(path.parent / pattern)
+        full = os.path.normpath(pattern if Path(pattern).is_absolute() else path.parent / pattern)
         matches = sorted(glob.glob(full))
+        if glob.has_magic(pattern):
+            matches = [m for m in matches if not m.endswith(_TEST_SUFFIXES)]
         if not matches:
-            problems.append(_problem(doc, ("rules", "files", i), f"no rule file matches {pattern!r}"))
+            problems.append(
+                _problem(doc, ("rules", "files", i), f"no rule file matches {pattern!r}")
+            )
         for file in matches:
             try:
                 rdoc, rf = load_rule_file(file, env)
@@ -85,16 +107,25 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
             if rf.default is not None:
                 if default is not None:
                     problems.append(
-                        _problem(rdoc, ("default",), f"a default is already given by {default_from}")
+                        _problem(
+                            rdoc, ("default",), f"a default is already given by {default_from}"
+                        )
                     )
                 else:
                     default, default_from = rf.default, file
             rule_files.append((file, rf))
+            rule_docs[file] = rdoc
     names: dict[str, str] = {}
     for file, rf in rule_files:
-        for r in rf.rules:
+        for i, r in enumerate(rf.rules):
             if r.name in names and names[r.name] != file:
-                problems.append(Problem(file, None, None, "rules", f"rule {r.name!r} is also defined in {names[r.name]}"))
+                problems.append(
+                    _problem(
+                        rule_docs[file],
+                        ("rules", i, "name"),
+                        f"rule {r.name!r} is also defined in {names[r.name]}",
+                    )
+                )
             names.setdefault(r.name, file)
     if problems:
         raise ConfigError(problems)
@@ -114,9 +145,19 @@ def _check_rules(doc: Document, rf: RuleFile, cfg: TocsinConfig, matrix: Matrix)
     for loc, o in entries:
         if o.severity is not None and matrix.resolve(o.severity) is None:
             levels = ", ".join(f"{k} ({lv.name})" for k, lv in matrix.levels.items())
-            out.append(_problem(doc, (*loc, "severity"), f"unknown severity {o.severity!r}; matrix {matrix.name!r} has {levels}"))
+            out.append(
+                _problem(
+                    doc,
+                    (*loc, "severity"),
+                    f"unknown severity {o.severity!r}; matrix {matrix.name!r} has {levels}",
+                )
+            )
         if o.policy is not None and o.policy not in cfg.policies:
-            out.append(_problem(doc, (*loc, "policy"), f"unknown policy {o.policy!r}{_known(cfg.policies)}"))
+            out.append(
+                _problem(
+                    doc, (*loc, "policy"), f"unknown policy {o.policy!r}{_known(cfg.policies)}"
+                )
+            )
         if o.team is not None and o.team not in cfg.teams:
             out.append(_problem(doc, (*loc, "team"), f"unknown team {o.team!r}{_known(cfg.teams)}"))
         when = getattr(o, "when", None)
@@ -124,9 +165,60 @@ def _check_rules(doc: Document, rf: RuleFile, cfg: TocsinConfig, matrix: Matrix)
             for field in ("calendar", "outside_calendar"):
                 cal = getattr(when, field)
                 if cal is not None and cal not in cfg.calendars:
-                    out.append(_problem(doc, (*loc, "when", field), f"unknown calendar {cal!r}{_known(cfg.calendars)}"))
+                    out.append(
+                        _problem(
+                            doc,
+                            (*loc, "when", field),
+                            f"unknown calendar {cal!r}{_known(cfg.calendars)}",
+                        )
+                    )
     return out
 
 
 def _known(d: Mapping[str, object]) -> str:
     return f" (known: {', '.join(sorted(d))})" if d else " (none are configured)"
+
+
+def _as_written(doc: Document, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Map a location in the validated model back to where the YAML wrote it.
+
+    A schedule written in shorthand (``members``/``start`` at its top level) is validated as
+    ``layers[0]``; errors about it must point at the shorthand keys the file really has.
+    """
+    if (
+        len(loc) > 4
+        and loc[0] == "schedules"
+        and loc[2:4] == ("layers", 0)
+        and (loc[:3] not in doc.positions)
+    ):
+        return (*loc[:2], *loc[4:])
+    return loc
+
+
+def _matrix_problems(
+    err: pydantic.ValidationError, doc: Document, cfg: TocsinConfig
+) -> list[Problem]:
+    """Locate a merged matrix's validation errors at the ``matrix.levels`` keys as written.
+
+    The effective matrix uses canonical keys (``P1``); the config may have overridden that
+    level under one of its names or aliases (``SEV2``), which is what the error must name.
+    """
+    base = load_preset(cfg.matrix.preset) if cfg.matrix.preset else None
+    written: dict[str, str] = {}
+    for key in cfg.matrix.levels:
+        canon: str | None = key.strip().upper()
+        if canon not in LEVELS:
+            canon = base.resolve(key) if base is not None else None
+        if canon is not None:
+            written[canon] = key
+    errors: list[Any] = []
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        if len(loc) >= 2 and loc[0] == "levels" and isinstance(loc[1], str):
+            loc = ("levels", written.get(loc[1], loc[1]), *loc[2:])
+            e = {**e, "loc": loc}
+        elif not loc and "default_level" in e["msg"] and cfg.matrix.default_level is not None:
+            e = {**e, "loc": ("default_level",), "input": cfg.matrix.default_level}
+        errors.append(e)
+    remapped = pydantic.ValidationError.from_exception_data(err.title, errors)
+    return problems_from_validation_error(remapped, doc, prefix=("matrix",), model=Matrix)

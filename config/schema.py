@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.config import AdaptersConfig
 from config.server import AuthConfig, ServerConfig
 from escalation.calendars import Calendar, MaintenanceWindow
 from escalation.config import CHANNELS, Person, Policy, Team, parse_target
@@ -19,25 +20,9 @@ from escalation.store.factory import StoreConfig
 from rules.matrix import MatrixConfig, Step
 from rules.schema import Outcome
 
-__all__ = ["AdaptersConfig", "RulesSection", "TocsinConfig", "cross_check"]
+__all__ = ["RulesSection", "TocsinConfig", "cross_check"]
 
 Loc = tuple[str | int, ...]
-
-
-class LogChannelConfig(BaseModel):
-    """The built-in ``log`` channel: a structured log line and a stored record."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-
-
-class AdaptersConfig(BaseModel):
-    """Channels tocsin can notify through."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    log: LogChannelConfig = Field(default_factory=LogChannelConfig)
 
 
 class RulesSection(BaseModel):

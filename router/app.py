@@ -13,6 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from config.errors import ConfigError
 from router.auth import require_api_token, require_receiver_auth
 from router.errors import ApiError, error_middleware
+from router.inbound_email import add_email_routes
+from router.inbound_pagerduty import add_pagerduty_routes
+from router.inbound_phone import add_phone_routes
 from router.incidents_api import add_incident_routes
 from router.pipeline import StoreUnavailable
 from router.receiver import check_content_type, parse_notification, read_body
@@ -137,4 +140,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/-/reload", reload)
     add_incident_routes(app)
+    add_pagerduty_routes(app)
+    add_email_routes(app)
+    add_phone_routes(app)
     return app

@@ -7,7 +7,6 @@ timing nor early exit tells an attacker which credential came close.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 from typing import Literal
 
@@ -20,7 +19,11 @@ __all__ = ["require_api_token", "require_receiver_auth"]
 
 
 def _eq(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+    # Header values arrive with undecodable bytes as surrogate escapes; a strict encode
+    # would raise (→ 500) instead of simply not matching.
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogateescape"), b.encode("utf-8", "surrogateescape")
+    )
 
 
 def _unauthorized(detail: str, realm: str) -> ApiError:
@@ -48,7 +51,7 @@ def require_receiver_auth(request: web.Request, auth: ReceiverAuth) -> None:
     elif scheme.lower() == "basic":
         try:
             user, _, password = base64.b64decode(cred, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, non-ASCII input, UnicodeDecodeError
             raise _unauthorized("malformed basic credentials", "tocsin") from None
         for c in auth.basic_auth:
             ok |= _eq(user, c.username) & _eq(password, c.password.get_secret_value())

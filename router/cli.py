@@ -64,13 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--annotations", default="")
     e.add_argument("--at", help="ISO 8601 instant to judge calendars at (default: now)")
 
-    sim = sub.add_parser("simulate", help="run a payload through the real engine on a virtual clock")
+    sim = sub.add_parser(
+        "simulate", help="run a payload through the real engine on a virtual clock"
+    )
     sim.add_argument("--config", required=True)
     sim.add_argument("--payload", required=True, help="an Alertmanager webhook body (JSON file)")
     for flag in ("--ack-at", "--mitigate-at", "--resolve-at"):
         sim.add_argument(flag, type=_duration, help="offset from the first alert, e.g. 7m")
-    sim.add_argument("--until", type=_duration, default="4h", help="how long to simulate (default 4h)")
-    sim.add_argument("--start", type=_instant, help="ISO 8601 start instant (default 2026-01-05T10:00Z)")
+    sim.add_argument(
+        "--until", type=_duration, default="4h", help="how long to simulate (default 4h)"
+    )
+    sim.add_argument(
+        "--start", type=_instant, help="ISO 8601 start instant (default 2026-01-05T10:00Z)"
+    )
     sim.add_argument("--json", action="store_true", help="one JSON object per line")
 
     inc = sub.add_parser("incidents", help="list, show and act on incidents of a running tocsin")
@@ -113,10 +119,16 @@ def _instant(text: str) -> datetime:
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=os.environ.get("TOCSIN_URL", "http://127.0.0.1:9095"),
-                   help="tocsin's base URL (env TOCSIN_URL)")
-    p.add_argument("--token", default=os.environ.get("TOCSIN_API_TOKEN", ""),
-                   help="API token (env TOCSIN_API_TOKEN)")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("TOCSIN_URL", "http://127.0.0.1:9095"),
+        help="tocsin's base URL (env TOCSIN_URL)",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("TOCSIN_API_TOKEN", ""),
+        help="API token (env TOCSIN_API_TOKEN)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,7 +214,9 @@ def _classifier_for_test(file: Path, tf: object) -> Classifier:
 
     assert isinstance(tf, TestFile)
     if tf.config is None:
-        raise ConfigError(Problem(str(file), None, None, "config", "a rule test file needs 'config:'"))
+        raise ConfigError(
+            Problem(str(file), None, None, "config", "a rule test file needs 'config:'")
+        )
     loaded = load_config(file.parent / tf.config)
     if tf.rule_files is None:
         return loaded.classifier
@@ -271,7 +285,11 @@ def _print_tiers(loaded: LoadedConfig, severity: str, policy_name: str | None) -
         policy = cfg.policies[policy_name]
         steps, repeat, title = policy.steps, policy.repeat, f"policy {policy_name!r}"
     else:
-        steps, repeat, title = level.tiers, level.repeat, f"matrix {loaded.matrix.name!r} tiers for {severity}"
+        steps, repeat, title = (
+            level.tiers,
+            level.repeat,
+            f"matrix {loaded.matrix.name!r} tiers for {severity}",
+        )
     print(f"Escalation ({title}):")
     for i, st in enumerate(steps):
         when = f"+{format_duration(st.after)}"
@@ -312,8 +330,13 @@ def _simulate(args: argparse.Namespace) -> int:
     try:
         sim = asyncio.run(
             simulate(
-                loaded, payload, ack_at=args.ack_at, mitigate_at=args.mitigate_at,
-                resolve_at=args.resolve_at, until=args.until, start=args.start,
+                loaded,
+                payload,
+                ack_at=args.ack_at,
+                mitigate_at=args.mitigate_at,
+                resolve_at=args.resolve_at,
+                until=args.until,
+                start=args.start,
             )
         )
     except ApiError as e:
@@ -323,7 +346,9 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _api(args: argparse.Namespace, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+async def _api(
+    args: argparse.Namespace, method: str, path: str, body: dict | None = None
+) -> tuple[int, dict]:
     import aiohttp
 
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
@@ -337,7 +362,9 @@ async def _api(args: argparse.Namespace, method: str, path: str, body: dict | No
             return r.status, data if isinstance(data, dict) else {"data": data}
 
 
-def _call(args: argparse.Namespace, method: str, path: str, body: dict | None = None) -> dict | None:
+def _call(
+    args: argparse.Namespace, method: str, path: str, body: dict | None = None
+) -> dict | None:
     import aiohttp
 
     try:
@@ -346,7 +373,9 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict | None = 
         print(f"tocsin: cannot reach {args.url}: {e}", file=sys.stderr)
         return None
     if status >= 400:
-        print(f"tocsin: {status} {data.get('error', '')}: {data.get('detail', '')}", file=sys.stderr)
+        print(
+            f"tocsin: {status} {data.get('error', '')}: {data.get('detail', '')}", file=sys.stderr
+        )
         return None
     return data
 
@@ -369,7 +398,9 @@ def _incidents(args: argparse.Namespace) -> int:
             return 0
         print(f"{'#':>5}  {'ID':<20}  {'SEVERITY':<9} {'STATUS':<13} {'OPENED':<25} TITLE")
         for i in data["incidents"]:
-            print(f"{i['number']:>5}  {i['id']:<20}  {i['severity_name']:<9} {i['status']:<13} {i['opened_at'][:25]:<25} {i['title']}")
+            print(
+                f"{i['number']:>5}  {i['id']:<20}  {i['severity_name']:<9} {i['status']:<13} {i['opened_at'][:25]:<25} {i['title']}"
+            )
         return 0
     ref = quote(args.id, safe="")
     if cmd == "show":
@@ -381,7 +412,9 @@ def _incidents(args: argparse.Namespace) -> int:
             return 0
         _print_incident(data)
         return 0
-    action = {"ack": "ack", "mitigate": "mitigate", "resolve": "resolve", "escalate": "escalate"}[cmd]
+    action = {"ack": "ack", "mitigate": "mitigate", "resolve": "resolve", "escalate": "escalate"}[
+        cmd
+    ]
     body: dict = {"note": args.note}
     if args.actor:
         body["actor"] = args.actor

@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from rules.alerts import Notification
 from router.errors import ApiError
+from rules.alerts import Notification
 
 __all__ = ["parse_notification", "read_body"]
 
@@ -30,7 +30,9 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     async for chunk in request.content.iter_any():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "body too large", f"more than {limit} bytes sent; the limit is {limit}")
+            raise ApiError(
+                413, "body too large", f"more than {limit} bytes sent; the limit is {limit}"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -38,11 +40,12 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 def check_content_type(request: web.Request) -> None:
     """415 unless the body is declared JSON."""
     ctype = request.content_type
+    got = request.headers.get("Content-Type", "")
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise ApiError(
             415,
             "unsupported media type",
-            f"Content-Type must be application/json, got {request.headers.get('Content-Type', '')!r}",
+            f"Content-Type must be application/json, got {got!r}",
         )
 
 
@@ -60,6 +63,13 @@ def _explain(err: ValidationError, body: bytes) -> ApiError:
     kind = first["type"]
     loc = tuple(first["loc"])
     if kind == "json_invalid":
+        # The parser reports bad UTF-8 as "invalid unicode code point"; say what it really is.
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as u:
+            return ApiError(
+                400, "invalid JSON", f"body is not valid UTF-8: {u.reason} at byte {u.start}"
+            )
         return ApiError(400, "invalid JSON", first["msg"].removeprefix("Invalid JSON: "))
     if not loc and kind in ("model_type", "model_attributes_type"):
         return ApiError(400, "invalid payload", f"expected a JSON object, got {_json_kind(body)}")

@@ -14,7 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from prometheus_client import CollectorRegistry
+
+from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
 
 from config.errors import ConfigError, Problem
 from config.load import LoadedConfig, load_config
@@ -24,7 +27,7 @@ from escalation.engine import Engine
 from escalation.incidents import Classified
 from escalation.metrics import EscalationMetrics
 from escalation.model import IncidentRecord, OutboxRecord
-from escalation.notifier import LogNotifier, Notifier
+from escalation.notifier import Notifier
 from escalation.service import EscalationService
 from escalation.store.base import Store, StoreError
 from escalation.store.factory import make_store
@@ -74,6 +77,7 @@ class Runtime:
         self.store: Store = store or make_store(loaded.config.store)
         self._directory = build_directory(loaded)
         self._extra_notifiers = dict(notifiers or {})
+        self._http: aiohttp.ClientSession | None = None
         self._notifiers = self._build_notifiers(loaded)
         self.engine = Engine(
             self.store,
@@ -107,6 +111,8 @@ class Runtime:
             await self._engine_task
             self._engine_task = None
         await self.store.close()
+        if self._http is not None:
+            await self._http.close()
 
     async def readiness_problems(self) -> list[str]:
         try:
@@ -142,11 +148,24 @@ class Runtime:
         return self._directory
 
     def _build_notifiers(self, loaded: LoadedConfig) -> dict[str, Notifier]:
-        out: dict[str, Notifier] = {}
-        if loaded.config.adapters.log.enabled:
-            out["log"] = LogNotifier()
+        ctx = AdapterContext(loaded.config.server.public_url, self.http, self.clock)
+        try:
+            out = build_notifiers(loaded.config.adapters, ctx)
+        except AdapterBuildError as e:
+            raise ConfigError(
+                [Problem(str(loaded.path), None, None, f"adapters.{c}", m) for c, m in e.problems]
+            ) from None
         out.update(self._extra_notifiers)
         return out
+
+    def http(self) -> aiohttp.ClientSession:
+        """The process-wide HTTP client session (created on first use, inside the loop)."""
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=30),
+                headers={"User-Agent": "tocsin/0.1"},
+            )
+        return self._http
 
     async def reload(self) -> None:
         """Load the config file again; on any problem keep the old one and raise ConfigError."""

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from rules.alerts import Alert, Notification
 from rules.classifier import Classification, Classifier
@@ -26,6 +26,15 @@ from rules.classifier import Classification, Classifier
 __all__ = ["CaseResult", "TestAlert", "TestCase", "TestFile", "run_case"]
 
 DEFAULT_AT = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # a Monday morning, inside business hours
+
+
+def _utc_if_naive(t: datetime | None) -> datetime | None:
+    # A test author writing "2026-01-05T10:00:00" means UTC; a naive instant would crash the
+    # calendar checks and the alert's own timestamp validation.
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
+Instant = Annotated[datetime | None, AfterValidator(_utc_if_naive)]
 
 
 class Expect(BaseModel):
@@ -58,7 +67,7 @@ class TestCase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    at: datetime | None = None
+    at: Instant = None
     receiver: str = "tocsin"
     group_key: str = "{}:{}"
     alerts: list[TestAlert] = Field(min_length=1)
@@ -71,7 +80,7 @@ class TestFile(BaseModel):
 
     config: str | None = None
     rule_files: list[str] | None = None
-    at: datetime | None = None
+    at: Instant = None
     tests: list[TestCase] = Field(min_length=1)
 
 
@@ -111,7 +120,9 @@ def run_case(
     out = []
     for i, (ta, alert) in enumerate(zip(case.alerts, alerts, strict=True)):
         got = classifier.classify(alert, group, when)
-        out.append(CaseResult(case.name, i, ta.labels, got, tuple(_compare(classifier, ta.expect, got))))
+        out.append(
+            CaseResult(case.name, i, ta.labels, got, tuple(_compare(classifier, ta.expect, got)))
+        )
     return out
 
 

@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from config.load import load_config
 from escalation.clock import VirtualClock
+from escalation.store.base import IncidentFilter
 from router.app import create_app
 from router.runtime import Runtime
 
@@ -179,3 +181,25 @@ async def harness(make_harness: MakeHarness, config_path: Path) -> Harness:
 def client(harness: Harness) -> TestClient:
     """The standard harness's client."""
     return harness.client
+
+
+def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float | None:
+    """The value of sample ``name`` with exactly ``labels`` in exposition ``text``, or None."""
+    want = labels or {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == want:
+                return float(s.value)
+    return None
+
+
+async def scrape(client: TestClient) -> str:
+    """GET /metrics and return the exposition text."""
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    return await resp.text()
+
+
+async def incident_count(rt: Runtime) -> int:
+    """How many incidents the store holds."""
+    return len(await rt.store.list_incidents(IncidentFilter()))

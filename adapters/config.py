@@ -1,0 +1,152 @@
+"""The ``adapters:`` section: how tocsin reaches people (PagerDuty, email, phone, webhooks)
+and how the dispatcher protects them (retries, rate limits, bundling, circuit breakers).
+
+Each adapter's section is optional; a channel without a section is simply not available, and
+a page to it fails visibly (timeline + metric) and falls back per the person's ``fallback``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from rules.durations import Duration
+
+__all__ = [
+    "AdaptersConfig",
+    "DispatchConfig",
+    "EmailConfig",
+    "LogChannelConfig",
+    "PagerDutyConfig",
+    "PhoneConfig",
+    "RateLimit",
+    "WebhookConfig",
+    "WebhookEndpoint",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LogChannelConfig(_Section):
+    """The built-in ``log`` channel: a structured log line and a stored record."""
+
+    enabled: bool = True
+
+
+class PagerDutyConfig(_Section):
+    """Events API v2 out, REST on-call lookups, signed v3 webhooks in."""
+
+    events_url: str = "https://events.pagerduty.com"  # base; tocsin posts to {events_url}/v2/enqueue
+    services: dict[str, SecretStr] = Field(default_factory=dict)  # name -> 32-char routing key
+    default_service: str | None = None  # used for person targets paged via the pagerduty channel
+    api_url: str = "https://api.pagerduty.com"
+    api_token: SecretStr | None = None  # REST API key, for on-call lookups
+    from_email: str | None = None
+    oncall_cache_ttl: Duration = Field(default=timedelta(seconds=60))
+    webhook_secrets: list[SecretStr] = Field(default_factory=list)  # v3 subscription secrets
+    timeout: Duration = Field(default=timedelta(seconds=10))
+    tls_ca_file: str | None = None  # extra CA to trust (tests; private PagerDuty proxies)
+
+    @model_validator(mode="after")
+    def _default_known(self) -> PagerDutyConfig:
+        if self.default_service is not None and self.default_service not in self.services:
+            raise ValueError(f"default_service {self.default_service!r} is not one of services")
+        return self
+
+
+class EmailConfig(_Section):
+    """SMTP through aiosmtplib."""
+
+    host: str = "localhost"
+    port: int | None = None  # default: 465 with use_tls, 587 with start_tls, else 25
+    use_tls: bool = False
+    start_tls: bool | None = None  # None: upgrade if the server offers it
+    username: str | None = None
+    password: SecretStr | None = None
+    from_address: str = "tocsin@localhost"
+    timeout: Duration = Field(default=timedelta(seconds=30))
+    tls_ca_file: str | None = None
+    link_secret: SecretStr | None = None  # HMAC key for acknowledge/resolve links
+    link_ttl: Duration = Field(default=timedelta(hours=24))
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> EmailConfig:
+        if self.use_tls and self.start_tls:
+            raise ValueError("use_tls and start_tls are mutually exclusive")
+        if self.username is not None and self.password is None:
+            raise ValueError("username needs password (or password_file)")
+        return self
+
+
+class PhoneConfig(_Section):
+    """Voice calls and SMS; Twilio's REST contract is the one provider so far."""
+
+    provider: Literal["twilio"] = "twilio"
+    base_url: str = "https://api.twilio.com"
+    account_sid: str
+    auth_token: SecretStr
+    from_number: str
+    ring_timeout: Duration = Field(default=timedelta(seconds=30))
+    timeout: Duration = Field(default=timedelta(seconds=15))
+
+
+class WebhookEndpoint(_Section):
+    url: str
+    secret: SecretStr | None = None  # HMAC-SHA256 of the body in X-Tocsin-Signature
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = Field(default=timedelta(seconds=10))
+
+
+class WebhookConfig(_Section):
+    """Generic JSON webhooks (chat tools and anything else); ``via: [webhook]`` posts to all."""
+
+    endpoints: dict[str, WebhookEndpoint] = Field(default_factory=dict)
+
+
+class RateLimit(_Section):
+    """At most ``count`` messages per ``per``."""
+
+    count: int = Field(ge=1)
+    per: Duration
+
+
+class DispatchConfig(_Section):
+    """Delivery guarantees and downstream protection."""
+
+    max_attempts: int = Field(default=6, ge=1)
+    backoff_initial: Duration = Field(default=timedelta(seconds=1))
+    backoff_max: Duration = Field(default=timedelta(minutes=2))
+    deadline: dict[str, Duration] = Field(
+        default_factory=lambda: {
+            "pagerduty": timedelta(minutes=15),
+            "email": timedelta(minutes=30),
+            "phone": timedelta(minutes=5),
+            "sms": timedelta(minutes=10),
+            "webhook": timedelta(minutes=10),
+            "log": timedelta(minutes=1),
+        }
+    )
+    channel_rate: dict[str, RateLimit] = Field(
+        default_factory=lambda: {"pagerduty": RateLimit(count=100, per=timedelta(minutes=1))}
+    )
+    person_rate: RateLimit = Field(
+        default_factory=lambda: RateLimit(count=10, per=timedelta(minutes=10))
+    )
+    bundle_window: Duration = Field(default=timedelta(seconds=30))
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_reset: Duration = Field(default=timedelta(seconds=60))
+
+
+class AdaptersConfig(_Section):
+    """Channels tocsin can notify through."""
+
+    log: LogChannelConfig = Field(default_factory=LogChannelConfig)
+    pagerduty: PagerDutyConfig | None = None
+    email: EmailConfig | None = None
+    phone: PhoneConfig | None = None
+    webhook: WebhookConfig | None = None
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)

@@ -1,0 +1,1 @@
+"""Fixtures for the dedup, lifecycle and incident API tests (in-process app driver)."""

@@ -1,0 +1,1280 @@
+"""The store test-suite: the same tests against SQLite and PostgreSQL.
+
+PostgreSQL tests need ``TOCSIN_TEST_POSTGRES_DSN`` (e.g.
+``postgresql://postgres@127.0.0.1:5432/test``); each gets a fresh schema, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from pydantic import ValidationError
+
+from escalation.model import (
+    AlertRecord,
+    Changes,
+    IncidentRecord,
+    OutboxRecord,
+    OutboxState,
+    Status,
+    StepRecord,
+    StepState,
+    TimelineEvent,
+)
+from escalation.store.base import Conflict, IncidentFilter, Store, StoreError
+from escalation.store.factory import StoreConfig, make_store
+from escalation.store.migrations import MIGRATIONS, latest_version
+from escalation.store.postgres import PostgresStore
+from escalation.store.sqlite import SINGLE_REPLICA_MESSAGE, SqliteStore
+
+DSN_ENV = "TOCSIN_TEST_POSTGRES_DSN"
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+CEST = timezone(timedelta(hours=2))
+ALL_VERSIONS = [m.version for m in MIGRATIONS]
+
+
+def m(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+
+
+def _pg_dsn() -> str:
+    dsn = os.environ.get(DSN_ENV)
+    if not dsn:
+        pytest.skip(f"set {DSN_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test) to run")
+    return dsn
+
+
+@contextlib.asynccontextmanager
+async def fresh_schema() -> AsyncIterator[tuple[str, str]]:
+    """(dsn, a fresh schema name); the schema is dropped afterwards."""
+    dsn = _pg_dsn()
+    name = f"tocsin_test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield dsn, name
+    finally:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def pg_schema() -> AsyncIterator[tuple[str, str]]:
+    async with fresh_schema() as pair:
+        yield pair
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def make(backend_name: str, tmp_path: Path) -> AsyncIterator[Callable[[], Store]]:
+    """A factory of unopened stores sharing one database of the parametrised backend."""
+    if backend_name == "sqlite":
+        path = tmp_path / "tocsin.db"
+        yield lambda: SqliteStore(path)
+        return
+    async with fresh_schema() as (dsn, schema):
+        yield lambda: PostgresStore(dsn, schema=schema, pool_min=1, pool_max=5)
+
+
+@pytest.fixture
+async def store(make: Callable[[], Store]) -> AsyncIterator[Store]:
+    s = make()
+    await s.open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def pg_store(pg_schema: tuple[str, str]) -> AsyncIterator[PostgresStore]:
+    dsn, schema = pg_schema
+    s = PostgresStore(dsn, schema=schema, pool_min=1, pool_max=8)
+    await s.open()
+    yield s
+    await s.close()
+
+
+# -- record builders ----------------------------------------------------------------------------
+
+
+def incident(
+    iid: str, *, key: str | None = None, opened: datetime = T0, **kw: Any
+) -> IncidentRecord:
+    fields: dict[str, Any] = {
+        "id": iid,
+        "number": 0,
+        "key": key or f"key-{iid}",
+        "status": Status.TRIGGERED,
+        "severity": "P1",
+        "title": f"title {iid}",
+        "team": "db",
+        "policy_name": "default",
+        "policy": {"steps": [{"after": "0s", "notify": ["schedule:primary"]}]},
+        "level": {"ack": "5m"},
+        "opened_at": opened,
+        "updated_at": opened,
+    }
+    fields.update(kw)
+    return IncidentRecord(**fields)
+
+
+def step(sid: str, incident_id: str = "inc-1", *, due: datetime = T0, **kw: Any) -> StepRecord:
+    return StepRecord(
+        id=sid,
+        incident_id=incident_id,
+        kind=kw.pop("kind", "page"),
+        epoch=kw.pop("epoch", 0),
+        round=kw.pop("round", 0),
+        tier=kw.pop("tier", 0),
+        due_at=due,
+        **kw,
+    )
+
+
+def outbox(
+    oid: str, incident_id: str = "inc-1", *, not_before: datetime = T0, **kw: Any
+) -> OutboxRecord:
+    fields: dict[str, Any] = {
+        "id": oid,
+        "incident_id": incident_id,
+        "step_id": None,
+        "kind": "page",
+        "tier": 0,
+        "round": 0,
+        "target": "schedule:primary",
+        "person": "alice",
+        "channel": "pagerduty",
+        "created_at": T0,
+        "not_before": not_before,
+    }
+    fields.update(kw)
+    return OutboxRecord(**fields)
+
+
+def alert(incident_id: str, fp: str, starts: datetime = T0, **kw: Any) -> AlertRecord:
+    fields: dict[str, Any] = {
+        "incident_id": incident_id,
+        "fingerprint": fp,
+        "starts_at": starts,
+        "status": "firing",
+        "ends_at": None,
+        "labels": {"alertname": "HighLatency", "service": "api"},
+        "annotations": {"summary": "slow"},
+        "generator_url": "http://prom/graph",
+        "severity": "P1",
+        "rule": "latency",
+        "first_seen": starts,
+        "last_seen": starts,
+    }
+    fields.update(kw)
+    return AlertRecord(**fields)
+
+
+def event(incident_id: str, at: datetime, kind: str, message: str = "") -> TimelineEvent:
+    return TimelineEvent(
+        incident_id=incident_id, at=at, kind=kind, actor="tocsin", source="engine", message=message
+    )
+
+
+async def apply(store: Store, **changes: Any) -> None:
+    async with store.transaction() as tx:
+        await tx.apply(Changes(**changes))
+
+
+async def steps_of(
+    store: Store, incident_id: str, *, pending_only: bool = False
+) -> list[StepRecord]:
+    async with store.transaction() as tx:
+        return await tx.steps_of(incident_id, pending_only=pending_only)
+
+
+async def outbox_of(store: Store, incident_id: str) -> list[OutboxRecord]:
+    async with store.transaction() as tx:
+        return await tx.outbox_of(incident_id)
+
+
+async def claim_steps(
+    store: Store, now: datetime, owner: str, lease: datetime, limit: int = 10
+) -> list[str]:
+    async with store.transaction() as tx:
+        return [s.id for s in await tx.claim_due_steps(now, owner, lease, limit)]
+
+
+async def claim_outbox(
+    store: Store, now: datetime, owner: str, lease: datetime, limit: int = 10
+) -> list[str]:
+    async with store.transaction() as tx:
+        return [o.id for o in await tx.claim_outbox(now, owner, lease, limit)]
+
+
+def states(records: list[StepRecord] | list[OutboxRecord]) -> dict[str, str]:
+    return {r.id: str(r.state) for r in records}
+
+
+# -- round trips --------------------------------------------------------------------------------
+
+
+async def test_round_trip_of_every_record_type(store: Store) -> None:
+    inc = IncidentRecord(
+        id="inc-1",
+        number=77,  # ignored: the store assigns numbers
+        key='am/receiver:{}/{alertname="HighLatency"}',
+        status=Status.ACKNOWLEDGED,
+        severity="P0",
+        title="Latency ✓ über 9000",
+        team="database",
+        policy_name="critical",
+        policy={
+            "steps": [{"after": "5m", "unless": "acknowledged", "notify": ["role:lead"]}],
+            "repeat": 2,
+            "a_last_key": None,
+            "float": 1.5,
+        },
+        level={"name": "SEV-1", "ack": "5m", "update_every": "30m"},
+        opened_at=T0,
+        updated_at=datetime(2026, 3, 1, 14, 5, 7, 123456, tzinfo=CEST),  # = 12:05:07.123456Z
+        acknowledged_at=m(3),
+        mitigated_at=m(10),
+        resolved_at=m(20),
+        epoch=2,
+        receiver="pagerduty-critical",
+        group_key='{}:{alertname="HighLatency"}',
+        rule="latency-rule",
+        labels={"service": "api", "alertname": "HighLatency"},
+        version=3,
+    )
+    al = alert(
+        "inc-1",
+        "fp1",
+        ends_at=m(19),
+        status="resolved",
+        annotations={"summary": "p99 > 2s", "runbook": "https://wiki/rb"},
+    )
+    steps = [
+        step(
+            "inc-1:2:page:0:0",
+            unless="acknowledged",
+            due=m(0),
+            state=StepState.FIRED,
+            fired_at=m(0.5),
+            note="fired late",
+            epoch=2,
+        ),
+        step("inc-1:2:page:0:1", unless=None, due=m(5), kind="reminder", round=1, tier=1, epoch=2),
+    ]
+    ob = outbox(
+        "inc-1:2:page:0:0:alice:email",
+        step_id="inc-1:2:page:0:0",
+        kind="page",
+        tier=1,
+        round=2,
+        target="role:lead",
+        person="alice",
+        channel="email",
+        created_at=m(0.5),
+        not_before=m(1),
+        state=OutboxState.UNKNOWN,
+        attempts=4,
+        last_error="timeout",
+        sent_at=m(1.5),
+        provider_id="msg-123",
+        payload={"subject": "SEV-1 ✓", "to": ["a@x"], "n": {"deep": [1, 2.5, None]}},
+    )
+    ev = TimelineEvent(
+        incident_id="inc-1",
+        at=m(0),
+        kind="open",
+        actor="alertmanager",
+        source="alert",
+        message="opened",
+        data={"rule": "latency", "n": [1, 2]},
+    )
+
+    await apply(
+        store,
+        new_incidents=[inc],
+        upsert_alerts=[al],
+        new_steps=steps,
+        new_outbox=[ob],
+        timeline=[ev],
+    )
+
+    got = await store.get_incident("inc-1")
+    assert got == replace(inc, number=1)
+    assert list(got.policy) == ["steps", "repeat", "a_last_key", "float"]  # key order kept
+    assert got.updated_at.utcoffset() == timedelta(0)
+    assert got.updated_at == datetime(2026, 3, 1, 12, 5, 7, 123456, tzinfo=UTC)
+    assert isinstance(got.status, Status)
+    async with store.transaction() as tx:
+        assert await tx.get_incident("inc-1") == replace(inc, number=1)
+        assert await tx.alerts_of("inc-1") == [al]
+        assert await tx.steps_of("inc-1") == steps
+        assert await tx.outbox_of("inc-1") == [ob]
+        assert await tx.get_incident("nope") is None
+        assert await tx.alerts_of("nope") == []
+    assert await store.timeline("inc-1") == [ev]
+    for value in (got.opened_at, got.acknowledged_at, got.resolved_at):
+        assert value is not None and value.tzinfo is not None
+        assert value.utcoffset() == timedelta(0)
+
+
+async def test_numbers_are_assigned_in_order_and_record_numbers_ignored(store: Store) -> None:
+    await apply(store, new_incidents=[incident("a", number=50)])
+    await apply(store, new_incidents=[incident("b", number=50), incident("c", number=0)])
+    assert [(await store.get_incident(i)).number for i in "abc"] == [1, 2, 3]  # type: ignore[union-attr]
+    assert (await store.find_incident("#3")).id == "c"  # type: ignore[union-attr]
+
+
+async def test_update_keeps_the_assigned_number(store: Store) -> None:
+    await apply(store, new_incidents=[incident("a"), incident("b")])
+    b = await store.get_incident("b")
+    assert b is not None
+    await apply(store, updated_incidents=[replace(b, number=999, title="renamed")])
+    assert await store.get_incident("b") == replace(b, title="renamed", version=1)
+
+
+# -- keys and occurrences -----------------------------------------------------------------------
+
+
+async def test_keys_and_aliases_point_at_the_newest_incident(store: Store) -> None:
+    await apply(store, new_incidents=[incident("a", key="k")])
+    async with store.transaction() as tx:
+        found = await tx.incidents_by_key(["k", "missing"])
+    assert list(found) == ["k"]
+    assert found["k"] == await store.get_incident("a")
+
+    await apply(store, key_aliases=[("alias", "a")])
+    await apply(store, new_incidents=[incident("b", key="k", opened=m(5))])
+    async with store.transaction() as tx:
+        found = await tx.incidents_by_key(["k", "alias", "k"])
+    assert {k: v.id for k, v in found.items()} == {"k": "b", "alias": "a"}
+    assert found["k"].number == 2
+
+    await apply(store, key_aliases=[("alias", "b")])
+    async with store.transaction() as tx:
+        assert (await tx.incidents_by_key(["alias"]))["alias"].id == "b"
+        assert await tx.incidents_by_key([]) == {}
+
+
+async def test_occurrence_lookup_returns_the_newest_holder(store: Store) -> None:
+    await apply(store, new_incidents=[incident("old", opened=T0), incident("new", opened=m(30))])
+    await apply(
+        store,
+        upsert_alerts=[
+            alert("old", "fp1", T0),
+            alert("new", "fp1", T0),
+            alert("new", "fp2", m(1)),
+            alert("old", "fp3", m(2)),
+        ],
+    )
+    shifted = m(1).astimezone(CEST)  # same instant, another zone: the caller's key comes back
+    async with store.transaction() as tx:
+        found = await tx.incidents_by_occurrence(
+            [("fp1", T0), ("fp2", shifted), ("fp3", m(2)), ("fp1", m(1)), ("fp9", T0)]
+        )
+        assert await tx.incidents_by_occurrence([]) == {}
+    assert found == {("fp1", T0): "new", ("fp2", shifted): "new", ("fp3", m(2)): "old"}
+
+
+async def test_alert_upsert_replaces_only_the_changing_fields(store: Store) -> None:
+    await apply(store, new_incidents=[incident("a")])
+    first = alert("a", "fp1", T0)
+    await apply(store, upsert_alerts=[first, alert("a", "fp1", m(60))])
+    changed = replace(
+        first,
+        status="resolved",
+        ends_at=m(9),
+        last_seen=m(10),
+        annotations={"summary": "recovered"},
+        severity="P2",
+        rule="other-rule",
+        labels={"changed": "yes"},  # kept: identity of the occurrence
+        generator_url="http://elsewhere",  # kept
+        first_seen=m(5),  # kept
+    )
+    await apply(store, upsert_alerts=[changed])
+    async with store.transaction() as tx:
+        got = await tx.alerts_of("a")
+    assert got == [
+        replace(
+            changed,
+            labels=first.labels,
+            generator_url=first.generator_url,
+            first_seen=first.first_seen,
+        ),
+        alert("a", "fp1", m(60)),
+    ]
+
+
+# -- compare-and-set and idempotency ------------------------------------------------------------
+
+
+async def test_cas_update_bumps_version_and_stale_update_conflicts(store: Store) -> None:
+    await apply(store, new_incidents=[incident("a")])
+    v0 = await store.get_incident("a")
+    assert v0 is not None and v0.version == 0
+    acked = replace(v0, status=Status.ACKNOWLEDGED, acknowledged_at=m(2), updated_at=m(2))
+    await apply(store, updated_incidents=[acked])
+    assert await store.get_incident("a") == replace(acked, version=1)
+
+    with pytest.raises(Conflict) as caught:
+        await apply(
+            store,
+            updated_incidents=[replace(v0, title="stale writer")],
+            timeline=[event("a", m(3), "note")],
+        )
+    assert isinstance(caught.value, StoreError)
+    assert await store.get_incident("a") == replace(acked, version=1)
+    assert await store.timeline("a") == []
+
+    with pytest.raises(Conflict):
+        await apply(store, updated_incidents=[incident("ghost")])
+
+
+async def test_new_steps_and_outbox_are_insert_or_ignore(store: Store) -> None:
+    s = step("s1", due=m(5), note="original")
+    o = outbox("o1", not_before=m(5), person="alice")
+    await apply(store, new_steps=[s], new_outbox=[o])
+    await apply(
+        store,
+        new_steps=[replace(s, due_at=m(99), note="second"), step("s2", due=m(6))],
+        new_outbox=[replace(o, person="mallory", not_before=m(99))],
+    )
+    assert await steps_of(store, "inc-1") == [s, step("s2", due=m(6))]
+    assert await outbox_of(store, "inc-1") == [o]
+
+
+# -- cancellation -------------------------------------------------------------------------------
+
+
+CANCEL_CASES: list[tuple[tuple[str | None, ...] | None, set[str]]] = [
+    (("acknowledged",), {"s-ack"}),
+    (("acknowledged", "mitigated"), {"s-ack", "s-mit"}),
+    ((None,), {"s-none"}),
+    (("resolved", None), {"s-res", "s-none"}),
+    ((), set()),
+    (None, {"s-ack", "s-mit", "s-res", "s-none"}),
+]
+
+
+@pytest.mark.parametrize(("unless", "cancelled"), CANCEL_CASES)
+async def test_cancel_steps_of_by_unless(
+    store: Store, unless: tuple[str | None, ...] | None, cancelled: set[str]
+) -> None:
+    steps = [
+        step("s-ack", unless="acknowledged", due=m(1)),
+        step("s-mit", unless="mitigated", due=m(2)),
+        step("s-res", unless="resolved", due=m(3)),
+        step("s-none", unless=None, due=m(4)),
+        step(
+            "s-fired",
+            unless="acknowledged",
+            due=m(0),
+            state=StepState.FIRED,
+            fired_at=m(0),
+            note="done",
+        ),
+        step("s-skipped", unless=None, due=m(0), state=StepState.SKIPPED, note="quiet"),
+    ]
+    other = step("other", "inc-2", unless="acknowledged", due=m(1))
+    await apply(store, new_steps=[*steps, other])
+    await apply(store, cancel_steps_of=[("inc-1", unless, "acknowledged by alice")])
+
+    got = {s.id: s for s in await steps_of(store, "inc-1")}
+    for s in steps:
+        if s.id in cancelled:
+            assert got[s.id] == replace(s, state=StepState.CANCELLED, note="acknowledged by alice")
+        else:
+            assert got[s.id] == s
+    assert await steps_of(store, "inc-2") == [other]
+    pending = {s.id for s in await steps_of(store, "inc-1", pending_only=True)}
+    assert pending == {"s-ack", "s-mit", "s-res", "s-none"} - cancelled
+
+
+async def test_cancel_outbox_of_cancels_pending_rows_of_those_kinds(store: Store) -> None:
+    rows = [
+        outbox("page", kind="page"),
+        outbox("reminder", kind="reminder", created_at=m(1)),
+        outbox("resolve", kind="resolve", created_at=m(2)),
+        outbox("page-sent", kind="page", created_at=m(3), state=OutboxState.SENT, sent_at=m(3)),
+    ]
+    other = outbox("other", "inc-2", kind="page")
+    await apply(store, new_outbox=[*rows, other])
+    await apply(store, cancel_outbox_of=[("inc-1", ("page", "reminder")), ("inc-1", ())])
+    assert states(await outbox_of(store, "inc-1")) == {
+        "page": "cancelled",
+        "reminder": "cancelled",
+        "resolve": "pending",
+        "page-sent": "sent",
+    }
+    assert states(await outbox_of(store, "inc-2")) == {"other": "pending"}
+
+
+async def test_cancellations_apply_before_inserts_of_the_same_changes(store: Store) -> None:
+    # A reopen / severity raise cancels the old run and schedules a new one in one decision.
+    await apply(store, new_steps=[step("e0", due=m(5))], new_outbox=[outbox("o-e0")])
+    await apply(
+        store,
+        cancel_steps_of=[("inc-1", None, "superseded")],
+        new_steps=[step("e1", due=m(6), epoch=1)],
+        cancel_outbox_of=[("inc-1", ("page",))],
+        new_outbox=[outbox("o-e1", created_at=m(1))],
+    )
+    assert states(await steps_of(store, "inc-1")) == {"e0": "cancelled", "e1": "pending"}
+    assert states(await outbox_of(store, "inc-1")) == {"o-e0": "cancelled", "o-e1": "pending"}
+
+
+# -- step updates, claims, leases ---------------------------------------------------------------
+
+
+async def test_step_updates_set_state_and_clear_the_lease(store: Store) -> None:
+    await apply(store, new_steps=[step("s1", due=m(0)), step("s2", due=m(0))])
+    assert await claim_steps(store, m(1), "a", m(10)) == ["s1", "s2"]
+    await apply(
+        store,
+        step_updates=[
+            ("s1", StepState.FIRED, m(1), "paged alice"),
+            ("s2", StepState.PENDING, None, "retry"),
+        ],
+    )
+    got = {s.id: s for s in await steps_of(store, "inc-1")}
+    assert got["s1"] == step(
+        "s1", due=m(0), state=StepState.FIRED, fired_at=m(1), note="paged alice"
+    )
+    assert got["s2"] == step("s2", due=m(0), note="retry")
+    # s2's lease was released: another replica may take it before the old lease would expire.
+    assert await claim_steps(store, m(2), "b", m(12)) == ["s2"]
+
+
+async def test_reschedule_moves_a_pending_step_and_clears_its_lease(store: Store) -> None:
+    await apply(store, new_steps=[step("s1", due=m(0)), step("gone", due=m(0))])
+    assert await claim_steps(store, m(1), "a", m(10)) == ["gone", "s1"]  # same due: by id
+    await apply(store, cancel_steps_of=[("inc-1", None, "acked")])
+    await apply(store, new_steps=[step("s3", due=m(0))])
+    await apply(
+        store,
+        step_reschedules=[("s3", m(30), "quiet hours until 12:30"), ("gone", m(30), "late")],
+    )
+    got = {s.id: s for s in await steps_of(store, "inc-1")}
+    assert got["s3"] == step("s3", due=m(30), note="quiet hours until 12:30")
+    assert got["gone"] == step("gone", due=m(0), state=StepState.CANCELLED, note="acked")
+    assert await store.next_due() == m(30)
+    assert await claim_steps(store, m(29), "b", m(40)) == []
+    assert await claim_steps(store, m(30), "b", m(40)) == ["s3"]
+
+
+async def test_claim_due_steps_respects_due_time_state_lease_and_limit(store: Store) -> None:
+    await apply(
+        store,
+        new_steps=[
+            step("s2", due=m(1)),
+            step("s1", due=m(0)),
+            step("future", due=m(10)),
+            step("fired", due=m(0), state=StepState.FIRED, fired_at=m(0)),
+            step("cancelled", due=m(0), state=StepState.CANCELLED),
+        ],
+    )
+    async with store.transaction() as tx:
+        claimed = await tx.claim_due_steps(m(5), "replica-a", m(6), 10)
+        assert await tx.claim_due_steps(m(5), "replica-a", m(6), 0) == []
+    assert claimed == [step("s1", due=m(0)), step("s2", due=m(1))]
+    assert await claim_steps(store, m(5), "replica-b", m(7)) == []  # leases are live
+    just_before_expiry = m(6) - timedelta(microseconds=1)
+    assert await claim_steps(store, just_before_expiry, "replica-b", m(7)) == []
+    # At expiry the lease is free again: a dead replica's work is picked up.
+    assert await claim_steps(store, m(6), "replica-b", m(8), limit=1) == ["s1"]
+    assert await claim_steps(store, m(6), "replica-c", m(8)) == ["s2"]
+    assert await claim_steps(store, m(10), "replica-c", m(11)) == ["s1", "s2", "future"]
+
+
+async def test_claim_outbox_respects_not_before_state_lease_and_limit(store: Store) -> None:
+    await apply(
+        store,
+        new_outbox=[
+            outbox("o2", not_before=m(1)),
+            outbox("o1", not_before=m(0)),
+            outbox("o1b", not_before=m(0), created_at=m(0.5)),
+            outbox("later", not_before=m(10)),
+            outbox("sent", not_before=m(0), state=OutboxState.SENT, sent_at=m(0)),
+        ],
+    )
+    async with store.transaction() as tx:
+        claimed = await tx.claim_outbox(m(5), "a", m(6), 2)
+    assert claimed == [
+        outbox("o1", not_before=m(0)),
+        outbox("o1b", not_before=m(0), created_at=m(0.5)),
+    ]
+    assert await claim_outbox(store, m(5), "b", m(7)) == ["o2"]
+    assert await claim_outbox(store, m(5), "c", m(7)) == []
+    assert await claim_outbox(store, m(6), "c", m(8)) == ["o1", "o1b"]
+    assert await claim_outbox(store, m(10), "c", m(11)) == ["o1", "o1b", "o2", "later"]
+
+
+async def test_record_delivery_writes_outcome_and_releases_lease(store: Store) -> None:
+    await apply(store, new_outbox=[outbox("o1")])
+    assert await claim_outbox(store, m(1), "a", m(10)) == ["o1"]
+    async with store.transaction() as tx:
+        await tx.record_delivery(
+            "o1", OutboxState.PENDING, attempts=1, error="HTTP 503", not_before=m(2)
+        )
+    assert await outbox_of(store, "inc-1") == [
+        outbox("o1", attempts=1, last_error="HTTP 503", not_before=m(2))
+    ]
+    assert await claim_outbox(store, m(2), "b", m(12)) == ["o1"]  # lease released
+    async with store.transaction() as tx:
+        await tx.record_delivery(
+            "o1", OutboxState.SENT, attempts=2, provider_id="pd-1", sent_at=m(2.5)
+        )
+    sent = outbox(
+        "o1",
+        attempts=2,
+        not_before=m(2),
+        state=OutboxState.SENT,
+        sent_at=m(2.5),
+        provider_id="pd-1",
+    )
+    assert await outbox_of(store, "inc-1") == [sent]
+    async with store.transaction() as tx:
+        # Empty provider id / no sent_at keep what is stored.
+        await tx.record_delivery("o1", OutboxState.SENT, attempts=3, error="")
+    assert await outbox_of(store, "inc-1") == [replace(sent, attempts=3)]
+    assert await claim_outbox(store, m(60), "c", m(70)) == []  # not pending any more
+    with pytest.raises(StoreError, match="no outbox row 'missing'"):
+        async with store.transaction() as tx:
+            await tx.record_delivery("missing", OutboxState.SENT, attempts=1)
+
+
+async def test_concurrent_claimers_never_share_a_row(store: Store) -> None:
+    await apply(
+        store,
+        new_steps=[step(f"s{i:02}", due=m(i / 10)) for i in range(12)],
+        new_outbox=[outbox(f"o{i:02}", not_before=m(i / 10)) for i in range(12)],
+    )
+    step_claims = await asyncio.gather(
+        *(claim_steps(store, m(5), f"r{i}", m(6), 3) for i in range(6))
+    )
+    out_claims = await asyncio.gather(
+        *(claim_outbox(store, m(5), f"r{i}", m(6), 3) for i in range(6))
+    )
+    for claims, prefix in ((step_claims, "s"), (out_claims, "o")):
+        flat = [c for batch in claims for c in batch]
+        assert sorted(flat) == [f"{prefix}{i:02}" for i in range(12)]  # each exactly once
+        assert sorted(len(b) for b in claims) == [0, 0, 3, 3, 3, 3]
+
+
+async def test_pg_skip_locked_while_another_claim_is_uncommitted(pg_store: PostgresStore) -> None:
+    store = pg_store
+    await apply(
+        store,
+        new_steps=[step(f"s{i}", due=m(i)) for i in range(5)],
+        new_outbox=[outbox(f"o{i}", not_before=m(i)) for i in range(5)],
+    )
+    first_claimed = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_claimer() -> tuple[list[str], list[str]]:
+        async with store.transaction() as tx:
+            s = [x.id for x in await tx.claim_due_steps(m(10), "slow", m(20), 2)]
+            o = [x.id for x in await tx.claim_outbox(m(10), "slow", m(20), 2)]
+            first_claimed.set()
+            await release.wait()  # keep the rows locked, uncommitted
+        return s, o
+
+    slow = asyncio.create_task(slow_claimer())
+    await first_claimed.wait()
+    # The other claimer is not blocked by the open transaction: it skips the locked rows.
+    fast_steps = await asyncio.wait_for(claim_steps(store, m(10), "fast", m(20)), 5)
+    fast_outbox = await asyncio.wait_for(claim_outbox(store, m(10), "fast", m(20)), 5)
+    release.set()
+    assert await slow == (["s0", "s1"], ["o0", "o1"])
+    assert fast_steps == ["s2", "s3", "s4"]
+    assert fast_outbox == ["o2", "o3", "o4"]
+    # Committed leases are live now: nobody gets anything before they expire.
+    assert await claim_steps(store, m(10), "third", m(30)) == []
+    assert await claim_outbox(store, m(10), "third", m(30)) == []
+    assert await claim_steps(store, m(20), "third", m(30)) == [f"s{i}" for i in range(5)]
+
+
+async def test_lock_keys_serialises_writers_on_one_key(store: Store) -> None:
+    order: list[str] = []
+    locked = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> None:
+        async with store.transaction() as tx:
+            await tx.lock_keys(["k1", "k2"])
+            order.append("first locked")
+            locked.set()
+            await release.wait()
+            order.append("first done")
+
+    async def second() -> None:
+        async with store.transaction() as tx:
+            await tx.lock_keys(["k2"])
+            order.append("second locked")
+
+    t1 = asyncio.create_task(first())
+    await locked.wait()
+    t2 = asyncio.create_task(second())
+    await asyncio.sleep(0.2)
+    assert order == ["first locked"]  # second waits on k2
+    release.set()
+    await asyncio.gather(t1, t2)
+    assert order == ["first locked", "first done", "second locked"]
+
+
+async def test_pg_lock_keys_on_other_keys_do_not_wait(pg_store: PostgresStore) -> None:
+    release = asyncio.Event()
+    locked = asyncio.Event()
+
+    async def holder() -> None:
+        async with pg_store.transaction() as tx:
+            await tx.lock_keys(["k1"])
+            locked.set()
+            await release.wait()
+
+    task = asyncio.create_task(holder())
+    await locked.wait()
+    async with pg_store.transaction() as tx:
+        await asyncio.wait_for(tx.lock_keys(["k2", "k3"]), 5)
+        await tx.lock_keys([])
+    release.set()
+    await task
+
+
+async def test_pg_get_incident_in_tx_locks_the_row(pg_store: PostgresStore) -> None:
+    await apply(pg_store, new_incidents=[incident("a")])
+    order: list[str] = []
+    locked = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> None:
+        async with pg_store.transaction() as tx:
+            assert await tx.get_incident("a") is not None
+            locked.set()
+            await release.wait()
+            order.append("first done")
+
+    async def second() -> None:
+        async with pg_store.transaction() as tx:
+            await tx.get_incident("a")
+            order.append("second read")
+
+    t1 = asyncio.create_task(first())
+    await locked.wait()
+    t2 = asyncio.create_task(second())
+    await asyncio.sleep(0.2)
+    assert order == []
+    release.set()
+    await asyncio.gather(t1, t2)
+    assert order == ["first done", "second read"]
+
+
+# -- next_due, deliveries -----------------------------------------------------------------------
+
+
+async def test_next_due(store: Store) -> None:
+    assert await store.next_due() is None
+    await apply(
+        store,
+        new_steps=[
+            step("s", due=m(5)),
+            step("fired", due=m(1), state=StepState.FIRED, fired_at=m(1)),
+            step("cancelled", due=m(0), state=StepState.CANCELLED),
+        ],
+        new_outbox=[
+            outbox("o", not_before=m(3)),
+            outbox("sent", not_before=m(0), state=OutboxState.SENT),
+        ],
+    )
+    assert await store.next_due() == m(3)
+    assert await claim_outbox(store, m(3), "a", m(20)) == ["o"]
+    assert await store.next_due() == m(5)  # the leased outbox row waits for its lease
+    assert await claim_steps(store, m(5), "a", m(6)) == ["s"]
+    assert await store.next_due() == m(6)  # a leased step is due again when its lease expires
+    await apply(store, step_updates=[("s", StepState.FIRED, m(5), "")])
+    assert await store.next_due() == m(20)
+    async with store.transaction() as tx:
+        await tx.record_delivery("o", OutboxState.SENT, attempts=1, sent_at=m(4))
+    assert await store.next_due() is None
+
+
+async def test_seen_delivery(store: Store) -> None:
+    async with store.transaction() as tx:
+        assert await tx.seen_delivery("pagerduty", "d-1", T0) is False
+        assert await tx.seen_delivery("pagerduty", "d-1", T0) is True
+    async with store.transaction() as tx:
+        assert await tx.seen_delivery("pagerduty", "d-1", m(1)) is True
+        assert await tx.seen_delivery("phone", "d-1", m(1)) is False
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            assert await tx.seen_delivery("email", "d-2", m(1)) is False
+            raise RuntimeError("handler failed")
+    async with store.transaction() as tx:
+        # Rolled back with the failed unit: the retry is processed, not dropped as a duplicate.
+        assert await tx.seen_delivery("email", "d-2", m(2)) is False
+
+
+# -- queries ------------------------------------------------------------------------------------
+
+
+async def _three_incidents(store: Store) -> None:
+    await apply(
+        store,
+        new_incidents=[
+            incident("a", key="ka", opened=T0, severity="P1", team="db"),
+            incident(
+                "b", key="kb", opened=m(60), severity="P2", team="web", status=Status.ACKNOWLEDGED
+            ),
+            incident(
+                "c", key="kc", opened=m(120), severity="P1", team="db", status=Status.RESOLVED
+            ),
+            incident("d", key="kd", opened=m(120), severity="P3", team=None),
+        ],
+        key_aliases=[("alias-of-b", "b")],
+    )
+
+
+async def test_find_incident_by_id_number_and_key(store: Store) -> None:
+    await _three_incidents(store)
+
+    async def find(ref: str) -> str | None:
+        found = await store.find_incident(ref)
+        return None if found is None else found.id
+
+    assert await find("a") == "a"
+    assert await find("2") == "b"
+    assert await find("#3") == "c"
+    assert await find(" #3 ") == "c"
+    assert await find("kb") == "b"
+    assert await find("alias-of-b") == "b"
+    assert await find("#99") is None
+    assert await find("99999999999999999999999999") is None
+    assert await find("nope") is None
+    assert await find("") is None
+    assert await store.get_incident("nope") is None
+
+
+async def test_list_incidents_newest_first_with_filters(store: Store) -> None:
+    await _three_incidents(store)
+
+    async def ids(**kw: Any) -> list[str]:
+        return [i.id for i in await store.list_incidents(IncidentFilter(**kw))]
+
+    assert await ids() == ["d", "c", "b", "a"]  # same opened_at: the later number first
+    assert await ids(status=["triggered", "acknowledged"]) == ["d", "b", "a"]
+    assert await ids(status=[Status.RESOLVED]) == ["c"]
+    assert await ids(severity=["P1"]) == ["c", "a"]
+    assert await ids(severity=["P1", "P2"], status=["triggered"]) == ["a"]
+    assert await ids(team="db") == ["c", "a"]
+    assert await ids(team="nobody") == []
+    assert await ids(limit=2) == ["d", "c"]
+    assert await ids(limit=0) == []
+
+
+async def test_counts_and_outbox_depth(store: Store) -> None:
+    assert await store.counts() == {}
+    assert await store.outbox_depth() == {}
+    await _three_incidents(store)
+    await apply(store, new_incidents=[incident("e", severity="P1")])
+    await apply(
+        store,
+        new_outbox=[
+            outbox("o1", channel="pagerduty"),
+            outbox("o2", channel="pagerduty"),
+            outbox("o3", channel="email"),
+            outbox("o4", channel="sms", state=OutboxState.SENT),
+            outbox("o5", channel="email", state=OutboxState.CANCELLED),
+        ],
+    )
+    assert await store.counts() == {
+        ("P1", "triggered"): 2,
+        ("P2", "acknowledged"): 1,
+        ("P3", "triggered"): 1,
+    }
+    assert await store.outbox_depth() == {"pagerduty": 2, "email": 1}
+
+
+async def test_timeline_in_time_order_with_ties_in_insertion_order(store: Store) -> None:
+    e1 = event("a", m(5), "notify", "first at 5")
+    e2 = event("a", m(5), "notify", "second at 5")
+    e0 = event("a", m(1), "open", "earlier, written later")
+    await apply(store, timeline=[e1, e2])
+    await apply(store, timeline=[e0, event("b", m(0), "open")])
+    assert await store.timeline("a") == [e0, e1, e2]
+    assert await store.timeline("none") == []
+
+
+async def test_outbox_of_orders_by_creation_then_insertion(store: Store) -> None:
+    await apply(store, new_outbox=[outbox("z", created_at=m(1)), outbox("y", created_at=m(0))])
+    await apply(store, new_outbox=[outbox("x", created_at=m(1))])
+    assert [o.id for o in await outbox_of(store, "inc-1")] == ["y", "z", "x"]
+
+
+# -- atomicity ----------------------------------------------------------------------------------
+
+
+async def test_exception_rolls_back_everything(store: Store) -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        async with store.transaction() as tx:
+            await tx.apply(
+                Changes(
+                    new_incidents=[incident("a")],
+                    upsert_alerts=[alert("a", "fp")],
+                    timeline=[event("a", T0, "open")],
+                    new_steps=[step("s", "a")],
+                    new_outbox=[outbox("o", "a")],
+                    key_aliases=[("alias", "a")],
+                )
+            )
+            raise RuntimeError("boom")
+    assert await store.get_incident("a") is None
+    assert await store.find_incident("alias") is None
+    assert await store.timeline("a") == []
+    assert await store.next_due() is None
+    assert await store.list_incidents(IncidentFilter()) == []
+    async with store.transaction() as tx:
+        assert await tx.alerts_of("a") == []
+        assert await tx.steps_of("a") == []
+        assert await tx.outbox_of("a") == []
+
+
+async def test_failed_apply_writes_nothing_even_if_the_caller_goes_on(store: Store) -> None:
+    await apply(store, new_incidents=[incident("a")])
+    stale = await store.get_incident("a")
+    assert stale is not None
+    await apply(store, updated_incidents=[replace(stale, title="moved on")])
+    async with store.transaction() as tx:
+        with pytest.raises(Conflict):
+            await tx.apply(
+                Changes(
+                    new_incidents=[incident("b")],
+                    timeline=[event("a", m(1), "note", "half")],
+                    updated_incidents=[replace(stale, title="stale")],
+                )
+            )
+        await tx.apply(Changes(timeline=[event("a", m(2), "note", "after")]))
+    assert await store.get_incident("b") is None
+    assert [e.message for e in await store.timeline("a")] == ["after"]
+    assert (await store.get_incident("a")).title == "moved on"  # type: ignore[union-attr]
+
+
+async def test_driver_errors_surface_as_store_error(store: Store, backend_name: str) -> None:
+    await apply(store, new_incidents=[incident("a")])
+    with pytest.raises(StoreError) as caught:
+        await apply(store, new_incidents=[incident("a", key="other")])
+    assert not isinstance(caught.value, Conflict)
+    cause = caught.value.__cause__
+    expected = sqlite3.IntegrityError if backend_name == "sqlite" else asyncpg.UniqueViolationError
+    assert isinstance(cause, expected)
+    # The store is still usable after the failed unit.
+    assert (await store.get_incident("a")).key == "key-a"  # type: ignore[union-attr]
+
+
+async def test_naive_datetimes_are_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="naive datetime"):
+        await apply(store, new_steps=[step("s", due=datetime(2026, 1, 1))])
+    assert await steps_of(store, "inc-1") == []
+
+
+async def test_tx_is_unusable_after_its_block(store: Store) -> None:
+    async with store.transaction() as tx:
+        pass
+    with pytest.raises(StoreError, match="finished"):
+        await tx.get_incident("a")
+
+
+# -- lifecycle, migrations, health --------------------------------------------------------------
+
+
+async def test_migrations_are_idempotent_on_reopen(make: Callable[[], Store]) -> None:
+    first = make()
+    await first.open()
+    await apply(first, new_incidents=[incident("a")])
+    assert await first.schema_versions() == ALL_VERSIONS  # type: ignore[attr-defined]
+    await first.close()
+    second = make()
+    await second.open()
+    try:
+        assert await second.schema_versions() == ALL_VERSIONS  # type: ignore[attr-defined]
+        assert (await second.get_incident("a")).number == 1  # type: ignore[union-attr]
+        await apply(second, new_incidents=[incident("b")])
+        assert (await second.get_incident("b")).number == 2  # type: ignore[union-attr]
+    finally:
+        await second.close()
+    assert latest_version() == ALL_VERSIONS[-1]
+
+
+async def test_ping_and_closed_store(store: Store) -> None:
+    await store.ping()
+    await store.close()
+    with pytest.raises(StoreError):
+        await store.ping()
+    with pytest.raises(StoreError):
+        async with store.transaction():
+            pass
+    with pytest.raises(StoreError):
+        await store.get_incident("a")
+
+
+async def test_pg_concurrent_open_migrates_once(pg_schema: tuple[str, str]) -> None:
+    dsn, schema = pg_schema
+    stores = [PostgresStore(dsn, schema=schema, pool_min=1, pool_max=2) for _ in range(3)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            rows = await conn.fetch(
+                f'SELECT version, count(*) AS n FROM "{schema}".schema_migrations'
+                " GROUP BY version ORDER BY version"
+            )
+        finally:
+            await conn.close()
+        assert [(r["version"], r["n"]) for r in rows] == [(v, 1) for v in ALL_VERSIONS]
+        await apply(stores[0], new_incidents=[incident("a")])
+        assert (await stores[2].get_incident("a")).number == 1  # type: ignore[union-attr]
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_pg_unreachable_server_is_a_store_error() -> None:
+    with socket_closed_port() as port:
+        store = PostgresStore(f"postgresql://postgres@127.0.0.1:{port}/test", connect_timeout=2)
+        with pytest.raises(StoreError) as caught:
+            await store.open()
+    assert isinstance(caught.value.__cause__, OSError)
+    assert "PostgreSQL open" in str(caught.value)
+
+
+@contextlib.contextmanager
+def socket_closed_port() -> Any:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    yield port  # nothing listens there any more
+
+
+async def test_pg_ping_fails_when_the_server_goes_away(pg_schema: tuple[str, str]) -> None:
+    dsn, schema = pg_schema
+    target_host, target_port = "127.0.0.1", int(dsn.rsplit(":", 1)[1].split("/")[0])
+    links: list[asyncio.StreamWriter] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(target_host, target_port)
+        links.extend([writer, up_writer])
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    proxied = dsn.replace(f":{target_port}/", f":{port}/")
+    store = PostgresStore(proxied, schema=schema, pool_min=1, pool_max=1, connect_timeout=2)
+    await store.open()
+    try:
+        await store.ping()
+        proxy.close()
+        await proxy.wait_closed()
+        for w in links:
+            w.close()
+        await asyncio.sleep(0.1)
+        with pytest.raises(StoreError):
+            await store.ping()
+        with pytest.raises(StoreError):
+            await apply(store, new_incidents=[incident("a")])
+    finally:
+        await store.close()
+
+
+async def test_sqlite_uses_wal_and_full_sync(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "t.db")
+    await store.open()
+    try:
+        sync = await store._call(
+            lambda: store._writer_conn().execute("PRAGMA synchronous").fetchone()[0]
+        )
+        assert sync == 2  # FULL
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "t.db")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == ALL_VERSIONS
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", ["parent-is-a-file", "path-is-a-directory"])
+async def test_sqlite_unwritable_path_is_a_store_error(tmp_path: Path, kind: str) -> None:
+    if kind == "parent-is-a-file":
+        (tmp_path / "file").write_text("x")
+        path = tmp_path / "file" / "tocsin.db"
+    else:
+        path = tmp_path / "dir.db"
+        path.mkdir()
+    store = SqliteStore(path)
+    with pytest.raises(StoreError) as caught:
+        await store.open()
+    assert str(path) in str(caught.value)
+    assert isinstance(caught.value.__cause__, (OSError, sqlite3.Error))
+    with pytest.raises(StoreError):
+        await store.ping()
+
+
+async def test_sqlite_ping_fails_when_the_file_is_removed(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "t.db")
+    await store.open()
+    try:
+        await store.ping()
+        (tmp_path / "t.db").unlink()
+        with pytest.raises(StoreError, match="gone"):
+            await store.ping()
+    finally:
+        await store.close()
+
+
+_OPEN_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from escalation.store.sqlite import SqliteStore
+    from escalation.store.base import StoreError
+
+    async def main():
+        store = SqliteStore(sys.argv[1])
+        try:
+            await store.open()
+        except StoreError as e:
+            print(e)
+            return 3
+        await store.close()
+        print("opened")
+        return 0
+
+    sys.exit(asyncio.run(main()))
+    """
+)
+
+
+def _open_in_subprocess(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _OPEN_SCRIPT, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_sqlite_second_process_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        proc = await asyncio.to_thread(_open_in_subprocess, path)
+        assert proc.returncode == 3, proc.stderr
+        assert SINGLE_REPLICA_MESSAGE in proc.stdout
+        assert (
+            SINGLE_REPLICA_MESSAGE
+            == "SQLite is single-replica; use PostgreSQL for several replicas"
+        )
+        assert f"pid {os.getpid()}" in proc.stdout
+        second = SqliteStore(path)  # also a second store in this process
+        with pytest.raises(StoreError, match="single-replica"):
+            await second.open()
+        await store.ping()  # the refused opener did not disturb the holder
+    finally:
+        await store.close()
+    proc = await asyncio.to_thread(_open_in_subprocess, path)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "opened")
+
+
+async def test_sqlite_in_memory_store(tmp_path: Path) -> None:
+    store = SqliteStore(":memory:")
+    await store.open()
+    try:
+        await apply(store, new_incidents=[incident("a")])
+        assert (await store.find_incident("#1")).id == "a"  # type: ignore[union-attr]
+        await store.ping()
+    finally:
+        await store.close()
+    assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+def test_store_config_defaults_and_sqlite_factory() -> None:
+    cfg = StoreConfig()
+    assert (cfg.backend, cfg.path, cfg.dsn, cfg.pool_min, cfg.pool_max, cfg.schema) == (
+        "sqlite",
+        "tocsin.db",
+        None,
+        1,
+        10,
+        None,
+    )
+    store = make_store(cfg)
+    assert isinstance(store, SqliteStore)
+    assert store.path == "tocsin.db"
+
+
+def test_store_config_postgres() -> None:
+    cfg = StoreConfig.model_validate(
+        {
+            "backend": "postgres",
+            "dsn": "postgresql://u:hunter2@db/tocsin",
+            "schema": "tocsin",
+            "pool_min": 2,
+            "pool_max": 4,
+        }
+    )
+    assert "hunter2" not in repr(cfg)
+    store = make_store(cfg)
+    assert isinstance(store, PostgresStore)
+    assert store.schema == "tocsin"
+    assert "hunter2" not in repr(store)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"backend": "postgres"}, "store.dsn is required when store.backend is 'postgres'"),
+        ({"backend": "postgres", "dsn": " "}, "store.dsn is required"),
+        ({"backend": "mysql"}, "Input should be 'sqlite' or 'postgres'"),
+        ({"pth": "x.db"}, "Extra inputs are not permitted"),
+        ({"pool_min": 5, "pool_max": 2}, "store.pool_min (5) must not exceed store.pool_max (2)"),
+        ({"pool_max": 0}, "greater than or equal to 1"),
+    ],
+)
+def test_store_config_errors(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        StoreConfig.model_validate(data)
+    assert message in str(caught.value)
