@@ -137,6 +137,9 @@ class DispatchConfig(_Section):
         default_factory=lambda: RateLimit(count=10, per=timedelta(minutes=10))
     )
     bundle_window: Duration = Field(default=timedelta(seconds=30))
+    # Channels where several pages to one person become one message. PagerDuty and webhooks
+    # are left out: each incident is its own event there (dedup_key = incident).
+    bundle_channels: list[str] = Field(default_factory=lambda: ["email", "sms", "phone"])
     breaker_failures: int = Field(default=5, ge=1)
     breaker_reset: Duration = Field(default=timedelta(seconds=60))
 

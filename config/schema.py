@@ -130,4 +130,4 @@ def _check_ref(
 
 
 def _known(d: dict[str, Any]) -> str:
-    return f" (known: {', '.join(sorted(d))})" if d else f" (none are configured)"
+    return f" (known: {', '.join(sorted(d))})" if d else " (none are configured)"

@@ -31,7 +31,8 @@ from escalation.model import (
     TimelineEvent,
     status_reached,
 )
-from escalation.notifier import Delivery, DeliveryResult, Notifier
+from escalation.dispatch import DeliveryPolicy, OutboxDispatcher
+from escalation.notifier import Notifier
 from escalation.policy import plan_reminder, plan_steps, snapshot_steps
 from escalation.store.base import Conflict, Store, StoreError
 
@@ -215,6 +216,11 @@ def _reminder(
     )
     nxt = plan_reminder(inc.id, inc.epoch, inc.level, inc.opened_at, step.round + 1)
     if nxt is not None:
+        if nxt.due_at <= now:
+            # This reminder fired late (deferred to a calendar opening, or after a restart): its
+            # regular successors are already past. The next update is one cadence from now,
+            # not a burst of every missed slot at once.
+            nxt = replace(nxt, due_at=now + timedelta(seconds=float(inc.level["update_every"])))
         ch.new_steps.append(nxt)
     ch.step_updates.append((step.id, StepState.FIRED, now, late_note))
     return ch
@@ -252,10 +258,10 @@ class Engine:
         owner: str | None = None,
         lease: timedelta = timedelta(seconds=30),
         batch: int = 200,
-        max_attempts: int = 5,
         poll: timedelta = timedelta(seconds=5),
         person_details: Callable[[str], dict[str, Any]] | None = None,
         links: Callable[[IncidentRecord, OutboxRecord], dict[str, str]] | None = None,
+        policy: Callable[[], DeliveryPolicy] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -265,10 +271,10 @@ class Engine:
         self.owner = owner or f"tocsin-{uuid.uuid4().hex[:8]}"
         self.lease = lease
         self.batch = batch
-        self.max_attempts = max_attempts
         self.poll = poll
-        self.person_details = person_details or (lambda _p: {})
-        self.links = links or (lambda _i, _r: {})
+        self.dispatcher = OutboxDispatcher(
+            store, clock, notifiers, directory, metrics, policy, person_details, links
+        )
         self._wake = asyncio.Event()
         self._stopping = False
         self.on_change: Callable[[], None] | None = None
@@ -291,7 +297,7 @@ class Engine:
             async with self.store.transaction() as tx:
                 rows = await tx.claim_outbox(now, self.owner, now + self.lease, self.batch)
             if rows:
-                await asyncio.gather(*(self._deliver(r) for r in rows))
+                await self.dispatcher.dispatch(rows)
             if len(rows) < self.batch:
                 break
         return await self.store.next_due()
@@ -315,55 +321,6 @@ class Engine:
                 self.on_change()
             return
         log.error("step kept conflicting; will retry after its lease", extra={"step": step.id})
-
-    async def _deliver(self, row: OutboxRecord) -> None:
-        now = self.clock.now()
-        inc = await self.store.get_incident(row.incident_id)
-        notifier = self.notifiers().get(row.channel)
-        attempts = row.attempts + 1
-        if inc is None:
-            result = DeliveryResult(ok=False, error="incident not found")
-        elif notifier is None:
-            result = DeliveryResult(ok=False, error=f"no adapter is configured for channel {row.channel!r}")
-        else:
-            try:
-                result = await notifier.notify(
-                    Delivery(row, inc, self.person_details(row.person), self.links(inc, row))
-                )
-            except Exception as e:  # an adapter bug must not stop the engine
-                log.exception("notifier raised", extra={"channel": row.channel, "outbox": row.id})
-                result = DeliveryResult(ok=False, retryable=True, error=f"{type(e).__name__}: {e}")
-        await self._record(row, inc, result, attempts, now)
-
-    async def _record(
-        self, row: OutboxRecord, inc: IncidentRecord | None, result: DeliveryResult, attempts: int, now: datetime
-    ) -> None:
-        if result.ok:
-            state, outcome = OutboxState.SENT, "sent"
-        elif result.unknown:
-            state, outcome = OutboxState.UNKNOWN, "unknown"
-        elif result.retryable and attempts < self.max_attempts:
-            state, outcome = OutboxState.PENDING, "retry"
-        else:
-            state, outcome = OutboxState.FAILED, "failed"
-        self.metrics.notifications.labels(row.channel, outcome).inc()
-        delay = result.retry_after if result.retry_after is not None else min(300.0, 2.0**attempts)
-        not_before = now + timedelta(seconds=delay) if state == OutboxState.PENDING else None
-        what = {"page": "page", "resolve": "resolved notice", "reminder": "reminder"}.get(row.kind, row.kind)
-        if result.ok:
-            msg = f"{what} delivered to {row.person} via {row.channel}"
-        else:
-            msg = f"{what} to {row.person} via {row.channel} {outcome}: {result.error}"
-        async with self.store.transaction() as tx:
-            await tx.record_delivery(
-                row.id, state, attempts=attempts, error=result.error, provider_id=result.provider_id,
-                sent_at=now if result.ok else None, not_before=not_before,
-            )
-            if inc is not None:
-                await tx.apply(Changes(timeline=[TimelineEvent(
-                    inc.id, now, "delivery", "tocsin", row.channel, msg,
-                    {"outbox": row.id, "outcome": outcome, "attempt": attempts, "provider_id": result.provider_id},
-                )]))
 
     async def run(self) -> None:
         """Loop until ``stop()``: tick, then sleep until the next due time or a wake-up."""

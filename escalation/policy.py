@@ -143,7 +143,9 @@ def plan_reminder(
     every = level.get("update_every")
     if not every:
         return None
-    first = level.get("first_update") or every
+    first = level.get("first_update")
+    if first is None:  # 0 is a real value: the first update is due as the incident opens
+        first = every
     due = opened_at + timedelta(seconds=first + every * (n - 1))
     return StepRecord(
         id=step_id(incident_id, epoch, "reminder", n, 0),

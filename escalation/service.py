@@ -15,7 +15,8 @@ from escalation.clock import Clock
 from escalation.directory import Directory
 from escalation.incidents import Classified, IngestOutcome, decide_ingest, default_key
 from escalation.metrics import EscalationMetrics
-from escalation.model import Changes, IncidentRecord, Status
+from escalation.fallback import fallback_row
+from escalation.model import Changes, IncidentRecord, OutboxRecord, Status, TimelineEvent
 from escalation.store.base import Conflict, Store, StoreError
 from rules.alerts import Notification
 
@@ -163,6 +164,34 @@ class EscalationService:
             self._after(ch)
             return new
         raise StoreError("action kept conflicting with concurrent writers")
+
+    async def fallback(self, outbox_id: str, reason: str, *, source: str) -> OutboxRecord | None:
+        """A delivered-but-unanswered (or failed) row: try the person's next fallback channel."""
+        incident_id = outbox_id.split(":", 1)[0]
+        now = self.clock.now()
+        async with self.store.transaction() as tx:
+            rows = {r.id: r for r in await tx.outbox_of(incident_id)}
+            row = rows.get(outbox_id)
+            if row is None:
+                return None
+            inc = await tx.get_incident(incident_id)
+            if inc is None or inc.status != Status.TRIGGERED or row.kind != "page":
+                return None  # acknowledged meanwhile: nothing left to chase
+            nxt = fallback_row(row, self.directory().people.get(row.person), now)
+            events = [
+                TimelineEvent(
+                    incident_id, now, "fallback", "tocsin", source,
+                    f"{row.channel} to {row.person}: {reason}; "
+                    + (f"falling back to {nxt.channel}" if nxt else "no further fallback channel"),
+                    {"outbox": row.id, "next": nxt.id if nxt else None},
+                )
+            ]
+            if nxt is not None and nxt.id in rows:
+                return None  # this fallback already happened (a callback delivered twice)
+            await tx.apply(Changes(timeline=events, new_outbox=[nxt] if nxt else []))
+        if nxt is not None:
+            self.wake()
+        return nxt
 
     def _observe_ack(self, inc: IncidentRecord) -> None:
         if inc.acknowledged_at is None:

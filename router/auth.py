@@ -26,13 +26,12 @@ def _eq(a: str, b: str) -> bool:
     )
 
 
-def _unauthorized(detail: str, realm: str) -> ApiError:
-    return ApiError(
-        401,
-        "unauthorized",
-        detail,
-        headers={"WWW-Authenticate": f'Bearer realm="{realm}", Basic realm="{realm}"'},
-    )
+def _unauthorized(
+    detail: str, realm: str, schemes: tuple[str, ...] = ("Bearer", "Basic")
+) -> ApiError:
+    # Advertise only the schemes this endpoint accepts (the API takes bearer tokens only).
+    challenge = ", ".join(f'{s} realm="{realm}"' for s in schemes)
+    return ApiError(401, "unauthorized", detail, headers={"WWW-Authenticate": challenge})
 
 
 def require_receiver_auth(request: web.Request, auth: ReceiverAuth) -> None:
@@ -68,13 +67,13 @@ def require_api_token(
     header = request.headers.get("Authorization", "")
     scheme, _, cred = header.partition(" ")
     if scheme.lower() != "bearer" or not cred.strip():
-        raise _unauthorized("an API bearer token is required", "tocsin-api")
+        raise _unauthorized("an API bearer token is required", "tocsin-api", ("Bearer",))
     found: ApiToken | None = None
     for t in tokens:
         if _eq(cred.strip(), t.token.get_secret_value()):
             found = t
     if found is None:
-        raise _unauthorized("invalid API token", "tocsin-api")
+        raise _unauthorized("invalid API token", "tocsin-api", ("Bearer",))
     if need == "write" and found.scope != "write":
         raise ApiError(403, "forbidden", f"token {found.name!r} has scope read; write is needed")
     return found

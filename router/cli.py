@@ -39,7 +39,9 @@ def _pairs(text: str, flag: str) -> dict[str, str]:
             continue
         k, sep, v = part.partition("=")
         if not sep or not k.strip():
-            raise SystemExit(f"tocsin: error: {flag} expects k=v[,k2=v2], got {part!r}")
+            # A malformed flag value is a usage error: exit 2, like argparse's own.
+            print(f"tocsin: error: {flag} expects k=v[,k2=v2], got {part!r}", file=sys.stderr)
+            raise SystemExit(2)
         out[k.strip()] = v.strip().strip('"')
     return out
 
@@ -62,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--config", required=True)
     e.add_argument("--labels", required=True)
     e.add_argument("--annotations", default="")
-    e.add_argument("--at", help="ISO 8601 instant to judge calendars at (default: now)")
+    e.add_argument(
+        "--at", type=_instant, help="ISO 8601 instant to judge calendars at (default: now)"
+    )
 
     sim = sub.add_parser(
         "simulate", help="run a payload through the real engine on a virtual clock"
@@ -217,12 +221,16 @@ def _classifier_for_test(file: Path, tf: object) -> Classifier:
         raise ConfigError(
             Problem(str(file), None, None, "config", "a rule test file needs 'config:'")
         )
-    loaded = load_config(file.parent / tf.config)
+    loaded = load_config(os.path.normpath(file.parent / tf.config))
     if tf.rule_files is None:
         return loaded.classifier
     files = []
-    for pattern in tf.rule_files:
-        for path in sorted(glob.glob(str(file.parent / pattern))):
+    for i, pattern in enumerate(tf.rule_files):
+        paths = sorted(glob.glob(os.path.normpath(file.parent / pattern)))
+        if not paths:
+            msg = f"no rule file matches {pattern!r}"
+            raise ConfigError(Problem(str(file), None, None, f"rule_files[{i}]", msg))
+        for path in paths:
             _, rf = load_rule_file(path)
             files.append((path, rf.rules))
     c = loaded.classifier
@@ -235,9 +243,7 @@ def _explain(args: argparse.Namespace) -> int:
     except ConfigError as e:
         _print_problems(e)
         return 1
-    now = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
+    now: datetime = args.at or datetime.now(UTC)
     labels = _pairs(args.labels, "--labels")
     annotations = _pairs(args.annotations, "--annotations")
     if not labels:

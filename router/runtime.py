@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from adapters.dispatch import ConfiguredPolicy
 from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
 
 from config.errors import ConfigError, Problem
@@ -79,6 +80,7 @@ class Runtime:
         self._extra_notifiers = dict(notifiers or {})
         self._http: aiohttp.ClientSession | None = None
         self._notifiers = self._build_notifiers(loaded)
+        self._policy = ConfiguredPolicy(loaded.config.adapters.dispatch)
         self.engine = Engine(
             self.store,
             self.clock,
@@ -87,6 +89,7 @@ class Runtime:
             self.esc_metrics,
             person_details=self._person_details,
             links=self._links,
+            policy=lambda: self._policy,
         )
         self.service = EscalationService(
             self.store, self.clock, lambda: self._directory, self.esc_metrics, wake=self.engine.wake
@@ -183,6 +186,8 @@ class Runtime:
                 raise ConfigError(problem) from e
             if new.config.store != self.loaded.config.store:
                 log.warning("the store section changed; it takes effect only after a restart")
+            if new.config.adapters.dispatch != self.loaded.config.adapters.dispatch:
+                self._policy = ConfiguredPolicy(new.config.adapters.dispatch)
             self.loaded, self._directory, self._notifiers = new, directory, notifiers
             self.metrics.reload_ok.set(1)
             self.metrics.reload_ts.set(time.time())

@@ -162,17 +162,21 @@ class Classifier:
                 setattr(acc, attr, value)
         level = self.matrix.level(acc.severity or self._default_severity())
         ctx = _context(alert, group, level.name)
+        # A template that fails or renders empty sets nothing: a later rule or the fallback
+        # decides, so no incident is keyed or titled "".
         if acc.key is None and out.key_template is not None:
-            acc.key = out.key_template.render(ctx)
+            acc.key = out.key_template.render(ctx) or None
             if acc.key is None:
-                acc.reasons.append(f"{name}: incident_key template failed; using the group key")
+                acc.reasons.append(
+                    f"{name}: incident_key template failed or was empty; using the group key"
+                )
         if acc.title is None and out.title_template is not None:
-            acc.title = out.title_template.render(ctx)
+            acc.title = out.title_template.render(ctx) or None
 
     def _severity_of(self, acc: _Acc, out: Outcome, alert: Alert, name: str) -> str | None:
         for label in out.severity_from:
             value = alert.labels.get(label)
-            if value is None:
+            if not value:  # as in Alertmanager, an empty label is a missing one
                 continue
             resolved = self.matrix.resolve(value)
             if resolved is not None:
@@ -210,11 +214,15 @@ class Classifier:
                     return why
         if c.calendar is not None:
             cal = self.calendars.get(c.calendar)
-            if cal is None or not cal.contains(now):
+            if cal is None:
+                why.append(f"calendar {c.calendar!r} is not configured")
+            elif not cal.contains(now):
                 why.append(f"outside calendar {c.calendar!r} at {now.isoformat()}")
         if c.outside_calendar is not None:
             cal = self.calendars.get(c.outside_calendar)
-            if cal is None or cal.contains(now):
+            if cal is None:
+                why.append(f"calendar {c.outside_calendar!r} is not configured")
+            elif cal.contains(now):
                 why.append(f"inside calendar {c.outside_calendar!r} at {now.isoformat()}")
         return why
 
@@ -239,7 +247,10 @@ class Classifier:
 
 
 def _compare_failure(cmp: Compare, alert: Alert) -> str | None:
-    raw = alert.labels.get(cmp.label) if cmp.label else alert.annotations.get(cmp.annotation or "")
+    if cmp.label is not None:
+        raw = alert.labels.get(cmp.label)
+    else:
+        raw = alert.annotations.get(cmp.annotation or "")
     if raw is None:
         return f"{cmp.source} is missing"
     try:

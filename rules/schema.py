@@ -23,8 +23,8 @@ class Compare(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    label: str | None = None
-    annotation: str | None = None
+    label: str | None = Field(default=None, min_length=1)
+    annotation: str | None = Field(default=None, min_length=1)
     op: CompareOp
     value: float
 
@@ -36,7 +36,7 @@ class Compare(BaseModel):
 
     @property
     def source(self) -> str:
-        return f"label {self.label}" if self.label else f"annotation {self.annotation}"
+        return f"label {self.label}" if self.label is not None else f"annotation {self.annotation}"
 
 
 class Conditions(BaseModel):

@@ -11,12 +11,36 @@ from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import TemplateError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["Template", "TemplateSyntaxProblem", "compile_template"]
 
-_ENV = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
 _MAX_RENDERED = 1024
+# Bounds for the two operators that can build huge values from small ones ('x' * 10**9,
+# 10 ** 999 ** 999): a template must not exhaust memory or CPU before its output is capped.
+_MAX_REPEAT = 100_000
+_MAX_POWER_BITS = 4096
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox with ``*`` and ``**`` refusing results that would be huge."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(n, int):
+                    if len(seq) * n > _MAX_REPEAT:
+                        raise SecurityError("repetition too large for a template")
+        elif isinstance(left, int) and isinstance(right, int) and right > 0:
+            if max(abs(left).bit_length(), 1) * right > _MAX_POWER_BITS:
+                raise SecurityError("power too large for a template")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _BoundedSandbox(autoescape=False, keep_trailing_newline=False)
 
 
 class TemplateSyntaxProblem(ValueError):
