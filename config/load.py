@@ -54,10 +54,39 @@ def load_rule_file(
 ) -> tuple[Document, RuleFile]:
     """One rule file, validated on its own; raises ConfigError."""
     doc = load_document(path, env=env, read_secret_files=False)
+    duplicates = _duplicate_rule_names(doc)
     try:
-        return doc, RuleFile.model_validate(doc.data)
+        rf = RuleFile.model_validate(doc.data)
     except pydantic.ValidationError as e:
-        raise ConfigError(problems_from_validation_error(e, doc, model=RuleFile)) from None
+        problems = problems_from_validation_error(e, doc, model=RuleFile)
+        if duplicates:  # the model's own, unlocated, duplicate-name error is replaced
+            problems = [p for p in problems if p.path or "is used twice" not in p.message]
+        raise ConfigError(sorted(duplicates + problems, key=_by_position)) from None
+    if duplicates:
+        raise ConfigError(duplicates)
+    return doc, rf
+
+
+def _duplicate_rule_names(doc: Document) -> list[Problem]:
+    """Rule names used twice in one file, located at the second use."""
+    rules = doc.data.get("rules") if isinstance(doc.data, dict) else None
+    out: list[Problem] = []
+    first: dict[str, int] = {}
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        name = rule.get("name") if isinstance(rule, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            line = doc.position(("rules", first[name]))[0]
+            msg = f"rule name {name!r} is already used by rules[{first[name]}] (line {line})"
+            out.append(_problem(doc, ("rules", i, "name"), msg))
+        else:
+            first[name] = i
+    return out
+
+
+def _by_position(p: Problem) -> tuple[bool, int, int]:
+    return (p.line is None, p.line or 0, p.column or 0)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:

@@ -110,7 +110,16 @@ def decide_action(
         ch.timeline.append(TimelineEvent(inc.id, now, "resolve", actor, source, f"resolved by {actor}{suffix}"))
         ch.new_outbox.extend(resolve_notices(new, paged, now))
     elif action == Action.ESCALATE:
-        nxt = next((s for s in sorted(pending, key=lambda s: s.due_at) if s.kind == "page" and s.state == StepState.PENDING), None)
+        # The next tier not yet due: a tier already brought forward (or due anyway) is about to
+        # fire, so escalating again goes one further.
+        nxt = next(
+            (
+                s
+                for s in sorted(pending, key=lambda s: (s.due_at, s.round, s.tier))
+                if s.kind == "page" and s.state == StepState.PENDING and s.due_at > now
+            ),
+            None,
+        )
         if nxt is None:
             raise IllegalTransition(f"incident {inc.id} has no further tier to escalate to")
         if inc.status != Status.TRIGGERED:

@@ -44,7 +44,13 @@ LATE_AFTER = timedelta(seconds=1)  # later than this is written into the timelin
 
 
 def _paged_since_ack(inc: IncidentRecord, rows: Sequence[OutboxRecord]) -> set[tuple[str, str, int]]:
-    since = inc.acknowledged_at
+    # A run of the escalation restarts after an acknowledgement (a later page is a new call
+    # for help) and after a resolve (a reopened incident pages its responders again; they were
+    # told it was over). A severity raise continues the run: nobody is paged twice for it.
+    marks = [r.created_at for r in rows if r.kind == "resolve"]
+    if inc.acknowledged_at is not None:
+        marks.append(inc.acknowledged_at)
+    since = max(marks) if marks else None
     return {
         (r.person, r.channel, r.round)
         for r in rows
@@ -226,6 +232,17 @@ def _reminder(
     return ch
 
 
+def _next_reminder(inc: IncidentRecord, now: datetime) -> StepRecord | None:
+    """The first status-update slot after ``now`` on the cadence counted from the open."""
+    every = inc.level.get("update_every")
+    if not every:
+        return None
+    first = inc.level.get("first_update") or every
+    elapsed = (now - inc.opened_at).total_seconds() - float(first)
+    n = 1 if elapsed < 0 else int(elapsed // float(every)) + 2
+    return plan_reminder(inc.id, inc.epoch, inc.level, inc.opened_at, n)
+
+
 def _ack_timeout(
     step: StepRecord, inc: IncidentRecord, d: Directory, now: datetime, ch: Changes, late_note: str
 ) -> Changes:
@@ -236,6 +253,12 @@ def _ack_timeout(
     ch.updated_incidents.append(new)
     ch.cancel_steps_of.append((inc.id, None, "superseded: ack timeout"))
     ch.new_steps.extend(plan_steps(new.id, new.epoch, new.policy, now, d.calendars))
+    if new.policy.get("reminders", True):
+        # The pending reminder belonged to the superseded run: status updates go on at the
+        # next slot of the incident's cadence.
+        reminder = _next_reminder(new, now)
+        if reminder is not None:
+            ch.new_steps.append(reminder)
     ch.timeline.append(
         TimelineEvent(inc.id, now, "ack_timeout", "tocsin", "engine",
                       "acknowledged but neither mitigated nor resolved in time: escalating again", {})

@@ -250,8 +250,20 @@ def _open(
     return ch, IngestOutcome(key, "opened", inc_id, inc.severity, str(inc.status))
 
 
-def _schedule(inc: IncidentRecord, ch: Changes, start: datetime, d: Directory, reminders_from: datetime) -> None:
-    ch.new_steps.extend(plan_steps(inc.id, inc.epoch, inc.policy, start, d.calendars))
+def _schedule(
+    inc: IncidentRecord,
+    ch: Changes,
+    start: datetime,
+    d: Directory,
+    reminders_from: datetime,
+    not_before: datetime | None = None,
+) -> None:
+    steps = plan_steps(inc.id, inc.epoch, inc.policy, start, d.calendars)
+    if not_before is not None:
+        # Tiers already past are due now, not overdue: they are not "late" (that word is kept
+        # for steps the engine could not fire in time).
+        steps = [s if s.due_at >= not_before else replace(s, due_at=not_before) for s in steps]
+    ch.new_steps.extend(steps)
     if inc.policy.get("reminders", True):
         r = plan_reminder(inc.id, inc.epoch, inc.level, reminders_from, 1)
         if r is not None:
@@ -306,7 +318,7 @@ def _raise(
     )
     # Steps are due relative to the incident's start: tiers already past fire at once, and
     # people already paged are not paged again (the engine skips them).
-    _schedule(new, ch, inc.opened_at, d, reminders_from=now)
+    _schedule(new, ch, inc.opened_at, d, reminders_from=now, not_before=now)
     return new
 
 

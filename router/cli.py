@@ -238,17 +238,18 @@ def _classifier_for_test(file: Path, tf: object) -> Classifier:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    # Usage errors first: a malformed --labels is exit 2 whatever the config's state.
+    labels = _pairs(args.labels, "--labels")
+    annotations = _pairs(args.annotations, "--annotations")
+    if not labels:
+        print("tocsin: error: --labels must name at least one label", file=sys.stderr)
+        return 2
     try:
         loaded = load_config(args.config)
     except ConfigError as e:
         _print_problems(e)
         return 1
     now: datetime = args.at or datetime.now(UTC)
-    labels = _pairs(args.labels, "--labels")
-    annotations = _pairs(args.annotations, "--annotations")
-    if not labels:
-        print("tocsin: error: --labels must name at least one label", file=sys.stderr)
-        return 2
     alert = Alert(status="firing", labels=labels, annotations=annotations, startsAt=now)
     group = Notification(
         version="4", receiver="explain", status="firing", alerts=[alert], groupKey="{}:{}"

@@ -1,9 +1,187 @@
-"""Inbound email callbacks (being built)."""
+"""The acknowledge / resolve links in emails: ``/api/v1/email/{ack,resolve}?token=...``.
+
+``GET`` only shows a confirmation page with a form (mail scanners and link previews fetch links;
+they must not acknowledge anything). ``POST`` verifies the signed token and performs the action
+as the person the email went to, with source ``email``. A tampered, mis-directed or expired
+token answers 403 and changes nothing; acting on an incident that is already past that point
+answers 200 saying so. Pages are HTML (a person reads them), never cached, never framed, and
+send no Referer (the token is a credential).
+"""
 
 from __future__ import annotations
 
+import logging
+from html import escape
+from typing import TYPE_CHECKING
+
 from aiohttp import web
+
+from adapters.email import link_signer
+from adapters.email.links import LINK_ACTIONS, BadLink, LinkClaims, LinkSigner, link_path
+from escalation.actions import Action, IllegalTransition
+from escalation.model import IncidentRecord, Status, status_reached
+from escalation.service import IncidentNotFound
+from escalation.store.base import StoreError
+
+if TYPE_CHECKING:
+    from router.runtime import Runtime
+
+__all__ = ["add_email_routes"]
+
+log = logging.getLogger("tocsin.email")
+
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "X-Robots-Tag": "noindex, nofollow",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+    ),
+}
+
+_VERB = {"ack": "Acknowledge", "resolve": "Resolve"}
+_DONE = {"ack": Status.ACKNOWLEDGED, "resolve": Status.RESOLVED}
+_ACTION = {"ack": Action.ACK, "resolve": Action.RESOLVE}
+
+
+def _runtime(request: web.Request) -> Runtime:
+    from router.app import RUNTIME
+
+    return request.app[RUNTIME]
+
+
+def _page(status: int, heading: str, body: str = "") -> web.Response:
+    """A small HTML page; ``heading`` is escaped here, ``body`` must already be safe HTML."""
+    html = (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>tocsin: {escape(heading)}</title>"
+        '<meta name="robots" content="noindex">'
+        "<style>body{font-family:sans-serif;max-width:40em;margin:2em auto}</style>"
+        f"</head><body>\n<h1>{escape(heading)}</h1>\n{body}\n</body></html>\n"
+    )
+    return web.Response(status=status, text=html, content_type="text/html", headers=_HEADERS)
+
+
+def _describe(inc: IncidentRecord) -> str:
+    sev = inc.level.get("name") or inc.severity
+    return (
+        f"<p>Incident <b>#{inc.number}</b> [{escape(str(sev))}]: {escape(inc.title)}</p>"
+        f"<p>Status: <b>{escape(inc.status.value)}</b></p>"
+    )
+
+
+def _signer(rt: Runtime) -> LinkSigner | None:
+    cfg = rt.loaded.config
+    section = cfg.adapters.email
+    if section is None:
+        return None
+    try:
+        return link_signer(section, cfg.server.public_url)
+    except ValueError:
+        return None  # the config loader refuses this; a stale runtime must not sign anything
+
+
+def _rejected(action: str, e: BadLink) -> web.Response:
+    log.warning("email link rejected", extra={"action": action, "reason": e.reason})
+    if e.expired:
+        return _page(
+            403,
+            "This link has expired",
+            "<p>Nothing was changed. Open the incident in tocsin or PagerDuty instead.</p>",
+        )
+    return _page(403, "This link is not valid", "<p>Nothing was changed.</p>")
+
+
+async def _verified(
+    request: web.Request, action: str, token: str | None
+) -> tuple[LinkClaims, IncidentRecord] | web.Response:
+    rt = _runtime(request)
+    signer = _signer(rt)
+    if signer is None:
+        return _page(404, "Email links are not enabled")
+    if not token:
+        return _page(
+            403, "This link is not valid", "<p>It carries no token. Nothing was changed.</p>"
+        )
+    try:
+        claims = signer.verify(token, action, rt.clock.now())
+    except BadLink as e:
+        return _rejected(action, e)
+    try:
+        inc = await rt.store.get_incident(claims.incident_id)
+    except StoreError:
+        return _page(503, "tocsin cannot reach its store", "<p>Nothing was changed; try again.</p>")
+    if inc is None:
+        return _page(404, "No such incident", "<p>Nothing was changed.</p>")
+    return claims, inc
+
+
+def _already(action: str, inc: IncidentRecord) -> web.Response:
+    word = "resolved" if inc.status == Status.RESOLVED else inc.status.value
+    return _page(200, f"Incident #{inc.number} is already {word}", _describe(inc))
+
+
+async def show_link(request: web.Request) -> web.Response:
+    """``GET``: a confirmation page with a form that POSTs; nothing changes here."""
+    action = request.match_info["action"]
+    checked = await _verified(request, action, request.query.get("token"))
+    if isinstance(checked, web.Response):
+        return checked
+    claims, inc = checked
+    if status_reached(inc.status, _DONE[action]):
+        return _already(action, inc)
+    verb = _VERB[action]
+    form = (
+        f'<form method="post" action="{escape(link_path(action), quote=True)}">'
+        f'<input type="hidden" name="token" value="{escape(request.query["token"], quote=True)}">'
+        f'<button type="submit">{escape(verb)} as {escape(claims.person)}</button></form>'
+    )
+    return _page(200, f"{verb} incident #{inc.number}?", _describe(inc) + form)
+
+
+async def perform_link(request: web.Request) -> web.Response:
+    """``POST``: verify the token and perform the action as its person, source ``email``."""
+    action = request.match_info["action"]
+    token: str | None = None
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        value = form.get("token")
+        token = value if isinstance(value, str) else None
+    token = token or request.query.get("token")
+    checked = await _verified(request, action, token)
+    if isinstance(checked, web.Response):
+        return checked
+    claims, inc = checked
+    if status_reached(inc.status, _DONE[action]):
+        return _already(action, inc)
+    rt = _runtime(request)
+    try:
+        new = await rt.service.act(inc.id, _ACTION[action], actor=claims.person, source="email")
+    except IllegalTransition:
+        # Someone else got there between our read and our write: same answer as above.
+        current = await rt.store.get_incident(inc.id)
+        return _already(action, current or inc)
+    except IncidentNotFound:
+        return _page(404, "No such incident", "<p>Nothing was changed.</p>")
+    except StoreError:
+        return _page(503, "tocsin cannot reach its store", "<p>Nothing was changed; try again.</p>")
+    done = "acknowledged" if action == "ack" else "resolved"
+    log.info(
+        "incident %s via email link",
+        done,
+        extra={"incident": new.id, "person": claims.person, "action": action},
+    )
+    return _page(
+        200,
+        f"Incident #{new.number} {done}",
+        _describe(new) + f"<p>By {escape(claims.person)}.</p>",
+    )
 
 
 def add_email_routes(app: web.Application) -> None:
-    """Register the email callback routes."""
+    """Register ``GET`` / ``POST`` ``/api/v1/email/{ack,resolve}``."""
+    path = link_path("{action:" + "|".join(LINK_ACTIONS) + "}")
+    app.router.add_get(path, show_link)
+    app.router.add_post(path, perform_link)

@@ -203,5 +203,7 @@ async def act_on_incident(request: web.Request) -> web.Response:
 
 def add_incident_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/incidents", list_incidents)
-    app.router.add_get("/api/v1/incidents/{id}", show_incident)
-    app.router.add_post("/api/v1/incidents/{id}/{action}", act_on_incident)
+    # Incident keys contain braces (Alertmanager's groupKey): allow anything but a slash; a
+    # slash inside a key arrives percent-encoded and is matched before it is decoded.
+    app.router.add_get("/api/v1/incidents/{id:[^/]+}", show_incident)
+    app.router.add_post("/api/v1/incidents/{id:[^/]+}/{action}", act_on_incident)

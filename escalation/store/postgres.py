@@ -373,7 +373,7 @@ class _PgTx:
                 f"UPDATE steps s SET lease_owner = $2, lease_until = $3 FROM ("
                 " SELECT id FROM steps WHERE state = 'pending' AND due_at <= $1"
                 " AND (lease_until IS NULL OR lease_until <= $1)"
-                " ORDER BY due_at, id LIMIT $4 FOR UPDATE) AS c"
+                " ORDER BY due_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) AS c"
                 f" WHERE s.id = c.id RETURNING {_STEP_COLS_S}",
                 _aware(now),
                 owner,

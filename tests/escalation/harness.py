@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from rules.matrix import load_preset, parse_target
 from router.simulate import SimEvent, Simulation
+from rules.matrix import load_preset, parse_target
 
 __all__ = [
     "BUSINESS_HOURS_YAML",
@@ -37,8 +37,8 @@ __all__ = [
     "no_error_logs",
     "notifications",
     "payload",
-    "preset_roles",
     "person_of",
+    "preset_roles",
     "reminders",
     "write_config",
 ]
@@ -110,7 +110,9 @@ def _config_yaml(tmp_path: Path, preset: str, extra_yaml: str) -> str:
     missing = preset_roles(preset) - set(ROLE_PEOPLE)
     if missing:
         # A preset grew a role the harness cannot map: its pages would silently be skipped.
-        raise ValueError(f"preset {preset!r} names roles the harness does not map: {sorted(missing)}")
+        raise ValueError(
+            f"preset {preset!r} names roles the harness does not map: {sorted(missing)}"
+        )
     people = "\n".join(
         f"  {p}: {{name: {p.title()}, email: {p}@example.com, phone: '+15550100', channels: [log]}}"
         for p in ROLE_PEOPLE.values()
@@ -189,7 +191,7 @@ def payload(
 
 
 def events(sim: Simulation, kind: str) -> list[SimEvent]:
-    """The simulation's events of one kind (``notify``, ``reminder``, ``resolve``...), in time order."""
+    """The events of one kind (``notify``, ``reminder``, ``resolve``...), in time order."""
     return [e for e in sim.events if e.event == kind]
 
 
@@ -214,12 +216,10 @@ def no_error_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """
     caplog.set_level(logging.INFO)
     yield
-    bad = [
-        r
-        for when in ("setup", "call")
-        for r in caplog.get_records(when)  # type: ignore[arg-type]
-        if r.levelno >= logging.ERROR
-    ]
+    records = [*caplog.get_records("setup"), *caplog.get_records("call")]
+    bad = [r for r in records if r.levelno >= logging.ERROR]
     if bad:
         lines = "\n".join(f"  {r.levelname} {r.name}: {r.getMessage()}" for r in bad)
-        pytest.fail(f"{len(bad)} error-level log record(s) during the test:\n{lines}", pytrace=False)
+        pytest.fail(
+            f"{len(bad)} error-level log record(s) during the test:\n{lines}", pytrace=False
+        )

@@ -531,11 +531,16 @@ async def test_every_change_is_on_the_timeline_with_actor_and_source(make_app: M
         notification([alert(severity="warning"), alert(severity="critical", instance="db-9")])
     )
     await app.run_until(T0 + 2 * M)
-    await app.act(inc_id, "ack", actor="bob")
     await app.act(inc_id, "escalate", actor="bob")
     await app.run_until(T0 + 3 * M)
+    await app.act(inc_id, "ack", actor="bob")
     await app.act(inc_id, "resolve", actor="bob")
     inc = await app.incident(inc_id)
+    # The raise to P0 kept alice (already paged); escalate brought the lead's tier forward.
+    assert sent(app, inc) == [(0.0, 0, "alice"), (120.0, 1, "carol")]
+    assert [e["message"] for e in inc["timeline"] if e["kind"] == "escalate"] == [
+        "escalated to tier 1 now by bob"
+    ]
     assert all(e["at"] and e["actor"] and e["source"] and e["message"] for e in inc["timeline"])
     changes = [
         (secs(e["at"]), e["kind"], e["actor"], e["source"])
@@ -548,7 +553,45 @@ async def test_every_change_is_on_the_timeline_with_actor_and_source(make_app: M
         (60.0, "note", "alice", "api"),
         (60.0, "alert", "alertmanager", "alert"),
         (60.0, "severity", "alertmanager", "alert"),
-        (120.0, "ack", "bob", "api"),
         (120.0, "escalate", "bob", "api"),
+        (180.0, "ack", "bob", "api"),
         (180.0, "resolve", "bob", "api"),
     ]
+
+
+REMINDING = """\
+  reminding:
+    ack_timeout: 10m
+    steps:
+      - {name: on-call, after: 0, notify: [role:oncall]}
+"""
+
+
+async def test_reminders_go_on_after_an_ack_timeout(make_app: MakeApp) -> None:
+    rules = "  - {name: storage, match: 'team=\"storage\"', policy: reminding}\n"
+    app = await make_app(rules=rules, policies=REMINDING)
+    body = notification([alert(severity="high", labels={"team": "storage"})])  # P1: hourly
+    inc_id = await open_one(app, body)
+    await app.run_until(T0 + 2 * M)
+    await app.act(inc_id, "ack", actor="alice")
+    await app.run_until(T0 + 12 * M)  # the ack timed out: triggered again
+    await app.run_until(T0 + 3 * H)
+    inc = await app.incident(inc_id)
+    assert inc["status"] == "triggered"
+    assert sent(app, inc) == [(0.0, 0, "alice"), (720.0, 0, "alice")]
+    # Status updates keep the incident's hourly cadence through the superseded run.
+    assert [t for t, _, _ in sent(app, inc, "reminder")] == [3600.0, 7200.0, 10800.0]
+
+
+async def test_reminders_after_a_late_severity_raise_keep_one_cadence(make_app: MakeApp) -> None:
+    app = await make_app()
+    inc_id = await open_one(app, notification([alert(severity="warning")]))  # P2: every 4h
+    await app.run_until(T0 + 50 * M)
+    worse = alert(severity="critical", instance="db-2", starts=T0 + 50 * M)
+    await app.post(notification([alert(severity="warning"), worse]))  # P0: every 30m
+    await app.run_until(T0 + 2 * H + 30 * M)
+    inc = await app.incident(inc_id)
+    reminders = [e for e in inc["timeline"] if e["kind"] == "reminder"]
+    # One reminder every 30 minutes from the raise, never two at once.
+    assert [secs(e["at"]) for e in reminders] == [80 * 60.0, 110 * 60.0, 140 * 60.0]
+    assert events(inc, "late") == []

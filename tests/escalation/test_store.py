@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -35,7 +37,9 @@ from escalation.model import (
     StepState,
     TimelineEvent,
 )
-from escalation.store.base import Conflict, IncidentFilter, Store, StoreError
+from escalation.store import postgres as postgres_backend
+from escalation.store import sqlite as sqlite_backend
+from escalation.store.base import Conflict, IncidentFilter, Store, StoreError, Tx
 from escalation.store.factory import StoreConfig, make_store
 from escalation.store.migrations import MIGRATIONS, latest_version
 from escalation.store.postgres import PostgresStore
@@ -44,7 +48,7 @@ from escalation.store.sqlite import SINGLE_REPLICA_MESSAGE, SqliteStore
 DSN_ENV = "TOCSIN_TEST_POSTGRES_DSN"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CEST = timezone(timedelta(hours=2))
-ALL_VERSIONS = [m.version for m in MIGRATIONS]
+ALL_VERSIONS = [mig.version for mig in MIGRATIONS]
 
 
 def m(minutes: float) -> datetime:
@@ -1078,8 +1082,10 @@ def socket_closed_port() -> Any:
 
 
 async def test_pg_ping_fails_when_the_server_goes_away(pg_schema: tuple[str, str]) -> None:
+    # A TCP proxy stands in for the server: cutting it is PostgreSQL going away.
     dsn, schema = pg_schema
-    target_host, target_port = "127.0.0.1", int(dsn.rsplit(":", 1)[1].split("/")[0])
+    parts = urlsplit(dsn)
+    target_host, target_port = parts.hostname or "127.0.0.1", parts.port or 5432
     links: list[asyncio.StreamWriter] = []
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -1096,15 +1102,17 @@ async def test_pg_ping_fails_when_the_server_goes_away(pg_schema: tuple[str, str
 
     proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = proxy.sockets[0].getsockname()[1]
-    proxied = dsn.replace(f":{target_port}/", f":{port}/")
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
+    proxied = urlunsplit(parts._replace(netloc=netloc))
     store = PostgresStore(proxied, schema=schema, pool_min=1, pool_max=1, connect_timeout=2)
     await store.open()
     try:
         await store.ping()
-        proxy.close()
-        await proxy.wait_closed()
         for w in links:
             w.close()
+        proxy.close()
+        await proxy.wait_closed()
         await asyncio.sleep(0.1)
         with pytest.raises(StoreError):
             await store.ping()
@@ -1278,3 +1286,34 @@ def test_store_config_errors(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError) as caught:
         StoreConfig.model_validate(data)
     assert message in str(caught.value)
+
+
+# -- interface conformance ----------------------------------------------------------------------
+
+
+def _public_methods(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(getattr(cls, name))
+        for name in dir(cls)
+        if not name.startswith("_") and callable(getattr(cls, name))
+    }
+
+
+@pytest.mark.parametrize(
+    ("protocol", "impl"),
+    [
+        (Store, SqliteStore),
+        (Store, PostgresStore),
+        (Tx, sqlite_backend._SqliteTx),
+        (Tx, postgres_backend._PgTx),
+    ],
+)
+def test_backends_implement_the_protocols_exactly(protocol: type, impl: type) -> None:
+    wanted = _public_methods(protocol)
+    got = _public_methods(impl)
+    for name, signature in wanted.items():
+        assert name in got, f"{impl.__name__} lacks {name}"
+        assert list(got[name].parameters.values()) == list(signature.parameters.values()), name
+        assert inspect.iscoroutinefunction(getattr(impl, name)) == inspect.iscoroutinefunction(
+            getattr(protocol, name)
+        ), name

@@ -151,10 +151,8 @@ def config_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def make_harness(
-    tmp_path: Path, aiohttp_client: Any
-) -> AsyncIterator[MakeHarness]:
-    """Factory: load a config file, start a Runtime (no engine) and serve it; stopped at teardown."""
+async def make_harness(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[MakeHarness]:
+    """Factory: load a config, start a Runtime (no engine), serve it; stopped at teardown."""
     started: list[Runtime] = []
 
     async def make(path: Path | None = None) -> Harness:

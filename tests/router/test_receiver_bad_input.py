@@ -203,7 +203,9 @@ CASES = [
         'valid array, got "HighErrorRate"',
         "alerts",
     ),
-    Case("alert-not-object", top(alerts=[1]), 400, INVALID_PAYLOAD, "an object, got 1", "alerts[0]"),
+    Case(
+        "alert-not-object", top(alerts=[1]), 400, INVALID_PAYLOAD, "an object, got 1", "alerts[0]"
+    ),
     Case(
         "alert-missing-labels",
         alert0_without("labels"),
@@ -418,7 +420,11 @@ GRID: list[tuple[str, Any, str, str]] = [
     *[("receiver", v, "receiver", "valid string") for v in _NOT_STRING],
     *[("status", v, "status", "'firing' or 'resolved'") for v in _ANY],
     *[("alerts", v, "alerts", "valid array") for v in [None, 0, True, "", {}]],
-    *[(k, v, k, "an object") for k in ("groupLabels", "commonLabels", "commonAnnotations") for v in _NOT_MAP],
+    *[
+        (k, v, k, "an object")
+        for k in ("groupLabels", "commonLabels", "commonAnnotations")
+        for v in _NOT_MAP
+    ],
     *[("externalURL", v, "externalURL", "valid string") for v in _NOT_STRING],
     *[("groupKey", v, "groupKey", "valid string") for v in _NOT_STRING],
     *[("version", v, "version", 'version "4"') for v in _ANY],
@@ -578,9 +584,7 @@ async def test_server_keeps_serving_after_every_bad_case(harness: Harness) -> No
     text = await scrape(harness.client)
     code = {"route": RECEIVER}
     assert metric_value(text, "tocsin_http_requests_total", {**code, "code": "200"}) == 3
-    expected = {
-        str(s): sum(1 for c in CASES if c.status == s) for s in {c.status for c in CASES}
-    }
+    expected = {str(s): sum(1 for c in CASES if c.status == s) for s in {c.status for c in CASES}}
     for status, n in expected.items():
         got = metric_value(text, "tocsin_http_requests_total", {**code, "code": status})
         assert got == n, status

@@ -21,8 +21,9 @@ MONDAY_10 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 MONDAY_20 = datetime(2026, 1, 5, 20, 0, tzinfo=UTC)
 SATURDAY_10 = datetime(2026, 1, 10, 10, 0, tzinfo=UTC)
 
-BUSINESS = Calendar(timezone="Europe/London", days=["mon", "tue", "wed", "thu", "fri"],
-                    hours="09:00-17:30")  # fmt: skip
+BUSINESS = Calendar(
+    timezone="Europe/London", days=["mon", "tue", "wed", "thu", "fri"], hours="09:00-17:30"
+)
 
 
 def make(
@@ -209,8 +210,10 @@ rules:
 
 
 def test_nothing_matches_the_config_default_applies() -> None:
-    c = make(TWO_MATCHING.replace("'alertname=~\".+\"'", "'alertname=\"Nope\"'"),
-             default={"severity": "SEV-2", "policy": "fallback", "team": "sre"})  # fmt: skip
+    c = make(
+        TWO_MATCHING.replace("'alertname=~\".+\"'", "'alertname=\"Nope\"'"),
+        default={"severity": "SEV-2", "policy": "fallback", "team": "sre"},
+    )
     got = classify(c, {"alertname": "Other"})
     assert (got.severity, got.policy, got.team) == ("P1", "fallback", "sre")
     assert got.rule == "default"
@@ -459,14 +462,20 @@ def _compare_rule(source: str, name: str, op: str, value: float) -> Classifier:
 @pytest.mark.parametrize(
     ("op", "value", "holds"),
     [
-        (">", 5, False), (">", 4.5, True),
-        (">=", 5, True), (">=", 5.5, False),
-        ("<", 5, False), ("<", 6, True),
-        ("<=", 5, True), ("<=", 4, False),
-        ("==", 5, True), ("==", 5.1, False),
-        ("!=", 5, False), ("!=", 4, True),
+        (">", 5, False),
+        (">", 4.5, True),
+        (">=", 5, True),
+        (">=", 5.5, False),
+        ("<", 5, False),
+        ("<", 6, True),
+        ("<=", 5, True),
+        ("<=", 4, False),
+        ("==", 5, True),
+        ("==", 5.1, False),
+        ("!=", 5, False),
+        ("!=", 4, True),
     ],
-)  # fmt: skip
+)
 @pytest.mark.parametrize("source", ["label", "annotation"])
 def test_compare_with_every_operator(source: str, op: str, value: float, holds: bool) -> None:
     c = _compare_rule(source, "load", op, value)

@@ -47,6 +47,7 @@ def test_render(source: str, rendered: str) -> None:
         "{% for c in ().__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
         "{{ labels.update({'alertname': 'x'}) }}",  # the context is immutable
         "{{ labels.pop('service') }}",
+        "{{ labels.alertname.__class__.__name__ }}",
         "{{ range(10 ** 9) | list | length }}",
         "{{ 'x' * 1000000000 }}",
         "{{ 10 ** 999 ** 999 }}",
@@ -64,7 +65,6 @@ def test_sandbox_refuses_escapes_and_unbounded_work(source: str) -> None:
         "{{ ''.__class__ }}",
         "{{ lipsum.__globals__ }}",
         "{{ '{0.__class__}'.format(labels) }}",
-        "{{ labels.alertname.__class__.__name__ }}",
         "{{ config }}{{ request }}",
     ],
 )

@@ -1,0 +1,30 @@
+"""PagerDuty, both ways: Events API v2 out (``events``), on-call lookups (``oncall``).
+
+Signed v3 webhooks coming back in are handled by ``router.inbound_pagerduty``.
+"""
+
+from __future__ import annotations
+
+from adapters.config import PagerDutyConfig
+from adapters.pagerduty.events import PagerDutyEventsNotifier
+from adapters.pagerduty.oncall import OncallLookup, OncallLookupError
+from adapters.registry import AdapterContext
+from escalation.notifier import Notifier
+
+__all__ = ["OncallLookup", "OncallLookupError", "PagerDutyEventsNotifier", "build"]
+
+ROUTING_KEY_LENGTH = 32
+
+
+def build(cfg: PagerDutyConfig, ctx: AdapterContext) -> dict[str, Notifier]:
+    """The ``pagerduty`` channel; ValueError names what is wrong (never a key's value)."""
+    if not cfg.events_url.startswith(("https://", "http://")):
+        raise ValueError("events_url must be an http:// or https:// URL")
+    for name, key in cfg.services.items():
+        n = len(key.get_secret_value())
+        if n != ROUTING_KEY_LENGTH:
+            raise ValueError(
+                f"services.{name}: a PagerDuty routing (integration) key is "
+                f"{ROUTING_KEY_LENGTH} characters long; this one has {n}"
+            )
+    return {"pagerduty": PagerDutyEventsNotifier(cfg, ctx)}

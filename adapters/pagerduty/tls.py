@@ -1,0 +1,45 @@
+"""TLS trust and secret hygiene shared by the PagerDuty clients."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterable
+
+__all__ = ["config_ssl_context", "redact", "ssl_context"]
+
+
+def ssl_context(ca_file: str | None, ca_pem: str | None = None) -> ssl.SSLContext | None:
+    """The system trust store plus an extra CA (a path or PEM text); None means the default.
+
+    The extra CA is *added* to the default roots (a private proxy or a test CA), never a
+    replacement for them.
+    """
+    if ca_file is None and not ca_pem:
+        return None
+    ctx = ssl.create_default_context()
+    try:
+        if ca_file is not None:
+            ctx.load_verify_locations(cafile=ca_file)
+        if ca_pem:
+            ctx.load_verify_locations(cadata=ca_pem)
+    except (OSError, ssl.SSLError) as e:
+        # Raised from build(): the registry reports it as a config problem of adapters.pagerduty.
+        raise ValueError(f"the extra TLS CA cannot be loaded: {e}") from None
+    return ctx
+
+
+def config_ssl_context(cfg: object) -> ssl.SSLContext | None:
+    """``ssl_context`` for a config section with ``tls_ca_file`` and, if it has one, ``tls_ca``.
+
+    The config loader turns a YAML ``tls_ca_file: PATH`` into ``tls_ca: <file contents>`` (its
+    ``*_file`` secret rule), so a section that declares ``tls_ca`` gets the PEM that way.
+    """
+    return ssl_context(getattr(cfg, "tls_ca_file", None), getattr(cfg, "tls_ca", None))
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret replaced, so it may be logged or stored."""
+    for s in secrets:
+        if s:
+            text = text.replace(s, "[redacted]")
+    return text

@@ -1,0 +1,55 @@
+"""The seam between the phone/SMS notifiers and a telephony provider.
+
+A provider places one call or sends one text and reports the outcome as a ``DeliveryResult``;
+what the call says and which outbox rows it answers for are decided by the notifiers
+(``adapters.phone.notifiers``). A second provider (Vonage, an SMS gateway, ...) implements
+this Protocol plus its own inbound routes; the dispatcher and notifiers stay as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from escalation.notifier import DeliveryResult
+
+__all__ = ["PhoneProvider", "VoicePage", "normalize_number"]
+
+
+@dataclass(frozen=True)
+class VoicePage:
+    """One page call: what to read out, what to ask, and the outbox rows a keypress answers.
+
+    ``refs`` are outbox row ids; the provider carries them in its callback URLs so a keypress
+    or a call status lands on the right rows (several when pages were bundled into one call).
+    """
+
+    refs: tuple[str, ...]
+    speech: str  # severity, title, ...
+    prompt: str  # "Press 1 to acknowledge, 2 to escalate ..."
+    goodbye: str  # said when no key was pressed
+
+
+class PhoneProvider(Protocol):
+    """Places calls and sends texts; one attempt each, never raising."""
+
+    async def place_call(self, to: str, page: VoicePage) -> DeliveryResult:
+        """Ring ``to`` and play ``page``; ``unknown`` when the provider may have dialled."""
+        ...
+
+    async def send_sms(self, to: str, body: str) -> DeliveryResult:
+        """Text ``body`` to ``to``."""
+        ...
+
+
+_FORMATTING = re.compile(r"[\s\-().]")
+
+
+def normalize_number(number: str) -> str:
+    """A phone number as written in config (``+44 7700 900-123``) in E.164 form (``+447700900123``).
+
+    Only formatting is removed; a number that is still not E.164 is left for the provider to
+    reject (a permanent error that shows up on the timeline).
+    """
+    return _FORMATTING.sub("", number)

@@ -1,0 +1,21 @@
+"""The ``webhook`` channel: signed JSON POSTs to configured endpoints.
+
+``via: [webhook]`` posts to every endpoint; ``via: [webhook:<name>]`` to that one only.
+"""
+
+from __future__ import annotations
+
+from adapters.config import WebhookConfig
+from adapters.registry import AdapterContext
+from adapters.webhook.notifier import SIGNATURE_HEADER, WebhookNotifier, payload, sign
+from escalation.notifier import Notifier
+
+__all__ = ["SIGNATURE_HEADER", "WebhookNotifier", "build", "payload", "sign"]
+
+
+def build(cfg: WebhookConfig, ctx: AdapterContext) -> dict[str, Notifier]:
+    """``webhook`` (all endpoints) and ``webhook:<name>`` (one each)."""
+    out: dict[str, Notifier] = {"webhook": WebhookNotifier(cfg.endpoints, ctx.http, ctx.clock)}
+    for name, ep in cfg.endpoints.items():
+        out[f"webhook:{name}"] = WebhookNotifier({name: ep}, ctx.http, ctx.clock)
+    return out

@@ -1,0 +1,200 @@
+"""Generic JSON webhooks: chat tools, ticketing, anything that takes an HTTP POST.
+
+Each notification is POSTed as JSON (see ``payload``) to the endpoint with its configured
+headers and, when a secret is set, ``X-Tocsin-Signature: sha256=<hex HMAC-SHA256 of the body>``.
+``X-Tocsin-Delivery`` carries the outbox row id, the idempotency key: a retry repeats it, so
+receivers can drop duplicates (delivery is at-least-once).
+
+Outcome of one attempt: 2xx → ok; 429, 5xx, network errors and timeouts → retryable
+(``Retry-After`` honoured); any other status → permanent. Errors name the endpoint, never its
+URL (chat webhook URLs carry their secret in the path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+
+from adapters.config import WebhookEndpoint
+from escalation.clock import Clock
+from escalation.model import IncidentRecord, OutboxRecord
+from escalation.notifier import Delivery, DeliveryResult
+
+__all__ = ["SIGNATURE_HEADER", "WebhookNotifier", "payload", "sign"]
+
+SIGNATURE_HEADER = "X-Tocsin-Signature"
+DELIVERY_HEADER = "X-Tocsin-Delivery"
+PAYLOAD_VERSION = "1"
+
+_REMEMBER = 10_000  # rows whose per-endpoint successes are remembered across retries
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The ``X-Tocsin-Signature`` value for ``body``: ``sha256=`` + hex HMAC-SHA256."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _t(v: datetime | None) -> str | None:
+    return v.isoformat() if v is not None else None
+
+
+def _incident(inc: IncidentRecord, url: str | None) -> dict[str, Any]:
+    return {
+        "id": inc.id,
+        "number": inc.number,
+        "key": inc.key,
+        "title": inc.title,
+        "status": inc.status.value,
+        "severity": inc.severity,
+        "severity_name": inc.level.get("name", inc.severity),
+        "team": inc.team,
+        "policy": inc.policy_name,
+        "labels": dict(inc.labels),
+        "opened_at": _t(inc.opened_at),
+        "acknowledged_at": _t(inc.acknowledged_at),
+        "mitigated_at": _t(inc.mitigated_at),
+        "resolved_at": _t(inc.resolved_at),
+        "url": url,
+    }
+
+
+def _notification(row: OutboxRecord, person: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "tier": row.tier,
+        "round": row.round,
+        "target": row.target,
+        "person": row.person,
+        "person_name": person.get("name") or row.person,
+        "channel": row.channel,
+    }
+
+
+def payload(delivery: Delivery, now: datetime) -> dict[str, Any]:
+    """The JSON document posted for ``delivery`` (bundled rows are listed under ``bundle``)."""
+    d = delivery
+    url = d.links.get("incident")
+    incidents = {d.incident.id: d.incident, **d.bundle_incidents}
+    return {
+        "version": PAYLOAD_VERSION,
+        "sent_at": now.isoformat(),
+        "incident": _incident(d.incident, url),
+        "notification": _notification(d.row, d.person),
+        "bundle": [
+            {
+                "incident": _incident(incidents[r.incident_id], None),
+                "notification": _notification(r, d.person),
+            }
+            for r in d.bundle
+            if r.incident_id in incidents
+        ],
+    }
+
+
+def _retry_after(value: str | None, now: datetime) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - now).total_seconds())
+
+
+class WebhookNotifier:
+    """POSTs each notification to one or more endpoints; ok only when every one accepted it.
+
+    Endpoints that accepted a row are remembered (in memory, bounded), so a retry after a
+    partial failure goes only to those that did not.
+    """
+
+    def __init__(
+        self,
+        endpoints: Mapping[str, WebhookEndpoint],
+        http: Callable[[], aiohttp.ClientSession],
+        clock: Clock,
+    ) -> None:
+        self.endpoints = dict(endpoints)
+        self._http = http
+        self._clock = clock
+        self._done: OrderedDict[str, set[str]] = OrderedDict()
+
+    async def notify(self, delivery: Delivery) -> DeliveryResult:
+        """One attempt to every endpoint that has not yet accepted this row."""
+        if not self.endpoints:
+            return DeliveryResult(ok=False, error="no webhook endpoints are configured")
+        now = self._clock.now()
+        body = json.dumps(payload(delivery, now), separators=(",", ":")).encode()
+        done = self._done.get(delivery.row.id, set())
+        todo = [(n, ep) for n, ep in self.endpoints.items() if n not in done]
+        sent = await asyncio.gather(
+            *(self._post(n, ep, body, delivery.row.id, now) for n, ep in todo)
+        )
+        results = {n: r for (n, _), r in zip(todo, sent, strict=True)}
+        done |= {n for n, r in results.items() if r.ok}
+        failed = {n: r for n, r in results.items() if not r.ok}
+        if not failed:
+            self._done.pop(delivery.row.id, None)
+            return DeliveryResult(ok=True, provider_id=",".join(sorted(done)))
+        self._remember(delivery.row.id, done)
+        retryable = [r for r in failed.values() if r.retryable]
+        waits = [r.retry_after for r in retryable if r.retry_after is not None]
+        return DeliveryResult(
+            ok=False,
+            retryable=bool(retryable),
+            error="; ".join(r.error for r in failed.values()),
+            retry_after=max(waits) if waits else None,
+        )
+
+    def _remember(self, row_id: str, done: set[str]) -> None:
+        if not done:
+            return
+        self._done[row_id] = done
+        self._done.move_to_end(row_id)
+        while len(self._done) > _REMEMBER:
+            self._done.popitem(last=False)
+
+    async def _post(
+        self, name: str, ep: WebhookEndpoint, body: bytes, row_id: str, now: datetime
+    ) -> DeliveryResult:
+        headers = {**ep.headers, "Content-Type": "application/json", DELIVERY_HEADER: row_id}
+        if ep.secret is not None:
+            headers[SIGNATURE_HEADER] = sign(ep.secret.get_secret_value(), body)
+        timeout = aiohttp.ClientTimeout(total=ep.timeout.total_seconds())
+        try:
+            async with self._http().post(
+                ep.url, data=body, headers=headers, timeout=timeout
+            ) as resp:
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+                await resp.read()
+        except aiohttp.InvalidURL:
+            return DeliveryResult(ok=False, error=f"webhook {name}: invalid URL")
+        except TimeoutError:
+            return DeliveryResult(ok=False, retryable=True, error=f"webhook {name}: timed out")
+        except aiohttp.ClientError as e:
+            err = getattr(e, "os_error", None)
+            reason = os.strerror(err.errno) if isinstance(err, OSError) and err.errno else type(e).__name__
+            return DeliveryResult(ok=False, retryable=True, error=f"webhook {name}: {reason}")
+        if 200 <= status < 300:
+            return DeliveryResult(ok=True, provider_id=name)
+        error = f"webhook {name}: HTTP {status}"
+        if status == 429 or status >= 500:
+            return DeliveryResult(
+                ok=False, retryable=True, error=error, retry_after=_retry_after(retry_after, now)
+            )
+        return DeliveryResult(ok=False, error=error)

@@ -1,0 +1,507 @@
+"""The ``pagerduty`` channel against the fake PagerDuty: exact events, status decisions, limits."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from adapters.config import PagerDutyConfig
+from adapters.pagerduty import build
+from adapters.pagerduty.events import (
+    MAX_EVENT_BYTES,
+    SIZE_ERROR_DETAILS,
+    PagerDutyEventsNotifier,
+    encode_event,
+    parse_retry_after,
+    truncate_summary,
+)
+from adapters.registry import AdapterContext
+from escalation.clock import VirtualClock
+from escalation.model import IncidentRecord, OutboxRecord, Status
+from escalation.notifier import Delivery, DeliveryResult
+from tests.fakes.pagerduty import FakePagerDuty, Scripted
+
+T0 = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
+CORE_KEY = "e93facc04764012d7bfb002500d5d1a6"
+DEFAULT_KEY = "0123456789abcdef0123456789abcdef"
+PUBLIC = "https://tocsin.example.com"
+INC_ID = "4f1c2a9e0b7d4c3e8a21"
+INC_URL = f"{PUBLIC}/api/v1/incidents/{INC_ID}"
+LABELS = {
+    "alertname": "DiskFull",
+    "instance": "db1:9100",
+    "service": "postgres",
+    "runbook_url": "https://runbooks.example.com/disk-full",
+}
+
+
+def incident(**kw: Any) -> IncidentRecord:
+    base = IncidentRecord(
+        id=INC_ID,
+        number=42,
+        key="pd/{}:{alertname=\"DiskFull\"}",
+        status=Status.TRIGGERED,
+        severity="P0",
+        title="DiskFull on db1",
+        team="storage",
+        policy_name="critical",
+        policy={"steps": []},
+        level={"name": "SEV-1", "pagerduty_severity": "critical"},
+        opened_at=T0,
+        updated_at=T0,
+        labels=dict(LABELS),
+    )
+    return replace(base, **kw)
+
+
+def row(kind: str = "page", person: str = "pagerduty:core", target: str = "pagerduty:core",
+        incident_id: str = INC_ID) -> OutboxRecord:
+    return OutboxRecord(
+        id=f"{incident_id}:0:page:0:0:{person}:pagerduty",
+        incident_id=incident_id,
+        step_id=f"{incident_id}:0:page:0:0",
+        kind=kind,
+        tier=0,
+        round=0,
+        target=target,
+        person=person,
+        channel="pagerduty",
+        created_at=T0,
+        not_before=T0,
+    )
+
+
+def delivery(kind: str = "page", **kw: Any) -> Delivery:
+    inc = kw.pop("inc", None) or incident()
+    person = kw.pop("person_details", {})
+    return Delivery(row(kind, **kw), inc, person, {"incident": INC_URL})
+
+
+def expected_trigger(routing_key: str = CORE_KEY, **details: Any) -> dict[str, Any]:
+    custom = {
+        "incident": {
+            "id": INC_ID,
+            "number": 42,
+            "title": "DiskFull on db1",
+            "status": "triggered",
+            "severity": "P0",
+            "severity_name": "SEV-1",
+            "team": "storage",
+            "opened_at": "2026-11-22T13:00:00+00:00",
+            "url": INC_URL,
+        },
+        "labels": LABELS,
+        "notification": {
+            "tier": 0,
+            "round": 0,
+            "target": "pagerduty:core",
+            "person": "pagerduty:core",
+        },
+    }
+    custom.update(details)
+    return {
+        "routing_key": routing_key,
+        "dedup_key": INC_ID,
+        "event_action": "trigger",
+        "payload": {
+            "summary": "[SEV-1] DiskFull on db1",
+            "source": "db1:9100",
+            "severity": "critical",
+            "timestamp": "2026-11-22T13:00:00+00:00",
+            "component": "postgres",
+            "group": "storage",
+            "class": "DiskFull",
+            "custom_details": custom,
+        },
+        "client": "tocsin",
+        "client_url": INC_URL,
+        "links": [
+            {"href": INC_URL, "text": "tocsin incident #42"},
+            {"href": "https://runbooks.example.com/disk-full", "text": "Runbook"},
+        ],
+    }
+
+
+@pytest.fixture
+async def fake(tmp_path: Path) -> AsyncIterator[FakePagerDuty]:
+    pd = await FakePagerDuty(tmp_path).start()
+    yield pd
+    await pd.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    s = aiohttp.ClientSession()
+    yield s
+    await s.close()
+
+
+MakeNotifier = Callable[..., PagerDutyEventsNotifier]
+
+
+@pytest.fixture
+def make_notifier(fake: FakePagerDuty, session: aiohttp.ClientSession) -> MakeNotifier:
+    clock = VirtualClock(T0)
+
+    def make(**overrides: Any) -> PagerDutyEventsNotifier:
+        fields: dict[str, Any] = {
+            "events_url": fake.http_url,
+            "services": {"core": CORE_KEY, "default": DEFAULT_KEY},
+            "default_service": "default",
+            "timeout": 2,
+        } | overrides
+        cfg = PagerDutyConfig.model_validate(fields)
+        notifiers = build(cfg, AdapterContext(PUBLIC, lambda: session, clock))
+        notifier = notifiers["pagerduty"]
+        assert isinstance(notifier, PagerDutyEventsNotifier)
+        return notifier
+
+    return make
+
+
+# -- exact requests -------------------------------------------------------------------------------
+
+
+async def test_trigger_for_a_service_target_is_the_exact_documented_event(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    result = await make_notifier().notify(delivery())
+
+    assert result == DeliveryResult(ok=True, provider_id=INC_ID)
+    [req] = fake.requests
+    assert (req.method, req.path, req.status) == ("POST", "/v2/enqueue", 202)
+    assert req.headers["Content-Type"] == "application/json"
+    assert req.json == expected_trigger()
+    [alert] = fake.alerts
+    assert (alert.routing_key, alert.dedup_key, alert.status) == (CORE_KEY, INC_ID, "triggered")
+
+
+async def test_a_person_paged_via_pagerduty_uses_the_default_service_and_names_their_user(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    d = delivery(
+        person="alice", target="role:oncall",
+        person_details={"email": "alice@example.com", "pagerduty_user": "PALICE1", "name": "Alice"},
+    )
+    result = await make_notifier().notify(d)
+
+    assert result.ok is True
+    want = expected_trigger(DEFAULT_KEY, pagerduty_user="PALICE1")
+    want["payload"]["custom_details"]["notification"] = {
+        "tier": 0, "round": 0, "target": "role:oncall", "person": "alice",
+    }
+    assert fake.requests[0].json == want
+    assert fake.alerts[0].routing_key == DEFAULT_KEY
+
+
+@pytest.mark.parametrize(("kind", "status"), [("resolve", "resolved"), ("acknowledge", "acknowledged")])
+async def test_follow_ups_reuse_the_trigger_routing_key_and_dedup_key(
+    fake: FakePagerDuty, make_notifier: MakeNotifier, kind: str, status: str
+) -> None:
+    n = make_notifier()
+    assert (await n.notify(delivery())).ok
+    result = await n.notify(delivery(kind))
+
+    assert result == DeliveryResult(ok=True, provider_id=INC_ID)
+    follow = fake.requests[1]
+    assert (follow.method, follow.path, follow.status) == ("POST", "/v2/enqueue", 202)
+    assert follow.json == {"routing_key": CORE_KEY, "dedup_key": INC_ID, "event_action": kind}
+    [alert] = fake.alerts
+    assert alert.status == status
+    assert alert.actions == ["trigger", kind]
+    assert fake.dropped == []
+
+
+async def test_person_follow_up_goes_through_the_default_service_like_its_trigger(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    n = make_notifier()
+    await n.notify(delivery(person="alice", target="role:oncall"))
+    await n.notify(delivery("resolve", person="alice", target="role:oncall"))
+
+    assert [r.json["routing_key"] for r in fake.requests] == [DEFAULT_KEY, DEFAULT_KEY]
+    assert fake.alerts[0].status == "resolved"
+
+
+async def test_resolve_without_an_open_alert_is_dropped_by_pagerduty_with_202(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    result = await make_notifier().notify(delivery("resolve"))
+
+    assert result.ok is True
+    assert fake.alerts == []
+    assert fake.dropped == [{"routing_key": CORE_KEY, "dedup_key": INC_ID, "event_action": "resolve"}]
+
+
+async def test_a_reminder_sends_nothing(fake: FakePagerDuty, make_notifier: MakeNotifier) -> None:
+    assert await make_notifier().notify(delivery("reminder")) == DeliveryResult(ok=True)
+    assert fake.requests == []
+
+
+async def test_events_over_tls_with_the_configured_ca(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    n = make_notifier(events_url=fake.https_url, tls_ca_file=fake.ca_file)
+    result = await n.notify(delivery())
+
+    assert result.ok is True
+    assert fake.requests[0].secure is True
+
+
+async def test_events_over_tls_without_trusting_the_ca_fail_retryably(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    result = await make_notifier(events_url=fake.https_url).notify(delivery())
+
+    assert (result.ok, result.retryable, result.unknown) == (False, True, False)
+    assert result.error.startswith("network error talking to PagerDuty (")
+    assert fake.requests == []
+
+
+# -- status → decision --------------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.mark.parametrize(
+    ("answer", "ok", "retryable", "retry_after", "error"),
+    [
+        (None, True, False, None, ""),
+        (
+            Scripted.invalid("Length of 'routing_key' is incorrect (should be 32 characters)"),
+            False, False, None,
+            "PagerDuty rejected the event (HTTP 400): Event object is invalid: "
+            "Length of 'routing_key' is incorrect (should be 32 characters)",
+        ),
+        (Scripted(404, {"error": "not found"}), False, False, None, "PagerDuty answered HTTP 404"),
+        (Scripted.rate_limited("7"), False, True, 7.0,
+         "rate limited by PagerDuty (HTTP 429): Too many API calls at a time."),
+        (Scripted.rate_limited(), False, True, None,
+         "rate limited by PagerDuty (HTTP 429): Too many API calls at a time."),
+        (Scripted.error(500), False, True, None,
+         "PagerDuty answered HTTP 500: Internal Server Error: try again later"),
+        (Scripted(502, b"<html>bad gateway</html>"), False, True, None, "PagerDuty answered HTTP 502"),
+        (Scripted(503, None, {"Retry-After": "30"}), False, True, 30.0, "PagerDuty answered HTTP 503"),
+    ],
+    ids=["202", "400", "404", "429-retry-after", "429", "500", "502", "503"],
+)
+async def test_status_decision_table(
+    fake: FakePagerDuty, make_notifier: MakeNotifier, answer: Scripted | None, ok: bool,
+    retryable: bool, retry_after: float | None, error: str,
+) -> None:
+    if answer is not None:
+        fake.script_events(answer)
+    result = await make_notifier().notify(delivery())
+
+    provider_id = INC_ID if ok else ""
+    assert result == DeliveryResult(ok, retryable, False, error, provider_id, retry_after)
+    assert len(fake.event_requests) == 1
+    # A scripted failure is not ingested: PagerDuty opened nothing.
+    assert len(fake.alerts) == (1 if ok else 0)
+
+
+async def test_network_error_is_retryable(make_notifier: MakeNotifier) -> None:
+    n = make_notifier(events_url=f"http://127.0.0.1:{_closed_port()}")
+    result = await n.notify(delivery())
+
+    assert result == DeliveryResult(
+        ok=False, retryable=True, error="network error talking to PagerDuty (ClientConnectorError)"
+    )
+
+
+async def test_timeout_is_retryable_because_dedup_makes_a_repeat_safe(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    fake.script_events(Scripted.slow(1.0))
+    result = await make_notifier(timeout=0.2).notify(delivery())
+
+    assert result == DeliveryResult(
+        ok=False, retryable=True, error="no answer from PagerDuty within 0.2s"
+    )
+    # The repeat lands on the same alert: still exactly one open at the fake.
+    second = await make_notifier(timeout=2).notify(delivery())
+    assert second.ok is True
+    await _settle(fake, 2)
+    assert len(fake.open_alerts()) == 1
+    assert fake.open_alerts()[0].actions == ["trigger", "trigger"]
+
+
+async def _settle(fake: FakePagerDuty, n: int) -> None:
+    import asyncio
+
+    for _ in range(100):
+        if len(fake.event_requests) >= n:
+            return
+        await asyncio.sleep(0.02)
+
+
+def test_retry_after_as_http_date_counts_from_the_clock() -> None:
+    assert parse_retry_after("Sun, 22 Nov 2026 13:00:45 GMT", T0) == 45.0
+    assert parse_retry_after("Sun, 22 Nov 2026 12:00:00 GMT", T0) == 0.0
+    assert parse_retry_after("120", T0) == 120.0
+    assert parse_retry_after("soon", T0) is None
+    assert parse_retry_after(None, T0) is None
+
+
+# -- limits -----------------------------------------------------------------------------------------
+
+
+def test_truncate_summary_cuts_to_1024_with_an_ellipsis() -> None:
+    assert truncate_summary("x" * 1024) == "x" * 1024
+    cut = truncate_summary("y" * 1025)
+    assert len(cut) == 1024
+    assert cut == "y" * 1023 + "…"
+
+
+async def test_a_long_title_is_cut_and_pagerduty_accepts_it(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    title = "é" * 3000
+    result = await make_notifier().notify(delivery(inc=incident(title=title)))
+
+    assert result.ok is True
+    summary = fake.requests[0].json["payload"]["summary"]
+    assert summary == ("[SEV-1] " + title)[:1023] + "…"
+    assert len(summary) == 1024
+
+
+async def test_an_oversized_event_drops_custom_details_like_alertmanager(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    huge = incident(labels=LABELS | {f"big{i}": "z" * 10_000 for i in range(60)})
+    result = await make_notifier().notify(delivery(inc=huge))
+
+    assert result.ok is True
+    req = fake.requests[0]
+    assert req.status == 202
+    assert len(req.body) <= MAX_EVENT_BYTES
+    assert req.json["payload"]["custom_details"] == SIZE_ERROR_DETAILS
+    assert req.json["payload"]["summary"] == "[SEV-1] DiskFull on db1"
+
+
+def test_encode_event_keeps_small_events_whole() -> None:
+    event = {"payload": {"summary": "s", "custom_details": {"a": "b"}}}
+    assert json.loads(encode_event(event)) == event
+
+
+async def test_an_event_too_big_even_without_details_is_a_permanent_failure(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    huge = incident(labels={"alertname": "X", "service": "s" * 600_000})
+    result = await make_notifier().notify(delivery(inc=huge))
+
+    assert (result.ok, result.retryable) == (False, False)
+    assert result.error.startswith("the event is ")
+    assert result.error.endswith("bytes even without custom details; PagerDuty's limit is 512000")
+    assert fake.requests == []
+
+
+async def test_fake_rejects_what_pagerduty_rejects(fake: FakePagerDuty, session: aiohttp.ClientSession) -> None:
+    bad = {"routing_key": "short", "event_action": "trigger",
+           "payload": {"summary": "x" * 1025, "source": "", "severity": "fatal"}}
+    async with session.post(f"{fake.http_url}/v2/enqueue", json=bad) as resp:
+        assert resp.status == 400
+        assert await resp.json() == {
+            "status": "invalid event",
+            "message": "Event object is invalid",
+            "errors": [
+                "Length of 'routing_key' is incorrect (should be 32 characters)",
+                "'payload.source' is missing or blank",
+                "Length of 'payload.summary' is incorrect (should be at most 1024 characters)",
+                "'payload.severity' is invalid (must be one of critical, error, warning, info)",
+            ],
+        }
+    async with session.post(f"{fake.http_url}/v2/enqueue", data=b"{" + b" " * MAX_EVENT_BYTES + b"}") as resp:
+        assert resp.status == 400
+        assert (await resp.json())["errors"] == ["Event object exceeds the maximum size of 512KB"]
+    assert fake.alerts == []
+
+
+# -- routing problems and secrets ------------------------------------------------------------------
+
+
+async def test_unknown_service_fails_permanently_without_a_request(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    result = await make_notifier().notify(delivery(person="pagerduty:billing", target="pagerduty:billing"))
+
+    assert result == DeliveryResult(
+        ok=False, error="unknown PagerDuty service 'billing' (configured: core, default)"
+    )
+    assert fake.requests == []
+
+
+async def test_a_person_without_a_default_service_fails_permanently(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    result = await make_notifier(default_service=None).notify(delivery(person="alice", target="role:oncall"))
+
+    assert result.ok is False and result.retryable is False
+    assert result.error == (
+        "alice is a person, and adapters.pagerduty.default_service is not set: "
+        "no PagerDuty service to page them through"
+    )
+    assert fake.requests == []
+
+
+async def test_error_texts_never_carry_the_routing_key(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    fake.script_events(Scripted.invalid(f"Routing key {CORE_KEY} is disabled"))
+    result = await make_notifier().notify(delivery())
+
+    assert result.error == (
+        "PagerDuty rejected the event (HTTP 400): Event object is invalid: "
+        "Routing key [redacted] is disabled"
+    )
+
+
+def test_build_rejects_a_routing_key_of_the_wrong_length_without_echoing_it() -> None:
+    cfg = PagerDutyConfig(services={"core": SecretStr("tooshort-secret")})
+    with pytest.raises(ValueError) as err:
+        build(cfg, AdapterContext(PUBLIC, aiohttp.ClientSession, VirtualClock(T0)))
+    assert str(err.value) == (
+        "services.core: a PagerDuty routing (integration) key is 32 characters long; this one has 15"
+    )
+    assert "tooshort-secret" not in str(err.value)
+
+
+async def test_a_bundle_names_the_other_incidents(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    other = incident(id="9b8a7c6d5e4f3a2b1c0d", number=43, title="DiskFull on db2")
+    d = Delivery(
+        row(), incident(), {}, {"incident": INC_URL},
+        bundle=(row(incident_id=other.id),), bundle_incidents={other.id: other},
+    )
+    result = await make_notifier().notify(d)
+
+    assert result.ok is True
+    payload = fake.requests[0].json["payload"]
+    assert payload["summary"] == "[SEV-1] DiskFull on db1 (+1 more incident)"
+    assert payload["custom_details"]["bundled_incidents"] == [
+        {
+            "id": "9b8a7c6d5e4f3a2b1c0d",
+            "number": 43,
+            "title": "DiskFull on db2",
+            "severity": "P0",
+            "severity_name": "SEV-1",
+            "status": "triggered",
+            "url": f"{PUBLIC}/api/v1/incidents/9b8a7c6d5e4f3a2b1c0d",
+        }
+    ]

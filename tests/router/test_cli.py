@@ -1,0 +1,562 @@
+"""The SRE tooling: ``tocsin check``, ``tocsin test`` and ``tocsin explain`` (DESIGN.md §10)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from router.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+AUTH = """\
+auth:
+  receiver:
+    bearer_tokens: ["t0ken"]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run from the repository root with the example config's receiver token set."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("TOCSIN_RECEIVER_TOKEN", "x")
+    monkeypatch.delenv("TOCSIN_API_TOKEN", raising=False)
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``tocsin argv...`` in-process: (exit code, stdout, stderr)."""
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse and usage errors exit through SystemExit
+        code = e.code if isinstance(e.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_subprocess(
+    *argv: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "router.cli", *argv],
+        cwd=REPO,
+        env={**os.environ, "TOCSIN_RECEIVER_TOKEN": "x", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# --------------------------------------------------------------------------- check
+
+
+def test_check_the_example_config(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "check", "config/example.yaml")
+    assert code == 0
+    assert err == ""
+    assert out == (
+        "SUCCESS: config/example.yaml: matrix 'default' (5 levels), 1 rule file(s), "
+        "3 rule(s), 0 polic(ies)\n"
+    )
+
+
+def test_check_the_example_config_as_a_real_process() -> None:
+    proc = run_subprocess("check", "config/example.yaml")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("SUCCESS: config/example.yaml: matrix 'default' (5 levels)")
+    assert proc.stderr == ""
+
+
+def test_check_without_the_token_fails_with_the_position() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TOCSIN_RECEIVER_TOKEN"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "router.cli", "check", "config/example.yaml"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        "config/example.yaml:18:9: auth.receiver.bearer_tokens[0]: "
+        "environment variable TOCSIN_RECEIVER_TOKEN is not set\n"
+        "FAILED: 1 problem(s) in config/example.yaml\n"
+    )
+
+
+def test_check_a_broken_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rules = write(
+        tmp_path,
+        "rules/main.yaml",
+        """\
+        rules:
+          - name: disk
+            severity: SEV-9
+            policy: nope
+        """,
+    )
+    config = write(
+        tmp_path,
+        "tocsin.yaml",
+        AUTH
+        + """\
+polices: {}
+rules:
+  files: ["rules/*.yaml", "missing/*.yaml"]
+""",
+    )
+    code, out, err = run(capsys, "check", str(config))
+    assert code == 1
+    assert out == ""
+    levels = "P0 (SEV-1), P1 (SEV-2), P2 (SEV-3), P3 (SEV-4), P4 (SEV-5)"
+    assert err.splitlines() == [
+        f"{config}:4:1: polices: unknown key 'polices'; did you mean 'policies'?",
+        f"FAILED: 1 problem(s) in {config}",
+    ]
+    config.write_text(config.read_text().replace("polices: {}\n", ""))
+    code, out, err = run(capsys, "check", str(config))
+    assert code == 1
+    assert err.splitlines() == [
+        f"{rules}:3:5: rules[0].severity: unknown severity 'SEV-9'; matrix 'default' has {levels}",
+        f"{rules}:4:5: rules[0].policy: unknown policy 'nope' (none are configured)",
+        f"{config}:5:27: rules.files[1]: no rule file matches 'missing/*.yaml'",
+        f"FAILED: 3 problem(s) in {config}",
+    ]
+
+
+def test_check_a_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, "check", str(tmp_path / "nope.yaml"))
+    assert out == ""
+    assert code == 1
+    assert err.splitlines() == [
+        f"{tmp_path / 'nope.yaml'}: cannot read file: No such file or directory",
+        f"FAILED: 1 problem(s) in {tmp_path / 'nope.yaml'}",
+    ]
+
+
+# --------------------------------------------------------------------------- test
+
+
+def test_the_example_rule_tests_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "test", "config/rules/example_test.yaml")
+    assert (code, err) == (0, "")
+    assert out == (
+        "Unit Testing:  config/rules/example_test.yaml\n  SUCCESS (17 alert(s) in 10 test(s))\n\n"
+    )
+
+
+def test_the_example_rule_tests_pass_as_a_real_process() -> None:
+    proc = run_subprocess("test", "config/rules/example_test.yaml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS (17 alert(s) in 10 test(s))" in proc.stdout
+
+
+def _rules_config(tmp_path: Path) -> Path:
+    write(
+        tmp_path,
+        "rules/main.yaml",
+        """\
+        rules:
+          - name: trust
+            match: 'severity=~".+"'
+            severity_from: severity
+            continue: true
+          - name: api
+            match: 'service="api"'
+            severity: P1
+            policy: api-urgent
+            incident_key: "api/{{ labels.alertname }}"
+          - name: office-only
+            match: 'team="web"'
+            when: {calendar: business-hours}
+            severity: P2
+        """,
+    )
+    return write(
+        tmp_path,
+        "tocsin.yaml",
+        AUTH
+        + """\
+people:
+  alice: {name: Alice, channels: [log]}
+policies:
+  api-urgent:
+    steps:
+      - {after: 0, notify: [person:alice], via: [log]}
+      - {after: 10m, notify: [person:alice], unless: resolved}
+    repeat: {times: 2, every: 30m}
+rules:
+  files: ["rules/*.yaml"]
+  default: {severity: P3}
+""",
+    )
+
+
+def test_a_passing_rule_test_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    _rules_config(tmp_path)
+    tests = write(
+        tmp_path,
+        "tests/main_test.yaml",
+        """\
+        config: ../tocsin.yaml
+        at: 2026-01-05T10:00:00   # naive: read as UTC
+        tests:
+          - name: api alerts page the api policy
+            alerts:
+              - labels: {alertname: HighErrorRate, service: api}
+                expect:
+                  {severity: P1, policy: api-urgent, rule: api, incident_key: api/HighErrorRate}
+              - labels: {alertname: HighErrorRate, service: api, severity: critical}
+                expect: {severity: SEV-1, policy: api-urgent, rule: trust}
+          - name: web alerts only count in office hours
+            at: 2026-01-05T20:00:00Z
+            alerts:
+              - labels: {alertname: Slow, team: web}
+                expect: {severity: P3, rule: default, title: Slow}
+          - name: web alerts in office hours
+            alerts:
+              - labels: {alertname: Slow, team: web}
+                expect: {severity: P2, rule: office-only}
+        """,
+    )
+    code, out, err = run(capsys, "test", str(tests))
+    assert (code, err) == (0, "")
+    assert out == f"Unit Testing:  {tests}\n  SUCCESS (4 alert(s) in 3 test(s))\n\n"
+
+
+def test_a_failing_rule_test_file_shows_expected_and_got(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _rules_config(tmp_path)
+    tests = write(
+        tmp_path,
+        "main_test.yaml",
+        """\
+        config: tocsin.yaml
+        tests:
+          - name: right
+            alerts:
+              - labels: {alertname: A, service: api}
+                expect: {severity: P1}
+          - name: wrong
+            alerts:
+              - labels: {alertname: A, service: api, severity: critical}
+                expect: {severity: P1, policy: other, rule: api}
+              - labels: {alertname: B}
+                expect: {severity: SEV-9, title: B}
+              - labels: {alertname: C}
+                expect: {severity: P3}
+        """,
+    )
+    code, out, err = run(capsys, "test", str(tests), "config/rules/example_test.yaml")
+    assert (code, err) == (1, "")
+    assert out == (
+        f"Unit Testing:  {tests}\n"
+        "  FAILED:\n"
+        '    name: wrong, alert 0 {alertname="A", service="api", severity="critical"}\n'
+        "      severity: expected P1 (SEV-2), got P0 (SEV-1)\n"
+        "      policy: expected 'other', got 'api-urgent'\n"
+        "      rule: expected 'api', got 'trust'\n"
+        "      (rules matched: trust, api)\n"
+        '    name: wrong, alert 1 {alertname="B"}\n'
+        "      severity: expected 'SEV-9', which the matrix does not know\n"
+        "      (rules matched: none, default applied)\n"
+        "\n"
+        "Unit Testing:  config/rules/example_test.yaml\n"
+        "  SUCCESS (17 alert(s) in 10 test(s))\n\n"
+    )
+
+
+def test_a_rule_test_file_with_rule_files_of_its_own(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _rules_config(tmp_path)
+    write(tmp_path, "candidate/new.yaml", "rules: [{name: new, severity: P0}]\n")
+    tests = write(
+        tmp_path,
+        "new_test.yaml",
+        """\
+        config: tocsin.yaml
+        rule_files: ["candidate/*.yaml"]
+        tests:
+          - name: the candidate rules replace the config's
+            alerts:
+              - labels: {alertname: A, service: api}
+                expect: {severity: P0, rule: new, policy: null}
+        """,
+    )
+    code, out, _ = run(capsys, "test", str(tests))
+    assert code == 0, out
+    tests.write_text(tests.read_text().replace("candidate/*.yaml", "nothing/*.yaml"))
+    code, out, err = run(capsys, "test", str(tests))
+    assert code == 1
+    assert out == f"Unit Testing:  {tests}\n"
+    assert err == f"{tests}: rule_files[0]: no rule file matches 'nothing/*.yaml'\n"
+
+
+def test_a_rule_test_file_without_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    tests = write(
+        tmp_path,
+        "t_test.yaml",
+        """\
+        tests:
+          - name: x
+            alerts:
+              - labels: {alertname: A}
+                expect: {severity: P1}
+        """,
+    )
+    code, out, err = run(capsys, "test", str(tests))
+    assert code == 1
+    assert out == f"Unit Testing:  {tests}\n"
+    assert err == f"{tests}: config: a rule test file needs 'config:'\n"
+
+
+def test_a_malformed_rule_test_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    tests = write(
+        tmp_path,
+        "t_test.yaml",
+        """\
+        config: tocsin.yaml
+        tests:
+          - name: x
+            alerts:
+              - labels: {alertname: A}
+                expect: {severty: P1}
+        """,
+    )
+    code, _, err = run(capsys, "test", str(tests))
+    assert code == 1
+    assert err == (
+        f"{tests}:6:18: tests[0].alerts[0].expect.severty: unknown key 'severty'; "
+        "did you mean 'severity'?\n"
+    )
+
+
+def test_a_failing_rule_test_as_a_real_process(tmp_path: Path) -> None:
+    _rules_config(tmp_path)
+    tests = write(
+        tmp_path,
+        "t_test.yaml",
+        """\
+        config: tocsin.yaml
+        tests:
+          - name: api
+            alerts:
+              - labels: {alertname: A, service: api}
+                expect: {severity: P4}
+        """,
+    )
+    proc = run_subprocess("test", str(tests))
+    assert proc.returncode == 1
+    assert "      severity: expected P4 (SEV-5), got P1 (SEV-2)\n" in proc.stdout
+
+
+# --------------------------------------------------------------------------- explain
+
+
+def test_explain_with_the_example_config(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys,
+        "explain",
+        "--config",
+        "config/example.yaml",
+        "--labels",
+        "alertname=HighErrorRate,env=production,service=api,severity=critical",
+        "--annotations",
+        "summary=5% of requests fail",
+        "--at",
+        "2026-01-05T10:00:00Z",
+    )
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "Alert {alertname='HighErrorRate', env='production', service='api', severity='critical'}"
+        " at 2026-01-05T10:00:00+00:00",
+        "",
+        "Rules considered, in order:",
+        "  [APPLIED] trust-severity-label  (config/rules/example.yaml)",
+        "  [     no] many-instances-down  (config/rules/example.yaml)",
+        "            - alertname=\"InstanceDown\" did not match (alertname is 'HighErrorRate')",
+        "            - firing_at_least 2: 1 firing",
+        "  [APPLIED] production-errors  (config/rules/example.yaml)",
+        "",
+        "Severity:     P0 (SEV-1)",
+        "Rule:         trust-severity-label",
+        "Policy:       (the matrix tiers for P0)",
+        "Team:         -",
+        "Incident key: HighErrorRate/api",
+        "Title:        HighErrorRate on api: 5% of requests fail",
+        "  because trust-severity-label: trusted label severity='critical' -> P0",
+        "  because trust-severity-label: severity P0",
+        "",
+        "Escalation (matrix 'default' tiers for P0):",
+        "  tier 0: +0s          notify role:oncall via each person's channels; unless acknowledged",
+        "  tier 1: +5m          notify role:lead via each person's channels; unless acknowledged",
+        "  tier 2: +15m         notify role:manager via each person's channels; "
+        "unless acknowledged",
+        "  tier 3: +30m         notify role:vp via each person's channels; unless acknowledged",
+        "  ack target: 5m",
+        "  status updates every: 30m",
+        "  resolution target: 4h",
+        "  review due: 2d",
+    ]
+
+
+def test_explain_lists_matched_but_not_applied_rules_and_unknown_severities(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = _rules_config(tmp_path)
+    rules = tmp_path / "rules" / "main.yaml"
+    code, out, err = run(
+        capsys,
+        "explain",
+        "--config",
+        str(config),
+        "--labels",
+        "alertname=Slow, team=web, service=api, severity=disaster",
+        "--at",
+        "2026-01-05T20:00:00",
+    )
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "Alert {alertname='Slow', team='web', service='api', severity='disaster'}"
+        " at 2026-01-05T20:00:00+00:00",
+        "",
+        "Rules considered, in order:",
+        f"  [APPLIED] trust  ({rules})",
+        f"  [APPLIED] api  ({rules})",
+        f"  [     no] office-only  ({rules})",
+        "            - outside calendar 'business-hours' at 2026-01-05T20:00:00+00:00",
+        "",
+        "Severity:     P1 (SEV-2)",
+        "Rule:         trust",
+        "Policy:       api-urgent",
+        "Team:         -",
+        "Incident key: api/Slow",
+        "Title:        Slow",
+        "  because trust: label severity='disaster' is not a known severity",
+        "  because api: severity P1",
+        "  note: severity label value 'disaster' is not in the matrix",
+        "",
+        "Escalation (policy 'api-urgent'):",
+        "  tier 0: +0s          notify person:alice via log; unless acknowledged",
+        "  tier 1: +10m         notify person:alice via each person's channels; unless resolved",
+        "  repeat 2 more time(s), every 30m",
+        "  ack target: 15m",
+        "  status updates every: 1h",
+        "  resolution target: 8h",
+        "  review due: 5d",
+    ]
+    # In office hours office-only matches too, but api (no continue) decided first.
+    code, out, _ = run(
+        capsys,
+        "explain",
+        "--config",
+        str(config),
+        "--labels",
+        "alertname=Slow,team=web,service=api",
+        "--at",
+        "2026-01-05T10:00:00Z",
+    )
+    assert code == 0
+    assert (
+        f"  [matched] office-only  ({rules})\n"
+        "            - matched, but an earlier rule without continue: true decided\n"
+    ) in out
+    assert f"  [     no] trust  ({rules})\n" in out
+
+
+def test_explain_the_default_as_a_real_process() -> None:
+    proc = run_subprocess(
+        "explain",
+        "--config",
+        "config/example.yaml",
+        "--labels",
+        "alertname=Watchdog",
+        "--at",
+        "2026-01-05T10:00:00Z",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Severity:     P3 (SEV-4)\nRule:         default\n" in proc.stdout
+    assert (
+        "  tier 0: +0s (only during business-hours) notify role:oncall via each person's "
+        "channels; unless acknowledged\n  ack target: 1d\n"
+    ) in proc.stdout
+
+
+def test_explain_with_a_broken_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = write(tmp_path, "tocsin.yaml", AUTH + "polices: {}\n")
+    code, out, err = run(capsys, "explain", "--config", str(config), "--labels", "a=b")
+    assert (code, out) == (1, "")
+    assert err == f"{config}:4:1: polices: unknown key 'polices'; did you mean 'policies'?\n"
+
+
+# --------------------------------------------------------------------------- usage errors
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["frobnicate"], "tocsin: error: argument command: invalid choice: 'frobnicate'"),
+        ([], "tocsin: error: the following arguments are required: command"),
+        (
+            ["explain", "--config", "config/example.yaml"],
+            "tocsin explain: error: the following arguments are required: --labels",
+        ),
+        (
+            ["explain", "--config", "config/example.yaml", "--labels", "alertname"],
+            "tocsin: error: --labels expects k=v[,k2=v2], got 'alertname'",
+        ),
+        (
+            [
+                "explain",
+                "--config",
+                "config/example.yaml",
+                "--labels",
+                "a=b",
+                "--annotations",
+                "=x",
+            ],
+            "tocsin: error: --annotations expects k=v[,k2=v2], got '=x'",
+        ),
+        (
+            ["explain", "--config", "config/example.yaml", "--labels", " , "],
+            "tocsin: error: --labels must name at least one label",
+        ),
+        (
+            ["explain", "--config", "config/example.yaml", "--labels", "a=b", "--at", "noon"],
+            "tocsin explain: error: argument --at: expected an ISO 8601 instant, got 'noon'",
+        ),
+        (["check"], "tocsin check: error: the following arguments are required: config"),
+        (["test"], "tocsin test: error: the following arguments are required: files"),
+    ],
+)
+def test_usage_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert message in err
+
+
+def test_a_usage_error_as_a_real_process() -> None:
+    proc = run_subprocess("explain", "--config", "config/example.yaml", "--labels", "oops")
+    assert proc.returncode == 2
+    assert proc.stderr == "tocsin: error: --labels expects k=v[,k2=v2], got 'oops'\n"
