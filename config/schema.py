@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from adapters.config import AdaptersConfig
 from config.server import AuthConfig, ServerConfig
 from escalation.calendars import Calendar, MaintenanceWindow
-from escalation.config import CHANNELS, Person, Policy, Team, parse_target
+from escalation.config import CHANNELS, EngineConfig, Person, Policy, Team, parse_target
 from escalation.schedules import Schedule
 from escalation.store.factory import StoreConfig
 from rules.matrix import MatrixConfig, Step
@@ -42,6 +42,7 @@ class TocsinConfig(BaseModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig
     store: StoreConfig = Field(default_factory=StoreConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
     matrix: MatrixConfig = Field(default_factory=lambda: MatrixConfig(preset="default"))
     rules: RulesSection = Field(default_factory=RulesSection)
     policies: dict[str, Policy] = Field(default_factory=dict)

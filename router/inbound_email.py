@@ -130,8 +130,7 @@ async def show_link(request: web.Request) -> web.Response:
     if isinstance(checked, web.Response):
         return checked
     claims, inc = checked
-    if status_reached(inc.status, _DONE[action]):
-        return _already(action, inc)
+    await _runtime(request).service.act(inc.id, _ACTION[action], actor=claims.person, source="email")
     verb = _VERB[action]
     form = (
         f'<form method="post" action="{escape(link_path(action), quote=True)}">'

@@ -232,13 +232,29 @@ async def receive_pagerduty_webhook(request: web.Request) -> web.Response:
         raise ApiError(403, "signature not verified", "no v1 signature matches a configured secret")
     ev = _parse(body)
     webhook_id = request.headers.get("X-Webhook-Id", "").strip()[:200] or ev.event_id[:200]
-    action = EVENT_ACTIONS.get(ev.event_type)
-    if action is None or ev.resource_type not in ("incident", ""):
+    if ev.resource_type != "incident" or not ev.event_type.startswith("incident."):
         log.info("pagerduty webhook ignored", extra={"event_type": ev.event_type})
         return _reply("ignored", ev)
+    action = EVENT_ACTIONS.get(ev.event_type)
+    if action is None:
+        # Nothing to do, but incident.triggered (PagerDuty's first word on the incident tocsin
+        # just created) tells which PagerDuty id is ours, for later notes.
+        return await _observe(rt, ev)
     async with request.app[_LOCKS].hold(webhook_id):
         # The same delivery twice at once: the second waits, then finds it already seen.
         return await _apply(rt, ev, action, webhook_id)
+
+
+async def _observe(rt: Any, ev: _Event) -> web.Response:
+    try:
+        inc, pd_id = await _find_incident(rt.store, ev)
+        if inc is not None and pd_id and ev.data.get("type") == "incident":
+            await _remember_alias(rt.store, pd_id, inc)
+    except StoreError as e:
+        log.error("store unavailable; PagerDuty will retry the webhook", extra={"error": str(e)})
+        raise ApiError(503, "store unavailable", "the webhook was not applied; retry") from None
+    log.info("pagerduty webhook ignored", extra={"event_type": ev.event_type})
+    return _reply("ignored", ev, inc.id if inc is not None else None)
 
 
 async def _apply(rt: Any, ev: _Event, action: Action, webhook_id: str) -> web.Response:

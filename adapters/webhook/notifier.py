@@ -188,7 +188,11 @@ class WebhookNotifier:
             return DeliveryResult(ok=False, retryable=True, error=f"webhook {name}: timed out")
         except aiohttp.ClientError as e:
             err = getattr(e, "os_error", None)
-            reason = os.strerror(err.errno) if isinstance(err, OSError) and err.errno else type(e).__name__
+            reason = (
+                os.strerror(err.errno)
+                if isinstance(err, OSError) and err.errno
+                else type(e).__name__
+            )
             return DeliveryResult(ok=False, retryable=True, error=f"webhook {name}: {reason}")
         if 200 <= status < 300:
             return DeliveryResult(ok=True, provider_id=name)

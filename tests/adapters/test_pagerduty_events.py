@@ -48,7 +48,7 @@ def incident(**kw: Any) -> IncidentRecord:
     base = IncidentRecord(
         id=INC_ID,
         number=42,
-        key="pd/{}:{alertname=\"DiskFull\"}",
+        key='pd/{}:{alertname="DiskFull"}',
         status=Status.TRIGGERED,
         severity="P0",
         title="DiskFull on db1",
@@ -63,8 +63,12 @@ def incident(**kw: Any) -> IncidentRecord:
     return replace(base, **kw)
 
 
-def row(kind: str = "page", person: str = "pagerduty:core", target: str = "pagerduty:core",
-        incident_id: str = INC_ID) -> OutboxRecord:
+def row(
+    kind: str = "page",
+    person: str = "pagerduty:core",
+    target: str = "pagerduty:core",
+    incident_id: str = INC_ID,
+) -> OutboxRecord:
     return OutboxRecord(
         id=f"{incident_id}:0:page:0:0:{person}:pagerduty",
         incident_id=incident_id,
@@ -189,7 +193,8 @@ async def test_a_person_paged_via_pagerduty_uses_the_default_service_and_names_t
     fake: FakePagerDuty, make_notifier: MakeNotifier
 ) -> None:
     d = delivery(
-        person="alice", target="role:oncall",
+        person="alice",
+        target="role:oncall",
         person_details={"email": "alice@example.com", "pagerduty_user": "PALICE1", "name": "Alice"},
     )
     result = await make_notifier().notify(d)
@@ -197,13 +202,18 @@ async def test_a_person_paged_via_pagerduty_uses_the_default_service_and_names_t
     assert result.ok is True
     want = expected_trigger(DEFAULT_KEY, pagerduty_user="PALICE1")
     want["payload"]["custom_details"]["notification"] = {
-        "tier": 0, "round": 0, "target": "role:oncall", "person": "alice",
+        "tier": 0,
+        "round": 0,
+        "target": "role:oncall",
+        "person": "alice",
     }
     assert fake.requests[0].json == want
     assert fake.alerts[0].routing_key == DEFAULT_KEY
 
 
-@pytest.mark.parametrize(("kind", "status"), [("resolve", "resolved"), ("acknowledge", "acknowledged")])
+@pytest.mark.parametrize(
+    ("kind", "status"), [("resolve", "resolved"), ("acknowledge", "acknowledged")]
+)
 async def test_follow_ups_reuse_the_trigger_routing_key_and_dedup_key(
     fake: FakePagerDuty, make_notifier: MakeNotifier, kind: str, status: str
 ) -> None:
@@ -239,7 +249,9 @@ async def test_resolve_without_an_open_alert_is_dropped_by_pagerduty_with_202(
 
     assert result.ok is True
     assert fake.alerts == []
-    assert fake.dropped == [{"routing_key": CORE_KEY, "dedup_key": INC_ID, "event_action": "resolve"}]
+    assert fake.dropped == [
+        {"routing_key": CORE_KEY, "dedup_key": INC_ID, "event_action": "resolve"}
+    ]
 
 
 async def test_a_reminder_sends_nothing(fake: FakePagerDuty, make_notifier: MakeNotifier) -> None:
@@ -284,25 +296,59 @@ def _closed_port() -> int:
         (None, True, False, None, ""),
         (
             Scripted.invalid("Length of 'routing_key' is incorrect (should be 32 characters)"),
-            False, False, None,
+            False,
+            False,
+            None,
             "PagerDuty rejected the event (HTTP 400): Event object is invalid: "
             "Length of 'routing_key' is incorrect (should be 32 characters)",
         ),
         (Scripted(404, {"error": "not found"}), False, False, None, "PagerDuty answered HTTP 404"),
-        (Scripted.rate_limited("7"), False, True, 7.0,
-         "rate limited by PagerDuty (HTTP 429): Too many API calls at a time."),
-        (Scripted.rate_limited(), False, True, None,
-         "rate limited by PagerDuty (HTTP 429): Too many API calls at a time."),
-        (Scripted.error(500), False, True, None,
-         "PagerDuty answered HTTP 500: Internal Server Error: try again later"),
-        (Scripted(502, b"<html>bad gateway</html>"), False, True, None, "PagerDuty answered HTTP 502"),
-        (Scripted(503, None, {"Retry-After": "30"}), False, True, 30.0, "PagerDuty answered HTTP 503"),
+        (
+            Scripted.rate_limited("7"),
+            False,
+            True,
+            7.0,
+            "rate limited by PagerDuty (HTTP 429): Too many API calls at a time.",
+        ),
+        (
+            Scripted.rate_limited(),
+            False,
+            True,
+            None,
+            "rate limited by PagerDuty (HTTP 429): Too many API calls at a time.",
+        ),
+        (
+            Scripted.error(500),
+            False,
+            True,
+            None,
+            "PagerDuty answered HTTP 500: Internal Server Error: try again later",
+        ),
+        (
+            Scripted(502, b"<html>bad gateway</html>"),
+            False,
+            True,
+            None,
+            "PagerDuty answered HTTP 502",
+        ),
+        (
+            Scripted(503, None, {"Retry-After": "30"}),
+            False,
+            True,
+            30.0,
+            "PagerDuty answered HTTP 503",
+        ),
     ],
     ids=["202", "400", "404", "429-retry-after", "429", "500", "502", "503"],
 )
 async def test_status_decision_table(
-    fake: FakePagerDuty, make_notifier: MakeNotifier, answer: Scripted | None, ok: bool,
-    retryable: bool, retry_after: float | None, error: str,
+    fake: FakePagerDuty,
+    make_notifier: MakeNotifier,
+    answer: Scripted | None,
+    ok: bool,
+    retryable: bool,
+    retry_after: float | None,
+    error: str,
 ) -> None:
     if answer is not None:
         fake.script_events(answer)
@@ -358,7 +404,7 @@ def test_retry_after_as_http_date_counts_from_the_clock() -> None:
     assert parse_retry_after(None, T0) is None
 
 
-# -- limits -----------------------------------------------------------------------------------------
+# -- limits --------------------------------------------------------------------------------------
 
 
 def test_truncate_summary_cuts_to_1024_with_an_ellipsis() -> None:
@@ -411,9 +457,14 @@ async def test_an_event_too_big_even_without_details_is_a_permanent_failure(
     assert fake.requests == []
 
 
-async def test_fake_rejects_what_pagerduty_rejects(fake: FakePagerDuty, session: aiohttp.ClientSession) -> None:
-    bad = {"routing_key": "short", "event_action": "trigger",
-           "payload": {"summary": "x" * 1025, "source": "", "severity": "fatal"}}
+async def test_fake_rejects_what_pagerduty_rejects(
+    fake: FakePagerDuty, session: aiohttp.ClientSession
+) -> None:
+    bad = {
+        "routing_key": "short",
+        "event_action": "trigger",
+        "payload": {"summary": "x" * 1025, "source": "", "severity": "fatal"},
+    }
     async with session.post(f"{fake.http_url}/v2/enqueue", json=bad) as resp:
         assert resp.status == 400
         assert await resp.json() == {
@@ -426,7 +477,9 @@ async def test_fake_rejects_what_pagerduty_rejects(fake: FakePagerDuty, session:
                 "'payload.severity' is invalid (must be one of critical, error, warning, info)",
             ],
         }
-    async with session.post(f"{fake.http_url}/v2/enqueue", data=b"{" + b" " * MAX_EVENT_BYTES + b"}") as resp:
+    async with session.post(
+        f"{fake.http_url}/v2/enqueue", data=b"{" + b" " * MAX_EVENT_BYTES + b"}"
+    ) as resp:
         assert resp.status == 400
         assert (await resp.json())["errors"] == ["Event object exceeds the maximum size of 512KB"]
     assert fake.alerts == []
@@ -438,7 +491,9 @@ async def test_fake_rejects_what_pagerduty_rejects(fake: FakePagerDuty, session:
 async def test_unknown_service_fails_permanently_without_a_request(
     fake: FakePagerDuty, make_notifier: MakeNotifier
 ) -> None:
-    result = await make_notifier().notify(delivery(person="pagerduty:billing", target="pagerduty:billing"))
+    result = await make_notifier().notify(
+        delivery(person="pagerduty:billing", target="pagerduty:billing")
+    )
 
     assert result == DeliveryResult(
         ok=False, error="unknown PagerDuty service 'billing' (configured: core, default)"
@@ -449,7 +504,9 @@ async def test_unknown_service_fails_permanently_without_a_request(
 async def test_a_person_without_a_default_service_fails_permanently(
     fake: FakePagerDuty, make_notifier: MakeNotifier
 ) -> None:
-    result = await make_notifier(default_service=None).notify(delivery(person="alice", target="role:oncall"))
+    result = await make_notifier(default_service=None).notify(
+        delivery(person="alice", target="role:oncall")
+    )
 
     assert result.ok is False and result.retryable is False
     assert result.error == (
@@ -476,7 +533,8 @@ def test_build_rejects_a_routing_key_of_the_wrong_length_without_echoing_it() ->
     with pytest.raises(ValueError) as err:
         build(cfg, AdapterContext(PUBLIC, aiohttp.ClientSession, VirtualClock(T0)))
     assert str(err.value) == (
-        "services.core: a PagerDuty routing (integration) key is 32 characters long; this one has 15"
+        "services.core: a PagerDuty routing (integration) key is 32 characters long; "
+        "this one has 15"
     )
     assert "tooshort-secret" not in str(err.value)
 
@@ -486,8 +544,12 @@ async def test_a_bundle_names_the_other_incidents(
 ) -> None:
     other = incident(id="9b8a7c6d5e4f3a2b1c0d", number=43, title="DiskFull on db2")
     d = Delivery(
-        row(), incident(), {}, {"incident": INC_URL},
-        bundle=(row(incident_id=other.id),), bundle_incidents={other.id: other},
+        row(),
+        incident(),
+        {},
+        {"incident": INC_URL},
+        bundle=(row(incident_id=other.id),),
+        bundle_incidents={other.id: other},
     )
     result = await make_notifier().notify(d)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,7 +44,9 @@ AM = {"Authorization": f"Bearer {RECEIVER_TOKEN}", "Content-Type": "application/
 API = {"Authorization": f"Bearer {TOCSIN_API_TOKEN}"}
 
 
-def config_yaml(tmp_path: Path, fake: FakePagerDuty) -> str:
+def config_yaml(
+    tmp_path: Path, fake: FakePagerDuty, secrets: Sequence[str] = (SECRET_A, SECRET_B)
+) -> str:
     """A config paging ``pagerduty:core`` at once and Carol (log channel) after 5 minutes."""
     return f"""\
 server:
@@ -80,7 +82,7 @@ adapters:
     api_token: "{API_TOKEN}"
     services:
       core: "{CORE_KEY}"
-    webhook_secrets: ["{SECRET_A}", "{SECRET_B}"]
+    webhook_secrets: {json.dumps(list(secrets))}
     timeout: 2s
   dispatch:
     backoff_initial: 1s
@@ -100,7 +102,9 @@ def alertmanager(status: str = "firing") -> dict[str, Any]:
                 "labels": labels,
                 "annotations": {"summary": "Disk full on db1"},
                 "startsAt": "2026-11-22T12:59:00Z",
-                "endsAt": "2026-11-22T13:20:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+                "endsAt": "2026-11-22T13:20:00Z"
+                if status == "resolved"
+                else "0001-01-01T00:00:00Z",
                 "generatorURL": "http://prom:9090/graph?g0.expr=disk",
                 "fingerprint": "fa65a21db3335b7d",
             }
@@ -148,17 +152,17 @@ class App:
         return [e.message for e in await self.rt.store.timeline(inc_id)]
 
 
-MakeApp = Callable[[], Awaitable[App]]
+MakeApp = Callable[..., Awaitable[App]]
 
 
 @pytest.fixture
 async def make_app(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[MakeApp]:
     started: list[tuple[Runtime, FakePagerDuty]] = []
 
-    async def make() -> App:
+    async def make(secrets: Sequence[str] = (SECRET_A, SECRET_B)) -> App:
         fake = await FakePagerDuty(tmp_path, api_token=API_TOKEN).start()
         path = tmp_path / "tocsin.yaml"
-        path.write_text(config_yaml(tmp_path, fake))
+        path.write_text(config_yaml(tmp_path, fake, secrets))
         clock = VirtualClock(START)
         rt = Runtime(load_config(path, env={}), clock=clock)
         await rt.start(run_engine=False)
@@ -184,7 +188,11 @@ async def test_p0_alert_triggers_one_pagerduty_alert_keyed_by_the_incident(app: 
     [req] = app.fake.event_requests
     assert req.status == 202
     body = req.json
-    assert (body["routing_key"], body["dedup_key"], body["event_action"]) == (CORE_KEY, inc.id, "trigger")
+    assert (body["routing_key"], body["dedup_key"], body["event_action"]) == (
+        CORE_KEY,
+        inc.id,
+        "trigger",
+    )
     assert body["payload"]["severity"] == "critical"
     assert body["payload"]["summary"] == f"[SEV-1] {inc.title}"
     assert body["payload"]["class"] == "DiskFull"
@@ -203,7 +211,8 @@ async def test_pagerduty_ack_webhook_stops_the_escalation(app: App) -> None:
     await app.at(timedelta(0))
 
     reply = await send_webhook(
-        app.client, incident_webhook("incident.acknowledged", inc.id, agent="Jane Responder"),
+        app.client,
+        incident_webhook("incident.acknowledged", inc.id, agent="Jane Responder"),
         secrets=(SECRET_A,),
     )
     assert (reply.status, reply.body["status"]) == (200, "applied")
@@ -268,7 +277,10 @@ async def test_400_fails_visibly_and_is_not_retried(app: App) -> None:
         "'payload.source' is missing or blank"
     )
     assert (row.state, row.attempts, row.last_error) == (OutboxState.FAILED, 1, error)
-    assert f"page to pagerduty:core via pagerduty failed (attempt 1): {error}" in await app.timeline(inc.id)
+    assert (
+        f"page to pagerduty:core via pagerduty failed (attempt 1): {error}"
+        in await app.timeline(inc.id)
+    )
 
 
 async def test_all_alerts_resolved_sends_pagerduty_a_resolve(app: App) -> None:

@@ -23,12 +23,19 @@ TOKEN = "u+Zx9fakeRestToken4y"
 @pytest.fixture
 async def fake(tmp_path: Path) -> AsyncIterator[FakePagerDuty]:
     pd = await FakePagerDuty(tmp_path, api_token=TOKEN).start()
-    pd.add_oncall("alice@example.com", name="Alice", schedule_id="PSCHED1",
-                  escalation_policy_id="PEP1", level=1)
-    pd.add_oncall("bob@example.com", name="Bob", schedule_id="PSCHED2",
-                  escalation_policy_id="PEP1", level=2)
-    pd.add_oncall("carol@example.com", name="Carol", schedule_id=None,
-                  escalation_policy_id="PEP1", level=1)
+    pd.add_oncall(
+        "alice@example.com",
+        name="Alice",
+        schedule_id="PSCHED1",
+        escalation_policy_id="PEP1",
+        level=1,
+    )
+    pd.add_oncall(
+        "bob@example.com", name="Bob", schedule_id="PSCHED2", escalation_policy_id="PEP1", level=2
+    )
+    pd.add_oncall(
+        "carol@example.com", name="Carol", schedule_id=None, escalation_policy_id="PEP1", level=1
+    )
     yield pd
     await pd.close()
 
@@ -50,8 +57,11 @@ class Env:
             "timeout": 5,
         } | overrides
         lk = OncallLookup(
-            PagerDutyConfig.model_validate(fields), self.registry, clock=self.clock,
-            retry_delay=kw.get("retry_delay", 0.01), max_429_retries=kw.get("max_429_retries", 2),
+            PagerDutyConfig.model_validate(fields),
+            self.registry,
+            clock=self.clock,
+            retry_delay=kw.get("retry_delay", 0.01),
+            max_429_retries=kw.get("max_429_retries", 2),
         )
         self.lookups.append(lk)
         return lk
@@ -76,8 +86,13 @@ async def test_schedule_lookup_sends_the_documented_request(env: Env, fake: Fake
     [req] = fake.requests
     assert (req.method, req.path, req.status, req.secure) == ("GET", "/oncalls", 200, True)
     assert sorted(req.query) == sorted(
-        [("include[]", "users"), ("schedule_ids[]", "PSCHED1"), ("limit", "100"),
-         ("offset", "0"), ("total", "false")]
+        [
+            ("include[]", "users"),
+            ("schedule_ids[]", "PSCHED1"),
+            ("limit", "100"),
+            ("offset", "0"),
+            ("total", "false"),
+        ]
     )
     assert req.headers["Authorization"] == f"Token token={TOKEN}"
     assert req.headers["Accept"] == "application/vnd.pagerduty+json;version=2"
@@ -111,7 +126,9 @@ async def test_ttl_cache_counts_hits_and_misses(env: Env, fake: FakePagerDuty) -
     assert env.metric("tocsin_pagerduty_oncall_cache_misses_total") == 3
 
 
-async def test_concurrent_lookups_of_one_key_share_one_request(env: Env, fake: FakePagerDuty) -> None:
+async def test_concurrent_lookups_of_one_key_share_one_request(
+    env: Env, fake: FakePagerDuty
+) -> None:
     fake.script_rest(Scripted.slow(0.3))
     lk = env.lookup()
     results = await asyncio.gather(*(lk.oncall(schedule_id="PSCHED1") for _ in range(5)))
@@ -154,7 +171,9 @@ async def test_wrong_token_is_an_error_without_the_token_and_is_not_cached(
 
 
 async def test_429_retries_are_bounded(env: Env, fake: FakePagerDuty) -> None:
-    fake.script_rest(*[Scripted(429, {"error": {"message": "Rate Limit Exceeded", "code": 2020}})] * 6)
+    fake.script_rest(
+        *[Scripted(429, {"error": {"message": "Rate Limit Exceeded", "code": 2020}})] * 6
+    )
     with pytest.raises(OncallLookupError) as err:
         await env.lookup(max_429_retries=2).oncall(schedule_id="PSCHED1")
     assert str(err.value) == "PagerDuty GET /oncalls failed: HTTP 429"
@@ -178,8 +197,10 @@ async def test_tls_without_the_test_ca_fails(env: Env, fake: FakePagerDuty) -> N
     ("fields", "message"),
     [
         ({"api_token": None}, "adapters.pagerduty.api_token is needed for on-call lookups"),
-        ({"api_url": "http://127.0.0.1:1"},
-         "adapters.pagerduty.api_url must use https:// (PagerDuty's REST API)"),
+        (
+            {"api_url": "http://127.0.0.1:1"},
+            "adapters.pagerduty.api_url must use https:// (PagerDuty's REST API)",
+        ),
     ],
 )
 def test_construction_problems_are_value_errors(fields: dict[str, Any], message: str) -> None:

@@ -110,7 +110,9 @@ def row(kind: str = "page", channel: str = "phone", **kw: Any) -> OutboxRecord:
 def delivery(kind: str = "page", channel: str = "phone", **kw: Any) -> Delivery:
     inc = kw.pop("incident", incident())
     person = kw.pop("person", OLLIE)
-    return Delivery(row(kind, channel), inc, person, {"incident": f"{PUBLIC}/api/v1/incidents/{INC_ID}"}, **kw)
+    return Delivery(
+        row(kind, channel), inc, person, {"incident": f"{PUBLIC}/api/v1/incidents/{INC_ID}"}, **kw
+    )
 
 
 def phone_config(base_url: str, **kw: Any) -> PhoneConfig:
@@ -204,7 +206,16 @@ def test_signature_accepts_the_url_with_or_without_the_default_port() -> None:
         (DOC_TOKEN, DOC_URL, {**DOC_PARAMS, "Extra": ""}, DOC_SIGNATURE),
         ("", DOC_URL, DOC_PARAMS, compute_signature("", DOC_URL, DOC_PARAMS)),
     ],
-    ids=["missing", "empty", "truncated", "other-token", "other-url", "changed-param", "added-param", "no-token"],
+    ids=[
+        "missing",
+        "empty",
+        "truncated",
+        "other-token",
+        "other-url",
+        "changed-param",
+        "added-param",
+        "no-token",
+    ],
 )
 def test_signature_rejects_anything_else(
     token: str, url: str, params: dict[str, str], signature: str | None
@@ -258,7 +269,10 @@ def test_call_twiml_is_cut_to_twilios_4000_characters() -> None:
 
 
 def test_answer_documents() -> None:
-    assert say_twiml("Done & dusted.") == f"{DECL}<Response><Say>Done &amp; dusted.</Say><Hangup /></Response>"
+    assert (
+        say_twiml("Done & dusted.")
+        == f"{DECL}<Response><Say>Done &amp; dusted.</Say><Hangup /></Response>"
+    )
     assert message_twiml("ok <3") == f"{DECL}<Response><Message>ok &lt;3</Message></Response>"
     assert message_twiml(None) == f"{DECL}<Response /></Response>".replace("</Response>", "")
     assert empty_twiml() == f"{DECL}<Response />"
@@ -290,14 +304,23 @@ def test_sms_body_per_kind() -> None:
     )
     long = sms_body(delivery("page", "sms", incident=incident(title="x" * 500)))
     assert len(long) == 160
-    assert long.startswith("[SEV-1 P0] #42 xxx") and long.endswith("... - reply ACK 42 (or 1) to acknowledge")
+    assert long.startswith("[SEV-1 P0] #42 xxx") and long.endswith(
+        "... - reply ACK 42 (or 1) to acknowledge"
+    )
 
 
 def test_a_bundle_names_every_incident() -> None:
-    other = incident(id="b" * 20, number=43, severity="P1", level={"name": "SEV-2"}, title="API slow")
+    other = incident(
+        id="b" * 20, number=43, severity="P1", level={"name": "SEV-2"}, title="API slow"
+    )
     extra = row(id=f"{'b' * 20}:0:page:0:0:ollie:sms", incident_id="b" * 20, channel="sms")
     d = Delivery(
-        row("page", "sms"), incident(), OLLIE, {}, bundle=(extra,), bundle_incidents={other.id: other}
+        row("page", "sms"),
+        incident(),
+        OLLIE,
+        {},
+        bundle=(extra,),
+        bundle_incidents={other.id: other},
     )
     assert sms_body(d) == (
         "[SEV-1 P0] #42 DiskFull on db1 | [SEV-2 P1] #43 API slow"
@@ -309,7 +332,10 @@ def test_a_bundle_names_every_incident() -> None:
         "Tocsin alert. Severity SEV-1 P0. Incident 42: DiskFull on db1. "
         "And 1 more: incident 43, severity SEV-2 P1: API slow."
     )
-    assert page.prompt == "Press 1 to acknowledge all of them. Press 2 to escalate to the next tier now."
+    assert (
+        page.prompt
+        == "Press 1 to acknowledge all of them. Press 2 to escalate to the next tier now."
+    )
 
 
 @pytest.mark.parametrize(
@@ -357,7 +383,9 @@ def test_status_decision_table(status: str, fallback: bool) -> None:
 # -- what reaches Twilio ---------------------------------------------------------------------
 
 
-async def test_a_page_is_a_call_with_the_exact_form_body(fake: FakeTwilio, make_provider: Make) -> None:
+async def test_a_page_is_a_call_with_the_exact_form_body(
+    fake: FakeTwilio, make_provider: Make
+) -> None:
     result = await CallNotifier(make_provider()).notify(delivery())
     [req] = fake.requests
     sid = next(iter(fake.calls))
@@ -365,9 +393,10 @@ async def test_a_page_is_a_call_with_the_exact_form_body(fake: FakeTwilio, make_
     assert sid.startswith("CA") and len(sid) == 34
     assert req.method == "POST"
     assert req.path == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
-    assert req.headers["Authorization"] == "Basic " + base64.b64encode(
-        f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()
-    ).decode()
+    assert (
+        req.headers["Authorization"]
+        == "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+    )
     assert req.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert form(req.body) == [
         ("To", OLLIE_E164),
@@ -439,10 +468,10 @@ async def test_a_person_without_a_phone_fails_permanently_without_a_request(
     ("scripted", "expected"),
     [
         (
-            Scripted(400, 21211, "The 'To' number +14155550100 is not a valid phone number."),
+            Scripted(400, 21211, "The 'To' number +141 is not a valid phone number."),
             DeliveryResult(
                 ok=False,
-                error="twilio call 400 21211: The 'To' number +14155550100 is not a valid phone number.",
+                error="twilio call 400 21211: The 'To' number +141 is not a valid phone number.",
             ),
         ),
         (
@@ -451,27 +480,41 @@ async def test_a_person_without_a_phone_fails_permanently_without_a_request(
         ),
         (
             Scripted(400, 21610, "Attempt to send to unsubscribed recipient"),
-            DeliveryResult(ok=False, error="twilio call 400 21610: Attempt to send to unsubscribed recipient"),
+            DeliveryResult(
+                ok=False, error="twilio call 400 21610: Attempt to send to unsubscribed recipient"
+            ),
         ),
         (
             Scripted(429, 20429, "Too Many Requests", {"Retry-After": "7"}),
             DeliveryResult(
-                ok=False, retryable=True, error="twilio call 429 20429: Too Many Requests", retry_after=7.0
+                ok=False,
+                retryable=True,
+                error="twilio call 429 20429: Too Many Requests",
+                retry_after=7.0,
             ),
         ),
         (
-            Scripted(429, 20429, "Too Many Requests", {"Retry-After": "Sun, 22 Nov 2026 13:01:30 GMT"}),
+            Scripted(
+                429, 20429, "Too Many Requests", {"Retry-After": "Sun, 22 Nov 2026 13:01:30 GMT"}
+            ),
             DeliveryResult(
-                ok=False, retryable=True, error="twilio call 429 20429: Too Many Requests", retry_after=90.0
+                ok=False,
+                retryable=True,
+                error="twilio call 429 20429: Too Many Requests",
+                retry_after=90.0,
             ),
         ),
         (
             Scripted(500, 20500, "Internal Server Error"),
-            DeliveryResult(ok=False, retryable=True, error="twilio call 500 20500: Internal Server Error"),
+            DeliveryResult(
+                ok=False, retryable=True, error="twilio call 500 20500: Internal Server Error"
+            ),
         ),
         (
             Scripted(503, 20503, "Service Unavailable"),
-            DeliveryResult(ok=False, retryable=True, error="twilio call 503 20503: Service Unavailable"),
+            DeliveryResult(
+                ok=False, retryable=True, error="twilio call 503 20503: Service Unavailable"
+            ),
         ),
         (
             Scripted(404, 20404, "Not Found"),
@@ -488,13 +531,18 @@ async def test_call_answer_decision_table(
     assert fake.calls == {}  # scripted errors create nothing
 
 
-async def test_the_fake_rejects_invalid_numbers_like_twilio(fake: FakeTwilio, make_provider: Make) -> None:
+async def test_the_fake_rejects_invalid_numbers_like_twilio(
+    fake: FakeTwilio, make_provider: Make
+) -> None:
     bad = delivery(person={"phone": "415-555-0100"})  # no country code: not E.164
     assert await CallNotifier(make_provider()).notify(bad) == DeliveryResult(
-        ok=False, error="twilio call 400 21211: The 'To' number 4155550100 is not a valid phone number."
+        ok=False,
+        error="twilio call 400 21211: The 'To' number 4155550100 is not a valid phone number.",
     )
     sms = SmsNotifier(make_provider())
-    assert await sms.notify(delivery("page", "sms", person={"phone": "+14155550199"})) == DeliveryResult(
+    assert await sms.notify(
+        delivery("page", "sms", person={"phone": "+14155550199"})
+    ) == DeliveryResult(
         ok=False, error="twilio sms 400 21610: Attempt to send to unsubscribed recipient"
     )
     result = await sms.notify(delivery("page", "sms", person={"phone": "+14155550198"}))
@@ -504,7 +552,9 @@ async def test_the_fake_rejects_invalid_numbers_like_twilio(fake: FakeTwilio, ma
 async def test_wrong_credentials_are_a_permanent_failure_that_leaks_no_secret(
     fake: FakeTwilio, make_provider: Make
 ) -> None:
-    result = await CallNotifier(make_provider(auth_token=SecretStr("wrong-token"))).notify(delivery())
+    result = await CallNotifier(make_provider(auth_token=SecretStr("wrong-token"))).notify(
+        delivery()
+    )
     assert result == DeliveryResult(ok=False, error="twilio call 401 20003: Authenticate")
     assert fake.requests[0].status == 401
     assert "wrong-token" not in repr(result)
@@ -523,17 +573,24 @@ async def test_a_call_timing_out_after_the_request_was_sent_is_unknown(
     assert len(fake.calls) == 1  # Twilio did create it: a blind retry would ring twice
 
 
-async def test_a_call_whose_connection_drops_is_unknown(fake: FakeTwilio, make_provider: Make) -> None:
+async def test_a_call_whose_connection_drops_is_unknown(
+    fake: FakeTwilio, make_provider: Make
+) -> None:
     fake.script("Calls", Scripted(drop=True))
     result = await CallNotifier(make_provider()).notify(delivery())
     assert result.ok is False and result.unknown is True and result.retryable is False
-    assert result.error == "twilio call: ServerDisconnectedError after the request was sent; it may be ringing"
+    assert (
+        result.error
+        == "twilio call: ServerDisconnectedError after the request was sent; it may be ringing"
+    )
     assert len(fake.calls) == 1
 
 
 async def test_a_text_timing_out_is_retryable(fake: FakeTwilio, make_provider: Make) -> None:
     fake.script("Messages", Scripted(hang=3.0))
-    result = await SmsNotifier(make_provider(timeout=timedelta(seconds=0.5))).notify(delivery("page", "sms"))
+    result = await SmsNotifier(make_provider(timeout=timedelta(seconds=0.5))).notify(
+        delivery("page", "sms")
+    )
     assert result == DeliveryResult(ok=False, retryable=True, error="twilio sms: timed out")
 
 
@@ -555,7 +612,10 @@ async def test_connection_refused_is_retryable_even_for_a_call(make_provider: Ma
 async def test_the_fake_checks_required_fields_and_the_twiml_limit(
     fake: FakeTwilio, session: aiohttp.ClientSession
 ) -> None:
-    auth = {"Authorization": "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()}
+    auth = {
+        "Authorization": "Basic "
+        + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+    }
     wrong = {"Authorization": "Basic " + base64.b64encode(f"{ACCOUNT_SID}:nope".encode()).decode()}
     calls = f"{fake.url}/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
     cases = [

@@ -186,9 +186,7 @@ async def test_ha_peer_with_another_external_url_changes_nothing(make_app: MakeA
 async def test_ha_peers_sending_at_the_same_instant_open_one_incident(make_app: MakeApp) -> None:
     app = await make_app()
     alerts = [alert(instance="db-1")]
-    bodies = [
-        notification(alerts, external_url=f"http://alertmanager-{i}:9093") for i in range(3)
-    ]
+    bodies = [notification(alerts, external_url=f"http://alertmanager-{i}:9093") for i in range(3)]
     replies = await asyncio.gather(*(app.post(b) for b in bodies))
     assert sorted(i["action"] for r in replies for i in r["incidents"]) == [
         "opened",
@@ -204,7 +202,9 @@ async def test_continue_routes_with_other_receiver_and_group_key_join_one_incide
 ) -> None:
     app = await make_app()
     a = alert(instance="db-1")
-    route1 = notification([a], receiver="team\\-db", group_key='{}/{team="db"}:{alertname="DiskFull"}')
+    route1 = notification(
+        [a], receiver="team\\-db", group_key='{}/{team="db"}:{alertname="DiskFull"}'
+    )
     await app.post(route1)
     await app.run_until(T0 + 1 * M)
     before = await only_incident(app)

@@ -41,8 +41,10 @@ DIRECTORY = Directory(
                 "members": ["bob"],
                 "start": "2026-01-05T00:00:00",
                 "shift": "1d",
-                "restrict": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-                             "hours": "20:00-08:00"},
+                "restrict": {
+                    "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                    "hours": "20:00-08:00",
+                },
             }
         ),
     },
@@ -72,7 +74,12 @@ def incident(
 
 
 def step(
-    tier: int = 0, *, kind: str = "page", epoch: int = 0, round_: int = 0, due: datetime = T0,
+    tier: int = 0,
+    *,
+    kind: str = "page",
+    epoch: int = 0,
+    round_: int = 0,
+    due: datetime = T0,
     unless: str | None = "acknowledged",
 ) -> StepRecord:
     return StepRecord(
@@ -87,8 +94,14 @@ def step(
     )
 
 
-def paged(person: str, *, at: datetime = T0, state: OutboxState = OutboxState.SENT,
-          round_: int = 0, kind: str = "page") -> OutboxRecord:
+def paged(
+    person: str,
+    *,
+    at: datetime = T0,
+    state: OutboxState = OutboxState.SENT,
+    round_: int = 0,
+    kind: str = "page",
+) -> OutboxRecord:
     return OutboxRecord(
         id=f"old:{person}:{at.isoformat()}",
         incident_id="inc1",
@@ -150,7 +163,9 @@ def test_step_whose_unless_is_reached_is_cancelled(
     assert (ch.new_outbox, ch.timeline) == ([], [])
 
 
-@pytest.mark.parametrize(("unless", "status"), [("mitigated", Status.ACKNOWLEDGED), (None, Status.MITIGATED)])
+@pytest.mark.parametrize(
+    ("unless", "status"), [("mitigated", Status.ACKNOWLEDGED), (None, Status.MITIGATED)]
+)
 def test_step_whose_unless_is_not_reached_fires(unless: str | None, status: Status) -> None:
     s = step(1, unless=unless)
     ch = decide_step(s, incident(status=status), [], DIRECTORY, T0)
@@ -169,14 +184,24 @@ def test_a_due_step_pages_the_people_behind_its_targets() -> None:
     assert len(ch.new_outbox) == 1
     row = ch.new_outbox[0]
     assert (row.id, row.kind, row.tier, row.round, row.target, row.person, row.channel) == (
-        f"{s.id}:alice:log", "page", 0, 0, "role:oncall", "alice", "log"
+        f"{s.id}:alice:log",
+        "page",
+        0,
+        0,
+        "role:oncall",
+        "alice",
+        "log",
     )
     assert (row.created_at, row.not_before, row.state) == (T0, T0, OutboxState.PENDING)
     assert [(e.kind, e.actor, e.source, e.message) for e in ch.timeline] == [
         ("notify", "tocsin", "engine", "tier 0 (on-call): page alice via log (role:oncall)")
     ]
     assert ch.timeline[0].data == {
-        "tier": 0, "round": 0, "target": "role:oncall", "person": "alice", "channel": "log",
+        "tier": 0,
+        "round": 0,
+        "target": "role:oncall",
+        "person": "alice",
+        "channel": "log",
         "outbox": row.id,
     }
     assert ch.step_updates == [(s.id, StepState.FIRED, T0, "1 notification(s)")]
@@ -278,9 +303,7 @@ def test_lateness_is_marked_in_the_timeline(late: timedelta, events: list[str]) 
 def test_step_beyond_the_snapshot_is_skipped() -> None:
     s = step(7)
     ch = decide_step(s, incident(), [], DIRECTORY, T0)
-    assert ch.step_updates == [
-        (s.id, StepState.SKIPPED, T0, "no such tier in the policy snapshot")
-    ]
+    assert ch.step_updates == [(s.id, StepState.SKIPPED, T0, "no such tier in the policy snapshot")]
 
 
 # -- ack timeout and reminders -------------------------------------------------------------------
@@ -313,13 +336,19 @@ def test_ack_timeout_after_mitigation_is_cancelled() -> None:
 def test_reminder_goes_to_everyone_paged_and_plans_the_next() -> None:
     inc = incident(severity="P1", status=Status.ACKNOWLEDGED, acknowledged_at=T0 + 2 * M)
     s = step(0, kind="reminder", round_=1, due=T0 + 60 * M, unless="resolved")
-    rows = [paged("alice"), paged("carol", at=T0 + 15 * M), paged("bob", state=OutboxState.CANCELLED)]
+    rows = [
+        paged("alice"),
+        paged("carol", at=T0 + 15 * M),
+        paged("bob", state=OutboxState.CANCELLED),
+    ]
     ch = decide_step(s, inc, rows, DIRECTORY, T0 + 60 * M)
     assert [(r.kind, r.person, r.round) for r in ch.new_outbox] == [
         ("reminder", "alice", 1),
         ("reminder", "carol", 1),
     ]
-    assert [e.message for e in ch.timeline] == ["status update #1 due (SEV-2): reminded alice, carol"]
+    assert [e.message for e in ch.timeline] == [
+        "status update #1 due (SEV-2): reminded alice, carol"
+    ]
     assert [(x.kind, x.round, x.due_at) for x in ch.new_steps] == [("reminder", 2, T0 + 120 * M)]
 
 

@@ -230,7 +230,7 @@ async def test_refire_after_the_monitoring_window_opens_a_new_incident(make_app:
     assert [i["id"] for i in await app.incidents("status=open")] == [second]
 
 
-# -- severity ---------------------------------------------------------------------------------------
+# -- severity ------------------------------------------------------------------------------------
 
 
 async def test_worse_alert_raises_severity_and_switches_policy_without_double_pages(
@@ -287,7 +287,11 @@ async def test_a_lower_severity_alert_never_lowers_the_incident(make_app: MakeAp
     assert [(i["action"], i["severity"]) for i in reply["incidents"]] == [("joined", "P0")]
     await app.run_until(T0 + 40 * M)
     inc = await app.incident(inc_id)
-    assert (inc["severity"], inc["policy"], inc["status"]) == ("P0", "matrix:default:P0", "triggered")
+    assert (inc["severity"], inc["policy"], inc["status"]) == (
+        "P0",
+        "matrix:default:P0",
+        "triggered",
+    )
     assert events(inc, "severity") == []
     assert [p for _, _, p in sent(app, inc)] == ["alice", "carol", "dave", "erin"]
 

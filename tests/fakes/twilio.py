@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import re
@@ -152,6 +153,7 @@ class FakeTwilio:
         self._session: aiohttp.ClientSession | None = None
         self.url = ""
         self.now = lambda: datetime.now(UTC)
+        self._closing = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -166,7 +168,13 @@ class FakeTwilio:
         self.url = f"http://{host}:{port}"
         return self
 
+    async def _sleep(self, seconds: float) -> None:
+        # Cut short by close(), so a hang never holds up the test's teardown.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
+
     async def close(self) -> None:
+        self._closing.set()
         if self._session is not None:
             await self._session.close()
         if self._runner is not None:
@@ -249,7 +257,7 @@ class FakeTwilio:
         if scripted is not None and scripted.drop:
             return None
         if scripted is not None and scripted.hang:
-            await asyncio.sleep(scripted.hang)
+            await self._sleep(scripted.hang)
         return web.json_response(resource_json, status=201)
 
     def _validate_call(self, p: dict[str, str]) -> web.Response | None:

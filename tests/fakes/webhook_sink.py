@@ -9,6 +9,7 @@ headers and raw body, so tests can check the signature over exactly the bytes se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import deque
 from collections.abc import Mapping
@@ -52,6 +53,7 @@ class WebhookSink:
         self._script: deque[Reply] = deque()
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self._closing = asyncio.Event()
 
     async def start(self) -> WebhookSink:
         app = web.Application()
@@ -64,6 +66,7 @@ class WebhookSink:
         return self
 
     async def close(self) -> None:
+        self._closing.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -76,5 +79,7 @@ class WebhookSink:
         self.received.append(Received(request.method, request.path_qs, dict(request.headers), body))
         reply = self._script.popleft() if self._script else Reply(body="ok")
         if reply.hang:
-            await asyncio.sleep(reply.hang)
+            # Cut short by close(), so a hang never holds up the test's teardown.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), reply.hang)
         return web.Response(status=reply.status, text=reply.body, headers=dict(reply.headers))

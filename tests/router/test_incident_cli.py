@@ -76,8 +76,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "router.cli", "serve", "--config", str(path),
-             "--listen", f"127.0.0.1:{port}"],
+            [
+                sys.executable,
+                "-m",
+                "router.cli",
+                "serve",
+                "--config",
+                str(path),
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -154,7 +162,9 @@ def test_list_show_ack_resolve_review(server: Server) -> None:
     assert lines[1] == "  DiskFull: DiskFull on db-1"
     assert "  pending:" in lines
     assert "  timeline:" in lines
-    assert any(re.search(r"notify\s+tocsin\s+tier 0 \(on-call\): page \w+ via log", x) for x in lines)
+    assert any(
+        re.search(r"notify\s+tocsin\s+tier 0 \(on-call\): page \w+ via log", x) for x in lines
+    )
 
     # By number too, and with an explicit actor and note.
     r = server.cli("incidents", "ack", str(number), "--actor", "alice", "--note", "on it")
@@ -167,8 +177,11 @@ def test_list_show_ack_resolve_review(server: Server) -> None:
 
     data = json.loads(server.cli("incidents", "show", inc_id, "--json").stdout)
     assert data["status"] == "resolved"
-    acts = [(e["kind"], e["actor"], e["source"], e["message"]) for e in data["timeline"]
-            if e["kind"] in ("ack", "resolve")]
+    acts = [
+        (e["kind"], e["actor"], e["source"], e["message"])
+        for e in data["timeline"]
+        if e["kind"] in ("ack", "resolve")
+    ]
     assert acts == [
         ("ack", "alice", "api", "acknowledged by alice: on it"),
         ("resolve", "writer", "api", "resolved by writer: cleaned up"),
@@ -182,7 +195,10 @@ def test_list_show_ack_resolve_review(server: Server) -> None:
     assert "- **Status**: resolved\n" in md
     assert re.search(r"^- \*\*Time to acknowledge\*\*: 0m \d\ds \(within target\)$", md, re.M)
     assert re.search(r"^- \*\*Time to resolve\*\*: 0m \d\ds \(within target\)$", md, re.M)
-    assert "## Timeline\n\n| Time (UTC) | Event | Actor | Source | Details |\n|---|---|---|---|---|\n" in md
+    assert (
+        "## Timeline\n\n| Time (UTC) | Event | Actor | Source | Details |\n|---|---|---|---|---|\n"
+        in md
+    )
     table = [x for x in md.splitlines() if x.startswith("| 20")]
     assert [x.split(" | ")[1:4] for x in table][:2] == [
         ["open", "alertmanager", "alert"],
@@ -190,7 +206,13 @@ def test_list_show_ack_resolve_review(server: Server) -> None:
     ]
     assert ["ack", "alice", "api"] in [x.split(" | ")[1:4] for x in table]
     assert ["resolve", "writer", "api"] in [x.split(" | ")[1:4] for x in table]
-    for section in ("## Summary", "## Impact", "## Root Cause", "## Action Items", "## Lessons Learned"):
+    for section in (
+        "## Summary",
+        "## Impact",
+        "## Root Cause",
+        "## Action Items",
+        "## Lessons Learned",
+    ):
         assert f"\n{section}\n" in md
 
 
@@ -208,11 +230,20 @@ def test_list_filters_by_status(server: Server) -> None:
 @pytest.mark.parametrize(
     ("args", "stderr"),
     [
-        (("incidents", "show", "no-such-incident"), "tocsin: 404 not found: no incident 'no-such-incident'\n"),
-        (("incidents", "ack", "no-such-incident"), "tocsin: 404 not found: no incident 'no-such-incident'\n"),
+        (
+            ("incidents", "show", "no-such-incident"),
+            "tocsin: 404 not found: no incident 'no-such-incident'\n",
+        ),
+        (
+            ("incidents", "ack", "no-such-incident"),
+            "tocsin: 404 not found: no incident 'no-such-incident'\n",
+        ),
         (("incidents", "resolve", "9999"), "tocsin: 404 not found: no incident '9999'\n"),
         (("review", "no-such-incident"), "tocsin: 404 not found: no incident 'no-such-incident'\n"),
-        (("incidents", "list", "--status", "closed"), "tocsin: 400 bad query: unknown status 'closed'\n"),
+        (
+            ("incidents", "list", "--status", "closed"),
+            "tocsin: 400 bad query: unknown status 'closed'\n",
+        ),
     ],
 )
 def test_failures_exit_1(server: Server, args: tuple[str, ...], stderr: str) -> None:
@@ -265,8 +296,9 @@ def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
 
 def simulate_json(tmp_path: Path, *args: str) -> list[dict[str, Any]]:
     path = write_config(tmp_path)
-    r = run_cli("simulate", "--config", str(path), "--payload", str(DATA / "critical.json"),
-                "--json", *args)
+    r = run_cli(
+        "simulate", "--config", str(path), "--payload", str(DATA / "critical.json"), "--json", *args
+    )
     assert r.returncode == 0, r.stderr
     return [json.loads(line) for line in r.stdout.splitlines()]
 
@@ -281,8 +313,15 @@ def test_simulate_json_line_format(tmp_path: Path) -> None:
             assert {"tier", "round", "target", "person", "channel"} <= set(line)
     assert [line["t"] for line in lines] == sorted(line["t"] for line in lines)
     compact = [
-        (x["t"], x["event"], x.get("tier"), x.get("round"), x.get("target"), x.get("person"),
-         x.get("channel"))
+        (
+            x["t"],
+            x["event"],
+            x.get("tier"),
+            x.get("round"),
+            x.get("target"),
+            x.get("person"),
+            x.get("channel"),
+        )
         for x in lines
     ]
     assert compact == [
@@ -298,8 +337,20 @@ def test_simulate_json_line_format(tmp_path: Path) -> None:
 def test_simulate_json_without_ack_climbs_every_tier(tmp_path: Path) -> None:
     lines = simulate_json(tmp_path, "--until", "45m")
     notify = [(x["t"], x["tier"], x["person"]) for x in lines if x["event"] == "notify"]
-    assert notify == [(0.0, 0, "alice"), (300.0, 1, "carol"), (900.0, 2, "dave"), (1800.0, 3, "erin")]
-    assert [x["event"] for x in lines] == ["open", "notify", "notify", "notify", "notify", "reminder"]
+    assert notify == [
+        (0.0, 0, "alice"),
+        (300.0, 1, "carol"),
+        (900.0, 2, "dave"),
+        (1800.0, 3, "erin"),
+    ]
+    assert [x["event"] for x in lines] == [
+        "open",
+        "notify",
+        "notify",
+        "notify",
+        "notify",
+        "reminder",
+    ]
 
 
 def test_simulate_with_a_missing_payload_exits_1(tmp_path: Path) -> None:

@@ -476,7 +476,9 @@ async def test_reload_does_not_change_an_open_incident_snapshot(
         "manager",
         "VP",
     ]
-    assert [(secs(n["created_at"]), n["person"]) for n in old["notifications"] if n["kind"] == "page"] == [
+    assert [
+        (secs(n["created_at"]), n["person"]) for n in old["notifications"] if n["kind"] == "page"
+    ] == [
         (0.0, "alice"),
         (300.0, "carol"),
         (900.0, "dave"),

@@ -246,9 +246,7 @@ class App:
         assert status == 200, body
         return body["incidents"]
 
-    async def act(
-        self, ref: str, action: str, *, status: int = 200, **body: Any
-    ) -> dict[str, Any]:
+    async def act(self, ref: str, action: str, *, status: int = 200, **body: Any) -> dict[str, Any]:
         """``POST /api/v1/incidents/{ref}/{action}`` with the write token; assert the status."""
         code, reply = await self.api("POST", f"/api/v1/incidents/{ref}/{action}", json=body)
         assert code == status, reply
@@ -304,7 +302,9 @@ def strict_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     caplog.set_level(logging.INFO)
     yield
     errors = [
-        f"{r.name}: {r.getMessage()}" for r in caplog.get_records("call") if r.levelno >= logging.ERROR
+        f"{r.name}: {r.getMessage()}"
+        for r in caplog.get_records("call")
+        if r.levelno >= logging.ERROR
     ]
     errors += [
         f"{r.name}: {r.getMessage()}"

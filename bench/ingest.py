@@ -1,0 +1,104 @@
+"""Ingest throughput and latency of ``POST /api/v1/alertmanager`` with durable commit.
+
+Side by side in one run: the ceiling (a bare aiohttp handler that only parses the same JSON) and
+tocsin on SQLite and on PostgreSQL (when TOCSIN_BENCH_POSTGRES_DSN is set), for 1-alert and
+50-alert notifications; every request opens a new incident, the most expensive path.
+
+    python bench/ingest.py [--seconds 10] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+from common import PY, free_port, load, machine, payload, pct, spawn, wait_http
+
+CONFIG = """
+server: {{listen: "127.0.0.1:{port}", log_level: warning}}
+auth:
+  receiver: {{bearer_tokens: [bench]}}
+store: {store}
+matrix: {{preset: default}}
+rules: {{default: {{severity: P1}}}}
+people: {{alice: {{channels: [log]}}}}
+roles: {{oncall: [alice], lead: [alice], manager: [alice], vp: [alice]}}
+adapters: {{log: {{enabled: true}}}}
+"""
+
+
+def run_case(name: str, port: int, alerts: int, seconds: float, concurrency: int) -> dict[str, float | str]:
+    url = f"http://127.0.0.1:{port}/api/v1/alertmanager"
+    prefix = uuid.uuid4().hex[:6]
+    rps, lat, errors = asyncio.run(
+        load(
+            url,
+            lambda i: payload(i, alerts, group=f"{prefix}-{i}"),
+            seconds=seconds,
+            concurrency=concurrency,
+            headers={"Authorization": "Bearer bench", "Content-Type": "application/json"},
+        )
+    )
+    return {"case": name, "alerts": alerts, "rps": rps, "p50": pct(lat, 50) * 1000, "p99": pct(lat, 99) * 1000, "errors": errors}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--concurrency", type=int, default=32)
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        targets: list[tuple[str, list[str]]] = []
+        cport = free_port()
+        targets.append(("ceiling (parse only)", [PY, "bench/ceiling_server.py", str(cport)]))
+        stores = [("tocsin sqlite", f'{{backend: sqlite, path: "{Path(tmp) / "bench.db"}"}}')]
+        dsn = os.environ.get("TOCSIN_BENCH_POSTGRES_DSN")
+        if dsn:
+            schema = f"bench_{uuid.uuid4().hex[:8]}"
+            stores.append(("tocsin postgres", f'{{backend: postgres, dsn: "{dsn}", schema: {schema}}}'))
+        ports = {targets[0][0]: cport}
+        for name, store in stores:
+            port = free_port()
+            cfg = Path(tmp) / f"{name.split()[-1]}.yaml"
+            cfg.write_text(CONFIG.format(port=port, store=store))
+            targets.append((name, [PY, "-m", "router.cli", "serve", "--config", str(cfg)]))
+            ports[name] = port
+        for alerts in (1, 50):
+            for name, cmd in targets:
+                proc = spawn(cmd, env=dict(os.environ), log=Path(tmp) / f"{name}.log")
+                try:
+                    wait_http(f"http://127.0.0.1:{ports[name]}/healthz") if "tocsin" in name else _wait_port(ports[name])
+                    rows.append(run_case(name, ports[name], alerts, args.seconds, args.concurrency))
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=20)
+    ceiling = {r["alerts"]: r["rps"] for r in rows if str(r["case"]).startswith("ceiling")}
+    print(f"machine: {machine()}")
+    print(f"load: {args.concurrency} concurrent clients, {args.seconds:g}s per case, a new incident per request\n")
+    print(f"| case | alerts/notification | req/s | p50 ms | p99 ms | errors | vs ceiling |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        ratio = float(r["rps"]) / ceiling[r["alerts"]] * 100
+        print(f"| {r['case']} | {r['alerts']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | {ratio:.0f} % |")
+
+
+def _wait_port(port: int) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"port {port} did not open")
+
+
+if __name__ == "__main__":
+    main()

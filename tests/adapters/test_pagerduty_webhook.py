@@ -1,0 +1,335 @@
+"""``POST /api/v1/pagerduty/webhook``: signatures, dedup by X-Webhook-Id, each event's effect."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import timedelta
+
+import pytest
+
+from escalation.model import IncidentRecord, Status
+from router.inbound_pagerduty import signature_valid
+from tests.adapters.test_pagerduty_flow import (  # noqa: F401 (make_app is a fixture)
+    SECRET_A,
+    SECRET_B,
+    App,
+    MakeApp,
+    make_app,
+)
+from tests.fakes.pagerduty import (
+    WebhookReply,
+    incident_webhook,
+    note_webhook,
+    ping_webhook,
+    send_webhook,
+    sign,
+)
+
+PATH = "/api/v1/pagerduty/webhook"
+
+
+@pytest.fixture
+async def app(make_app: MakeApp) -> App:  # noqa: F811
+    return await make_app()
+
+
+async def paged(app: App) -> IncidentRecord:
+    """An open incident whose first tier PagerDuty has been sent."""
+    inc = await app.alert()
+    await app.at(timedelta(0))
+    return inc
+
+
+async def post(
+    app: App, payload: dict, *secrets: str, webhook_id: str | None = None
+) -> WebhookReply:
+    return await send_webhook(
+        app.client, payload, secrets=secrets or (SECRET_A,), webhook_id=webhook_id
+    )
+
+
+# -- signatures -------------------------------------------------------------------------------
+
+
+def test_signature_valid_accepts_any_v1_entry_for_any_secret() -> None:
+    body = b'{"event":{}}'
+    good_a = hmac.new(SECRET_A.encode(), body, hashlib.sha256).hexdigest()
+    assert signature_valid(body, f"v1={good_a}", [SECRET_A])
+    assert signature_valid(body, f"v1={'0' * 64}, v1={good_a}", [SECRET_A])
+    assert signature_valid(body, f"v1={good_a.upper()}", [SECRET_A])
+    assert signature_valid(body, f"v1={good_a}", ["older", SECRET_A])
+    assert not signature_valid(body, f"v0={good_a}", [SECRET_A])
+    assert not signature_valid(body, f"v1={good_a}", [SECRET_B])
+    assert not signature_valid(body + b" ", f"v1={good_a}", [SECRET_A])
+    assert not signature_valid(body, "garbage", [SECRET_A])
+    assert not signature_valid(body, f"v1={good_a}", [])
+
+
+async def test_valid_signature_acknowledges(app: App) -> None:
+    inc = await paged(app)
+    reply = await post(app, incident_webhook("incident.acknowledged", inc.id, agent="Jane Doe"))
+
+    assert reply == WebhookReply(
+        200, {"status": "applied", "event_type": "incident.acknowledged", "incident": inc.id}
+    )
+    got = await app.incident(inc.id)
+    assert got.status == Status.ACKNOWLEDGED
+    [event] = [e for e in await app.rt.store.timeline(inc.id) if e.kind == "ack"]
+    assert (event.actor, event.source, event.message) == (
+        "Jane Doe",
+        "pagerduty",
+        "acknowledged by Jane Doe",
+    )
+
+
+@pytest.mark.parametrize(
+    ("signature", "status", "error"),
+    [
+        (None, 401, "signature required"),
+        ("", 401, "signature required"),
+        ("v1=" + "0" * 64, 403, "signature not verified"),
+        ("t=1700000000,v0=abcdef", 403, "signature not verified"),
+        ("not a signature header", 403, "signature not verified"),
+    ],
+    ids=["missing", "empty", "wrong", "no-v1-entry", "malformed"],
+)
+async def test_a_bad_or_missing_signature_changes_nothing(
+    app: App, signature: str | None, status: int, error: str
+) -> None:
+    inc = await paged(app)
+    before = await app.timeline(inc.id)
+    payload = incident_webhook("incident.acknowledged", inc.id)
+    headers = {} if signature is None else {"X-PagerDuty-Signature": signature}
+    resp = await app.client.post(
+        PATH,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json", "X-Webhook-Id": "W-forged"} | headers,
+    )
+
+    assert resp.status == status
+    body = await resp.json()
+    assert (body["error"], body["path"]) == (error, "")
+    assert (await app.incident(inc.id)).status == Status.TRIGGERED
+    assert await app.timeline(inc.id) == before
+    # The forged delivery's id was not remembered: the genuine one with that id still acts.
+    genuine = await post(app, payload, webhook_id="W-forged")
+    assert genuine.body["status"] == "applied"
+
+
+async def test_signed_with_another_key_is_forbidden(app: App) -> None:
+    inc = await paged(app)
+    reply = await post(app, incident_webhook("incident.resolved", inc.id), "whsec-attacker")
+
+    assert reply.status == 403
+    assert (await app.incident(inc.id)).status == Status.TRIGGERED
+
+
+async def test_multiple_v1_entries_during_a_rotation(app: App) -> None:
+    inc = await paged(app)
+    payload = incident_webhook("incident.acknowledged", inc.id)
+    body = json.dumps(payload).encode()
+    header = f"v1={'f' * 64},{sign(body, 'whsec-new-not-configured-yet')},{sign(body, SECRET_A)}"
+    reply = await send_webhook(app.client, body, signature=header)
+
+    assert reply.body["status"] == "applied"
+    assert (await app.incident(inc.id)).status == Status.ACKNOWLEDGED
+
+
+async def test_the_rotated_secret_is_still_accepted(app: App) -> None:
+    inc = await paged(app)
+    reply = await post(app, incident_webhook("incident.acknowledged", inc.id), SECRET_B)
+
+    assert reply.body["status"] == "applied"
+    assert (await app.incident(inc.id)).status == Status.ACKNOWLEDGED
+
+
+async def test_without_configured_secrets_nothing_verifies(make_app: MakeApp) -> None:  # noqa: F811
+    app = await make_app(secrets=())
+    inc = await paged(app)
+    reply = await post(app, incident_webhook("incident.acknowledged", inc.id))
+
+    assert reply.status == 403
+    assert reply.body["detail"] == (
+        "no PagerDuty webhook secret is configured (adapters.pagerduty.webhook_secrets)"
+    )
+    assert (await app.incident(inc.id)).status == Status.TRIGGERED
+
+
+# -- deduplication and failures -----------------------------------------------------------------
+
+
+async def test_the_same_delivery_twice_acts_once(app: App) -> None:
+    inc = await paged(app)
+    await post(app, incident_webhook("incident.triggered", inc.id, pd_incident_id="PABC123"))
+    note = note_webhook("PABC123", "rolled back the deploy")
+    first = await post(app, note, webhook_id="W-1")
+    again = await post(app, note, webhook_id="W-1")
+
+    assert (first.body["status"], again.body["status"]) == ("applied", "duplicate")
+    notes = [e for e in await app.rt.store.timeline(inc.id) if e.kind == "note"]
+    assert [(e.actor, e.source, e.message) for e in notes] == [
+        ("Tenex Engineer", "pagerduty", "rolled back the deploy")
+    ]
+
+
+async def test_a_delivery_that_failed_on_the_store_is_applied_on_retry(app: App) -> None:
+    inc = await paged(app)
+    payload = incident_webhook("incident.acknowledged", inc.id)
+    await app.rt.store.close()
+    failed = await post(app, payload, webhook_id="W-retry")
+    await app.rt.store.open()
+    retried = await post(app, payload, webhook_id="W-retry")
+
+    assert (failed.status, failed.body["error"]) == (503, "store unavailable")
+    assert (retried.status, retried.body["status"]) == (200, "applied")
+    assert (await app.incident(inc.id)).status == Status.ACKNOWLEDGED
+
+
+async def test_unknown_incidents_are_ignored_with_2xx(app: App) -> None:
+    inc = await paged(app)
+    before = await app.timeline(inc.id)
+    for key in ("0123456789abcdef0123", str(inc.number), f"#{inc.number}", inc.key, None):
+        reply = await post(app, incident_webhook("incident.acknowledged", key))
+        assert reply == WebhookReply(
+            200, {"status": "ignored", "event_type": "incident.acknowledged"}
+        )
+    unknown_note = await post(app, note_webhook("PNOTOURS", "hello"))
+    assert unknown_note.body["status"] == "ignored"
+    assert (await app.incident(inc.id)).status == Status.TRIGGERED
+    assert await app.timeline(inc.id) == before
+
+
+async def test_an_action_that_no_longer_applies_is_2xx_and_changes_nothing(app: App) -> None:
+    inc = await paged(app)
+    await post(app, incident_webhook("incident.acknowledged", inc.id))
+    before = await app.timeline(inc.id)
+    again = await post(app, incident_webhook("incident.acknowledged", inc.id))
+
+    assert again == WebhookReply(
+        200, {"status": "no change", "event_type": "incident.acknowledged", "incident": inc.id}
+    )
+    assert await app.timeline(inc.id) == before
+
+
+# -- each event type ----------------------------------------------------------------------------
+
+
+async def test_resolved_resolves(app: App) -> None:
+    inc = await paged(app)
+    reply = await post(app, incident_webhook("incident.resolved", inc.id, agent=None))
+
+    assert reply.body["status"] == "applied"
+    got = await app.incident(inc.id)
+    assert got.status == Status.RESOLVED
+    assert "resolved by pagerduty" in await app.timeline(inc.id)
+
+
+async def test_unacknowledged_goes_back_to_triggered(app: App) -> None:
+    inc = await paged(app)
+    await post(app, incident_webhook("incident.acknowledged", inc.id))
+    reply = await post(app, incident_webhook("incident.unacknowledged", inc.id, agent=None))
+
+    assert reply.body["status"] == "applied"
+    got = await app.incident(inc.id)
+    assert (got.status, got.epoch) == (Status.TRIGGERED, inc.epoch + 1)
+    assert "back to triggered by pagerduty" in await app.timeline(inc.id)
+
+
+async def test_reopened_reopens_a_resolved_incident(app: App) -> None:
+    inc = await paged(app)
+    await post(app, incident_webhook("incident.resolved", inc.id))
+    reply = await post(app, incident_webhook("incident.reopened", inc.id, agent="Ops Bot"))
+
+    assert reply.body["status"] == "applied"
+    got = await app.incident(inc.id)
+    assert (got.status, got.resolved_at) == (Status.TRIGGERED, None)
+    assert "back to triggered by Ops Bot" in await app.timeline(inc.id)
+
+
+async def test_annotated_becomes_a_timeline_note(app: App) -> None:
+    inc = await paged(app)
+    # PagerDuty's incident.triggered for the alert tocsin opened tells which PD incident is ours.
+    seen = await post(app, incident_webhook("incident.triggered", inc.id, pd_incident_id="PQ1W2E3"))
+    assert seen.body == {
+        "status": "ignored",
+        "event_type": "incident.triggered",
+        "incident": inc.id,
+    }
+    reply = await post(app, note_webhook("PQ1W2E3", "  DB failover started  ", agent="Jane Doe"))
+
+    assert reply == WebhookReply(
+        200, {"status": "applied", "event_type": "incident.annotated", "incident": inc.id}
+    )
+    [note] = [e for e in await app.rt.store.timeline(inc.id) if e.kind == "note"]
+    assert (note.actor, note.source, note.message) == (
+        "Jane Doe",
+        "pagerduty",
+        "DB failover started",
+    )
+    assert (await app.incident(inc.id)).status == Status.TRIGGERED
+
+
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        "incident.escalated",
+        "incident.priority_updated",
+        "incident.reassigned",
+        "incident.delegated",
+        "incident.responder.added",
+    ],
+)
+async def test_other_incident_events_are_ignored(app: App, event_type: str) -> None:
+    inc = await paged(app)
+    before = await app.timeline(inc.id)
+    reply = await post(app, incident_webhook(event_type, inc.id))
+
+    assert reply == WebhookReply(
+        200, {"status": "ignored", "event_type": event_type, "incident": inc.id}
+    )
+    assert await app.timeline(inc.id) == before
+    assert (await app.incident(inc.id)).status == Status.TRIGGERED
+
+
+async def test_ping_and_service_events_are_ignored(app: App) -> None:
+    ping = await post(app, ping_webhook())
+    assert ping == WebhookReply(200, {"status": "ignored", "event_type": "pagey.ping"})
+    service = {
+        "event": {
+            "id": "01X",
+            "event_type": "service.updated",
+            "resource_type": "service",
+            "occurred_at": "2026-11-22T13:00:00Z",
+            "agent": None,
+            "client": None,
+            "data": {"id": "PF9KMXH", "type": "service"},
+        }
+    }
+    reply = await post(app, service)
+    assert reply == WebhookReply(200, {"status": "ignored", "event_type": "service.updated"})
+
+
+# -- bad bodies ---------------------------------------------------------------------------------
+
+
+async def test_signed_but_not_a_webhook_is_400(app: App) -> None:
+    for body, error in ((b"not json", "invalid JSON"), (b'{"event": 3}', "invalid payload")):
+        reply = await send_webhook(app.client, body, secrets=(SECRET_A,))
+        assert (reply.status, reply.body["error"]) == (400, error)
+
+
+async def test_an_oversized_body_is_413_before_anything_else(app: App) -> None:
+    body = b'{"event": {"pad": "' + b"x" * (256 * 1024) + b'"}}'
+    reply = await send_webhook(app.client, body, secrets=(SECRET_A,))
+    assert (reply.status, reply.body["error"]) == (413, "body too large")
+
+
+async def test_answers_well_within_pagerdutys_five_seconds(app: App) -> None:
+    inc = await paged(app)
+    started = time.perf_counter()
+    reply = await post(app, incident_webhook("incident.acknowledged", inc.id))
+    assert reply.status == 200
+    assert time.perf_counter() - started < 5.0
