@@ -330,7 +330,16 @@ class Engine:
             now = self.clock.now()
             try:
                 async with self.store.transaction() as tx:
+                    # Row-locks the incident: firings of one incident's steps take turns.
                     inc = await tx.get_incident(step.incident_id)
+                    if inc is not None:
+                        # Our lease may have run out and another replica fired, cancelled or
+                        # moved the step meanwhile: fire only what is still pending and due.
+                        pending = await tx.steps_of(step.incident_id, pending_only=True)
+                        current = next((s for s in pending if s.id == step.id), None)
+                        if current is None or current.due_at > now:
+                            return
+                        step = current
                     rows = await tx.outbox_of(step.incident_id) if inc is not None else []
                     ch = decide_step(step, inc, rows, self.directory(), now)
                     await tx.apply(ch)

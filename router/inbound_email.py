@@ -130,7 +130,8 @@ async def show_link(request: web.Request) -> web.Response:
     if isinstance(checked, web.Response):
         return checked
     claims, inc = checked
-    await _runtime(request).service.act(inc.id, _ACTION[action], actor=claims.person, source="email")
+    if status_reached(inc.status, _DONE[action]):
+        return _already(action, inc)
     verb = _VERB[action]
     form = (
         f'<form method="post" action="{escape(link_path(action), quote=True)}">'

@@ -32,6 +32,7 @@ from escalation.notifier import Notifier
 from escalation.service import EscalationService
 from escalation.store.base import Store, StoreError
 from escalation.store.factory import make_store
+from escalation.wakeup import WakeupListener, listener_for
 from rules.alerts import Notification
 from router.metrics import RouterMetrics
 from router.pipeline import PipelineResult, StoreUnavailable
@@ -81,12 +82,16 @@ class Runtime:
         self._http: aiohttp.ClientSession | None = None
         self._notifiers = self._build_notifiers(loaded)
         self._policy = ConfiguredPolicy(loaded.config.adapters.dispatch)
+        engine_cfg = loaded.config.engine
         self.engine = Engine(
             self.store,
             self.clock,
             lambda: self._directory,
             lambda: self._notifiers,
             self.esc_metrics,
+            lease=engine_cfg.lease,
+            poll=engine_cfg.poll,
+            batch=engine_cfg.batch,
             person_details=self._person_details,
             links=self._links,
             policy=lambda: self._policy,
@@ -97,6 +102,8 @@ class Runtime:
         self.pipeline = IncidentPipeline(self)
         self._reload_lock = asyncio.Lock()
         self._engine_task: asyncio.Task[None] | None = None
+        # Other replicas' "something earlier is scheduled" (PostgreSQL LISTEN; SQLite: no-op).
+        self.wakeup: WakeupListener = listener_for(self.store, self.engine.wake)
         self.metrics.reload_ok.set(1)
         self.metrics.reload_ts.set(time.time())
 
@@ -106,9 +113,11 @@ class Runtime:
         """Open the store (migrations) and start the engine loop."""
         await self.store.open()
         if run_engine:
+            await self.wakeup.start()
             self._engine_task = asyncio.create_task(self.engine.run(), name="tocsin-engine")
 
     async def stop(self) -> None:
+        await self.wakeup.stop()
         self.engine.stop()
         if self._engine_task is not None:
             await self._engine_task
@@ -188,6 +197,9 @@ class Runtime:
                 log.warning("the store section changed; it takes effect only after a restart")
             if new.config.adapters.dispatch != self.loaded.config.adapters.dispatch:
                 self._policy = ConfiguredPolicy(new.config.adapters.dispatch)
+            engine_cfg = new.config.engine
+            self.engine.lease, self.engine.poll = engine_cfg.lease, engine_cfg.poll
+            self.engine.batch = engine_cfg.batch
             self.loaded, self._directory, self._notifiers = new, directory, notifiers
             self.metrics.reload_ok.set(1)
             self.metrics.reload_ts.set(time.time())

@@ -6,8 +6,9 @@ headers and, when a secret is set, ``X-Tocsin-Signature: sha256=<hex HMAC-SHA256
 receivers can drop duplicates (delivery is at-least-once).
 
 Outcome of one attempt: 2xx → ok; 429, 5xx, network errors and timeouts → retryable
-(``Retry-After`` honoured); any other status → permanent. Errors name the endpoint, never its
-URL (chat webhook URLs carry their secret in the path).
+(``Retry-After`` honoured); any other status (other 4xx, a redirect: not followed) →
+permanent. Errors name the endpoint, never its URL (chat webhook URLs carry their secret in
+the path).
 """
 
 from __future__ import annotations
@@ -176,8 +177,9 @@ class WebhookNotifier:
             headers[SIGNATURE_HEADER] = sign(ep.secret.get_secret_value(), body)
         timeout = aiohttp.ClientTimeout(total=ep.timeout.total_seconds())
         try:
+            # No redirects: a signed page must not be re-posted wherever a 30x points.
             async with self._http().post(
-                ep.url, data=body, headers=headers, timeout=timeout
+                ep.url, data=body, headers=headers, timeout=timeout, allow_redirects=False
             ) as resp:
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")

@@ -10,6 +10,9 @@
 - Due steps and outbox rows are claimed with ``FOR UPDATE SKIP LOCKED`` plus a lease
   (owner, expiry): two replicas never get the same row while its lease is live, and a dead
   replica's rows come back once their lease expires.
+- A transaction that schedules steps or outbox rows sends ``pg_notify('tocsin_wakeup', schema)``
+  (delivered at commit); ``wakeup_listener()`` gives each replica's engine the LISTEN side
+  (``escalation.wakeup``).
 
 Errors, as a tree::
 
@@ -24,7 +27,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -44,6 +47,7 @@ from escalation.model import (
 )
 from escalation.store.base import Conflict, IncidentFilter, StoreError, Tx
 from escalation.store.migrations import migrate_postgres, quote_ident
+from escalation.wakeup import WAKEUP_CHANNEL, PgWakeupListener
 
 __all__ = ["PostgresStore"]
 
@@ -588,6 +592,10 @@ async def _apply_changes(conn: asyncpg.Connection, ch: Changes) -> None:
                 for o in ch.new_outbox
             ],
         )
+    if ch.new_steps or ch.new_outbox or ch.step_reschedules:
+        # Wake the other replicas: delivered at commit (never for a rollback), so a listener
+        # that reads next_due on receipt sees the rows. The payload names the schema.
+        await conn.execute("SELECT pg_notify($1, coalesce(current_schema(), ''))", WAKEUP_CHANNEL)
 
 
 class PostgresStore:
@@ -620,6 +628,17 @@ class PostgresStore:
     def schema(self) -> str | None:
         """The configured schema (``search_path``), if any."""
         return self._schema
+
+    def wakeup_listener(self, on_wake: Callable[[], None]) -> PgWakeupListener:
+        """A LISTEN connection on this store's database and schema calling ``on_wake``.
+
+        Every transaction that schedules steps or outbox rows sends the notification (see
+        ``escalation.wakeup``); start the listener after ``open()``.
+        """
+        settings = {**self._settings, "application_name": "tocsin-wakeup"}
+        return PgWakeupListener(
+            self._dsn, on_wake, server_settings=settings, connect_timeout=self._timeout
+        )
 
     def _require_pool(self) -> asyncpg.Pool:
         if self._pool is None:

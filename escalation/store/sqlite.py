@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -650,6 +651,34 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
+_MAX_BATCH = 128  # units per group commit at most
+
+
+@dataclasses.dataclass
+class _Batch:
+    done: asyncio.Future[None]
+    units: int = 0
+
+
+def _begin_unit(conn: sqlite3.Connection, new: bool) -> None:
+    if new:
+        _begin(conn)
+    conn.execute("SAVEPOINT unit")
+
+
+def _release_unit(conn: sqlite3.Connection) -> None:
+    conn.execute("RELEASE unit")
+
+
+def _rollback_unit(conn: sqlite3.Connection) -> bool:
+    """Undo the current unit only; False if SQLite had to abandon the whole transaction."""
+    if not conn.in_transaction:
+        return False
+    conn.execute("ROLLBACK TO unit")
+    conn.execute("RELEASE unit")
+    return conn.in_transaction
+
+
 # -- the store ----------------------------------------------------------------------------------
 
 
@@ -750,6 +779,8 @@ class SqliteStore:
         self._memory = self._path == ":memory:"
         self._busy_ms = int(busy_timeout * 1000)
         self._lock = asyncio.Lock()
+        self._queued = 0
+        self._batch: _Batch | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closing = False
         # Owned by the worker thread once open.
@@ -858,16 +889,10 @@ class SqliteStore:
                 raise StoreError(f"SQLite file {self._path} is gone: {e.strerror or e}") from e
             if (st.st_dev, st.st_ino) != self._inode:
                 raise StoreError(f"SQLite file {self._path} was replaced since the store opened")
-        _begin(conn)
-        try:
-            conn.execute(
-                "INSERT INTO store_health (id, pinged) VALUES (1, 1)"
-                " ON CONFLICT (id) DO UPDATE SET pinged = pinged + 1"
-            )
-        except BaseException:
-            _rollback(conn)
-            raise
-        _commit(conn)
+        conn.execute(
+            "INSERT INTO store_health (id, pinged) VALUES (1, 1)"
+            " ON CONFLICT (id) DO UPDATE SET pinged = pinged + 1"
+        )
 
     # -- Store --
 
@@ -909,17 +934,78 @@ class SqliteStore:
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Tx]:
-        async with self._lock:
-            tx = _SqliteTx(self)
-            try:
-                await self._call(_begin, self._writer_conn())
-                yield tx
-            except BaseException:
+        # Group commit: units run one after another inside one SQLite transaction, each in its own
+        # savepoint; the last unit of a burst commits for all, and every unit returns only after
+        # that COMMIT (fsync), so "returned" still means "durable" but a burst pays one fsync.
+        self._queued += 1
+        batch: _Batch | None = None
+        try:
+            async with self._lock:
+                self._queued -= 1
+                batch = self._batch
+                if batch is None:
+                    batch = self._batch = _Batch(asyncio.get_running_loop().create_future())
+                    await self._call(_begin_unit, self._writer_conn(), True)
+                else:
+                    await self._call(_begin_unit, self._writer_conn(), False)
+                batch.units += 1
+                tx = _SqliteTx(self)
+                try:
+                    yield tx
+                except BaseException:
+                    tx.done = True
+                    await self._undo_unit(batch)
+                    raise
                 tx.done = True
-                await self._rollback_quietly()
-                raise
-            tx.done = True
+                await self._call(_release_unit, self._writer_conn())
+                if self._queued > 0 and batch.units < _MAX_BATCH:
+                    commit_now = False  # the next unit in line commits for us
+                else:
+                    commit_now = True
+                    await self._commit_batch(batch)
+        except BaseException:
+            if batch is None:
+                self._queued -= 1
+            raise
+        while not commit_now and not batch.done.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(batch.done), timeout=0.05)
+            except TimeoutError:
+                # The unit expected to commit next went away (cancelled while queued): commit.
+                async with self._lock:
+                    if self._batch is batch:
+                        await self._commit_batch(batch)
+        if not commit_now:
+            batch.done.result()
+
+    async def _commit_batch(self, batch: _Batch) -> None:
+        self._batch = None
+        try:
             await self._call(_commit, self._writer_conn())
+        except BaseException as e:
+            err = e if isinstance(e, StoreError) else StoreError(f"SQLite {self._path}: commit failed: {e}")
+            if not batch.done.done():
+                batch.done.set_exception(err)
+                batch.done.exception()  # retrieved: the units awaiting it re-raise it
+            raise
+        if not batch.done.done():
+            batch.done.set_result(None)
+
+    async def _undo_unit(self, batch: _Batch) -> None:
+        try:
+            still_open = await self._call(_rollback_unit, self._writer_conn())
+        except StoreError:
+            log.warning("SQLite savepoint rollback failed", exc_info=True)
+            still_open = False
+        if not still_open:
+            # The whole transaction is gone: earlier units of this batch were not committed.
+            self._batch = None
+            await self._rollback_quietly()
+            if not batch.done.done():
+                batch.done.set_exception(StoreError(f"SQLite {self._path}: transaction rolled back"))
+                batch.done.exception()
+        elif self._queued == 0:
+            await self._commit_batch(batch)
 
     async def _rollback_quietly(self) -> None:
         # The original exception matters more than a failed rollback; _begin cleans up later.
@@ -930,7 +1016,7 @@ class SqliteStore:
 
     async def ping(self) -> None:
         """Commit a tiny write now; StoreError if the file is gone, replaced or unwritable."""
-        async with self._lock:
+        async with self.transaction():
             await self._call(self._ping_sync, self._writer_conn())
 
     async def next_due(self) -> datetime | None:

@@ -96,9 +96,7 @@ class App:
     clock: VirtualClock
 
     async def alert(self) -> IncidentRecord:
-        resp = await self.client.post(
-            "/api/v1/alertmanager", data=FIXTURE.read_bytes(), headers=AM
-        )
+        resp = await self.client.post("/api/v1/alertmanager", data=FIXTURE.read_bytes(), headers=AM)
         assert resp.status == 200, await resp.text()
         [inc] = await self.rt.store.list_incidents(IncidentFilter())
         return inc
@@ -281,7 +279,10 @@ async def test_resolve_link_sends_a_resolved_email_to_everyone_paged(app: App) -
     status, html = await post(app, *carol_resolve)
     assert (status, "<h1>Incident #1 resolved</h1>" in html) == (200, True)
     resolved = await app.incident(inc.id)
-    assert (resolved.status, resolved.resolved_at) == (Status.RESOLVED, START + timedelta(minutes=7))
+    assert (resolved.status, resolved.resolved_at) == (
+        Status.RESOLVED,
+        START + timedelta(minutes=7),
+    )
     [event] = [e for e in await app.timeline(inc.id) if e.kind == "resolve"]
     assert (event.actor, event.source, event.message) == ("carol", "email", "resolved by carol")
 

@@ -29,7 +29,7 @@ from escalation.model import IncidentRecord, OutboxRecord, OutboxState, Status, 
 from escalation.store.base import IncidentFilter
 from router.app import create_app
 from router.runtime import Runtime
-from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, FakeTwilio, Scripted
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, FakeTwilio
 
 START = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
 PUBLIC = "https://tocsin.example.com"
@@ -270,9 +270,9 @@ async def test_a_p0_page_rings_the_oncall_and_pressing_1_acknowledges(
         app.clock.set(START + timedelta(minutes=minutes))
         await app.tick()
     assert len(app.twilio.requests_to("Calls")) == 1
-    assert [(form(r.body)["To"], form(r.body)["Body"]) for r in app.twilio.requests_to("Messages")] == [
-        (OLLIE_PHONE, f"[SEV-1 P0] #{inc.number} still open, status update due: {inc.title}")
-    ] * 2
+    assert [
+        (form(r.body)["To"], form(r.body)["Body"]) for r in app.twilio.requests_to("Messages")
+    ] == [(OLLIE_PHONE, f"[SEV-1 P0] #{inc.number} still open, status update due: {inc.title}")] * 2
     assert [(r.kind, r.person, r.channel) for r in await app.outbox(inc.id)] == [
         ("page", "ollie", "phone"),
         ("reminder", "ollie", "phone"),
@@ -326,7 +326,9 @@ async def test_no_answer_falls_back_to_sms_then_email_all_on_the_timeline(
     assert form(text.body) == {
         "To": OLLIE_PHONE,
         "From": TWILIO_NUMBER,
-        "Body": f"[SEV-1 P0] #{inc.number} {inc.title} - reply ACK {inc.number} (or 1) to acknowledge",
+        "Body": (
+            f"[SEV-1 P0] #{inc.number} {inc.title} - reply ACK {inc.number} (or 1) to acknowledge"
+        ),
     }
     assert text.status == 400
 
@@ -336,7 +338,10 @@ async def test_no_answer_falls_back_to_sms_then_email_all_on_the_timeline(
     email_row = f"{sms_row}>email"
     assert sorted(rows) == [call_row, sms_row, email_row]
     assert rows[sms_row].state == OutboxState.FAILED
-    assert rows[sms_row].last_error == "twilio sms 400 21610: Attempt to send to unsubscribed recipient"
+    assert (
+        rows[sms_row].last_error
+        == "twilio sms 400 21610: Attempt to send to unsubscribed recipient"
+    )
     assert rows[email_row].channel == "email"
     assert rows[email_row].state == OutboxState.FAILED
     assert rows[email_row].last_error == "no adapter is configured for channel 'email'"
