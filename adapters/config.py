@@ -49,7 +49,7 @@ class PagerDutyConfig(_Section):
     oncall_cache_ttl: Duration = Field(default=timedelta(seconds=60))
     webhook_secrets: list[SecretStr] = Field(default_factory=list)  # v3 subscription secrets
     timeout: Duration = Field(default=timedelta(seconds=10))
-    tls_ca_file: str | None = None  # extra CA to trust (tests; private PagerDuty proxies)
+    tls_ca_path: str | None = None  # extra CA to trust (tests; private PagerDuty proxies)
 
     @model_validator(mode="after")
     def _default_known(self) -> PagerDutyConfig:
@@ -69,7 +69,7 @@ class EmailConfig(_Section):
     password: SecretStr | None = None
     from_address: str = "tocsin@localhost"
     timeout: Duration = Field(default=timedelta(seconds=30))
-    tls_ca_file: str | None = None
+    tls_ca_path: str | None = None
     link_secret: SecretStr | None = None  # HMAC key for acknowledge/resolve links
     link_ttl: Duration = Field(default=timedelta(hours=24))
 

@@ -44,7 +44,7 @@ class WakeupListener(Protocol):
     """Delivers other replicas' wake-ups to a callback while started."""
 
     async def start(self) -> None:
-        """Begin listening (returns at once; connecting happens in the background)."""
+        """Begin listening; connecting and reconnecting happen in the background."""
 
     async def stop(self) -> None:
         """Stop listening and release the connection."""
@@ -107,6 +107,7 @@ class PgWakeupListener:
         self._stopping = asyncio.Event()
         self._topic: str | None = None
         self._connected = asyncio.Event()
+        self._attempted = asyncio.Event()  # set once the first connection attempt has ended
         self.received = 0  # wake-ups delivered to on_wake (for tests and debugging)
         self.connects = 0  # successful (re)connections
 
@@ -124,10 +125,16 @@ class PgWakeupListener:
         await self._connected.wait()
 
     async def start(self) -> None:
-        """Start the background task that connects, listens and reconnects."""
+        """Start the background task that connects, listens and reconnects.
+
+        Returns once the first connection attempt has succeeded or failed (bounded by the
+        connect timeout), so a replica that reports ready is already listening when it can be.
+        """
         if self._task is None:
             self._stopping.clear()
             self._task = asyncio.create_task(self._run(), name="tocsin-wakeup-listener")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._attempted.wait(), self._timeout + 1)
 
     async def stop(self) -> None:
         """Stop the task and close its connection."""
@@ -161,6 +168,7 @@ class PgWakeupListener:
             except Exception:
                 # A bug here must not end listening for good: the poll hides it, the log not.
                 log.exception("wake-up listener failed; restarting it")
+            self._attempted.set()
             if self._stopping.is_set():
                 return
             with contextlib.suppress(TimeoutError):
@@ -180,6 +188,7 @@ class PgWakeupListener:
             self._topic = await conn.fetchval("SELECT coalesce(current_schema(), '')")
             await conn.add_listener(self._channel, self._notified)
             self._connected.set()
+            self._attempted.set()
             self.connects += 1
             if self.connects > 1:
                 log.info("wake-up listener reconnected")

@@ -7,8 +7,9 @@
   ending ``no-answer``, ``busy``, ``failed`` or ``canceled`` tries the person's next fallback
   channel (a timeline event either way); ``completed`` changes nothing.
 - ``POST /api/v1/phone/twilio/sms``: a text to the Twilio number (configure it as the number's
-  messaging webhook). ``ACK <incident number>`` or ``1`` from a configured person's phone
-  acknowledges (see ``adapters.phone.codes``); texts from unknown numbers are ignored.
+  messaging webhook). ``ACK <incident number>`` from a configured person's phone acknowledges
+  that incident; ``1`` (or ``ACK``) the latest page that person got by text or call (see
+  ``adapters.phone.codes``). Texts from unknown numbers are ignored.
 
 Every request must carry a valid ``X-Twilio-Signature`` computed over the PUBLIC URL Twilio
 requested (``server.public_url`` + path + query as received) and the POST parameters;
@@ -209,8 +210,11 @@ def _person_by_phone(rt: Runtime, number: str) -> str | None:
     return None
 
 
-async def _latest_texted(rt: Runtime, person: str) -> list[str]:
-    """Triggered incidents of the latest page texted to ``person`` (several for a bundle)."""
+async def _latest_paged(rt: Runtime, person: str) -> list[str]:
+    """Triggered incidents of the latest page that reached ``person`` by text or call.
+
+    Several when that page was a bundle (its rows share the send time).
+    """
     latest = None
     chosen: list[str] = []
     incidents = await rt.store.list_incidents(
@@ -222,7 +226,7 @@ async def _latest_texted(rt: Runtime, person: str) -> list[str]:
         for r in rows:
             if (
                 r.person != person
-                or r.channel != "sms"
+                or r.channel not in ("sms", "phone")
                 or r.kind != "page"
                 or r.sent_at is None
                 or r.state not in (OutboxState.SENT, OutboxState.UNKNOWN)
@@ -249,9 +253,9 @@ async def sms_reply(request: web.Request) -> web.Response:
     try:
         if message_sid and await _seen(rt, "twilio-sms", message_sid):
             return _twiml(message_twiml(None))
-        refs = [f"#{reply.code}"] if reply.code else await _latest_texted(rt, person)
+        refs = [f"#{reply.code}"] if reply.code else await _latest_paged(rt, person)
         if not refs:
-            return _twiml(message_twiml("tocsin: no open incident was texted to you."))
+            return _twiml(message_twiml("tocsin: no open incident was paged to you."))
         answers = []
         for ref in refs:
             outcome, number = await _act(rt, ref, Action.ACK, person, "sms", "replied by text")

@@ -44,7 +44,7 @@ class SmtpTransport:
 
     def __init__(self, cfg: EmailConfig) -> None:
         self.cfg = cfg
-        self._tls = tls_context(cfg.tls_ca_file)
+        self._tls = tls_context(cfg.tls_ca_path)
 
     async def send(self, msg: EmailMessage) -> str:
         """Deliver ``msg``; the server's reply to the message data. aiosmtplib errors propagate."""
@@ -90,7 +90,7 @@ def classify_error(exc: BaseException) -> DeliveryResult:
     """Map one SMTP attempt's exception to a DeliveryResult (retryable or permanent)."""
     cert = _cert_problem(exc)
     if cert is not None:
-        # An untrusted certificate does not heal by retrying: configuration (tls_ca_file).
+        # An untrusted certificate does not heal by retrying: configuration (tls_ca_path).
         return DeliveryResult(
             ok=False, error=_short(f"TLS certificate rejected: {cert.verify_message}")
         )

@@ -8,13 +8,13 @@ worker thread. Its unlimited 429 retries are bounded, and results are kept in a
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-import pagerduty
 from cachetools import TTLCache
 from prometheus_client import CollectorRegistry, Counter
 
@@ -82,6 +82,8 @@ class OncallLookup:
         max_429_retries: int = 2,
         retry_delay: float = 1.5,
     ) -> None:
+        if importlib.util.find_spec("pagerduty") is None:
+            raise ValueError("on-call lookups need the python-pagerduty package (`pagerduty`)")
         if cfg.api_token is None:
             raise ValueError("adapters.pagerduty.api_token is needed for on-call lookups")
         if not cfg.api_url.startswith("https://"):
@@ -144,6 +146,8 @@ class OncallLookup:
     # -- in the worker thread -------------------------------------------------------------------
 
     def _client_now(self) -> Any:
+        import pagerduty  # only deployments that look up on-call load the client library
+
         with self._client_lock:
             if self._client is None:
                 ctx = config_ssl_context(self.cfg)
@@ -160,6 +164,8 @@ class OncallLookup:
             return self._client
 
     def _fetch(self, key: Key) -> tuple[str, ...]:
+        import pagerduty
+
         schedule_id, policy_id = key
         params: dict[str, Any] = {"include": ["users"]}
         if schedule_id:

@@ -29,12 +29,12 @@ def ssl_context(ca_file: str | None, ca_pem: str | None = None) -> ssl.SSLContex
 
 
 def config_ssl_context(cfg: object) -> ssl.SSLContext | None:
-    """``ssl_context`` for a config section with ``tls_ca_file`` and, if it has one, ``tls_ca``.
+    """``ssl_context`` for a config section with ``tls_ca_path`` and, if it has one, ``tls_ca``.
 
-    The config loader turns a YAML ``tls_ca_file: PATH`` into ``tls_ca: <file contents>`` (its
+    The config loader turns a YAML ``tls_ca_path: PATH`` into ``tls_ca: <file contents>`` (its
     ``*_file`` secret rule), so a section that declares ``tls_ca`` gets the PEM that way.
     """
-    return ssl_context(getattr(cfg, "tls_ca_file", None), getattr(cfg, "tls_ca", None))
+    return ssl_context(getattr(cfg, "tls_ca_path", None), getattr(cfg, "tls_ca", None))
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

@@ -5,8 +5,8 @@ on a phone at 3 a.m., unique per store, and the same number the person sees ever
 Replies understood (case and spacing ignored):
 
 - ``ACK 42``, ``ack #42``, ``ACK42``: acknowledge incident number 42;
-- ``1`` or ``ACK`` alone: acknowledge what the latest text to this person was about (every
-  incident of a bundled text).
+- ``1`` or ``ACK`` alone: acknowledge what the latest page to this person (by text, or a call
+  they missed) was about: every incident of a bundled one.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def short_code(inc: IncidentRecord) -> str:
 
 @dataclass(frozen=True)
 class SmsReply:
-    """An acknowledgement by text; ``code`` None means "the latest text I got"."""
+    """An acknowledgement by text; ``code`` None means "the latest page I got"."""
 
     code: str | None
 

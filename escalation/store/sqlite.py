@@ -660,14 +660,15 @@ class _Batch:
     units: int = 0
 
 
-def _begin_unit(conn: sqlite3.Connection, new: bool) -> None:
-    if new:
-        _begin(conn)
-    conn.execute("SAVEPOINT unit")
-
-
-def _release_unit(conn: sqlite3.Connection) -> None:
-    conn.execute("RELEASE unit")
+def _with_prelude(
+    conn: sqlite3.Connection, prelude: list[str], fn: Callable[..., _T], args: tuple[Any, ...]
+) -> _T:
+    for sql in prelude:
+        if sql == "BEGIN IMMEDIATE":
+            _begin(conn)
+        else:
+            conn.execute(sql)
+    return fn(conn, *args)
 
 
 def _rollback_unit(conn: sqlite3.Connection) -> bool:
@@ -692,7 +693,7 @@ class _SqliteTx:
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         if self.done:
             raise StoreError("transaction already finished")
-        return await self._store._call(fn, self._store._writer_conn(), *args)
+        return await self._store._run_in_tx(fn, *args)
 
     async def lock_keys(self, keys: Sequence[str]) -> None:
         """No-op: ``BEGIN IMMEDIATE`` plus the in-process lock already serialise every writer."""
@@ -781,6 +782,7 @@ class SqliteStore:
         self._lock = asyncio.Lock()
         self._queued = 0
         self._batch: _Batch | None = None
+        self._prelude: list[str] = []
         self._executor: ThreadPoolExecutor | None = None
         self._closing = False
         # Owned by the worker thread once open.
@@ -937,6 +939,10 @@ class SqliteStore:
         # Group commit: units run one after another inside one SQLite transaction, each in its own
         # savepoint; the last unit of a burst commits for all, and every unit returns only after
         # that COMMIT (fsync), so "returned" still means "durable" but a burst pays one fsync.
+        # Statements that open and close units ride along with the unit's first real call
+        # (`_prelude`), so a unit costs no extra trips to the worker thread.
+        if self._executor is None or self._closing:
+            raise StoreError(f"SQLite store {self._path} is not open")
         self._queued += 1
         batch: _Batch | None = None
         try:
@@ -945,19 +951,25 @@ class SqliteStore:
                 batch = self._batch
                 if batch is None:
                     batch = self._batch = _Batch(asyncio.get_running_loop().create_future())
-                    await self._call(_begin_unit, self._writer_conn(), True)
-                else:
-                    await self._call(_begin_unit, self._writer_conn(), False)
+                    self._prelude.append("BEGIN IMMEDIATE")
+                mark = len(self._prelude)
+                self._prelude.append("SAVEPOINT unit")
                 batch.units += 1
                 tx = _SqliteTx(self)
                 try:
                     yield tx
                 except BaseException:
                     tx.done = True
-                    await self._undo_unit(batch)
+                    if len(self._prelude) > mark:
+                        del self._prelude[mark:]  # the unit never touched the database
+                    else:
+                        await self._undo_unit(batch)
                     raise
                 tx.done = True
-                await self._call(_release_unit, self._writer_conn())
+                if len(self._prelude) > mark:
+                    del self._prelude[mark:]
+                else:
+                    self._prelude.append("RELEASE unit")
                 if self._queued > 0 and batch.units < _MAX_BATCH:
                     commit_now = False  # the next unit in line commits for us
                 else:
@@ -978,10 +990,17 @@ class SqliteStore:
         if not commit_now:
             batch.done.result()
 
+    async def _run_in_tx(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run pending unit statements, then ``fn``, in one trip to the worker thread."""
+        prelude, self._prelude = self._prelude, []
+        return await self._call(_with_prelude, self._writer_conn(), prelude, fn, args)
+
     async def _commit_batch(self, batch: _Batch) -> None:
         self._batch = None
+        prelude, self._prelude = self._prelude, []
         try:
-            await self._call(_commit, self._writer_conn())
+            if "BEGIN IMMEDIATE" not in prelude:  # something was written: make it durable
+                await self._call(_with_prelude, self._writer_conn(), prelude, _commit, ())
         except BaseException as e:
             err = e if isinstance(e, StoreError) else StoreError(f"SQLite {self._path}: commit failed: {e}")
             if not batch.done.done():
@@ -993,13 +1012,14 @@ class SqliteStore:
 
     async def _undo_unit(self, batch: _Batch) -> None:
         try:
-            still_open = await self._call(_rollback_unit, self._writer_conn())
+            still_open = await self._run_in_tx(_rollback_unit)
         except StoreError:
             log.warning("SQLite savepoint rollback failed", exc_info=True)
             still_open = False
         if not still_open:
             # The whole transaction is gone: earlier units of this batch were not committed.
             self._batch = None
+            self._prelude = []
             await self._rollback_quietly()
             if not batch.done.done():
                 batch.done.set_exception(StoreError(f"SQLite {self._path}: transaction rolled back"))
@@ -1017,7 +1037,7 @@ class SqliteStore:
     async def ping(self) -> None:
         """Commit a tiny write now; StoreError if the file is gone, replaced or unwritable."""
         async with self.transaction():
-            await self._call(self._ping_sync, self._writer_conn())
+            await self._run_in_tx(self._ping_sync)
 
     async def next_due(self) -> datetime | None:
         """Earliest due instant of pending steps and outbox rows (a live lease defers a row)."""

@@ -401,7 +401,7 @@ async def test_required_starttls_with_a_test_ca_and_auth(tls: TestTLS) -> None:
             server.host,
             server.port,
             start_tls=True,
-            tls_ca_file=str(tls.ca_file),
+            tls_ca_path=str(tls.ca_file),
             username="tocsin",
             password="s3cret-pw",
         )
@@ -412,7 +412,7 @@ async def test_required_starttls_with_a_test_ca_and_auth(tls: TestTLS) -> None:
 
 async def test_starttls_is_used_when_offered(tls: TestTLS) -> None:
     with SmtpServer(starttls=tls.server_context) as server:
-        n = notifier(server.host, server.port, tls_ca_file=str(tls.ca_file))  # start_tls: None
+        n = notifier(server.host, server.port, tls_ca_path=str(tls.ca_file))  # start_tls: None
         assert (await n.notify(page())).ok
         assert [m.tls for m in server.messages] == [True]
 
@@ -437,7 +437,7 @@ async def test_refusing_required_starttls_is_permanent(tls: TestTLS) -> None:
 
 async def test_implicit_tls(tls: TestTLS) -> None:
     with SmtpServer(implicit_tls=tls.server_context) as server:
-        n = notifier(server.host, server.port, use_tls=True, tls_ca_file=str(tls.ca_file))
+        n = notifier(server.host, server.port, use_tls=True, tls_ca_path=str(tls.ca_file))
         assert (await n.notify(page())).ok
         assert [(m.tls, m.rcpt_tos) for m in server.messages] == [(True, ("alice@example.com",))]
 
@@ -583,7 +583,7 @@ def test_build_refuses_a_short_secret_and_a_missing_ca_file(tmp_path: Path) -> N
     missing = str(tmp_path / "nope.pem")
     with pytest.raises(AdapterBuildError) as err:
         build_notifiers(
-            AdaptersConfig(email=EmailConfig(link_secret=SECRET, tls_ca_file=missing)), _ctx()
+            AdaptersConfig(email=EmailConfig(link_secret=SECRET, tls_ca_path=missing)), _ctx()
         )
     assert err.value.problems[0][0] == "email"
     assert "No such file or directory" in err.value.problems[0][1]

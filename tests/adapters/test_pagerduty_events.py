@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,7 @@ from adapters.pagerduty.events import (
     parse_retry_after,
     truncate_summary,
 )
+from adapters.pagerduty.tls import config_ssl_context
 from adapters.registry import AdapterContext
 from escalation.clock import VirtualClock
 from escalation.model import IncidentRecord, OutboxRecord, Status
@@ -262,7 +264,7 @@ async def test_a_reminder_sends_nothing(fake: FakePagerDuty, make_notifier: Make
 async def test_events_over_tls_with_the_configured_ca(
     fake: FakePagerDuty, make_notifier: MakeNotifier
 ) -> None:
-    n = make_notifier(events_url=fake.https_url, tls_ca_file=fake.ca_file)
+    n = make_notifier(events_url=fake.https_url, tls_ca_path=fake.ca_file)
     result = await n.notify(delivery())
 
     assert result.ok is True
@@ -567,3 +569,17 @@ async def test_a_bundle_names_the_other_incidents(
             "url": f"{PUBLIC}/api/v1/incidents/9b8a7c6d5e4f3a2b1c0d",
         }
     ]
+
+
+async def test_an_extra_ca_given_as_pem_text_is_trusted_too(
+    fake: FakePagerDuty, session: aiohttp.ClientSession
+) -> None:
+    # What the config loader makes of `tls_ca_path:` in YAML once a section declares `tls_ca`.
+    ctx = config_ssl_context(SimpleNamespace(tls_ca_path=None, tls_ca=fake.ca_pem))
+    assert ctx is not None
+    async with session.get(f"{fake.https_url}/oncalls", ssl=ctx) as resp:
+        assert resp.status == 401  # TLS verified; the fake then wants a token
+    assert config_ssl_context(SimpleNamespace(tls_ca_path=None)) is None
+    with pytest.raises(ValueError) as err:
+        config_ssl_context(SimpleNamespace(tls_ca_path=None, tls_ca="not a certificate"))
+    assert str(err.value).startswith("the extra TLS CA cannot be loaded: ")

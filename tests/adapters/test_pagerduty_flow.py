@@ -321,9 +321,9 @@ async def test_no_secret_reaches_logs_api_responses_or_error_texts(
 
     section = app.rt.loaded.config.adapters.pagerduty
     assert section is not None
-    # tls_ca_file is set here, not in the YAML: the loader reads any `*_file` key as a secret file.
+    # tls_ca_path is set here, not in the YAML: the loader reads any `*_file` key as a secret file.
     lookup = OncallLookup(
-        section.model_copy(update={"tls_ca_file": app.fake.ca_file}), app.rt.registry
+        section.model_copy(update={"tls_ca_path": app.fake.ca_file}), app.rt.registry
     )
     app.fake.api_token = "u+SomethingElseEntirely"  # PagerDuty now refuses our token
     with pytest.raises(OncallLookupError) as err:

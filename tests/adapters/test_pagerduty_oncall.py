@@ -52,7 +52,7 @@ class Env:
         fields: dict[str, Any] = {
             "api_url": self.fake.https_url,
             "api_token": TOKEN,
-            "tls_ca_file": self.fake.ca_file,
+            "tls_ca_path": self.fake.ca_file,
             "oncall_cache_ttl": 60,
             "timeout": 5,
         } | overrides
@@ -188,7 +188,7 @@ async def test_a_429_then_success_answers(env: Env, fake: FakePagerDuty) -> None
 
 async def test_tls_without_the_test_ca_fails(env: Env, fake: FakePagerDuty) -> None:
     with pytest.raises(OncallLookupError) as err:
-        await env.lookup(tls_ca_file=None).oncall(schedule_id="PSCHED1")
+        await env.lookup(tls_ca_path=None).oncall(schedule_id="PSCHED1")
     assert str(err.value) == "PagerDuty GET /oncalls failed (Error)"
     assert fake.requests == []
 

@@ -343,6 +343,7 @@ async def test_one_keypress_acknowledges_every_incident_of_a_bundled_call(app: P
     sid = app.only_call()  # both pages to ollie travel as one call
     action = app.twilio.gather_of(sid).get("action") or ""
     assert action.count("row=") == 2
+    assert "&amp;row=" in app.twilio.calls[sid]["twiml"]  # escaped in the XML, '&' once parsed
     reply = await app.twilio.press(sid, "1")
     numbers = sorted(i.number for i in incidents)
     assert all(f"Incident {n} acknowledged." in reply.text for n in numbers)
@@ -362,17 +363,23 @@ async def test_a_text_from_an_unknown_number_is_ignored(app: PhoneApp) -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "answer"),
+    ("sender", "body", "answer"),
     [
-        ("hello?", "tocsin: reply ACK &lt;incident number&gt;, or 1, to acknowledge."),
-        ("ACK 999", "tocsin: no incident #999."),
-        ("1", "tocsin: no open incident was texted to you."),
+        (
+            "+1 415 555 0100",
+            "hello?",
+            "tocsin: reply ACK &lt;incident number&gt;, or 1, to acknowledge.",
+        ),
+        ("+1 415 555 0100", "ACK 999", "tocsin: no incident #999."),
+        (LEE_PHONE, "1", "tocsin: no open incident was paged to you."),  # lee was not paged
     ],
 )
-async def test_texts_that_acknowledge_nothing(app: PhoneApp, body: str, answer: str) -> None:
+async def test_texts_that_acknowledge_nothing(
+    app: PhoneApp, sender: str, body: str, answer: str
+) -> None:
     inc_id, _ = await paged(app)
     before = await snapshot(app, inc_id)
-    reply = await app.twilio.text_in(f"{PUBLIC}{SMS}", "+1 415 555 0100", body)
+    reply = await app.twilio.text_in(f"{PUBLIC}{SMS}", sender, body)
     assert reply.text == f"{DECL}<Response><Message>{answer}</Message></Response>"
     assert await snapshot(app, inc_id) == before
 
@@ -389,3 +396,15 @@ async def test_the_same_text_delivered_twice_acts_once(app: PhoneApp) -> None:
     )
     assert second == (200, f"{DECL}<Response />")
     assert len(events(await app.timeline(inc_id), "ack")) == 1
+
+
+async def test_replying_1_after_a_missed_call_acknowledges_that_page(app: PhoneApp) -> None:
+    inc_id, _ = await paged(app)
+    number = (await app.incident(inc_id)).number
+    reply = await app.twilio.text_in(f"{PUBLIC}{SMS}", OLLIE_PHONE, "ACK")
+    assert reply.text == (
+        f"{DECL}<Response><Message>tocsin: #{number} acknowledged.</Message></Response>"
+    )
+    assert events(await app.timeline(inc_id), "ack") == [
+        ("ack", "ollie", "sms", "acknowledged by ollie: replied by text")
+    ]

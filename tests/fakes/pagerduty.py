@@ -163,6 +163,11 @@ class FakePagerDuty:
             await self._runner.cleanup()
             self._runner = None
 
+    @property
+    def ca_pem(self) -> str:
+        """The test CA's certificate as PEM text."""
+        return self._ca.cert_pem.bytes().decode("ascii")
+
     def client_ssl_context(self) -> ssl.SSLContext:
         """A client context trusting the fake's CA."""
         ctx = ssl.create_default_context()

@@ -60,7 +60,7 @@ class TestTLS:
 
     @classmethod
     def make(cls, directory: Path) -> TestTLS:
-        """A new CA; its certificate is written to ``directory/ca.pem`` for ``tls_ca_file``."""
+        """A new CA; its certificate is written to ``directory/ca.pem`` for ``tls_ca_path``."""
         ca = trustme.CA()
         cert = ca.issue_cert(HOST, "localhost")
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
