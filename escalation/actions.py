@@ -17,6 +17,7 @@ from escalation.model import (
     Changes,
     IncidentRecord,
     OutboxRecord,
+    OutboxState,
     Status,
     StepRecord,
     StepState,
@@ -79,6 +80,8 @@ def decide_action(
         new = replace(inc, status=Status.ACKNOWLEDGED, acknowledged_at=now)
         _moot(ch, inc, Status.ACKNOWLEDGED)
         ch.timeline.append(TimelineEvent(inc.id, now, "ack", actor, source, f"acknowledged by {actor}{suffix}"))
+        if source != "pagerduty":
+            ch.new_outbox.extend(_pagerduty_acks(inc, paged, now))
         timeout = inc.policy.get("ack_timeout")
         if timeout:
             ch.new_steps.append(
@@ -142,6 +145,20 @@ def decide_action(
     new = replace(new, updated_at=now)
     ch.updated_incidents.append(new)
     return ch, new
+
+
+def _pagerduty_acks(inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime) -> list[OutboxRecord]:
+    """Tell PagerDuty about an ack made elsewhere, once per PagerDuty alert tocsin triggered."""
+    out: dict[str, OutboxRecord] = {}
+    for row in paged:
+        if row.channel != "pagerduty" or row.kind != "page" or row.state not in (OutboxState.SENT, OutboxState.UNKNOWN):
+            continue
+        out.setdefault(row.person, OutboxRecord(
+            id=f"{inc.id}:acknowledge:{inc.epoch}:{row.person}:pagerduty",
+            incident_id=inc.id, step_id=None, kind="acknowledge", tier=row.tier, round=row.round,
+            target=row.target, person=row.person, channel="pagerduty", created_at=now, not_before=now,
+        ))
+    return list(out.values())
 
 
 def _moot(ch: Changes, inc: IncidentRecord, status: Status) -> None:

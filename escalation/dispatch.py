@@ -160,10 +160,13 @@ class OutboxDispatcher:
         elif not policy.available(head.channel, now):
             result = DeliveryResult(ok=False, retryable=True, error=f"circuit breaker open for {head.channel}")
         else:
+            async with self.store.transaction() as tx:
+                alerts = await tx.alerts_of(inc.id)
             delivery = Delivery(
                 head, inc, self.person_details(head.person), self.links(inc, head),
                 bundle=tuple(live[1:]),
                 bundle_incidents={k: v for k, v in incidents.items() if k != inc.id},
+                alerts=tuple(alerts),
             )
             try:
                 result = await notifier.notify(delivery)

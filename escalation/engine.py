@@ -210,6 +210,9 @@ def _reminder(
         return ch
     responders: dict[tuple[str, str], OutboxRecord] = {}
     for r in rows:
+        # PagerDuty runs its own reminders; a repeated trigger there would be folded or reopen.
+        if r.channel == "pagerduty":
+            continue
         if r.kind == "page" and r.state in (OutboxState.SENT, OutboxState.UNKNOWN, OutboxState.PENDING):
             responders.setdefault((r.person, r.channel), r)
     for (person, channel), r in responders.items():

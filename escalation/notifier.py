@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from escalation.model import IncidentRecord, OutboxRecord
+from escalation.model import AlertRecord, IncidentRecord, OutboxRecord
 
 __all__ = ["Delivery", "DeliveryResult", "LogNotifier", "Notifier"]
 
@@ -28,6 +28,7 @@ class Delivery:
     links: Mapping[str, str] = field(default_factory=dict)  # incident URL and the like
     bundle: tuple[OutboxRecord, ...] = ()  # further rows to the same person folded into this message
     bundle_incidents: Mapping[str, IncidentRecord] = field(default_factory=dict)  # their incidents
+    alerts: tuple[AlertRecord, ...] = ()  # the incident's alerts (labels, annotations, links)
 
 
 @dataclass(frozen=True)

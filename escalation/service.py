@@ -149,7 +149,7 @@ class EscalationService:
                     if inc is None:
                         raise IncidentNotFound(ref)
                     pending = await tx.steps_of(inc.id, pending_only=True) if action == Action.ESCALATE else []
-                    paged = await tx.outbox_of(inc.id) if action == Action.RESOLVE else []
+                    paged = await tx.outbox_of(inc.id) if action in (Action.RESOLVE, Action.ACK) else []
                     ch, new = decide_action(
                         inc, action, now=now, actor=actor, source=source, note=note,
                         pending=pending, paged=paged, directory=self.directory(),

@@ -110,6 +110,7 @@ class PgWakeupListener:
         self._attempted = asyncio.Event()  # set once the first connection attempt has ended
         self.received = 0  # wake-ups delivered to on_wake (for tests and debugging)
         self.connects = 0  # successful (re)connections
+        self.backend_pid: int | None = None  # the LISTEN session's server process, while up
 
     def __repr__(self) -> str:
         # Never the DSN: it may carry a password.
@@ -186,6 +187,7 @@ class PgWakeupListener:
         try:
             conn.add_termination_listener(lambda _c: lost.set())
             self._topic = await conn.fetchval("SELECT coalesce(current_schema(), '')")
+            self.backend_pid = conn.get_server_pid()
             await conn.add_listener(self._channel, self._notified)
             self._connected.set()
             self._attempted.set()
@@ -204,6 +206,7 @@ class PgWakeupListener:
                 log.warning("wake-up listener: connection lost; reconnecting")
         finally:
             self._connected.clear()
+            self.backend_pid = None
             if not conn.is_closed():
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.close(), self._timeout)

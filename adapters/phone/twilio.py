@@ -96,7 +96,7 @@ def _reason(e: Exception) -> str:
     return type(e).__name__
 
 
-def _describe(status: int, body: str) -> tuple[int | None, str]:
+def _describe(body: str) -> tuple[int | None, str]:
     """Twilio's error code and message from a legacy or RFC 9457 error body."""
     try:
         data: Any = json.loads(body)
@@ -205,7 +205,7 @@ class TwilioProvider:
             except (ValueError, AttributeError):
                 sid = ""
             return DeliveryResult(ok=True, provider_id=str(sid))
-        code, message = _describe(status, body)
+        code, message = _describe(body)
         error = f"twilio {what} {status}" + (f" {code}" if code is not None else "")
         if message:
             error += f": {message}"
