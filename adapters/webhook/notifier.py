@@ -28,7 +28,7 @@ import aiohttp
 
 from adapters.config import WebhookEndpoint
 from escalation.clock import Clock
-from escalation.model import IncidentRecord, OutboxRecord
+from escalation.model import AlertRecord, IncidentRecord, OutboxRecord
 from escalation.notifier import Delivery, DeliveryResult
 
 __all__ = ["SIGNATURE_HEADER", "WebhookNotifier", "payload", "sign"]
@@ -82,8 +82,24 @@ def _notification(row: OutboxRecord, person: Mapping[str, Any]) -> dict[str, Any
     }
 
 
+def _alert(a: AlertRecord) -> dict[str, Any]:
+    return {
+        "fingerprint": a.fingerprint,
+        "status": a.status,
+        "starts_at": _t(a.starts_at),
+        "ends_at": _t(a.ends_at),
+        "labels": dict(a.labels),
+        "annotations": dict(a.annotations),
+        "generator_url": a.generator_url,
+    }
+
+
 def payload(delivery: Delivery, now: datetime) -> dict[str, Any]:
-    """The JSON document posted for ``delivery`` (bundled rows are listed under ``bundle``)."""
+    """The JSON document posted for ``delivery``.
+
+    ``incident`` and ``notification`` describe the row; ``alerts`` are the incident's alerts;
+    rows the dispatcher bundled into this message are listed under ``bundle``.
+    """
     d = delivery
     url = d.links.get("incident")
     incidents = {d.incident.id: d.incident, **d.bundle_incidents}
@@ -92,6 +108,7 @@ def payload(delivery: Delivery, now: datetime) -> dict[str, Any]:
         "sent_at": now.isoformat(),
         "incident": _incident(d.incident, url),
         "notification": _notification(d.row, d.person),
+        "alerts": [_alert(a) for a in d.alerts],
         "bundle": [
             {
                 "incident": _incident(incidents[r.incident_id], None),

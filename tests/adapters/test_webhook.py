@@ -18,7 +18,7 @@ from adapters.config import AdaptersConfig, WebhookConfig, WebhookEndpoint
 from adapters.registry import AdapterContext, build_notifiers
 from adapters.webhook import WebhookNotifier, build, sign
 from escalation.clock import VirtualClock
-from escalation.model import IncidentRecord, OutboxRecord, Status
+from escalation.model import AlertRecord, IncidentRecord, OutboxRecord, Status
 from escalation.notifier import Delivery, DeliveryResult
 from tests.fakes.webhook_sink import Reply, WebhookSink
 
@@ -168,6 +168,7 @@ async def test_the_exact_body_and_a_signature_that_verifies(sink: WebhookSink, m
         "sent_at": "2026-11-22T13:00:00+00:00",
         "incident": EXPECTED_INCIDENT,
         "notification": EXPECTED_NOTIFICATION,
+        "alerts": [],
         "bundle": [],
     }
     assert got.body == json.dumps(document, separators=(",", ":")).encode()  # byte for byte
@@ -297,6 +298,38 @@ async def test_a_permanent_failure_on_one_endpoint_is_not_retried(
         ok=False, error="webhook tickets: HTTP 400"
     )
     assert len(sink.received) == len(other_sink.received) == 1
+
+
+async def test_the_incidents_alerts_are_included(sink: WebhookSink, make: Make) -> None:
+    alert = AlertRecord(
+        incident_id=INC_ID,
+        fingerprint="7db01aa399468675",
+        starts_at=T0 - timedelta(minutes=3),
+        status="firing",
+        ends_at=None,
+        labels={"alertname": "DiskFull", "instance": "db1"},
+        annotations={"summary": "disk 97% full", "runbook_url": "https://runbooks.example.com/d"},
+        generator_url="http://prometheus:9090/graph?g0.expr=x&g0.tab=1",
+        severity="P0",
+        rule="disk",
+        first_seen=T0,
+        last_seen=T0,
+    )
+    await make(ops=endpoint(sink.url)).notify(delivery(alerts=(alert,)))
+    assert sink.received[0].json["alerts"] == [
+        {
+            "fingerprint": "7db01aa399468675",
+            "status": "firing",
+            "starts_at": "2026-11-22T12:57:00+00:00",
+            "ends_at": None,
+            "labels": {"alertname": "DiskFull", "instance": "db1"},
+            "annotations": {
+                "summary": "disk 97% full",
+                "runbook_url": "https://runbooks.example.com/d",
+            },
+            "generator_url": "http://prometheus:9090/graph?g0.expr=x&g0.tab=1",
+        }
+    ]
 
 
 async def test_a_bundle_lists_every_notification(sink: WebhookSink, make: Make) -> None:

@@ -254,3 +254,100 @@ def _http_ok(url: str) -> bool:
         with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 (loopback only)
             return 200 <= r.status < 300
     return False
+
+
+class ThreadedFakePagerDuty:
+    """The fake PagerDuty on its own event loop thread, so blocking waits here never stall it."""
+
+    def __init__(self, tmp: Path) -> None:
+        import asyncio
+
+        from tests.fakes.pagerduty import FakePagerDuty
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.fake = asyncio.run_coroutine_threadsafe(FakePagerDuty(tmp).start(), self.loop).result(30)
+
+    def triggers(self) -> list[dict]:
+        return [r.json for r in self.fake.event_requests if r.status == 202 and r.json.get("event_action") == "trigger"]
+
+    def resolves(self) -> list[dict]:
+        return [r.json for r in self.fake.event_requests if r.status == 202 and r.json.get("event_action") == "resolve"]
+
+    def close(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.fake.close(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def fake_pd(tmp_path: Path) -> Iterator[ThreadedFakePagerDuty]:
+    f = ThreadedFakePagerDuty(tmp_path)
+    yield f
+    f.close()
+
+
+ROUTING_KEY = "e2eroutingkey0000000000000000001"  # 32 characters, as PagerDuty requires
+
+
+def tocsin_config(tmp: Path, port: int, events_url: str) -> Path:
+    (tmp / "rules").mkdir(exist_ok=True)
+    (tmp / "rules" / "e2e.yaml").write_text(
+        """rules:
+  - name: trust-severity
+    match: '{severity=~".+"}'
+    severity_from: [severity]
+    title: "{{ labels.alertname }} on {{ labels.service }}"
+"""
+    )
+    cfg = tmp / "tocsin.yaml"
+    cfg.write_text(
+        f"""server: {{listen: "127.0.0.1:{port}", public_url: "http://127.0.0.1:{port}", log_level: info}}
+auth:
+  receiver: {{bearer_tokens: ["${{TOCSIN_RECEIVER_TOKEN}}"]}}
+  api_tokens: [{{name: e2e, token: "${{TOCSIN_API_TOKEN}}", scope: write}}]
+store: {{backend: sqlite, path: "{tmp / 'tocsin.db'}"}}
+matrix: {{preset: default}}
+rules: {{files: ["rules/*.yaml"]}}
+people:
+  alice: {{channels: [log]}}
+roles:
+  oncall: ["pagerduty:api"]
+  lead: ["person:alice"]
+  manager: ["person:alice"]
+  vp: ["person:alice"]
+adapters:
+  pagerduty:
+    events_url: "{events_url}"
+    services: {{api: "{ROUTING_KEY}"}}
+"""
+    )
+    return cfg
+
+
+def api_get(port: int, path: str) -> object:
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Authorization": "Bearer api-token"}
+    )
+    with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310 (loopback only)
+        return json.loads(r.read())
+
+
+def metric(port: int, name: str, labels: dict[str, str]) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:  # noqa: S310
+        text = r.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

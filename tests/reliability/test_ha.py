@@ -1,0 +1,373 @@
+"""High availability: several replicas on one PostgreSQL; SQLite refuses a second one.
+
+- The wake-up channel itself (``escalation.wakeup``): a store transaction that schedules work
+  notifies at commit only; listeners ignore other schemas; a lost LISTEN connection comes back.
+- An idle replica whose poll is far away fires a step another replica scheduled (and then died)
+  on time: the notification woke it, not the poll.
+- Three ``tocsin serve`` processes, a storm of escalating incidents posted round-robin, one
+  process SIGKILLed mid-escalation: every step fires exactly once, within the lease plus a
+  margin of its due time, and every page is delivered.
+- Three processes starting together on an empty schema migrate it exactly once.
+- A second process on the same SQLite file is refused with the single-replica message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from escalation.model import Changes, IncidentRecord, Status, StepRecord
+from escalation.store.migrations import MIGRATIONS
+from escalation.store.postgres import PostgresStore
+from escalation.store.sqlite import SINGLE_REPLICA_MESSAGE
+from escalation.wakeup import WAKEUP_CHANNEL, NullWakeup, PgWakeupListener, listener_for
+from tests.reliability.conftest import (
+    Proc,
+    alert_body,
+    http_status,
+    post_alert,
+    postgres_store,
+    sqlite_store,
+    start_serve,
+    wait_for,
+    write_config,
+)
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+# -- the wake-up channel ------------------------------------------------------------------------
+
+
+class Wakes:
+    """Counts on_wake calls and lets a test wait for the next one."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.event = asyncio.Event()
+
+    def __call__(self) -> None:
+        self.count += 1
+        self.event.set()
+
+    async def next(self, within: float = 5.0) -> None:
+        """Wait (at most ``within`` seconds) for a wake-up not yet consumed."""
+        async with asyncio.timeout(within):
+            await self.event.wait()
+        self.event.clear()
+
+    async def none_within(self, seconds: float) -> bool:
+        """True if no wake-up arrives within ``seconds`` (a short negative check)."""
+        before = self.count
+        await asyncio.sleep(seconds)
+        return self.count == before
+
+
+@pytest.fixture
+async def pg_store(pg_schema: tuple[str, str]) -> AsyncIterator[PostgresStore]:
+    dsn, schema = pg_schema
+    store = PostgresStore(dsn, schema=schema, pool_min=1, pool_max=3)
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def listening(pg_store: PostgresStore) -> AsyncIterator[tuple[PgWakeupListener, Wakes]]:
+    wakes = Wakes()
+    listener = listener_for(pg_store, wakes)
+    assert isinstance(listener, PgWakeupListener)
+    await listener.start()
+    assert listener.connected  # start() returns once the first attempt has ended
+    await wakes.next()  # the catch-up wake-up every (re)connect makes
+    assert wakes.count == 1
+    yield listener, wakes
+    await listener.stop()
+    assert not listener.connected
+
+
+def _incident(iid: str) -> IncidentRecord:
+    return IncidentRecord(
+        id=iid,
+        number=0,
+        key=f"key-{iid}",
+        status=Status.TRIGGERED,
+        severity="P1",
+        title=iid,
+        team=None,
+        policy_name="ladder",
+        policy={"steps": [{"after": "0s", "notify": ["person:p0"]}]},
+        level={},
+        opened_at=T0,
+        updated_at=T0,
+    )
+
+
+def _step(iid: str, tier: int) -> StepRecord:
+    return StepRecord(
+        id=f"{iid}:0:page:0:{tier}",
+        incident_id=iid,
+        kind="page",
+        epoch=0,
+        round=0,
+        tier=tier,
+        due_at=T0 + timedelta(minutes=tier),
+    )
+
+
+async def test_scheduling_notifies_at_commit_and_never_for_a_rollback(
+    pg_store: PostgresStore, listening: tuple[PgWakeupListener, Wakes]
+) -> None:
+    listener, wakes = listening
+    # An incident alone schedules nothing: no wake-up.
+    async with pg_store.transaction() as tx:
+        await tx.apply(Changes(new_incidents=[_incident("inc-1")]))
+    assert await wakes.none_within(0.3)
+
+    async with pg_store.transaction() as tx:
+        await tx.apply(Changes(new_steps=[_step("inc-1", 0)]))
+        assert await wakes.none_within(0.3), "notified before the commit"
+    await wakes.next()
+    assert (wakes.count, listener.received) == (2, 1)
+
+    with pytest.raises(RuntimeError):
+        async with pg_store.transaction() as tx:
+            await tx.apply(Changes(new_steps=[_step("inc-1", 1)]))
+            raise RuntimeError("roll back")
+    assert await wakes.none_within(0.3)
+    assert [s.id for s in await _pending(pg_store, "inc-1")] == ["inc-1:0:page:0:0"]
+
+    async with pg_store.transaction() as tx:
+        await tx.apply(Changes(step_reschedules=[("inc-1:0:page:0:0", T0, "moved")]))
+    await wakes.next()
+    assert (wakes.count, listener.received) == (3, 2)
+
+
+async def _pending(store: PostgresStore, iid: str) -> list[StepRecord]:
+    async with store.transaction() as tx:
+        return await tx.steps_of(iid, pending_only=True)
+
+
+async def test_listener_ignores_other_schemas(
+    pg_schema: tuple[str, str], listening: tuple[PgWakeupListener, Wakes]
+) -> None:
+    dsn, schema = pg_schema
+    listener, wakes = listening
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_notify($1, $2)", WAKEUP_CHANNEL, f"{schema}_other")
+        await conn.execute("SELECT pg_notify($1, $2)", WAKEUP_CHANNEL, "public")
+        assert await wakes.none_within(0.3)
+        await conn.execute("SELECT pg_notify($1, $2)", WAKEUP_CHANNEL, schema)
+        await wakes.next()
+    finally:
+        await conn.close()
+    assert (wakes.count, listener.received) == (2, 1)
+
+
+async def test_listener_reconnects_after_losing_its_connection(
+    pg_schema: tuple[str, str],
+    pg_store: PostgresStore,
+    listening: tuple[PgWakeupListener, Wakes],
+) -> None:
+    dsn, _ = pg_schema
+    listener, wakes = listening
+    first_pid = listener.backend_pid
+    assert first_pid is not None
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", first_pid) is True
+    finally:
+        await conn.close()
+    # The reconnect wakes the engine (notifications sent meanwhile are lost).
+    await wakes.next(within=10)
+    assert listener.connects == 2 and listener.connected
+    assert listener.backend_pid not in (None, first_pid)
+    async with pg_store.transaction() as tx:
+        await tx.apply(Changes(new_incidents=[_incident("inc-2")], new_steps=[_step("inc-2", 0)]))
+    await wakes.next()
+    assert (wakes.count, listener.received) == (3, 1)
+
+
+async def test_listener_survives_an_unreachable_server_and_sqlite_has_none(tmp_path: Path) -> None:
+    from escalation.store.sqlite import SqliteStore
+
+    assert isinstance(listener_for(SqliteStore(tmp_path / "t.db"), lambda: None), NullWakeup)
+    wakes = Wakes()
+    # Nothing listens on port 1: every attempt fails fast; the listener keeps trying quietly.
+    listener = PgWakeupListener(
+        "postgresql://postgres@127.0.0.1:1/test", wakes, connect_timeout=1, retry_min=0.05
+    )
+    await listener.start()
+    assert not listener.connected
+    await asyncio.sleep(0.3)
+    assert (listener.connects, wakes.count, listener.connected) == (0, 0, False)
+    await listener.stop()
+
+
+# -- processes on one PostgreSQL ----------------------------------------------------------------
+
+
+def test_an_idle_replica_is_woken_to_fire_what_another_replica_scheduled(
+    tmp_path: Path, procs: list[Proc], pg_schema: tuple[str, str]
+) -> None:
+    dsn, schema = pg_schema
+    store_yaml, db = postgres_store(dsn, schema)
+    # A 60 s poll: without a notification the idle replica would not look again for a minute.
+    config = write_config(tmp_path, store_yaml, tiers=[("3s", ["p0"])], lease="2s", poll="60s")
+    busy = start_serve(procs, "busy", config, tmp_path)
+    idle = start_serve(procs, "idle", config, tmp_path)
+    assert post_alert(busy.url, alert_body("WakeMe")) == 200
+    busy.kill()  # the replica that scheduled the step is gone before it comes due
+
+    (step,) = db.steps()
+    assert step["state"] == "pending"
+    wait_for(
+        lambda: db.steps()[0]["state"] == "fired",
+        timeout=max(0.0, (step["due_at"] - datetime.now(UTC)).total_seconds()) + 5,
+        what="the idle replica firing the step",
+    )
+    (fired,) = db.steps()
+    assert fired["fired_at"] - fired["due_at"] < timedelta(seconds=2)
+    assert [(r["person"], r["state"]) for r in db.outbox()] == [("p0", "sent")]
+    assert idle.alive()
+
+
+HA_TIERS = [("0s", ["a1", "a2"]), ("3s", ["b1", "b2"]), ("6s", ["c1", "c2"]), ("9s", ["d1", "d2"])]
+STORM = 36
+LEASE = timedelta(seconds=2)
+MARGIN = timedelta(seconds=3)
+
+
+def test_three_replicas_a_storm_and_one_killed_fire_every_step_exactly_once(
+    tmp_path: Path, procs: list[Proc], pg_schema: tuple[str, str]
+) -> None:
+    dsn, schema = pg_schema
+    store_yaml, db = postgres_store(dsn, schema)
+    config = write_config(tmp_path, store_yaml, tiers=HA_TIERS, lease="2s", poll="1s")
+    replicas = [start_serve(procs, f"replica-{n}", config, tmp_path, wait=False) for n in range(3)]
+    for r in replicas:
+        r.wait_ready()
+
+    def post(i: int) -> int:
+        return post_alert(replicas[i % 3].url, alert_body(f"Storm{i:02d}"))
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert list(pool.map(post, range(STORM))) == [200] * STORM
+    incidents = {r["id"] for r in db.incidents()}
+    assert len(incidents) == STORM
+
+    # Kill one replica while tier 1 is being fired: it may hold leases on steps and rows.
+    wait_for(lambda: any(r["tier"] == 1 for r in db.outbox()), timeout=15, what="tier 1 firing")
+    victim, survivors = replicas[0], replicas[1:]
+    victim.kill()
+
+    last_due = max(s["due_at"] for s in db.steps())
+    wait_for(
+        lambda: (
+            all(s["state"] == "fired" for s in db.steps())
+            and all(r["state"] == "sent" for r in db.outbox())
+        ),
+        timeout=max(0.0, (last_due - datetime.now(UTC)).total_seconds()) + 15,
+        what="every step fired and every page sent",
+    )
+    assert all(r.alive() for r in survivors)
+
+    expected = sorted(
+        (i, t, person, "log")
+        for i in incidents
+        for t, (_, people) in enumerate(HA_TIERS)
+        for person in people
+    )
+    # Each step exactly once, each within the lease plus a margin of its due time.
+    steps = db.steps()
+    assert Counter((s["incident_id"], s["id"]) for s in steps) == Counter(
+        {(i, f"{i}:0:page:0:{t}"): 1 for i in incidents for t in range(len(HA_TIERS))}
+    )
+    late = [
+        (s["id"], s["fired_at"] - s["due_at"])
+        for s in steps
+        if s["fired_at"] - s["due_at"] > LEASE + MARGIN
+    ]
+    assert late == []
+    # One outbox row per (incident, step, person, channel), all sent.
+    outbox = db.outbox()
+    assert (
+        sorted((r["incident_id"], r["tier"], r["person"], r["channel"]) for r in outbox) == expected
+    )
+    assert (
+        Counter((r["step_id"], r["person"], r["channel"]) for r in outbox).most_common(1)[0][1] == 1
+    )
+    assert {(r["kind"], r["state"]) for r in outbox} == {("page", "sent")}
+    # One notify event per page in the timeline.
+    notify = sorted(
+        (e["incident_id"], e["data"]["tier"], e["data"]["person"], e["data"]["channel"])
+        for e in db.timeline()
+        if e["kind"] == "notify"
+    )
+    assert notify == expected
+
+    # Delivered: every page reached the log channel of some replica; a page went out twice
+    # only if the killed replica sent it and died before recording that (at-least-once).
+    def sent_by(p: Proc) -> Counter[tuple[str, int, str]]:
+        return Counter(
+            (line["incident"], line["tier"], line["person"])
+            for line in p.json_lines()
+            if line.get("msg") == "notification" and line.get("channel") == "log"
+        )
+
+    by_victim = sent_by(victim)
+    total = by_victim + sent_by(survivors[0]) + sent_by(survivors[1])
+    assert set(total) == {(i, t, person) for i, t, person, _ in expected}
+    assert {k for k, n in total.items() if n > 1} <= set(by_victim)
+    assert sum(by_victim.values()) > 0, "the killed replica took part before it died"
+
+
+def test_three_replicas_starting_together_migrate_the_schema_once(
+    tmp_path: Path, procs: list[Proc], pg_schema: tuple[str, str]
+) -> None:
+    dsn, schema = pg_schema
+    store_yaml, db = postgres_store(dsn, schema)
+    config = write_config(tmp_path, store_yaml, tiers=[("0s", ["p0"])])
+    replicas = [start_serve(procs, f"replica-{n}", config, tmp_path, wait=False) for n in range(3)]
+    for r in replicas:
+        r.wait_ready()
+    assert sorted(db.migrations()) == [m.version for m in MIGRATIONS]
+    for n, r in enumerate(replicas):
+        assert post_alert(r.url, alert_body(f"Together{n}")) == 200
+    wait_for(lambda: len(db.outbox()) == 3, timeout=10, what="each replica's incident paged")
+    assert sorted(r["person"] for r in db.outbox()) == ["p0", "p0", "p0"]
+
+
+# -- SQLite -------------------------------------------------------------------------------------
+
+
+def test_a_second_replica_on_sqlite_is_refused_with_a_clear_message(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    store_yaml, db = sqlite_store(tmp_path)
+    config = write_config(tmp_path, store_yaml, tiers=[("0s", ["p0"])])
+    first = start_serve(procs, "first", config, tmp_path)
+    second = start_serve(procs, "second", config, tmp_path, wait=False)
+    wait_for(lambda: not second.alive(), timeout=30, what="the second replica to exit")
+    assert second.p.returncode == 1
+    out = second.output()
+    assert SINGLE_REPLICA_MESSAGE in out
+    assert f"{db.sqlite_path} is in use" in out
+    assert f"held by pid {first.p.pid}" in out
+    assert http_status(f"{second.url}/healthz") == 0  # it never listened
+    # The first replica carries on undisturbed.
+    assert http_status(f"{first.url}/readyz") == 200
+    assert post_alert(first.url, alert_body("StillServing")) == 200
+    wait_for(
+        lambda: [(r["person"], r["state"]) for r in db.outbox()] == [("p0", "sent")],
+        timeout=10,
+        what="the first replica paging",
+    )
