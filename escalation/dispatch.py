@@ -19,15 +19,26 @@ from escalation.clock import Clock
 from escalation.directory import Directory
 from escalation.fallback import fallback_row
 from escalation.metrics import EscalationMetrics
-from escalation.model import Changes, IncidentRecord, OutboxRecord, OutboxState, Status, TimelineEvent
+from escalation.model import (
+    Changes,
+    IncidentRecord,
+    OutboxRecord,
+    OutboxState,
+    Status,
+    TimelineEvent,
+)
 from escalation.notifier import Delivery, DeliveryResult, Notifier
-from escalation.store.base import Store
+from escalation.store.base import Store, Tx
 
 __all__ = ["DeliveryPolicy", "OutboxDispatcher", "SimplePolicy"]
 
 log = logging.getLogger("tocsin.dispatch")
 
 _BUNDLED_KINDS = ("page", "reminder")
+_MOOT = "(cancelled meanwhile: no retry, no fallback)"
+_WHAT = {"page": "page", "resolve": "resolved notice", "reminder": "reminder"}
+# How long to hold rows when the breaker is open but the policy cannot say until when.
+_BREAKER_RECHECK = timedelta(seconds=30)
 
 
 class DeliveryPolicy(Protocol):
@@ -38,20 +49,25 @@ class DeliveryPolicy(Protocol):
     def bundles(self, channel: str) -> bool:
         """Whether pages to one person on ``channel`` may be folded into one message."""
 
-    def retry_delay(self, row: OutboxRecord, attempts: int, result: DeliveryResult, now: datetime) -> float | None:
+    def retry_delay(
+        self, row: OutboxRecord, attempts: int, result: DeliveryResult, now: datetime
+    ) -> float | None:
         """Seconds until the next attempt, or None to give up (attempts or deadline spent)."""
 
     def admit(self, row: OutboxRecord, now: datetime) -> datetime | None:
         """None to send now; else the earliest instant a rate limit allows it."""
 
     def sent(self, row: OutboxRecord, now: datetime) -> None:
-        """Count a send against the rate limits."""
+        """Count a send against the rate limits (called as the attempt starts)."""
 
     def available(self, channel: str, now: datetime) -> bool:
-        """False while the channel's circuit breaker is open."""
+        """False while the channel's circuit breaker is open (True may take the half-open probe)."""
 
     def outcome(self, channel: str, ok: bool, now: datetime) -> None:
         """Feed the breaker."""
+
+    def reopens_at(self, channel: str, now: datetime) -> datetime | None:
+        """While the breaker is open, when a try may go again (None: unknown or now)."""
 
 
 class SimplePolicy:
@@ -65,7 +81,9 @@ class SimplePolicy:
     def bundles(self, channel: str) -> bool:
         return False
 
-    def retry_delay(self, row: OutboxRecord, attempts: int, result: DeliveryResult, now: datetime) -> float | None:
+    def retry_delay(
+        self, row: OutboxRecord, attempts: int, result: DeliveryResult, now: datetime
+    ) -> float | None:
         if attempts >= self.max_attempts:
             return None
         return result.retry_after if result.retry_after is not None else min(300.0, 2.0**attempts)
@@ -80,6 +98,9 @@ class SimplePolicy:
         return True
 
     def outcome(self, channel: str, ok: bool, now: datetime) -> None:
+        return None
+
+    def reopens_at(self, channel: str, now: datetime) -> datetime | None:
         return None
 
 
@@ -109,7 +130,7 @@ class OutboxDispatcher:
         self._last_sent: dict[tuple[str, str], datetime] = {}
 
     async def dispatch(self, rows: Sequence[OutboxRecord]) -> None:
-        """Deliver rows claimed together; rows to the same person and channel travel as one bundle."""
+        """Deliver rows claimed together; rows to one person and channel travel as one bundle."""
         policy = self.policy()
         now = self.clock.now()
         groups: dict[tuple[str, str], list[OutboxRecord]] = defaultdict(list)
@@ -122,48 +143,123 @@ class OutboxDispatcher:
         batches = singles + list(groups.values())
         await asyncio.gather(*(self._deliver(batch, policy, now) for batch in batches))
 
-    async def _postpone(self, rows: Sequence[OutboxRecord], until: datetime, why: str) -> None:
-        async with self.store.transaction() as tx:
-            for r in rows:
-                await tx.record_delivery(r.id, OutboxState.PENDING, attempts=r.attempts, error=why, not_before=until)
+    async def _current(
+        self, tx: Tx, rows: Sequence[OutboxRecord]
+    ) -> tuple[dict[str, IncidentRecord], dict[str, OutboxRecord]]:
+        """The rows' incidents and the rows as stored now, read inside ``tx``.
 
-    async def _deliver(self, batch: list[OutboxRecord], policy: DeliveryPolicy, now: datetime) -> None:
-        head = batch[0]
+        Reading the incident first takes its lock (PostgreSQL), so an acknowledgement cannot
+        cancel these rows between this read and the writes that follow in the same ``tx``.
+        """
+        incidents: dict[str, IncidentRecord] = {}
+        stored: dict[str, OutboxRecord] = {}
+        for iid in dict.fromkeys(r.incident_id for r in rows):
+            inc = await tx.get_incident(iid)
+            if inc is not None:
+                incidents[iid] = inc
+            stored.update((o.id, o) for o in await tx.outbox_of(iid))
+        return incidents, stored
+
+    async def _postpone(
+        self, rows: Sequence[OutboxRecord], until: datetime, why: str, *, note: bool = False
+    ) -> None:
+        """Hold rows until ``until`` without spending an attempt (none was made)."""
+        now = self.clock.now()
+        async with self.store.transaction() as tx:
+            _, stored = await self._current(tx, rows)
+            ch = Changes()
+            for r in rows:
+                if not _pending(stored.get(r.id)):
+                    continue  # cancelled meanwhile (an ack): holding it would revive it
+                await tx.record_delivery(
+                    r.id, OutboxState.PENDING, attempts=r.attempts, error=why, not_before=until
+                )
+                if note:
+                    what, when = _WHAT.get(r.kind, r.kind), until.isoformat()
+                    ch.timeline.append(
+                        TimelineEvent(
+                            r.incident_id,
+                            now,
+                            "delivery",
+                            "tocsin",
+                            r.channel,
+                            f"{what} to {r.person} via {r.channel} held until {when}: {why}",
+                            {"outbox": r.id, "outcome": "held", "until": when},
+                        )
+                    )
+            if ch:
+                await tx.apply(ch)
+
+    async def _deliver(
+        self, batch: list[OutboxRecord], policy: DeliveryPolicy, now: datetime
+    ) -> None:
+        async with self.store.transaction() as tx:
+            incidents, stored = await self._current(tx, batch)
+            # Rows cancelled (an ack) or settled elsewhere since the claim are not sent.
+            batch = [r for r in batch if _pending(stored.get(r.id))]
+            # A page about an incident that is over is moot; its "resolved" notice is not.
+            moot = [
+                r
+                for r in batch
+                if r.kind in _BUNDLED_KINDS
+                and r.incident_id in incidents
+                and incidents[r.incident_id].status == Status.RESOLVED
+            ]
+            for r in moot:
+                await tx.record_delivery(
+                    r.id, OutboxState.CANCELLED, attempts=r.attempts, error="incident resolved"
+                )
+        gone = [r for r in batch if r.incident_id not in incidents]
+        if gone:
+            await self._record(
+                gone, DeliveryResult(ok=False, error="incident not found"), policy, now
+            )
+        live = [r for r in batch if r.incident_id in incidents and r not in moot]
+        if not live:
+            return
+        # From here to the reservation nothing awaits: batches delivered concurrently see
+        # each other's sends in the rate limits and the breaker's probe slot.
+        head = live[0]
         pair = (head.person, head.channel)
-        window = policy.bundle_window
         if policy.bundles(head.channel) and head.kind in _BUNDLED_KINDS:
             last = self._last_sent.get(pair)
-            if last is not None and now < last + window:
+            if last is not None and now < last + policy.bundle_window:
                 # Something went to this person moments ago: hold these and send them together.
-                await self._postpone(batch, last + window, "bundling")
+                await self._postpone(live, last + policy.bundle_window, "bundling")
                 return
         until = policy.admit(head, now)
         if until is not None:
             self.metrics.notifications.labels(head.channel, "rate_limited").inc()
-            await self._postpone(batch, until, "rate limited")
+            await self._postpone(live, until, "rate limited")
             return
-        incidents: dict[str, IncidentRecord] = {}
-        for r in batch:
-            if r.incident_id not in incidents:
-                inc = await self.store.get_incident(r.incident_id)
-                if inc is not None:
-                    incidents[inc.id] = inc
-        live = [r for r in batch if r.incident_id in incidents]
-        if not live:
-            await self._record(batch, None, DeliveryResult(ok=False, error="incident not found"), policy, now)
-            return
-        head = live[0]
-        inc = incidents[head.incident_id]
         notifier = self.notifiers().get(head.channel)
         if notifier is None:
-            result = DeliveryResult(ok=False, error=f"no adapter is configured for channel {head.channel!r}")
+            result = DeliveryResult(
+                ok=False, error=f"no adapter is configured for channel {head.channel!r}"
+            )
         elif not policy.available(head.channel, now):
-            result = DeliveryResult(ok=False, retryable=True, error=f"circuit breaker open for {head.channel}")
+            # Breaker open: fall back at once where the person has a next channel; hold the
+            # rest (no attempt spent) until the breaker lets a try through again.
+            why = f"circuit breaker open for {head.channel}"
+            now_fb = [r for r in live if self._falls_back(r, incidents[r.incident_id], now)]
+            held = [r for r in live if r not in now_fb]
+            if held:
+                self.metrics.notifications.labels(head.channel, "breaker_open").inc()
+                reopen = policy.reopens_at(head.channel, now) or now + _BREAKER_RECHECK
+                await self._postpone(held, reopen, why, note=True)
+            if now_fb:
+                await self._record(now_fb, DeliveryResult(ok=False, error=why), policy, now)
+            return
         else:
+            policy.sent(head, now)  # reserve the slot before the first await
+            inc = incidents[head.incident_id]
             async with self.store.transaction() as tx:
                 alerts = await tx.alerts_of(inc.id)
             delivery = Delivery(
-                head, inc, self.person_details(head.person), self.links(inc, head),
+                head,
+                inc,
+                self.person_details(head.person),
+                self.links(inc, head),
                 bundle=tuple(live[1:]),
                 bundle_incidents={k: v for k, v in incidents.items() if k != inc.id},
                 alerts=tuple(alerts),
@@ -175,26 +271,19 @@ class OutboxDispatcher:
                 result = DeliveryResult(ok=False, retryable=True, error=f"{type(e).__name__}: {e}")
             policy.outcome(head.channel, result.ok, now)
             if result.ok or result.unknown:
-                policy.sent(head, now)
-                self._last_sent[(head.person, head.channel)] = now
-        await self._record(live, inc, result, policy, now, incidents)
-        gone = [r for r in batch if r.incident_id not in incidents]
-        if gone:
-            await self._record(gone, None, DeliveryResult(ok=False, error="incident not found"), policy, now)
+                self._last_sent[pair] = now
+        await self._record(live, result, policy, now)
 
     async def _record(
         self,
         rows: Sequence[OutboxRecord],
-        inc: IncidentRecord | None,
         result: DeliveryResult,
         policy: DeliveryPolicy,
         now: datetime,
-        incidents: Mapping[str, IncidentRecord] | None = None,
     ) -> None:
-        incidents = incidents or {}
+        """Write one attempt's outcome on its rows; fall back on failure while still triggered."""
         head = rows[0]
         attempts = head.attempts + 1
-        breaker_open = not result.ok and result.error.startswith("circuit breaker open")
         delay = None
         if result.ok:
             state, outcome = OutboxState.SENT, "sent"
@@ -202,43 +291,110 @@ class OutboxDispatcher:
             state, outcome = OutboxState.UNKNOWN, "unknown"
         else:
             delay = policy.retry_delay(head, attempts, result, now) if result.retryable else None
-            state, outcome = (OutboxState.PENDING, "retry") if delay is not None else (OutboxState.FAILED, "failed")
-        if breaker_open and state == OutboxState.PENDING and self._has_fallback(head):
-            state, outcome = OutboxState.FAILED, "failed"  # don't wait for the breaker: fall back now
+            state, outcome = (
+                (OutboxState.PENDING, "retry")
+                if delay is not None
+                else (OutboxState.FAILED, "failed")
+            )
         self.metrics.notifications.labels(head.channel, outcome).inc()
-        not_before = now + timedelta(seconds=delay) if state == OutboxState.PENDING and delay is not None else None
+        if not result.ok:
+            log.warning(
+                "delivery %s",
+                outcome,
+                extra={
+                    "channel": head.channel,
+                    "outbox": head.id,
+                    "error": result.error,
+                    "rows": len(rows),
+                },
+            )
+        not_before = (
+            now + timedelta(seconds=delay)
+            if state == OutboxState.PENDING and delay is not None
+            else None
+        )
         bundled = f" (bundle of {len(rows)})" if len(rows) > 1 else ""
         async with self.store.transaction() as tx:
+            current, stored = await self._current(tx, rows)
             ch = Changes()
             for r in rows:
+                what = _WHAT.get(r.kind, r.kind)
+                tried = f"{what} to {r.person} via {r.channel}"
+                attempt = f"(attempt {r.attempts + 1}): {result.error}"
+                data = {
+                    "outbox": r.id,
+                    "outcome": outcome,
+                    "attempt": r.attempts + 1,
+                    "provider_id": result.provider_id,
+                }
+                if not _pending(stored.get(r.id)) and state in (
+                    OutboxState.PENDING,
+                    OutboxState.FAILED,
+                ):
+                    # Cancelled while the attempt was in flight (an ack): a failed attempt is
+                    # noted, but neither retried nor fallen back, and the row stays cancelled.
+                    ch.timeline.append(
+                        TimelineEvent(
+                            r.incident_id,
+                            now,
+                            "delivery",
+                            "tocsin",
+                            r.channel,
+                            f"{tried} failed {attempt} {_MOOT}",
+                            {**data, "outcome": "failed"},
+                        )
+                    )
+                    continue
+                # What went out (or may have) is recorded as such even if cancelled meanwhile.
                 await tx.record_delivery(
-                    r.id, state, attempts=r.attempts + 1, error=result.error, provider_id=result.provider_id,
-                    sent_at=now if result.ok else None, not_before=not_before,
+                    r.id,
+                    state,
+                    attempts=r.attempts + 1,
+                    error=result.error,
+                    provider_id=result.provider_id,
+                    sent_at=now if result.ok else None,
+                    not_before=not_before,
                 )
-                what = {"page": "page", "resolve": "resolved notice", "reminder": "reminder"}.get(r.kind, r.kind)
                 if result.ok:
                     msg = f"{what} delivered to {r.person} via {r.channel}{bundled}"
                 else:
-                    msg = f"{what} to {r.person} via {r.channel} {outcome} (attempt {r.attempts + 1}): {result.error}"
-                ch.timeline.append(TimelineEvent(
-                    r.incident_id, now, "delivery", "tocsin", r.channel, msg,
-                    {"outbox": r.id, "outcome": outcome, "attempt": r.attempts + 1, "provider_id": result.provider_id},
-                ))
-                r_inc = incidents.get(r.incident_id, inc)
+                    msg = f"{tried} {outcome} {attempt}"
+                ch.timeline.append(
+                    TimelineEvent(r.incident_id, now, "delivery", "tocsin", r.channel, msg, data)
+                )
+                # The incident as it is now: no fallback once someone has acknowledged.
+                r_inc = current.get(r.incident_id)
                 if (
-                    state == OutboxState.FAILED and r.kind == "page" and r_inc is not None
+                    state == OutboxState.FAILED
+                    and r_inc is not None
+                    and r.kind == "page"
                     and r_inc.status == Status.TRIGGERED
                 ):
                     nxt = fallback_row(r, self.directory().people.get(r.person), now)
                     if nxt is not None:
                         ch.new_outbox.append(nxt)
-                        ch.timeline.append(TimelineEvent(
-                            r.incident_id, now, "fallback", "tocsin", "engine",
-                            f"{r.channel} to {r.person} failed; falling back to {nxt.channel}",
-                            {"outbox": r.id, "next": nxt.id},
-                        ))
+                        ch.timeline.append(
+                            TimelineEvent(
+                                r.incident_id,
+                                now,
+                                "fallback",
+                                "tocsin",
+                                "engine",
+                                f"{r.channel} to {r.person} failed; falling back to {nxt.channel}",
+                                {"outbox": r.id, "next": nxt.id},
+                            )
+                        )
             if ch:
                 await tx.apply(ch)
 
-    def _has_fallback(self, row: OutboxRecord) -> bool:
-        return fallback_row(row, self.directory().people.get(row.person), self.clock.now()) is not None
+    def _falls_back(self, row: OutboxRecord, inc: IncidentRecord, now: datetime) -> bool:
+        """Would failing ``row`` now write a fallback row (see ``_record``)?"""
+        return (
+            row.kind == "page"
+            and inc.status == Status.TRIGGERED
+            and fallback_row(row, self.directory().people.get(row.person), now) is not None
+        )
+
+
+def _pending(row: OutboxRecord | None) -> bool:
+    return row is not None and row.state == OutboxState.PENDING

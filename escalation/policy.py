@@ -6,6 +6,8 @@ never changes an escalation already in flight, and the API shows exactly what wi
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -74,8 +76,14 @@ def _secs(td: timedelta | None) -> float | None:
 
 
 def snapshot_steps(snapshot: Mapping[str, Any]) -> list[Step]:
-    """The snapshot's steps as models again."""
-    return [Step.model_validate(s) for s in snapshot.get("steps", [])]
+    """The snapshot's steps as models again (parsed once per distinct snapshot: a hot path)."""
+    steps = snapshot.get("steps", [])
+    return list(_parse_steps(json.dumps(steps, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_steps(encoded: str) -> tuple[Step, ...]:
+    return tuple(Step.model_validate(s) for s in json.loads(encoded))
 
 
 def step_id(incident_id: str, epoch: int, kind: str, round_: int, tier: int) -> str:

@@ -146,8 +146,10 @@ class Runtime:
         for (sev, status), n in counts.items():
             self.esc_metrics.open_incidents.labels(sev, status).set(n)
         self.esc_metrics.outbox_depth.clear()
-        for channel, n in depth.items():
-            self.esc_metrics.outbox_depth.labels(channel).set(n)
+        # Every configured channel is exported, at 0 once drained: a series that vanishes when
+        # the queue empties reads as "no data" on a dashboard, not as "nothing waiting".
+        for channel in sorted(set(self._notifiers) | set(depth)):
+            self.esc_metrics.outbox_depth.labels(channel).set(depth.get(channel, 0))
 
     # -- configuration -----------------------------------------------------------------------
 

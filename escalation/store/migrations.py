@@ -303,8 +303,18 @@ _POSTGRES_V1: tuple[str, ...] = (
     """,
 )
 
+# next_due() must stay O(log n) with 100k incidents pending: unleased rows are read in due order
+# from the (state, due) indexes; leased rows (few: in flight right now) from these partial ones.
+_LEASED_INDEXES: tuple[str, ...] = (
+    "CREATE INDEX steps_leased ON steps (lease_until)"
+    " WHERE state = 'pending' AND lease_until IS NOT NULL",
+    "CREATE INDEX outbox_leased ON outbox (lease_until)"
+    " WHERE state = 'pending' AND lease_until IS NOT NULL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, name="initial schema", sqlite=_SQLITE_V1, postgres=_POSTGRES_V1),
+    Migration(version=2, name="leased-row indexes", sqlite=_LEASED_INDEXES, postgres=_LEASED_INDEXES),
 )
 
 

@@ -728,13 +728,20 @@ class PostgresStore:
         """Earliest due instant of pending steps and outbox rows (a live lease defers a row)."""
         async with self._read("next_due") as conn:
             # GREATEST ignores NULLs: an unleased row is due at its own time.
+            # Each part walks an index (unleased rows in due order; leased ones are few).
             return await conn.fetchval(
                 "SELECT min(t) FROM ("
-                " SELECT min(GREATEST(due_at, lease_until)) AS t FROM steps"
-                " WHERE state = 'pending'"
+                " (SELECT due_at AS t FROM steps WHERE state = 'pending' AND lease_until IS NULL"
+                "  ORDER BY due_at LIMIT 1)"
                 " UNION ALL"
-                " SELECT min(GREATEST(not_before, lease_until)) FROM outbox"
-                " WHERE state = 'pending') AS due"
+                " (SELECT min(GREATEST(due_at, lease_until)) FROM steps"
+                "  WHERE state = 'pending' AND lease_until IS NOT NULL)"
+                " UNION ALL"
+                " (SELECT not_before FROM outbox WHERE state = 'pending' AND lease_until IS NULL"
+                "  ORDER BY not_before LIMIT 1)"
+                " UNION ALL"
+                " (SELECT min(GREATEST(not_before, lease_until)) FROM outbox"
+                "  WHERE state = 'pending' AND lease_until IS NOT NULL)) AS due"
             )
 
     async def get_incident(self, incident_id: str) -> IncidentRecord | None:

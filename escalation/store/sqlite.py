@@ -597,16 +597,19 @@ def _q_timeline(conn: sqlite3.Connection, incident_id: str) -> list[TimelineEven
 
 
 def _q_next_due(conn: sqlite3.Connection) -> datetime | None:
-    # A leased row is not due again before its lease expires.
-    row = conn.execute(
-        "SELECT min(t) FROM ("
-        " SELECT min(max(due_at, COALESCE(lease_until, due_at))) AS t"
-        " FROM steps WHERE state = 'pending'"
-        " UNION ALL"
-        " SELECT min(max(not_before, COALESCE(lease_until, not_before)))"
-        " FROM outbox WHERE state = 'pending')"
-    ).fetchone()
-    return _dt_opt(row[0])
+    # A leased row is not due again before its lease expires. Each part walks an index.
+    parts = (
+        "SELECT due_at FROM steps WHERE state = 'pending' AND lease_until IS NULL"
+        " ORDER BY due_at LIMIT 1",
+        "SELECT max(due_at, lease_until) AS t FROM steps"
+        " WHERE state = 'pending' AND lease_until IS NOT NULL ORDER BY t LIMIT 1",
+        "SELECT not_before FROM outbox WHERE state = 'pending' AND lease_until IS NULL"
+        " ORDER BY not_before LIMIT 1",
+        "SELECT max(not_before, lease_until) AS t FROM outbox"
+        " WHERE state = 'pending' AND lease_until IS NOT NULL ORDER BY t LIMIT 1",
+    )
+    found = [row[0] for sql in parts for row in conn.execute(sql) if row[0] is not None]
+    return _dt_opt(min(found)) if found else None
 
 
 def _q_counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:

@@ -153,9 +153,17 @@ def free_port() -> int:
 
 
 def wait_for(
-    predicate: Callable[[], object], *, timeout: float, what: str, every: float = 0.1
+    predicate: Callable[[], object],
+    *,
+    timeout: float,
+    what: str,
+    every: float = 0.1,
+    describe: Callable[[], object] | None = None,
 ) -> Any:
-    """Poll ``predicate`` until truthy; fail naming ``what`` after ``timeout`` seconds."""
+    """Poll ``predicate`` until truthy; fail naming ``what`` after ``timeout`` seconds.
+
+    ``describe`` says what was still missing, for the failure message.
+    """
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
@@ -163,7 +171,15 @@ def wait_for(
         if last:
             return last
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    detail = describe() if describe is not None else last
+    raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what} (last: {detail!r})")
+
+
+def unfinished(db: Db) -> list[tuple[str, str, str]]:
+    """Steps not fired and outbox rows not sent: (table, id, state)."""
+    return [("steps", s["id"], s["state"]) for s in db.steps() if s["state"] != "fired"] + [
+        ("outbox", r["id"], r["state"]) for r in db.outbox() if r["state"] != "sent"
+    ]
 
 
 class Proc:
@@ -331,7 +347,8 @@ def write_config(
     """``tocsin.yaml`` with a ``ladder`` policy: ``tiers`` = [(after, [people...]), ...].
 
     ``store`` is the YAML flow mapping of the ``store:`` section. Every alert is P1 on that
-    policy; reminders are off so only the ladder pages, each person via ``log`` only.
+    policy; reminders are off so only the ladder pages, each person via ``log`` only, and the
+    per-person rate limit is lifted.
     """
     people = sorted({p for _, who in tiers for p in who})
     steps = "\n".join(
@@ -359,6 +376,8 @@ policies:
 {steps}
 adapters:
   log: {{enabled: true}}
+  # A storm pages each person dozens of times a minute; this is not a rate-limit test.
+  dispatch: {{person_rate: {{count: 10000, per: 1m}}}}
 """
     path = tmp / "tocsin.yaml"
     path.write_text(text)

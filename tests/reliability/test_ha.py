@@ -23,11 +23,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from config.load import load_config
+from escalation.clock import VirtualClock
+from escalation.engine import Engine
 from escalation.model import Changes, IncidentRecord, Status, StepRecord
 from escalation.store.migrations import MIGRATIONS
 from escalation.store.postgres import PostgresStore
 from escalation.store.sqlite import SINGLE_REPLICA_MESSAGE
 from escalation.wakeup import WAKEUP_CHANNEL, NullWakeup, PgWakeupListener, listener_for
+from router.runtime import Runtime
+from rules.alerts import Notification
 from tests.reliability.conftest import (
     Proc,
     alert_body,
@@ -36,6 +41,7 @@ from tests.reliability.conftest import (
     postgres_store,
     sqlite_store,
     start_serve,
+    unfinished,
     wait_for,
     write_config,
 )
@@ -212,6 +218,61 @@ async def test_listener_survives_an_unreachable_server_and_sqlite_has_none(tmp_p
     await listener.stop()
 
 
+# -- a replica that claimed a step and stalled past its lease ------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_section(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The ``store:`` section for each backend."""
+    if request.param == "sqlite":
+        return sqlite_store(tmp_path)[0]
+    dsn, schema = request.getfixturevalue("pg_schema")
+    return postgres_store(dsn, schema)[0]
+
+
+async def test_a_replica_whose_lease_ran_out_does_not_fire_the_step_again(
+    tmp_path: Path, store_section: str
+) -> None:
+    config = write_config(tmp_path, store_section, tiers=[("1m", ["p0", "p1"])], lease="10s")
+    clock = VirtualClock(datetime.now(UTC).replace(microsecond=0))
+    rt = Runtime(load_config(config, env={}), clock=clock)
+    await rt.start(run_engine=False)
+    try:
+        await rt.pipeline.submit(Notification.model_validate(alert_body("Stalled")))
+        clock.set(clock.now() + timedelta(minutes=1))
+        due = clock.now()
+        # A slow replica claims the due step, then stalls for longer than its lease...
+        async with rt.store.transaction() as tx:
+            (claimed,) = await tx.claim_due_steps(due, "slow", due + timedelta(seconds=10), 10)
+        clock.set(due + timedelta(seconds=11))
+        # ...so this replica takes the step over and fires it.
+        await rt.engine.tick()
+        inc = claimed.incident_id
+        timeline = await rt.store.timeline(inc)
+        assert sorted(e.data["person"] for e in timeline if e.kind == "notify") == ["p0", "p1"]
+        fired = rt.registry.get_sample_value(
+            "tocsin_escalation_steps_fired_total", {"tier": "0", "kind": "page"}
+        )
+        assert fired == 1
+
+        # The slow replica wakes up and fires what it claimed: nothing happens.
+        slow = Engine(rt.store, clock, lambda: rt.directory, dict, rt.esc_metrics, owner="slow")
+        clock.set(due + timedelta(seconds=12))
+        await slow._fire(claimed)  # the stalled replica's next statement after its claim
+        assert await rt.store.timeline(inc) == timeline
+        assert (
+            rt.registry.get_sample_value(
+                "tocsin_escalation_steps_fired_total", {"tier": "0", "kind": "page"}
+            )
+            == fired
+        )
+        async with rt.store.transaction() as tx:
+            (step,) = await tx.steps_of(inc)
+        assert (step.state, step.fired_at) == ("fired", due + timedelta(seconds=11))
+    finally:
+        await rt.stop()
+
+
 # -- processes on one PostgreSQL ----------------------------------------------------------------
 
 
@@ -230,9 +291,10 @@ def test_an_idle_replica_is_woken_to_fire_what_another_replica_scheduled(
     (step,) = db.steps()
     assert step["state"] == "pending"
     wait_for(
-        lambda: db.steps()[0]["state"] == "fired",
+        lambda: not unfinished(db),
         timeout=max(0.0, (step["due_at"] - datetime.now(UTC)).total_seconds()) + 5,
-        what="the idle replica firing the step",
+        what="the idle replica firing the step and sending the page",
+        describe=lambda: unfinished(db),
     )
     (fired,) = db.steps()
     assert fired["fired_at"] - fired["due_at"] < timedelta(seconds=2)
@@ -271,12 +333,10 @@ def test_three_replicas_a_storm_and_one_killed_fire_every_step_exactly_once(
 
     last_due = max(s["due_at"] for s in db.steps())
     wait_for(
-        lambda: (
-            all(s["state"] == "fired" for s in db.steps())
-            and all(r["state"] == "sent" for r in db.outbox())
-        ),
+        lambda: not unfinished(db),
         timeout=max(0.0, (last_due - datetime.now(UTC)).total_seconds()) + 15,
         what="every step fired and every page sent",
+        describe=lambda: unfinished(db),
     )
     assert all(r.alive() for r in survivors)
 

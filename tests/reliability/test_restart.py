@@ -30,6 +30,7 @@ from tests.reliability.conftest import (
     postgres_store,
     sqlite_store,
     start_serve,
+    unfinished,
     wait_for,
     write_config,
 )
@@ -88,12 +89,10 @@ def test_sigkill_mid_escalation_then_restart_fires_every_step_exactly_once(
     second = start_serve(procs, "restarted", config, tmp_path)
     last_due = max(due.values())
     wait_for(
-        lambda: (
-            all(s["state"] == "fired" for s in db.steps())
-            and all(r["state"] == "sent" for r in db.outbox())
-        ),
+        lambda: not unfinished(db),
         timeout=max(0.0, _seconds_until(last_due)) + 10,
         what="every step fired and every page sent after the restart",
+        describe=lambda: unfinished(db),
     )
 
     # Every step once; no step row appeared twice (ids are unique per incident, tier, round).

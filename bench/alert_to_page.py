@@ -1,0 +1,152 @@
+"""Alert-to-page latency: from Alertmanager's POST to the PagerDuty trigger arriving.
+
+A steady open-loop stream (default 200 notifications/s), each a new incident whose first tier
+pages a PagerDuty service at once. The receiver standing in for PagerDuty runs in this process,
+so send and arrival times come from one clock. Side by side: a bare forwarder that relays the
+webhook to PagerDuty before answering, with no store and no engine (the ceiling).
+
+    python bench/alert_to_page.py [--rate 200] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from common import PY, free_port, machine, payload, pct, spawn, wait_http
+
+ROUTING_KEY = "benchroutingkey00000000000000001"
+
+CONFIG = """
+server: {{listen: "127.0.0.1:{port}", log_level: warning}}
+auth:
+  receiver: {{bearer_tokens: [bench]}}
+store: {{backend: sqlite, path: "{db}"}}
+matrix: {{preset: default}}
+rules: {{default: {{severity: P0}}}}
+people: {{alice: {{channels: [log]}}}}
+roles: {{oncall: ["pagerduty:svc"], lead: [alice], manager: [alice], vp: [alice]}}
+adapters:
+  log: {{enabled: false}}
+  pagerduty:
+    events_url: "http://127.0.0.1:{pd_port}"
+    services: {{svc: "{key}"}}
+  dispatch:
+    channel_rate: {{pagerduty: {{count: 1000000, per: 1m}}}}
+"""
+
+
+class Receiver:
+    """Records when each group's trigger arrives."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.port = free_port()
+
+    async def enqueue(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        now = time.perf_counter()
+        labels = body.get("payload", {}).get("custom_details", {}).get("labels", {})
+        group = labels.get("group")
+        if body.get("event_action") == "trigger" and group and group not in self.arrived:
+            self.arrived[group] = now
+        return web.json_response(
+            {"status": "success", "message": "Event processed", "dedup_key": body.get("dedup_key", "")},
+            status=202,
+        )
+
+    async def start(self) -> web.AppRunner:
+        app = web.Application()
+        app.router.add_post("/v2/enqueue", self.enqueue)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        return runner
+
+
+async def drive(url: str, rate: float, seconds: float, prefix: str) -> dict[str, float]:
+    sent: dict[str, float] = {}
+    headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
+    interval = 1.0 / rate
+    tasks = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as s:
+
+        async def one(group: str, body: bytes) -> None:
+            sent[group] = time.perf_counter()
+            async with s.post(url, data=body, headers=headers) as r:
+                await r.read()
+
+        start = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            target = start + i * interval
+            delay = target - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            group = f"{prefix}-{i}"
+            tasks.append(asyncio.create_task(one(group, payload(i, 1, group=group))))
+        await asyncio.gather(*tasks)
+    return sent
+
+
+async def measure(name: str, url: str, receiver: Receiver, rate: float, seconds: float) -> dict[str, object]:
+    prefix = uuid.uuid4().hex[:6]
+    sent = await drive(url, rate, seconds, prefix)
+    deadline = time.perf_counter() + 30
+    while time.perf_counter() < deadline and sum(1 for g in sent if g in receiver.arrived) < len(sent):
+        await asyncio.sleep(0.05)
+    lat = [receiver.arrived[g] - t for g, t in sent.items() if g in receiver.arrived]
+    return {"case": name, "sent": len(sent), "paged": len(lat), "p50": pct(lat, 50) * 1000,
+            "p99": pct(lat, 99) * 1000, "max": max(lat) * 1000 if lat else float("nan")}
+
+
+async def main_async(rate: float, seconds: float) -> None:
+    receiver = Receiver()
+    runner = await receiver.start()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fport = free_port()
+        fwd = spawn([PY, "bench/forwarder.py", str(fport), f"http://127.0.0.1:{receiver.port}", ROUTING_KEY],
+                    log=Path(tmp) / "fwd.log")
+        try:
+            await asyncio.to_thread(wait_http, f"http://127.0.0.1:{fport}/healthz")
+            rows.append(await measure("ceiling (bare forwarder, no store)", f"http://127.0.0.1:{fport}/api/v1/alertmanager", receiver, rate, seconds))
+        finally:
+            fwd.terminate()
+            fwd.wait(10)
+        tport = free_port()
+        cfg = Path(tmp) / "tocsin.yaml"
+        cfg.write_text(CONFIG.format(port=tport, db=Path(tmp) / "b.db", pd_port=receiver.port, key=ROUTING_KEY))
+        proc = spawn([PY, "-m", "router.cli", "serve", "--config", str(cfg)], env=dict(os.environ), log=Path(tmp) / "t.log")
+        try:
+            await asyncio.to_thread(wait_http, f"http://127.0.0.1:{tport}/readyz")
+            rows.append(await measure("tocsin sqlite (durable, engine, outbox)", f"http://127.0.0.1:{tport}/api/v1/alertmanager", receiver, rate, seconds))
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    await runner.cleanup()
+    print(f"machine: {machine()}")
+    print(f"load: {rate:g} notifications/s for {seconds:g}s, each a new incident paging PagerDuty at once\n")
+    print("| case | sent | paged | p50 ms | p99 ms | max ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['case']} | {r['sent']} | {r['paged']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rate", type=float, default=200)
+    ap.add_argument("--seconds", type=float, default=20)
+    args = ap.parse_args()
+    asyncio.run(main_async(args.rate, args.seconds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Deployment tests: the Helm chart, the container image and the deployment docs."""
