@@ -367,6 +367,12 @@ class Engine:
                 self.metrics.engine_errors.inc()
                 log.error("engine tick failed; retrying", extra={"error": str(e)})
                 nxt = self.clock.now() + timedelta(seconds=1)
+            except Exception:
+                # Anything else is a bug (or an error a backend failed to translate); letting it
+                # end this task would stop every page for good, silently. Log it loudly, retry.
+                self.metrics.engine_errors.inc()
+                log.exception("engine tick failed unexpectedly; retrying")
+                nxt = self.clock.now() + timedelta(seconds=1)
             ceiling = self.clock.now() + self.poll
             await self._sleep(min(nxt, ceiling) if nxt else ceiling)
 

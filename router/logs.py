@@ -7,7 +7,14 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-__all__ = ["JsonFormatter", "setup_logging"]
+from aiohttp.http_exceptions import HttpProcessingError
+
+__all__ = [
+    "ClientProtocolErrorFilter",
+    "JsonFormatter",
+    "quiet_client_protocol_errors",
+    "setup_logging",
+]
 
 _STD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -30,6 +37,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class ClientProtocolErrorFilter(logging.Filter):
+    """Demote aiohttp's log of a malformed request it answered 4xx to one WARNING line.
+
+    aiohttp logs every request it cannot parse (bad header bytes, a broken chunked body) at
+    ERROR with a traceback, although it answered 400 and nothing failed on our side; anyone who
+    can reach the port could otherwise fill the log with tracebacks that look like crashes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500:
+            what = " ".join(str(exc).split())[:200]
+            record.msg = f"{record.getMessage()}: malformed request answered {exc.code}: {what}"
+            record.args = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_client_protocol_errors() -> None:
+    """Install ClientProtocolErrorFilter on aiohttp's server logger (once)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientProtocolErrorFilter) for f in logger.filters):
+        logger.addFilter(ClientProtocolErrorFilter())
+
+
 def setup_logging(level: str = "info", fmt: str = "json") -> None:
     """Route the root logger to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
@@ -41,3 +74,4 @@ def setup_logging(level: str = "info", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    quiet_client_protocol_errors()

@@ -275,7 +275,8 @@ def _q_alerts_of(conn: sqlite3.Connection, incident_id: str) -> list[AlertRecord
 
 
 def _q_steps_of(conn: sqlite3.Connection, incident_id: str, pending_only: bool) -> list[StepRecord]:
-    extra = " AND state = 'pending'" if pending_only else ""
+    # `+state` keeps SQLite on the per-incident index (the (state, due_at) one would scan all).
+    extra = " AND +state = 'pending'" if pending_only else ""
     rows = conn.execute(
         f"SELECT {_STEP_COLS} FROM steps WHERE incident_id = ?{extra} ORDER BY due_at, id",
         (incident_id,),

@@ -34,7 +34,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +60,8 @@ __all__ = [
     "ThreadedPagerDuty",
     "am_body",
     "dsn_via",
+    "eventually",
+    "pg_target",
     "post",
     "postgres_section",
     "refuse_file_writes",
@@ -205,10 +207,10 @@ class TcpProxy:
         await self.start()
 
     async def close(self) -> None:
+        """Cut, then let the forwarding tasks finish (cancelling them would log an error)."""
         await self.cut()
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._down:
@@ -476,7 +478,8 @@ def am_body(name: str, starts: datetime, *, status: str = "firing") -> dict[str,
 
 
 def post(url: str, body: Mapping[str, Any], timeout: float = 10) -> tuple[int, Any]:
-    """POST a webhook body to ``url``'s receiver: (status, decoded JSON); (0, None) if unreachable."""
+    """POST a webhook body to ``url``'s receiver: (status, decoded JSON); (0, None) when
+    unreachable."""
     req = urllib.request.Request(
         f"{url}/api/v1/alertmanager",
         data=json.dumps(body).encode(),
@@ -597,13 +600,12 @@ def serve_config(
     return path
 
 
-async def eventually(
-    predicate: Callable[[], Awaitable[bool]], *, timeout: float, what: str
-) -> None:
-    """Await ``predicate`` until True; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+async def eventually(predicate: Callable[[], bool], *, within: float, what: str) -> None:
+    """Poll ``predicate`` (without blocking the loop between polls) until True; fail naming
+    ``what`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if await predicate():
+        if predicate():
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {within}s waiting for {what}")

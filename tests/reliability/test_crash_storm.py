@@ -213,7 +213,7 @@ def test_sigkill_storm_every_due_step_fires_exactly_once(
     )
     assert Counter(e["incident_id"] for e in timeline if e["kind"] == "open") == Counter(ids)
 
-    # -- PagerDuty: one alert per (service, incident), in the right state ---------------------------
+    # -- PagerDuty: one alert per (service, incident), in the right state -------------------------
     snap = pagerduty.snapshot()
     assert {r.status for r in snap.events} == {202}, [
         (r.status, r.body[:200]) for r in snap.events if r.status != 202
@@ -235,7 +235,7 @@ def test_sigkill_storm_every_due_step_fires_exactly_once(
     duplicate_resolves = sum(n - 1 for n in resolve_requests.values())
     assert len(snap.dropped) == duplicate_resolves  # a repeated resolve finds no open alert
 
-    # -- the processes ------------------------------------------------------------------------------
+    # -- the processes ----------------------------------------------------------------------------
     assert len(cluster.all) == KILLS + 2
     errors = [e for p in cluster.all for e in p.errors()]
     assert errors == [], errors

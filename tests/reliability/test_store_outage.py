@@ -20,7 +20,9 @@ The error-level log lines the outage causes are asserted, not treated as failure
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -31,13 +33,19 @@ from typing import Any
 
 import pytest
 
+from config.load import load_config
+from escalation.store.factory import make_store
+from router.app import create_app
+from router.runtime import Runtime
 from tests.reliability.conftest import Db, metric_value, wait_for
 from tests.reliability.faultkit import (
+    RECEIVER_TOKEN,
     LoopThread,
     ServeProc,
     TcpProxy,
     am_body,
     dsn_via,
+    eventually,
     pg_target,
     post,
     postgres_section,
@@ -137,7 +145,9 @@ def test_store_outage_answers_503_and_resumes_with_nothing_lost(
     # A's tier 1 came due during the outage: it fired late, and says so.
     late = [e for e in timeline if e["kind"] == "late"]
     assert [
-        e["incident_id"] for e in late if e["message"].startswith("page step (tier 1, round 0) fired late")
+        e["incident_id"]
+        for e in late
+        if e["message"].startswith("page step (tier 1, round 0) fired late")
     ] == [a]
     a1 = next(s for s in steps if s["incident_id"] == a and s["tier"] == 1)
     assert a1["fired_at"] - a1["due_at"] > timedelta(seconds=2)
@@ -197,8 +207,9 @@ def _scenario(proc: ServeProc, outage: Outage) -> None:
     assert status == 200, reply
     assert len(db.incidents()) == 2
     wait_for(
-        lambda: len(db.outbox()) == 2 * len(STEPS)
-        and all(r["state"] == "sent" for r in db.outbox()),
+        lambda: (
+            len(db.outbox()) == 2 * len(STEPS) and all(r["state"] == "sent" for r in db.outbox())
+        ),
         timeout=_seconds_until(datetime.now(UTC) + timedelta(seconds=6)) + 10,
         what="every step of A and B fired and delivered",
     )
@@ -209,9 +220,78 @@ def _scenario(proc: ServeProc, outage: Outage) -> None:
     metrics = proc.metrics()
     assert metric_value(metrics, "tocsin_engine_errors_total") == recovered
     codes = {
-        code: metric_value(
-            metrics, "tocsin_http_requests_total", {"route": RECEIVER, "code": code}
-        )
+        code: metric_value(metrics, "tocsin_http_requests_total", {"route": RECEIVER, "code": code})
         for code in ("200", "503")
     }
     assert codes == {"200": 2.0, "503": 2.0}
+
+
+class UntranslatedFailure:
+    """A real store that, while ``broken``, raises from ``next_due`` what a driver bug would:
+    not a ``StoreError`` (the backend failed to translate it) but anything else."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.broken = False
+        self.raised = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def next_due(self) -> datetime | None:
+        if self.broken:
+            self.raised += 1
+            raise RuntimeError("driver bug: unexpected reply from the database")
+        result: datetime | None = await self.inner.next_due()
+        return result
+
+
+async def test_an_unexpected_store_exception_does_not_stop_the_engine(
+    tmp_path: Path, aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "tocsin.db"
+    config = serve_config(tmp_path, sqlite_section(path), steps=STEPS, people=["p0", "p1", "p2"])
+    loaded = load_config(config, env={})
+    store = UntranslatedFailure(make_store(loaded.config.store))
+    rt = Runtime(loaded, store=store)
+    await rt.start()
+    try:
+        client = await aiohttp_client(create_app(rt))
+        store.broken = True
+        r = await client.post(
+            RECEIVER,
+            data=json.dumps(am_body("Odd", datetime.now(UTC))),
+            headers={
+                "Authorization": f"Bearer {RECEIVER_TOKEN}",
+                "Content-Type": "application/json",
+            },
+        )
+        assert r.status == 200, await r.text()
+        db = Db(sqlite_path=path)
+
+        def delivered() -> int:
+            return sum(1 for row in db.outbox() if row["state"] == "sent")
+
+        # Every tick ends in the exception, yet the loop goes on: tiers 1 and 2 still fire.
+        await eventually(lambda: delivered() == 3, within=15, what="all tiers delivered")
+        assert store.raised >= 3
+        r = await client.get("/readyz")
+        assert r.status == 200, await r.text()
+        store.broken = False
+        raised = store.raised
+        await asyncio.sleep(1.5)
+        assert store.raised == raised
+        r = await client.get("/metrics")
+        errors = metric_value(await r.text(), "tocsin_engine_errors_total")
+        assert errors is not None and errors >= 3
+    finally:
+        await rt.stop()
+    unexpected = [
+        rec
+        for rec in caplog.records
+        if rec.levelno >= logging.ERROR and rec.name == "tocsin.engine"
+    ]
+    assert unexpected and {rec.getMessage() for rec in unexpected} == {
+        "engine tick failed unexpectedly; retrying"
+    }
+    assert all(rec.exc_info is not None for rec in unexpected)  # the traceback is in the log
