@@ -121,10 +121,6 @@ class PgWakeupListener:
         """True while the LISTEN connection is up."""
         return self._connected.is_set()
 
-    async def wait_connected(self) -> None:
-        """Wait until listening (bound it with ``asyncio.timeout``)."""
-        await self._connected.wait()
-
     async def start(self) -> None:
         """Start the background task that connects, listens and reconnects.
 

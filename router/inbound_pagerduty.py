@@ -39,7 +39,7 @@ from escalation.model import Changes, IncidentRecord
 from escalation.service import IncidentNotFound
 from escalation.store.base import Store, StoreError
 from router.errors import ApiError
-from router.receiver import read_body
+from router.receiver import clean_text, read_body
 
 __all__ = [
     "EVENT_ACTIONS",
@@ -149,27 +149,28 @@ class _Event:
 def _parse(body: bytes) -> _Event:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise ApiError(400, "invalid JSON", "the webhook body is not JSON") from None
     event = doc.get("event") if isinstance(doc, dict) else None
     if not isinstance(event, dict) or not isinstance(event.get("event_type"), str):
         raise ApiError(400, "invalid payload", 'expected {"event": {"event_type": ...}}')
     data = event.get("data")
     agent = event.get("agent")
-    summary = agent.get("summary") if isinstance(agent, dict) else None
-    actor = summary.strip()[:_MAX_ACTOR] if isinstance(summary, str) and summary.strip() else SOURCE
-    event_id = event.get("id")
+    summary = _str(agent.get("summary")) if isinstance(agent, dict) else ""
+    actor = summary.strip()[:_MAX_ACTOR] or SOURCE
+    resource_type = event.get("resource_type")
     return _Event(
-        event_type=event["event_type"],
-        resource_type=str(event.get("resource_type") or ""),
+        event_type=clean_text(event["event_type"]),
+        resource_type=_str(resource_type) if resource_type else "",
         data=data if isinstance(data, dict) else {},
         actor=actor,
-        event_id=event_id if isinstance(event_id, str) else "",
+        event_id=_str(event.get("id")),
     )
 
 
 def _str(v: Any) -> str:
-    return v if isinstance(v, str) else ""
+    # JSON strings may hold lone surrogates (\udc80 escapes): unstorable, so replaced.
+    return clean_text(v) if isinstance(v, str) else ""
 
 
 async def _find_incident(store: Store, ev: _Event) -> tuple[IncidentRecord | None, str]:
@@ -231,7 +232,8 @@ async def receive_pagerduty_webhook(request: web.Request) -> web.Response:
         log.warning("pagerduty webhook with no valid signature", extra={"path": request.path})
         raise ApiError(403, "signature not verified", "no v1 signature matches a configured secret")
     ev = _parse(body)
-    webhook_id = request.headers.get("X-Webhook-Id", "").strip()[:200] or ev.event_id[:200]
+    header_id = clean_text(request.headers.get("X-Webhook-Id", "").strip())
+    webhook_id = header_id[:200] or ev.event_id[:200]
     if ev.resource_type != "incident" or not ev.event_type.startswith("incident."):
         log.info("pagerduty webhook ignored", extra={"event_type": ev.event_type})
         return _reply("ignored", ev)

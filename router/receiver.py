@@ -7,6 +7,7 @@ that might succeed on a retry (the store being down) is a 503.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -15,9 +16,20 @@ from pydantic import ValidationError
 from router.errors import ApiError
 from rules.alerts import Notification
 
-__all__ = ["parse_notification", "read_body"]
+__all__ = ["clean_text", "parse_notification", "read_body"]
 
 _PREVIEW = 80
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(value: str) -> str:
+    """``value`` with every lone surrogate replaced by U+FFFD, so it can be stored and logged.
+
+    Request text can hold them two ways: header bytes that are not UTF-8 (aiohttp decodes them
+    with ``surrogateescape``) and ``\\udc80`` escapes in JSON (``json.loads`` keeps them). The
+    store cannot encode such a string and would fail with a 500.
+    """
+    return _SURROGATE.sub("\ufffd", value)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:

@@ -53,7 +53,10 @@ def parse_timestamp(value: Any) -> datetime | None:
         raise ValueError(f"timestamp has no timezone offset: {str(value)[:64]!r}")
     if dt.year <= 1:
         return None
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00:00-12:00 is past year 9999 in UTC
+        raise ValueError(f"timestamp is out of range in UTC: {str(value)[:64]!r}") from None
 
 
 Timestamp = Annotated[datetime | None, BeforeValidator(parse_timestamp)]

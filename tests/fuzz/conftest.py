@@ -479,9 +479,13 @@ async def batch(fuzz_app: FuzzApp) -> AsyncIterator[FuzzApp]:
 
 # -- strategies --------------------------------------------------------------------------------
 
-# Text a JSON encoder can carry (lone surrogates cannot be encoded to UTF-8).
+# Text a JSON encoder can carry as UTF-8 (lone surrogates cannot be encoded).
 TEXT_CHARS = st.characters(exclude_categories=("Cs",))
 texts = st.text(TEXT_CHARS, max_size=40)
+# Any string JSON can carry: also lone surrogates (written as \udXXX escapes by `dumps`).
+any_texts = st.one_of(
+    texts, st.text(max_size=10), st.sampled_from(["\udc80", "\ud800", "a\udfffb", "\x00", "\u2028"])
+)
 _NAME_START = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 label_names = st.builds(
     str.__add__,
@@ -500,12 +504,12 @@ json_scalars = st.one_of(
     st.integers(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False, allow_infinity=False),
-    texts,
+    any_texts,
 )
 json_values = st.recursive(
     json_scalars,
     lambda inner: st.one_of(
-        st.lists(inner, max_size=5), st.dictionaries(texts, inner, max_size=5)
+        st.lists(inner, max_size=5), st.dictionaries(any_texts, inner, max_size=5)
     ),
     max_leaves=20,
 )
@@ -564,24 +568,32 @@ def _offset(sign: str, h: int, m: int) -> str:
 def generated_timestamps(draw: st.DrawFn) -> str:
     """RFC 3339-ish text from year 1 to 9999, drawn towards the edges of the range.
 
-    Years, days and times favour their extremes (a year-9999 instant with a negative offset is
+    Dates and times favour their extremes (a year-9999 instant with a negative offset is
     past what ``datetime`` holds once converted to UTC); 0-12 fraction digits; offsets from the
     usual to the impossible (``+25:61``).
     """
-    year = draw(st.sampled_from([1, 2, 1969, 1970, 2026, 9998, 9999]) | st.integers(1, 9999))
-    month, day = draw(st.sampled_from([(1, 1), (12, 31), (2, 29), (6, 30)]) | st.tuples(
-        st.integers(1, 12), st.integers(1, 28)
-    ))
-    hms = draw(st.sampled_from(["00:00:00", "23:59:59", "23:59:60", "12:00:00"]) | st.builds(
-        "{:02d}:{:02d}:{:02d}".format, st.integers(0, 23), st.integers(0, 59), st.integers(0, 59)
-    ))
+    date = draw(
+        st.sampled_from(["9999-12-31", "0001-01-01", "0001-01-02", "9999-12-30", "1970-01-01"])
+        | st.builds(
+            "{:04d}-{:02d}-{:02d}".format,
+            st.sampled_from([1, 2, 1969, 1970, 2026, 9998, 9999]) | st.integers(1, 9999),
+            st.integers(1, 12),
+            st.sampled_from([1, 28, 29, 30, 31]) | st.integers(1, 28),
+        )
+    )
+    hms = draw(
+        st.sampled_from(["00:00:00", "23:59:59", "23:59:60", "12:00:00"])
+        | st.builds(
+            "{:02d}:{:02d}:{:02d}".format, st.integers(0, 24), st.integers(0, 59), st.integers(0, 60)
+        )
+    )
     digits = draw(st.integers(0, 12))
     frac = "." + (_DIGITS * 2)[draw(st.integers(0, 9)) :][:digits] if digits else ""
     offset = draw(
         st.sampled_from(["Z", "z", "+00:00", "-00:00", "", "-12:00", "+14:00", "-23:59"])
         | st.builds(_offset, st.sampled_from("+-"), st.integers(0, 25), st.integers(0, 61))
     )
-    return f"{year:04d}-{month:02d}-{day:02d}T{hms}{frac}{offset}"
+    return f"{date}T{hms}{frac}{offset}"
 
 
 boundary_timestamps = st.one_of(st.sampled_from(FIXED_TIMESTAMPS), generated_timestamps())
@@ -724,10 +736,16 @@ def wrong_typed(draw: st.DrawFn, docs: st.SearchStrategy[Any]) -> Any:
 
 
 def dumps(doc: Any) -> bytes:
-    """Compact JSON as Go's encoder writes it (non-ASCII kept, NaN refused → null)."""
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode(
-        "utf-8", "surrogatepass"
-    )
+    """Compact JSON with non-ASCII kept as UTF-8, as Go's encoder writes it.
+
+    A document holding lone surrogates (which JSON can carry as ``\\udc80`` escapes, and
+    ``json.loads`` turns back into unencodable strings) is written with ASCII escapes.
+    """
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(doc, separators=(",", ":")).encode("ascii")
 
 
 @st.composite

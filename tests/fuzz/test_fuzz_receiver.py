@@ -22,6 +22,7 @@ from tests.fuzz.conftest import (
     AM_PASSWORD,
     AM_TOKEN,
     AM_USER,
+    FIXED_TIMESTAMPS,
     MAX_BODY,
     RECEIVER,
     FuzzApp,
@@ -182,6 +183,46 @@ async def test_any_content_type(batch: FuzzApp, body: bytes, ctype: str) -> None
     else:
         # Past the content-type check the answer depends on the body alone.
         assert resp.status == expected_status(body), (ctype, answer)
+
+
+async def _post_timestamps(batch: FuzzApp, starts: str | None, ends: str | None, status: str) -> None:
+    doc = sample()
+    alert = doc["alerts"][0]
+    alert["status"] = doc["status"] = status
+    alert["labels"]["instance"] = f"{starts}/{ends}"  # its own alert, not the sample's
+    del alert["fingerprint"]
+    for name, value in (("startsAt", starts), ("endsAt", ends)):
+        if value is not None:
+            alert[name] = value
+    body = dumps(doc)
+    want = expected_status(body)
+    before = batch.begin()
+    resp = await batch.client.post(
+        RECEIVER, data=body, headers={"Authorization": VALID_AUTH[0], "Content-Type": "application/json"}
+    )
+    answer = await resp.json()
+    batch.finish(before, resp.status, may_change=want == 200, what=f"{starts!r} {ends!r}")
+    assert resp.status == want, (starts, ends, answer)
+    if want == 400:
+        assert answer["path"] in ("alerts[0].startsAt", "alerts[0].endsAt"), answer
+
+
+async def test_every_listed_boundary_timestamp_in_both_fields(batch: FuzzApp) -> None:
+    for ts in FIXED_TIMESTAMPS:
+        await _post_timestamps(batch, ts, None, "firing")
+        await _post_timestamps(batch, None, ts, "resolved")
+
+
+@fuzz_settings(200)
+@given(
+    starts=st.none() | boundary_timestamps,
+    ends=st.none() | boundary_timestamps,
+    status=st.sampled_from(["firing", "resolved"]),
+)
+async def test_boundary_timestamps(
+    batch: FuzzApp, starts: str | None, ends: str | None, status: str
+) -> None:
+    await _post_timestamps(batch, starts, ends, status)
 
 
 @fuzz_settings(40)

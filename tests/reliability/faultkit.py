@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import http.client
 import json
 import os
 import resource
@@ -494,7 +495,8 @@ def post(url: str, body: Mapping[str, Any], timeout: float = 10) -> tuple[int, A
         with contextlib.suppress(ValueError):
             return int(e.code), json.loads(raw)
         return int(e.code), raw.decode(errors="replace")
-    except OSError:
+    except (OSError, http.client.HTTPException):
+        # Refused, reset, or cut short (the process was killed mid-answer): no answer.
         return 0, None
 
 

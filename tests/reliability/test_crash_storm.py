@@ -30,7 +30,8 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,68 +120,105 @@ def _kill_at(cluster: Cluster, moments: list[float], t0: float) -> None:
         cluster.kill_and_restart()
 
 
+@dataclass
+class Storm:
+    """What the storm did: the incidents, the ones resolved, when the kills landed."""
+
+    ids: list[str]
+    resolved: set[str]
+    kills: list[float]  # seconds into the storm
+    last_kill: float  # seconds into the resolutions
+
+
 def test_sigkill_storm_every_due_step_fires_exactly_once(
-    tmp_path: Path, store: tuple[dict[str, Any], Db], pagerduty: ThreadedPagerDuty
+    tmp_path: Path,
+    store: tuple[dict[str, Any], Db],
+    pagerduty: ThreadedPagerDuty,
+    record_property: Callable[[str, object], None],
 ) -> None:
     section, db = store
-    rng = random.Random(SEED)
-    pd_cfg = {
-        "events_url": pagerduty.http_url,
-        "services": KEYS,
-        "timeout": "5s",
-    }
+    pd_cfg = {"events_url": pagerduty.http_url, "services": KEYS, "timeout": "5s"}
     config = serve_config(
         tmp_path, section, steps=STEPS, people=["p1", "p2", "p3"], pagerduty=pd_cfg
     )
     cluster = Cluster(config, tmp_path)
     try:
-        names = [f"Storm{i:02d}" for i in range(INCIDENTS)]
-        started = datetime.now(UTC)
-        firing = [am_body(n, started) for n in names]
-        poster = Poster(firing, cluster.url, interval=STORM_SECONDS / INCIDENTS)
-        # Kills anywhere from the first alerts to the last tier's due time.
-        moments = sorted(rng.uniform(0.3, STORM_SECONDS + LAST_TIER) for _ in range(KILLS))
-        t0 = time.monotonic()
-        poster.start()
-        _kill_at(cluster, moments, t0)
-        poster.join(60)
-        assert poster.accepted == INCIDENTS, poster.statuses
-        assert set(poster.statuses) <= {0, 200, 503}, Counter(poster.statuses)
+        try:
+            storm = _storm(cluster, db, random.Random(SEED))
+        finally:
+            cluster.stop()
+        dup_triggers, dup_resolves, requests = _check(cluster, db, pagerduty, storm)
+    except BaseException:
+        for p in cluster.all:
+            print(f"----- {p.name} -----\n{p.output()[-4000:]}")
+        raise
+    record_property("duplicate_triggers", dup_triggers)
+    record_property("duplicate_resolves", dup_resolves)
+    print(
+        f"crash storm (seed {SEED}): killed {[round(k, 2) for k in storm.kills]}s into the storm"
+        f" and {storm.last_kill:.2f}s into the resolutions;"
+        f" {requests} PagerDuty requests, duplicate triggers {dup_triggers},"
+        f" duplicate resolves {dup_resolves}"
+    )
 
-        incidents = {r["key"]: r["id"] for r in db.incidents()}
-        assert len(incidents) == INCIDENTS
-        ids = sorted(incidents.values())
-        expected_pages = Counter((i, *p) for i in ids for p in PAGES)
 
-        def escalated() -> bool:
-            rows = [r for r in db.outbox() if r["kind"] == "page"]
-            return len(rows) == len(expected_pages) and all(r["state"] == "sent" for r in rows)
+def _storm(cluster: Cluster, db: Db, rng: random.Random) -> Storm:
+    names = [f"Storm{i:02d}" for i in range(INCIDENTS)]
+    started = datetime.now(UTC)
+    poster = Poster(
+        [am_body(n, started) for n in names], cluster.url, interval=STORM_SECONDS / INCIDENTS
+    )
+    # Kills anywhere from the first alerts to the last tier's due time.
+    kills = sorted(rng.uniform(0.3, STORM_SECONDS + LAST_TIER) for _ in range(KILLS))
+    t0 = time.monotonic()
+    poster.start()
+    _kill_at(cluster, kills, t0)
+    poster.join(60)
+    assert poster.accepted == INCIDENTS, poster.statuses
+    assert set(poster.statuses) <= {0, 200, 503}, Counter(poster.statuses)
 
-        wait_for(escalated, timeout=30, what="every tier paged and delivered")
+    incidents = {r["key"]: r["id"] for r in db.incidents()}
+    assert len(incidents) == INCIDENTS
+    ids = sorted(incidents.values())
 
-        # Resolve every other incident; kill once more while the resolutions go out.
-        resolved_names = names[::2]
-        resolving = [am_body(n, started, status="resolved") for n in resolved_names]
-        poster = Poster(resolving, cluster.url, interval=0.02)
-        t0 = time.monotonic()
-        poster.start()
-        _kill_at(cluster, [rng.uniform(0.05, 0.6)], t0)
-        poster.join(60)
-        assert poster.accepted == len(resolving), poster.statuses
-        key_of = {n: next(k for k in incidents if f'alertname="{n}"' in k) for n in names}
-        resolved = {incidents[key_of[n]] for n in resolved_names}
-        expected_notices = Counter(
-            (i, person, channel) for i in resolved for _, person, channel in PAGES
-        )
+    def escalated() -> bool:
+        rows = [r for r in db.outbox() if r["kind"] == "page"]
+        return len(rows) == INCIDENTS * len(PAGES) and all(r["state"] == "sent" for r in rows)
 
-        def notified() -> bool:
-            rows = [r for r in db.outbox() if r["kind"] == "resolve"]
-            return len(rows) == len(expected_notices) and all(r["state"] == "sent" for r in rows)
+    wait_for(escalated, timeout=30, what="every tier paged and delivered")
 
-        wait_for(notified, timeout=30, what="every resolved notice delivered")
-        time.sleep(1.5)  # anything still to come (a duplicate) would arrive now
-    finally:
-        cluster.stop()
+    # Resolve every other incident; kill once more while the resolutions go out.
+    resolving = names[::2]
+    poster = Poster(
+        [am_body(n, started, status="resolved") for n in resolving], cluster.url, interval=0.02
+    )
+    last_kill = rng.uniform(0.05, 0.6)
+    t0 = time.monotonic()
+    poster.start()
+    _kill_at(cluster, [last_kill], t0)
+    poster.join(60)
+    assert poster.accepted == len(resolving), poster.statuses
+    resolved = {incidents[k] for n in resolving for k in incidents if f'alertname="{n}"' in k}
+    assert len(resolved) == len(resolving)
+
+    def notified() -> bool:
+        rows = [r for r in db.outbox() if r["kind"] == "resolve"]
+        return len(rows) == len(resolved) * len(PAGES) and all(r["state"] == "sent" for r in rows)
+
+    wait_for(notified, timeout=30, what="every resolved notice delivered")
+    time.sleep(1.5)  # anything still to come (a duplicate) would arrive now
+    return Storm(ids, resolved, kills, last_kill)
+
+
+def _check(
+    cluster: Cluster, db: Db, pagerduty: ThreadedPagerDuty, storm: Storm
+) -> tuple[int, int, int]:
+    """Assert everything; (duplicate triggers, duplicate resolves, PagerDuty requests)."""
+    ids, resolved = storm.ids, storm.resolved
+    expected_pages = Counter((i, *p) for i in ids for p in PAGES)
+    expected_notices = Counter(
+        (i, person, channel) for i in resolved for _, person, channel in PAGES
+    )
 
     # -- the store: every step exactly once, every page exactly once ------------------------------
     steps = db.steps()
@@ -234,13 +272,12 @@ def test_sigkill_storm_every_due_step_fires_exactly_once(
     assert set(resolve_requests) == {(k, i) for k in KEYS.values() for i in resolved}
     duplicate_resolves = sum(n - 1 for n in resolve_requests.values())
     assert len(snap.dropped) == duplicate_resolves  # a repeated resolve finds no open alert
+    assert len(snap.events) == (
+        len(ids) * len(KEYS) + duplicate_triggers + len(resolved) * len(KEYS) + duplicate_resolves
+    )
 
     # -- the processes ----------------------------------------------------------------------------
     assert len(cluster.all) == KILLS + 2
     errors = [e for p in cluster.all for e in p.errors()]
     assert errors == [], errors
-    print(
-        f"crash storm (seed {SEED}): {KILLS + 1} kills at {[round(m, 2) for m in moments]}s;"
-        f" {len(snap.events)} PagerDuty requests, duplicate triggers {duplicate_triggers},"
-        f" duplicate resolves {duplicate_resolves}"
-    )
+    return duplicate_triggers, duplicate_resolves, len(snap.events)

@@ -2,6 +2,8 @@
 
 - The wake-up channel itself (``escalation.wakeup``): a store transaction that schedules work
   notifies at commit only; listeners ignore other schemas; a lost LISTEN connection comes back.
+- A replica that claimed a step and stalled past its lease, while another replica took the step
+  over and fired it, fires nothing when it resumes (SQLite and PostgreSQL).
 - An idle replica whose poll is far away fires a step another replica scheduled (and then died)
   on time: the notification woke it, not the poll.
 - Three ``tocsin serve`` processes, a storm of escalating incidents posted round-robin, one
