@@ -4,6 +4,11 @@ Delivery is three stages kept apart so a crash re-sends rather than loses: rows 
 (leased) from the store, sent through their channel's Notifier, and only then recorded. What
 protects people and providers (rate limits, bundling, breakers, retry spacing) is a
 ``DeliveryPolicy``; ``adapters.dispatch`` builds the configured one.
+
+Every write re-reads the rows in its own transaction: a row an acknowledgement cancelled after
+the claim is neither sent, nor held (which would revive it), nor retried or fallen back. Rate
+limit slots are taken before the first await of a send, so rows delivered concurrently from one
+claim cannot all pass the same limit check.
 """
 
 from __future__ import annotations

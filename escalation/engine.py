@@ -315,8 +315,8 @@ class Engine:
         while True:
             async with self.store.transaction() as tx:
                 steps = await tx.claim_due_steps(now, self.owner, now + self.lease, self.batch)
-            for step in steps:
-                await self._fire(step)
+            if steps:
+                await self._fire_all(steps)
             if len(steps) < self.batch:
                 break
         while True:
@@ -328,34 +328,74 @@ class Engine:
                 break
         return await self.store.next_due()
 
+    async def _fire_all(self, steps: Sequence[StepRecord]) -> None:
+        """Fire a claimed batch in one transaction (one commit); conflicts retry one by one."""
+        d = self.directory()
+        fired: list[tuple[StepRecord, Changes, datetime]] = []
+        retry: list[StepRecord] = []
+        # One lock order across replicas (by incident) so batches never deadlock each other.
+        ordered = sorted(steps, key=lambda s: (s.incident_id, s.due_at, s.id))
+        try:
+            async with self.store.transaction() as tx:
+                for step in ordered:
+                    now = self.clock.now()
+                    inc, current, rows = await tx.step_context(step.id, step.incident_id)
+                    ch = self._decide(step, inc, current, rows, d, now)
+                    if ch is None:
+                        continue
+                    try:
+                        await tx.apply(ch)
+                    except Conflict:
+                        retry.append(step)
+                        continue
+                    fired.append((current or step, ch, now))
+        except Conflict:
+            fired, retry = [], list(ordered)  # the whole batch rolled back (e.g. a deadlock)
+        for step, ch, now in fired:
+            self._count(step, ch, now)
+        for step in retry:
+            await self._fire(step)
+
+    def _decide(
+        self,
+        step: StepRecord,
+        inc: IncidentRecord | None,
+        current: StepRecord | None,
+        rows: Sequence[OutboxRecord],
+        d: Directory,
+        now: datetime,
+    ) -> Changes | None:
+        """None when the step is no longer ours to fire (another replica fired, cancelled or
+        moved it after our lease ran out); else what firing it writes."""
+        if inc is not None:
+            if current is None or current.state != StepState.PENDING or current.due_at > now:
+                return None
+            step = current
+        return decide_step(step, inc, rows, d, now)
+
     async def _fire(self, step: StepRecord) -> None:
         for _ in range(8):
             now = self.clock.now()
             try:
                 async with self.store.transaction() as tx:
                     # Row-locks the incident: firings of one incident's steps take turns.
-                    inc = await tx.get_incident(step.incident_id)
-                    if inc is not None:
-                        # Our lease may have run out and another replica fired, cancelled or
-                        # moved the step meanwhile: fire only what is still pending and due.
-                        pending = await tx.steps_of(step.incident_id, pending_only=True)
-                        current = next((s for s in pending if s.id == step.id), None)
-                        if current is None or current.due_at > now:
-                            return
-                        step = current
-                    rows = await tx.outbox_of(step.incident_id) if inc is not None else []
-                    ch = decide_step(step, inc, rows, self.directory(), now)
+                    inc, current, rows = await tx.step_context(step.id, step.incident_id)
+                    ch = self._decide(step, inc, current, rows, self.directory(), now)
+                    if ch is None:
+                        return
                     await tx.apply(ch)
             except Conflict:
                 continue
-            fired = any(s[1] == StepState.FIRED for s in ch.step_updates)
-            if fired:
-                self.metrics.steps_fired.labels(str(step.tier), step.kind).inc()
-                self.metrics.lateness.observe(max(0.0, (now - step.due_at).total_seconds()))
-            if self.on_change is not None and (ch.new_outbox or ch.updated_incidents):
-                self.on_change()
+            self._count(current or step, ch, now)
             return
         log.error("step kept conflicting; will retry after its lease", extra={"step": step.id})
+
+    def _count(self, step: StepRecord, ch: Changes, now: datetime) -> None:
+        if any(s[1] == StepState.FIRED for s in ch.step_updates):
+            self.metrics.steps_fired.labels(str(step.tier), step.kind).inc()
+            self.metrics.lateness.observe(max(0.0, (now - step.due_at).total_seconds()))
+        if self.on_change is not None and (ch.new_outbox or ch.updated_incidents):
+            self.on_change()
 
     async def run(self) -> None:
         """Loop until ``stop()``: tick, then sleep until the next due time or a wake-up."""

@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "AlertRecord",
     "Changes",
+    "DeliveryOutcome",
     "IncidentRecord",
     "OutboxRecord",
     "OutboxState",
@@ -155,6 +156,19 @@ class TimelineEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """The result of one delivery attempt, written onto its outbox row (lease released)."""
+
+    outbox_id: str
+    state: OutboxState
+    attempts: int
+    error: str = ""
+    provider_id: str = ""  # empty keeps the stored one
+    sent_at: datetime | None = None  # None keeps the stored one
+    not_before: datetime | None = None  # None keeps the stored one
+
+
 @dataclass
 class Changes:
     """Everything one decision writes; applied atomically by the store."""
@@ -176,6 +190,7 @@ class Changes:
     cancel_outbox_of: list[tuple[str, tuple[str, ...]]] = field(
         default_factory=list
     )  # (incident_id, kinds): pending rows of these kinds → cancelled
+    deliveries: list[DeliveryOutcome] = field(default_factory=list)  # attempts' outcomes
 
     def __bool__(self) -> bool:
         return any(
@@ -191,6 +206,7 @@ class Changes:
                 self.cancel_steps_of,
                 self.new_outbox,
                 self.cancel_outbox_of,
+                self.deliveries,
             )
         )
 

@@ -131,7 +131,9 @@ def create_app(runtime: Runtime) -> web.Application:
     """Build the application around ``runtime``."""
     app = web.Application(
         middlewares=[metrics_middleware, error_middleware],
-        client_max_size=runtime.loaded.config.server.max_body_bytes + 1,
+        # aiohttp refuses bodies *larger* than client_max_size (request.read/post): exactly
+        # max_body_bytes is allowed, one more is a 413, as the receiver's own read_body does.
+        client_max_size=runtime.loaded.config.server.max_body_bytes,
     )
     app[RUNTIME] = runtime
     app.router.add_post("/api/v1/alertmanager", receive_alertmanager)

@@ -34,6 +34,7 @@ from escalation.model import OutboxRecord, OutboxState, Status
 from escalation.service import IncidentNotFound
 from escalation.store.base import IncidentFilter, StoreError
 from router.errors import ApiError
+from router.receiver import read_form
 
 if TYPE_CHECKING:
     from router.runtime import Runtime
@@ -69,7 +70,7 @@ async def _verified(request: web.Request) -> tuple[Runtime, dict[str, str]]:
     cfg: PhoneConfig | None = rt.loaded.config.adapters.phone
     if cfg is None:
         raise ApiError(404, "phone is not configured", "adapters.phone is not set", request.path)
-    raw = await request.post()
+    raw = await read_form(request)
     form: dict[str, str] = {}
     pairs: list[tuple[str, str]] = []
     for k, v in raw.items():

@@ -68,6 +68,17 @@ class Tx(Protocol):
     async def outbox_of(self, incident_id: str) -> list[OutboxRecord]:
         """Notifications of the incident, ordered by creation."""
 
+    async def delivery_context(
+        self, incident_ids: Sequence[str]
+    ) -> dict[str, tuple[IncidentRecord, list[AlertRecord]]]:
+        """Each existing incident with its alerts, for rendering notifications."""
+
+    async def step_context(
+        self, step_id: str, incident_id: str
+    ) -> tuple[IncidentRecord | None, StepRecord | None, list[OutboxRecord]]:
+        """What firing a step needs, in one round trip: the incident (locked for update on
+        backends that lock rows), the step as stored now, and the incident's outbox rows."""
+
     async def claim_due_steps(
         self, now: datetime, owner: str, lease_until: datetime, limit: int
     ) -> list[StepRecord]:

@@ -351,6 +351,29 @@ class _PgTx:
             )
         return [_step(r) for r in rows]
 
+    async def delivery_context(
+        self, incident_ids: Sequence[str]
+    ) -> dict[str, tuple[IncidentRecord, list[AlertRecord]]]:
+        """Each existing incident with its alerts, for rendering notifications (no row locks)."""
+        conn = self._c()
+        out = {}
+        for incident_id in dict.fromkeys(incident_ids):
+            inc = await _get_incident(conn, incident_id)
+            if inc is not None:
+                out[incident_id] = (inc, await self.alerts_of(incident_id))
+        return out
+
+    async def step_context(
+        self, step_id: str, incident_id: str
+    ) -> tuple[IncidentRecord | None, StepRecord | None, list[OutboxRecord]]:
+        """The incident (row-locked), the step as stored now, and the incident's outbox rows."""
+        inc = await self.get_incident(incident_id)
+        conn = self._c()
+        with _errors("step_context"):
+            row = await conn.fetchrow(f"SELECT {_STEP_COLS} FROM steps WHERE id = $1", step_id)
+        outbox = await self.outbox_of(incident_id) if inc is not None else []
+        return inc, (_step(row) if row is not None else None), outbox
+
     async def outbox_of(self, incident_id: str) -> list[OutboxRecord]:
         """Notifications of the incident, ordered by creation."""
         conn = self._c()
@@ -596,7 +619,25 @@ async def _apply_changes(conn: asyncpg.Connection, ch: Changes) -> None:
         # Wake the other replicas: delivered at commit (never for a rollback), so a listener
         # that reads next_due on receipt sees the rows. The payload names the schema.
         await conn.execute("SELECT pg_notify($1, coalesce(current_schema(), ''))", WAKEUP_CHANNEL)
-
+    if ch.deliveries:
+        await conn.executemany(
+            "UPDATE outbox SET state = $2, attempts = $3, last_error = $4,"
+            " provider_id = CASE WHEN $5 = '' THEN provider_id ELSE $5 END,"
+            " sent_at = COALESCE($6, sent_at), not_before = COALESCE($7, not_before),"
+            " lease_owner = NULL, lease_until = NULL WHERE id = $1",
+            [
+                (
+                    d.outbox_id,
+                    OutboxState(d.state).value,
+                    d.attempts,
+                    d.error,
+                    d.provider_id,
+                    _aware_opt(d.sent_at),
+                    _aware_opt(d.not_before),
+                )
+                for d in ch.deliveries
+            ],
+        )
 
 class PostgresStore:
     """The shared store for several replicas (see the module docstring)."""

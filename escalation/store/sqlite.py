@@ -284,6 +284,15 @@ def _q_steps_of(conn: sqlite3.Connection, incident_id: str, pending_only: bool) 
     return [_step(r) for r in rows]
 
 
+def _q_step_context(
+    conn: sqlite3.Connection, step_id: str, incident_id: str
+) -> tuple[IncidentRecord | None, StepRecord | None, list[OutboxRecord]]:
+    inc = _q_get_incident(conn, incident_id)
+    row = conn.execute(f"SELECT {_STEP_COLS} FROM steps WHERE id = ?", (step_id,)).fetchone()
+    outbox = _q_outbox_of(conn, incident_id) if inc is not None else []
+    return inc, (_step(row) if row is not None else None), outbox
+
+
 def _q_outbox_of(conn: sqlite3.Connection, incident_id: str) -> list[OutboxRecord]:
     rows = conn.execute(
         f"SELECT {_OUTBOX_COLS} FROM outbox WHERE incident_id = ? ORDER BY created_at, rowid",
@@ -530,6 +539,37 @@ def _apply_changes(conn: sqlite3.Connection, ch: Changes) -> None:
                 for o in ch.new_outbox
             ],
         )
+    if ch.deliveries:
+        conn.executemany(
+            "UPDATE outbox SET state = ?, attempts = ?, last_error = ?,"
+            " provider_id = CASE WHEN ? = '' THEN provider_id ELSE ? END,"
+            " sent_at = COALESCE(?, sent_at), not_before = COALESCE(?, not_before),"
+            " lease_owner = NULL, lease_until = NULL WHERE id = ?",
+            [
+                (
+                    OutboxState(d.state).value,
+                    d.attempts,
+                    d.error,
+                    d.provider_id,
+                    d.provider_id,
+                    _us_opt(d.sent_at),
+                    _us_opt(d.not_before),
+                    d.outbox_id,
+                )
+                for d in ch.deliveries
+            ],
+        )
+
+
+def _q_delivery_context(
+    conn: sqlite3.Connection, incident_ids: Sequence[str]
+) -> dict[str, tuple[IncidentRecord, list[AlertRecord]]]:
+    out = {}
+    for incident_id in dict.fromkeys(incident_ids):
+        inc = _q_get_incident(conn, incident_id)
+        if inc is not None:
+            out[incident_id] = (inc, _q_alerts_of(conn, incident_id))
+    return out
 
 
 def _q_apply(conn: sqlite3.Connection, ch: Changes) -> None:
@@ -725,6 +765,18 @@ class _SqliteTx:
     async def steps_of(self, incident_id: str, *, pending_only: bool = False) -> list[StepRecord]:
         """Scheduled steps of the incident, ordered by due time."""
         return await self._call(_q_steps_of, incident_id, pending_only)
+
+    async def step_context(
+        self, step_id: str, incident_id: str
+    ) -> tuple[IncidentRecord | None, StepRecord | None, list[OutboxRecord]]:
+        """The incident, the step as stored now, and the incident's outbox rows (one trip)."""
+        return await self._call(_q_step_context, step_id, incident_id)
+
+    async def delivery_context(
+        self, incident_ids: Sequence[str]
+    ) -> dict[str, tuple[IncidentRecord, list[AlertRecord]]]:
+        """Each existing incident with its alerts, for rendering notifications (one trip)."""
+        return await self._call(_q_delivery_context, list(incident_ids))
 
     async def outbox_of(self, incident_id: str) -> list[OutboxRecord]:
         """Notifications of the incident, ordered by creation."""

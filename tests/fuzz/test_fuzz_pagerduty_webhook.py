@@ -283,7 +283,3 @@ async def test_bodies_just_under_and_over_256_kib(batch: FuzzApp, delta: int, si
         assert resp.status == 403
 
 
-async def test_zz_debug(fuzz_app: FuzzApp) -> None:
-    print("DEBUG", fuzz_app.changes, fuzz_app.statuses)
-    for i in fuzz_app.seeded.incident_ids:
-        print(await fuzz_app.rt.store.timeline(i))

@@ -531,6 +531,7 @@ class Poster(threading.Thread):
             time.sleep(max(0.0, self.interval - (time.monotonic() - start)))
 
     def halt(self) -> None:
+        """Stop retrying (the current attempt still finishes)."""
         self._halted.set()
 
     @property
@@ -543,10 +544,12 @@ class Poster(threading.Thread):
 
 
 def sqlite_section(path: Path) -> dict[str, Any]:
+    """The ``store:`` section for a SQLite file."""
     return {"backend": "sqlite", "path": str(path)}
 
 
 def postgres_section(dsn: str, schema: str, pool_max: int = 10) -> dict[str, Any]:
+    """The ``store:`` section for PostgreSQL at ``dsn``, in its own ``schema``."""
     return {
         "backend": "postgres",
         "dsn": dsn,

@@ -88,13 +88,16 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, Any
     return postgres_section(dsn, schema), Db(dsn=dsn, schema=schema)
 
 
-class Cluster:
-    """The one ``tocsin serve`` process of the moment, restarted after every kill."""
+class Service:
+    """``tocsin serve``: the one process of the moment, restarted after every kill."""
 
     def __init__(self, config: Path, tmp: Path) -> None:
         self.config = config
         self.tmp = tmp
         self.all: list[ServeProc] = []
+        self.current: ServeProc | None = None
+
+    def start(self) -> None:
         self.current = self._start()
 
     def _start(self) -> ServeProc:
@@ -103,9 +106,11 @@ class Cluster:
         return p.wait_ready()
 
     def url(self) -> str:
+        assert self.current is not None
         return self.current.url
 
     def kill_and_restart(self) -> None:
+        assert self.current is not None
         self.current.kill()
         self.current = self._start()
 
@@ -114,10 +119,10 @@ class Cluster:
             p.stop()
 
 
-def _kill_at(cluster: Cluster, moments: list[float], t0: float) -> None:
+def _kill_at(service: Service, moments: list[float], t0: float) -> None:
     for at in moments:
         time.sleep(max(0.0, t0 + at - time.monotonic()))
-        cluster.kill_and_restart()
+        service.kill_and_restart()
 
 
 @dataclass
@@ -128,6 +133,7 @@ class Storm:
     resolved: set[str]
     kills: list[float]  # seconds into the storm
     last_kill: float  # seconds into the resolutions
+    retried_posts: int  # POSTs not answered 200 (and retried, as Alertmanager does)
 
 
 def test_sigkill_storm_every_due_step_fires_exactly_once(
@@ -141,41 +147,46 @@ def test_sigkill_storm_every_due_step_fires_exactly_once(
     config = serve_config(
         tmp_path, section, steps=STEPS, people=["p1", "p2", "p3"], pagerduty=pd_cfg
     )
-    cluster = Cluster(config, tmp_path)
+    service = Service(config, tmp_path)
     try:
         try:
-            storm = _storm(cluster, db, random.Random(SEED))
+            service.start()
+            storm = _storm(service, db, random.Random(SEED))
         finally:
-            cluster.stop()
-        dup_triggers, dup_resolves, requests = _check(cluster, db, pagerduty, storm)
+            service.stop()
+        dup_triggers, dup_resolves, requests = _check(service, db, pagerduty, storm)
     except BaseException:
-        for p in cluster.all:
+        for p in service.all:
             print(f"----- {p.name} -----\n{p.output()[-4000:]}")
         raise
     record_property("duplicate_triggers", dup_triggers)
     record_property("duplicate_resolves", dup_resolves)
     print(
         f"crash storm (seed {SEED}): killed {[round(k, 2) for k in storm.kills]}s into the storm"
-        f" and {storm.last_kill:.2f}s into the resolutions;"
+        f" and {storm.last_kill:.2f}s into the resolutions; {storm.retried_posts} POSTs retried;"
         f" {requests} PagerDuty requests, duplicate triggers {dup_triggers},"
         f" duplicate resolves {dup_resolves}"
     )
 
 
-def _storm(cluster: Cluster, db: Db, rng: random.Random) -> Storm:
+def _storm(service: Service, db: Db, rng: random.Random) -> Storm:
     names = [f"Storm{i:02d}" for i in range(INCIDENTS)]
     started = datetime.now(UTC)
     poster = Poster(
-        [am_body(n, started) for n in names], cluster.url, interval=STORM_SECONDS / INCIDENTS
+        [am_body(n, started) for n in names], service.url, interval=STORM_SECONDS / INCIDENTS
     )
     # Kills anywhere from the first alerts to the last tier's due time.
     kills = sorted(rng.uniform(0.3, STORM_SECONDS + LAST_TIER) for _ in range(KILLS))
     t0 = time.monotonic()
     poster.start()
-    _kill_at(cluster, kills, t0)
-    poster.join(60)
+    try:
+        _kill_at(service, kills, t0)
+        poster.join(60)
+    finally:
+        poster.halt()  # a failed test leaves no thread retrying in the background
     assert poster.accepted == INCIDENTS, poster.statuses
     assert set(poster.statuses) <= {0, 200, 503}, Counter(poster.statuses)
+    retried = poster.retried
 
     incidents = {r["key"]: r["id"] for r in db.incidents()}
     assert len(incidents) == INCIDENTS
@@ -190,14 +201,19 @@ def _storm(cluster: Cluster, db: Db, rng: random.Random) -> Storm:
     # Resolve every other incident; kill once more while the resolutions go out.
     resolving = names[::2]
     poster = Poster(
-        [am_body(n, started, status="resolved") for n in resolving], cluster.url, interval=0.02
+        [am_body(n, started, status="resolved") for n in resolving], service.url, interval=0.02
     )
     last_kill = rng.uniform(0.05, 0.6)
     t0 = time.monotonic()
     poster.start()
-    _kill_at(cluster, [last_kill], t0)
-    poster.join(60)
+    try:
+        _kill_at(service, [last_kill], t0)
+        poster.join(60)
+    finally:
+        poster.halt()
     assert poster.accepted == len(resolving), poster.statuses
+    assert set(poster.statuses) <= {0, 200, 503}, Counter(poster.statuses)
+    retried += poster.retried
     resolved = {incidents[k] for n in resolving for k in incidents if f'alertname="{n}"' in k}
     assert len(resolved) == len(resolving)
 
@@ -207,11 +223,11 @@ def _storm(cluster: Cluster, db: Db, rng: random.Random) -> Storm:
 
     wait_for(notified, timeout=30, what="every resolved notice delivered")
     time.sleep(1.5)  # anything still to come (a duplicate) would arrive now
-    return Storm(ids, resolved, kills, last_kill)
+    return Storm(ids, resolved, kills, last_kill, retried)
 
 
 def _check(
-    cluster: Cluster, db: Db, pagerduty: ThreadedPagerDuty, storm: Storm
+    service: Service, db: Db, pagerduty: ThreadedPagerDuty, storm: Storm
 ) -> tuple[int, int, int]:
     """Assert everything; (duplicate triggers, duplicate resolves, PagerDuty requests)."""
     ids, resolved = storm.ids, storm.resolved
@@ -277,7 +293,7 @@ def _check(
     )
 
     # -- the processes ----------------------------------------------------------------------------
-    assert len(cluster.all) == KILLS + 2
-    errors = [e for p in cluster.all for e in p.errors()]
+    assert len(service.all) == KILLS + 2
+    errors = [e for p in service.all for e in p.errors()]
     assert errors == [], errors
     return duplicate_triggers, duplicate_resolves, len(snap.events)
