@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -25,7 +26,9 @@ from escalation.directory import Directory
 from escalation.fallback import fallback_row
 from escalation.metrics import EscalationMetrics
 from escalation.model import (
+    AlertRecord,
     Changes,
+    DeliveryOutcome,
     IncidentRecord,
     OutboxRecord,
     OutboxState,
@@ -109,6 +112,17 @@ class SimplePolicy:
         return None
 
 
+@dataclass
+class _Plan:
+    """What one dispatch decided and what its sends returned, written in one transaction."""
+
+    held: list[tuple[list[OutboxRecord], datetime, str, bool]] = field(default_factory=list)
+    results: list[tuple[list[OutboxRecord], DeliveryResult]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.held or self.results)
+
+
 class OutboxDispatcher:
     """Sends claimed outbox rows and records every attempt on the row and the timeline."""
 
@@ -135,114 +149,122 @@ class OutboxDispatcher:
         self._last_sent: dict[tuple[str, str], datetime] = {}
 
     async def dispatch(self, rows: Sequence[OutboxRecord]) -> None:
-        """Deliver rows claimed together; rows to one person and channel travel as one bundle."""
+        """Deliver rows claimed together; rows to one person and channel travel as one bundle.
+
+        Four steps: read what the rows' incidents and rows are now (one transaction); decide
+        for every bundle in turn, with no await in between, whether it is held, fails at once
+        or is sent (so concurrent bundles see each other in the limits and the breaker); send
+        concurrently; record every outcome in one transaction. A crash before that record
+        re-sends rather than loses.
+        """
         policy = self.policy()
         now = self.clock.now()
         groups: dict[tuple[str, str], list[OutboxRecord]] = defaultdict(list)
-        singles: list[list[OutboxRecord]] = []
+        batches: list[list[OutboxRecord]] = []
         for r in sorted(rows, key=lambda r: (r.not_before, r.created_at, r.id)):
             if policy.bundles(r.channel) and r.kind in _BUNDLED_KINDS:
                 groups[(r.person, r.channel)].append(r)
             else:
-                singles.append([r])
-        batches = singles + list(groups.values())
-        await asyncio.gather(*(self._deliver(batch, policy, now) for batch in batches))
+                batches.append([r])
+        batches += list(groups.values())
 
-    async def _current(
-        self, tx: Tx, rows: Sequence[OutboxRecord]
-    ) -> tuple[dict[str, IncidentRecord], dict[str, OutboxRecord]]:
-        """The rows' incidents and the rows as stored now, read inside ``tx``.
-
-        Reading the incident first takes its lock (PostgreSQL), so an acknowledgement cannot
-        cancel these rows between this read and the writes that follow in the same ``tx``.
-        """
-        incidents: dict[str, IncidentRecord] = {}
-        stored: dict[str, OutboxRecord] = {}
-        for iid in dict.fromkeys(r.incident_id for r in rows):
-            inc = await tx.get_incident(iid)
-            if inc is not None:
-                incidents[iid] = inc
-            stored.update((o.id, o) for o in await tx.outbox_of(iid))
-        return incidents, stored
-
-    async def _postpone(
-        self, rows: Sequence[OutboxRecord], until: datetime, why: str, *, note: bool = False
-    ) -> None:
-        """Hold rows until ``until`` without spending an attempt (none was made)."""
-        now = self.clock.now()
         async with self.store.transaction() as tx:
-            _, stored = await self._current(tx, rows)
-            ch = Changes()
-            for r in rows:
-                if not _pending(stored.get(r.id)):
-                    continue  # cancelled meanwhile (an ack): holding it would revive it
-                await tx.record_delivery(
-                    r.id, OutboxState.PENDING, attempts=r.attempts, error=why, not_before=until
-                )
-                if note:
-                    what, when = _WHAT.get(r.kind, r.kind), until.isoformat()
-                    ch.timeline.append(
-                        TimelineEvent(
-                            r.incident_id,
-                            now,
-                            "delivery",
-                            "tocsin",
-                            r.channel,
-                            f"{what} to {r.person} via {r.channel} held until {when}: {why}",
-                            {"outbox": r.id, "outcome": "held", "until": when},
-                        )
-                    )
-            if ch:
-                await tx.apply(ch)
-
-    async def _deliver(
-        self, batch: list[OutboxRecord], policy: DeliveryPolicy, now: datetime
-    ) -> None:
-        async with self.store.transaction() as tx:
-            incidents, stored = await self._current(tx, batch)
-            # Rows cancelled (an ack) or settled elsewhere since the claim are not sent.
-            batch = [r for r in batch if _pending(stored.get(r.id))]
-            # A page about an incident that is over is moot; its "resolved" notice is not.
+            incidents, stored, alerts = await self._current(tx, rows, alerts=True)
             moot = [
                 r
-                for r in batch
-                if r.kind in _BUNDLED_KINDS
+                for r in rows
+                if _pending(stored.get(r.id))
+                and r.kind in _BUNDLED_KINDS
                 and r.incident_id in incidents
                 and incidents[r.incident_id].status == Status.RESOLVED
             ]
-            for r in moot:
-                await tx.record_delivery(
-                    r.id, OutboxState.CANCELLED, attempts=r.attempts, error="incident resolved"
+            if moot:
+                # A page about an incident that is over is moot; its "resolved" notice is not.
+                await tx.apply(
+                    Changes(
+                        deliveries=[
+                            DeliveryOutcome(
+                                r.id, OutboxState.CANCELLED, r.attempts, "incident resolved"
+                            )
+                            for r in moot
+                        ]
+                    )
                 )
-        gone = [r for r in batch if r.incident_id not in incidents]
-        if gone:
-            await self._record(
-                gone, DeliveryResult(ok=False, error="incident not found"), policy, now
-            )
-        live = [r for r in batch if r.incident_id in incidents and r not in moot]
-        if not live:
-            return
-        # From here to the reservation nothing awaits: batches delivered concurrently see
-        # each other's sends in the rate limits and the breaker's probe slot.
+        skip = {r.id for r in moot}
+
+        plan = _Plan()
+        sends: list[tuple[list[OutboxRecord], Notifier, Delivery]] = []
+        for batch in batches:
+            # Rows cancelled (an ack) or settled elsewhere since the claim are not sent.
+            batch = [r for r in batch if _pending(stored.get(r.id)) and r.id not in skip]
+            if not batch:
+                continue
+            gone = [r for r in batch if r.incident_id not in incidents]
+            if gone:
+                plan.results.append((gone, DeliveryResult(ok=False, error="incident not found")))
+            live = [r for r in batch if r.incident_id in incidents]
+            if live:
+                send = self._decide(live, incidents, alerts, policy, now, plan)
+                if send is not None:
+                    sends.append((live, *send))
+
+        async def one(live: list[OutboxRecord], notifier: Notifier, delivery: Delivery) -> None:
+            head = live[0]
+            try:
+                result = await notifier.notify(delivery)
+            except Exception as e:  # an adapter bug must not stop delivery of everything else
+                log.exception("notifier raised", extra={"channel": head.channel, "outbox": head.id})
+                result = DeliveryResult(ok=False, retryable=True, error=f"{type(e).__name__}: {e}")
+            policy.outcome(head.channel, result.ok, now)
+            if result.ok or result.unknown:
+                self._last_sent[(head.person, head.channel)] = now
+            plan.results.append((live, result))
+
+        if sends:
+            await asyncio.gather(*(one(*s) for s in sends))
+        if plan:
+            await self._write(plan, policy, now)
+
+    async def _current(
+        self, tx: Tx, rows: Sequence[OutboxRecord], *, alerts: bool = False
+    ) -> tuple[dict[str, IncidentRecord], dict[str, OutboxRecord], dict[str, list[AlertRecord]]]:
+        """The rows' incidents and the rows as stored now, read inside ``tx`` in one trip.
+
+        Reading the incident takes its lock (PostgreSQL), so an acknowledgement cannot cancel
+        these rows between this read and the writes that follow in the same ``tx``.
+        """
+        return await tx.delivery_state(
+            [r.incident_id for r in rows], [r.id for r in rows], alerts=alerts
+        )
+
+    def _decide(
+        self,
+        live: list[OutboxRecord],
+        incidents: Mapping[str, IncidentRecord],
+        alerts: Mapping[str, list[AlertRecord]],
+        policy: DeliveryPolicy,
+        now: datetime,
+        plan: _Plan,
+    ) -> tuple[Notifier, Delivery] | None:
+        """Hold, fail or send one bundle; a send's slot in the limits is reserved here."""
         head = live[0]
-        pair = (head.person, head.channel)
         if policy.bundles(head.channel) and head.kind in _BUNDLED_KINDS:
-            last = self._last_sent.get(pair)
+            last = self._last_sent.get((head.person, head.channel))
             if last is not None and now < last + policy.bundle_window:
                 # Something went to this person moments ago: hold these and send them together.
-                await self._postpone(live, last + policy.bundle_window, "bundling")
-                return
+                plan.held.append((live, last + policy.bundle_window, "bundling", False))
+                return None
         until = policy.admit(head, now)
         if until is not None:
             self.metrics.notifications.labels(head.channel, "rate_limited").inc()
-            await self._postpone(live, until, "rate limited")
-            return
+            plan.held.append((live, until, "rate limited", False))
+            return None
         notifier = self.notifiers().get(head.channel)
         if notifier is None:
-            result = DeliveryResult(
-                ok=False, error=f"no adapter is configured for channel {head.channel!r}"
-            )
-        elif not policy.available(head.channel, now):
+            error = f"no adapter is configured for channel {head.channel!r}"
+            plan.results.append((live, DeliveryResult(ok=False, error=error)))
+            return None
+        if not policy.available(head.channel, now):
             # Breaker open: fall back at once where the person has a next channel; hold the
             # rest (no attempt spent) until the breaker lets a try through again.
             why = f"circuit breaker open for {head.channel}"
@@ -251,42 +273,80 @@ class OutboxDispatcher:
             if held:
                 self.metrics.notifications.labels(head.channel, "breaker_open").inc()
                 reopen = policy.reopens_at(head.channel, now) or now + _BREAKER_RECHECK
-                await self._postpone(held, reopen, why, note=True)
+                plan.held.append((held, reopen, why, True))
             if now_fb:
-                await self._record(now_fb, DeliveryResult(ok=False, error=why), policy, now)
-            return
-        else:
-            policy.sent(head, now)  # reserve the slot before the first await
-            inc = incidents[head.incident_id]
-            async with self.store.transaction() as tx:
-                alerts = await tx.alerts_of(inc.id)
-            delivery = Delivery(
-                head,
-                inc,
-                self.person_details(head.person),
-                self.links(inc, head),
-                bundle=tuple(live[1:]),
-                bundle_incidents={k: v for k, v in incidents.items() if k != inc.id},
-                alerts=tuple(alerts),
-            )
-            try:
-                result = await notifier.notify(delivery)
-            except Exception as e:  # an adapter bug must not stop delivery of everything else
-                log.exception("notifier raised", extra={"channel": head.channel, "outbox": head.id})
-                result = DeliveryResult(ok=False, retryable=True, error=f"{type(e).__name__}: {e}")
-            policy.outcome(head.channel, result.ok, now)
-            if result.ok or result.unknown:
-                self._last_sent[pair] = now
-        await self._record(live, result, policy, now)
+                plan.results.append((now_fb, DeliveryResult(ok=False, error=why)))
+            return None
+        policy.sent(head, now)  # reserve the slot before any await
+        inc = incidents[head.incident_id]
+        others = {r.incident_id for r in live[1:]} - {inc.id}
+        delivery = Delivery(
+            head,
+            inc,
+            self.person_details(head.person),
+            self.links(inc, head),
+            bundle=tuple(live[1:]),
+            bundle_incidents={i: incidents[i] for i in others},
+            alerts=tuple(alerts.get(inc.id, ())),
+        )
+        return notifier, delivery
 
-    async def _record(
+    async def _write(self, plan: _Plan, policy: DeliveryPolicy, now: datetime) -> None:
+        """Record every hold and every attempt's outcome in one transaction."""
+        touched = [r for rows, *_ in plan.held for r in rows]
+        touched += [r for rows, _ in plan.results for r in rows]
+        async with self.store.transaction() as tx:
+            current, stored, _ = await self._current(tx, touched)
+            ch = Changes()
+            for rows, until, why, note in plan.held:
+                self._hold(ch, rows, stored, until, why, note, now)
+            for rows, result in plan.results:
+                self._record(ch, rows, result, current, stored, policy, now)
+            if ch:
+                await tx.apply(ch)
+
+    def _hold(
         self,
+        ch: Changes,
+        rows: Sequence[OutboxRecord],
+        stored: Mapping[str, OutboxRecord],
+        until: datetime,
+        why: str,
+        note: bool,
+        now: datetime,
+    ) -> None:
+        """Hold rows until ``until`` without spending an attempt (none was made)."""
+        for r in rows:
+            if not _pending(stored.get(r.id)):
+                continue  # cancelled meanwhile (an ack): holding it would revive it
+            ch.deliveries.append(
+                DeliveryOutcome(r.id, OutboxState.PENDING, r.attempts, why, not_before=until)
+            )
+            if note:
+                what, when = _WHAT.get(r.kind, r.kind), until.isoformat()
+                ch.timeline.append(
+                    TimelineEvent(
+                        r.incident_id,
+                        now,
+                        "delivery",
+                        "tocsin",
+                        r.channel,
+                        f"{what} to {r.person} via {r.channel} held until {when}: {why}",
+                        {"outbox": r.id, "outcome": "held", "until": when},
+                    )
+                )
+
+    def _record(
+        self,
+        ch: Changes,
         rows: Sequence[OutboxRecord],
         result: DeliveryResult,
+        current: Mapping[str, IncidentRecord],
+        stored: Mapping[str, OutboxRecord],
         policy: DeliveryPolicy,
         now: datetime,
     ) -> None:
-        """Write one attempt's outcome on its rows; fall back on failure while still triggered."""
+        """One attempt's outcome on its rows; fall back on failure while still triggered."""
         head = rows[0]
         attempts = head.attempts + 1
         delay = None
@@ -319,78 +379,75 @@ class OutboxDispatcher:
             else None
         )
         bundled = f" (bundle of {len(rows)})" if len(rows) > 1 else ""
-        async with self.store.transaction() as tx:
-            current, stored = await self._current(tx, rows)
-            ch = Changes()
-            for r in rows:
-                what = _WHAT.get(r.kind, r.kind)
-                tried = f"{what} to {r.person} via {r.channel}"
-                attempt = f"(attempt {r.attempts + 1}): {result.error}"
-                data = {
-                    "outbox": r.id,
-                    "outcome": outcome,
-                    "attempt": r.attempts + 1,
-                    "provider_id": result.provider_id,
-                }
-                if not _pending(stored.get(r.id)) and state in (
-                    OutboxState.PENDING,
-                    OutboxState.FAILED,
-                ):
-                    # Cancelled while the attempt was in flight (an ack): a failed attempt is
-                    # noted, but neither retried nor fallen back, and the row stays cancelled.
+        for r in rows:
+            what = _WHAT.get(r.kind, r.kind)
+            tried = f"{what} to {r.person} via {r.channel}"
+            attempt = f"(attempt {r.attempts + 1}): {result.error}"
+            data = {
+                "outbox": r.id,
+                "outcome": outcome,
+                "attempt": r.attempts + 1,
+                "provider_id": result.provider_id,
+            }
+            if not _pending(stored.get(r.id)) and state in (
+                OutboxState.PENDING,
+                OutboxState.FAILED,
+            ):
+                # Cancelled while the attempt was in flight (an ack): a failed attempt is
+                # noted, but neither retried nor fallen back, and the row stays cancelled.
+                ch.timeline.append(
+                    TimelineEvent(
+                        r.incident_id,
+                        now,
+                        "delivery",
+                        "tocsin",
+                        r.channel,
+                        f"{tried} failed {attempt} {_MOOT}",
+                        {**data, "outcome": "failed"},
+                    )
+                )
+                continue
+            # What went out (or may have) is recorded as such even if cancelled meanwhile.
+            ch.deliveries.append(
+                DeliveryOutcome(
+                    r.id,
+                    state,
+                    r.attempts + 1,
+                    result.error,
+                    result.provider_id,
+                    sent_at=now if result.ok else None,
+                    not_before=not_before,
+                )
+            )
+            if result.ok:
+                msg = f"{what} delivered to {r.person} via {r.channel}{bundled}"
+            else:
+                msg = f"{tried} {outcome} {attempt}"
+            ch.timeline.append(
+                TimelineEvent(r.incident_id, now, "delivery", "tocsin", r.channel, msg, data)
+            )
+            # The incident as it is now: no fallback once someone has acknowledged.
+            r_inc = current.get(r.incident_id)
+            if (
+                state == OutboxState.FAILED
+                and r_inc is not None
+                and r.kind == "page"
+                and r_inc.status == Status.TRIGGERED
+            ):
+                nxt = fallback_row(r, self.directory().people.get(r.person), now)
+                if nxt is not None:
+                    ch.new_outbox.append(nxt)
                     ch.timeline.append(
                         TimelineEvent(
                             r.incident_id,
                             now,
-                            "delivery",
+                            "fallback",
                             "tocsin",
-                            r.channel,
-                            f"{tried} failed {attempt} {_MOOT}",
-                            {**data, "outcome": "failed"},
+                            "engine",
+                            f"{r.channel} to {r.person} failed; falling back to {nxt.channel}",
+                            {"outbox": r.id, "next": nxt.id},
                         )
                     )
-                    continue
-                # What went out (or may have) is recorded as such even if cancelled meanwhile.
-                await tx.record_delivery(
-                    r.id,
-                    state,
-                    attempts=r.attempts + 1,
-                    error=result.error,
-                    provider_id=result.provider_id,
-                    sent_at=now if result.ok else None,
-                    not_before=not_before,
-                )
-                if result.ok:
-                    msg = f"{what} delivered to {r.person} via {r.channel}{bundled}"
-                else:
-                    msg = f"{tried} {outcome} {attempt}"
-                ch.timeline.append(
-                    TimelineEvent(r.incident_id, now, "delivery", "tocsin", r.channel, msg, data)
-                )
-                # The incident as it is now: no fallback once someone has acknowledged.
-                r_inc = current.get(r.incident_id)
-                if (
-                    state == OutboxState.FAILED
-                    and r_inc is not None
-                    and r.kind == "page"
-                    and r_inc.status == Status.TRIGGERED
-                ):
-                    nxt = fallback_row(r, self.directory().people.get(r.person), now)
-                    if nxt is not None:
-                        ch.new_outbox.append(nxt)
-                        ch.timeline.append(
-                            TimelineEvent(
-                                r.incident_id,
-                                now,
-                                "fallback",
-                                "tocsin",
-                                "engine",
-                                f"{r.channel} to {r.person} failed; falling back to {nxt.channel}",
-                                {"outbox": r.id, "next": nxt.id},
-                            )
-                        )
-            if ch:
-                await tx.apply(ch)
 
     def _falls_back(self, row: OutboxRecord, inc: IncidentRecord, now: datetime) -> bool:
         """Would failing ``row`` now write a fallback row (see ``_record``)?"""

@@ -11,6 +11,7 @@ send no Referer (the token is a credential).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from html import escape
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from escalation.actions import Action, IllegalTransition
 from escalation.model import IncidentRecord, Status, status_reached
 from escalation.service import IncidentNotFound
 from escalation.store.base import StoreError
+from router.receiver import clean_text, read_form
 
 if TYPE_CHECKING:
     from router.runtime import Runtime
@@ -109,6 +111,14 @@ async def _verified(
         claims = signer.verify(token, action, rt.clock.now())
     except BadLink as e:
         return _rejected(action, e)
+    except (OverflowError, ValueError, OSError):
+        # Correctly signed, but an expiry no datetime holds (only the secret's holder can
+        # make one): refused like any malformed link rather than a 500.
+        return _rejected(action, BadLink("malformed"))
+    # Signed JSON may carry lone surrogates (\udc80 escapes); the store cannot encode them.
+    claims = replace(
+        claims, incident_id=clean_text(claims.incident_id), person=clean_text(claims.person)
+    )
     try:
         inc = await rt.store.get_incident(claims.incident_id)
     except StoreError:
@@ -146,7 +156,7 @@ async def perform_link(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     token: str | None = None
     if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        form = await read_form(request)
         value = form.get("token")
         token = value if isinstance(value, str) else None
     token = token or request.query.get("token")

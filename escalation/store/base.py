@@ -68,10 +68,12 @@ class Tx(Protocol):
     async def outbox_of(self, incident_id: str) -> list[OutboxRecord]:
         """Notifications of the incident, ordered by creation."""
 
-    async def delivery_context(
-        self, incident_ids: Sequence[str]
-    ) -> dict[str, tuple[IncidentRecord, list[AlertRecord]]]:
-        """Each existing incident with its alerts, for rendering notifications."""
+    async def delivery_state(
+        self, incident_ids: Sequence[str], row_ids: Sequence[str], *, alerts: bool = False
+    ) -> tuple[dict[str, IncidentRecord], dict[str, OutboxRecord], dict[str, list[AlertRecord]]]:
+        """What a delivery decides on, in one round trip: the existing incidents (locked for
+        update on backends that lock rows), the outbox rows as stored now, and (if asked)
+        each incident's alerts."""
 
     async def step_context(
         self, step_id: str, incident_id: str

@@ -351,17 +351,26 @@ class _PgTx:
             )
         return [_step(r) for r in rows]
 
-    async def delivery_context(
-        self, incident_ids: Sequence[str]
-    ) -> dict[str, tuple[IncidentRecord, list[AlertRecord]]]:
-        """Each existing incident with its alerts, for rendering notifications (no row locks)."""
-        conn = self._c()
-        out = {}
-        for incident_id in dict.fromkeys(incident_ids):
-            inc = await _get_incident(conn, incident_id)
+    async def delivery_state(
+        self, incident_ids: Sequence[str], row_ids: Sequence[str], *, alerts: bool = False
+    ) -> tuple[dict[str, IncidentRecord], dict[str, OutboxRecord], dict[str, list[AlertRecord]]]:
+        """The incidents (row-locked, in id order), the outbox rows as stored now, and (if
+        asked) each incident's alerts."""
+        incidents: dict[str, IncidentRecord] = {}
+        found_alerts: dict[str, list[AlertRecord]] = {}
+        for incident_id in sorted(set(incident_ids)):
+            inc = await self.get_incident(incident_id)
             if inc is not None:
-                out[incident_id] = (inc, await self.alerts_of(incident_id))
-        return out
+                incidents[incident_id] = inc
+                if alerts:
+                    found_alerts[incident_id] = await self.alerts_of(incident_id)
+        conn = self._c()
+        with _errors("delivery_state"):
+            recs = await conn.fetch(
+                f"SELECT {_OUTBOX_COLS} FROM outbox WHERE id = ANY($1::text[])",
+                list(dict.fromkeys(row_ids)),
+            )
+        return incidents, {o.id: o for o in map(_outbox, recs)}, found_alerts
 
     async def step_context(
         self, step_id: str, incident_id: str

@@ -561,15 +561,25 @@ def _apply_changes(conn: sqlite3.Connection, ch: Changes) -> None:
         )
 
 
-def _q_delivery_context(
-    conn: sqlite3.Connection, incident_ids: Sequence[str]
-) -> dict[str, tuple[IncidentRecord, list[AlertRecord]]]:
-    out = {}
+def _q_delivery_state(
+    conn: sqlite3.Connection, incident_ids: Sequence[str], row_ids: Sequence[str], alerts: bool
+) -> tuple[dict[str, IncidentRecord], dict[str, OutboxRecord], dict[str, list[AlertRecord]]]:
+    incidents: dict[str, IncidentRecord] = {}
+    found_alerts: dict[str, list[AlertRecord]] = {}
     for incident_id in dict.fromkeys(incident_ids):
         inc = _q_get_incident(conn, incident_id)
         if inc is not None:
-            out[incident_id] = (inc, _q_alerts_of(conn, incident_id))
-    return out
+            incidents[incident_id] = inc
+            if alerts:
+                found_alerts[incident_id] = _q_alerts_of(conn, incident_id)
+    rows: dict[str, OutboxRecord] = {}
+    ids = list(dict.fromkeys(row_ids))
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        for r in conn.execute(f"SELECT {_OUTBOX_COLS} FROM outbox WHERE id IN ({marks})", chunk):
+            o = _outbox(r)
+            rows[o.id] = o
+    return incidents, rows, found_alerts
 
 
 def _q_apply(conn: sqlite3.Connection, ch: Changes) -> None:
@@ -772,11 +782,12 @@ class _SqliteTx:
         """The incident, the step as stored now, and the incident's outbox rows (one trip)."""
         return await self._call(_q_step_context, step_id, incident_id)
 
-    async def delivery_context(
-        self, incident_ids: Sequence[str]
-    ) -> dict[str, tuple[IncidentRecord, list[AlertRecord]]]:
-        """Each existing incident with its alerts, for rendering notifications (one trip)."""
-        return await self._call(_q_delivery_context, list(incident_ids))
+    async def delivery_state(
+        self, incident_ids: Sequence[str], row_ids: Sequence[str], *, alerts: bool = False
+    ) -> tuple[dict[str, IncidentRecord], dict[str, OutboxRecord], dict[str, list[AlertRecord]]]:
+        """The incidents (existing ones), the outbox rows as stored now, and (if asked) each
+        incident's alerts — what a delivery decides on, in one trip."""
+        return await self._call(_q_delivery_state, list(incident_ids), list(row_ids), alerts)
 
     async def outbox_of(self, incident_id: str) -> list[OutboxRecord]:
         """Notifications of the incident, ordered by creation."""
