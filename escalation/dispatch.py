@@ -113,6 +113,20 @@ class SimplePolicy:
 
 
 @dataclass
+class _Prepared:
+    """What ``prepare`` read for one claim."""
+
+    rows: Sequence[OutboxRecord]
+    batches: list[list[OutboxRecord]]
+    incidents: dict[str, IncidentRecord]
+    stored: dict[str, OutboxRecord]
+    alerts: dict[str, list[AlertRecord]]
+    skip: set[str]
+    policy: DeliveryPolicy
+    now: datetime
+
+
+@dataclass
 class _Plan:
     """What one dispatch decided and what its sends returned, written in one transaction."""
 
@@ -157,6 +171,12 @@ class OutboxDispatcher:
         concurrently; record every outcome in one transaction. A crash before that record
         re-sends rather than loses.
         """
+        async with self.store.transaction() as tx:
+            prepared = await self.prepare(tx, rows)
+        await self.finish(prepared)
+
+    async def prepare(self, tx: Tx, rows: Sequence[OutboxRecord]) -> _Prepared:
+        """The read (and moot cancellations) of ``dispatch``, inside the caller's transaction."""
         policy = self.policy()
         now = self.clock.now()
         groups: dict[tuple[str, str], list[OutboxRecord]] = defaultdict(list)
@@ -168,29 +188,35 @@ class OutboxDispatcher:
                 batches.append([r])
         batches += list(groups.values())
 
-        async with self.store.transaction() as tx:
-            incidents, stored, alerts = await self._current(tx, rows, alerts=True)
-            moot = [
-                r
-                for r in rows
-                if _pending(stored.get(r.id))
-                and r.kind in _BUNDLED_KINDS
-                and r.incident_id in incidents
-                and incidents[r.incident_id].status == Status.RESOLVED
-            ]
-            if moot:
-                # A page about an incident that is over is moot; its "resolved" notice is not.
-                await tx.apply(
-                    Changes(
-                        deliveries=[
-                            DeliveryOutcome(
-                                r.id, OutboxState.CANCELLED, r.attempts, "incident resolved"
-                            )
-                            for r in moot
-                        ]
-                    )
+        incidents, stored, alerts = await self._current(tx, rows, alerts=True)
+        moot = [
+            r
+            for r in rows
+            if _pending(stored.get(r.id))
+            and r.kind in _BUNDLED_KINDS
+            and r.incident_id in incidents
+            and incidents[r.incident_id].status == Status.RESOLVED
+        ]
+        if moot:
+            # A page about an incident that is over is moot; its "resolved" notice is not.
+            await tx.apply(
+                Changes(
+                    deliveries=[
+                        DeliveryOutcome(
+                            r.id, OutboxState.CANCELLED, r.attempts, "incident resolved"
+                        )
+                        for r in moot
+                    ]
                 )
-        skip = {r.id for r in moot}
+            )
+        return _Prepared(rows, batches, incidents, stored, alerts, {r.id for r in moot}, policy, now)
+
+    async def finish(self, p: _Prepared) -> None:
+        """Decide, send and record what ``prepare`` read (after its transaction committed)."""
+        batches, incidents, stored, alerts, policy, now = (
+            p.batches, p.incidents, p.stored, p.alerts, p.policy, p.now
+        )
+        skip = p.skip
 
         plan = _Plan()
         sends: list[tuple[list[OutboxRecord], Notifier, Delivery]] = []

@@ -313,34 +313,37 @@ class Engine:
         """Fire everything due now, deliver everything due now; return the next due time."""
         now = self.clock.now()
         while True:
-            async with self.store.transaction() as tx:
-                steps = await tx.claim_due_steps(now, self.owner, now + self.lease, self.batch)
-            if steps:
-                await self._fire_all(steps)
-            if len(steps) < self.batch:
+            claimed = await self._claim_and_fire(now)
+            if claimed < self.batch:
                 break
         while True:
             async with self.store.transaction() as tx:
                 rows = await tx.claim_outbox(now, self.owner, now + self.lease, self.batch)
-            if rows:
-                await self.dispatcher.dispatch(rows)
+                prepared = await self.dispatcher.prepare(tx, rows) if rows else None
+            if prepared is not None:
+                await self.dispatcher.finish(prepared)
             if len(rows) < self.batch:
                 break
         return await self.store.next_due()
 
-    async def _fire_all(self, steps: Sequence[StepRecord]) -> None:
-        """Fire a claimed batch in one transaction (one commit); conflicts retry one by one."""
+    async def _claim_and_fire(self, now: datetime) -> int:
+        """Claim due steps and fire them in the same transaction (one commit per batch).
+
+        A step whose apply conflicts (another writer moved its incident) is retried on its own
+        after the commit; if the whole batch rolls back (a deadlock), nothing was claimed and
+        the next tick tries again.
+        """
         d = self.directory()
         fired: list[tuple[StepRecord, Changes, datetime]] = []
         retry: list[StepRecord] = []
-        # One lock order across replicas (by incident) so batches never deadlock each other.
-        ordered = sorted(steps, key=lambda s: (s.incident_id, s.due_at, s.id))
         try:
             async with self.store.transaction() as tx:
-                for step in ordered:
-                    now = self.clock.now()
+                steps = await tx.claim_due_steps(now, self.owner, now + self.lease, self.batch)
+                # One lock order across replicas (by incident) so batches never deadlock.
+                for step in sorted(steps, key=lambda s: (s.incident_id, s.due_at, s.id)):
+                    at = self.clock.now()
                     inc, current, rows = await tx.step_context(step.id, step.incident_id)
-                    ch = self._decide(step, inc, current, rows, d, now)
+                    ch = self._decide(step, inc, current, rows, d, at)
                     if ch is None:
                         continue
                     try:
@@ -348,13 +351,14 @@ class Engine:
                     except Conflict:
                         retry.append(step)
                         continue
-                    fired.append((current or step, ch, now))
+                    fired.append((current or step, ch, at))
         except Conflict:
-            fired, retry = [], list(ordered)  # the whole batch rolled back (e.g. a deadlock)
-        for step, ch, now in fired:
-            self._count(step, ch, now)
+            return 0
+        for step, ch, at in fired:
+            self._count(step, ch, at)
         for step in retry:
             await self._fire(step)
+        return len(steps)
 
     def _decide(
         self,
