@@ -403,20 +403,27 @@ class Engine:
 
     async def run(self) -> None:
         """Loop until ``stop()``: tick, then sleep until the next due time or a wake-up."""
+        failures = 0
         while not self._stopping:
             self._wake.clear()
+            # After a failure, retry at 1s, 2s, 4s … up to 15s: quick when the store comes
+            # back, without a log line every second through a long outage.
+            backoff = timedelta(seconds=min(15, 2 ** min(failures, 4)))
             try:
                 nxt = await self.tick()
+                failures = 0
             except StoreError as e:
+                failures += 1
                 self.metrics.engine_errors.inc()
-                log.error("engine tick failed; retrying", extra={"error": str(e)})
-                nxt = self.clock.now() + timedelta(seconds=1)
+                log.error("engine tick failed; retrying", extra={"error": str(e), "retry_in": backoff.total_seconds()})
+                nxt = self.clock.now() + backoff
             except Exception:
                 # Anything else is a bug (or an error a backend failed to translate); letting it
                 # end this task would stop every page for good, silently. Log it loudly, retry.
+                failures += 1
                 self.metrics.engine_errors.inc()
                 log.exception("engine tick failed unexpectedly; retrying")
-                nxt = self.clock.now() + timedelta(seconds=1)
+                nxt = self.clock.now() + backoff
             ceiling = self.clock.now() + self.poll
             await self._sleep(min(nxt, ceiling) if nxt else ceiling)
 

@@ -80,32 +80,24 @@ class EscalationService:
         async with self.store.transaction() as tx:
             keys = sorted(groups)
             await tx.lock_keys(keys)
-            by_key = await tx.incidents_by_key(keys)
-            missing = [k for k in keys if k not in by_key]
-            by_occ: dict = {}
-            if missing:
-                occ = [
-                    (c.alert.fingerprint, c.alert.starts_at)
-                    for k in missing
-                    for c in groups[k].items
-                    if c.alert.starts_at is not None
-                ]
-                by_occ = await tx.incidents_by_occurrence(occ) if occ else {}
+            ctx = await tx.ingest_context(
+                {
+                    k: [
+                        (c.alert.fingerprint, c.alert.starts_at)
+                        for c in groups[k].items
+                        if c.alert.starts_at is not None
+                    ]
+                    for k in keys
+                }
+            )
             # Resolve each key to an incident; keys landing on the same incident decide together.
             target: dict[str, IncidentRecord | None] = {}
             for k in keys:
-                inc = by_key.get(k)
-                if inc is None:
-                    ids = [
-                        by_occ[(c.alert.fingerprint, c.alert.starts_at)]
-                        for c in groups[k].items
-                        if (c.alert.fingerprint, c.alert.starts_at) in by_occ
-                    ]
-                    if ids:
-                        inc = await tx.get_incident(ids[0])
-                        if inc is not None:
-                            # A `continue: true` route or a second receiver: same alerts, same incident.
-                            all_changes.key_aliases.append((k, inc.id))
+                inc = ctx.by_key.get(k)
+                if inc is None and k in ctx.by_occurrence:
+                    inc = ctx.incidents[ctx.by_occurrence[k]]
+                    # A `continue: true` route or a second receiver: same alerts, same incident.
+                    all_changes.key_aliases.append((k, inc.id))
                 target[k] = inc
             merged: dict[str, tuple[str, list[Classified], IncidentRecord | None]] = {}
             for k in keys:
@@ -116,8 +108,8 @@ class EscalationService:
                 else:
                     merged[slot] = (k, list(groups[k].items), inc)
             for key, items, inc in merged.values():
-                alerts = await tx.alerts_of(inc.id) if inc is not None else []
-                paged = await tx.outbox_of(inc.id) if inc is not None else []
+                alerts = ctx.alerts.get(inc.id, []) if inc is not None else []
+                paged = ctx.outbox.get(inc.id, []) if inc is not None else []
                 ch, outcome = decide_ingest(
                     key, items, inc, alerts, paged,
                     now=now, directory=d, receiver=receiver, group_key=n.group_key,

@@ -23,7 +23,7 @@ from escalation.model import (
     TimelineEvent,
 )
 
-__all__ = ["Conflict", "IncidentFilter", "Store", "StoreError", "Tx"]
+__all__ = ["Conflict", "IncidentFilter", "IngestContext", "Store", "StoreError", "Tx"]
 
 
 class StoreError(Exception):
@@ -42,6 +42,17 @@ class IncidentFilter:
     limit: int = 100
 
 
+@dataclass(frozen=True)
+class IngestContext:
+    """Everything deciding an ingest needs, read in one round trip."""
+
+    by_key: dict[str, IncidentRecord]  # key (or alias) → the latest incident it points at
+    by_occurrence: dict[str, str]  # key without an incident → incident holding one of its alerts
+    incidents: dict[str, IncidentRecord]  # every incident named above, by id
+    alerts: dict[str, list[AlertRecord]]  # incident id → its alert occurrences
+    outbox: dict[str, list[OutboxRecord]]  # incident id → its notifications
+
+
 class Tx(Protocol):
     """Operations inside one transaction."""
 
@@ -55,6 +66,12 @@ class Tx(Protocol):
         self, occurrences: Sequence[tuple[str, datetime]]
     ) -> dict[tuple[str, datetime], str]:
         """(fingerprint, startsAt) → id of the newest incident holding that occurrence."""
+
+    async def ingest_context(
+        self, occurrences_by_key: dict[str, list[tuple[str, datetime]]]
+    ) -> IngestContext:
+        """For each key: its latest incident, else the newest incident holding one of the
+        key's (fingerprint, startsAt) occurrences; with those incidents' alerts and outbox."""
 
     async def get_incident(self, incident_id: str) -> IncidentRecord | None:
         """One incident, locked for update on backends that lock rows."""

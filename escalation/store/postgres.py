@@ -45,7 +45,7 @@ from escalation.model import (
     StepState,
     TimelineEvent,
 )
-from escalation.store.base import Conflict, IncidentFilter, StoreError, Tx
+from escalation.store.base import Conflict, IncidentFilter, IngestContext, StoreError, Tx
 from escalation.store.migrations import migrate_postgres, quote_ident
 from escalation.wakeup import WAKEUP_CHANNEL, PgWakeupListener
 
@@ -371,6 +371,33 @@ class _PgTx:
                 list(dict.fromkeys(row_ids)),
             )
         return incidents, {o.id: o for o in map(_outbox, recs)}, found_alerts
+
+    async def ingest_context(
+        self, occurrences_by_key: dict[str, list[tuple[str, datetime]]]
+    ) -> IngestContext:
+        """What an ingest decides on (see ``Tx.ingest_context``); found-by-occurrence
+        incidents are row-locked."""
+        by_key = await self.incidents_by_key(list(occurrences_by_key))
+        incidents = {inc.id: inc for inc in by_key.values()}
+        by_occurrence: dict[str, str] = {}
+        missing = {k: occ for k, occ in occurrences_by_key.items() if k not in by_key and occ}
+        if missing:
+            found = await self.incidents_by_occurrence([o for occ in missing.values() for o in occ])
+            for key, occurrences in missing.items():
+                hit = next((found[o] for o in occurrences if o in found), None)
+                if hit is not None:
+                    by_occurrence[key] = hit
+        for incident_id in sorted(set(by_occurrence.values()) - set(incidents)):
+            inc = await self.get_incident(incident_id)
+            if inc is not None:
+                incidents[incident_id] = inc
+        return IngestContext(
+            by_key=by_key,
+            by_occurrence={k: v for k, v in by_occurrence.items() if v in incidents},
+            incidents=incidents,
+            alerts={i: await self.alerts_of(i) for i in incidents},
+            outbox={i: await self.outbox_of(i) for i in incidents},
+        )
 
     async def step_context(
         self, step_id: str, incident_id: str

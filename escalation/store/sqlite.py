@@ -48,7 +48,7 @@ from escalation.model import (
     StepState,
     TimelineEvent,
 )
-from escalation.store.base import Conflict, IncidentFilter, StoreError, Tx
+from escalation.store.base import IngestContext, Conflict, IncidentFilter, StoreError, Tx
 from escalation.store.migrations import migrate_sqlite
 
 __all__ = ["SINGLE_REPLICA_MESSAGE", "SqliteStore"]
@@ -264,6 +264,33 @@ def _q_incidents_by_occurrence(
         if row is not None:
             out[(fingerprint, starts_at)] = row[0]
     return out
+
+
+def _q_ingest_context(
+    conn: sqlite3.Connection, occurrences_by_key: dict[str, list[tuple[str, datetime]]]
+) -> IngestContext:
+    by_key = _q_incidents_by_key(conn, list(occurrences_by_key))
+    incidents = {inc.id: inc for inc in by_key.values()}
+    by_occurrence: dict[str, str] = {}
+    for key, occurrences in occurrences_by_key.items():
+        if key in by_key or not occurrences:
+            continue
+        found = _q_incidents_by_occurrence(conn, occurrences)
+        for occ in occurrences:
+            if occ in found:
+                by_occurrence[key] = found[occ]
+                break
+    for incident_id in set(by_occurrence.values()) - set(incidents):
+        inc = _q_get_incident(conn, incident_id)
+        if inc is not None:
+            incidents[incident_id] = inc
+    return IngestContext(
+        by_key=by_key,
+        by_occurrence={k: v for k, v in by_occurrence.items() if v in incidents},
+        incidents=incidents,
+        alerts={i: _q_alerts_of(conn, i) for i in incidents},
+        outbox={i: _q_outbox_of(conn, i) for i in incidents},
+    )
 
 
 def _q_alerts_of(conn: sqlite3.Connection, incident_id: str) -> list[AlertRecord]:
@@ -775,6 +802,12 @@ class _SqliteTx:
     async def steps_of(self, incident_id: str, *, pending_only: bool = False) -> list[StepRecord]:
         """Scheduled steps of the incident, ordered by due time."""
         return await self._call(_q_steps_of, incident_id, pending_only)
+
+    async def ingest_context(
+        self, occurrences_by_key: dict[str, list[tuple[str, datetime]]]
+    ) -> IngestContext:
+        """What an ingest decides on, in one trip (see ``Tx.ingest_context``)."""
+        return await self._call(_q_ingest_context, occurrences_by_key)
 
     async def step_context(
         self, step_id: str, incident_id: str
