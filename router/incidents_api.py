@@ -176,7 +176,7 @@ async def act_on_incident(request: web.Request) -> web.Response:
     if raw.strip():
         try:
             body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: too deep
             raise ApiError(400, "invalid JSON", "the body must be a JSON object or empty") from None
         if not isinstance(body, dict):
             raise ApiError(400, "invalid payload", "the body must be a JSON object", "")
