@@ -14,6 +14,7 @@ from escalation.service import IncidentNotFound
 from escalation.store.base import IncidentFilter, StoreError
 from router.auth import require_api_token
 from router.errors import ApiError
+from router.receiver import clean_text
 
 __all__ = ["add_incident_routes", "incident_json", "incident_summary"]
 
@@ -186,6 +187,8 @@ async def act_on_incident(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid payload", f"note must be a string of at most {_MAX_NOTE} characters", "note")
     if not isinstance(actor, str) or not actor or len(actor) > 200:
         raise ApiError(400, "invalid payload", "actor must be a non-empty string", "actor")
+    # JSON strings may hold lone surrogates (\udc80 escapes); the store cannot encode them.
+    note, actor = clean_text(note), clean_text(actor)
     if action == Action.NOTE and not note.strip():
         raise ApiError(400, "invalid payload", "a note needs non-empty 'note'", "note")
     if action == Action.REOPEN:

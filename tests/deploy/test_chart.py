@@ -28,7 +28,15 @@ from .conftest import CHART, EXAMPLES, NAMESPACE, RELEASE, ROOT, Helm
 
 HA = EXAMPLES / "values-ha.yaml"
 SQLITE = EXAMPLES / "values-sqlite.yaml"
-DOCS = ROOT / "docs" / "deploy.md"
+README = ROOT / "README.md"
+
+
+def _deployment_section() -> str:
+    """The README's "## Deployment" section (up to the next level-2 heading)."""
+    text = README.read_text()
+    start = text.index("\n## Deployment\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
 DOCKERFILE = ROOT / "Dockerfile"
 
 
@@ -759,7 +767,7 @@ def test_notes_give_the_webhook_config_and_the_reload(helm: Helm) -> None:
 
 
 def _docs_alertmanager_config() -> dict[str, Any]:
-    blocks = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.S)
+    blocks = re.findall(r"```yaml\n(.*?)```", _deployment_section(), re.S)
     (block,) = [b for b in blocks if b.startswith("# alertmanager.yml")]
     return yaml.safe_load(block)
 
@@ -782,7 +790,7 @@ def test_docs_alertmanager_config_matches_the_chart(helm: Helm, tmp_path: Path) 
 
 
 def test_docs_pagerduty_subscription_matches_the_handler() -> None:
-    text = DOCS.read_text()
+    text = _deployment_section()
     assert f"https://tocsin.example.com{WEBHOOK_PATH}" in text
     listed = re.search(r"\*\*Event subscription:\*\* (.*?)\(", text, re.S)
     assert listed is not None
@@ -794,7 +802,7 @@ def test_docs_pagerduty_subscription_matches_the_handler() -> None:
 
 
 def test_docs_helm_commands_name_real_files() -> None:
-    text = DOCS.read_text()
+    text = _deployment_section()
     for example in re.findall(r"-f (helm/examples/\S+\.yaml)", text):
         assert (ROOT / example).is_file(), example
     assert {"helm/examples/values-ha.yaml", "helm/examples/values-sqlite.yaml"} <= set(

@@ -50,7 +50,7 @@ PRESETS: tuple[str, ...] = (
     "code-project",
     "pipeline-guard",
 )
-"""The five seed presets (docs/presets.md maps each to its seed document)."""
+"""The five seed presets (the README's "Severity presets" section maps each to its seed document)."""
 
 # One distinct person per role, so a notification's person says which tier paged it.
 ROLE_PEOPLE: dict[str, str] = {

@@ -14,7 +14,7 @@ unexpected page fails it, and ``no_error_logs`` fails any test that logged an er
 
 The tables below are transcribed from the seed documents in /work/shared/seeds (the quoted
 phrase is the source of each time), NOT computed from rules/presets/*.yaml. Where a document
-gives no cancelling condition, the ``unless`` column follows docs/presets.md's conventions
+gives no cancelling condition, the ``unless`` column follows the README's "Severity presets" section's conventions
 ("not mitigated in N" -> mitigated, "unresolved / can't resolve in N" -> resolved, a tier at the
 response time is the "nobody acknowledged" escalation -> acknowledged, a management tier given
 only a time -> mitigated).
@@ -80,7 +80,7 @@ class Level:
 
     preset: str
     severity: str  # the alert's `severity` label: the document's own name for the level
-    key: str  # the canonical level it maps to (docs/presets.md's table)
+    key: str  # the canonical level it maps to (the README's preset table)
     pages: tuple[Page, ...]
     act_at: int  # when (b) acknowledges and (c) resolves: just before the first escalation
     until: int  # long enough to pass every tier
@@ -303,7 +303,7 @@ LEVELS: tuple[Level, ...] = (
         (
             Page(0, "oncall", ACK),  # "Escalation: On-call engineer handles"
             # "SEV3 | 2 hours" (Management Escalation Timeline); the level's own text says
-            # "notify manager if extends >4 hours": the dedicated table is used (docs/presets.md).
+            # "notify manager if extends >4 hours": the dedicated table is used (the README's "Severity presets" section).
             Page(2 * HOUR, "manager", RESOLVED),
             Page(8 * HOUR, "director", RESOLVED),  # "SEV3 | 2 hours | 8 hours"
             Page(24 * HOUR, "executive", RESOLVED),  # "If extended >24h"

@@ -308,8 +308,9 @@ async def test_actions_on_real_incidents_with_any_note_and_actor(
     assert resp.status in (200, 409), answer  # 409: not legal in the incident's status
     assert changed == (resp.status == 200), answer
     if resp.status == 200 and action == "notes":
-        notes = [e for e in answer["timeline"] if e["source"] == "api"]
-        assert clean_text(doc["note"].strip()) in [clean_text(e["message"]) for e in notes] or notes
+        last = [e for e in answer["timeline"] if e["kind"] == "note"][-1]
+        want = (clean_text(doc["note"]), clean_text(doc.get("actor", "writer")), "api")
+        assert (last["message"], last["actor"], last["source"]) == want, last
 
 
 @fuzz_settings(20)

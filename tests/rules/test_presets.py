@@ -2,7 +2,7 @@
 
 The expected values below are transcribed from the incident-response procedures in
 /work/shared/seeds (quoted next to each entry), not copied from the YAML. Where a document is
-ambiguous the choice recorded in docs/presets.md is what is expected here.
+ambiguous the choice recorded in the README's "Severity presets" section is what is expected here.
 """
 
 from __future__ import annotations
