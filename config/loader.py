@@ -205,6 +205,8 @@ def parse_document(
     """
     try:
         root = yaml.compose(text, Loader=_Loader)
+    except RecursionError:  # PyYAML composes recursively: a few hundred levels exhaust the stack
+        raise ConfigError(_too_deep(text, file)) from None
     except yaml.MarkedYAMLError as exc:
         raise ConfigError(_syntax_problem(exc, file)) from None
     except yaml.YAMLError as exc:  # ReaderError: a character YAML does not allow
@@ -225,12 +227,36 @@ def parse_document(
         env=os.environ if env is None else env,
         substitute_env=substitute_env,
         read_secret_files=read_secret_files,
+        max_values=len(text) + _MAX_ALIASED_VALUES,
     )
     builder.positions[()] = _mark(root)
-    data = builder.build(root, ())
+    try:
+        data = builder.build(root, ())
+    except RecursionError:
+        raise ConfigError(_too_deep(text, file)) from None
     if builder.problems:
         raise ConfigError(_sorted_unique(builder.problems))
     return Document(file=file, data=data, positions=builder.positions)
+
+
+def _too_deep(text: str, file: str) -> Problem:
+    """The problem for a document nested too deeply to load, at its deepest collection."""
+    depth, deepest, where = 0, 0, None
+    try:
+        # Events come from an iterative parser: walking them cannot recurse.
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > deepest:
+                    deepest, where = depth, event.start_mark
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        pass  # a syntax error further on: the depth seen so far is what failed
+    message = f"invalid YAML: nested {deepest} levels deep, too deep to load"
+    if where is None:
+        return Problem(file, None, None, "", "invalid YAML: nested too deep to load")
+    return Problem(file, where.line + 1, where.column + 1, "", message)
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, file: str) -> Problem:
@@ -254,6 +280,10 @@ def _short_tag(tag: str) -> str:
     return "!!" + tag[len(_TAG) :] if tag.startswith(_TAG) else tag
 
 
+# How many values aliases may add beyond what the text itself holds: a few lines of anchors
+# repeating anchors ("billion laughs") would otherwise expand to billions of values.
+_MAX_ALIASED_VALUES = 100_000
+
 _ENV_REF = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|\$\{")
 
 
@@ -268,6 +298,7 @@ class _Builder:
         env: Mapping[str, str],
         substitute_env: bool,
         read_secret_files: bool,
+        max_values: int,
     ) -> None:
         self.file = file
         self.base_dir = base_dir
@@ -278,11 +309,22 @@ class _Builder:
         self.positions: dict[Loc, tuple[int, int]] = {}
         # Collection nodes currently being built: an alias back into one of them is a cycle.
         self._active: set[int] = set()
+        self._values_left = max_values
 
     def problem(self, pos: tuple[int | None, int | None], loc: Loc, message: str) -> None:
         self.problems.append(Problem(self.file, pos[0], pos[1], format_path(loc), message))
 
     def build(self, node: yaml.Node, loc: Loc) -> Any:
+        self._values_left -= 1
+        if self._values_left < 0:
+            if self._values_left == -1:  # say it once
+                self.problem(
+                    _mark(node),
+                    loc,
+                    "the document expands to too many values: aliases repeat aliases "
+                    f"(more than {_MAX_ALIASED_VALUES} values added by aliases)",
+                )
+            return None
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node, loc)
         if id(node) in self._active:

@@ -742,14 +742,23 @@ class _Batch:
 
 
 def _with_prelude(
-    conn: sqlite3.Connection, prelude: list[str], fn: Callable[..., _T], args: tuple[Any, ...]
+    conn: sqlite3.Connection,
+    prelude: list[str | Changes],
+    fn: Callable[..., _T],
+    args: tuple[Any, ...],
 ) -> _T:
-    for sql in prelude:
-        if sql == "BEGIN IMMEDIATE":
+    for item in prelude:
+        if isinstance(item, Changes):
+            _q_apply(conn, item)
+        elif item == "BEGIN IMMEDIATE":
             _begin(conn)
         else:
-            conn.execute(sql)
+            conn.execute(item)
     return fn(conn, *args)
+
+
+def _noop(conn: sqlite3.Connection) -> None:
+    return None
 
 
 def _rollback_unit(conn: sqlite3.Connection) -> bool:
@@ -862,8 +871,18 @@ class _SqliteTx:
         return await self._call(_q_seen_delivery, source, delivery_id, now)
 
     async def apply(self, changes: Changes) -> None:
-        """Write ``changes`` all-or-nothing; raises Conflict if an updated incident moved."""
-        await self._call(_q_apply, changes)
+        """Write ``changes`` all-or-nothing; raises Conflict if an updated incident moved.
+
+        Changes without a compare-and-set ride along with the unit's next trip to the worker
+        thread (a later read in the same unit, or the unit's release/commit), so their errors
+        surface there at the latest; a compare-and-set runs at once so Conflict comes from here.
+        """
+        if self.done:
+            raise StoreError("transaction already finished")
+        if changes.updated_incidents:
+            await self._call(_q_apply, changes)  # a compare-and-set may raise Conflict: now
+        else:
+            self._store._prelude.append(changes)
 
 
 class SqliteStore:
@@ -882,7 +901,8 @@ class SqliteStore:
         self._lock = asyncio.Lock()
         self._queued = 0
         self._batch: _Batch | None = None
-        self._prelude: list[str] = []
+        self._prelude: list[str | Changes] = []
+        self._unit_started = False  # the current unit's SAVEPOINT has reached the database
         self._executor: ThreadPoolExecutor | None = None
         self._closing = False
         # Owned by the worker thread once open.
@@ -1054,27 +1074,34 @@ class SqliteStore:
                     self._prelude.append("BEGIN IMMEDIATE")
                 mark = len(self._prelude)
                 self._prelude.append("SAVEPOINT unit")
+                self._unit_started = False
                 batch.units += 1
                 tx = _SqliteTx(self)
                 try:
                     yield tx
                 except BaseException:
                     tx.done = True
-                    if len(self._prelude) > mark:
-                        del self._prelude[mark:]  # the unit never touched the database
+                    if not self._unit_started:
+                        del self._prelude[mark:]  # nothing of this unit reached the database
                     else:
                         await self._undo_unit(batch)
                     raise
                 tx.done = True
-                if len(self._prelude) > mark:
-                    del self._prelude[mark:]
+                writes = any(isinstance(x, Changes) for x in self._prelude)
+                if not self._unit_started and not writes:
+                    del self._prelude[mark:]  # the unit never touched the database
                 else:
                     self._prelude.append("RELEASE unit")
-                if self._queued > 0 and batch.units < _MAX_BATCH:
-                    commit_now = False  # the next unit in line commits for us
-                else:
-                    commit_now = True
+                commit_now = self._queued == 0 or batch.units >= _MAX_BATCH
+                if commit_now:
                     await self._commit_batch(batch)
+                elif writes:
+                    # Write now (the next unit commits for us) so this unit's errors are its own.
+                    try:
+                        await self._run_in_tx(_noop)
+                    except BaseException:
+                        await self._undo_unit(batch)
+                        raise
         except BaseException:
             if batch is None:
                 self._queued -= 1
@@ -1093,15 +1120,19 @@ class SqliteStore:
     async def _run_in_tx(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run pending unit statements, then ``fn``, in one trip to the worker thread."""
         prelude, self._prelude = self._prelude, []
+        if prelude:
+            self._unit_started = True
         return await self._call(_with_prelude, self._writer_conn(), prelude, fn, args)
 
     async def _commit_batch(self, batch: _Batch) -> None:
         self._batch = None
         prelude, self._prelude = self._prelude, []
         try:
-            if "BEGIN IMMEDIATE" not in prelude:  # something was written: make it durable
+            # A batch whose BEGIN never ran and that holds no write has nothing to commit.
+            if "BEGIN IMMEDIATE" not in prelude or any(isinstance(x, Changes) for x in prelude):
                 await self._call(_with_prelude, self._writer_conn(), prelude, _commit, ())
         except BaseException as e:
+            await self._rollback_quietly()
             err = e if isinstance(e, StoreError) else StoreError(f"SQLite {self._path}: commit failed: {e}")
             if not batch.done.done():
                 batch.done.set_exception(err)
