@@ -44,6 +44,7 @@ def payload(i: int, alerts: int = 1, status: str = "firing", group: str | None =
     items = [
         {
             "status": status,
+            "fingerprint": f"{hash((g, j)) & 0xFFFFFFFFFFFFFFFF:016x}",  # Alertmanager sends one
             "labels": {"alertname": "BenchAlert", "group": g, "instance": f"host-{j}:9100", "severity": "critical"},
             "annotations": {"summary": f"bench alert {j} of {g}"},
             "startsAt": "2026-11-22T12:00:00.123456789Z",

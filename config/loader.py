@@ -57,8 +57,30 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\Z")
 # --------------------------------------------------------------------------- YAML 1.2 scalars
 
 
+_MAX_DEPTH = 100  # nesting levels; no configuration needs more
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader whose implicit scalar types are the YAML 1.2 core schema (see module doc)."""
+    """SafeLoader whose implicit scalar types are the YAML 1.2 core schema (see module doc).
+
+    Nesting is limited to ``_MAX_DEPTH`` levels: PyYAML composes recursively, so a few hundred
+    ``[`` would otherwise end in a RecursionError, and scanning deep flow collections costs
+    time quadratic in their depth.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > _MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {_MAX_DEPTH} levels deep", mark
+                )
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {}
@@ -205,8 +227,6 @@ def parse_document(
     """
     try:
         root = yaml.compose(text, Loader=_Loader)
-    except RecursionError:  # PyYAML composes recursively: a few hundred levels exhaust the stack
-        raise ConfigError(_too_deep(text, file)) from None
     except yaml.MarkedYAMLError as exc:
         raise ConfigError(_syntax_problem(exc, file)) from None
     except yaml.YAMLError as exc:  # ReaderError: a character YAML does not allow
@@ -230,33 +250,10 @@ def parse_document(
         max_values=len(text) + _MAX_ALIASED_VALUES,
     )
     builder.positions[()] = _mark(root)
-    try:
-        data = builder.build(root, ())
-    except RecursionError:
-        raise ConfigError(_too_deep(text, file)) from None
+    data = builder.build(root, ())
     if builder.problems:
         raise ConfigError(_sorted_unique(builder.problems))
     return Document(file=file, data=data, positions=builder.positions)
-
-
-def _too_deep(text: str, file: str) -> Problem:
-    """The problem for a document nested too deeply to load, at its deepest collection."""
-    depth, deepest, where = 0, 0, None
-    try:
-        # Events come from an iterative parser: walking them cannot recurse.
-        for event in yaml.parse(text, Loader=_Loader):
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > deepest:
-                    deepest, where = depth, event.start_mark
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-    except yaml.YAMLError:
-        pass  # a syntax error further on: the depth seen so far is what failed
-    message = f"invalid YAML: nested {deepest} levels deep, too deep to load"
-    if where is None:
-        return Problem(file, None, None, "", "invalid YAML: nested too deep to load")
-    return Problem(file, where.line + 1, where.column + 1, "", message)
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, file: str) -> Problem:

@@ -14,7 +14,9 @@ from typing import Any, Protocol
 
 from rules.alerts import Alert, Notification
 from rules.matrix import Matrix, rank
-from rules.schema import Compare, Outcome, Rule
+from rules.matchers import Matcher
+from rules.schema import Compare, Conditions, Outcome, Rule
+from rules.templates import Template
 
 __all__ = ["Classification", "Classifier", "RuleTrace", "TimeWindow"]
 
@@ -74,6 +76,17 @@ class _Acc:
 
 
 @dataclass(frozen=True)
+class _Compiled:
+    rule: Rule
+    name: str
+    matchers: tuple[Matcher, ...]
+    when: Conditions
+    cont: bool
+    key: Template | None
+    title: Template | None
+
+
+@dataclass(frozen=True)
 class _Located:
     rule: Rule
     file: str
@@ -93,6 +106,17 @@ class Classifier:
         self.default = default or Outcome()
         self.calendars = dict(calendars or {})
         self._rules = [_Located(r, f) for f, rules in rule_files for r in rules]
+        # Plain fields read once: pydantic's private attributes are slow on a hot path.
+        self._compiled = [
+            _Compiled(
+                lr.rule, lr.rule.name, tuple(lr.rule.matchers), lr.rule.when,
+                lr.rule.continue_, lr.rule.key_template, lr.rule.title_template,
+            )
+            for lr in self._rules
+        ]
+        self._default_tpls = (self.default.key_template, self.default.title_template)
+        self._last_group: Notification | None = None
+        self._last_firing = 0
 
     @property
     def rules(self) -> list[Rule]:
@@ -100,16 +124,21 @@ class Classifier:
 
     # -- classification -------------------------------------------------------------------
 
+    def _firing(self, group: Notification) -> int:
+        # Every alert of a group is classified in turn; count its firing alerts once.
+        if self._last_group is not group:
+            self._last_group, self._last_firing = group, group.firing_count
+        return self._last_firing
+
     def classify(self, alert: Alert, group: Notification, now: datetime) -> Classification:
         """Classify ``alert`` (one of ``group.alerts``) as of ``now``."""
         acc = _Acc()
-        for lr in self._rules:
-            rule = lr.rule
-            if self._failures(rule, alert, group, now, first_only=True):
+        for c in self._compiled:
+            if self._fails_fast(c, alert, group, now):
                 continue
-            self._apply(acc, rule, alert, group, first=not acc.matched)
-            acc.matched.append(rule.name)
-            if not rule.continue_:
+            self._apply(acc, c.rule, alert, group, first=not acc.matched, tpls=(c.key, c.title))
+            acc.matched.append(c.name)
+            if not c.cont:
                 break
         if not acc.matched:
             self._apply(acc, self.default, alert, group, first=True)
@@ -117,17 +146,19 @@ class Classifier:
         if acc.severity is None:
             acc.severity = self._default_severity()
             acc.reasons.append(f"severity from the default: {acc.severity}")
-        ctx = _context(alert, group, self.matrix.level(acc.severity).name)
+        level_name = self.matrix.level(acc.severity).name
         key = acc.key
         title = acc.title
-        if key is None and self.default.key_template is not None and acc.matched:
-            key = self.default.key_template.render(ctx)
+        dkey, dtitle = self._default_tpls
+        if key is None and dkey is not None and acc.matched:
+            key = dkey.render(_context(alert, group, level_name))
         if title is None:
-            tpl = self.default.title_template
-            title = (tpl.render(ctx) if tpl else None) or _fallback_title(alert)
+            title = (
+                dtitle.render(_context(alert, group, level_name)) if dtitle else None
+            ) or _fallback_title(alert)
         return Classification(
             severity=acc.severity,
-            severity_name=self.matrix.level(acc.severity).name,
+            severity_name=level_name,
             policy=acc.policy if acc.policy is not None else self.default.policy,
             team=acc.team if acc.team is not None else self.default.team,
             incident_key=key or None,
@@ -146,9 +177,17 @@ class Classifier:
         return self.matrix.default_level
 
     def _apply(
-        self, acc: _Acc, out: Outcome, alert: Alert, group: Notification, *, first: bool
+        self,
+        acc: _Acc,
+        out: Outcome,
+        alert: Alert,
+        group: Notification,
+        *,
+        first: bool,
+        tpls: tuple[Template | None, Template | None] | None = None,
     ) -> None:
         name = out.name if isinstance(out, Rule) else "default"
+        key_tpl, title_tpl = tpls if tpls is not None else (out.key_template, out.title_template)
         sev = self._severity_of(acc, out, alert, name)
         if sev is not None:
             if acc.severity is None:
@@ -160,18 +199,22 @@ class Classifier:
         for attr, value in (("policy", out.policy), ("team", out.team)):
             if value is not None and getattr(acc, attr) is None:
                 setattr(acc, attr, value)
+        want_key = acc.key is None and key_tpl is not None
+        want_title = acc.title is None and title_tpl is not None
+        if not (want_key or want_title):
+            return
         level = self.matrix.level(acc.severity or self._default_severity())
         ctx = _context(alert, group, level.name)
         # A template that fails or renders empty sets nothing: a later rule or the fallback
         # decides, so no incident is keyed or titled "".
-        if acc.key is None and out.key_template is not None:
-            acc.key = out.key_template.render(ctx) or None
+        if want_key and key_tpl is not None:
+            acc.key = key_tpl.render(ctx) or None
             if acc.key is None:
                 acc.reasons.append(
                     f"{name}: incident_key template failed or was empty; using the group key"
                 )
-        if acc.title is None and out.title_template is not None:
-            acc.title = out.title_template.render(ctx) or None
+        if want_title and title_tpl is not None:
+            acc.title = title_tpl.render(ctx) or None
 
     def _severity_of(self, acc: _Acc, out: Outcome, alert: Alert, name: str) -> str | None:
         for label in out.severity_from:
@@ -188,6 +231,17 @@ class Classifier:
             return self.matrix.resolve(out.severity)
         return None
 
+    def _fails_fast(self, c: _Compiled, alert: Alert, group: Notification, now: datetime) -> bool:
+        """The classify() path of ``_failures``: stop at the first thing that does not hold."""
+        labels = alert.labels
+        for m in c.matchers:
+            if not m.matches(labels.get(m.name) or ""):
+                return True
+        w = c.when
+        if w.firing_at_least is None and not w.compare and w.calendar is None and w.outside_calendar is None:
+            return False
+        return bool(self._failures(c.rule, alert, group, now, first_only=True))
+
     # -- explanation ------------------------------------------------------------------------
 
     def _failures(
@@ -202,8 +256,8 @@ class Classifier:
                 if first_only:
                     return why
         c = rule.when
-        if c.firing_at_least is not None and group.firing_count < c.firing_at_least:
-            why.append(f"firing_at_least {c.firing_at_least}: {group.firing_count} firing")
+        if c.firing_at_least is not None and self._firing(group) < c.firing_at_least:
+            why.append(f"firing_at_least {c.firing_at_least}: {self._firing(group)} firing")
             if first_only:
                 return why
         for cmp in c.compare:
@@ -277,7 +331,7 @@ def _context(alert: Alert, group: Notification, severity_name: str) -> dict[str,
         "commonLabels": dict(group.common_labels),
         "commonAnnotations": dict(group.common_annotations),
         "externalURL": group.external_url,
-        "firing": group.firing_count,
+        "firing": group.firing_count,  # only built when a template renders
     }
 
 

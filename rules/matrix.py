@@ -262,6 +262,7 @@ class Matrix(BaseModel):
     default_level: str
 
     _index: dict[str, str] = PrivateAttr(default_factory=dict)
+    _memo: dict[str, str | None] = PrivateAttr(default_factory=dict)  # resolve() is hot
 
     @field_validator("levels", mode="before")
     @classmethod
@@ -322,7 +323,14 @@ class Matrix(BaseModel):
         """
         if not isinstance(value, str):
             return None
-        return self._index.get(normalise_name(value))
+        memo = self.__pydantic_private__["_memo"]  # type: ignore[index]
+        try:
+            return memo[value]
+        except KeyError:
+            found = self._index.get(normalise_name(value))
+            if len(memo) < 4096:  # label values are few; never let odd ones grow it unbounded
+                memo[value] = found
+            return found
 
     def level(self, key: str) -> Level:
         """The Level for a key (or any name/alias that resolves); KeyError if unknown."""
