@@ -85,8 +85,11 @@ def _dt_opt(value: int | None) -> datetime | None:
     return None if value is None else _dt(value)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(obj)  # one encoder for all: json.dumps builds one per call
 
 
 def _cols(record: type, prefix: str = "") -> str:
@@ -254,16 +257,24 @@ def _q_incidents_by_key(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[s
 def _q_incidents_by_occurrence(
     conn: sqlite3.Connection, occurrences: Sequence[tuple[str, datetime]]
 ) -> dict[tuple[str, datetime], str]:
-    out: dict[tuple[str, datetime], str] = {}
-    for fingerprint, starts_at in occurrences:
-        row = conn.execute(
-            "SELECT a.incident_id FROM alerts a JOIN incidents i ON i.id = a.incident_id"
-            " WHERE a.fingerprint = ? AND a.starts_at = ? ORDER BY i.number DESC LIMIT 1",
-            (fingerprint, _us(starts_at)),
-        ).fetchone()
-        if row is not None:
-            out[(fingerprint, starts_at)] = row[0]
-    return out
+    # One indexed query per chunk of fingerprints; the startsAt match is done here.
+    wanted = {(fp, _us(at)): (fp, at) for fp, at in occurrences}
+    newest: dict[tuple[str, int], tuple[int, str]] = {}
+    fingerprints = list(dict.fromkeys(fp for fp, _ in wanted))
+    for chunk in _chunks(fingerprints):
+        rows = conn.execute(
+            "SELECT a.fingerprint, a.starts_at, a.incident_id, i.number FROM alerts a"
+            " JOIN incidents i ON i.id = a.incident_id"
+            f" WHERE a.fingerprint IN ({_marks(len(chunk))})",
+            tuple(chunk),
+        )
+        for fp, at, incident_id, number in rows:
+            if (fp, at) not in wanted:
+                continue
+            best = newest.get((fp, at))
+            if best is None or number > best[0]:
+                newest[(fp, at)] = (number, incident_id)
+    return {wanted[occ]: incident_id for occ, (_, incident_id) in newest.items()}
 
 
 def _q_ingest_context(

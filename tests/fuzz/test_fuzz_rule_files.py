@@ -31,7 +31,7 @@ from config.errors import ConfigError, Problem
 from config.load import load_config
 from config.loader import _Loader
 from router.cli import main
-from rules.matchers import MatcherError, parse_matchers
+from rules.matchers import MatcherError, format_matchers, parse_matchers
 from tests.fuzz.conftest import fuzz_settings, json_values, texts
 
 CONFIG = """\
@@ -375,7 +375,7 @@ def test_the_valid_pair_loads_and_checks(workdir: Path) -> None:
     assert check_both(cfg, rule) == []
 
 
-@fuzz_settings(250)
+@fuzz_settings(150)
 @given(text=rule_texts)
 def test_random_rule_files_never_crash_check(workdir: Path, text: str) -> None:
     cfg, rule = _write(workdir, CONFIG, text)
@@ -395,14 +395,14 @@ def test_rule_files_that_are_not_utf8(workdir: Path, raw: bytes) -> None:
         assert (p.line, p.column) == (raw[: e.start].count(b"\n") + 1, None)
 
 
-@fuzz_settings(150)
+@fuzz_settings(100)
 @given(text=mutated(CONFIG) | st.sampled_from(SPECIAL_DOCS))
 def test_random_config_files_never_crash_check(workdir: Path, text: str) -> None:
     cfg, rule = _write(workdir, text, RULES)
     check_both(cfg, rule)
 
 
-@fuzz_settings(200)
+@fuzz_settings(100)
 @given(matchers=st.lists(any_matcher, min_size=1, max_size=3), as_list=st.booleans())
 def test_random_matchers_in_a_rule_file(
     workdir: Path, matchers: list[str], as_list: bool
@@ -425,6 +425,7 @@ def test_parse_matchers_raises_only_matcher_error(text: str, mode: Any) -> None:
     except MatcherError as e:
         assert str(e)
         return
+    assert isinstance(format_matchers(matchers), str)
     for m in matchers:
         for labels in LABELS:
-            assert m.matches(labels) in (True, False)
+            assert m.matches_labels(labels) in (True, False)
