@@ -1,4 +1,4 @@
-"""The explicit table of channel adapters: config section → notifiers, every build error collected."""
+"""The explicit table of channel adapters: config section → notifiers, all build errors."""
 
 from __future__ import annotations
 

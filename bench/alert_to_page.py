@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import tempfile
 import time
@@ -59,7 +58,11 @@ class Receiver:
         if body.get("event_action") == "trigger" and group and group not in self.arrived:
             self.arrived[group] = now
         return web.json_response(
-            {"status": "success", "message": "Event processed", "dedup_key": body.get("dedup_key", "")},
+            {
+                "status": "success",
+                "message": "Event processed",
+                "dedup_key": body.get("dedup_key", ""),
+            },
             status=202,
         )
 
@@ -96,15 +99,25 @@ async def drive(url: str, rate: float, seconds: float, prefix: str) -> dict[str,
     return sent
 
 
-async def measure(name: str, url: str, receiver: Receiver, rate: float, seconds: float) -> dict[str, object]:
+async def measure(
+    name: str, url: str, receiver: Receiver, rate: float, seconds: float
+) -> dict[str, object]:
     prefix = uuid.uuid4().hex[:6]
     sent = await drive(url, rate, seconds, prefix)
     deadline = time.perf_counter() + 30
-    while time.perf_counter() < deadline and sum(1 for g in sent if g in receiver.arrived) < len(sent):
+    while time.perf_counter() < deadline and sum(1 for g in sent if g in receiver.arrived) < len(
+        sent
+    ):
         await asyncio.sleep(0.05)
     lat = [receiver.arrived[g] - t for g, t in sent.items() if g in receiver.arrived]
-    return {"case": name, "sent": len(sent), "paged": len(lat), "p50": pct(lat, 50) * 1000,
-            "p99": pct(lat, 99) * 1000, "max": max(lat) * 1000 if lat else float("nan")}
+    return {
+        "case": name,
+        "sent": len(sent),
+        "paged": len(lat),
+        "p50": pct(lat, 50) * 1000,
+        "p99": pct(lat, 99) * 1000,
+        "max": max(lat) * 1000 if lat else float("nan"),
+    }
 
 
 async def main_async(rate: float, seconds: float) -> None:
@@ -113,31 +126,65 @@ async def main_async(rate: float, seconds: float) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         fport = free_port()
-        fwd = spawn([PY, "bench/forwarder.py", str(fport), f"http://127.0.0.1:{receiver.port}", ROUTING_KEY],
-                    log=Path(tmp) / "fwd.log")
+        fwd = spawn(
+            [
+                PY,
+                "bench/forwarder.py",
+                str(fport),
+                f"http://127.0.0.1:{receiver.port}",
+                ROUTING_KEY,
+            ],
+            log=Path(tmp) / "fwd.log",
+        )
         try:
             await asyncio.to_thread(wait_http, f"http://127.0.0.1:{fport}/healthz")
-            rows.append(await measure("ceiling (bare forwarder, no store)", f"http://127.0.0.1:{fport}/api/v1/alertmanager", receiver, rate, seconds))
+            rows.append(
+                await measure(
+                    "ceiling (bare forwarder, no store)",
+                    f"http://127.0.0.1:{fport}/api/v1/alertmanager",
+                    receiver,
+                    rate,
+                    seconds,
+                )
+            )
         finally:
             fwd.terminate()
             fwd.wait(10)
         tport = free_port()
         cfg = Path(tmp) / "tocsin.yaml"
-        cfg.write_text(CONFIG.format(port=tport, db=Path(tmp) / "b.db", pd_port=receiver.port, key=ROUTING_KEY))
-        proc = spawn([PY, "-m", "router.cli", "serve", "--config", str(cfg)], env=dict(os.environ), log=Path(tmp) / "t.log")
+        cfg.write_text(
+            CONFIG.format(port=tport, db=Path(tmp) / "b.db", pd_port=receiver.port, key=ROUTING_KEY)
+        )
+        proc = spawn(
+            [PY, "-m", "router.cli", "serve", "--config", str(cfg)],
+            env=dict(os.environ),
+            log=Path(tmp) / "t.log",
+        )
         try:
             await asyncio.to_thread(wait_http, f"http://127.0.0.1:{tport}/readyz")
-            rows.append(await measure("tocsin sqlite (durable, engine, outbox)", f"http://127.0.0.1:{tport}/api/v1/alertmanager", receiver, rate, seconds))
+            rows.append(
+                await measure(
+                    "tocsin sqlite (durable, engine, outbox)",
+                    f"http://127.0.0.1:{tport}/api/v1/alertmanager",
+                    receiver,
+                    rate,
+                    seconds,
+                )
+            )
         finally:
             proc.terminate()
             proc.wait(20)
     await runner.cleanup()
     print(f"machine: {machine()}")
-    print(f"load: {rate:g} notifications/s for {seconds:g}s, each a new incident paging PagerDuty at once\n")
+    print(
+        f"load: {rate:g} notifications/s for {seconds:g}s, each a new incident paging PagerDuty at once\n"
+    )
     print("| case | sent | paged | p50 ms | p99 ms | max ms |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['case']} | {r['sent']} | {r['paged']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} |")
+        print(
+            f"| {r['case']} | {r['sent']} | {r['paged']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} |"
+        )
 
 
 def main() -> None:

@@ -45,7 +45,12 @@ def payload(i: int, alerts: int = 1, status: str = "firing", group: str | None =
         {
             "status": status,
             "fingerprint": f"{hash((g, j)) & 0xFFFFFFFFFFFFFFFF:016x}",  # Alertmanager sends one
-            "labels": {"alertname": "BenchAlert", "group": g, "instance": f"host-{j}:9100", "severity": "critical"},
+            "labels": {
+                "alertname": "BenchAlert",
+                "group": g,
+                "instance": f"host-{j}:9100",
+                "severity": "critical",
+            },
             "annotations": {"summary": f"bench alert {j} of {g}"},
             "startsAt": "2026-11-22T12:00:00.123456789Z",
             "endsAt": "0001-01-01T00:00:00Z",
@@ -123,7 +128,7 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 (loopback)
+            with urllib.request.urlopen(url, timeout=1) as r:
                 if r.status < 300:
                     return
         except OSError:
@@ -131,8 +136,10 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def spawn(args: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
-    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+def spawn(
+    args: list[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    out = open(log, "wb") if log else subprocess.DEVNULL
     return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
 

@@ -31,7 +31,9 @@ adapters: {{log: {{enabled: true}}}}
 """
 
 
-def run_case(name: str, port: int, alerts: int, seconds: float, concurrency: int) -> dict[str, float | str]:
+def run_case(
+    name: str, port: int, alerts: int, seconds: float, concurrency: int
+) -> dict[str, float | str]:
     url = f"http://127.0.0.1:{port}/api/v1/alertmanager"
     prefix = uuid.uuid4().hex[:6]
     rps, lat, errors = asyncio.run(
@@ -43,7 +45,14 @@ def run_case(name: str, port: int, alerts: int, seconds: float, concurrency: int
             headers={"Authorization": "Bearer bench", "Content-Type": "application/json"},
         )
     )
-    return {"case": name, "alerts": alerts, "rps": rps, "p50": pct(lat, 50) * 1000, "p99": pct(lat, 99) * 1000, "errors": errors}
+    return {
+        "case": name,
+        "alerts": alerts,
+        "rps": rps,
+        "p50": pct(lat, 50) * 1000,
+        "p99": pct(lat, 99) * 1000,
+        "errors": errors,
+    }
 
 
 def main() -> None:
@@ -60,7 +69,9 @@ def main() -> None:
         dsn = os.environ.get("TOCSIN_BENCH_POSTGRES_DSN")
         if dsn:
             schema = f"bench_{uuid.uuid4().hex[:8]}"
-            stores.append(("tocsin postgres", f'{{backend: postgres, dsn: "{dsn}", schema: {schema}}}'))
+            stores.append(
+                ("tocsin postgres", f'{{backend: postgres, dsn: "{dsn}", schema: {schema}}}')
+            )
         ports = {targets[0][0]: cport}
         for name, store in stores:
             port = free_port()
@@ -72,19 +83,25 @@ def main() -> None:
             for name, cmd in targets:
                 proc = spawn(cmd, env=dict(os.environ), log=Path(tmp) / f"{name}.log")
                 try:
-                    wait_http(f"http://127.0.0.1:{ports[name]}/healthz") if "tocsin" in name else _wait_port(ports[name])
+                    wait_http(
+                        f"http://127.0.0.1:{ports[name]}/healthz"
+                    ) if "tocsin" in name else _wait_port(ports[name])
                     rows.append(run_case(name, ports[name], alerts, args.seconds, args.concurrency))
                 finally:
                     proc.terminate()
                     proc.wait(timeout=20)
     ceiling = {r["alerts"]: r["rps"] for r in rows if str(r["case"]).startswith("ceiling")}
     print(f"machine: {machine()}")
-    print(f"load: {args.concurrency} concurrent clients, {args.seconds:g}s per case, a new incident per request\n")
-    print(f"| case | alerts/notification | req/s | p50 ms | p99 ms | errors | vs ceiling |")
+    print(
+        f"load: {args.concurrency} concurrent clients, {args.seconds:g}s per case, a new incident per request\n"
+    )
+    print("| case | alerts/notification | req/s | p50 ms | p99 ms | errors | vs ceiling |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         ratio = float(r["rps"]) / ceiling[r["alerts"]] * 100
-        print(f"| {r['case']} | {r['alerts']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | {ratio:.0f} % |")
+        print(
+            f"| {r['case']} | {r['alerts']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | {ratio:.0f} % |"
+        )
 
 
 def _wait_port(port: int) -> None:

@@ -1,6 +1,6 @@
 """Storm: 10,000 distinct alerts arriving within 10 s.
 
-``--notifications`` webhooks of ``--alerts`` alerts each (defaults 1000 × 10), sent open-loop over
+``--notifications`` webhooks of ``--alerts`` alerts each (defaults 1000 x 10), sent open-loop over
 ``--seconds``; every notification is a new Alertmanager group, so a new incident, and every
 incident pages the same on-call person through the webhook channel. Reports whether every alert
 and incident was stored (none lost), the process's peak RSS, and how the pages to that one person
@@ -64,7 +64,9 @@ class Sink:
         return runner
 
 
-async def storm(url: str, n: int, alerts: int, seconds: float) -> tuple[float, list[float], dict[int, int]]:
+async def storm(
+    url: str, n: int, alerts: int, seconds: float
+) -> tuple[float, list[float], dict[int, int]]:
     prefix = uuid.uuid4().hex[:6]
     headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
     statuses: dict[int, int] = {}
@@ -106,7 +108,11 @@ async def main_async(n: int, alerts: int, seconds: float) -> None:
         db = Path(tmp) / "storm.db"
         cfg = Path(tmp) / "tocsin.yaml"
         cfg.write_text(CONFIG.format(port=port, db=db, sink=sink.port))
-        proc = spawn([PY, "-m", "router.cli", "serve", "--config", str(cfg)], env=dict(os.environ), log=Path(tmp) / "t.log")
+        proc = spawn(
+            [PY, "-m", "router.cli", "serve", "--config", str(cfg)],
+            env=dict(os.environ),
+            log=Path(tmp) / "t.log",
+        )
         peak = [0.0]
         stop = threading.Event()
 
@@ -122,7 +128,9 @@ async def main_async(n: int, alerts: int, seconds: float) -> None:
         try:
             await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/readyz")
             t0 = time.perf_counter()
-            took, lat, statuses = await storm(f"http://127.0.0.1:{port}/api/v1/alertmanager", n, alerts, seconds)
+            took, lat, statuses = await storm(
+                f"http://127.0.0.1:{port}/api/v1/alertmanager", n, alerts, seconds
+            )
             await asyncio.sleep(12)  # one bundle window for the held pages to go out
         finally:
             stop.set()
@@ -131,26 +139,38 @@ async def main_async(n: int, alerts: int, seconds: float) -> None:
         con = sqlite3.connect(db)
         incidents = con.execute("SELECT count(*) FROM incidents").fetchone()[0]
         stored_alerts = con.execute("SELECT count(*) FROM alerts").fetchone()[0]
-        pages = dict(con.execute("SELECT state, count(*) FROM outbox WHERE kind = 'page' GROUP BY state").fetchall())
+        pages = dict(
+            con.execute(
+                "SELECT state, count(*) FROM outbox WHERE kind = 'page' GROUP BY state"
+            ).fetchall()
+        )
         con.close()
     await runner.cleanup()
     in_window = [m for m in sink.messages if m[0] - t0 <= 60]
     sizes = [m[1] for m in sink.messages]
     print(f"machine: {machine()}")
-    print(f"storm: {n} notifications × {alerts} alerts = {n * alerts} distinct alerts, sent over {seconds:g}s target\n")
+    print(
+        f"storm: {n} notifications x {alerts} alerts = {n * alerts} distinct alerts, sent over {seconds:g}s target\n"
+    )
     print("| measure | value |")
     print("|---|---:|")
     print(f"| time to accept all notifications | {took:.1f} s |")
     answered = ", ".join(f"{k or 'network error'}: {v}" for k, v in sorted(statuses.items()))
     print(f"| responses | {answered} |")
-    print(f"| accept latency p50 / p99 | {pct(lat, 50) * 1000:.0f} / {pct(lat, 99) * 1000:.0f} ms |")
+    print(
+        f"| accept latency p50 / p99 | {pct(lat, 50) * 1000:.0f} / {pct(lat, 99) * 1000:.0f} ms |"
+    )
     print(f"| incidents stored | {incidents} / {n} |")
     print(f"| alerts stored | {stored_alerts} / {n * alerts} |")
     print(f"| peak RSS | {peak[0]:.0f} MB |")
     states = ", ".join(f"{k}: {v}" for k, v in sorted(pages.items()))
     print(f"| page rows (one per incident) | {sum(pages.values())} ({states}) |")
-    print(f"| messages the on-call received in the first minute | {len(in_window)} (person_rate 6/min) |")
-    print(f"| incidents per message | {', '.join(str(s) for s in sizes[:8])}{' …' if len(sizes) > 8 else ''} |")
+    print(
+        f"| messages the on-call received in the first minute | {len(in_window)} (person_rate 6/min) |"
+    )
+    print(
+        f"| incidents per message | {', '.join(str(s) for s in sizes[:8])}{' …' if len(sizes) > 8 else ''} |"
+    )
 
 
 def main() -> None:

@@ -40,7 +40,9 @@ adapters: {{log: {{enabled: false}}}}
 """
 
 
-async def fill(cfg_path: Path, store_cfg: StoreConfig, n: int, probes: int, first_due: datetime, window: float) -> None:
+async def fill(
+    cfg_path: Path, store_cfg: StoreConfig, n: int, probes: int, first_due: datetime, window: float
+) -> None:
     loaded = load_config(cfg_path)
     pname, psnap = policy_snapshot(loaded.matrix, {}, "P1", None)
     level = level_snapshot(loaded.matrix, "P1")
@@ -56,9 +58,19 @@ async def fill(cfg_path: Path, store_cfg: StoreConfig, n: int, probes: int, firs
                 inc_id = f"bench{i:07d}"
                 ch.new_incidents.append(
                     IncidentRecord(
-                        id=inc_id, number=0, key=f"bench/{i}", status=Status.TRIGGERED, severity="P1",
-                        title=f"bench incident {i}", team=None, policy_name=pname, policy=psnap, level=level,
-                        opened_at=now, updated_at=now, labels={"alertname": "Bench"},
+                        id=inc_id,
+                        number=0,
+                        key=f"bench/{i}",
+                        status=Status.TRIGGERED,
+                        severity="P1",
+                        title=f"bench incident {i}",
+                        team=None,
+                        policy_name=pname,
+                        policy=psnap,
+                        level=level,
+                        opened_at=now,
+                        updated_at=now,
+                        labels={"alertname": "Bench"},
                     )
                 )
                 if i < probes:
@@ -66,7 +78,16 @@ async def fill(cfg_path: Path, store_cfg: StoreConfig, n: int, probes: int, firs
                 else:
                     due = far + timedelta(seconds=i)
                 ch.new_steps.append(
-                    StepRecord(id=f"{inc_id}:0:page:0:0", incident_id=inc_id, kind="page", epoch=0, round=0, tier=0, due_at=due, unless="acknowledged")
+                    StepRecord(
+                        id=f"{inc_id}:0:page:0:0",
+                        incident_id=inc_id,
+                        kind="page",
+                        epoch=0,
+                        round=0,
+                        tier=0,
+                        due_at=due,
+                        unless="acknowledged",
+                    )
                 )
             async with store.transaction() as tx:
                 await tx.apply(ch)
@@ -115,7 +136,11 @@ def main() -> None:
         first_due = datetime.now(UTC) + timedelta(seconds=5)  # restart the schedule after filling
         asyncio.run(_shift(store_cfg, args.probes, first_due, args.window))
         t0 = time.perf_counter()
-        proc = spawn([PY, "-m", "router.cli", "serve", "--config", str(cfg)], env=dict(os.environ), log=Path(tmp) / "t.log")
+        proc = spawn(
+            [PY, "-m", "router.cli", "serve", "--config", str(cfg)],
+            env=dict(os.environ),
+            log=Path(tmp) / "t.log",
+        )
         peak = [0.0]
         stop = threading.Event()
 
@@ -131,7 +156,7 @@ def main() -> None:
         ready = None
         while time.perf_counter() - t0 < 60:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
                     if r.status == 200:
                         ready = time.perf_counter() - t0
                         break
@@ -144,11 +169,17 @@ def main() -> None:
         proc.wait(30)
         lat = asyncio.run(lateness(store_cfg, args.probes))
     print(f"machine: {machine()}")
-    print(f"store: {args.backend}; {args.incidents} open incidents with pending steps (filled in {fill_s:.0f}s); "
-          f"{args.probes} of them due over {args.window:g}s\n")
+    print(
+        f"store: {args.backend}; {args.incidents} open incidents with pending steps (filled in {fill_s:.0f}s); "
+        f"{args.probes} of them due over {args.window:g}s\n"
+    )
     print("| measure | value | target |")
     print("|---|---:|---:|")
-    print(f"| restart to ready | {ready:.2f} s | < 10 s |" if ready is not None else "| restart to ready | not ready in 60 s | < 10 s |")
+    print(
+        f"| restart to ready | {ready:.2f} s | < 10 s |"
+        if ready is not None
+        else "| restart to ready | not ready in 60 s | < 10 s |"
+    )
     print(f"| steps fired | {len(lat)} / {args.probes} | all |")
     print(f"| lateness p50 | {pct(lat, 50) * 1000:.1f} ms | |")
     print(f"| lateness p99 | {pct(lat, 99) * 1000:.1f} ms | < 50 ms |")

@@ -72,14 +72,18 @@ def decide_action(
 ) -> tuple[Changes, IncidentRecord]:
     """Changes for ``action`` by ``actor``; raises IllegalTransition when it does not apply."""
     if inc.status not in _ALLOWED[action]:
-        raise IllegalTransition(f"cannot {action.value} incident {inc.id}: it is {inc.status.value}")
+        raise IllegalTransition(
+            f"cannot {action.value} incident {inc.id}: it is {inc.status.value}"
+        )
     ch = Changes()
     new = inc
     suffix = f": {note}" if note else ""
     if action == Action.ACK:
         new = replace(inc, status=Status.ACKNOWLEDGED, acknowledged_at=now)
         _moot(ch, inc, Status.ACKNOWLEDGED)
-        ch.timeline.append(TimelineEvent(inc.id, now, "ack", actor, source, f"acknowledged by {actor}{suffix}"))
+        ch.timeline.append(
+            TimelineEvent(inc.id, now, "ack", actor, source, f"acknowledged by {actor}{suffix}")
+        )
         if source != "pagerduty":
             ch.new_outbox.extend(_pagerduty_acks(inc, paged, now))
         timeout = inc.policy.get("ack_timeout")
@@ -98,10 +102,15 @@ def decide_action(
             )
     elif action == Action.MITIGATE:
         new = replace(
-            inc, status=Status.MITIGATED, mitigated_at=now, acknowledged_at=inc.acknowledged_at or now
+            inc,
+            status=Status.MITIGATED,
+            mitigated_at=now,
+            acknowledged_at=inc.acknowledged_at or now,
         )
         _moot(ch, inc, Status.MITIGATED)
-        ch.timeline.append(TimelineEvent(inc.id, now, "mitigate", actor, source, f"mitigated by {actor}{suffix}"))
+        ch.timeline.append(
+            TimelineEvent(inc.id, now, "mitigate", actor, source, f"mitigated by {actor}{suffix}")
+        )
     elif action == Action.RESOLVE:
         new = replace(
             inc,
@@ -110,7 +119,9 @@ def decide_action(
             acknowledged_at=inc.acknowledged_at or now,
         )
         _moot(ch, inc, Status.RESOLVED)
-        ch.timeline.append(TimelineEvent(inc.id, now, "resolve", actor, source, f"resolved by {actor}{suffix}"))
+        ch.timeline.append(
+            TimelineEvent(inc.id, now, "resolve", actor, source, f"resolved by {actor}{suffix}")
+        )
         ch.new_outbox.extend(resolve_notices(new, paged, now))
     elif action == Action.ESCALATE:
         # The next tier not yet due: a tier already brought forward (or due anyway) is about to
@@ -129,17 +140,36 @@ def decide_action(
             new = replace(inc, status=Status.TRIGGERED)
         ch.step_reschedules.append((nxt.id, now, f"escalated now by {actor}"))
         ch.timeline.append(
-            TimelineEvent(inc.id, now, "escalate", actor, source, f"escalated to tier {nxt.tier} now by {actor}{suffix}", {"tier": nxt.tier})
+            TimelineEvent(
+                inc.id,
+                now,
+                "escalate",
+                actor,
+                source,
+                f"escalated to tier {nxt.tier} now by {actor}{suffix}",
+                {"tier": nxt.tier},
+            )
         )
     elif action == Action.NOTE:
-        ch.timeline.append(TimelineEvent(inc.id, now, "note", actor, source, note or "(empty note)"))
+        ch.timeline.append(
+            TimelineEvent(inc.id, now, "note", actor, source, note or "(empty note)")
+        )
         return ch, inc
     elif action == Action.REOPEN:
         new = replace(
-            inc, status=Status.TRIGGERED, epoch=inc.epoch + 1, acknowledged_at=None, mitigated_at=None, resolved_at=None
+            inc,
+            status=Status.TRIGGERED,
+            epoch=inc.epoch + 1,
+            acknowledged_at=None,
+            mitigated_at=None,
+            resolved_at=None,
         )
         ch.cancel_steps_of.append((inc.id, None, "superseded: reopened"))
-        ch.timeline.append(TimelineEvent(inc.id, now, "reopen", actor, source, f"back to triggered by {actor}{suffix}"))
+        ch.timeline.append(
+            TimelineEvent(
+                inc.id, now, "reopen", actor, source, f"back to triggered by {actor}{suffix}"
+            )
+        )
         if directory is not None:
             ch.new_steps.extend(plan_steps(new.id, new.epoch, new.policy, now, directory.calendars))
     new = replace(new, updated_at=now)
@@ -147,17 +177,34 @@ def decide_action(
     return ch, new
 
 
-def _pagerduty_acks(inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime) -> list[OutboxRecord]:
+def _pagerduty_acks(
+    inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime
+) -> list[OutboxRecord]:
     """Tell PagerDuty about an ack made elsewhere, once per PagerDuty alert tocsin triggered."""
     out: dict[str, OutboxRecord] = {}
     for row in paged:
-        if row.channel != "pagerduty" or row.kind != "page" or row.state not in (OutboxState.SENT, OutboxState.UNKNOWN):
+        if (
+            row.channel != "pagerduty"
+            or row.kind != "page"
+            or row.state not in (OutboxState.SENT, OutboxState.UNKNOWN)
+        ):
             continue
-        out.setdefault(row.person, OutboxRecord(
-            id=f"{inc.id}:acknowledge:{inc.epoch}:{row.person}:pagerduty",
-            incident_id=inc.id, step_id=None, kind="acknowledge", tier=row.tier, round=row.round,
-            target=row.target, person=row.person, channel="pagerduty", created_at=now, not_before=now,
-        ))
+        out.setdefault(
+            row.person,
+            OutboxRecord(
+                id=f"{inc.id}:acknowledge:{inc.epoch}:{row.person}:pagerduty",
+                incident_id=inc.id,
+                step_id=None,
+                kind="acknowledge",
+                tier=row.tier,
+                round=row.round,
+                target=row.target,
+                person=row.person,
+                channel="pagerduty",
+                created_at=now,
+                not_before=now,
+            ),
+        )
     return list(out.values())
 
 

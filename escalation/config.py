@@ -24,6 +24,7 @@ __all__ = [
     "parse_target",
 ]
 
+
 class Person(BaseModel):
     """Someone who can be paged, and how."""
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -209,12 +209,19 @@ class OutboxDispatcher:
                     ]
                 )
             )
-        return _Prepared(rows, batches, incidents, stored, alerts, {r.id for r in moot}, policy, now)
+        return _Prepared(
+            rows, batches, incidents, stored, alerts, {r.id for r in moot}, policy, now
+        )
 
     async def finish(self, p: _Prepared) -> None:
         """Decide, send and record what ``prepare`` read (after its transaction committed)."""
         batches, incidents, stored, alerts, policy, now = (
-            p.batches, p.incidents, p.stored, p.alerts, p.policy, p.now
+            p.batches,
+            p.incidents,
+            p.stored,
+            p.alerts,
+            p.policy,
+            p.now,
         )
         skip = p.skip
 

@@ -19,6 +19,7 @@ from typing import Any
 from escalation.calendars import active_maintenance
 from escalation.clock import Clock
 from escalation.directory import Directory
+from escalation.dispatch import DeliveryPolicy, OutboxDispatcher
 from escalation.metrics import EscalationMetrics
 from escalation.model import (
     Changes,
@@ -31,7 +32,6 @@ from escalation.model import (
     TimelineEvent,
     status_reached,
 )
-from escalation.dispatch import DeliveryPolicy, OutboxDispatcher
 from escalation.notifier import Notifier
 from escalation.policy import plan_reminder, plan_steps, snapshot_steps
 from escalation.store.base import Conflict, Store, StoreError
@@ -43,7 +43,9 @@ log = logging.getLogger("tocsin.engine")
 LATE_AFTER = timedelta(seconds=1)  # later than this is written into the timeline as "late"
 
 
-def _paged_since_ack(inc: IncidentRecord, rows: Sequence[OutboxRecord]) -> set[tuple[str, str, int]]:
+def _paged_since_ack(
+    inc: IncidentRecord, rows: Sequence[OutboxRecord]
+) -> set[tuple[str, str, int]]:
     # A run of the escalation restarts after an acknowledgement (a later page is a new call
     # for help) and after a resolve (a reopened incident pages its responders again; they were
     # told it was over). A severity raise continues the run: nobody is paged twice for it.
@@ -83,7 +85,11 @@ def decide_step(
     if late_note:
         ch.timeline.append(
             TimelineEvent(
-                inc.id, now, "late", "tocsin", "engine",
+                inc.id,
+                now,
+                "late",
+                "tocsin",
+                "engine",
                 f"{step.kind} step (tier {step.tier}, round {step.round}) fired {late_note}",
                 {"due": step.due_at.isoformat(), "late_seconds": late.total_seconds()},
             )
@@ -106,7 +112,9 @@ def _page(
 ) -> Changes:
     steps = snapshot_steps(inc.policy)
     if step.tier >= len(steps):
-        ch.step_updates.append((step.id, StepState.SKIPPED, now, "no such tier in the policy snapshot"))
+        ch.step_updates.append(
+            (step.id, StepState.SKIPPED, now, "no such tier in the policy snapshot")
+        )
         return ch
     spec = steps[step.tier]
     label = f"tier {step.tier}" + (f" ({spec.name})" if spec.name else "")
@@ -116,9 +124,15 @@ def _page(
             when = cal.next_open(now)
             ch.step_reschedules.append((step.id, when, f"deferred until {spec.during} opens"))
             ch.timeline.append(
-                TimelineEvent(inc.id, now, "deferred", "tocsin", "engine",
-                              f"{label} deferred until {when.isoformat()} ({spec.during})",
-                              {"tier": step.tier, "until": when.isoformat()})
+                TimelineEvent(
+                    inc.id,
+                    now,
+                    "deferred",
+                    "tocsin",
+                    "engine",
+                    f"{label} deferred until {when.isoformat()} ({spec.during})",
+                    {"tier": step.tier, "until": when.isoformat()},
+                )
             )
             return ch
     window = active_maintenance(d.maintenance, now, inc.labels)
@@ -126,16 +140,29 @@ def _page(
         if window.action == "drop":
             ch.step_updates.append((step.id, StepState.SKIPPED, now, f"maintenance {window.name}"))
             ch.timeline.append(
-                TimelineEvent(inc.id, now, "skip", "tocsin", "engine",
-                              f"{label} dropped: maintenance window {window.name!r}", {"tier": step.tier})
+                TimelineEvent(
+                    inc.id,
+                    now,
+                    "skip",
+                    "tocsin",
+                    "engine",
+                    f"{label} dropped: maintenance window {window.name!r}",
+                    {"tier": step.tier},
+                )
             )
             return ch
         until = window.ends_at(now) or now + timedelta(minutes=5)
         ch.step_reschedules.append((step.id, until, f"held by maintenance {window.name}"))
         ch.timeline.append(
-            TimelineEvent(inc.id, now, "held", "tocsin", "engine",
-                          f"{label} held until {until.isoformat()}: maintenance window {window.name!r}",
-                          {"tier": step.tier, "until": until.isoformat()})
+            TimelineEvent(
+                inc.id,
+                now,
+                "held",
+                "tocsin",
+                "engine",
+                f"{label} held until {until.isoformat()}: maintenance window {window.name!r}",
+                {"tier": step.tier, "until": until.isoformat()},
+            )
         )
         return ch
     already = _paged_since_ack(inc, rows)
@@ -143,14 +170,24 @@ def _page(
     for ref in spec.notify:
         recipients, problems = d.resolve(ref, now)
         for p in problems:
-            ch.timeline.append(TimelineEvent(inc.id, now, "skip", "tocsin", "engine", f"{label}: {p}", {"tier": step.tier}))
+            ch.timeline.append(
+                TimelineEvent(
+                    inc.id, now, "skip", "tocsin", "engine", f"{label}: {p}", {"tier": step.tier}
+                )
+            )
         for r in recipients:
             for channel in d.channels_for(r.person, spec.via):
                 if (r.person, channel, step.round) in already:
                     ch.timeline.append(
-                        TimelineEvent(inc.id, now, "skip", "tocsin", "engine",
-                                      f"{label}: {r.person} already paged via {channel}",
-                                      {"tier": step.tier, "person": r.person, "channel": channel})
+                        TimelineEvent(
+                            inc.id,
+                            now,
+                            "skip",
+                            "tocsin",
+                            "engine",
+                            f"{label}: {r.person} already paged via {channel}",
+                            {"tier": step.tier, "person": r.person, "channel": channel},
+                        )
                     )
                     continue
                 already.add((r.person, channel, step.round))
@@ -158,16 +195,32 @@ def _page(
                 row = _row(step, inc, r.target, r.person, channel, "page", now, not_before)
                 ch.new_outbox.append(row)
                 created += 1
-                held = f", held for quiet hours until {not_before.isoformat()}" if not_before > now else ""
+                held = (
+                    f", held for quiet hours until {not_before.isoformat()}"
+                    if not_before > now
+                    else ""
+                )
                 ch.timeline.append(
                     TimelineEvent(
-                        inc.id, now, "notify", "tocsin", "engine",
+                        inc.id,
+                        now,
+                        "notify",
+                        "tocsin",
+                        "engine",
                         f"{label}: page {r.person} via {channel} ({r.target}){held}",
-                        {"tier": step.tier, "round": step.round, "target": r.target,
-                         "person": r.person, "channel": channel, "outbox": row.id},
+                        {
+                            "tier": step.tier,
+                            "round": step.round,
+                            "target": r.target,
+                            "person": r.person,
+                            "channel": channel,
+                            "outbox": row.id,
+                        },
                     )
                 )
-    ch.step_updates.append((step.id, StepState.FIRED, now, late_note or f"{created} notification(s)"))
+    ch.step_updates.append(
+        (step.id, StepState.FIRED, now, late_note or f"{created} notification(s)")
+    )
     return ch
 
 
@@ -181,8 +234,14 @@ def _quiet_until(d: Directory, person: str, inc: IncidentRecord, now: datetime) 
 
 
 def _row(
-    step: StepRecord, inc: IncidentRecord, target: str, person: str, channel: str, kind: str,
-    now: datetime, not_before: datetime,
+    step: StepRecord,
+    inc: IncidentRecord,
+    target: str,
+    person: str,
+    channel: str,
+    kind: str,
+    now: datetime,
+    not_before: datetime,
 ) -> OutboxRecord:
     return OutboxRecord(
         id=f"{step.id}:{person}:{channel}",
@@ -200,8 +259,13 @@ def _row(
 
 
 def _reminder(
-    step: StepRecord, inc: IncidentRecord, rows: Sequence[OutboxRecord], d: Directory,
-    now: datetime, ch: Changes, late_note: str,
+    step: StepRecord,
+    inc: IncidentRecord,
+    rows: Sequence[OutboxRecord],
+    d: Directory,
+    now: datetime,
+    ch: Changes,
+    late_note: str,
 ) -> Changes:
     during = inc.level.get("update_during")
     cal = d.calendars.get(during) if during else None
@@ -213,15 +277,26 @@ def _reminder(
         # PagerDuty runs its own reminders; a repeated trigger there would be folded or reopen.
         if r.channel == "pagerduty":
             continue
-        if r.kind == "page" and r.state in (OutboxState.SENT, OutboxState.UNKNOWN, OutboxState.PENDING):
+        if r.kind == "page" and r.state in (
+            OutboxState.SENT,
+            OutboxState.UNKNOWN,
+            OutboxState.PENDING,
+        ):
             responders.setdefault((r.person, r.channel), r)
     for (person, channel), r in responders.items():
         ch.new_outbox.append(_row(step, inc, r.target, person, channel, "reminder", now, now))
     who = ", ".join(sorted({p for p, _ in responders})) or "nobody paged yet"
     ch.timeline.append(
-        TimelineEvent(inc.id, now, "reminder", "tocsin", "engine",
-                      f"status update #{step.round} due ({inc.level.get('name', inc.severity)}): reminded {who}",
-                      {"round": step.round})
+        TimelineEvent(
+            inc.id,
+            now,
+            "reminder",
+            "tocsin",
+            "engine",
+            f"status update #{step.round} due ({inc.level.get('name', inc.severity)}): "
+            f"reminded {who}",
+            {"round": step.round},
+        )
     )
     nxt = plan_reminder(inc.id, inc.epoch, inc.level, inc.opened_at, step.round + 1)
     if nxt is not None:
@@ -263,8 +338,15 @@ def _ack_timeout(
         if reminder is not None:
             ch.new_steps.append(reminder)
     ch.timeline.append(
-        TimelineEvent(inc.id, now, "ack_timeout", "tocsin", "engine",
-                      "acknowledged but neither mitigated nor resolved in time: escalating again", {})
+        TimelineEvent(
+            inc.id,
+            now,
+            "ack_timeout",
+            "tocsin",
+            "engine",
+            "acknowledged but neither mitigated nor resolved in time: escalating again",
+            {},
+        )
     )
     ch.step_updates.append((step.id, StepState.FIRED, now, late_note))
     return ch
@@ -415,7 +497,10 @@ class Engine:
             except StoreError as e:
                 failures += 1
                 self.metrics.engine_errors.inc()
-                log.error("engine tick failed; retrying", extra={"error": str(e), "retry_in": backoff.total_seconds()})
+                log.error(
+                    "engine tick failed; retrying",
+                    extra={"error": str(e), "retry_in": backoff.total_seconds()},
+                )
                 nxt = self.clock.now() + backoff
             except Exception:
                 # Anything else is a bug (or an error a backend failed to translate); letting it

@@ -29,7 +29,14 @@ from rules.alerts import Alert
 from rules.classifier import Classification
 from rules.matrix import rank
 
-__all__ = ["Classified", "IngestOutcome", "decide_ingest", "default_key", "new_incident_id", "resolve_notices"]
+__all__ = [
+    "Classified",
+    "IngestOutcome",
+    "decide_ingest",
+    "default_key",
+    "new_incident_id",
+    "resolve_notices",
+]
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,9 @@ def decide_ingest(
     ):
         if not fresh_firing:
             return ch, IngestOutcome(key, "ignored")
-        return _open(key, items, fresh_firing, ch, now, directory, receiver, group_key, common_labels, new_id)
+        return _open(
+            key, items, fresh_firing, ch, now, directory, receiver, group_key, common_labels, new_id
+        )
 
     inc = incident
     action = "unchanged"
@@ -110,7 +119,7 @@ def decide_ingest(
         inc = _reopen(inc, ch, now, directory)
         action = "reopened"
 
-    # Occurrences: new ones are recorded; firing → resolved is recorded; anything else is a duplicate.
+    # Occurrences: new ones and firing → resolved are recorded; anything else is a duplicate.
     current = dict(known)
     for c in items:
         a = c.alert
@@ -132,7 +141,9 @@ def decide_ingest(
                 action = "joined"
 
     # Severity only ever rises automatically.
-    firing_new = [c for c in items if c.alert.firing and (c.alert.fingerprint, c.alert.starts_at) in current]
+    firing_new = [
+        c for c in items if c.alert.firing and (c.alert.fingerprint, c.alert.starts_at) in current
+    ]
     if firing_new:
         worst = _worst(firing_new)
         if rank(worst.verdict.severity) < rank(inc.severity):
@@ -310,11 +321,23 @@ def _raise(
         status=Status.TRIGGERED if was_acked else inc.status,
     )
     ch.cancel_steps_of.append((inc.id, None, f"superseded: severity raised to {v.severity}"))
-    msg = f"severity raised {inc.severity} -> {v.severity} ({v.severity_name}) by {worst.alert.labels.get('alertname', '')} (rule {v.rule}); policy {pname}"
+    name = worst.alert.labels.get("alertname", "")
+    msg = (
+        f"severity raised {inc.severity} -> {v.severity} ({v.severity_name}) by {name}"
+        f" (rule {v.rule}); policy {pname}"
+    )
     if was_acked:
         msg += "; escalation restarts (was acknowledged)"
     ch.timeline.append(
-        TimelineEvent(inc.id, now, "severity", "alertmanager", "alert", msg, {"from": inc.severity, "to": v.severity, "policy": pname})
+        TimelineEvent(
+            inc.id,
+            now,
+            "severity",
+            "alertmanager",
+            "alert",
+            msg,
+            {"from": inc.severity, "to": v.severity, "policy": pname},
+        )
     )
     # Steps are due relative to the incident's start: tiers already past fire at once, and
     # people already paged are not paged again (the engine skips them).
@@ -334,16 +357,23 @@ def _resolve(
     new = replace(inc, status=Status.RESOLVED, resolved_at=now)
     ch.cancel_steps_of.append((inc.id, None, "incident resolved"))
     ch.cancel_outbox_of.append((inc.id, ("page", "reminder")))
-    ch.timeline.append(TimelineEvent(inc.id, now, "resolve", actor, source, f"incident resolved: {why}", {}))
+    ch.timeline.append(
+        TimelineEvent(inc.id, now, "resolve", actor, source, f"incident resolved: {why}", {})
+    )
     ch.new_outbox.extend(resolve_notices(new, paged, now))
     return new
 
 
-def resolve_notices(inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime) -> list[OutboxRecord]:
+def resolve_notices(
+    inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime
+) -> list[OutboxRecord]:
     """A "resolved" message to everyone already paged, once per (person, channel) and resolve."""
     out: dict[tuple[str, str], OutboxRecord] = {}
     for row in paged:
-        if row.kind not in ("page", "reminder") or row.state not in (OutboxState.SENT, OutboxState.UNKNOWN):
+        if row.kind not in ("page", "reminder") or row.state not in (
+            OutboxState.SENT,
+            OutboxState.UNKNOWN,
+        ):
             continue
         pair = (row.person, row.channel)
         if pair in out:

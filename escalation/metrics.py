@@ -14,7 +14,10 @@ class EscalationMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.incidents = Counter(
-            "tocsin_incidents_total", "Incidents opened, by severity.", ["severity"], registry=registry
+            "tocsin_incidents_total",
+            "Incidents opened, by severity.",
+            ["severity"],
+            registry=registry,
         )
         self.open_incidents = Gauge(
             "tocsin_open_incidents",

@@ -149,7 +149,7 @@ class TimelineEvent:
 
     incident_id: str
     at: datetime
-    kind: str  # open, alert, notify, ack, mitigate, resolve, reopen, severity, reminder, skip, late, note, ...
+    kind: str  # open, alert, notify, ack, mitigate, resolve, reopen, severity, reminder, skip, …
     actor: str  # a person, "tocsin", "alertmanager", a PagerDuty user, ...
     source: str  # alert | api | cli | pagerduty | phone | email | engine
     message: str
@@ -174,7 +174,9 @@ class Changes:
     """Everything one decision writes; applied atomically by the store."""
 
     new_incidents: list[IncidentRecord] = field(default_factory=list)
-    updated_incidents: list[IncidentRecord] = field(default_factory=list)  # compare-and-set on version
+    updated_incidents: list[IncidentRecord] = field(
+        default_factory=list
+    )  # compare-and-set on version
     key_aliases: list[tuple[str, str]] = field(default_factory=list)  # (key, incident_id)
     upsert_alerts: list[AlertRecord] = field(default_factory=list)
     timeline: list[TimelineEvent] = field(default_factory=list)
@@ -182,7 +184,9 @@ class Changes:
     step_updates: list[tuple[str, StepState, datetime | None, str]] = field(
         default_factory=list
     )  # (id, state, fired_at, note)
-    step_reschedules: list[tuple[str, datetime, str]] = field(default_factory=list)  # (id, due, note)
+    step_reschedules: list[tuple[str, datetime, str]] = field(
+        default_factory=list
+    )  # (id, due, note)
     cancel_steps_of: list[tuple[str, tuple[str | None, ...] | None, str]] = field(
         default_factory=list
     )  # (incident_id, unless values or None for every pending step, note)

@@ -26,7 +26,9 @@ class Delivery:
     incident: IncidentRecord
     person: Mapping[str, Any] = field(default_factory=dict)  # email, phone, pagerduty_user, name
     links: Mapping[str, str] = field(default_factory=dict)  # incident URL and the like
-    bundle: tuple[OutboxRecord, ...] = ()  # further rows to the same person folded into this message
+    bundle: tuple[
+        OutboxRecord, ...
+    ] = ()  # further rows to the same person folded into this message
     bundle_incidents: Mapping[str, IncidentRecord] = field(default_factory=dict)  # their incidents
     alerts: tuple[AlertRecord, ...] = ()  # the incident's alerts (labels, annotations, links)
 

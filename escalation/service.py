@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from escalation.actions import Action, decide_action
 from escalation.clock import Clock
 from escalation.directory import Directory
+from escalation.fallback import fallback_row
 from escalation.incidents import Classified, IngestOutcome, decide_ingest, default_key
 from escalation.metrics import EscalationMetrics
-from escalation.fallback import fallback_row
 from escalation.model import Changes, IncidentRecord, OutboxRecord, Status, TimelineEvent
 from escalation.store.base import Conflict, Store, StoreError
 from rules.alerts import Notification
@@ -54,7 +54,9 @@ class EscalationService:
         self.metrics = metrics
         self.wake = wake
 
-    async def ingest(self, n: Notification, classified: Sequence[Classified]) -> list[IngestOutcome]:
+    async def ingest(
+        self, n: Notification, classified: Sequence[Classified]
+    ) -> list[IngestOutcome]:
         """Fold the notification's alerts into incidents; durable when this returns."""
         receiver = n.receiver_name
         groups: dict[str, _Group] = {}
@@ -111,8 +113,15 @@ class EscalationService:
                 alerts = ctx.alerts.get(inc.id, []) if inc is not None else []
                 paged = ctx.outbox.get(inc.id, []) if inc is not None else []
                 ch, outcome = decide_ingest(
-                    key, items, inc, alerts, paged,
-                    now=now, directory=d, receiver=receiver, group_key=n.group_key,
+                    key,
+                    items,
+                    inc,
+                    alerts,
+                    paged,
+                    now=now,
+                    directory=d,
+                    receiver=receiver,
+                    group_key=n.group_key,
                     common_labels=dict(n.common_labels),
                 )
                 all_changes.merge(ch)
@@ -140,16 +149,31 @@ class EscalationService:
                     inc = await tx.get_incident(found.id)
                     if inc is None:
                         raise IncidentNotFound(ref)
-                    pending = await tx.steps_of(inc.id, pending_only=True) if action == Action.ESCALATE else []
-                    paged = await tx.outbox_of(inc.id) if action in (Action.RESOLVE, Action.ACK) else []
+                    pending = (
+                        await tx.steps_of(inc.id, pending_only=True)
+                        if action == Action.ESCALATE
+                        else []
+                    )
+                    paged = (
+                        await tx.outbox_of(inc.id) if action in (Action.RESOLVE, Action.ACK) else []
+                    )
                     ch, new = decide_action(
-                        inc, action, now=now, actor=actor, source=source, note=note,
-                        pending=pending, paged=paged, directory=self.directory(),
+                        inc,
+                        action,
+                        now=now,
+                        actor=actor,
+                        source=source,
+                        note=note,
+                        pending=pending,
+                        paged=paged,
+                        directory=self.directory(),
                     )
                     await tx.apply(ch)
             except Conflict:
                 continue
-            if action == Action.ACK or (action in (Action.MITIGATE, Action.RESOLVE) and inc.acknowledged_at is None):
+            if action == Action.ACK or (
+                action in (Action.MITIGATE, Action.RESOLVE) and inc.acknowledged_at is None
+            ):
                 self._observe_ack(new)
             if action == Action.RESOLVE:
                 self._observe_resolved(new)
@@ -172,7 +196,11 @@ class EscalationService:
             nxt = fallback_row(row, self.directory().people.get(row.person), now)
             events = [
                 TimelineEvent(
-                    incident_id, now, "fallback", "tocsin", source,
+                    incident_id,
+                    now,
+                    "fallback",
+                    "tocsin",
+                    source,
                     f"{row.channel} to {row.person}: {reason}; "
                     + (f"falling back to {nxt.channel}" if nxt else "no further fallback channel"),
                     {"outbox": row.id, "next": nxt.id if nxt else None},

@@ -314,7 +314,9 @@ _LEASED_INDEXES: tuple[str, ...] = (
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, name="initial schema", sqlite=_SQLITE_V1, postgres=_POSTGRES_V1),
-    Migration(version=2, name="leased-row indexes", sqlite=_LEASED_INDEXES, postgres=_LEASED_INDEXES),
+    Migration(
+        version=2, name="leased-row indexes", sqlite=_LEASED_INDEXES, postgres=_LEASED_INDEXES
+    ),
 )
 
 

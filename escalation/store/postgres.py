@@ -675,6 +675,7 @@ async def _apply_changes(conn: asyncpg.Connection, ch: Changes) -> None:
             ],
         )
 
+
 class PostgresStore:
     """The shared store for several replicas (see the module docstring)."""
 

@@ -48,7 +48,7 @@ from escalation.model import (
     StepState,
     TimelineEvent,
 )
-from escalation.store.base import IngestContext, Conflict, IncidentFilter, StoreError, Tx
+from escalation.store.base import Conflict, IncidentFilter, IngestContext, StoreError, Tx
 from escalation.store.migrations import migrate_sqlite
 
 __all__ = ["SINGLE_REPLICA_MESSAGE", "SqliteStore"]
@@ -1144,7 +1144,11 @@ class SqliteStore:
                 await self._call(_with_prelude, self._writer_conn(), prelude, _commit, ())
         except BaseException as e:
             await self._rollback_quietly()
-            err = e if isinstance(e, StoreError) else StoreError(f"SQLite {self._path}: commit failed: {e}")
+            err = (
+                e
+                if isinstance(e, StoreError)
+                else StoreError(f"SQLite {self._path}: commit failed: {e}")
+            )
             if not batch.done.done():
                 batch.done.set_exception(err)
                 batch.done.exception()  # retrieved: the units awaiting it re-raise it
@@ -1164,7 +1168,9 @@ class SqliteStore:
             self._prelude = []
             await self._rollback_quietly()
             if not batch.done.done():
-                batch.done.set_exception(StoreError(f"SQLite {self._path}: transaction rolled back"))
+                batch.done.set_exception(
+                    StoreError(f"SQLite {self._path}: transaction rolled back")
+                )
                 batch.done.exception()
         elif self._queued == 0:
             await self._commit_batch(batch)

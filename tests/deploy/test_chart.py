@@ -37,6 +37,8 @@ def _deployment_section() -> str:
     start = text.index("\n## Deployment\n")
     end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else len(text)]
+
+
 DOCKERFILE = ROOT / "Dockerfile"
 
 

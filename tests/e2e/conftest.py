@@ -31,7 +31,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], object], *, timeout: float, what: str, every: float = 0.2) -> object:
+def wait_for(
+    predicate: Callable[[], object], *, timeout: float, what: str, every: float = 0.2
+) -> object:
     """Poll ``predicate`` until truthy; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last: object = None
@@ -52,7 +54,7 @@ class Exporter:
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 body = (
                     "# TYPE tocsin_e2e_errors gauge\n"
                     f'tocsin_e2e_errors{{service="api"}} {exporter.value}\n'
@@ -78,10 +80,12 @@ class Exporter:
 class Proc:
     """A child process with its output in a file (shown when a test fails)."""
 
-    def __init__(self, name: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, args: list[str], log: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.log = log
-        self._fh = open(log, "wb")  # noqa: SIM115 (closed in stop())
+        self._fh = open(log, "wb")
         self.p = subprocess.Popen(args, stdout=self._fh, stderr=subprocess.STDOUT, env=env)
 
     def alive(self) -> bool:
@@ -131,19 +135,34 @@ def need_binaries() -> None:
     if PROMETHEUS is None:
         pytest.skip("the `prometheus` binary is not installed (Debian package prometheus)")
     if ALERTMANAGER is None:
-        pytest.skip("the `prometheus-alertmanager` binary is not installed (Debian package prometheus-alertmanager)")
+        pytest.skip(
+            "the `prometheus-alertmanager` binary is not installed (Debian package prometheus-alertmanager)"
+        )
 
 
 def start_tocsin(tmp: Path, config: Path, port: int, procs: list[Proc], token: str) -> Proc:
     env = dict(os.environ, TOCSIN_RECEIVER_TOKEN=token, TOCSIN_API_TOKEN="api-token")
     p = Proc(
         "tocsin",
-        [sys.executable, "-m", "router.cli", "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
+        [
+            sys.executable,
+            "-m",
+            "router.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
         tmp / "tocsin.log",
         env,
     )
     procs.append(p)
-    wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/readyz") or not p.alive(), timeout=30, what="tocsin /readyz")
+    wait_for(
+        lambda: _http_ok(f"http://127.0.0.1:{port}/readyz") or not p.alive(),
+        timeout=30,
+        what="tocsin /readyz",
+    )
     assert p.alive(), p.output()
     return p
 
@@ -164,7 +183,7 @@ def start_prometheus(tmp: Path, exporter: Exporter, am_ports: list[int], procs: 
     targets = ", ".join(f'"127.0.0.1:{p}"' for p in am_ports)
     (tmp / "prometheus.yml").write_text(
         f"""global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-rule_files: ["{tmp / 'rules.yml'}"]
+rule_files: ["{tmp / "rules.yml"}"]
 alerting:
   alertmanagers:
     - static_configs: [{{targets: [{targets}]}}]
@@ -187,7 +206,11 @@ scrape_configs:
         tmp / "prometheus.log",
     )
     procs.append(p)
-    wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/-/ready") or not p.alive(), timeout=30, what="prometheus ready")
+    wait_for(
+        lambda: _http_ok(f"http://127.0.0.1:{port}/-/ready") or not p.alive(),
+        timeout=30,
+        what="prometheus ready",
+    )
     assert p.alive(), p.output()
     return port
 
@@ -242,7 +265,11 @@ receivers:
         args += [f"--cluster.peer=127.0.0.1:{p}" for p in peers]
     p = Proc(name, args, tmp / f"{name}.log")
     procs.append(p)
-    wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/-/ready") or not p.alive(), timeout=30, what=f"{name} ready")
+    wait_for(
+        lambda: _http_ok(f"http://127.0.0.1:{port}/-/ready") or not p.alive(),
+        timeout=30,
+        what=f"{name} ready",
+    )
     assert p.alive(), p.output()
     return port
 
@@ -251,7 +278,7 @@ def _http_ok(url: str) -> bool:
     import urllib.request
 
     with contextlib.suppress(OSError):
-        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(url, timeout=2) as r:
             return 200 <= r.status < 300
     return False
 
@@ -267,13 +294,23 @@ class ThreadedFakePagerDuty:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.fake = asyncio.run_coroutine_threadsafe(FakePagerDuty(tmp).start(), self.loop).result(30)
+        self.fake = asyncio.run_coroutine_threadsafe(FakePagerDuty(tmp).start(), self.loop).result(
+            30
+        )
 
     def triggers(self) -> list[dict]:
-        return [r.json for r in self.fake.event_requests if r.status == 202 and r.json.get("event_action") == "trigger"]
+        return [
+            r.json
+            for r in self.fake.event_requests
+            if r.status == 202 and r.json.get("event_action") == "trigger"
+        ]
 
     def resolves(self) -> list[dict]:
-        return [r.json for r in self.fake.event_requests if r.status == 202 and r.json.get("event_action") == "resolve"]
+        return [
+            r.json
+            for r in self.fake.event_requests
+            if r.status == 202 and r.json.get("event_action") == "resolve"
+        ]
 
     def close(self) -> None:
         import asyncio
@@ -309,7 +346,7 @@ def tocsin_config(tmp: Path, port: int, events_url: str) -> Path:
 auth:
   receiver: {{bearer_tokens: ["${{TOCSIN_RECEIVER_TOKEN}}"]}}
   api_tokens: [{{name: e2e, token: "${{TOCSIN_API_TOKEN}}", scope: write}}]
-store: {{backend: sqlite, path: "{tmp / 'tocsin.db'}"}}
+store: {{backend: sqlite, path: "{tmp / "tocsin.db"}"}}
 matrix: {{preset: default}}
 rules: {{files: ["rules/*.yaml"]}}
 people:
@@ -335,14 +372,14 @@ def api_get(port: int, path: str) -> object:
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}", headers={"Authorization": "Bearer api-token"}
     )
-    with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310 (loopback only)
+    with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
 
 
 def metric(port: int, name: str, labels: dict[str, str]) -> float:
     import urllib.request
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
     total = 0.0
     for line in text.splitlines():

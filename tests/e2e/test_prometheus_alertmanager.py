@@ -24,7 +24,9 @@ AM_ROUTE = {"route": "/api/v1/alertmanager", "code": "200"}
 
 
 def _incidents(port: int) -> list[dict]:
-    return api_get(port, "/api/v1/incidents?status=triggered,acknowledged,mitigated,resolved")["incidents"]  # type: ignore[index]
+    return api_get(port, "/api/v1/incidents?status=triggered,acknowledged,mitigated,resolved")[
+        "incidents"
+    ]  # type: ignore[index]
 
 
 def test_fire_repeat_resolve_pages_once(
@@ -32,7 +34,9 @@ def test_fire_repeat_resolve_pages_once(
 ) -> None:
     need_binaries()
     tport = free_port()
-    start_tocsin(tmp_path, tocsin_config(tmp_path, tport, fake_pd.fake.http_url), tport, procs, TOKEN)
+    start_tocsin(
+        tmp_path, tocsin_config(tmp_path, tport, fake_pd.fake.http_url), tport, procs, TOKEN
+    )
     am = start_alertmanager(tmp_path, "alertmanager", tport, TOKEN, procs)
     start_prometheus(tmp_path, exporter, [am], procs)
 
@@ -72,7 +76,9 @@ def test_ha_pair_pages_once(
 ) -> None:
     need_binaries()
     tport = free_port()
-    start_tocsin(tmp_path, tocsin_config(tmp_path, tport, fake_pd.fake.http_url), tport, procs, TOKEN)
+    start_tocsin(
+        tmp_path, tocsin_config(tmp_path, tport, fake_pd.fake.http_url), tport, procs, TOKEN
+    )
     c1, c2 = free_port(), free_port()
     am1 = start_alertmanager(tmp_path, "am1", tport, TOKEN, procs, cluster_port=c1, peers=[c2])
     am2 = start_alertmanager(tmp_path, "am2", tport, TOKEN, procs, cluster_port=c2, peers=[c1])
