@@ -1,4 +1,4 @@
-"""The bad-input fuzz suite's machinery: one app per module, a log trap, store snapshots, strategies.
+"""The fuzz suite's machinery: one app per module, a log trap, store snapshots, strategies.
 
 Every test module gets ONE started app (``fuzz_app``, module-scoped, in the module's event loop;
 modules mark themselves ``pytest.mark.asyncio(loop_scope="module")``). The app has every inbound
@@ -25,12 +25,11 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import sqlite3
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -245,7 +244,10 @@ def build_request(
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-async def raw_http(port: int, data: bytes, timeout: float = 10.0) -> RawResponse:
+_RAW_TIMEOUT = 10.0  # seconds to wait for the server to answer and close
+
+
+async def raw_http(port: int, data: bytes) -> RawResponse:
     """Send ``data`` on a fresh connection, read until the server closes, parse the answer."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     received = b""
@@ -254,7 +256,7 @@ async def raw_http(port: int, data: bytes, timeout: float = 10.0) -> RawResponse
             writer.write(data)
             await writer.drain()
         with contextlib.suppress(ConnectionError):
-            received = await asyncio.wait_for(reader.read(), timeout)
+            received = await asyncio.wait_for(reader.read(), _RAW_TIMEOUT)
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError):
@@ -288,7 +290,6 @@ class Seeded:
     keys: list[str]
     row_ids: list[str]
     ack_tokens: dict[str, str]  # incident id -> a valid ack link token for ollie
-    resolve_tokens: dict[str, str]
 
 
 @dataclass
@@ -320,9 +321,7 @@ class FuzzApp:
         self.trap.records.clear()
         return self.snapshot()
 
-    def finish(
-        self, before: Snapshot, status: int, *, may_change: bool, what: str = ""
-    ) -> bool:
+    def finish(self, before: Snapshot, status: int, *, may_change: bool, what: str = "") -> bool:
         """Fail on a 5xx, a trapped log record, or a store change not allowed; True if changed."""
         self.requests += 1
         self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -432,7 +431,6 @@ async def _seed(rt: Runtime, client: TestClient, signer: LinkSigner) -> Seeded:
         keys=[i.key for i in incidents],
         row_ids=[r.id for r in rows],
         ack_tokens={i.id: signer.token(i.id, "ack", "ollie", now) for i in incidents},
-        resolve_tokens={i.id: signer.token(i.id, "resolve", "ollie", now) for i in incidents},
     )
 
 
@@ -440,6 +438,8 @@ async def _seed(rt: Runtime, client: TestClient, signer: LinkSigner) -> Seeded:
 async def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FuzzApp]:
     """ONE app for the whole test module, seeded, with the log trap on the root logger."""
     tmp = tmp_path_factory.mktemp("fuzz")
+    server_log = logging.getLogger("aiohttp.server")
+    filters_before = list(server_log.filters)
     quiet_client_protocol_errors()  # as `tocsin serve` does (router.logs.setup_logging)
     trap = LogTrap()
     root = logging.getLogger()
@@ -466,6 +466,7 @@ async def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fu
         await rt.stop()
         await twilio.close()
         root.removeHandler(trap)
+        server_log.filters[:] = filters_before
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -497,6 +498,7 @@ label_values = st.one_of(
     st.sampled_from(["critical", "warning", "info", "P0", "P1", "SEV-2", "page", "none", ""]),
 )
 label_sets = st.dictionaries(label_names, label_values, min_size=1, max_size=8)
+
 
 def _json(strings: st.SearchStrategy[str]) -> st.SearchStrategy[Any]:
     scalars = st.one_of(
@@ -590,7 +592,10 @@ def generated_timestamps(draw: st.DrawFn) -> str:
     hms = draw(
         st.sampled_from(["00:00:00", "23:59:59", "23:59:60", "12:00:00"])
         | st.builds(
-            "{:02d}:{:02d}:{:02d}".format, st.integers(0, 24), st.integers(0, 59), st.integers(0, 60)
+            "{:02d}:{:02d}:{:02d}".format,
+            st.integers(0, 24),
+            st.integers(0, 59),
+            st.integers(0, 60),
         )
     )
     digits = draw(st.integers(0, 12))
@@ -651,7 +656,9 @@ def valid_notifications(
             "labels": labels,
             "annotations": {rnd.choice(names): rnd.choice(notes) for _ in range(rnd.randint(0, 2))},
             "startsAt": rnd.choice(stamps),
-            "endsAt": rnd.choice(["0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z", None, *stamps])
+            "endsAt": rnd.choice(
+                ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z", None, *stamps]
+            )
             if status == "firing"
             else rnd.choice(stamps),
         }
@@ -688,7 +695,9 @@ def valid_notifications(
 def json_paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Every path to a value inside ``doc`` (the root excluded)."""
     out: list[tuple[Any, ...]] = []
-    items: Any = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    items: Any = (
+        doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    )
     for k, v in items:
         out.append((*prefix, k))
         out += json_paths(v, (*prefix, k))
@@ -768,7 +777,11 @@ def deep_nesting(draw: st.DrawFn) -> bytes:
     if where == "bare":
         return inner
     if where == "alerts":
-        return b'{"version":"4","receiver":"r","status":"firing","groupKey":"g","alerts":' + inner + b"}"
+        return (
+            b'{"version":"4","receiver":"r","status":"firing","groupKey":"g","alerts":'
+            + inner
+            + b"}"
+        )
     if where == "labels":
         return (
             b'{"version":"4","receiver":"r","status":"firing","groupKey":"g","alerts":[{"status":'
@@ -800,7 +813,11 @@ def invalid_utf8(draw: st.DrawFn, base: st.SearchStrategy[bytes]) -> bytes:
     bad = draw(st.sampled_from(INVALID_UTF8))
     # Prefer the inside of a string value, where a lenient decoder would swallow it silently.
     quotes = [i for i, b in enumerate(data) if b == ord('"')]
-    pos = draw(st.sampled_from(quotes)) + 1 if quotes and draw(st.booleans()) else draw(st.integers(0, len(data)))
+    pos = (
+        draw(st.sampled_from(quotes)) + 1
+        if quotes and draw(st.booleans())
+        else draw(st.integers(0, len(data)))
+    )
     return data[:pos] + bad + data[pos:]
 
 
@@ -877,35 +894,7 @@ def arbitrary_bodies(valid: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes
         json_values.map(dumps),
         valid,
         valid.map(lambda b: b[: len(b) // 2]),
-        st.sampled_from([b"", b"null", b"[]", b"{}", b'""', b"0", b"-0", b"1e999", b"NaN", b"\x00"]),
+        st.sampled_from(
+            [b"", b"null", b"[]", b"{}", b'""', b"0", b"-0", b"1e999", b"NaN", b"\x00"]
+        ),
     )
-
-
-def finite(x: float) -> bool:
-    return not (math.isinf(x) or math.isnan(x))
-
-
-__all__ = [
-    "AM_HEADERS",
-    "CI",
-    "FuzzApp",
-    "Mapping",
-    "RawResponse",
-    "Seeded",
-    "arbitrary_bodies",
-    "boundary_timestamps",
-    "build_request",
-    "content_types",
-    "deep_nesting",
-    "fuzz_settings",
-    "invalid_utf8",
-    "json_values",
-    "random_headers",
-    "raw_header_bytes",
-    "raw_http",
-    "sized_payload",
-    "valid_notifications",
-    "wrong_typed",
-]
-
-_unused: Callable[..., Any] | None = None

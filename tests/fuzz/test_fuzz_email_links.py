@@ -58,7 +58,7 @@ def claims(draw: st.DrawFn) -> dict[str, Any]:
     """A genuine link's claims with 0-3 fields given another type or value, or removed."""
     doc: dict[str, Any] = {"a": "$action", "e": "$future", "i": "$id0", "p": "ollie"}
     weird = {
-        "a": st.sampled_from(ACTIONS + ["", "ACK", "reopen"]) | json_values,
+        "a": st.sampled_from([*ACTIONS, "", "ACK", "reopen"]) | json_values,
         "e": st.sampled_from(
             [2**31, 2**63, 10**20, -(10**20), 0, -1, 253402300800, 1e308, 1.5, True, "1"]
         )

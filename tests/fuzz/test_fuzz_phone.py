@@ -56,7 +56,9 @@ Query = list[tuple[str, str | bytes]]
 def queries(draw: st.DrawFn) -> Query:
     """Query pairs: 0-4 ``row`` values (a bundle), maybe other names."""
     pairs = [("row", r) for r in draw(st.lists(row_refs, max_size=4))]
-    pairs += draw(st.lists(st.tuples(st.sampled_from(["x", "Row", "row[]"]) | texts, texts), max_size=2))
+    pairs += draw(
+        st.lists(st.tuples(st.sampled_from(["x", "Row", "row[]"]) | texts, texts), max_size=2)
+    )
     return draw(st.permutations(pairs))
 
 
@@ -68,7 +70,9 @@ def params(draw: st.DrawFn) -> list[tuple[str, str]]:
         "CallSid": st.sampled_from(["CA" + "1" * 32, "CA" + "2" * 32, ""]) | texts,
         "CallStatus": st.sampled_from(CALL_STATUSES) | texts,
         "From": st.sampled_from([OLLIE_PHONE, LEE_PHONE, "+1 415 555 0100", "", "+"]) | texts,
-        "Body": st.sampled_from(["ACK", "ack 1", "ACK 2", "1", "ACK #1", "ACK 99999999999999999999"])
+        "Body": st.sampled_from(
+            ["ACK", "ack 1", "ACK 2", "1", "ACK #1", "ACK 99999999999999999999"]
+        )
         | texts,
         "MessageSid": st.sampled_from(["SM" + "3" * 32, ""]) | texts,
         "SmsSid": texts,

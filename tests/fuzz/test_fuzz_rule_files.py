@@ -231,7 +231,7 @@ def mutated(draw: st.DrawFn, base: str) -> str:
     for _ in range(draw(st.integers(1, 4))):
         i = draw(st.integers(0, len(text)))
         ch = draw(
-            st.sampled_from(list(":-[]{}'\"#&*!|>%@`,? \t\n\\") + ["\x00", "\ufeff", "\x85"])
+            st.sampled_from([*":-[]{}'\"#&*!|>%@`,? \t\n\\", "\x00", "\ufeff", "\x85"])
             | st.characters()
         )
         how = draw(st.sampled_from(["insert", "delete", "replace"]))
@@ -281,8 +281,8 @@ SPECIAL_DOCS = [
     "\ufeffrules: []\n",
     "rules: [\t]\n",
     "rules: '\n",
-    "rules: \"\\x\"\n",
-    "rules: \"\\ud800\"\n",
+    'rules: "\\x"\n',
+    'rules: "\\ud800"\n',
     "rules: !!binary aGVsbG8=\n",
     "rules: !!timestamp 2026-01-01\n",
     "rules: !!set {a, b}\n",
@@ -305,9 +305,11 @@ rule_texts = st.one_of(
 )
 rule_bytes = st.one_of(
     st.binary(max_size=300),
-    st.builds(lambda b, i: RULES.encode()[:i] + b + RULES.encode()[i:], st.sampled_from(
-        [b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\x00", b"\xef\xbb\xbf"]
-    ), st.integers(0, len(RULES))),
+    st.builds(
+        lambda b, i: RULES.encode()[:i] + b + RULES.encode()[i:],
+        st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\x00", b"\xef\xbb\xbf"]),
+        st.integers(0, len(RULES)),
+    ),
 )
 
 
@@ -323,12 +325,64 @@ MATCHER_NAMES = st.one_of(
 OPERATORS = st.sampled_from(["=", "!=", "=~", "!~", "==", "~", "!", "=!", "", "<", " = "])
 REGEX_ATOMS = st.sampled_from(
     [
-        "a", ".*", ".+", "\\d", "\\w", "\\b", "[a-z]", "[^a]", "[", "]", "(", ")", "(?i)",
-        "(?i:a)", "(?P<n>x)", "(?P=n)", "\\1", "\\10", "a{2,3}", "a{1001}", "x{,3}", "a{3,2}",
-        "a**", "a*+", "a??", "\\p{Greek}", "\\pL", "\\p{^Z}", "\\PN", "\\p{Any}", "\\Z", "\\z",
-        "\\C", "\\x{10FFFF}", "\\x{110000}", "\\x4", "[[:alpha:]]", "[[:foo:]]", "|", "^", "$",
-        "\\", "\\Q.*\\E", "(?s:.)", "(?U)a*", "[a-\\d]", "\\8", "\\0", "\\08", "(?=a)", "(?<!a)",
-        "(?>a)", "(?#c)", "\\e", "\\u1234", "[\\b]", "(?P<n>a)(?P<n>b)", "((((((((((a))))))))))",
+        "a",
+        ".*",
+        ".+",
+        "\\d",
+        "\\w",
+        "\\b",
+        "[a-z]",
+        "[^a]",
+        "[",
+        "]",
+        "(",
+        ")",
+        "(?i)",
+        "(?i:a)",
+        "(?P<n>x)",
+        "(?P=n)",
+        "\\1",
+        "\\10",
+        "a{2,3}",
+        "a{1001}",
+        "x{,3}",
+        "a{3,2}",
+        "a**",
+        "a*+",
+        "a??",
+        "\\p{Greek}",
+        "\\pL",
+        "\\p{^Z}",
+        "\\PN",
+        "\\p{Any}",
+        "\\Z",
+        "\\z",
+        "\\C",
+        "\\x{10FFFF}",
+        "\\x{110000}",
+        "\\x4",
+        "[[:alpha:]]",
+        "[[:foo:]]",
+        "|",
+        "^",
+        "$",
+        "\\",
+        "\\Q.*\\E",
+        "(?s:.)",
+        "(?U)a*",
+        "[a-\\d]",
+        "\\8",
+        "\\0",
+        "\\08",
+        "(?=a)",
+        "(?<!a)",
+        "(?>a)",
+        "(?#c)",
+        "\\e",
+        "\\u1234",
+        "[\\b]",
+        "(?P<n>a)(?P<n>b)",
+        "((((((((((a))))))))))",
     ]
 )
 regexes = st.lists(REGEX_ATOMS, max_size=8).map("".join)
@@ -404,9 +458,7 @@ def test_random_config_files_never_crash_check(workdir: Path, text: str) -> None
 
 @fuzz_settings(100)
 @given(matchers=st.lists(any_matcher, min_size=1, max_size=3), as_list=st.booleans())
-def test_random_matchers_in_a_rule_file(
-    workdir: Path, matchers: list[str], as_list: bool
-) -> None:
+def test_random_matchers_in_a_rule_file(workdir: Path, matchers: list[str], as_list: bool) -> None:
     match = json.dumps(matchers if as_list else matchers[0])
     text = f"rules:\n  - name: fuzzed\n    match: {match}\n    severity: P2\n"
     cfg, rule = _write(workdir, CONFIG, text)
