@@ -144,6 +144,7 @@ class LinkSigner:
             and isinstance(signed_action, str)
             and isinstance(person, str)
             and isinstance(expires, int)
+            and 0 < expires < 253402300800  # before 10000-01-01: a datetime can hold it
         ):
             raise BadLink("malformed")
         if signed_action != action:
