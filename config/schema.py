@@ -64,20 +64,37 @@ def cross_check(cfg: TocsinConfig, matrix_levels: dict[str, Any]) -> list[tuple[
     for key, level in matrix_levels.items():
         if level.policy is not None and level.policy not in cfg.policies:
             out.append(
-                (("matrix", "levels", key, "policy"), f"unknown policy {level.policy!r}{_known(cfg.policies)}")
+                (
+                    ("matrix", "levels", key, "policy"),
+                    f"unknown policy {level.policy!r}{_known(cfg.policies)}",
+                )
             )
         if level.policy is None:
             for i, step in enumerate(level.tiers):
-                out.extend(_check_step(cfg, step, ("matrix", "levels", key, "tiers", i), roles_optional=True))
+                out.extend(
+                    _check_step(
+                        cfg, step, ("matrix", "levels", key, "tiers", i), roles_optional=True
+                    )
+                )
     for role, refs in cfg.roles.items():
         for i, ref in enumerate(refs):
             out.extend(_check_ref(cfg, ref, ("roles", role, i), bare="person"))
     for tname, team in cfg.teams.items():
         for i, member in enumerate(team.members):
             if member not in cfg.people:
-                out.append((("teams", tname, "members", i), f"unknown person {member!r}{_known(cfg.people)}"))
+                out.append(
+                    (
+                        ("teams", tname, "members", i),
+                        f"unknown person {member!r}{_known(cfg.people)}",
+                    )
+                )
         if team.schedule is not None and team.schedule not in cfg.schedules:
-            out.append((("teams", tname, "schedule"), f"unknown schedule {team.schedule!r}{_known(cfg.schedules)}"))
+            out.append(
+                (
+                    ("teams", tname, "schedule"),
+                    f"unknown schedule {team.schedule!r}{_known(cfg.schedules)}",
+                )
+            )
     for sname, sched in cfg.schedules.items():
         for li, layer in enumerate(sched.layers):
             for mi, member in enumerate(layer.members):
@@ -90,20 +107,31 @@ def cross_check(cfg: TocsinConfig, matrix_levels: dict[str, Any]) -> list[tuple[
                 out.append((loc, f"unknown person {ov.person!r}{_known(cfg.people)}"))
     for name, v in (("default", cfg.rules.default),):
         if v is not None and v.policy is not None and v.policy not in cfg.policies:
-            out.append((("rules", name, "policy"), f"unknown policy {v.policy!r}{_known(cfg.policies)}"))
+            out.append(
+                (("rules", name, "policy"), f"unknown policy {v.policy!r}{_known(cfg.policies)}")
+            )
         if v is not None and v.team is not None and v.team not in cfg.teams:
             out.append((("rules", name, "team"), f"unknown team {v.team!r}{_known(cfg.teams)}"))
     return out
 
 
-def _check_step(cfg: TocsinConfig, step: Step, loc: Loc, roles_optional: bool = False) -> Iterator[tuple[Loc, str]]:
+def _check_step(
+    cfg: TocsinConfig, step: Step, loc: Loc, roles_optional: bool = False
+) -> Iterator[tuple[Loc, str]]:
     for i, ref in enumerate(step.notify):
-        for problem in _check_ref(cfg, ref, (*loc, "notify", i), bare="role", roles_optional=roles_optional):
-            yield problem
+        yield from _check_ref(
+            cfg, ref, (*loc, "notify", i), bare="role", roles_optional=roles_optional
+        )
     for i, channel in enumerate(step.via):
         if channel not in CHANNELS:
-            yield (*loc, "via", i), f"unknown channel {channel!r} (expected one of {', '.join(CHANNELS)})"
-    for field, cal in (("during", step.during), ("at", step.at.partition(":")[0] if step.at else None)):
+            yield (
+                (*loc, "via", i),
+                f"unknown channel {channel!r} (expected one of {', '.join(CHANNELS)})",
+            )
+    for field, cal in (
+        ("during", step.during),
+        ("at", step.at.partition(":")[0] if step.at else None),
+    ):
         if cal is not None and cal not in cfg.calendars:
             yield (*loc, field), f"unknown calendar {cal!r}{_known(cfg.calendars)}"
 

@@ -410,7 +410,8 @@ def _incidents(args: argparse.Namespace) -> int:
         print(f"{'#':>5}  {'ID':<20}  {'SEVERITY':<9} {'STATUS':<13} {'OPENED':<25} TITLE")
         for i in data["incidents"]:
             print(
-                f"{i['number']:>5}  {i['id']:<20}  {i['severity_name']:<9} {i['status']:<13} {i['opened_at'][:25]:<25} {i['title']}"
+                f"{i['number']:>5}  {i['id']:<20}  {i['severity_name']:<9} {i['status']:<13} "
+                f"{i['opened_at'][:25]:<25} {i['title']}"
             )
         return 0
     ref = quote(args.id, safe="")

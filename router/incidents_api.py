@@ -75,7 +75,14 @@ def incident_json(
             for a in alerts
         ],
         "pending_steps": [
-            {"id": s.id, "kind": s.kind, "tier": s.tier, "round": s.round, "due_at": _t(s.due_at), "unless": s.unless}
+            {
+                "id": s.id,
+                "kind": s.kind,
+                "tier": s.tier,
+                "round": s.round,
+                "due_at": _t(s.due_at),
+                "unless": s.unless,
+            }
             for s in steps
             if s.state.value == "pending"
         ],
@@ -97,7 +104,14 @@ def incident_json(
             for o in outbox
         ],
         "timeline": [
-            {"at": _t(e.at), "kind": e.kind, "actor": e.actor, "source": e.source, "message": e.message, "data": e.data}
+            {
+                "at": _t(e.at),
+                "kind": e.kind,
+                "actor": e.actor,
+                "source": e.source,
+                "message": e.message,
+                "data": e.data,
+            }
             for e in timeline
         ],
     }
@@ -120,7 +134,9 @@ async def list_incidents(request: web.Request) -> web.Response:
     try:
         limit = int(q.get("limit", "100"))
     except ValueError:
-        raise ApiError(400, "bad query", f"limit must be a whole number, got {q.get('limit')!r}", "limit") from None
+        raise ApiError(
+            400, "bad query", f"limit must be a whole number, got {q.get('limit')!r}", "limit"
+        ) from None
     if not 1 <= limit <= 1000:
         raise ApiError(400, "bad query", "limit must be between 1 and 1000", "limit")
     statuses = [s for s in q.get("status", "").split(",") if s]
@@ -171,7 +187,9 @@ async def act_on_incident(request: web.Request) -> web.Response:
     try:
         action = Action(request.match_info["action"])
     except ValueError:
-        raise ApiError(404, "not found", f"unknown action {request.match_info['action']!r}", "action") from None
+        raise ApiError(
+            404, "not found", f"unknown action {request.match_info['action']!r}", "action"
+        ) from None
     body: dict[str, Any] = {}
     raw = await request.read()
     if raw.strip():
@@ -184,7 +202,12 @@ async def act_on_incident(request: web.Request) -> web.Response:
     note = body.get("note", "")
     actor = body.get("actor", token.name)
     if not isinstance(note, str) or len(note) > _MAX_NOTE:
-        raise ApiError(400, "invalid payload", f"note must be a string of at most {_MAX_NOTE} characters", "note")
+        raise ApiError(
+            400,
+            "invalid payload",
+            f"note must be a string of at most {_MAX_NOTE} characters",
+            "note",
+        )
     if not isinstance(actor, str) or not actor or len(actor) > 200:
         raise ApiError(400, "invalid payload", "actor must be a non-empty string", "actor")
     # JSON strings may hold lone surrogates (\udc80 escapes); the store cannot encode them.
@@ -196,7 +219,9 @@ async def act_on_incident(request: web.Request) -> web.Response:
     try:
         await rt.service.act(request.match_info["id"], action, actor=actor, source="api", note=note)
     except IncidentNotFound:
-        raise ApiError(404, "not found", f"no incident {request.match_info['id']!r}", "id") from None
+        raise ApiError(
+            404, "not found", f"no incident {request.match_info['id']!r}", "id"
+        ) from None
     except IllegalTransition as e:
         raise ApiError(409, "conflict", str(e), "status") from None
     except StoreError as e:

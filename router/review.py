@@ -87,7 +87,13 @@ def render_review(inc: dict[str, Any]) -> str:
         name = a["labels"].get("alertname", a["fingerprint"])
         summary = a["annotations"].get("summary", "")
         lines.append(f"- `{name}` {summary} — {a['status']} (started {a['starts_at']})")
-    lines += ["", "## Timeline", "", "| Time (UTC) | Event | Actor | Source | Details |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Timeline",
+        "",
+        "| Time (UTC) | Event | Actor | Source | Details |",
+        "|---|---|---|---|---|",
+    ]
     for e in inc.get("timeline", []):
         msg = str(e["message"]).replace("|", "\\|")
         lines.append(f"| {e['at']} | {e['kind']} | {e['actor']} | {e['source']} | {msg} |")

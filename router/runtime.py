@@ -19,7 +19,6 @@ from prometheus_client import CollectorRegistry
 
 from adapters.dispatch import ConfiguredPolicy
 from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
-
 from config.errors import ConfigError, Problem
 from config.load import LoadedConfig, load_config
 from escalation.clock import Clock, RealClock
@@ -33,9 +32,9 @@ from escalation.service import EscalationService
 from escalation.store.base import Store, StoreError
 from escalation.store.factory import make_store
 from escalation.wakeup import WakeupListener, listener_for
-from rules.alerts import Notification
 from router.metrics import RouterMetrics
 from router.pipeline import PipelineResult, StoreUnavailable
+from rules.alerts import Notification
 
 __all__ = ["IncidentPipeline", "Runtime", "build_directory"]
 

@@ -50,18 +50,26 @@ async def _serve(runtime: Runtime, listen: str) -> int:
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    log.info("tocsin listening", extra={"host": host, "port": port, "config": str(runtime.config_path)})
+    log.info(
+        "tocsin listening", extra={"host": host, "port": port, "config": str(runtime.config_path)}
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[None]] = set()
 
     def _reload() -> None:
         async def go() -> None:
             try:
                 await runtime.reload()
             except ConfigError as e:
-                log.error("reload failed; keeping the running config", extra={"problems": [str(p) for p in e.problems]})
+                log.error(
+                    "reload failed; keeping the running config",
+                    extra={"problems": [str(p) for p in e.problems]},
+                )
 
-        loop.create_task(go())
+        task = loop.create_task(go())
+        reloads.add(task)  # keep a reference until it is done (the loop holds only weak ones)
+        task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, _reload)
     loop.add_signal_handler(signal.SIGTERM, stop.set)

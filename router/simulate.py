@@ -22,8 +22,8 @@ from escalation.clock import VirtualClock
 from escalation.model import TimelineEvent
 from escalation.store.base import IncidentFilter
 from escalation.store.factory import StoreConfig, make_store
-from rules.alerts import Notification
 from router.runtime import Runtime
+from rules.alerts import Notification
 
 __all__ = ["SimEvent", "Simulation", "simulate"]
 
@@ -107,7 +107,9 @@ async def simulate(
             actions: list[tuple[datetime, str, Callable[[], Any]]] = []
 
             async def act(action: Action) -> None:
-                for inc in await rt.store.list_incidents(IncidentFilter(status=["triggered", "acknowledged", "mitigated"])):
+                for inc in await rt.store.list_incidents(
+                    IncidentFilter(status=["triggered", "acknowledged", "mitigated"])
+                ):
                     try:
                         await rt.service.act(inc.id, action, actor="simulate", source="cli")
                     except IllegalTransition:
@@ -119,7 +121,9 @@ async def simulate(
                 actions.append((t0 + mitigate_at, "mitigate", lambda: act(Action.MITIGATE)))
             if resolve_at is not None:
                 at = t0 + resolve_at
-                actions.append((at, "resolve", lambda: rt.pipeline.submit(_resolved_copy(notification, at))))
+                actions.append(
+                    (at, "resolve", lambda: rt.pipeline.submit(_resolved_copy(notification, at)))
+                )
             actions.sort(key=lambda a: a[0])
             end = t0 + until
             await rt.engine.tick()

@@ -22,7 +22,7 @@ _MASK = (1 << 64) - 1
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:
-    """Alertmanager's label-set fingerprint (FNV-1a 64 over sorted name/value pairs, 0xff-separated).
+    """Alertmanager's label-set fingerprint (FNV-1a 64 over sorted names and values, 0xff-split).
 
     Used when a payload predates v0.19 and has none, so dedup keys match what newer
     Alertmanagers would have sent for the same alert.

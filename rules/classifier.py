@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from rules.alerts import Alert, Notification
-from rules.matrix import Matrix, rank
 from rules.matchers import Matcher
+from rules.matrix import Matrix, rank
 from rules.schema import Compare, Conditions, Outcome, Rule
 from rules.templates import Template
 
@@ -109,8 +109,13 @@ class Classifier:
         # Plain fields read once: pydantic's private attributes are slow on a hot path.
         self._compiled = [
             _Compiled(
-                lr.rule, lr.rule.name, tuple(lr.rule.matchers), lr.rule.when,
-                lr.rule.continue_, lr.rule.key_template, lr.rule.title_template,
+                lr.rule,
+                lr.rule.name,
+                tuple(lr.rule.matchers),
+                lr.rule.when,
+                lr.rule.continue_,
+                lr.rule.key_template,
+                lr.rule.title_template,
             )
             for lr in self._rules
         ]
@@ -238,7 +243,12 @@ class Classifier:
             if not m.matches(labels.get(m.name) or ""):
                 return True
         w = c.when
-        if w.firing_at_least is None and not w.compare and w.calendar is None and w.outside_calendar is None:
+        if (
+            w.firing_at_least is None
+            and not w.compare
+            and w.calendar is None
+            and w.outside_calendar is None
+        ):
             return False
         return bool(self._failures(c.rule, alert, group, now, first_only=True))
 
