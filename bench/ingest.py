@@ -24,7 +24,7 @@ auth:
   receiver: {{bearer_tokens: [bench]}}
 store: {store}
 matrix: {{preset: default}}
-rules: {{default: {{severity: P1}}}}
+rules: {{default: {{severity: {severity}}}}}
 people: {{alice: {{channels: [log]}}}}
 roles: {{oncall: [alice], lead: [alice], manager: [alice], vp: [alice]}}
 adapters: {{log: {{enabled: true}}}}
@@ -59,6 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--no-page", dest="page", action="store_false", help="skip the + page case")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,6 +67,10 @@ def main() -> None:
         cport = free_port()
         targets.append(("ceiling (parse only)", [PY, "bench/ceiling_server.py", str(cport)]))
         stores = [("tocsin sqlite", f'{{backend: sqlite, path: "{Path(tmp) / "bench.db"}"}}')]
+        if args.page:
+            stores.append(
+                ("tocsin sqlite + page", f'{{backend: sqlite, path: "{Path(tmp) / "page.db"}"}}')
+            )
         dsn = os.environ.get("TOCSIN_BENCH_POSTGRES_DSN")
         if dsn:
             schema = f"bench_{uuid.uuid4().hex[:8]}"
@@ -75,8 +80,11 @@ def main() -> None:
         ports = {targets[0][0]: cport}
         for name, store in stores:
             port = free_port()
-            cfg = Path(tmp) / f"{name.split()[-1]}.yaml"
-            cfg.write_text(CONFIG.format(port=port, store=store))
+            cfg = Path(tmp) / f"{name.replace(' ', '-')}.yaml"
+            # P4 records the incident and pages nobody (ingest alone); "+ page" uses P1, whose
+            # first tier pages at once through the log channel in the same process.
+            severity = "P1" if name.endswith("+ page") else "P4"
+            cfg.write_text(CONFIG.format(port=port, store=store, severity=severity))
             targets.append((name, [PY, "-m", "router.cli", "serve", "--config", str(cfg)]))
             ports[name] = port
         for alerts in (1, 50):
