@@ -20,7 +20,7 @@ import pydantic
 
 from config.errors import ConfigError, Problem
 from config.loader import Document, load_document, problems_from_validation_error
-from config.schema import TocsinConfig, cross_check
+from config.schema import TocsinConfig, cross_check, known_names
 from escalation.calendars import Calendar
 from rules.classifier import Classifier
 from rules.matrix import BUSINESS_HOURS, LEVELS, Matrix, build_matrix, load_preset
@@ -184,11 +184,13 @@ def _check_rules(doc: Document, rf: RuleFile, cfg: TocsinConfig, matrix: Matrix)
         if o.policy is not None and o.policy not in cfg.policies:
             out.append(
                 _problem(
-                    doc, (*loc, "policy"), f"unknown policy {o.policy!r}{_known(cfg.policies)}"
+                    doc, (*loc, "policy"), f"unknown policy {o.policy!r}{known_names(cfg.policies)}"
                 )
             )
         if o.team is not None and o.team not in cfg.teams:
-            out.append(_problem(doc, (*loc, "team"), f"unknown team {o.team!r}{_known(cfg.teams)}"))
+            out.append(
+                _problem(doc, (*loc, "team"), f"unknown team {o.team!r}{known_names(cfg.teams)}")
+            )
         when = getattr(o, "when", None)
         if when is not None:
             for field in ("calendar", "outside_calendar"):
@@ -198,14 +200,10 @@ def _check_rules(doc: Document, rf: RuleFile, cfg: TocsinConfig, matrix: Matrix)
                         _problem(
                             doc,
                             (*loc, "when", field),
-                            f"unknown calendar {cal!r}{_known(cfg.calendars)}",
+                            f"unknown calendar {cal!r}{known_names(cfg.calendars)}",
                         )
                     )
     return out
-
-
-def _known(d: Mapping[str, object]) -> str:
-    return f" (known: {', '.join(sorted(d))})" if d else " (none are configured)"
 
 
 def _as_written(doc: Document, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:

@@ -6,7 +6,7 @@ the references between them (a rule naming a policy, a step naming a schedule, .
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,7 +66,7 @@ def cross_check(cfg: TocsinConfig, matrix_levels: dict[str, Any]) -> list[tuple[
             out.append(
                 (
                     ("matrix", "levels", key, "policy"),
-                    f"unknown policy {level.policy!r}{_known(cfg.policies)}",
+                    f"unknown policy {level.policy!r}{known_names(cfg.policies)}",
                 )
             )
         if level.policy is None:
@@ -85,14 +85,14 @@ def cross_check(cfg: TocsinConfig, matrix_levels: dict[str, Any]) -> list[tuple[
                 out.append(
                     (
                         ("teams", tname, "members", i),
-                        f"unknown person {member!r}{_known(cfg.people)}",
+                        f"unknown person {member!r}{known_names(cfg.people)}",
                     )
                 )
         if team.schedule is not None and team.schedule not in cfg.schedules:
             out.append(
                 (
                     ("teams", tname, "schedule"),
-                    f"unknown schedule {team.schedule!r}{_known(cfg.schedules)}",
+                    f"unknown schedule {team.schedule!r}{known_names(cfg.schedules)}",
                 )
             )
     for sname, sched in cfg.schedules.items():
@@ -100,18 +100,23 @@ def cross_check(cfg: TocsinConfig, matrix_levels: dict[str, Any]) -> list[tuple[
             for mi, member in enumerate(layer.members):
                 if member not in cfg.people:
                     loc: Loc = ("schedules", sname, "layers", li, "members", mi)
-                    out.append((loc, f"unknown person {member!r}{_known(cfg.people)}"))
+                    out.append((loc, f"unknown person {member!r}{known_names(cfg.people)}"))
         for oi, ov in enumerate(sched.overrides):
             if ov.person not in cfg.people:
                 loc = ("schedules", sname, "overrides", oi, "person")
-                out.append((loc, f"unknown person {ov.person!r}{_known(cfg.people)}"))
+                out.append((loc, f"unknown person {ov.person!r}{known_names(cfg.people)}"))
     for name, v in (("default", cfg.rules.default),):
         if v is not None and v.policy is not None and v.policy not in cfg.policies:
             out.append(
-                (("rules", name, "policy"), f"unknown policy {v.policy!r}{_known(cfg.policies)}")
+                (
+                    ("rules", name, "policy"),
+                    f"unknown policy {v.policy!r}{known_names(cfg.policies)}",
+                )
             )
         if v is not None and v.team is not None and v.team not in cfg.teams:
-            out.append((("rules", name, "team"), f"unknown team {v.team!r}{_known(cfg.teams)}"))
+            out.append(
+                (("rules", name, "team"), f"unknown team {v.team!r}{known_names(cfg.teams)}")
+            )
     return out
 
 
@@ -133,7 +138,7 @@ def _check_step(
         ("at", step.at.partition(":")[0] if step.at else None),
     ):
         if cal is not None and cal not in cfg.calendars:
-            yield (*loc, field), f"unknown calendar {cal!r}{_known(cfg.calendars)}"
+            yield (*loc, field), f"unknown calendar {cal!r}{known_names(cfg.calendars)}"
 
 
 def _check_ref(
@@ -155,8 +160,9 @@ def _check_ref(
     if name not in table:
         if kind == "role" and roles_optional:
             return  # a preset's role nobody filled in: reported at escalation time, not fatal
-        yield loc, f"unknown {kind} {name!r}{_known(table)}"
+        yield loc, f"unknown {kind} {name!r}{known_names(table)}"
 
 
-def _known(d: dict[str, Any]) -> str:
+def known_names(d: Mapping[str, Any]) -> str:
+    """ " (known: a, b)" for an error message, or " (none are configured)"."""
     return f" (known: {', '.join(sorted(d))})" if d else " (none are configured)"

@@ -13,12 +13,12 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 
 from adapters.config import PagerDutyConfig
+from adapters.http import parse_retry_after
 from adapters.pagerduty.tls import config_ssl_context, redact
 from adapters.registry import AdapterContext
 from escalation.model import IncidentRecord, OutboxRecord
@@ -251,26 +251,6 @@ def encode_event(event: dict[str, Any]) -> bytes:
 
 def _dumps(event: dict[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP-date); None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = (when - now).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, seconds)
 
 
 class PagerDutyEventsNotifier:

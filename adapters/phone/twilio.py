@@ -27,14 +27,13 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 
 from adapters.config import PhoneConfig
+from adapters.http import parse_retry_after
 from adapters.phone.provider import VoicePage
 from adapters.phone.twiml import call_twiml
 from adapters.registry import AdapterContext
@@ -73,19 +72,6 @@ def callback_url(public_url: str, path: str, refs: Sequence[str]) -> str:
     """``{public_url}{path}?row=<id>[&row=<id>...]``, absolute, as Twilio requests and signs it."""
     query = urlencode([("row", r) for r in refs], safe=":")
     return f"{public_url.rstrip('/')}{path}?{query}"
-
-
-def _retry_after(value: str | None, now: datetime) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - now).total_seconds())
 
 
 def _reason(e: Exception) -> str:
@@ -214,6 +200,6 @@ class TwilioProvider:
                 ok=False,
                 retryable=True,
                 error=error,
-                retry_after=_retry_after(retry_after, self._clock.now()),
+                retry_after=parse_retry_after(retry_after, self._clock.now()),
             )
         return DeliveryResult(ok=False, error=error)

@@ -21,12 +21,12 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 
 from adapters.config import WebhookEndpoint
+from adapters.http import parse_retry_after
 from escalation.clock import Clock
 from escalation.model import AlertRecord, IncidentRecord, OutboxRecord
 from escalation.notifier import Delivery, DeliveryResult
@@ -120,19 +120,6 @@ def payload(delivery: Delivery, now: datetime) -> dict[str, Any]:
     }
 
 
-def _retry_after(value: str | None, now: datetime) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - now).total_seconds())
-
-
 class WebhookNotifier:
     """POSTs each notification to one or more endpoints; ok only when every one accepted it.
 
@@ -218,6 +205,9 @@ class WebhookNotifier:
         error = f"webhook {name}: HTTP {status}"
         if status == 429 or status >= 500:
             return DeliveryResult(
-                ok=False, retryable=True, error=error, retry_after=_retry_after(retry_after, now)
+                ok=False,
+                retryable=True,
+                error=error,
+                retry_after=parse_retry_after(retry_after, now),
             )
         return DeliveryResult(ok=False, error=error)
