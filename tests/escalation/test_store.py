@@ -684,7 +684,9 @@ async def test_concurrent_claimers_never_share_a_row(store: Store) -> None:
     for claims, prefix in ((step_claims, "s"), (out_claims, "o")):
         flat = [c for batch in claims for c in batch]
         assert sorted(flat) == [f"{prefix}{i:02}" for i in range(12)]  # each exactly once
-        assert sorted(len(b) for b in claims) == [0, 0, 3, 3, 3, 3]
+        # SKIP LOCKED may hand a claimer fewer rows than its limit while others hold some
+        # locked, so only the bound is exact; the sharing-free property is the line above.
+        assert all(len(b) <= 3 for b in claims)
 
 
 async def test_pg_skip_locked_while_another_claim_is_uncommitted(pg_store: PostgresStore) -> None:
