@@ -95,7 +95,15 @@ def cross_check(cfg: TocsinConfig, matrix_levels: dict[str, Any]) -> list[tuple[
                     f"unknown schedule {team.schedule!r}{known_names(cfg.schedules)}",
                 )
             )
+    pd = cfg.adapters.pagerduty
     for sname, sched in cfg.schedules.items():
+        if sched.pagerduty is not None and (pd is None or pd.api_token is None):
+            out.append(
+                (
+                    ("schedules", sname, "pagerduty"),
+                    "asking PagerDuty who is on call needs adapters.pagerduty.api_token",
+                )
+            )
         for li, layer in enumerate(sched.layers):
             for mi, member in enumerate(layer.members):
                 if member not in cfg.people:

@@ -6,7 +6,7 @@ reload, while each incident keeps its own policy snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -38,6 +38,11 @@ class Directory:
     schedules: Mapping[str, Schedule] = field(default_factory=dict)
     calendars: Mapping[str, Calendar] = field(default_factory=dict)
     maintenance: Sequence[MaintenanceWindow] = ()
+    # PagerDuty-backed schedules: (schedule_id, escalation_policy_id) → on-call emails, as last
+    # looked up (None: not known yet). Kept warm by the runtime so resolving stays synchronous.
+    pagerduty_oncall: Callable[[tuple[str | None, str | None]], list[str] | None] = lambda _key: (
+        None
+    )
 
     def resolve(self, ref: str, t: datetime) -> tuple[list[Recipient], list[str]]:
         """People behind ``ref`` at ``t`` (deduplicated, in order) and problems found on the way."""
@@ -83,6 +88,9 @@ class Directory:
             if sched is None:
                 problems.append(f"{top}: unknown schedule {name!r}")
                 return
+            if sched.pagerduty is not None:
+                self._from_pagerduty(name, sched.pagerduty.key, top, out, problems)
+                return
             oncall = sched.oncall(t)
             if not oncall:
                 problems.append(f"{top}: nobody is on call in schedule {name!r} at {t.isoformat()}")
@@ -100,6 +108,28 @@ class Directory:
                     self._resolve(f"person:{m}", top, t, out, problems, depth + 1)
         elif kind == "pagerduty":
             out.append(Recipient(f"pagerduty:{name}", top))
+
+    def _from_pagerduty(
+        self,
+        name: str,
+        key: tuple[str | None, str | None],
+        top: str,
+        out: list[Recipient],
+        problems: list[str],
+    ) -> None:
+        emails = self.pagerduty_oncall(key)
+        if emails is None:
+            problems.append(f"{top}: PagerDuty has not answered who is on call for {name!r} yet")
+            return
+        if not emails:
+            problems.append(f"{top}: PagerDuty says nobody is on call for {name!r}")
+        by_email = {p.email.lower(): n for n, p in self.people.items() if p.email}
+        for email in emails:
+            person = by_email.get(email.lower())
+            if person is None:
+                problems.append(f"{top}: PagerDuty's on-call {email} is not a person in `people:`")
+            else:
+                out.append(Recipient(person, top))
 
     def channels_for(self, person: str, via: Sequence[str]) -> list[str]:
         """The channels to use: the step's ``via``, else the person's own defaults."""

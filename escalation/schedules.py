@@ -197,8 +197,30 @@ class Override(BaseModel):
         return self.start <= _aware(t) < self.end
 
 
+class PagerDutyOncall(BaseModel):
+    """Ask PagerDuty who is on call (REST ``/oncalls``) instead of computing a rotation here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schedule_id: str | None = None
+    escalation_policy_id: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PagerDutyOncall:
+        if (self.schedule_id is None) == (self.escalation_policy_id is None):
+            raise ValueError("give exactly one of schedule_id or escalation_policy_id")
+        return self
+
+    @property
+    def key(self) -> tuple[str | None, str | None]:
+        return (self.schedule_id, self.escalation_policy_id)
+
+
 class Schedule(BaseModel):
     """Who is on call: rotation ``layers`` (later ones win where they apply) plus ``overrides``.
+
+    Or ``pagerduty: {schedule_id | escalation_policy_id}``: PagerDuty says who is on call (looked
+    up through its REST API, cached); people are matched to tocsin's by their ``email``.
 
     Shorthand: ``members``/``start``/``shift``/``handoff``/``restrict`` at the top level stand
     for a single layer. When overrides overlap, the one listed last wins.
@@ -207,8 +229,9 @@ class Schedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     timezone: str = "UTC"
-    layers: list[Layer] = Field(min_length=1)
+    layers: list[Layer] = Field(default_factory=list)
     overrides: list[Override] = Field(default_factory=list)
+    pagerduty: PagerDutyOncall | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -216,9 +239,15 @@ class Schedule(BaseModel):
         if not isinstance(data, dict):
             return data
         given = [k for k in _LAYER_KEYS if k in data]
+        if "pagerduty" in data:
+            if given or data.get("layers"):
+                raise ValueError("a schedule is either `pagerduty:` or rotation layers, not both")
+            return data
         if not given:
             if "layers" not in data:
                 raise ValueError("a schedule needs layers (or members and start at the top level)")
+            if not data["layers"]:
+                raise ValueError("layers must name at least one rotation")
             return data
         if "layers" in data:
             raise ValueError(

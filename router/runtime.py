@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from escalation.store.base import Store, StoreError
 from escalation.store.factory import make_store
 from escalation.wakeup import WakeupListener, listener_for
 from router.metrics import RouterMetrics
+from router.oncall_sync import OncallSync
 from router.pipeline import PipelineResult, StoreUnavailable
 from rules.alerts import Notification
 
@@ -41,10 +42,15 @@ __all__ = ["IncidentPipeline", "Runtime", "build_directory"]
 log = logging.getLogger("tocsin.runtime")
 
 
-def build_directory(loaded: LoadedConfig) -> Directory:
+def build_directory(
+    loaded: LoadedConfig,
+    pagerduty_oncall: Callable[[tuple[str | None, str | None]], list[str] | None] | None = None,
+) -> Directory:
     """The escalation view of a loaded config."""
     cfg = loaded.config
+    extra = {"pagerduty_oncall": pagerduty_oncall} if pagerduty_oncall is not None else {}
     return Directory(
+        **extra,
         matrix=loaded.matrix,
         policies=cfg.policies,
         people=cfg.people,
@@ -76,7 +82,9 @@ class Runtime:
         self.esc_metrics = EscalationMetrics(self.registry)
         self.env = env
         self.store: Store = store or make_store(loaded.config.store)
-        self._directory = build_directory(loaded)
+        self.oncall = OncallSync(self.registry, self.clock)
+        self.oncall.configure(loaded)
+        self._directory = build_directory(loaded, self.oncall.get)
         self._extra_notifiers = dict(notifiers or {})
         self._http: aiohttp.ClientSession | None = None
         self._notifiers = self._build_notifiers(loaded)
@@ -111,11 +119,13 @@ class Runtime:
     async def start(self, *, run_engine: bool = True) -> None:
         """Open the store (migrations) and start the engine loop."""
         await self.store.open()
+        await self.oncall.start()  # who PagerDuty has on call, before the first step fires
         if run_engine:
             await self.wakeup.start()
             self._engine_task = asyncio.create_task(self.engine.run(), name="tocsin-engine")
 
     async def stop(self) -> None:
+        await self.oncall.stop()
         await self.wakeup.stop()
         self.engine.stop()
         if self._engine_task is not None:
@@ -185,7 +195,7 @@ class Runtime:
         async with self._reload_lock:
             try:
                 new = await asyncio.to_thread(load_config, self.loaded.path, self.env)
-                directory = build_directory(new)
+                directory = build_directory(new, self.oncall.get)
                 notifiers = self._build_notifiers(new)
             except ConfigError:
                 self.metrics.reload_ok.set(0)
@@ -202,6 +212,7 @@ class Runtime:
             self.engine.lease, self.engine.poll = engine_cfg.lease, engine_cfg.poll
             self.engine.batch = engine_cfg.batch
             self.loaded, self._directory, self._notifiers = new, directory, notifiers
+            self.oncall.configure(new)
             self.metrics.reload_ok.set(1)
             self.metrics.reload_ts.set(time.time())
             self.engine.wake()

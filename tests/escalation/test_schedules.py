@@ -319,7 +319,7 @@ def test_top_level_shorthand_equals_one_layer() -> None:
     [
         ({"timezone": "Europe/Atlantis", **DAILY}, "unknown timezone 'Europe/Atlantis'"),
         ({}, "a schedule needs layers"),
-        ({"layers": []}, "at least 1 item"),
+        ({"layers": []}, "at least one rotation"),
         ({**DAILY, "layers": [DAILY]}, "either layers or a single rotation"),
         ({**DAILY, "members": []}, "at least 1 item"),
         ({**DAILY, "members": ["a", " "]}, "member names must not be empty"),
