@@ -343,12 +343,14 @@ def write_config(
     tiers: Sequence[tuple[str, Sequence[str]]],
     lease: str = "2s",
     poll: str = "1s",
+    pagerduty_url: str | None = None,
 ) -> Path:
     """``tocsin.yaml`` with a ``ladder`` policy: ``tiers`` = [(after, [people...]), ...].
 
     ``store`` is the YAML flow mapping of the ``store:`` section. Every alert is P1 on that
     policy; reminders are off so only the ladder pages, each person via ``log`` only, and the
-    per-person rate limit is lifted.
+    per-person rate limit is lifted. With ``pagerduty_url``, one more step (after the ladder, at
+    0s) triggers the PagerDuty service ``svc`` at that (fake) Events API.
     """
     people = sorted({p for _, who in tiers for p in who})
     steps = "\n".join(
@@ -356,6 +358,13 @@ def write_config(
         " via: [log]}"
         for after, who in tiers
     )
+    pagerduty = ""
+    if pagerduty_url is not None:
+        steps += '\n      - {after: 0s, notify: ["pagerduty:svc"]}'
+        pagerduty = (
+            f'  pagerduty: {{events_url: "{pagerduty_url}",'
+            ' services: {svc: "hafakeroutingkey0000000000000001"}}\n'
+        )
     text = f"""\
 server:
   log_format: json
@@ -376,7 +385,7 @@ policies:
 {steps}
 adapters:
   log: {{enabled: true}}
-  # A storm pages each person dozens of times a minute; this is not a rate-limit test.
+{pagerduty}  # A storm pages each person dozens of times a minute; this is not a rate-limit test.
   dispatch: {{person_rate: {{count: 10000, per: 1m}}}}
 """
     path = tmp / "tocsin.yaml"

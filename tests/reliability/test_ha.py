@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +47,7 @@ from tests.reliability.conftest import (
     wait_for,
     write_config,
 )
+from tests.reliability.faultkit import ThreadedPagerDuty
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -310,12 +311,25 @@ LEASE = timedelta(seconds=2)
 MARGIN = timedelta(seconds=3)
 
 
+@pytest.fixture
+def ha_pagerduty(tmp_path: Path) -> Iterator[ThreadedPagerDuty]:
+    pd = ThreadedPagerDuty(tmp_path)
+    yield pd
+    pd.close()
+
+
 def test_three_replicas_a_storm_and_one_killed_fire_every_step_exactly_once(
-    tmp_path: Path, procs: list[Proc], pg_schema: tuple[str, str]
+    tmp_path: Path,
+    procs: list[Proc],
+    pg_schema: tuple[str, str],
+    ha_pagerduty: ThreadedPagerDuty,
 ) -> None:
     dsn, schema = pg_schema
     store_yaml, db = postgres_store(dsn, schema)
-    config = write_config(tmp_path, store_yaml, tiers=HA_TIERS, lease="2s", poll="1s")
+    pd = ha_pagerduty
+    config = write_config(
+        tmp_path, store_yaml, tiers=HA_TIERS, lease="2s", poll="1s", pagerduty_url=pd.http_url
+    )
     replicas = [start_serve(procs, f"replica-{n}", config, tmp_path, wait=False) for n in range(3)]
     for r in replicas:
         r.wait_ready()
@@ -351,7 +365,7 @@ def test_three_replicas_a_storm_and_one_killed_fire_every_step_exactly_once(
     # Each step exactly once, each within the lease plus a margin of its due time.
     steps = db.steps()
     assert Counter((s["incident_id"], s["id"]) for s in steps) == Counter(
-        {(i, f"{i}:0:page:0:{t}"): 1 for i in incidents for t in range(len(HA_TIERS))}
+        {(i, f"{i}:0:page:0:{t}"): 1 for i in incidents for t in range(len(HA_TIERS) + 1)}
     )
     late = [
         (s["id"], s["fired_at"] - s["due_at"])
@@ -359,8 +373,18 @@ def test_three_replicas_a_storm_and_one_killed_fire_every_step_exactly_once(
         if s["fired_at"] - s["due_at"] > LEASE + MARGIN
     ]
     assert late == []
+    # At the fake PagerDuty: exactly one alert per incident (dedup_key = incident id), all
+    # triggered; a repeated trigger request is possible only from the killed replica
+    # (at-least-once), and PagerDuty folds it into the same alert.
+    snap = pd.snapshot()
+    assert sorted(a.dedup_key for a in snap.alerts) == sorted(incidents)
+    assert {a.status for a in snap.alerts} == {"triggered"}
+    pd_rows = [r for r in db.outbox() if r["channel"] == "pagerduty"]
+    assert sorted(r["incident_id"] for r in pd_rows) == sorted(incidents)
+    assert {(r["kind"], r["state"]) for r in pd_rows} == {("page", "sent")}
+
     # One outbox row per (incident, step, person, channel), all sent.
-    outbox = db.outbox()
+    outbox = [r for r in db.outbox() if r["channel"] == "log"]
     assert (
         sorted((r["incident_id"], r["tier"], r["person"], r["channel"]) for r in outbox) == expected
     )
@@ -372,7 +396,7 @@ def test_three_replicas_a_storm_and_one_killed_fire_every_step_exactly_once(
     notify = sorted(
         (e["incident_id"], e["data"]["tier"], e["data"]["person"], e["data"]["channel"])
         for e in db.timeline()
-        if e["kind"] == "notify"
+        if e["kind"] == "notify" and e["data"]["channel"] == "log"
     )
     assert notify == expected
 
