@@ -151,3 +151,33 @@ def rss_mb(pid: int) -> float:
 
 
 PY = sys.executable
+
+
+class Served:
+    """``tocsin serve`` on ``config`` in a child process, its peak RSS sampled in a thread."""
+
+    def __init__(self, config: Path, log: Path, every: float = 0.1) -> None:
+        import threading
+
+        self.proc = spawn(
+            [PY, "-m", "router.cli", "serve", "--config", str(config)],
+            env=dict(os.environ),
+            log=log,
+        )
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._every = every
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak_mb = max(self.peak_mb, rss_mb(self.proc.pid))
+            except OSError:
+                pass
+            time.sleep(self._every)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.proc.terminate()
+        self.proc.wait(30)

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sqlite3
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from common import PY, free_port, machine, payload, pct, rss_mb, spawn, wait_http
+from common import Served, free_port, machine, payload, pct, wait_http
 
 CONFIG = """
 server: {{listen: "127.0.0.1:{port}", log_level: warning}}
@@ -108,23 +106,7 @@ async def main_async(n: int, alerts: int, seconds: float) -> None:
         db = Path(tmp) / "storm.db"
         cfg = Path(tmp) / "tocsin.yaml"
         cfg.write_text(CONFIG.format(port=port, db=db, sink=sink.port))
-        proc = spawn(
-            [PY, "-m", "router.cli", "serve", "--config", str(cfg)],
-            env=dict(os.environ),
-            log=Path(tmp) / "t.log",
-        )
-        peak = [0.0]
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                try:
-                    peak[0] = max(peak[0], rss_mb(proc.pid))
-                except OSError:
-                    pass
-                time.sleep(0.1)
-
-        threading.Thread(target=sample, daemon=True).start()
+        served = Served(cfg, Path(tmp) / "t.log", every=0.1)
         try:
             await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/readyz")
             t0 = time.perf_counter()
@@ -133,9 +115,7 @@ async def main_async(n: int, alerts: int, seconds: float) -> None:
             )
             await asyncio.sleep(12)  # one bundle window for the held pages to go out
         finally:
-            stop.set()
-            proc.terminate()
-            proc.wait(30)
+            served.stop()
         con = sqlite3.connect(db)
         incidents = con.execute("SELECT count(*) FROM incidents").fetchone()[0]
         stored_alerts = con.execute("SELECT count(*) FROM alerts").fetchone()[0]
@@ -162,7 +142,7 @@ async def main_async(n: int, alerts: int, seconds: float) -> None:
     )
     print(f"| incidents stored | {incidents} / {n} |")
     print(f"| alerts stored | {stored_alerts} / {n * alerts} |")
-    print(f"| peak RSS | {peak[0]:.0f} MB |")
+    print(f"| peak RSS | {served.peak_mb:.0f} MB |")
     states = ", ".join(f"{k}: {v}" for k, v in sorted(pages.items()))
     print(f"| page rows (one per incident) | {sum(pages.values())} ({states}) |")
     print(

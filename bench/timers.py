@@ -14,14 +14,13 @@ import argparse
 import asyncio
 import os
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import PY, free_port, machine, pct, rss_mb, spawn
+from common import Served, free_port, machine, pct
 
 from config.load import load_config
 from escalation.model import Changes, IncidentRecord, Status, StepRecord
@@ -136,23 +135,7 @@ def main() -> None:
         first_due = datetime.now(UTC) + timedelta(seconds=5)  # restart the schedule after filling
         asyncio.run(_shift(store_cfg, args.probes, first_due, args.window))
         t0 = time.perf_counter()
-        proc = spawn(
-            [PY, "-m", "router.cli", "serve", "--config", str(cfg)],
-            env=dict(os.environ),
-            log=Path(tmp) / "t.log",
-        )
-        peak = [0.0]
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                try:
-                    peak[0] = max(peak[0], rss_mb(proc.pid))
-                except OSError:
-                    pass
-                time.sleep(0.2)
-
-        threading.Thread(target=sample, daemon=True).start()
+        served = Served(cfg, Path(tmp) / "t.log", every=0.2)
         ready = None
         while time.perf_counter() - t0 < 60:
             try:
@@ -164,9 +147,7 @@ def main() -> None:
                 time.sleep(0.05)
         end = first_due + timedelta(seconds=args.window + 5)
         time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()))
-        stop.set()
-        proc.terminate()
-        proc.wait(30)
+        served.stop()
         lat = asyncio.run(lateness(store_cfg, args.probes))
     print(f"machine: {machine()}")
     print(
@@ -184,7 +165,7 @@ def main() -> None:
     print(f"| lateness p50 | {pct(lat, 50) * 1000:.1f} ms | |")
     print(f"| lateness p99 | {pct(lat, 99) * 1000:.1f} ms | < 50 ms |")
     print(f"| lateness max | {max(lat) * 1000 if lat else float('nan'):.1f} ms | |")
-    print(f"| peak RSS | {peak[0]:.0f} MB | < 1024 MB |")
+    print(f"| peak RSS | {served.peak_mb:.0f} MB | < 1024 MB |")
 
 
 async def _shift(store_cfg: StoreConfig, probes: int, first_due: datetime, window: float) -> None:

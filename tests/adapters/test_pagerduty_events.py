@@ -144,13 +144,6 @@ async def fake(tmp_path: Path) -> AsyncIterator[FakePagerDuty]:
     await pd.close()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    s = aiohttp.ClientSession()
-    yield s
-    await s.close()
-
-
 MakeNotifier = Callable[..., PagerDutyEventsNotifier]
 
 

@@ -135,13 +135,6 @@ async def fake() -> AsyncIterator[FakeTwilio]:
     await f.close()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    s = aiohttp.ClientSession()
-    yield s
-    await s.close()
-
-
 Make = Callable[..., TwilioProvider]
 
 

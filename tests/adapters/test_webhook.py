@@ -120,13 +120,6 @@ async def other_sink() -> AsyncIterator[WebhookSink]:
     await s.close()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    s = aiohttp.ClientSession()
-    yield s
-    await s.close()
-
-
 Make = Callable[..., WebhookNotifier]
 
 
