@@ -14,8 +14,8 @@ from typing import TypeVar
 import tenacity
 
 from adapters.config import DispatchConfig, RateLimit
-from escalation.model import OutboxRecord
-from escalation.notifier import DeliveryResult
+from escalation.engine.notifier import DeliveryResult
+from escalation.incidents.model import OutboxRecord
 
 __all__ = ["CircuitBreaker", "ConfiguredPolicy", "SlidingWindow"]
 

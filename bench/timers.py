@@ -23,8 +23,8 @@ from pathlib import Path
 from common import Served, free_port, machine, pct
 
 from config.load import load_config
-from escalation.model import Changes, IncidentRecord, Status, StepRecord
-from escalation.policy import level_snapshot, policy_snapshot
+from escalation.incidents.model import Changes, IncidentRecord, Status, StepRecord
+from escalation.incidents.policy import level_snapshot, policy_snapshot
 from escalation.store.factory import StoreConfig, make_store
 
 CONFIG = """

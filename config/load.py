@@ -21,7 +21,7 @@ import pydantic
 from config.errors import ConfigError, Problem
 from config.loader import Document, load_document, problems_from_validation_error
 from config.schema import TocsinConfig, cross_check, known_names
-from escalation.calendars import Calendar
+from escalation.oncall.calendars import Calendar
 from rules.classifier import Classifier
 from rules.matrix import BUSINESS_HOURS, LEVELS, Matrix, build_matrix, load_preset
 from rules.schema import Outcome, RuleFile

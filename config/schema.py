@@ -13,9 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.config import AdaptersConfig
 from config.server import AuthConfig, ServerConfig
-from escalation.calendars import Calendar, MaintenanceWindow
-from escalation.config import CHANNELS, EngineConfig, Person, Policy, Team, parse_target
-from escalation.schedules import Schedule
+from escalation.engine.config import EngineConfig
+from escalation.incidents.steps import CHANNELS, Policy, parse_target
+from escalation.oncall.calendars import Calendar, MaintenanceWindow
+from escalation.oncall.people import Person, Team
+from escalation.oncall.schedules import Schedule
 from escalation.store.factory import StoreConfig
 from rules.matrix import MatrixConfig, Step
 from rules.schema import Outcome

@@ -17,6 +17,7 @@ from router.inbound_email import add_email_routes
 from router.inbound_pagerduty import add_pagerduty_routes
 from router.inbound_phone import add_phone_routes
 from router.incidents_api import add_incident_routes
+from router.keys import RUNTIME
 from router.pipeline import StoreUnavailable
 from router.receiver import check_content_type, parse_notification, read_body
 from router.runtime import Runtime
@@ -25,7 +26,6 @@ __all__ = ["RUNTIME", "create_app"]
 
 log = logging.getLogger("tocsin.http")
 
-RUNTIME = web.AppKey("runtime", Runtime)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

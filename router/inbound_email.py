@@ -19,10 +19,11 @@ from aiohttp import web
 
 from adapters.email import link_signer
 from adapters.email.links import LINK_ACTIONS, BadLink, LinkClaims, LinkSigner, link_path
-from escalation.actions import Action, IllegalTransition
-from escalation.model import IncidentRecord, Status, status_reached
-from escalation.service import IncidentNotFound
+from escalation.engine.service import IncidentNotFound
+from escalation.incidents.actions import Action, IllegalTransition
+from escalation.incidents.model import IncidentRecord, Status, status_reached
 from escalation.store.base import StoreError
+from router.keys import RUNTIME
 from router.receiver import clean_text, read_form
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ _ACTION = {"ack": Action.ACK, "resolve": Action.RESOLVE}
 
 
 def _runtime(request: web.Request) -> Runtime:
-    from router.app import RUNTIME
 
     return request.app[RUNTIME]
 

@@ -34,11 +34,12 @@ from typing import Any
 
 from aiohttp import web
 
-from escalation.actions import Action, IllegalTransition
-from escalation.model import Changes, IncidentRecord
-from escalation.service import IncidentNotFound
+from escalation.engine.service import IncidentNotFound
+from escalation.incidents.actions import Action, IllegalTransition
+from escalation.incidents.model import Changes, IncidentRecord
 from escalation.store.base import Store, StoreError
 from router.errors import ApiError
+from router.keys import RUNTIME
 from router.receiver import clean_text, read_body
 
 __all__ = [
@@ -213,7 +214,6 @@ def _reply(outcome: str, ev: _Event | None = None, incident: str | None = None) 
 
 async def receive_pagerduty_webhook(request: web.Request) -> web.Response:
     """Verify, deduplicate and apply one PagerDuty v3 webhook delivery."""
-    from router.app import RUNTIME  # router.app imports this module: resolve at request time
 
     rt = request.app[RUNTIME]
     cfg = rt.loaded.config.adapters.pagerduty

@@ -29,11 +29,12 @@ from adapters.phone.provider import normalize_number
 from adapters.phone.signature import verify_signature
 from adapters.phone.twilio import GATHER_PATH, SMS_PATH, STATUS_PATH, needs_fallback
 from adapters.phone.twiml import empty_twiml, gather_twiml, message_twiml, say_twiml
-from escalation.actions import Action, IllegalTransition
-from escalation.model import OutboxRecord, OutboxState, Status
-from escalation.service import IncidentNotFound
+from escalation.engine.service import IncidentNotFound
+from escalation.incidents.actions import Action, IllegalTransition
+from escalation.incidents.model import OutboxRecord, OutboxState, Status
 from escalation.store.base import IncidentFilter, StoreError
 from router.errors import ApiError
+from router.keys import RUNTIME
 from router.receiver import read_form
 
 if TYPE_CHECKING:
@@ -55,7 +56,6 @@ def add_phone_routes(app: web.Application) -> None:
 
 
 def _runtime(request: web.Request) -> Runtime:
-    from router.app import RUNTIME
 
     return request.app[RUNTIME]
 

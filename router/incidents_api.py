@@ -8,12 +8,19 @@ from typing import Any
 
 from aiohttp import web
 
-from escalation.actions import Action, IllegalTransition
-from escalation.model import AlertRecord, IncidentRecord, OutboxRecord, StepRecord, TimelineEvent
-from escalation.service import IncidentNotFound
+from escalation.engine.service import IncidentNotFound
+from escalation.incidents.actions import Action, IllegalTransition
+from escalation.incidents.model import (
+    AlertRecord,
+    IncidentRecord,
+    OutboxRecord,
+    StepRecord,
+    TimelineEvent,
+)
 from escalation.store.base import IncidentFilter, StoreError
 from router.auth import require_api_token
 from router.errors import ApiError
+from router.keys import RUNTIME
 from router.receiver import clean_text
 
 __all__ = ["add_incident_routes", "incident_json", "incident_summary"]
@@ -118,7 +125,6 @@ def incident_json(
 
 
 def _runtime(request: web.Request) -> Any:
-    from router.app import RUNTIME
 
     return request.app[RUNTIME]
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 from prometheus_client import CollectorRegistry
 
 from config.load import LoadedConfig
-from escalation.clock import Clock
+from escalation.engine.clock import Clock
 
 __all__ = ["OncallSync"]
 

@@ -21,17 +21,17 @@ from adapters.dispatch import ConfiguredPolicy
 from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
 from config.errors import ConfigError, Problem
 from config.load import LoadedConfig, load_config
-from escalation.clock import Clock, RealClock
-from escalation.directory import Directory
-from escalation.engine import Engine
-from escalation.incidents import Classified
-from escalation.metrics import EscalationMetrics
-from escalation.model import IncidentRecord, OutboxRecord
-from escalation.notifier import Notifier
-from escalation.service import EscalationService
+from escalation.engine.clock import Clock, RealClock
+from escalation.engine.loop import Engine
+from escalation.engine.metrics import EscalationMetrics
+from escalation.engine.notifier import Notifier
+from escalation.engine.service import EscalationService
+from escalation.incidents.directory import Directory
+from escalation.incidents.ingest import Classified
+from escalation.incidents.model import IncidentRecord, OutboxRecord
 from escalation.store.base import Store, StoreError
 from escalation.store.factory import make_store
-from escalation.wakeup import WakeupListener, listener_for
+from escalation.store.wakeup import WakeupListener, listener_for
 from router.metrics import RouterMetrics
 from router.oncall_sync import OncallSync
 from router.pipeline import PipelineResult, StoreUnavailable

@@ -17,9 +17,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from config.load import LoadedConfig
-from escalation.actions import Action, IllegalTransition
-from escalation.clock import VirtualClock
-from escalation.model import TimelineEvent
+from escalation.engine.clock import VirtualClock
+from escalation.incidents.actions import Action, IllegalTransition
+from escalation.incidents.model import TimelineEvent
 from escalation.store.base import IncidentFilter
 from escalation.store.factory import StoreConfig, make_store
 from router.runtime import Runtime

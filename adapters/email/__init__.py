@@ -7,10 +7,10 @@ forge would let anyone acknowledge (and so silence) an incident.
 from __future__ import annotations
 
 from adapters.config import EmailConfig
+from adapters.context import AdapterContext
 from adapters.email.links import LinkSigner
 from adapters.email.sender import EmailNotifier, SmtpTransport
-from adapters.registry import AdapterContext
-from escalation.notifier import Notifier
+from escalation.engine.notifier import Notifier
 
 __all__ = ["EmailNotifier", "build", "link_signer"]
 

@@ -23,8 +23,8 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from adapters.email.links import LinkSigner
-from escalation.model import IncidentRecord, OutboxRecord, Status
-from escalation.notifier import Delivery
+from escalation.engine.notifier import Delivery
+from escalation.incidents.model import IncidentRecord, OutboxRecord, Status
 
 __all__ = [
     "InvalidRecipient",

@@ -17,8 +17,8 @@ import aiosmtplib
 from adapters.config import EmailConfig
 from adapters.email.links import LinkSigner
 from adapters.email.message import InvalidRecipient, render_message
-from escalation.clock import Clock
-from escalation.notifier import Delivery, DeliveryResult
+from escalation.engine.clock import Clock
+from escalation.engine.notifier import Delivery, DeliveryResult
 
 __all__ = ["EmailNotifier", "SmtpTransport", "classify_error", "tls_context"]
 

@@ -6,10 +6,10 @@ Signed v3 webhooks coming back in are handled by ``router.inbound_pagerduty``.
 from __future__ import annotations
 
 from adapters.config import PagerDutyConfig
+from adapters.context import AdapterContext
 from adapters.pagerduty.events import PagerDutyEventsNotifier
 from adapters.pagerduty.oncall import OncallLookup, OncallLookupError
-from adapters.registry import AdapterContext
-from escalation.notifier import Notifier
+from escalation.engine.notifier import Notifier
 
 __all__ = ["OncallLookup", "OncallLookupError", "PagerDutyEventsNotifier", "build"]
 

@@ -18,11 +18,11 @@ from typing import Any
 import aiohttp
 
 from adapters.config import PagerDutyConfig
+from adapters.context import AdapterContext
 from adapters.http import parse_retry_after
 from adapters.pagerduty.tls import config_ssl_context, redact
-from adapters.registry import AdapterContext
-from escalation.model import IncidentRecord, OutboxRecord
-from escalation.notifier import Delivery, DeliveryResult
+from escalation.engine.notifier import Delivery, DeliveryResult
+from escalation.incidents.model import IncidentRecord, OutboxRecord
 
 __all__ = [
     "ACTIONS",

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from adapters.config import PagerDutyConfig
 from adapters.pagerduty.tls import config_ssl_context, redact
-from escalation.clock import Clock
+from escalation.engine.clock import Clock
 
 __all__ = ["OncallLookup", "OncallLookupError"]
 

@@ -9,11 +9,11 @@ documents), ``signature`` (``X-Twilio-Signature``). The inbound callbacks live i
 from __future__ import annotations
 
 from adapters.config import PhoneConfig
+from adapters.context import AdapterContext
 from adapters.phone.notifiers import CallNotifier, SmsNotifier
 from adapters.phone.provider import PhoneProvider, VoicePage
 from adapters.phone.twilio import TwilioProvider
-from adapters.registry import AdapterContext
-from escalation.notifier import Notifier
+from escalation.engine.notifier import Notifier
 
 __all__ = ["CallNotifier", "PhoneProvider", "SmsNotifier", "TwilioProvider", "VoicePage", "build"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from escalation.model import IncidentRecord
+from escalation.incidents.model import IncidentRecord
 
 __all__ = ["SmsReply", "parse_reply", "short_code"]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from adapters.phone.codes import short_code
 from adapters.phone.provider import PhoneProvider, VoicePage, normalize_number
 from adapters.phone.twiml import clean_text
-from escalation.model import IncidentRecord, OutboxRecord
-from escalation.notifier import Delivery, DeliveryResult
+from escalation.engine.notifier import Delivery, DeliveryResult
+from escalation.incidents.model import IncidentRecord, OutboxRecord
 
 __all__ = ["CallNotifier", "SmsNotifier", "sms_body", "voice_page"]
 

@@ -33,11 +33,11 @@ from urllib.parse import urlencode
 import aiohttp
 
 from adapters.config import PhoneConfig
+from adapters.context import AdapterContext
 from adapters.http import parse_retry_after
 from adapters.phone.provider import VoicePage
 from adapters.phone.twiml import call_twiml
-from adapters.registry import AdapterContext
-from escalation.notifier import DeliveryResult
+from escalation.engine.notifier import DeliveryResult
 
 __all__ = [
     "FALLBACK_STATUSES",

@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 from adapters.config import WebhookConfig
-from adapters.registry import AdapterContext
+from adapters.context import AdapterContext
 from adapters.webhook.notifier import SIGNATURE_HEADER, WebhookNotifier, payload, sign
-from escalation.notifier import Notifier
+from escalation.engine.notifier import Notifier
 
 __all__ = ["SIGNATURE_HEADER", "WebhookNotifier", "build", "payload", "sign"]
 

@@ -27,9 +27,9 @@ import aiohttp
 
 from adapters.config import WebhookEndpoint
 from adapters.http import parse_retry_after
-from escalation.clock import Clock
-from escalation.model import AlertRecord, IncidentRecord, OutboxRecord
-from escalation.notifier import Delivery, DeliveryResult
+from escalation.engine.clock import Clock
+from escalation.engine.notifier import Delivery, DeliveryResult
+from escalation.incidents.model import AlertRecord, IncidentRecord, OutboxRecord
 
 __all__ = ["SIGNATURE_HEADER", "WebhookNotifier", "payload", "sign"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from escalation.model import (
+from escalation.incidents.model import (
     AlertRecord,
     Changes,
     IncidentRecord,

@@ -12,7 +12,7 @@
   replica's rows come back once their lease expires.
 - A transaction that schedules steps or outbox rows sends ``pg_notify('tocsin_wakeup', schema)``
   (delivered at commit); ``wakeup_listener()`` gives each replica's engine the LISTEN side
-  (``escalation.wakeup``).
+  (``escalation.store.wakeup``).
 
 Errors, as a tree::
 
@@ -34,7 +34,7 @@ from typing import Any
 
 import asyncpg
 
-from escalation.model import (
+from escalation.incidents.model import (
     AlertRecord,
     Changes,
     IncidentRecord,
@@ -47,7 +47,7 @@ from escalation.model import (
 )
 from escalation.store.base import Conflict, IncidentFilter, IngestContext, StoreError, Tx
 from escalation.store.migrations import migrate_postgres, quote_ident
-from escalation.wakeup import WAKEUP_CHANNEL, PgWakeupListener
+from escalation.store.wakeup import WAKEUP_CHANNEL, PgWakeupListener
 
 __all__ = ["PostgresStore"]
 
@@ -711,7 +711,7 @@ class PostgresStore:
         """A LISTEN connection on this store's database and schema calling ``on_wake``.
 
         Every transaction that schedules steps or outbox rows sends the notification (see
-        ``escalation.wakeup``); start the listener after ``open()``.
+        ``escalation.store.wakeup``); start the listener after ``open()``.
         """
         settings = {**self._settings, "application_name": "tocsin-wakeup"}
         return PgWakeupListener(

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from escalation.model import (
+from escalation.incidents.model import (
     AlertRecord,
     Changes,
     IncidentRecord,

@@ -17,8 +17,8 @@ from pydantic import ValidationError
 
 from adapters.config import AdaptersConfig, DispatchConfig, RateLimit
 from adapters.dispatch import CircuitBreaker, ConfiguredPolicy, SlidingWindow
-from escalation.model import OutboxRecord
-from escalation.notifier import DeliveryResult
+from escalation.engine.notifier import DeliveryResult
+from escalation.incidents.model import OutboxRecord
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 S = timedelta(seconds=1)

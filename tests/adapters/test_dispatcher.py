@@ -24,13 +24,13 @@ from prometheus_client import CollectorRegistry
 
 from adapters.config import DispatchConfig
 from adapters.dispatch import ConfiguredPolicy
-from escalation.clock import VirtualClock
-from escalation.config import Person
-from escalation.directory import Directory
-from escalation.dispatch import OutboxDispatcher
-from escalation.metrics import EscalationMetrics
-from escalation.model import Changes, IncidentRecord, OutboxRecord, OutboxState, Status
-from escalation.notifier import Delivery, DeliveryResult
+from escalation.engine.clock import VirtualClock
+from escalation.engine.dispatch import OutboxDispatcher
+from escalation.engine.metrics import EscalationMetrics
+from escalation.engine.notifier import Delivery, DeliveryResult
+from escalation.incidents.directory import Directory
+from escalation.incidents.model import Changes, IncidentRecord, OutboxRecord, OutboxState, Status
+from escalation.oncall.people import Person
 from escalation.store.sqlite import SqliteStore
 from rules.matrix import load_preset
 

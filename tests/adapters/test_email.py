@@ -25,9 +25,9 @@ from adapters.email import EmailNotifier, build
 from adapters.email.links import LinkClaims, LinkSigner
 from adapters.email.sender import classify_error
 from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
-from escalation.clock import VirtualClock
-from escalation.model import IncidentRecord, OutboxRecord, Status
-from escalation.notifier import Delivery, DeliveryResult
+from escalation.engine.clock import VirtualClock
+from escalation.engine.notifier import Delivery, DeliveryResult
+from escalation.incidents.model import IncidentRecord, OutboxRecord, Status
 from tests.fakes.smtp import SilentServer, SmtpServer, TestTLS, free_port
 
 NOW = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)

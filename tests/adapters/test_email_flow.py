@@ -24,8 +24,8 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from config.load import load_config
-from escalation.clock import VirtualClock
-from escalation.model import IncidentRecord, Status, TimelineEvent
+from escalation.engine.clock import VirtualClock
+from escalation.incidents.model import IncidentRecord, Status, TimelineEvent
 from escalation.store.base import IncidentFilter
 from router.app import create_app
 from router.runtime import Runtime

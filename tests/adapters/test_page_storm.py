@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from escalation.model import OutboxRecord, OutboxState
+from escalation.incidents.model import OutboxRecord, OutboxState
 from escalation.store.base import IncidentFilter
 from tests.escalation.data2.driver import (
     T0,

@@ -27,9 +27,9 @@ from adapters.pagerduty.events import (
 )
 from adapters.pagerduty.tls import config_ssl_context
 from adapters.registry import AdapterContext
-from escalation.clock import VirtualClock
-from escalation.model import IncidentRecord, OutboxRecord, Status
-from escalation.notifier import Delivery, DeliveryResult
+from escalation.engine.clock import VirtualClock
+from escalation.engine.notifier import Delivery, DeliveryResult
+from escalation.incidents.model import IncidentRecord, OutboxRecord, Status
 from tests.fakes.pagerduty import FakePagerDuty, Scripted
 
 T0 = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)

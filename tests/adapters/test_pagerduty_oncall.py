@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from adapters.config import PagerDutyConfig
 from adapters.pagerduty import OncallLookup, OncallLookupError
-from escalation.clock import VirtualClock
+from escalation.engine.clock import VirtualClock
 from tests.fakes.pagerduty import FakePagerDuty, Scripted
 
 T0 = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from config.errors import ConfigError
 from config.load import load_config
-from escalation.clock import VirtualClock
+from escalation.engine.clock import VirtualClock
 from escalation.store.base import IncidentFilter
 from router.receiver import parse_notification
 from router.runtime import Runtime

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from escalation.model import IncidentRecord, Status
+from escalation.incidents.model import IncidentRecord, Status
 from router.inbound_pagerduty import signature_valid
 from tests.adapters.test_pagerduty_flow import (  # noqa: F401 (make_app is a fixture)
     SECRET_A,

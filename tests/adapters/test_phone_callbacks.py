@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from escalation.model import OutboxState, Status
+from escalation.incidents.model import OutboxState, Status
 from escalation.store.base import IncidentFilter
 from tests.adapters import test_phone_flow as flow
 from tests.adapters.test_phone_flow import (

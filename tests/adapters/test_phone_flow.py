@@ -24,8 +24,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from config.load import load_config
-from escalation.clock import VirtualClock
-from escalation.model import IncidentRecord, OutboxRecord, OutboxState, Status, TimelineEvent
+from escalation.engine.clock import VirtualClock
+from escalation.incidents.model import (
+    IncidentRecord,
+    OutboxRecord,
+    OutboxState,
+    Status,
+    TimelineEvent,
+)
 from escalation.store.base import IncidentFilter
 from router.app import create_app
 from router.runtime import Runtime

@@ -36,9 +36,9 @@ from adapters.phone.twiml import (
     say_twiml,
 )
 from adapters.registry import AdapterContext, build_notifiers
-from escalation.clock import VirtualClock
-from escalation.model import IncidentRecord, OutboxRecord, Status
-from escalation.notifier import Delivery, DeliveryResult
+from escalation.engine.clock import VirtualClock
+from escalation.engine.notifier import Delivery, DeliveryResult
+from escalation.incidents.model import IncidentRecord, OutboxRecord, Status
 from tests.fakes.twilio import (
     ACCOUNT_SID,
     AUTH_TOKEN,

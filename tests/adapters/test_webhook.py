@@ -17,9 +17,9 @@ from pydantic import SecretStr
 from adapters.config import AdaptersConfig, WebhookConfig, WebhookEndpoint
 from adapters.registry import AdapterContext, build_notifiers
 from adapters.webhook import WebhookNotifier, build, sign
-from escalation.clock import VirtualClock
-from escalation.model import AlertRecord, IncidentRecord, OutboxRecord, Status
-from escalation.notifier import Delivery, DeliveryResult
+from escalation.engine.clock import VirtualClock
+from escalation.engine.notifier import Delivery, DeliveryResult
+from escalation.incidents.model import AlertRecord, IncidentRecord, OutboxRecord, Status
 from tests.fakes.webhook_sink import Reply, WebhookSink
 
 T0 = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)

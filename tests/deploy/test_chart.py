@@ -20,7 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from config.load import load_config
-from escalation.metrics import EscalationMetrics
+from escalation.engine.metrics import EscalationMetrics
 from router.inbound_pagerduty import EVENT_ACTIONS, WEBHOOK_PATH
 from router.metrics import RouterMetrics
 

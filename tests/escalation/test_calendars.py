@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from escalation.calendars import (
+from escalation.oncall.calendars import (
     Calendar,
     MaintenanceWindow,
     QuietHours,

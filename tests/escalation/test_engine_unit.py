@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from escalation.config import Person
-from escalation.directory import Directory
-from escalation.engine import decide_step
-from escalation.model import (
+from escalation.incidents.directory import Directory
+from escalation.incidents.firing import decide_step
+from escalation.incidents.model import (
     IncidentRecord,
     OutboxRecord,
     OutboxState,
@@ -19,8 +18,9 @@ from escalation.model import (
     StepRecord,
     StepState,
 )
-from escalation.policy import level_snapshot, policy_snapshot, step_id
-from escalation.schedules import Schedule
+from escalation.incidents.policy import level_snapshot, policy_snapshot, step_id
+from escalation.oncall.people import Person
+from escalation.oncall.schedules import Schedule
 from rules.matrix import load_preset
 
 T0 = datetime(2026, 1, 6, 10, 0, tzinfo=UTC)  # a Tuesday

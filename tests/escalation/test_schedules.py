@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from escalation.schedules import Layer, Override, Schedule, validate_people
+from escalation.oncall.schedules import Layer, Override, Schedule, validate_people
 
 NY = "America/New_York"
 BERLIN = "Europe/Berlin"

@@ -26,7 +26,7 @@ import asyncpg
 import pytest
 from pydantic import ValidationError
 
-from escalation.model import (
+from escalation.incidents.model import (
     AlertRecord,
     Changes,
     IncidentRecord,

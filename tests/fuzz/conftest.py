@@ -44,8 +44,8 @@ from hypothesis import strategies as st
 
 from adapters.email.links import LinkSigner
 from config.load import load_config
-from escalation.clock import VirtualClock
-from escalation.model import OutboxRecord
+from escalation.engine.clock import VirtualClock
+from escalation.incidents.model import OutboxRecord
 from escalation.store.base import IncidentFilter
 from router.app import create_app
 from router.logs import quiet_client_protocol_errors

@@ -1,6 +1,6 @@
 """High availability: several replicas on one PostgreSQL; SQLite refuses a second one.
 
-- The wake-up channel itself (``escalation.wakeup``): a store transaction that schedules work
+- The wake-up channel itself (``escalation.store.wakeup``): a store transaction that schedules work
   notifies at commit only; listeners ignore other schemas; a lost LISTEN connection comes back.
 - A replica that claimed a step and stalled past its lease, while another replica took the step
   over and fired it, fires nothing when it resumes (SQLite and PostgreSQL).
@@ -26,13 +26,13 @@ import asyncpg
 import pytest
 
 from config.load import load_config
-from escalation.clock import VirtualClock
-from escalation.engine import Engine
-from escalation.model import Changes, IncidentRecord, Status, StepRecord
+from escalation.engine.clock import VirtualClock
+from escalation.engine.loop import Engine
+from escalation.incidents.model import Changes, IncidentRecord, Status, StepRecord
 from escalation.store.migrations import MIGRATIONS
 from escalation.store.postgres import PostgresStore
 from escalation.store.sqlite import SINGLE_REPLICA_MESSAGE
-from escalation.wakeup import WAKEUP_CHANNEL, NullWakeup, PgWakeupListener, listener_for
+from escalation.store.wakeup import WAKEUP_CHANNEL, NullWakeup, PgWakeupListener, listener_for
 from router.runtime import Runtime
 from rules.alerts import Notification
 from tests.reliability.conftest import (

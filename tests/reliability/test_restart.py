@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from escalation.engine import LATE_AFTER
+from escalation.incidents.firing import LATE_AFTER
 from tests.reliability.conftest import (
     Db,
     Proc,

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.load import load_config
-from escalation.clock import VirtualClock
+from escalation.engine.clock import VirtualClock
 from escalation.store.base import IncidentFilter
 from router.app import create_app
 from router.runtime import Runtime

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from escalation.calendars import Calendar
+from escalation.oncall.calendars import Calendar
 from rules.alerts import Alert, Notification
 from rules.classifier import Classification, Classifier, RuleTrace
 from rules.matrix import load_preset

@@ -23,7 +23,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from config.load import load_config
-from escalation.clock import VirtualClock
+from escalation.engine.clock import VirtualClock
 from router.app import create_app
 from router.runtime import Runtime
 

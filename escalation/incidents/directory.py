@@ -10,9 +10,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from escalation.calendars import Calendar, MaintenanceWindow
-from escalation.config import Person, Policy, Team
-from escalation.schedules import Schedule
+from escalation.incidents.steps import Policy
+from escalation.oncall.calendars import Calendar, MaintenanceWindow
+from escalation.oncall.people import Person, Team
+from escalation.oncall.schedules import Schedule
 from rules.matrix import Matrix, parse_target
 
 __all__ = ["Directory", "Recipient"]

@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from escalation.directory import Directory
-from escalation.model import (
+from escalation.incidents.directory import Directory
+from escalation.incidents.model import (
     AlertRecord,
     Changes,
     IncidentRecord,
@@ -24,7 +24,7 @@ from escalation.model import (
     Status,
     TimelineEvent,
 )
-from escalation.policy import level_snapshot, plan_reminder, plan_steps, policy_snapshot
+from escalation.incidents.policy import level_snapshot, plan_reminder, plan_steps, policy_snapshot
 from rules.alerts import Alert
 from rules.classifier import Classification
 from rules.matrix import rank

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from escalation.config import Person
-from escalation.model import OutboxRecord, OutboxState
+from escalation.incidents.model import OutboxRecord, OutboxState
+from escalation.oncall.people import Person
 
 __all__ = ["fallback_row", "tried_channels"]
 

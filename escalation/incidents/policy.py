@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from escalation.config import Policy
-from escalation.model import StepRecord
+from escalation.incidents.model import StepRecord
+from escalation.incidents.steps import Policy
 from rules.matrix import Level, Matrix, Step
 
 __all__ = ["level_snapshot", "plan_reminder", "plan_steps", "policy_snapshot", "step_id"]

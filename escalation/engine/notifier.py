@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from escalation.model import AlertRecord, IncidentRecord, OutboxRecord
+from escalation.incidents.model import AlertRecord, IncidentRecord, OutboxRecord
 
 __all__ = ["Delivery", "DeliveryResult", "LogNotifier", "Notifier"]
 

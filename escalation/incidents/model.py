@@ -1,6 +1,6 @@
 """Records the store keeps and the changes a decision asks it to make.
 
-Plain frozen dataclasses: deciders (``escalation.incidents``, ``escalation.engine``) read them
+Plain frozen dataclasses: deciders (``incidents.ingest``, ``incidents.firing``) read them
 and return a ``Changes``; a store backend applies a ``Changes`` in one transaction.
 """
 

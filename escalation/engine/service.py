@@ -10,13 +10,13 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from escalation.actions import Action, decide_action
-from escalation.clock import Clock
-from escalation.directory import Directory
-from escalation.fallback import fallback_row
-from escalation.incidents import Classified, IngestOutcome, decide_ingest, default_key
-from escalation.metrics import EscalationMetrics
-from escalation.model import Changes, IncidentRecord, OutboxRecord, Status, TimelineEvent
+from escalation.engine.clock import Clock
+from escalation.engine.metrics import EscalationMetrics
+from escalation.incidents.actions import Action, decide_action
+from escalation.incidents.directory import Directory
+from escalation.incidents.fallback import fallback_row
+from escalation.incidents.ingest import Classified, IngestOutcome, decide_ingest, default_key
+from escalation.incidents.model import Changes, IncidentRecord, OutboxRecord, Status, TimelineEvent
 from escalation.store.base import Conflict, Store, StoreError
 from rules.alerts import Notification
 

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from escalation.clock import Clock
-from escalation.directory import Directory
-from escalation.fallback import fallback_row
-from escalation.metrics import EscalationMetrics
-from escalation.model import (
+from escalation.engine.clock import Clock
+from escalation.engine.metrics import EscalationMetrics
+from escalation.engine.notifier import Delivery, DeliveryResult, Notifier
+from escalation.incidents.directory import Directory
+from escalation.incidents.fallback import fallback_row
+from escalation.incidents.model import (
     AlertRecord,
     Changes,
     DeliveryOutcome,
@@ -35,7 +36,6 @@ from escalation.model import (
     Status,
     TimelineEvent,
 )
-from escalation.notifier import Delivery, DeliveryResult, Notifier
 from escalation.store.base import Store, Tx
 
 __all__ = ["DeliveryPolicy", "OutboxDispatcher", "SimplePolicy"]

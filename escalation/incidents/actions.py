@@ -11,9 +11,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from escalation.directory import Directory
-from escalation.incidents import resolve_notices
-from escalation.model import (
+from escalation.incidents.directory import Directory
+from escalation.incidents.ingest import resolve_notices
+from escalation.incidents.model import (
     Changes,
     IncidentRecord,
     OutboxRecord,
@@ -23,7 +23,7 @@ from escalation.model import (
     StepState,
     TimelineEvent,
 )
-from escalation.policy import plan_steps, step_id
+from escalation.incidents.policy import plan_steps, step_id
 
 __all__ = ["Action", "IllegalTransition", "decide_action"]
 

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from escalation.calendars import WeeklyHours, get_zone, local_to_utc
+from escalation.oncall.calendars import WeeklyHours, get_zone, local_to_utc
 from rules.durations import Duration
 
 __all__ = ["Layer", "Override", "Schedule", "validate_people"]

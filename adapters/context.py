@@ -1,0 +1,24 @@
+"""What adapters get from the process (never globals): the public URL, the HTTP session, the clock.
+
+Its own module so channel packages depend on it without importing the registry that builds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from escalation.engine.clock import Clock
+
+__all__ = ["AdapterContext"]
+
+
+@dataclass(frozen=True)
+class AdapterContext:
+    """What adapters get from the process: never globals."""
+
+    public_url: str
+    http: Callable[[], aiohttp.ClientSession]  # the shared client session (created in the loop)
+    clock: Clock

@@ -1,0 +1,209 @@
+"""The escalation engine: fires due steps and delivers the outbox, driven by a Clock.
+
+It sleeps until the earliest due time the store reports (no sweeps over all incidents) and is
+woken early when something earlier is scheduled. A due step re-checks its ``unless`` against the
+incident as it is now, resolves its targets to people at that instant, and writes the outbox rows
+in the same transaction that marks it fired. ``incidents.firing.decide_step`` is the pure part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from escalation.engine.clock import Clock
+from escalation.engine.dispatch import DeliveryPolicy, OutboxDispatcher
+from escalation.engine.metrics import EscalationMetrics
+from escalation.engine.notifier import Notifier
+from escalation.incidents.directory import Directory
+from escalation.incidents.firing import decide_step
+from escalation.incidents.model import (
+    Changes,
+    IncidentRecord,
+    OutboxRecord,
+    StepRecord,
+    StepState,
+)
+from escalation.store.base import Conflict, Store, StoreError
+
+__all__ = ["Engine", "decide_step"]
+
+log = logging.getLogger("tocsin.engine")
+
+
+class Engine:
+    """Fires due steps and delivers due outbox rows until stopped."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        directory: Callable[[], Directory],
+        notifiers: Callable[[], Mapping[str, Notifier]],
+        metrics: EscalationMetrics,
+        *,
+        owner: str | None = None,
+        lease: timedelta = timedelta(seconds=30),
+        batch: int = 200,
+        poll: timedelta = timedelta(seconds=5),
+        person_details: Callable[[str], dict[str, Any]] | None = None,
+        links: Callable[[IncidentRecord, OutboxRecord], dict[str, str]] | None = None,
+        policy: Callable[[], DeliveryPolicy] | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.directory = directory
+        self.notifiers = notifiers
+        self.metrics = metrics
+        self.owner = owner or f"tocsin-{uuid.uuid4().hex[:8]}"
+        self.lease = lease
+        self.batch = batch
+        self.poll = poll
+        self.dispatcher = OutboxDispatcher(
+            store, clock, notifiers, directory, metrics, policy, person_details, links
+        )
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.on_change: Callable[[], None] | None = None
+
+    def wake(self) -> None:
+        """Something earlier may be due: re-read the next due time now."""
+        self._wake.set()
+
+    async def tick(self) -> datetime | None:
+        """Fire everything due now, deliver everything due now; return the next due time."""
+        now = self.clock.now()
+        while True:
+            claimed = await self._claim_and_fire(now)
+            if claimed < self.batch:
+                break
+        while True:
+            async with self.store.transaction() as tx:
+                rows = await tx.claim_outbox(now, self.owner, now + self.lease, self.batch)
+                prepared = await self.dispatcher.prepare(tx, rows) if rows else None
+            if prepared is not None:
+                await self.dispatcher.finish(prepared)
+            if len(rows) < self.batch:
+                break
+        return await self.store.next_due()
+
+    async def _claim_and_fire(self, now: datetime) -> int:
+        """Claim due steps and fire them in the same transaction (one commit per batch).
+
+        A step whose apply conflicts (another writer moved its incident) is retried on its own
+        after the commit; if the whole batch rolls back (a deadlock), nothing was claimed and
+        the next tick tries again.
+        """
+        d = self.directory()
+        fired: list[tuple[StepRecord, Changes, datetime]] = []
+        retry: list[StepRecord] = []
+        try:
+            async with self.store.transaction() as tx:
+                steps = await tx.claim_due_steps(now, self.owner, now + self.lease, self.batch)
+                # One lock order across replicas (by incident) so batches never deadlock.
+                for step in sorted(steps, key=lambda s: (s.incident_id, s.due_at, s.id)):
+                    at = self.clock.now()
+                    inc, current, rows = await tx.step_context(step.id, step.incident_id)
+                    ch = self._decide(step, inc, current, rows, d, at)
+                    if ch is None:
+                        continue
+                    try:
+                        await tx.apply(ch)
+                    except Conflict:
+                        retry.append(step)
+                        continue
+                    fired.append((current or step, ch, at))
+        except Conflict:
+            return 0
+        for step, ch, at in fired:
+            self._count(step, ch, at)
+        for step in retry:
+            await self._fire(step)
+        return len(steps)
+
+    def _decide(
+        self,
+        step: StepRecord,
+        inc: IncidentRecord | None,
+        current: StepRecord | None,
+        rows: Sequence[OutboxRecord],
+        d: Directory,
+        now: datetime,
+    ) -> Changes | None:
+        """None when the step is no longer ours to fire (another replica fired, cancelled or
+        moved it after our lease ran out); else what firing it writes."""
+        if inc is not None:
+            if current is None or current.state != StepState.PENDING or current.due_at > now:
+                return None
+            step = current
+        return decide_step(step, inc, rows, d, now)
+
+    async def _fire(self, step: StepRecord) -> None:
+        for _ in range(8):
+            now = self.clock.now()
+            try:
+                async with self.store.transaction() as tx:
+                    # Row-locks the incident: firings of one incident's steps take turns.
+                    inc, current, rows = await tx.step_context(step.id, step.incident_id)
+                    ch = self._decide(step, inc, current, rows, self.directory(), now)
+                    if ch is None:
+                        return
+                    await tx.apply(ch)
+            except Conflict:
+                continue
+            self._count(current or step, ch, now)
+            return
+        log.error("step kept conflicting; will retry after its lease", extra={"step": step.id})
+
+    def _count(self, step: StepRecord, ch: Changes, now: datetime) -> None:
+        if any(s[1] == StepState.FIRED for s in ch.step_updates):
+            self.metrics.steps_fired.labels(str(step.tier), step.kind).inc()
+            self.metrics.lateness.observe(max(0.0, (now - step.due_at).total_seconds()))
+        if self.on_change is not None and (ch.new_outbox or ch.updated_incidents):
+            self.on_change()
+
+    async def run(self) -> None:
+        """Loop until ``stop()``: tick, then sleep until the next due time or a wake-up."""
+        failures = 0
+        while not self._stopping:
+            self._wake.clear()
+            # After a failure, retry at 1s, 2s, 4s … up to 15s: quick when the store comes
+            # back, without a log line every second through a long outage.
+            backoff = timedelta(seconds=min(15, 2 ** min(failures, 4)))
+            try:
+                nxt = await self.tick()
+                failures = 0
+            except StoreError as e:
+                failures += 1
+                self.metrics.engine_errors.inc()
+                log.error(
+                    "engine tick failed; retrying",
+                    extra={"error": str(e), "retry_in": backoff.total_seconds()},
+                )
+                nxt = self.clock.now() + backoff
+            except Exception:
+                # Anything else is a bug (or an error a backend failed to translate); letting it
+                # end this task would stop every page for good, silently. Log it loudly, retry.
+                failures += 1
+                self.metrics.engine_errors.inc()
+                log.exception("engine tick failed unexpectedly; retrying")
+                nxt = self.clock.now() + backoff
+            ceiling = self.clock.now() + self.poll
+            await self._sleep(min(nxt, ceiling) if nxt else ceiling)
+
+    async def _sleep(self, until: datetime) -> None:
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(until))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
