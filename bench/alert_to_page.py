@@ -5,14 +5,17 @@ pages a PagerDuty service at once. The receiver standing in for PagerDuty runs i
 so send and arrival times come from one clock. Side by side: a bare forwarder that relays the
 webhook to PagerDuty before answering, with no store and no engine (the ceiling).
 
-    python bench/alert_to_page.py [--rate 200] [--seconds 20]
+    python bench/alert_to_page.py [--rate 200] [--seconds 20] [--baseline DIR]
+
+``--baseline DIR`` also measures the tocsin checkout in DIR (e.g. a git worktree of an earlier
+commit) in the same run, so a change is compared with what it replaced on the same machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import subprocess
 import tempfile
 import time
 import uuid
@@ -20,7 +23,17 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from common import PY, free_port, machine, payload, pct, spawn, wait_http
+from common import (
+    PY,
+    add_baseline_arg,
+    free_port,
+    machine,
+    payload,
+    pct,
+    serve_tocsin,
+    spawn,
+    wait_http,
+)
 
 ROUTING_KEY = "benchroutingkey00000000000000001"
 
@@ -120,7 +133,25 @@ async def measure(
     }
 
 
-async def main_async(rate: float, seconds: float) -> None:
+async def measure_served(
+    name: str,
+    proc: subprocess.Popen[bytes],
+    url: str,
+    ready: str,
+    receiver: Receiver,
+    rate: float,
+    seconds: float,
+) -> dict[str, object]:
+    """Wait for ``proc`` to answer ``ready``, measure it, stop it."""
+    try:
+        await asyncio.to_thread(wait_http, ready)
+        return await measure(name, url, receiver, rate, seconds)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+async def main_async(rate: float, seconds: float, baseline: Path | None) -> None:
     receiver = Receiver()
     runner = await receiver.start()
     rows = []
@@ -136,44 +167,39 @@ async def main_async(rate: float, seconds: float) -> None:
             ],
             log=Path(tmp) / "fwd.log",
         )
-        try:
-            await asyncio.to_thread(wait_http, f"http://127.0.0.1:{fport}/healthz")
+        base = f"http://127.0.0.1:{fport}"
+        rows.append(
+            await measure_served(
+                "ceiling (bare forwarder, no store)",
+                fwd,
+                f"{base}/api/v1/alertmanager",
+                f"{base}/healthz",
+                receiver,
+                rate,
+                seconds,
+            )
+        )
+        trees: list[tuple[str, Path | None]] = [("", None)]
+        if baseline is not None:
+            trees.append((f" [baseline {baseline.name}]", baseline))
+        for label, tree in trees:
+            tport = free_port()
+            cfg = Path(tmp) / f"tocsin{len(rows)}.yaml"
+            db = Path(tmp) / f"b{len(rows)}.db"
+            cfg.write_text(CONFIG.format(port=tport, db=db, pd_port=receiver.port, key=ROUTING_KEY))
+            proc = serve_tocsin(cfg, Path(tmp) / f"t{len(rows)}.log", tree)
+            base = f"http://127.0.0.1:{tport}"
             rows.append(
-                await measure(
-                    "ceiling (bare forwarder, no store)",
-                    f"http://127.0.0.1:{fport}/api/v1/alertmanager",
+                await measure_served(
+                    f"tocsin sqlite (durable, engine, outbox){label}",
+                    proc,
+                    f"{base}/api/v1/alertmanager",
+                    f"{base}/readyz",
                     receiver,
                     rate,
                     seconds,
                 )
             )
-        finally:
-            fwd.terminate()
-            fwd.wait(10)
-        tport = free_port()
-        cfg = Path(tmp) / "tocsin.yaml"
-        cfg.write_text(
-            CONFIG.format(port=tport, db=Path(tmp) / "b.db", pd_port=receiver.port, key=ROUTING_KEY)
-        )
-        proc = spawn(
-            [PY, "-m", "router.cli", "serve", "--config", str(cfg)],
-            env=dict(os.environ),
-            log=Path(tmp) / "t.log",
-        )
-        try:
-            await asyncio.to_thread(wait_http, f"http://127.0.0.1:{tport}/readyz")
-            rows.append(
-                await measure(
-                    "tocsin sqlite (durable, engine, outbox)",
-                    f"http://127.0.0.1:{tport}/api/v1/alertmanager",
-                    receiver,
-                    rate,
-                    seconds,
-                )
-            )
-        finally:
-            proc.terminate()
-            proc.wait(20)
     await runner.cleanup()
     print(f"machine: {machine()}")
     print(
@@ -191,8 +217,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--seconds", type=float, default=20)
+    add_baseline_arg(ap)
     args = ap.parse_args()
-    asyncio.run(main_async(args.rate, args.seconds))
+    asyncio.run(main_async(args.rate, args.seconds, args.baseline))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -137,10 +138,40 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
 
 
 def spawn(
-    args: list[str], env: dict[str, str] | None = None, log: Path | None = None
+    args: list[str],
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+    cwd: Path = ROOT,
 ) -> subprocess.Popen[bytes]:
     out = open(log, "wb") if log else subprocess.DEVNULL
-    return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+
+
+def serve_tocsin(config: Path, log: Path, tree: Path | None = None) -> subprocess.Popen[bytes]:
+    """``tocsin serve`` on ``config``, from this checkout or from ``tree`` (another checkout).
+
+    ``tree`` lets one run measure an earlier commit side by side with this one (e.g. a
+    ``git worktree add /tmp/before <commit>``): its code comes first on the import path.
+    """
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    return spawn(
+        [PY, "-m", "router.cli", "serve", "--config", str(config)],
+        env=env,
+        log=log,
+        cwd=tree or ROOT,
+    )
+
+
+def add_baseline_arg(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also measure the tocsin checkout in DIR (an earlier commit), side by side",
+    )
 
 
 def rss_mb(pid: int) -> float:
@@ -159,11 +190,7 @@ class Served:
     def __init__(self, config: Path, log: Path, every: float = 0.1) -> None:
         import threading
 
-        self.proc = spawn(
-            [PY, "-m", "router.cli", "serve", "--config", str(config)],
-            env=dict(os.environ),
-            log=log,
-        )
+        self.proc = serve_tocsin(config, log)
         self.peak_mb = 0.0
         self._stop = threading.Event()
         self._every = every

@@ -4,7 +4,10 @@ Side by side in one run: the ceiling (a bare aiohttp handler that only parses th
 tocsin on SQLite and on PostgreSQL (when TOCSIN_BENCH_POSTGRES_DSN is set), for 1-alert and
 50-alert notifications; every request opens a new incident, the most expensive path.
 
-    python bench/ingest.py [--seconds 10] [--concurrency 32]
+    python bench/ingest.py [--seconds 10] [--concurrency 32] [--baseline DIR]
+
+``--baseline DIR`` adds the same tocsin cases served from the checkout in DIR (an earlier commit),
+interleaved with this checkout's, so before and after are measured in one run.
 """
 
 from __future__ import annotations
@@ -16,7 +19,18 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from common import PY, free_port, load, machine, payload, pct, spawn, wait_http
+from common import (
+    PY,
+    add_baseline_arg,
+    free_port,
+    load,
+    machine,
+    payload,
+    pct,
+    serve_tocsin,
+    spawn,
+    wait_http,
+)
 
 CONFIG = """
 server: {{listen: "127.0.0.1:{port}", log_level: warning}}
@@ -60,6 +74,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--no-page", dest="page", action="store_false", help="skip the + page case")
+    add_baseline_arg(ap)
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,18 +93,28 @@ def main() -> None:
                 ("tocsin postgres", f'{{backend: postgres, dsn: "{dsn}", schema: {schema}}}')
             )
         ports = {targets[0][0]: cport}
+        trees: dict[str, Path | None] = {targets[0][0]: None}
         for name, store in stores:
-            port = free_port()
-            cfg = Path(tmp) / f"{name.replace(' ', '-')}.yaml"
-            # P4 records the incident and pages nobody (ingest alone); "+ page" uses P1, whose
-            # first tier pages at once through the log channel in the same process.
-            severity = "P1" if name.endswith("+ page") else "P4"
-            cfg.write_text(CONFIG.format(port=port, store=store, severity=severity))
-            targets.append((name, [PY, "-m", "router.cli", "serve", "--config", str(cfg)]))
-            ports[name] = port
+            for tree in [None, args.baseline] if args.baseline else [None]:
+                case = f"{name} [baseline]" if tree is not None else name
+                port = free_port()
+                cfg = Path(tmp) / f"{case.replace(' ', '-')}.yaml"
+                # P4 records the incident and pages nobody (ingest alone); "+ page" uses P1,
+                # whose first tier pages at once through the log channel in the same process.
+                severity = "P1" if name.endswith("+ page") else "P4"
+                # Each checkout gets a store of its own (a PostgreSQL schema or a SQLite file).
+                own = store.replace("bench_", "bench_b_").replace(".db", "-b.db") if tree else store
+                cfg.write_text(CONFIG.format(port=port, store=own, severity=severity))
+                targets.append((case, [str(cfg)]))
+                ports[case] = port
+                trees[case] = tree
         for alerts in (1, 50):
             for name, cmd in targets:
-                proc = spawn(cmd, env=dict(os.environ), log=Path(tmp) / f"{name}.log")
+                log = Path(tmp) / f"{name}.log"
+                if "tocsin" in name:
+                    proc = serve_tocsin(Path(cmd[0]), log, trees[name])
+                else:
+                    proc = spawn(cmd, env=dict(os.environ), log=log)
                 try:
                     wait_http(
                         f"http://127.0.0.1:{ports[name]}/healthz"
