@@ -214,7 +214,9 @@ async def main_async(rate: float, seconds: float, baseline: Path | None) -> None
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--seconds", type=float, default=20)
     add_baseline_arg(ap)

@@ -154,7 +154,7 @@ async def main_async(n: int, alerts: int, seconds: float) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     ap.add_argument("--notifications", type=int, default=1000)
     ap.add_argument("--alerts", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=10)
