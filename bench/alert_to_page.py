@@ -24,6 +24,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from common import (
+    CONFIG_HEAD,
     PY,
     add_baseline_arg,
     free_port,
@@ -37,12 +38,10 @@ from common import (
 
 ROUTING_KEY = "benchroutingkey00000000000000001"
 
-CONFIG = """
-server: {{listen: "127.0.0.1:{port}", log_level: warning}}
-auth:
-  receiver: {{bearer_tokens: [bench]}}
+CONFIG = (
+    CONFIG_HEAD
+    + """
 store: {{backend: sqlite, path: "{db}"}}
-matrix: {{preset: default}}
 rules: {{default: {{severity: P0}}}}
 people: {{alice: {{channels: [log]}}}}
 roles: {{oncall: ["pagerduty:svc"], lead: [alice], manager: [alice], vp: [alice]}}
@@ -54,6 +53,7 @@ adapters:
   dispatch:
     channel_rate: {{pagerduty: {{count: 1000000, per: 1m}}}}
 """
+)
 
 
 class Receiver:

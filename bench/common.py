@@ -20,6 +20,15 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The head every benchmark's config starts with ({{ }} are literal braces for str.format).
+CONFIG_HEAD = """
+server: {{listen: "127.0.0.1:{port}", log_level: warning}}
+auth:
+  receiver: {{bearer_tokens: [bench]}}
+matrix: {{preset: default}}
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from common import (
+    CONFIG_HEAD,
     PY,
     add_baseline_arg,
     free_port,
@@ -32,17 +33,16 @@ from common import (
     wait_http,
 )
 
-CONFIG = """
-server: {{listen: "127.0.0.1:{port}", log_level: warning}}
-auth:
-  receiver: {{bearer_tokens: [bench]}}
+CONFIG = (
+    CONFIG_HEAD
+    + """
 store: {store}
-matrix: {{preset: default}}
 rules: {{default: {{severity: {severity}}}}}
 people: {{alice: {{channels: [log]}}}}
 roles: {{oncall: [alice], lead: [alice], manager: [alice], vp: [alice]}}
 adapters: {{log: {{enabled: true}}}}
 """
+)
 
 
 def run_case(

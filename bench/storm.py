@@ -21,14 +21,12 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from common import Served, free_port, machine, payload, pct, wait_http
+from common import CONFIG_HEAD, Served, free_port, machine, payload, pct, wait_http
 
-CONFIG = """
-server: {{listen: "127.0.0.1:{port}", log_level: warning}}
-auth:
-  receiver: {{bearer_tokens: [bench]}}
+CONFIG = (
+    CONFIG_HEAD
+    + """
 store: {{backend: sqlite, path: "{db}"}}
-matrix: {{preset: default}}
 rules: {{default: {{severity: P1}}}}
 people: {{oncall: {{channels: [webhook]}}}}
 roles: {{oncall: [oncall], lead: [oncall], manager: [oncall], vp: [oncall]}}
@@ -41,6 +39,7 @@ adapters:
     bundle_channels: [webhook]
     person_rate: {{count: 6, per: 1m}}
 """
+)
 
 
 class Sink:

@@ -20,23 +20,22 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import Served, free_port, machine, pct
+from common import CONFIG_HEAD, Served, free_port, machine, pct
 
 from config.load import load_config
 from escalation.incidents.model import Changes, IncidentRecord, Status, StepRecord
 from escalation.incidents.policy import level_snapshot, policy_snapshot
 from escalation.store.factory import StoreConfig, make_store
 
-CONFIG = """
-server: {{listen: "127.0.0.1:{port}", log_level: warning}}
-auth:
-  receiver: {{bearer_tokens: [bench]}}
+CONFIG = (
+    CONFIG_HEAD
+    + """
 store: {store}
-matrix: {{preset: default}}
 people: {{alice: {{channels: [log]}}}}
 roles: {{oncall: [alice], lead: [alice], manager: [alice], vp: [alice]}}
 adapters: {{log: {{enabled: false}}}}
 """
+)
 
 
 async def fill(
