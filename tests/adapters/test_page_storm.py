@@ -1,7 +1,7 @@
 """A page storm to one person, through the whole app, is bundled and rate limited as configured.
 
 Thirty distinct alerts (thirty incidents) page Alice by email. The app runs in-process on a
-virtual clock (``tests/escalation/data2/driver.py``) and sends through the real email adapter
+virtual clock (``tests/driver``) and sends through the real email adapter
 to a real SMTP server (aiosmtpd), so what is asserted is what arrived in Alice's mailbox: how
 many messages, when (their ``Date``), and which incidents each one names
 (``X-Tocsin-Incident``). Behind each message the outbox rows end ``sent`` and share the
@@ -18,18 +18,12 @@ import pytest
 
 from escalation.incidents.model import OutboxRecord, OutboxState
 from escalation.store.base import IncidentFilter
-from tests.escalation.data2.driver import (
-    T0,
-    App,
-    MakeApp,
-    alert,
-    make_app,
-    notification,
-    strict_logs,
-)
+from tests.driver.app import App
+from tests.driver.payloads import alert, notification
+from tests.driver.team import T0, MakeTeamApp
 from tests.fakes.smtp import SmtpServer
 
-__all__ = ["make_app", "strict_logs"]  # fixtures used by this module
+pytestmark = pytest.mark.usefixtures("strict_logs")
 
 S = timedelta(seconds=1)
 M = timedelta(minutes=1)
@@ -130,10 +124,10 @@ async def delivered(app: App) -> dict[int, list[tuple[float, str]]]:
 
 
 async def test_a_burst_of_thirty_pages_is_one_message_then_one_bundle(
-    make_app: MakeApp, smtp: SmtpServer
+    make_team_app: MakeTeamApp, smtp: SmtpServer
 ) -> None:
     """30 alerts within 2.9 s; bundle_window 30s: the first at once, the other 29 at T0+30s."""
-    app = await make_app(
+    app = await make_team_app(
         rules=RULES,
         policies=POLICIES,
         people=PEOPLE,
@@ -170,7 +164,7 @@ async def test_a_burst_of_thirty_pages_is_one_message_then_one_bundle(
 
 
 async def test_a_longer_storm_is_capped_by_the_per_person_rate(
-    make_app: MakeApp, smtp: SmtpServer
+    make_team_app: MakeTeamApp, smtp: SmtpServer
 ) -> None:
     """30 alerts, one every 2 s; bundle_window 10s, person_rate 3 per 10m.
 
@@ -179,7 +173,7 @@ async def test_a_longer_storm_is_capped_by_the_per_person_rate(
     from 30s on the rate limit holds everything (#11-#30) until the first message leaves the
     ten-minute window at 10m, when one bundle of 20 goes.
     """
-    app = await make_app(
+    app = await make_team_app(
         rules=RULES,
         policies=POLICIES,
         people=PEOPLE,

@@ -13,17 +13,13 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from tests.escalation.data2.driver import (
-    T0,
-    App,
-    MakeApp,
-    alert,
-    make_app,
-    notification,
-    strict_logs,
-)
+import pytest
 
-__all__ = ["make_app", "strict_logs"]  # fixtures used by this module
+from tests.driver.app import App
+from tests.driver.payloads import alert, notification
+from tests.driver.team import T0, MakeTeamApp
+
+pytestmark = pytest.mark.usefixtures("strict_logs")
 
 M = timedelta(minutes=1)
 
@@ -56,8 +52,8 @@ async def assert_duplicate_changes_nothing(app: App, *bodies: dict[str, Any]) ->
     assert await app.state() == before
 
 
-async def test_repeat_of_an_identical_body_changes_nothing(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_repeat_of_an_identical_body_changes_nothing(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app()
     body = notification([alert()])
     first = await app.post(body)
     assert [i["action"] for i in first["incidents"]] == ["opened"]
@@ -72,8 +68,10 @@ async def test_repeat_of_an_identical_body_changes_nothing(make_app: MakeApp) ->
     assert [e["kind"] for e in inc["timeline"]].count("open") == 1
 
 
-async def test_group_resend_with_one_new_alert_adds_only_that_alert(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_group_resend_with_one_new_alert_adds_only_that_alert(
+    make_team_app: MakeTeamApp,
+) -> None:
+    app = await make_team_app()
     a = alert(instance="db-1")
     b = alert(instance="db-2", starts=T0 + 3 * M)
     await app.post(notification([a]))
@@ -106,8 +104,10 @@ async def test_group_resend_with_one_new_alert_adds_only_that_alert(make_app: Ma
     assert ladder(app, await only_incident(app)) == P0_LADDER
 
 
-async def test_concurrent_retry_after_a_timeout_opens_one_incident(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_concurrent_retry_after_a_timeout_opens_one_incident(
+    make_team_app: MakeTeamApp,
+) -> None:
+    app = await make_team_app()
     body = notification([alert(instance="db-1"), alert(instance="db-2")])
     # Alertmanager timed out waiting and retried while the first request was still in flight.
     replies = await asyncio.gather(app.post(body), app.post(body), app.post(body))
@@ -124,9 +124,9 @@ async def test_concurrent_retry_after_a_timeout_opens_one_incident(make_app: Mak
 
 
 async def test_resend_at_next_group_interval_after_a_timeout_changes_nothing(
-    make_app: MakeApp,
+    make_team_app: MakeTeamApp,
 ) -> None:
-    app = await make_app()
+    app = await make_team_app()
     a, b = alert(instance="db-1"), alert(instance="db-2")
     await app.post(notification([a, b]))
     await app.run_until(T0 + 5 * M)
@@ -149,8 +149,10 @@ async def test_resend_at_next_group_interval_after_a_timeout_changes_nothing(
     assert inc["status"] == "triggered"
 
 
-async def test_resend_after_a_rejected_delivery_opens_the_incident_once(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_resend_after_a_rejected_delivery_opens_the_incident_once(
+    make_team_app: MakeTeamApp,
+) -> None:
+    app = await make_team_app()
     body = notification([alert()])
     # A delivery tocsin refused (here: a rotated token) stores nothing ...
     r = await app.client.post(
@@ -170,8 +172,10 @@ async def test_resend_after_a_rejected_delivery_opens_the_incident_once(make_app
     assert ladder(app, inc) == [(t + 300.0, tier, p) for t, tier, p in P0_LADDER]
 
 
-async def test_ha_peer_with_another_external_url_changes_nothing(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_ha_peer_with_another_external_url_changes_nothing(
+    make_team_app: MakeTeamApp,
+) -> None:
+    app = await make_team_app()
     alerts = [alert(instance="db-1"), alert(instance="db-2")]
     await app.post(notification(alerts, external_url="http://alertmanager-0:9093"))
     await app.run_until(T0 + 15 * 1000 * timedelta(milliseconds=1))  # the peer-timeout stagger
@@ -183,8 +187,10 @@ async def test_ha_peer_with_another_external_url_changes_nothing(make_app: MakeA
     assert len(inc["alerts"]) == 2
 
 
-async def test_ha_peers_sending_at_the_same_instant_open_one_incident(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_ha_peers_sending_at_the_same_instant_open_one_incident(
+    make_team_app: MakeTeamApp,
+) -> None:
+    app = await make_team_app()
     alerts = [alert(instance="db-1")]
     bodies = [notification(alerts, external_url=f"http://alertmanager-{i}:9093") for i in range(3)]
     replies = await asyncio.gather(*(app.post(b) for b in bodies))
@@ -198,9 +204,9 @@ async def test_ha_peers_sending_at_the_same_instant_open_one_incident(make_app: 
 
 
 async def test_continue_routes_with_other_receiver_and_group_key_join_one_incident(
-    make_app: MakeApp,
+    make_team_app: MakeTeamApp,
 ) -> None:
-    app = await make_app()
+    app = await make_team_app()
     a = alert(instance="db-1")
     route1 = notification(
         [a], receiver="team\\-db", group_key='{}/{team="db"}:{alertname="DiskFull"}'
@@ -234,8 +240,10 @@ async def test_continue_routes_with_other_receiver_and_group_key_join_one_incide
     assert ladder(app, inc) == P0_LADDER
 
 
-async def test_two_independent_alertmanagers_fold_into_one_incident(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_two_independent_alertmanagers_fold_into_one_incident(
+    make_team_app: MakeTeamApp,
+) -> None:
+    app = await make_team_app()
     a = alert(instance="db-1")
     b = alert(instance="db-2", starts=T0 + 1 * M)
     am0 = "http://am-eu:9093"
@@ -257,8 +265,10 @@ async def test_two_independent_alertmanagers_fold_into_one_incident(make_app: Ma
     assert ladder(app, inc) == P0_LADDER
 
 
-async def test_payload_without_fingerprint_dedups_against_one_with_it(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_payload_without_fingerprint_dedups_against_one_with_it(
+    make_team_app: MakeTeamApp,
+) -> None:
+    app = await make_team_app()
     with_fp = alert(instance="db-1")
     without_fp = alert(instance="db-1", with_fingerprint=False)
     assert "fingerprint" not in without_fp
@@ -273,8 +283,10 @@ async def test_payload_without_fingerprint_dedups_against_one_with_it(make_app: 
     assert [x["fingerprint"] for x in inc["alerts"]] == [with_fp["fingerprint"]]
 
 
-async def test_stale_firing_redelivery_does_not_revive_a_resolved_alert(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_stale_firing_redelivery_does_not_revive_a_resolved_alert(
+    make_team_app: MakeTeamApp,
+) -> None:
+    app = await make_team_app()
     a, b = alert(instance="db-1"), alert(instance="db-2")
     firing = notification([a, b])
     await app.post(firing)
@@ -288,9 +300,9 @@ async def test_stale_firing_redelivery_does_not_revive_a_resolved_alert(make_app
 
 
 async def test_stale_firing_redelivery_does_not_reopen_a_resolved_incident(
-    make_app: MakeApp,
+    make_team_app: MakeTeamApp,
 ) -> None:
-    app = await make_app()
+    app = await make_team_app()
     a = alert(instance="db-1")
     firing = notification([a])
     await app.post(firing)

@@ -12,17 +12,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.escalation.data2.driver import (
-    T0,
-    App,
-    MakeApp,
-    alert,
-    make_app,
-    notification,
-    strict_logs,
-)
+import pytest
 
-__all__ = ["make_app", "strict_logs"]  # fixtures used by this module
+from tests.driver.app import App
+from tests.driver.payloads import alert, notification
+from tests.driver.team import T0, MakeTeamApp
+
+pytestmark = pytest.mark.usefixtures("strict_logs")
 
 M = timedelta(minutes=1)
 H = timedelta(hours=1)
@@ -87,8 +83,8 @@ async def open_one(app: App, body: dict[str, Any]) -> str:
 # -- the status ladder ---------------------------------------------------------------------------
 
 
-async def test_triggered_acknowledged_mitigated_resolved(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_triggered_acknowledged_mitigated_resolved(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app()
     inc_id = await open_one(app, notification([alert(severity="high")]))  # P1 (SEV-2)
     await app.run_until(T0 + 3 * M)
     inc = await app.incident(inc_id)
@@ -135,8 +131,8 @@ async def test_triggered_acknowledged_mitigated_resolved(make_app: MakeApp) -> N
     ]
 
 
-async def test_resolves_when_every_alert_has_resolved(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_resolves_when_every_alert_has_resolved(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app()
     a, b = alert(instance="db-1"), alert(instance="db-2")
     inc_id = await open_one(app, notification([a, b]))
     await app.run_until(T0 + 6 * M)
@@ -165,8 +161,8 @@ async def test_resolves_when_every_alert_has_resolved(make_app: MakeApp) -> None
     ]
 
 
-async def test_policy_without_auto_resolve_stays_open(make_app: MakeApp) -> None:
-    app = await make_app(rules=RULES, policies=POLICIES)
+async def test_policy_without_auto_resolve_stays_open(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app(rules=RULES, policies=POLICIES)
     labels = {"team": "batch"}
     inc_id = await open_one(app, notification([alert(severity="high", labels=labels)]))
     await app.run_until(T0 + 2 * M)
@@ -187,9 +183,9 @@ async def test_policy_without_auto_resolve_stays_open(make_app: MakeApp) -> None
 
 
 async def test_refire_within_the_monitoring_window_reopens_the_same_incident(
-    make_app: MakeApp,
+    make_team_app: MakeTeamApp,
 ) -> None:
-    app = await make_app()
+    app = await make_team_app()
     inc_id = await open_one(app, notification([alert()]))  # P0: monitoring window 30m
     await app.run_until(T0 + 2 * M)
     await app.post(notification([alert(status="resolved", ends=T0 + 2 * M)]))
@@ -212,8 +208,10 @@ async def test_refire_within_the_monitoring_window_reopens_the_same_incident(
     assert len(await app.incidents("limit=1000")) == 1
 
 
-async def test_refire_after_the_monitoring_window_opens_a_new_incident(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_refire_after_the_monitoring_window_opens_a_new_incident(
+    make_team_app: MakeTeamApp,
+) -> None:
+    app = await make_team_app()
     first = await open_one(app, notification([alert()]))
     await app.run_until(T0 + 2 * M)
     await app.post(notification([alert(status="resolved", ends=T0 + 2 * M)]))
@@ -234,9 +232,9 @@ async def test_refire_after_the_monitoring_window_opens_a_new_incident(make_app:
 
 
 async def test_worse_alert_raises_severity_and_switches_policy_without_double_pages(
-    make_app: MakeApp,
+    make_team_app: MakeTeamApp,
 ) -> None:
-    app = await make_app()
+    app = await make_team_app()
     inc_id = await open_one(app, notification([alert(severity="warning", instance="db-1")]))
     await app.run_until(T0 + 10 * M)
     inc = await app.incident(inc_id)
@@ -272,8 +270,8 @@ async def test_worse_alert_raises_severity_and_switches_policy_without_double_pa
     assert skips == ["tier 0 (on-call): alice already paged via log"]
 
 
-async def test_a_lower_severity_alert_never_lowers_the_incident(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_a_lower_severity_alert_never_lowers_the_incident(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app()
     inc_id = await open_one(app, notification([alert(severity="critical", instance="db-1")]))
     await app.run_until(T0 + 1 * M)
     milder = alert(severity="info", instance="db-2", starts=T0 + 1 * M)
@@ -297,9 +295,9 @@ async def test_a_lower_severity_alert_never_lowers_the_incident(make_app: MakeAp
 
 
 async def test_new_alert_on_an_acknowledged_incident_pages_only_if_it_raises_severity(
-    make_app: MakeApp,
+    make_team_app: MakeTeamApp,
 ) -> None:
-    app = await make_app()
+    app = await make_team_app()
     inc_id = await open_one(app, notification([alert(severity="warning", instance="db-1")]))
     await app.run_until(T0 + 2 * M)
     await app.act(inc_id, "ack", actor="alice")
@@ -343,8 +341,8 @@ QUIET_ALICE = """\
   erin: {name: Erin, channels: [log]}"""
 
 
-async def test_ack_cancels_pending_steps_and_unsent_pages(make_app: MakeApp) -> None:
-    app = await make_app(people=QUIET_ALICE)
+async def test_ack_cancels_pending_steps_and_unsent_pages(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app(people=QUIET_ALICE)
     inc_id = await open_one(app, notification([alert(severity="high")]))  # P1
     await app.run_until(T0 + 20 * M)
     inc = await app.incident(inc_id)
@@ -364,8 +362,8 @@ async def test_ack_cancels_pending_steps_and_unsent_pages(make_app: MakeApp) -> 
 # -- calendars ------------------------------------------------------------------------------------
 
 
-async def test_quiet_hours_hold_a_page_until_they_end(make_app: MakeApp) -> None:
-    app = await make_app(people=QUIET_ALICE)
+async def test_quiet_hours_hold_a_page_until_they_end(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app(people=QUIET_ALICE)
     inc_id = await open_one(app, notification([alert(severity="high")]))  # P1
     await app.run_until(T0 + 1 * M)
     inc = await app.incident(inc_id)
@@ -382,8 +380,8 @@ async def test_quiet_hours_hold_a_page_until_they_end(make_app: MakeApp) -> None
     assert (rows["carol"]["state"], secs(rows["carol"]["sent_at"])) == ("sent", 900.0)
 
 
-async def test_p0_bypasses_quiet_hours(make_app: MakeApp) -> None:
-    app = await make_app(people=QUIET_ALICE)
+async def test_p0_bypasses_quiet_hours(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app(people=QUIET_ALICE)
     inc_id = await open_one(app, notification([alert(severity="critical")]))
     await app.run_until(T0 + 1 * M)
     inc = await app.incident(inc_id)
@@ -402,8 +400,8 @@ maintenance:
 """
 
 
-async def test_maintenance_window_holds_pages_until_it_ends(make_app: MakeApp) -> None:
-    app = await make_app(extra=MAINTENANCE.format(action="hold"))
+async def test_maintenance_window_holds_pages_until_it_ends(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app(extra=MAINTENANCE.format(action="hold"))
     inc_id = await open_one(app, notification([alert(instance="db-1")]))  # P0
     # An alert outside the window's matchers pages as usual.
     other_id = await open_one(
@@ -432,8 +430,8 @@ async def test_maintenance_window_holds_pages_until_it_ends(make_app: MakeApp) -
     ]
 
 
-async def test_maintenance_window_can_drop_pages(make_app: MakeApp) -> None:
-    app = await make_app(extra=MAINTENANCE.format(action="drop"))
+async def test_maintenance_window_can_drop_pages(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app(extra=MAINTENANCE.format(action="drop"))
     inc_id = await open_one(app, notification([alert(instance="db-1")]))
     await app.run_until(T0 + 3 * H)
     inc = await app.incident(inc_id)
@@ -448,9 +446,9 @@ async def test_maintenance_window_can_drop_pages(make_app: MakeApp) -> None:
     ]
 
 
-async def test_business_hours_step_is_deferred_not_dropped(make_app: MakeApp) -> None:
+async def test_business_hours_step_is_deferred_not_dropped(make_team_app: MakeTeamApp) -> None:
     saturday = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
-    app = await make_app(start=saturday)
+    app = await make_team_app(start=saturday)
     # No severity label: the default (P3, SEV-4) pages the on-call during business hours only.
     body = notification([alert(severity="", starts=saturday)])
     inc_id = await open_one(app, body)
@@ -473,8 +471,8 @@ async def test_business_hours_step_is_deferred_not_dropped(make_app: MakeApp) ->
     assert rows == [("bob", "sent", monday_open.isoformat())]
 
 
-async def test_ack_timeout_escalates_again(make_app: MakeApp) -> None:
-    app = await make_app(rules=RULES, policies=POLICIES)
+async def test_ack_timeout_escalates_again(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app(rules=RULES, policies=POLICIES)
     inc_id = await open_one(app, notification([alert(severity="high", labels={"team": "storage"})]))
     await app.run_until(T0 + 2 * M)
     inc = await app.act(inc_id, "ack", actor="alice")
@@ -500,8 +498,8 @@ async def test_ack_timeout_escalates_again(make_app: MakeApp) -> None:
     assert len(sent(app, inc)) == 3
 
 
-async def test_status_reminders_follow_the_cadence_while_open(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_status_reminders_follow_the_cadence_while_open(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app()
     inc_id = await open_one(app, notification([alert(severity="high")]))  # P1: every hour
     await app.run_until(T0 + 20 * M)
     await app.act(inc_id, "ack", actor="alice")
@@ -526,8 +524,10 @@ async def test_status_reminders_follow_the_cadence_while_open(make_app: MakeApp)
     ]
 
 
-async def test_every_change_is_on_the_timeline_with_actor_and_source(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_every_change_is_on_the_timeline_with_actor_and_source(
+    make_team_app: MakeTeamApp,
+) -> None:
+    app = await make_team_app()
     inc_id = await open_one(app, notification([alert(severity="warning")]))
     await app.run_until(T0 + 1 * M)
     await app.act(inc_id, "notes", actor="alice", note="checking the disk")
@@ -571,9 +571,9 @@ REMINDING = """\
 """
 
 
-async def test_reminders_go_on_after_an_ack_timeout(make_app: MakeApp) -> None:
+async def test_reminders_go_on_after_an_ack_timeout(make_team_app: MakeTeamApp) -> None:
     rules = "  - {name: storage, match: 'team=\"storage\"', policy: reminding}\n"
-    app = await make_app(rules=rules, policies=REMINDING)
+    app = await make_team_app(rules=rules, policies=REMINDING)
     body = notification([alert(severity="high", labels={"team": "storage"})])  # P1: hourly
     inc_id = await open_one(app, body)
     await app.run_until(T0 + 2 * M)
@@ -587,8 +587,10 @@ async def test_reminders_go_on_after_an_ack_timeout(make_app: MakeApp) -> None:
     assert [t for t, _, _ in sent(app, inc, "reminder")] == [3600.0, 7200.0, 10800.0]
 
 
-async def test_reminders_after_a_late_severity_raise_keep_one_cadence(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_reminders_after_a_late_severity_raise_keep_one_cadence(
+    make_team_app: MakeTeamApp,
+) -> None:
+    app = await make_team_app()
     inc_id = await open_one(app, notification([alert(severity="warning")]))  # P2: every 4h
     await app.run_until(T0 + 50 * M)
     worse = alert(severity="critical", instance="db-2", starts=T0 + 50 * M)

@@ -1,6 +1,6 @@
 """PagerDuty is down for minutes: pages queue, fallbacks run, everything arrives when it is back.
 
-The whole app runs in-process on a virtual clock (``tests/escalation/data2/driver.py``) with the
+The whole app runs in-process on a virtual clock (``tests/driver``) with the
 ``pagerduty`` adapter pointed at the fake PagerDuty through a fault: an HTTP gate answering 503,
 or a TCP proxy that was cut (connection refused). The policy pages ``pagerduty:core`` at once,
 Alice five minutes later (her channel is ``pagerduty``, her ``fallback`` is ``[pagerduty, log]``)
@@ -30,21 +30,14 @@ from typing import Any
 
 import pytest
 
-from tests.escalation.data2.driver import (
-    READ,
-    T0,
-    App,
-    MakeApp,
-    alert,
-    make_app,
-    notification,
-    strict_logs,
-)
+from tests.driver.app import READ, App
+from tests.driver.payloads import alert, notification
+from tests.driver.team import T0, MakeTeamApp
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.reliability.conftest import metric_value
 from tests.reliability.faultkit import HttpGate, TcpProxy
 
-__all__ = ["make_app", "strict_logs"]  # fixtures used by this module
+pytestmark = pytest.mark.usefixtures("strict_logs")
 
 M = timedelta(minutes=1)
 KEY = "d0wn5tr3am0ut4g3000000000000core"
@@ -206,10 +199,10 @@ def assert_spaced_by_policy(inc: dict[str, Any], row_id: str) -> list[tuple[floa
 
 
 async def test_pagerduty_down_for_minutes_queues_falls_back_and_delivers_once_back(
-    make_app: MakeApp, downstream: Downstream
+    make_team_app: MakeTeamApp, downstream: Downstream
 ) -> None:
     ds = downstream
-    app = await make_app(
+    app = await make_team_app(
         people=PEOPLE,
         rules=RULES,
         policies=POLICIES,
@@ -304,13 +297,13 @@ async def test_pagerduty_down_for_minutes_queues_falls_back_and_delivers_once_ba
 
 
 async def test_pagerduty_down_past_the_deadline_fails_visibly_and_falls_back(
-    make_app: MakeApp, tmp_path: Path
+    make_team_app: MakeTeamApp, tmp_path: Path
 ) -> None:
     fake = await FakePagerDuty(tmp_path).start()
     gate = await HttpGate(fake.http_url).start()
     try:
         rules = RULES.replace("pd-outage", "pd-together")
-        app = await make_app(
+        app = await make_team_app(
             people=PEOPLE,
             rules=rules,
             policies=POLICIES,

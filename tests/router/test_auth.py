@@ -26,12 +26,12 @@ from tests.router.conftest import (
     READ_TOKEN,
     RECEIVER,
     WRITE_TOKEN,
-    Harness,
-    MakeHarness,
+    App,
+    MakeApp,
     basic,
     incident_count,
+    router_config,
     sample_bytes,
-    write_config,
 )
 
 FIRING = sample_bytes("alertmanager-0.25-firing.json")
@@ -48,9 +48,7 @@ async def post_receiver(client: TestClient, headers: dict[str, str]) -> tuple[in
 
 
 @pytest.mark.parametrize("headers", [BEARER_A, BEARER_B], ids=["tok-a", "tok-b"])
-async def test_each_rotated_bearer_token_is_accepted(
-    harness: Harness, headers: dict[str, str]
-) -> None:
+async def test_each_rotated_bearer_token_is_accepted(harness: App, headers: dict[str, str]) -> None:
     status, challenge, body = await post_receiver(harness.client, headers)
     assert status == 200
     assert challenge is None
@@ -58,7 +56,7 @@ async def test_each_rotated_bearer_token_is_accepted(
     assert await incident_count(harness.rt) == 1
 
 
-async def test_bearer_scheme_name_is_case_insensitive(harness: Harness) -> None:
+async def test_bearer_scheme_name_is_case_insensitive(harness: App) -> None:
     status, _, _ = await post_receiver(harness.client, {"Authorization": "bearer tok-a"})
     assert status == 200
 
@@ -107,7 +105,7 @@ UNAUTHORIZED: list[tuple[str, dict[str, str], str]] = [
     ("headers", "detail"), [u[1:] for u in UNAUTHORIZED], ids=[u[0] for u in UNAUTHORIZED]
 )
 async def test_bad_credentials_get_401_with_challenge(
-    harness: Harness, headers: dict[str, str], detail: str
+    harness: App, headers: dict[str, str], detail: str
 ) -> None:
     status, challenge, body = await post_receiver(harness.client, headers)
     assert status == 401
@@ -118,7 +116,7 @@ async def test_bad_credentials_get_401_with_challenge(
     assert await incident_count(harness.rt) == 0
 
 
-async def test_basic_auth_right_credentials(harness: Harness) -> None:
+async def test_basic_auth_right_credentials(harness: App) -> None:
     status, challenge, body = await post_receiver(harness.client, basic("am", "pw"))
     assert status == 200
     assert challenge is None
@@ -150,16 +148,14 @@ async def _raw_post(client: TestClient, authorization: bytes) -> bytes:
     [b"Bearer t\xffk", b"Bearer t\xc3\xb6k", b"Basic t\xffk", b"Basic \xc3\xa9"],
     ids=["bearer-invalid-utf8", "bearer-utf8", "basic-invalid-utf8", "basic-utf8"],
 )
-async def test_non_ascii_credentials_are_401_not_500(
-    harness: Harness, authorization: bytes
-) -> None:
+async def test_non_ascii_credentials_are_401_not_500(harness: App, authorization: bytes) -> None:
     response = await _raw_post(harness.client, authorization)
     assert response.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
     assert b"\r\nWWW-Authenticate: " + RECEIVER_CHALLENGE.encode() + b"\r\n" in response
     assert b'"error": "unauthorized"' in response
 
 
-async def test_authentication_comes_before_reading_the_body(harness: Harness) -> None:
+async def test_authentication_comes_before_reading_the_body(harness: App) -> None:
     """An unauthenticated caller learns nothing about size limits or payload validation."""
     resp = await harness.client.post(
         RECEIVER, data=b"x" * (MAX_BODY + 1), headers={"Content-Type": "text/plain"}
@@ -182,7 +178,7 @@ async def test_authentication_comes_before_reading_the_body(harness: Harness) ->
     ids=["empty-list", "insecure-false", "unset-env-token", "blank-token"],
 )
 def test_config_without_receiver_credentials_is_refused(tmp_path: Path, receiver_auth: str) -> None:
-    path = write_config(tmp_path, receiver_auth=receiver_auth)
+    path = router_config(tmp_path, receiver_auth=receiver_auth)
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     (problem,) = info.value.problems
@@ -195,16 +191,16 @@ def test_config_without_receiver_credentials_is_refused(tmp_path: Path, receiver
 
 
 def test_receiver_token_from_environment(tmp_path: Path) -> None:
-    path = write_config(tmp_path, receiver_auth='    bearer_tokens: ["${TOCSIN_TEST_TOKEN}"]')
+    path = router_config(tmp_path, receiver_auth='    bearer_tokens: ["${TOCSIN_TEST_TOKEN}"]')
     loaded = load_config(path, env={"TOCSIN_TEST_TOKEN": "from-env"})
     tokens = [t.get_secret_value() for t in loaded.config.auth.receiver.bearer_tokens]
     assert tokens == ["from-env"]
 
 
 async def test_insecure_receiver_accepts_unauthenticated_requests(
-    make_harness: MakeHarness, tmp_path: Path
+    make_app: MakeApp, tmp_path: Path
 ) -> None:
-    h = await make_harness(write_config(tmp_path, receiver_auth="    insecure: true"))
+    h = await make_app(router_config(tmp_path, receiver_auth="    insecure: true"))
     status, challenge, body = await post_receiver(h.client, {})
     assert status == 200
     assert challenge is None
@@ -214,10 +210,10 @@ async def test_insecure_receiver_accepts_unauthenticated_requests(
 
 
 async def test_insecure_with_credentials_still_requires_them(
-    make_harness: MakeHarness, tmp_path: Path
+    make_app: MakeApp, tmp_path: Path
 ) -> None:
-    path = write_config(tmp_path, receiver_auth='    insecure: true\n    bearer_tokens: ["tok-a"]')
-    h = await make_harness(path)
+    path = router_config(tmp_path, receiver_auth='    insecure: true\n    bearer_tokens: ["tok-a"]')
+    h = await make_app(path)
     status, challenge, _ = await post_receiver(h.client, {})
     assert (status, challenge) == (401, RECEIVER_CHALLENGE)
     status, _, _ = await post_receiver(h.client, BEARER_A)
@@ -284,9 +280,7 @@ def _ids(endpoints: list[tuple[str, str]]) -> list[str]:
 
 
 @pytest.mark.parametrize(("method", "path"), WRITE_ENDPOINTS, ids=_ids(WRITE_ENDPOINTS))
-async def test_read_token_on_write_endpoint_is_403(
-    harness: Harness, method: str, path: str
-) -> None:
+async def test_read_token_on_write_endpoint_is_403(harness: App, method: str, path: str) -> None:
     resp = await harness.client.request(method, path, headers=READ_TOKEN)
     assert resp.status == 403
     assert "WWW-Authenticate" not in resp.headers
@@ -311,7 +305,7 @@ API_UNAUTHORIZED = [
     ("headers", "detail"), [a[1:] for a in API_UNAUTHORIZED], ids=[a[0] for a in API_UNAUTHORIZED]
 )
 async def test_api_without_valid_token_is_401(
-    harness: Harness, method: str, path: str, headers: dict[str, str], detail: str
+    harness: App, method: str, path: str, headers: dict[str, str], detail: str
 ) -> None:
     resp = await harness.client.request(method, path, headers=headers)
     assert resp.status == 401
@@ -319,7 +313,7 @@ async def test_api_without_valid_token_is_401(
     assert await resp.json() == {"error": "unauthorized", "detail": detail, "path": ""}
 
 
-async def test_write_token_may_reload(harness: Harness) -> None:
+async def test_write_token_may_reload(harness: App) -> None:
     resp = await harness.client.post("/-/reload", headers=WRITE_TOKEN)
     assert resp.status == 200
     assert await resp.json() == {"status": "reloaded"}
@@ -327,7 +321,7 @@ async def test_write_token_may_reload(harness: Harness) -> None:
 
 @pytest.mark.parametrize("token", [READ_TOKEN, WRITE_TOKEN], ids=["read", "write"])
 async def test_read_and_write_tokens_may_list_incidents(
-    harness: Harness, token: dict[str, str]
+    harness: App, token: dict[str, str]
 ) -> None:
     await post_receiver(harness.client, BEARER_A)
     resp = await harness.client.get("/api/v1/incidents", headers=token)
@@ -338,7 +332,7 @@ async def test_read_and_write_tokens_may_list_incidents(
     ]
 
 
-async def test_write_token_reaches_the_write_handler(harness: Harness) -> None:
+async def test_write_token_reaches_the_write_handler(harness: App) -> None:
     """Past auth, acking a missing incident is the handler's own 404."""
     resp = await harness.client.post("/api/v1/incidents/1/ack", headers=WRITE_TOKEN)
     assert resp.status == 404

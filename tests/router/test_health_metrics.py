@@ -9,7 +9,7 @@ from tests.router.conftest import (
     JSON,
     RECEIVER,
     SAMPLE_NAMES,
-    Harness,
+    App,
     metric_value,
     sample,
     sample_bytes,
@@ -19,33 +19,31 @@ from tests.router.conftest import (
 ROUTE = {"route": RECEIVER}
 
 
-async def test_healthz(harness: Harness) -> None:
+async def test_healthz(harness: App) -> None:
     resp = await harness.client.get("/healthz")
     assert resp.status == 200
     assert await resp.json() == {"status": "ok"}
 
 
-async def test_readyz_with_store_open(harness: Harness) -> None:
+async def test_readyz_with_store_open(harness: App) -> None:
     resp = await harness.client.get("/readyz")
     assert resp.status == 200
     assert await resp.json() == {"status": "ready"}
 
 
-async def test_readyz_503_once_store_closed_while_healthz_stays_200(harness: Harness) -> None:
+async def test_readyz_503_once_store_closed_while_healthz_stays_200(harness: App) -> None:
     await harness.rt.store.close()
     resp = await harness.client.get("/readyz")
     assert resp.status == 503
     body = await resp.json()
     assert body["status"] == "unavailable"
-    assert body["problems"] == [
-        f"store: SQLite store {harness.config_path.parent / 't.db'} is not open"
-    ]
+    assert body["problems"] == [f"store: SQLite store {harness.db_path} is not open"]
     resp = await harness.client.get("/healthz")
     assert resp.status == 200
 
 
-async def test_readyz_503_when_database_file_vanishes(harness: Harness) -> None:
-    (harness.config_path.parent / "t.db").unlink()
+async def test_readyz_503_when_database_file_vanishes(harness: App) -> None:
+    harness.db_path.unlink()
     resp = await harness.client.get("/readyz")
     assert resp.status == 503
     (problem,) = (await resp.json())["problems"]
@@ -53,7 +51,7 @@ async def test_readyz_503_when_database_file_vanishes(harness: Harness) -> None:
     assert "t.db is gone" in problem
 
 
-async def test_receiver_answers_503_not_4xx_when_store_is_down(harness: Harness) -> None:
+async def test_receiver_answers_503_not_4xx_when_store_is_down(harness: App) -> None:
     """Alertmanager retries 5xx only: a store outage must not look like bad input."""
     await harness.rt.store.close()
     resp = await harness.client.post(
@@ -69,7 +67,7 @@ async def test_receiver_answers_503_not_4xx_when_store_is_down(harness: Harness)
     assert metric_value(text, "tocsin_http_requests_total", {**ROUTE, "code": "503"}) == 1
 
 
-async def test_metrics_exposition_format(harness: Harness) -> None:
+async def test_metrics_exposition_format(harness: App) -> None:
     resp = await harness.client.get("/metrics")
     assert resp.status == 200
     assert resp.content_type == "text/plain"
@@ -80,7 +78,7 @@ async def test_metrics_exposition_format(harness: Harness) -> None:
     assert "# TYPE tocsin_alerts_classified_total counter" in text
 
 
-async def test_metrics_count_exactly_after_the_samples(harness: Harness) -> None:
+async def test_metrics_count_exactly_after_the_samples(harness: App) -> None:
     c = harness.client
     for name in SAMPLE_NAMES:
         resp = await c.post(RECEIVER, data=sample_bytes(name), headers=AM_HEADERS)
@@ -126,7 +124,7 @@ async def test_metrics_count_exactly_after_the_samples(harness: Harness) -> None
     assert metric_value(text, "tocsin_alerts_unknown_severity_total") == 0
 
 
-async def test_unknown_trusted_severity_is_counted_not_dropped(harness: Harness) -> None:
+async def test_unknown_trusted_severity_is_counted_not_dropped(harness: App) -> None:
     d = sample("alertmanager-0.25-firing.json")
     d["alerts"][0]["labels"]["severity"] = "apocalyptic"
     d["alerts"][0].pop("fingerprint")
@@ -146,7 +144,7 @@ async def test_unknown_trusted_severity_is_counted_not_dropped(harness: Harness)
     )
 
 
-async def test_health_and_metrics_routes_are_counted(harness: Harness) -> None:
+async def test_health_and_metrics_routes_are_counted(harness: App) -> None:
     c = harness.client
     for _ in range(3):
         assert (await c.get("/healthz")).status == 200
@@ -160,7 +158,7 @@ async def test_health_and_metrics_routes_are_counted(harness: Harness) -> None:
     )
 
 
-async def test_unknown_paths_share_one_route_label(harness: Harness) -> None:
+async def test_unknown_paths_share_one_route_label(harness: App) -> None:
     """Arbitrary paths must not mint new label values (unbounded metric cardinality)."""
     c = harness.client
     for path in ("/nope", "/api/v1/nope/1", "/x" * 20):
@@ -174,7 +172,7 @@ async def test_unknown_paths_share_one_route_label(harness: Harness) -> None:
     assert "/nope" not in text
 
 
-async def test_wrong_method_on_receiver_is_json_405(harness: Harness) -> None:
+async def test_wrong_method_on_receiver_is_json_405(harness: App) -> None:
     resp = await harness.client.get(RECEIVER, headers=AM_HEADERS)
     assert resp.status == 405
     assert resp.headers["Allow"] == "POST"

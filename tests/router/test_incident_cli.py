@@ -23,9 +23,11 @@ from typing import Any
 
 import pytest
 
-from tests.escalation.data2.driver import AM, alert, notification, write_config
+from tests.driver.app import AM
+from tests.driver.payloads import alert, notification
+from tests.driver.team import team_config
 
-DATA = Path(__file__).resolve().parent.parent / "escalation" / "data2"
+DATA = Path(__file__).resolve().parent.parent / "fixtures"
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -69,7 +71,7 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``tocsin serve`` on a free port; fails the tests if it logged anything at error level."""
     tmp = tmp_path_factory.mktemp("serve")
-    path = write_config(tmp)
+    path = team_config(tmp)
     path.write_text(path.read_text().replace("log_format: text", "log_format: json"))
     port = free_port()
     log = tmp / "serve.log"
@@ -295,9 +297,15 @@ def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
 
 
 def simulate_json(tmp_path: Path, *args: str) -> list[dict[str, Any]]:
-    path = write_config(tmp_path)
+    path = team_config(tmp_path)
     r = run_cli(
-        "simulate", "--config", str(path), "--payload", str(DATA / "critical.json"), "--json", *args
+        "simulate",
+        "--config",
+        str(path),
+        "--payload",
+        str(DATA / "simulate-critical.json"),
+        "--json",
+        *args,
     )
     assert r.returncode == 0, r.stderr
     return [json.loads(line) for line in r.stdout.splitlines()]
@@ -354,7 +362,7 @@ def test_simulate_json_without_ack_climbs_every_tier(tmp_path: Path) -> None:
 
 
 def test_simulate_with_a_missing_payload_exits_1(tmp_path: Path) -> None:
-    path = write_config(tmp_path)
+    path = team_config(tmp_path)
     r = run_cli("simulate", "--config", str(path), "--payload", str(tmp_path / "nope.json"))
     assert r.returncode == 1
     assert r.stderr.startswith(f"tocsin: error: cannot read {tmp_path / 'nope.json'}")

@@ -1,6 +1,6 @@
 """The incident API: list (filters), show, act (ack, mitigate, resolve, escalate, notes), errors.
 
-The whole app runs in-process on a virtual clock (tests/escalation/data2/driver.py); every
+The whole app runs in-process on a virtual clock (tests/driver); every
 answer is read over HTTP exactly as the CLI and dashboards read it.
 """
 
@@ -12,21 +12,11 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.escalation.data2.driver import (
-    AM,
-    READ,
-    T0,
-    WRITE,
-    App,
-    MakeApp,
-    alert,
-    make_app,
-    notification,
-    strict_logs,
-    write_config,
-)
+from tests.driver.app import AM, READ, WRITE, App
+from tests.driver.payloads import alert, notification
+from tests.driver.team import T0, MakeTeamApp, team_config
 
-__all__ = ["make_app", "strict_logs"]  # fixtures used by this module
+pytestmark = pytest.mark.usefixtures("strict_logs")
 
 M = timedelta(minutes=1)
 
@@ -62,9 +52,9 @@ async def open_incident(
 
 
 @pytest.fixture
-async def fleet(make_app: MakeApp) -> tuple[App, dict[str, str]]:
+async def fleet(make_team_app: MakeTeamApp) -> tuple[App, dict[str, str]]:
     """Four incidents: P0 db triggered, P1 web acknowledged, P2 db mitigated, P1 db resolved."""
-    app = await make_app(rules=TEAM_RULES, extra=TEAMS)
+    app = await make_team_app(rules=TEAM_RULES, extra=TEAMS)
     ids = {
         "outage": await open_incident(app, "Outage", "critical", "db"),
         "slow": await open_incident(app, "Slow", "high", "web", 1 * M),
@@ -149,9 +139,9 @@ async def test_list_filters(
     ],
 )
 async def test_list_rejects_bad_filters(
-    make_app: MakeApp, query: str, path: str, detail: str
+    make_team_app: MakeTeamApp, query: str, path: str, detail: str
 ) -> None:
-    app = await make_app()
+    app = await make_team_app()
     status, body = await app.api("GET", f"/api/v1/incidents?{query}", headers=READ)
     assert status == 400
     assert body == {"error": "bad query", "detail": detail, "path": path}
@@ -160,8 +150,10 @@ async def test_list_rejects_bad_filters(
 # -- show ---------------------------------------------------------------------------------------
 
 
-async def test_show_has_alerts_snapshot_pending_steps_and_timeline(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_show_has_alerts_snapshot_pending_steps_and_timeline(
+    make_team_app: MakeTeamApp,
+) -> None:
+    app = await make_team_app()
     a = alert(instance="db-1")
     reply = await app.post(notification([a]))
     inc_id = reply["incidents"][0]["incident"]
@@ -218,8 +210,8 @@ async def test_show_has_alerts_snapshot_pending_steps_and_timeline(make_app: Mak
     assert inc["level"]["ack_target"] == 300.0
 
 
-async def test_show_by_number_and_by_key(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_show_by_number_and_by_key(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app()
     reply = await app.post(notification([alert()]))
     inc_id = reply["incidents"][0]["incident"]
     by_id = await app.incident(inc_id)
@@ -239,8 +231,10 @@ async def test_show_by_number_and_by_key(make_app: MakeApp) -> None:
         ("POST", "/api/v1/incidents/nope/notes"),
     ],
 )
-async def test_unknown_incident_is_404_json(make_app: MakeApp, method: str, path: str) -> None:
-    app = await make_app()
+async def test_unknown_incident_is_404_json(
+    make_team_app: MakeTeamApp, method: str, path: str
+) -> None:
+    app = await make_team_app()
     body = {"note": "x"} if path.endswith("notes") else None
     status, reply = await app.api(method, path, json=body)
     assert status == 404
@@ -251,8 +245,8 @@ async def test_unknown_incident_is_404_json(make_app: MakeApp, method: str, path
 # -- actions ------------------------------------------------------------------------------------
 
 
-async def test_actions_move_the_status_and_write_the_timeline(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_actions_move_the_status_and_write_the_timeline(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app()
     inc_id = (await app.post(notification([alert()])))["incidents"][0]["incident"]
     await app.run_until(T0 + 1 * M)
     inc = await app.act(inc_id, "notes", note="disk at 99%", actor="alice")
@@ -283,8 +277,8 @@ async def test_actions_move_the_status_and_write_the_timeline(make_app: MakeApp)
     assert inc["timeline"][-1]["message"] == "root cause: log rotation off"
 
 
-async def test_escalate_moves_the_next_pending_tier_to_now(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_escalate_moves_the_next_pending_tier_to_now(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app()
     inc_id = (await app.post(notification([alert()])))["incidents"][0]["incident"]
     await app.run_until(T0 + 1 * M)
     inc = await app.act(inc_id, "escalate", actor="alice")
@@ -337,9 +331,9 @@ async def test_escalate_moves_the_next_pending_tier_to_now(make_app: MakeApp) ->
     ],
 )
 async def test_illegal_transitions_are_409(
-    make_app: MakeApp, setup: list[str], action: str
+    make_team_app: MakeTeamApp, setup: list[str], action: str
 ) -> None:
-    app = await make_app()
+    app = await make_team_app()
     inc_id = (await app.post(notification([alert()])))["incidents"][0]["incident"]
     for step in setup:
         await app.act(inc_id, step)
@@ -369,9 +363,9 @@ async def test_illegal_transitions_are_409(
     ],
 )
 async def test_bad_action_requests(
-    make_app: MakeApp, path: str, body: Any, status: int, expected: tuple[str, str]
+    make_team_app: MakeTeamApp, path: str, body: Any, status: int, expected: tuple[str, str]
 ) -> None:
-    app = await make_app()
+    app = await make_team_app()
     inc_id = (await app.post(notification([alert()])))["incidents"][0]["incident"]
     code, reply = await app.api("POST", f"/api/v1/incidents/{inc_id}/{path}", json=body)
     assert code == status
@@ -379,8 +373,8 @@ async def test_bad_action_requests(
     assert (await app.incident(inc_id))["status"] == "triggered"
 
 
-async def test_invalid_json_body_is_400(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_invalid_json_body_is_400(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app()
     inc_id = (await app.post(notification([alert()])))["incidents"][0]["incident"]
     code, reply = await app.api("POST", f"/api/v1/incidents/{inc_id}/ack", data=b"{nope")
     assert (code, reply["error"]) == (400, "invalid JSON")
@@ -389,8 +383,8 @@ async def test_invalid_json_body_is_400(make_app: MakeApp) -> None:
 # -- tokens -------------------------------------------------------------------------------------
 
 
-async def test_read_token_reads_but_cannot_write(make_app: MakeApp) -> None:
-    app = await make_app()
+async def test_read_token_reads_but_cannot_write(make_team_app: MakeTeamApp) -> None:
+    app = await make_team_app()
     inc_id = (await app.post(notification([alert()])))["incidents"][0]["incident"]
     assert (await app.api("GET", "/api/v1/incidents", headers=READ))[0] == 200
     assert (await app.api("GET", f"/api/v1/incidents/{inc_id}", headers=READ))[0] == 200
@@ -428,9 +422,9 @@ async def test_read_token_reads_but_cannot_write(make_app: MakeApp) -> None:
     ],
 )
 async def test_missing_or_bad_token_is_401(
-    make_app: MakeApp, headers: dict[str, str], detail: str, method: str, path: str
+    make_team_app: MakeTeamApp, headers: dict[str, str], detail: str, method: str, path: str
 ) -> None:
-    app = await make_app()
+    app = await make_team_app()
     await app.post(notification([alert()]))
     r = await app.client.request(method, path, headers=headers)
     assert r.status == 401
@@ -451,14 +445,14 @@ FAST_P0 = """\
 
 
 async def test_reload_does_not_change_an_open_incident_snapshot(
-    make_app: MakeApp, tmp_path: Any
+    make_team_app: MakeTeamApp, tmp_path: Any
 ) -> None:
-    app = await make_app()
+    app = await make_team_app()
     old_id = (await app.post(notification([alert()])))["incidents"][0]["incident"]
     await app.run_until(T0 + 1 * M)
     before = await app.incident(old_id)
 
-    write_config(tmp_path, matrix=FAST_P0)
+    team_config(tmp_path, matrix=FAST_P0)
     status, reply = await app.api("POST", "/-/reload", headers=WRITE)
     assert (status, reply) == (200, {"status": "reloaded"})
 
@@ -490,8 +484,10 @@ async def test_reload_does_not_change_an_open_incident_snapshot(
     ] == [(60.0, "dave"), (180.0, "erin")]
 
 
-async def test_bad_reload_keeps_the_running_config(make_app: MakeApp, tmp_path: Any) -> None:
-    app = await make_app()
+async def test_bad_reload_keeps_the_running_config(
+    make_team_app: MakeTeamApp, tmp_path: Any
+) -> None:
+    app = await make_team_app()
     (tmp_path / "tocsin.yaml").write_text("auth: {receiver: {bearer_tokens: [x]}}\nbogus: 1\n")
     status, reply = await app.api("POST", "/-/reload", headers=WRITE)
     assert status == 400

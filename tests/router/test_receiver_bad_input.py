@@ -22,7 +22,7 @@ from tests.router.conftest import (
     MAX_BODY,
     RECEIVER,
     SAMPLE_NAMES,
-    Harness,
+    App,
     incident_count,
     metric_value,
     sample,
@@ -385,7 +385,7 @@ def test_there_are_at_least_24_distinct_cases() -> None:
     assert len(CASES) >= 24
 
 
-async def _assert_nothing_stored(h: Harness) -> None:
+async def _assert_nothing_stored(h: App) -> None:
     assert await incident_count(h.rt) == 0
     text = await scrape(h.client)
     assert metric_value(text, "tocsin_alerts_received_total", {"status": "firing"}) is None
@@ -393,7 +393,7 @@ async def _assert_nothing_stored(h: Harness) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-async def test_bad_body_is_refused_precisely(harness: Harness, case: Case) -> None:
+async def test_bad_body_is_refused_precisely(harness: App, case: Case) -> None:
     resp = await harness.client.post(
         RECEIVER,
         data=case.body,
@@ -456,7 +456,7 @@ def _set(dotted: str, value: Any) -> bytes:
     ids=[f"{f}={json.dumps(v)}" for f, v, _, _ in GRID],
 )
 async def test_wrong_type_names_the_field(
-    harness: Harness, field: str, value: Any, path: str, detail: str
+    harness: App, field: str, value: Any, path: str, detail: str
 ) -> None:
     resp = await harness.client.post(RECEIVER, data=_set(field, value), headers=AM_HEADERS)
     assert resp.status == 400
@@ -471,7 +471,7 @@ async def test_wrong_type_names_the_field(
 
 
 async def test_declared_length_over_limit_is_refused_before_the_body_is_read(
-    harness: Harness,
+    harness: App,
 ) -> None:
     """The body generator stalls after its first chunk: a 413 can only come from the header."""
     stalled = asyncio.Event()
@@ -509,7 +509,7 @@ async def test_declared_length_over_limit_is_refused_before_the_body_is_read(
     await _assert_nothing_stored(harness)
 
 
-async def test_declared_length_one_over_limit(harness: Harness) -> None:
+async def test_declared_length_one_over_limit(harness: App) -> None:
     raw = sample_bytes(FIRING)
     body = raw + b" " * (MAX_BODY + 1 - len(raw))
     assert len(body) == MAX_BODY + 1
@@ -523,7 +523,7 @@ async def test_declared_length_one_over_limit(harness: Harness) -> None:
     await _assert_nothing_stored(harness)
 
 
-async def test_body_exactly_at_limit_is_accepted(harness: Harness) -> None:
+async def test_body_exactly_at_limit_is_accepted(harness: App) -> None:
     raw = sample_bytes(FIRING)
     body = raw + b" " * (MAX_BODY - len(raw))  # JSON allows trailing whitespace
     assert len(body) == MAX_BODY
@@ -540,7 +540,7 @@ def _chunked(payload: bytes, size: int = 1024) -> Callable[[], AsyncIterator[byt
     return gen
 
 
-async def test_chunked_body_growing_past_limit_is_refused(harness: Harness) -> None:
+async def test_chunked_body_growing_past_limit_is_refused(harness: App) -> None:
     raw = sample_bytes(FIRING)
     payload = raw + b" " * (MAX_BODY * 3)
     resp = await harness.client.post(RECEIVER, data=_chunked(payload)(), headers=AM_HEADERS)
@@ -555,7 +555,7 @@ async def test_chunked_body_growing_past_limit_is_refused(harness: Harness) -> N
     await _assert_nothing_stored(harness)
 
 
-async def test_chunked_body_within_limit_is_accepted(harness: Harness) -> None:
+async def test_chunked_body_within_limit_is_accepted(harness: App) -> None:
     raw = sample_bytes(FIRING)
     payload = raw + b" " * (MAX_BODY - len(raw))
     resp = await harness.client.post(RECEIVER, data=_chunked(payload, 100)(), headers=AM_HEADERS)
@@ -567,7 +567,7 @@ async def test_chunked_body_within_limit_is_accepted(harness: Harness) -> None:
 # -- the server survives all of it ------------------------------------------------------------
 
 
-async def test_server_keeps_serving_after_every_bad_case(harness: Harness) -> None:
+async def test_server_keeps_serving_after_every_bad_case(harness: App) -> None:
     for case in CASES:
         resp = await harness.client.post(
             RECEIVER,

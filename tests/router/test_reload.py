@@ -27,12 +27,11 @@ from tests.router.conftest import (
     READ_TOKEN,
     RECEIVER,
     WRITE_TOKEN,
-    Harness,
-    config_yaml,
+    App,
     metric_value,
+    router_config,
     sample,
     scrape,
-    write_config,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,13 +84,13 @@ def line_of(path: Path, needle: str) -> int:
 # -- POST /-/reload ---------------------------------------------------------------------------
 
 
-async def test_reload_applies_a_changed_default(harness: Harness) -> None:
+async def test_reload_applies_a_changed_default(harness: App) -> None:
     c = harness.client
     assert await classify(c, 1) == ("P3", "default")
     ok, ts0 = await reload_gauges(c)
     assert ok == 1
     assert ts0 is not None
-    set_default(harness.config_path, "    severity: P2")
+    set_default(harness.path, "    severity: P2")
     assert await reload(c) == (200, {"status": "reloaded"})
     assert await classify(c, 2) == ("P2", "default")
     ok, ts1 = await reload_gauges(c)
@@ -99,10 +98,10 @@ async def test_reload_applies_a_changed_default(harness: Harness) -> None:
     assert ts1 is not None and ts1 > ts0
 
 
-async def test_reload_picks_up_a_new_rule_file(harness: Harness) -> None:
+async def test_reload_picks_up_a_new_rule_file(harness: App) -> None:
     c = harness.client
     assert await classify(c, 1) == ("P3", "default")
-    (harness.config_path.parent / "rules" / "zz-disk.yaml").write_text(
+    (harness.path.parent / "rules" / "zz-disk.yaml").write_text(
         "rules:\n  - name: disk-full\n    match: 'alertname=\"DiskFull\"'\n    severity: high\n"
     )
     assert (await reload(c))[0] == 200
@@ -110,10 +109,10 @@ async def test_reload_picks_up_a_new_rule_file(harness: Harness) -> None:
     assert await classify(c, 3, "Other") == ("P3", "default")
 
 
-async def test_reload_rotates_receiver_credentials(harness: Harness) -> None:
+async def test_reload_rotates_receiver_credentials(harness: App) -> None:
     c = harness.client
-    text = harness.config_path.read_text()
-    harness.config_path.write_text(text.replace('["tok-a", "tok-b"]', '["tok-b", "tok-c"]'))
+    receiver = '    bearer_tokens: ["tok-b", "tok-c"]\n    basic_auth:\n      - {username: am, password: pw}'
+    router_config(harness.path.parent, receiver_auth=receiver)
     assert (await reload(c))[0] == 200
     resp = await c.post(RECEIVER, data=probe_body(), headers=AM_HEADERS)  # tok-a
     assert resp.status == 401
@@ -158,10 +157,10 @@ BROKEN: dict[str, Callable[[Path], tuple[int, int, str]]] = {
 
 @pytest.mark.parametrize("breakage", list(BROKEN), ids=list(BROKEN))
 async def test_broken_config_is_refused_and_old_one_keeps_running(
-    harness: Harness, breakage: str
+    harness: App, breakage: str
 ) -> None:
     c = harness.client
-    path = harness.config_path
+    path = harness.path
     good = path.read_text()
     _, ts0 = await reload_gauges(c)
     line, column, message = BROKEN[breakage](path)
@@ -188,10 +187,10 @@ async def test_broken_config_is_refused_and_old_one_keeps_running(
     assert ts1 is not None and ts0 is not None and ts1 > ts0
 
 
-async def test_broken_rule_file_points_into_that_file(harness: Harness) -> None:
+async def test_broken_rule_file_points_into_that_file(harness: App) -> None:
     c = harness.client
     _, ts0 = await reload_gauges(c)
-    rules = harness.config_path.parent / "rules" / "main.yaml"
+    rules = harness.path.parent / "rules" / "main.yaml"
     good_rules = rules.read_text()
     rules.write_text(
         good_rules.replace("match: 'alertname=\"InstanceDown\"'", "match: 'alertname=~\"(\"'")
@@ -207,9 +206,9 @@ async def test_broken_rule_file_points_into_that_file(harness: Harness) -> None:
     assert await classify(c, 1) == ("P3", "default")
 
 
-async def test_rule_naming_an_unknown_severity_is_refused(harness: Harness) -> None:
+async def test_rule_naming_an_unknown_severity_is_refused(harness: App) -> None:
     c = harness.client
-    extra = harness.config_path.parent / "rules" / "zz.yaml"
+    extra = harness.path.parent / "rules" / "zz.yaml"
     extra.write_text(
         "rules:\n  - name: bogus\n    match: 'alertname=\"DiskFull\"'\n    severity: P9\n"
     )
@@ -222,22 +221,22 @@ async def test_rule_naming_an_unknown_severity_is_refused(harness: Harness) -> N
     assert await classify(c, 1) == ("P3", "default")
 
 
-async def test_missing_config_file_is_refused(harness: Harness) -> None:
+async def test_missing_config_file_is_refused(harness: App) -> None:
     c = harness.client
-    harness.config_path.unlink()
+    harness.path.unlink()
     status, body = await reload(c)
     assert status == 400
     (problem,) = body["problems"]
-    assert problem["file"] == str(harness.config_path)
+    assert problem["file"] == str(harness.path)
     assert "cannot read file" in problem["message"]
     assert (await reload_gauges(c))[0] == 0
     assert await classify(c, 1) == ("P3", "default")
 
 
-async def test_incident_api_still_works_after_a_failed_reload(harness: Harness) -> None:
+async def test_incident_api_still_works_after_a_failed_reload(harness: App) -> None:
     c = harness.client
     await classify(c, 1)
-    set_default(harness.config_path, "    severity: P1: 2")
+    set_default(harness.path, "    severity: P1: 2")
     assert (await reload(c))[0] == 400
     resp = await c.get("/api/v1/incidents", headers=READ_TOKEN)
     assert resp.status == 200
@@ -278,7 +277,7 @@ async def _until(
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path, Path]]:
     """``tocsin serve`` as a real process on a free port; terminated at teardown."""
-    path = write_config(tmp_path)
+    path = router_config(tmp_path)
     port = _free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
@@ -345,7 +344,7 @@ async def test_sighup_reload_keeps_old_config_on_error_then_applies_fix(
         assert "reload failed; keeping the running config" in _output(log)
 
         # fixed: SIGHUP again and the new default applies
-        path.write_text(config_yaml(path.parent, default_severity="P1"))
+        router_config(path.parent, default_severity="P1")
         proc.send_signal(signal.SIGHUP)
 
         async def succeeded() -> bool:

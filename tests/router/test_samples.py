@@ -21,7 +21,7 @@ from tests.router.conftest import (
     READ_TOKEN,
     RECEIVER,
     SAMPLE_NAMES,
-    Harness,
+    App,
     sample,
     sample_bytes,
 )
@@ -95,14 +95,14 @@ def test_go_style_encoder_reproduces_the_fixtures() -> None:
 
 
 @pytest.mark.parametrize("name", SAMPLE_NAMES)
-async def test_sample_is_accepted_byte_for_byte(harness: Harness, name: str) -> None:
+async def test_sample_is_accepted_byte_for_byte(harness: App, name: str) -> None:
     status, body = await post(harness.client, sample_bytes(name))
     assert status == 200
     assert body["status"] == "accepted"
     assert body["alerts"] == EXPECTED[name]
 
 
-async def test_firing_then_resolved_opens_and_resolves_one_incident(harness: Harness) -> None:
+async def test_firing_then_resolved_opens_and_resolves_one_incident(harness: App) -> None:
     status, opened = await post(harness.client, sample_bytes(FIRING))
     assert status == 200
     assert [(i["key"], i["action"], i["status"]) for i in opened["incidents"]] == [
@@ -116,7 +116,7 @@ async def test_firing_then_resolved_opens_and_resolves_one_incident(harness: Har
     assert resolved["incidents"][0]["incident"] == opened["incidents"][0]["incident"]
 
 
-async def test_go_escapes_and_quoted_receiver_are_decoded(harness: Harness) -> None:
+async def test_go_escapes_and_quoted_receiver_are_decoded(harness: App) -> None:
     _, body = await post(harness.client, sample_bytes(FIRING))
     inc = await show(harness.client, body["incidents"][0]["incident"])
     assert inc["receiver"] == "web.hook"
@@ -130,7 +130,7 @@ async def test_go_escapes_and_quoted_receiver_are_decoded(harness: Harness) -> N
     assert alert["ends_at"] is None
 
 
-async def test_resolved_alert_keeps_its_real_end(harness: Harness) -> None:
+async def test_resolved_alert_keeps_its_real_end(harness: App) -> None:
     await post(harness.client, sample_bytes(FIRING))
     _, body = await post(harness.client, sample_bytes(RESOLVED))
     inc = await show(harness.client, body["incidents"][0]["incident"])
@@ -138,7 +138,7 @@ async def test_resolved_alert_keeps_its_real_end(harness: Harness) -> None:
     assert inc["alerts"][0]["ends_at"] == "2026-11-22T12:53:28.310000+00:00"
 
 
-async def test_nine_fractional_digits_and_non_utc_offset(harness: Harness) -> None:
+async def test_nine_fractional_digits_and_non_utc_offset(harness: App) -> None:
     d = sample(FIRING)
     d["alerts"][0]["startsAt"] = "2023-03-25T14:41:06.68943305+08:00"
     raw = encode(d)
@@ -151,7 +151,7 @@ async def test_nine_fractional_digits_and_non_utc_offset(harness: Harness) -> No
     assert inc["alerts"][0]["starts_at"] == "2023-03-25T06:41:06.689433+00:00"
 
 
-async def test_negative_offset_resolved_time(harness: Harness) -> None:
+async def test_negative_offset_resolved_time(harness: App) -> None:
     d = sample(RESOLVED)
     d["alerts"][0]["endsAt"] = "2026-11-22T07:53:28.310000001-05:00"
     await post(harness.client, sample_bytes(FIRING))
@@ -177,9 +177,7 @@ def _v034(d: dict[str, Any], reason: str, route_labels: dict[str, str]) -> dict[
     ("name", "reason"),
     [(FIRING, "first notification"), (RESOLVED, "all alerts resolved"), (TWO, "new alerts added")],
 )
-async def test_notification_reason_and_route_labels(
-    harness: Harness, name: str, reason: str
-) -> None:
+async def test_notification_reason_and_route_labels(harness: App, name: str, reason: str) -> None:
     raw = encode(_v034(sample(name), reason, {"team": "api", "tier": "1"}))
     assert f'"notification_reason":"{reason}"'.encode() in raw
     assert b'"routeLabels":{"team":"api","tier":"1"}' in raw
@@ -190,7 +188,7 @@ async def test_notification_reason_and_route_labels(
 
 @pytest.mark.parametrize("name", SAMPLE_NAMES)
 async def test_v018_payload_without_fingerprint_gets_alertmanagers_fingerprint(
-    harness: Harness, name: str
+    harness: App, name: str
 ) -> None:
     d = sample(name)
     originals = [a.pop("fingerprint") for a in d["alerts"]]
@@ -212,7 +210,7 @@ def test_fingerprint_function_matches_alertmanager_on_every_captured_alert() -> 
     assert seen == 4
 
 
-async def test_v020_payload_without_truncated_alerts(harness: Harness) -> None:
+async def test_v020_payload_without_truncated_alerts(harness: App) -> None:
     d = sample(TWO)
     del d["truncatedAlerts"]
     status, body = await post(harness.client, encode(d))
@@ -220,7 +218,7 @@ async def test_v020_payload_without_truncated_alerts(harness: Harness) -> None:
     assert body["alerts"] == EXPECTED[TWO]
 
 
-async def test_truncated_group_is_accepted(harness: Harness) -> None:
+async def test_truncated_group_is_accepted(harness: App) -> None:
     d = sample(TWO)
     d["truncatedAlerts"] = 3
     status, body = await post(harness.client, encode(d))
@@ -228,7 +226,7 @@ async def test_truncated_group_is_accepted(harness: Harness) -> None:
     assert body["alerts"] == EXPECTED[TWO]
 
 
-async def test_regex_escaped_receiver_names_the_default_incident_key(harness: Harness) -> None:
+async def test_regex_escaped_receiver_names_the_default_incident_key(harness: App) -> None:
     """No rule sets a key for staging alerts, so the key is receiver + groupKey, unescaped."""
     d = sample(FIRING)
     d["receiver"] = "team-a\\.pager \\(prod\\)"  # QuoteMeta("team-a.pager (prod)")
@@ -247,7 +245,7 @@ async def test_regex_escaped_receiver_names_the_default_incident_key(harness: Ha
     assert full["receiver"] == "team-a.pager (prod)"
 
 
-async def test_unknown_fields_of_future_versions_are_ignored(harness: Harness) -> None:
+async def test_unknown_fields_of_future_versions_are_ignored(harness: App) -> None:
     d = copy.deepcopy(sample(FIRING))
     d["someFutureField"] = {"nested": [1, 2]}
     d["alerts"][0]["silencedBy"] = []
@@ -256,7 +254,7 @@ async def test_unknown_fields_of_future_versions_are_ignored(harness: Harness) -
     assert body["alerts"] == [_HER]
 
 
-async def test_charset_parameter_on_content_type_is_accepted(harness: Harness) -> None:
+async def test_charset_parameter_on_content_type_is_accepted(harness: App) -> None:
     status, body = await post(
         harness.client, sample_bytes(FIRING), **{"Content-Type": "application/json; charset=utf-8"}
     )
@@ -264,7 +262,7 @@ async def test_charset_parameter_on_content_type_is_accepted(harness: Harness) -
     assert body["alerts"] == [_HER]
 
 
-async def test_alert_matching_no_rule_gets_the_default(harness: Harness) -> None:
+async def test_alert_matching_no_rule_gets_the_default(harness: App) -> None:
     d = sample(FIRING)
     d["alerts"][0]["labels"] = {"alertname": "DiskFull", "instance": "db1"}
     del d["alerts"][0]["fingerprint"]

@@ -1,0 +1,3 @@
+"""Every test can use the whole-app driver's fixtures (``tests/driver``)."""
+
+pytest_plugins = ("tests.driver.fixtures",)

@@ -1,1 +1,0 @@
-"""Fixtures for the dedup, lifecycle and incident API tests (in-process app driver)."""
