@@ -26,7 +26,8 @@ with warnings.catch_warnings():
         dsn: SecretStr | None = None  # PostgreSQL; required when backend is postgres
         pool_min: int = Field(default=1, ge=0)
         pool_max: int = Field(default=10, ge=1)
-        schema: str | None = Field(default=None, min_length=1)  # PostgreSQL search_path
+        # PostgreSQL search_path (the override of BaseModel.schema is the one explained above)
+        schema: str | None = Field(default=None, min_length=1)  # type: ignore[assignment]
 
         @model_validator(mode="after")
         def _check(self) -> StoreConfig:

@@ -28,7 +28,6 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +46,31 @@ from escalation.incidents.model import (
 )
 from escalation.store.base import Conflict, IncidentFilter, IngestContext, StoreError, Tx
 from escalation.store.migrations import migrate_postgres, quote_ident
+from escalation.store.sql.dialect import (
+    ALERT_COLS as _ALERT_COLS,
+)
+from escalation.store.sql.dialect import (
+    INCIDENT_COLS as _INCIDENT_COLS,
+)
+from escalation.store.sql.dialect import (
+    INCIDENT_COLS_I as _INCIDENT_COLS_I,
+)
+from escalation.store.sql.dialect import (
+    OUTBOX_COLS as _OUTBOX_COLS,
+)
+from escalation.store.sql.dialect import (
+    STEP_COLS as _STEP_COLS,
+)
+from escalation.store.sql.dialect import (
+    TIMELINE_COLS as _TIMELINE_COLS,
+)
+from escalation.store.sql.dialect import (
+    Dialect,
+    aware,
+    cols,
+    dumps,
+)
+from escalation.store.sql.rows import mappers
 from escalation.store.wakeup import WAKEUP_CHANNEL, PgWakeupListener
 
 __all__ = ["PostgresStore"]
@@ -56,18 +80,8 @@ log = logging.getLogger(__name__)
 _NUMBER_REF = re.compile(r"#?(\d+)")
 
 
-def _cols(record: type, prefix: str = "") -> str:
-    return ", ".join(prefix + f.name for f in fields(record))
-
-
-_INCIDENT_COLS = _cols(IncidentRecord)
-_INCIDENT_COLS_I = _cols(IncidentRecord, "i.")
-_ALERT_COLS = _cols(AlertRecord)
-_STEP_COLS = _cols(StepRecord)
-_STEP_COLS_S = _cols(StepRecord, "s.")
-_OUTBOX_COLS = _cols(OutboxRecord)
-_OUTBOX_COLS_O = _cols(OutboxRecord, "o.")
-_TIMELINE_COLS = _cols(TimelineEvent)
+_STEP_COLS_S = cols(StepRecord, "s.")
+_OUTBOX_COLS_O = cols(OutboxRecord, "o.")
 
 
 @contextlib.contextmanager
@@ -83,49 +97,40 @@ def _errors(what: str) -> Iterator[None]:
         raise StoreError(f"PostgreSQL {what}: {type(e).__name__}: {e}") from e
 
 
-def _aware(dt: datetime) -> datetime:
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        raise ValueError(f"naive datetime {dt!r}: the store only keeps timezone-aware instants")
-    return dt
+def _identity(value: Any) -> Any:
+    return value
 
 
 def _aware_opt(dt: datetime | None) -> datetime | None:
-    return None if dt is None else _aware(dt)
+    return None if dt is None else aware(dt)
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+POSTGRES = Dialect(
+    name="postgres",
+    time_out=aware,
+    time_out_opt=_aware_opt,
+    time_in=_identity,  # asyncpg returns timestamptz as aware datetimes
+    time_in_opt=_identity,
+    json_out=_identity,  # the connection's json codec encodes and decodes
+    json_in=_identity,
+    next_number="DEFAULT",  # an identity column
+    outbox_seq="seq",
+    for_update=" FOR UPDATE",
+    arrays=True,
+    max_list=1 << 30,  # an array parameter has no practical bound
+)
+_ROWS = mappers(POSTGRES)
+_incident = _ROWS.incident
+_alert = _ROWS.alert
+_step = _ROWS.step
+_outbox = _ROWS.outbox
+_event = _ROWS.event
+_aware = aware
 
 
 def _count(status: str) -> int:
     # asyncpg returns the command tag: "UPDATE 3", "INSERT 0 1".
     return int(status.rsplit(" ", 1)[-1])
-
-
-def _incident(r: asyncpg.Record) -> IncidentRecord:
-    return IncidentRecord(
-        id=r["id"],
-        number=r["number"],
-        key=r["key"],
-        status=Status(r["status"]),
-        severity=r["severity"],
-        title=r["title"],
-        team=r["team"],
-        policy_name=r["policy_name"],
-        policy=r["policy"],
-        level=r["level"],
-        opened_at=r["opened_at"],
-        updated_at=r["updated_at"],
-        acknowledged_at=r["acknowledged_at"],
-        mitigated_at=r["mitigated_at"],
-        resolved_at=r["resolved_at"],
-        epoch=r["epoch"],
-        receiver=r["receiver"],
-        group_key=r["group_key"],
-        rule=r["rule"],
-        labels=r["labels"],
-        version=r["version"],
-    )
 
 
 def _incident_args(i: IncidentRecord) -> tuple[Any, ...]:
@@ -176,76 +181,9 @@ _UPSERT_KEY = (
 )
 
 
-def _alert(r: asyncpg.Record) -> AlertRecord:
-    return AlertRecord(
-        incident_id=r["incident_id"],
-        fingerprint=r["fingerprint"],
-        starts_at=r["starts_at"],
-        status=r["status"],
-        ends_at=r["ends_at"],
-        labels=r["labels"],
-        annotations=r["annotations"],
-        generator_url=r["generator_url"],
-        severity=r["severity"],
-        rule=r["rule"],
-        first_seen=r["first_seen"],
-        last_seen=r["last_seen"],
-    )
-
-
-def _step(r: asyncpg.Record) -> StepRecord:
-    return StepRecord(
-        id=r["id"],
-        incident_id=r["incident_id"],
-        kind=r["kind"],
-        epoch=r["epoch"],
-        round=r["round"],
-        tier=r["tier"],
-        due_at=r["due_at"],
-        state=StepState(r["state"]),
-        unless=r["unless"],
-        fired_at=r["fired_at"],
-        note=r["note"],
-    )
-
-
-def _outbox(r: asyncpg.Record) -> OutboxRecord:
-    return OutboxRecord(
-        id=r["id"],
-        incident_id=r["incident_id"],
-        step_id=r["step_id"],
-        kind=r["kind"],
-        tier=r["tier"],
-        round=r["round"],
-        target=r["target"],
-        person=r["person"],
-        channel=r["channel"],
-        created_at=r["created_at"],
-        not_before=r["not_before"],
-        state=OutboxState(r["state"]),
-        attempts=r["attempts"],
-        last_error=r["last_error"],
-        sent_at=r["sent_at"],
-        provider_id=r["provider_id"],
-        payload=r["payload"],
-    )
-
-
-def _event(r: asyncpg.Record) -> TimelineEvent:
-    return TimelineEvent(
-        incident_id=r["incident_id"],
-        at=r["at"],
-        kind=r["kind"],
-        actor=r["actor"],
-        source=r["source"],
-        message=r["message"],
-        data=r["data"],
-    )
-
-
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # json (not jsonb) columns: key order survives, and Python objects go in and come out.
-    await conn.set_type_codec("json", encoder=_dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=dumps, decoder=json.loads, schema="pg_catalog")
 
 
 async def _get_incident(conn: asyncpg.Connection, incident_id: str) -> IncidentRecord | None:
@@ -807,7 +745,7 @@ class PostgresStore:
         async with self._read("next_due") as conn:
             # GREATEST ignores NULLs: an unleased row is due at its own time.
             # Each part walks an index (unleased rows in due order; leased ones are few).
-            return await conn.fetchval(
+            due: datetime | None = await conn.fetchval(
                 "SELECT min(t) FROM ("
                 " (SELECT due_at AS t FROM steps WHERE state = 'pending' AND lease_until IS NULL"
                 "  ORDER BY due_at LIMIT 1)"
@@ -821,6 +759,7 @@ class PostgresStore:
                 " (SELECT min(GREATEST(not_before, lease_until)) FROM outbox"
                 "  WHERE state = 'pending' AND lease_until IS NOT NULL)) AS due"
             )
+        return due
 
     async def get_incident(self, incident_id: str) -> IncidentRecord | None:
         """One incident by id, as last committed."""

@@ -32,7 +32,6 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,13 +42,35 @@ from escalation.incidents.model import (
     IncidentRecord,
     OutboxRecord,
     OutboxState,
-    Status,
     StepRecord,
     StepState,
     TimelineEvent,
 )
 from escalation.store.base import Conflict, IncidentFilter, IngestContext, StoreError, Tx
 from escalation.store.migrations import migrate_sqlite
+from escalation.store.sql.dialect import (
+    ALERT_COLS as _ALERT_COLS,
+)
+from escalation.store.sql.dialect import (
+    INCIDENT_COLS as _INCIDENT_COLS,
+)
+from escalation.store.sql.dialect import (
+    INCIDENT_COLS_I as _INCIDENT_COLS_I,
+)
+from escalation.store.sql.dialect import (
+    OUTBOX_COLS as _OUTBOX_COLS,
+)
+from escalation.store.sql.dialect import (
+    STEP_COLS as _STEP_COLS,
+)
+from escalation.store.sql.dialect import (
+    TIMELINE_COLS as _TIMELINE_COLS,
+)
+from escalation.store.sql.dialect import (
+    Dialect,
+    dumps,
+)
+from escalation.store.sql.rows import incident_values, mappers
 
 __all__ = ["SINGLE_REPLICA_MESSAGE", "SqliteStore"]
 
@@ -85,141 +106,34 @@ def _dt_opt(value: int | None) -> datetime | None:
     return None if value is None else _dt(value)
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def _dumps(obj: Any) -> str:
-    return _ENCODER.encode(obj)  # one encoder for all: json.dumps builds one per call
-
-
-def _cols(record: type, prefix: str = "") -> str:
-    return ", ".join(prefix + f.name for f in fields(record))
-
-
-_INCIDENT_COLS = _cols(IncidentRecord)
-_INCIDENT_COLS_I = _cols(IncidentRecord, "i.")
-_ALERT_COLS = _cols(AlertRecord)
-_STEP_COLS = _cols(StepRecord)
-_OUTBOX_COLS = _cols(OutboxRecord)
-_TIMELINE_COLS = _cols(TimelineEvent)
-
-
-def _incident(r: sqlite3.Row) -> IncidentRecord:
-    return IncidentRecord(
-        id=r["id"],
-        number=r["number"],
-        key=r["key"],
-        status=Status(r["status"]),
-        severity=r["severity"],
-        title=r["title"],
-        team=r["team"],
-        policy_name=r["policy_name"],
-        policy=json.loads(r["policy"]),
-        level=json.loads(r["level"]),
-        opened_at=_dt(r["opened_at"]),
-        updated_at=_dt(r["updated_at"]),
-        acknowledged_at=_dt_opt(r["acknowledged_at"]),
-        mitigated_at=_dt_opt(r["mitigated_at"]),
-        resolved_at=_dt_opt(r["resolved_at"]),
-        epoch=r["epoch"],
-        receiver=r["receiver"],
-        group_key=r["group_key"],
-        rule=r["rule"],
-        labels=json.loads(r["labels"]),
-        version=r["version"],
-    )
+SQLITE = Dialect(
+    name="sqlite",
+    time_out=_us,
+    time_out_opt=_us_opt,
+    time_in=_dt,
+    time_in_opt=_dt_opt,
+    json_out=dumps,
+    json_in=json.loads,
+    next_number="(SELECT COALESCE(MAX(number), 0) + 1 FROM incidents)",
+    outbox_seq="rowid",
+    for_update="",  # BEGIN IMMEDIATE already holds the one write lock
+    arrays=False,
+    max_list=500,  # keeps IN (...) lists well under SQLite's bound-parameter limit
+)
+_ROWS = mappers(SQLITE)
+_incident = _ROWS.incident
+_alert = _ROWS.alert
+_step = _ROWS.step
+_outbox = _ROWS.outbox
+_event = _ROWS.event
+_dumps = dumps
+_INCIDENT_SET = tuple(c for c in _INCIDENT_COLS.split(", ") if c not in ("id", "number", "version"))
 
 
 def _incident_params(i: IncidentRecord) -> dict[str, Any]:
-    return {
-        "id": i.id,
-        "key": i.key,
-        "status": Status(i.status).value,
-        "severity": i.severity,
-        "title": i.title,
-        "team": i.team,
-        "policy_name": i.policy_name,
-        "policy": _dumps(i.policy),
-        "level": _dumps(i.level),
-        "opened_at": _us(i.opened_at),
-        "updated_at": _us(i.updated_at),
-        "acknowledged_at": _us_opt(i.acknowledged_at),
-        "mitigated_at": _us_opt(i.mitigated_at),
-        "resolved_at": _us_opt(i.resolved_at),
-        "epoch": i.epoch,
-        "receiver": i.receiver,
-        "group_key": i.group_key,
-        "rule": i.rule,
-        "labels": _dumps(i.labels),
-        "version": i.version,
-    }
-
-
-def _alert(r: sqlite3.Row) -> AlertRecord:
-    return AlertRecord(
-        incident_id=r["incident_id"],
-        fingerprint=r["fingerprint"],
-        starts_at=_dt(r["starts_at"]),
-        status=r["status"],
-        ends_at=_dt_opt(r["ends_at"]),
-        labels=json.loads(r["labels"]),
-        annotations=json.loads(r["annotations"]),
-        generator_url=r["generator_url"],
-        severity=r["severity"],
-        rule=r["rule"],
-        first_seen=_dt(r["first_seen"]),
-        last_seen=_dt(r["last_seen"]),
-    )
-
-
-def _step(r: sqlite3.Row) -> StepRecord:
-    return StepRecord(
-        id=r["id"],
-        incident_id=r["incident_id"],
-        kind=r["kind"],
-        epoch=r["epoch"],
-        round=r["round"],
-        tier=r["tier"],
-        due_at=_dt(r["due_at"]),
-        state=StepState(r["state"]),
-        unless=r["unless"],
-        fired_at=_dt_opt(r["fired_at"]),
-        note=r["note"],
-    )
-
-
-def _outbox(r: sqlite3.Row) -> OutboxRecord:
-    return OutboxRecord(
-        id=r["id"],
-        incident_id=r["incident_id"],
-        step_id=r["step_id"],
-        kind=r["kind"],
-        tier=r["tier"],
-        round=r["round"],
-        target=r["target"],
-        person=r["person"],
-        channel=r["channel"],
-        created_at=_dt(r["created_at"]),
-        not_before=_dt(r["not_before"]),
-        state=OutboxState(r["state"]),
-        attempts=r["attempts"],
-        last_error=r["last_error"],
-        sent_at=_dt_opt(r["sent_at"]),
-        provider_id=r["provider_id"],
-        payload=json.loads(r["payload"]),
-    )
-
-
-def _event(r: sqlite3.Row) -> TimelineEvent:
-    return TimelineEvent(
-        incident_id=r["incident_id"],
-        at=_dt(r["at"]),
-        kind=r["kind"],
-        actor=r["actor"],
-        source=r["source"],
-        message=r["message"],
-        data=json.loads(r["data"]),
-    )
+    params = dict(zip(_INCIDENT_SET, incident_values(SQLITE, i), strict=True))
+    params.update(id=i.id, version=i.version)
+    return params
 
 
 def _chunks(items: Sequence[_T]) -> Iterable[Sequence[_T]]:
