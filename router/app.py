@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -12,20 +11,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.errors import ConfigError
 from router.auth import require_api_token, require_receiver_auth
-from router.errors import ApiError, error_middleware
+from router.errors import Outage, error_middleware, on_store_outage
 from router.inbound_email import add_email_routes
 from router.inbound_pagerduty import add_pagerduty_routes
 from router.inbound_phone import add_phone_routes
 from router.incidents_api import add_incident_routes
 from router.keys import RUNTIME
-from router.pipeline import StoreUnavailable
 from router.receiver import check_content_type, parse_notification, read_body
 from router.runtime import Runtime
 
 __all__ = ["RUNTIME", "create_app"]
-
-log = logging.getLogger("tocsin.http")
-
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -58,11 +53,7 @@ async def receive_alertmanager(request: web.Request) -> web.Response:
     check_content_type(request)
     body = await read_body(request, cfg.server.max_body_bytes)
     notification = parse_notification(body)
-    try:
-        result = await rt.pipeline.submit(notification)
-    except StoreUnavailable as e:
-        log.error("store unavailable; asking Alertmanager to retry", extra={"error": str(e)})
-        raise ApiError(503, "store unavailable", "the notification was not stored; retry") from None
+    result = await rt.pipeline.submit(notification)
     return web.json_response(
         {
             "status": "accepted",
@@ -127,6 +118,13 @@ async def reload(request: web.Request) -> web.Response:
     return web.json_response({"status": "reloaded"})
 
 
+# Alertmanager retries 5xx: nothing is lost, but an operator should see the outage.
+_NOT_STORED = Outage(
+    detail="the notification was not stored; retry",
+    log="store unavailable; asking Alertmanager to retry",
+)
+
+
 def create_app(runtime: Runtime) -> web.Application:
     """Build the application around ``runtime``."""
     app = web.Application(
@@ -137,6 +135,7 @@ def create_app(runtime: Runtime) -> web.Application:
     )
     app[RUNTIME] = runtime
     app.router.add_post("/api/v1/alertmanager", receive_alertmanager)
+    on_store_outage(app, _NOT_STORED, receive_alertmanager)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

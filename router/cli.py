@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, NoReturn
 
 from config.errors import ConfigError
 from config.load import LoadedConfig, load_config, load_rule_file
@@ -25,7 +26,7 @@ __all__ = ["main"]
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 on usage errors; keep that
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 on usage errors; keep that
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
@@ -358,8 +359,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 async def _api(
-    args: argparse.Namespace, method: str, path: str, body: dict | None = None
-) -> tuple[int, dict]:
+    args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
     import aiohttp
 
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
@@ -374,8 +375,8 @@ async def _api(
 
 
 def _call(
-    args: argparse.Namespace, method: str, path: str, body: dict | None = None
-) -> dict | None:
+    args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     import aiohttp
 
     try:
@@ -427,7 +428,7 @@ def _incidents(args: argparse.Namespace) -> int:
     action = {"ack": "ack", "mitigate": "mitigate", "resolve": "resolve", "escalate": "escalate"}[
         cmd
     ]
-    body: dict = {"note": args.note}
+    body: dict[str, Any] = {"note": args.note}
     if args.actor:
         body["actor"] = args.actor
     data = _call(args, "POST", f"/api/v1/incidents/{ref}/{action}", body)
@@ -437,7 +438,7 @@ def _incidents(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_incident(d: dict) -> None:
+def _print_incident(d: dict[str, Any]) -> None:
     print(f"#{d['number']} {d['id']}  {d['severity_name']} ({d['severity']})  {d['status']}")
     print(f"  {d['title']}")
     print(f"  key {d['key']}, policy {d['policy']}, opened {d['opened_at']}")

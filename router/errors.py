@@ -1,13 +1,22 @@
-"""Every error tocsin answers is JSON: ``{"error", "detail", "path"}``."""
+"""Every error tocsin answers is JSON: ``{"error", "detail", "path"}``.
+
+The store being unavailable is answered here, in one place: the service façade raises
+``StoreUnavailable`` and this middleware turns it into a 503 (callers retry 5xx). A route only
+declares what its caller is told (``on_store_outage``); a route a person or a phone reads
+declares its own page instead of JSON.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
-__all__ = ["ApiError", "error_middleware", "json_error"]
+from escalation.engine.service import StoreUnavailable
+
+__all__ = ["ApiError", "Outage", "error_middleware", "json_error", "on_store_outage"]
 
 log = logging.getLogger("tocsin.http")
 
@@ -46,13 +55,44 @@ def json_error(
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+@dataclass(frozen=True)
+class Outage:
+    """What a route answers while the store is unavailable (nothing was changed)."""
+
+    detail: str = ""  # "" → the store's own words
+    log: str = ""  # logged at error level on ``logger`` when set: the caller will retry
+    logger: str = "tocsin.http"
+    with_path: bool = False  # the request path as the body's "path"
+    page: Callable[[], web.StreamResponse] | None = None  # a reply for a person, not JSON
+
+    def reply(self, request: web.Request, e: StoreUnavailable) -> web.StreamResponse:
+        if self.log:
+            logging.getLogger(self.logger).error(self.log, extra={"error": str(e)})
+        if self.page is not None:
+            return self.page()
+        path = request.path if self.with_path else ""
+        return json_error(503, "store unavailable", self.detail or str(e), path)
+
+
+_OUTAGES = web.AppKey("store_outages", dict[Handler, Outage])
+
+
+def on_store_outage(app: web.Application, outage: Outage, *handlers: Handler) -> None:
+    """Declare what ``handlers``' routes answer while the store is unavailable."""
+    app.setdefault(_OUTAGES, {}).update(dict.fromkeys(handlers, outage))
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn ApiError and aiohttp's HTTP exceptions into JSON; log and 500 anything else."""
+    """Turn ApiError, StoreUnavailable and aiohttp's HTTP exceptions into JSON; log and 500
+    anything else."""
     try:
         return await handler(request)
     except ApiError as e:
         return e.response()
+    except StoreUnavailable as e:
+        outages = request.app.get(_OUTAGES, {})
+        return outages.get(request.match_info.handler, Outage()).reply(request, e)
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -22,7 +22,7 @@ from adapters.email.links import LINK_ACTIONS, BadLink, LinkClaims, LinkSigner, 
 from escalation.engine.service import IncidentNotFound
 from escalation.incidents.actions import Action, IllegalTransition
 from escalation.incidents.model import IncidentRecord, Status, status_reached
-from escalation.store.base import StoreError
+from router.errors import Outage, on_store_outage
 from router.keys import RUNTIME
 from router.receiver import clean_text, read_form
 
@@ -50,7 +50,6 @@ _ACTION = {"ack": Action.ACK, "resolve": Action.RESOLVE}
 
 
 def _runtime(request: web.Request) -> Runtime:
-
     return request.app[RUNTIME]
 
 
@@ -119,10 +118,7 @@ async def _verified(
     claims = replace(
         claims, incident_id=clean_text(claims.incident_id), person=clean_text(claims.person)
     )
-    try:
-        inc = await rt.store.get_incident(claims.incident_id)
-    except StoreError:
-        return _page(503, "tocsin cannot reach its store", "<p>Nothing was changed; try again.</p>")
+    inc = await rt.service.get_incident(claims.incident_id)
     if inc is None:
         return _page(404, "No such incident", "<p>Nothing was changed.</p>")
     return claims, inc
@@ -171,12 +167,10 @@ async def perform_link(request: web.Request) -> web.Response:
         new = await rt.service.act(inc.id, _ACTION[action], actor=claims.person, source="email")
     except IllegalTransition:
         # Someone else got there between our read and our write: same answer as above.
-        current = await rt.store.get_incident(inc.id)
+        current = await rt.service.get_incident(inc.id)
         return _already(action, current or inc)
     except IncidentNotFound:
         return _page(404, "No such incident", "<p>Nothing was changed.</p>")
-    except StoreError:
-        return _page(503, "tocsin cannot reach its store", "<p>Nothing was changed; try again.</p>")
     done = "acknowledged" if action == "ack" else "resolved"
     log.info(
         "incident %s via email link",
@@ -195,3 +189,9 @@ def add_email_routes(app: web.Application) -> None:
     path = link_path("{action:" + "|".join(LINK_ACTIONS) + "}")
     app.router.add_get(path, show_link)
     app.router.add_post(path, perform_link)
+    on_store_outage(app, Outage(page=_store_unavailable), show_link, perform_link)
+
+
+def _store_unavailable() -> web.Response:
+    # A person reads this page: HTML like every other answer of these links, not JSON.
+    return _page(503, "tocsin cannot reach its store", "<p>Nothing was changed; try again.</p>")

@@ -1,8 +1,9 @@
 """``POST /api/v1/pagerduty/webhook``: signed PagerDuty v3 webhooks acting on tocsin incidents.
 
 Order matters: the raw bytes are read (size-limited) and the ``X-PagerDuty-Signature`` checked
-before anything is parsed or stored. A delivery is remembered by ``X-Webhook-Id`` only after
-its action was applied, so a delivery that failed (503) is retried by PagerDuty and acts then.
+before anything is parsed or stored. A delivery is remembered by ``X-Webhook-Id`` in the same
+transaction that applies its action, so a replay is refused and a delivery that failed (503) is
+retried by PagerDuty and acts then.
 
 Status codes (PagerDuty retries 5xx, 429 and timeouts; it drops any other 4xx):
 
@@ -22,25 +23,25 @@ so the first event seen with both ids records an alias ``pagerduty-incident:<id>
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from escalation.engine.service import IncidentNotFound
-from escalation.incidents.actions import Action, IllegalTransition
-from escalation.incidents.model import Changes, IncidentRecord
-from escalation.store.base import Store, StoreError
-from router.errors import ApiError
+from escalation.engine.service import ActOn, Delivery, EscalationService, Outcome
+from escalation.incidents.actions import Action
+from escalation.incidents.model import IncidentRecord
+from router.errors import ApiError, Outage, on_store_outage
 from router.keys import RUNTIME
 from router.receiver import clean_text, read_body
+
+if TYPE_CHECKING:
+    from router.runtime import Runtime
 
 __all__ = [
     "EVENT_ACTIONS",
@@ -68,33 +69,6 @@ EVENT_ACTIONS: dict[str, Action] = {
 }
 
 
-class _KeyedLocks:
-    """One asyncio.Lock per webhook id, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        if not key:
-            yield
-            return
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
-_LOCKS = web.AppKey("pagerduty_webhook_locks", _KeyedLocks)
-
-
 def signature_valid(body: bytes, header: str, secrets: Sequence[str]) -> bool:
     """True if any ``v1=`` entry of ``header`` is HMAC-SHA256(secret, body) for any secret.
 
@@ -114,28 +88,6 @@ def signature_valid(body: bytes, header: str, secrets: Sequence[str]) -> bool:
         for c in candidates:
             ok |= hmac.compare_digest(expected.encode("ascii"), c.encode("ascii", "replace"))
     return ok
-
-
-class _Rollback(Exception):
-    """Ends a transaction used only to read (the store has no read-only seen check)."""
-
-
-async def _already_seen(store: Store, webhook_id: str, now: Any) -> bool:
-    # seen_delivery() marks as it checks; marking must wait until the action is applied,
-    # so this check runs in a transaction that is rolled back.
-    seen = False
-    try:
-        async with store.transaction() as tx:
-            seen = await tx.seen_delivery(SOURCE, webhook_id, now)
-            raise _Rollback
-    except _Rollback:
-        pass
-    return seen
-
-
-async def _mark_seen(store: Store, webhook_id: str, now: Any) -> None:
-    async with store.transaction() as tx:
-        await tx.seen_delivery(SOURCE, webhook_id, now)
 
 
 @dataclass(frozen=True)
@@ -174,33 +126,29 @@ def _str(v: Any) -> str:
     return clean_text(v) if isinstance(v, str) else ""
 
 
-async def _find_incident(store: Store, ev: _Event) -> tuple[IncidentRecord | None, str]:
+async def _find_incident(svc: EscalationService, ev: _Event) -> tuple[IncidentRecord | None, str]:
     """The tocsin incident the event is about, and PagerDuty's own id for that incident."""
     data = ev.data
     if data.get("type") == "incident":
         pd_id = _str(data.get("id"))
         key = _str(data.get("incident_key"))
         # By id only: an arbitrary incident_key must never match an incident number or key.
-        inc = await store.get_incident(key) if key else None
+        inc = await svc.get_incident(key) if key else None
         return inc, pd_id
     ref = data.get("incident")
     pd_id = _str(ref.get("id")) if isinstance(ref, dict) else ""
     key = _str(ref.get("incident_key")) if isinstance(ref, dict) else ""
     if key:
-        return await store.get_incident(key), pd_id
+        return await svc.get_incident(key), pd_id
     if pd_id:
-        alias = await store.find_incident(ALIAS_PREFIX + pd_id)
+        alias = await svc.find_incident(ALIAS_PREFIX + pd_id)
         return alias, pd_id
     return None, pd_id
 
 
-async def _remember_alias(store: Store, pd_id: str, inc: IncidentRecord) -> None:
-    alias = ALIAS_PREFIX + pd_id
-    known = await store.find_incident(alias)
-    if known is not None and known.id == inc.id:
-        return
-    async with store.transaction() as tx:
-        await tx.apply(Changes(key_aliases=[(alias, inc.id)]))
+def _alias(ev: _Event, pd_id: str) -> str:
+    """The alias to record for PagerDuty's incident id ("" when this event cannot tell it)."""
+    return ALIAS_PREFIX + pd_id if pd_id and ev.data.get("type") == "incident" else ""
 
 
 def _reply(outcome: str, ev: _Event | None = None, incident: str | None = None) -> web.Response:
@@ -242,72 +190,64 @@ async def receive_pagerduty_webhook(request: web.Request) -> web.Response:
         # Nothing to do, but incident.triggered (PagerDuty's first word on the incident tocsin
         # just created) tells which PagerDuty id is ours, for later notes.
         return await _observe(rt, ev)
-    async with request.app[_LOCKS].hold(webhook_id):
-        # The same delivery twice at once: the second waits, then finds it already seen.
-        return await _apply(rt, ev, action, webhook_id)
+    return await _apply(rt, ev, action, webhook_id)
 
 
-async def _observe(rt: Any, ev: _Event) -> web.Response:
-    try:
-        inc, pd_id = await _find_incident(rt.store, ev)
-        if inc is not None and pd_id and ev.data.get("type") == "incident":
-            await _remember_alias(rt.store, pd_id, inc)
-    except StoreError as e:
-        log.error("store unavailable; PagerDuty will retry the webhook", extra={"error": str(e)})
-        raise ApiError(503, "store unavailable", "the webhook was not applied; retry") from None
+async def _observe(rt: Runtime, ev: _Event) -> web.Response:
+    inc, pd_id = await _find_incident(rt.service, ev)
+    alias = _alias(ev, pd_id)
+    if inc is not None and alias:
+        await rt.service.remember_alias(alias, inc.id)
     log.info("pagerduty webhook ignored", extra={"event_type": ev.event_type})
     return _reply("ignored", ev, inc.id if inc is not None else None)
 
 
-async def _apply(rt: Any, ev: _Event, action: Action, webhook_id: str) -> web.Response:
-    store: Store = rt.store
-    now = rt.clock.now()
-    try:
-        if webhook_id and await _already_seen(store, webhook_id, now):
-            return _reply("duplicate", ev)
-        inc, pd_id = await _find_incident(store, ev)
-        if inc is None:
-            log.info(
-                "pagerduty webhook for an incident tocsin does not know",
-                extra={"event_type": ev.event_type, "pagerduty_incident": pd_id},
-            )
-            outcome, inc_id = "ignored", None
-        else:
-            if pd_id and ev.data.get("type") == "incident":
-                await _remember_alias(store, pd_id, inc)
-            note = ""
-            if action == Action.NOTE:
-                note = _str(ev.data.get("content")).strip()[:_MAX_NOTE] or "(empty note)"
-            try:
-                await rt.service.act(inc.id, action, actor=ev.actor, source=SOURCE, note=note)
-                outcome = "applied"
-            except IllegalTransition:
-                outcome = "no change"  # e.g. acknowledged in tocsin before PagerDuty told us
-            except IncidentNotFound:
-                outcome = "ignored"
-            inc_id = inc.id
-            log.info(
-                "pagerduty webhook",
-                extra={
-                    "event_type": ev.event_type,
-                    "incident": inc.id,
-                    "outcome": outcome,
-                    "actor": ev.actor,
-                },
-            )
-    except StoreError as e:
-        log.error("store unavailable; PagerDuty will retry the webhook", extra={"error": str(e)})
-        raise ApiError(503, "store unavailable", "the webhook was not applied; retry") from None
-    if webhook_id:
-        try:
-            await _mark_seen(store, webhook_id, now)
-        except StoreError as e:
-            # Applied but not remembered: a retry acts again, which an ack/resolve shrugs off.
-            log.warning("could not remember the webhook id", extra={"error": str(e)})
-    return _reply(outcome, ev, inc_id)
+_REPLIES = {Outcome.DONE: "applied", Outcome.ILLEGAL: "no change", Outcome.MISSING: "ignored"}
+
+
+async def _apply(rt: Runtime, ev: _Event, action: Action, webhook_id: str) -> web.Response:
+    # Seen check, alias and action commit together: the same delivery twice (even at once, or
+    # on another replica) acts once, and one that failed is not refused when retried.
+    inc, pd_id = await _find_incident(rt.service, ev)
+    note = ""
+    if action == Action.NOTE:
+        note = _str(ev.data.get("content")).strip()[:_MAX_NOTE] or "(empty note)"
+    acted = await rt.service.act_once(
+        Delivery(SOURCE, webhook_id) if webhook_id else None,
+        [ActOn(inc.id, ev.actor, note)] if inc is not None else [],
+        action,
+        source=SOURCE,
+        alias=_alias(ev, pd_id),
+    )
+    if acted is None:
+        return _reply("duplicate", ev)
+    if inc is None:
+        log.info(
+            "pagerduty webhook for an incident tocsin does not know",
+            extra={"event_type": ev.event_type, "pagerduty_incident": pd_id},
+        )
+        return _reply("ignored", ev)
+    # ILLEGAL: e.g. acknowledged in tocsin before PagerDuty told us.
+    outcome = _REPLIES[acted[0].outcome]
+    log.info(
+        "pagerduty webhook",
+        extra={
+            "event_type": ev.event_type,
+            "incident": inc.id,
+            "outcome": outcome,
+            "actor": ev.actor,
+        },
+    )
+    return _reply(outcome, ev, inc.id)
 
 
 def add_pagerduty_routes(app: web.Application) -> None:
     """Register ``POST /api/v1/pagerduty/webhook``."""
-    app[_LOCKS] = _KeyedLocks()
     app.router.add_post(WEBHOOK_PATH, receive_pagerduty_webhook)
+    # PagerDuty retries 5xx: the delivery acts when the store is back.
+    outage = Outage(
+        detail="the webhook was not applied; retry",
+        log="store unavailable; PagerDuty will retry the webhook",
+        logger=log.name,
+    )
+    on_store_outage(app, outage, receive_pagerduty_webhook)

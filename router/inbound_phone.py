@@ -29,11 +29,9 @@ from adapters.phone.provider import normalize_number
 from adapters.phone.signature import verify_signature
 from adapters.phone.twilio import GATHER_PATH, SMS_PATH, STATUS_PATH, needs_fallback
 from adapters.phone.twiml import empty_twiml, gather_twiml, message_twiml, say_twiml
-from escalation.engine.service import IncidentNotFound
-from escalation.incidents.actions import Action, IllegalTransition
-from escalation.incidents.model import OutboxRecord, OutboxState, Status
-from escalation.store.base import IncidentFilter, StoreError
-from router.errors import ApiError
+from escalation.engine.service import Acted, ActOn, Delivery, Outcome
+from escalation.incidents.actions import Action
+from router.errors import ApiError, Outage, on_store_outage
 from router.keys import RUNTIME
 from router.receiver import read_form
 
@@ -44,6 +42,12 @@ __all__ = ["add_phone_routes"]
 
 log = logging.getLogger("tocsin.inbound.phone")
 
+_TEXTED = ("sms", "phone")  # a reply of 1 acknowledges the latest page sent by text or call
+_ANSWERS = {
+    Outcome.DONE: "#{} acknowledged.",
+    Outcome.ILLEGAL: "#{} is not waiting for an acknowledgement.",
+    Outcome.MISSING: "no incident #{}.",
+}
 _MENU = "Press 1 to acknowledge. Press 2 to escalate to the next tier now."
 _BYE = "Goodbye."
 
@@ -53,10 +57,19 @@ def add_phone_routes(app: web.Application) -> None:
     app.router.add_post(GATHER_PATH, gather)
     app.router.add_post(STATUS_PATH, call_status)
     app.router.add_post(SMS_PATH, sms_reply)
+    lost = Outage(page=_keypress_lost, log="phone keypress could not be recorded", logger=log.name)
+    on_store_outage(app, lost, gather)
+    # Twilio retries a failed callback: nothing is lost.
+    retry = Outage(
+        detail="retry later",
+        log="phone callback could not be recorded",
+        logger=log.name,
+        with_path=True,
+    )
+    on_store_outage(app, retry, call_status, sms_reply)
 
 
 def _runtime(request: web.Request) -> Runtime:
-
     return request.app[RUNTIME]
 
 
@@ -92,38 +105,11 @@ async def _verified(request: web.Request) -> tuple[Runtime, dict[str, str]]:
     return rt, form
 
 
-async def _seen(rt: Runtime, source: str, delivery_id: str) -> bool:
-    async with rt.store.transaction() as tx:
-        return await tx.seen_delivery(source, delivery_id, rt.clock.now())
-
-
-async def _rows(rt: Runtime, refs: list[str]) -> list[OutboxRecord]:
-    """The outbox rows named by ``row`` query values (ids start with their incident id)."""
-    out: list[OutboxRecord] = []
-    by_incident: dict[str, dict[str, OutboxRecord]] = {}
-    for ref in refs:
-        incident_id = ref.split(":", 1)[0]
-        if incident_id not in by_incident:
-            async with rt.store.transaction() as tx:
-                by_incident[incident_id] = {r.id: r for r in await tx.outbox_of(incident_id)}
-        row = by_incident[incident_id].get(ref)
-        if row is not None:
-            out.append(row)
-    return out
-
-
-async def _act(
-    rt: Runtime, incident_ref: str, action: Action, actor: str, source: str, note: str
-) -> tuple[str, str]:
-    """Perform ``action``; (outcome, incident number) with outcome done | illegal | missing."""
-    try:
-        inc = await rt.service.act(incident_ref, action, actor=actor, source=source, note=note)
-    except IncidentNotFound:
-        return "missing", incident_ref.lstrip("#")
-    except IllegalTransition:
-        found = await rt.store.find_incident(incident_ref)
-        return "illegal", str(found.number) if found else incident_ref
-    return "done", str(inc.number)
+def _number(acted: Acted) -> str:
+    """The incident number to speak: the incident's, or what the caller named."""
+    if acted.incident is not None:
+        return str(acted.incident.number)
+    return acted.ref.lstrip("#")
 
 
 async def gather(request: web.Request) -> web.Response:
@@ -131,49 +117,50 @@ async def gather(request: web.Request) -> web.Response:
     rt, form = await _verified(request)
     digits = form.get("Digits", "").strip()
     refs = request.query.getall("row", [])
-    try:
-        rows = await _rows(rt, refs)
-        if not rows:
-            return _twiml(say_twiml("This alert is no longer known to tocsin. Goodbye."))
-        if digits not in ("1", "2"):
-            url = rt.loaded.config.server.public_url.rstrip("/") + request.raw_path
-            return _twiml(
-                gather_twiml(f"Sorry, {digits or 'nothing'} is not an option. {_MENU}", url, _BYE)
-            )
-        call_sid = form.get("CallSid", "")
-        if call_sid and await _seen(rt, "twilio-gather", f"{call_sid}:{digits}"):
-            return _twiml(say_twiml("Your choice was already recorded. Goodbye."))
-        action = Action.ACK if digits == "1" else Action.ESCALATE
-        said: list[str] = []
-        done_incidents: set[str] = set()
-        for row in rows:
-            if row.incident_id in done_incidents:
-                continue
-            done_incidents.add(row.incident_id)
-            note = f"pressed {digits} on the {row.channel} call"
-            outcome, number = await _act(rt, row.incident_id, action, row.person, "phone", note)
-            said.append(_spoken(action, outcome, number))
-    except StoreError as e:
-        log.error("phone keypress could not be recorded", extra={"error": str(e)})
+    rows = await rt.service.outbox_rows(refs)
+    if not rows:
+        return _twiml(say_twiml("This alert is no longer known to tocsin. Goodbye."))
+    if digits not in ("1", "2"):
+        url = rt.loaded.config.server.public_url.rstrip("/") + request.raw_path
         return _twiml(
-            say_twiml("Sorry, tocsin could not record that. Please try the API or the web.")
+            gather_twiml(f"Sorry, {digits or 'nothing'} is not an option. {_MENU}", url, _BYE)
         )
+    call_sid = form.get("CallSid", "")
+    action = Action.ACK if digits == "1" else Action.ESCALATE
+    targets = {
+        r.incident_id: ActOn(r.incident_id, r.person, f"pressed {digits} on the {r.channel} call")
+        for r in reversed(rows)  # the first row of an incident names who pressed
+    }
+    acted = await rt.service.act_once(
+        Delivery("twilio-gather", f"{call_sid}:{digits}") if call_sid else None,
+        [targets[i] for i in dict.fromkeys(r.incident_id for r in rows)],
+        action,
+        source="phone",
+    )
+    if acted is None:
+        return _twiml(say_twiml("Your choice was already recorded. Goodbye."))
+    said = [_spoken(action, a.outcome, _number(a)) for a in acted]
     log.info("phone keypress", extra={"digits": digits, "rows": refs})
     return _twiml(say_twiml(" ".join(said) + " " + _BYE))
 
 
-def _spoken(action: Action, outcome: str, number: str) -> str:
-    if outcome == "missing":
+def _keypress_lost() -> web.Response:
+    # The caller is on the line: say so, rather than end the call on a 503.
+    return _twiml(say_twiml("Sorry, tocsin could not record that. Please try the API or the web."))
+
+
+def _spoken(action: Action, outcome: Outcome, number: str) -> str:
+    if outcome == Outcome.MISSING:
         return f"Incident {number} no longer exists."
     if action == Action.ACK:
         return (
             f"Incident {number} acknowledged. Thank you."
-            if outcome == "done"
+            if outcome == Outcome.DONE
             else f"Incident {number} is no longer waiting for an acknowledgement."
         )
     return (
         f"Incident {number} escalated to the next tier."
-        if outcome == "done"
+        if outcome == Outcome.DONE
         else f"Incident {number} has no further tier to escalate to."
     )
 
@@ -186,18 +173,14 @@ async def call_status(request: web.Request) -> web.Response:
     if not needs_fallback(status):
         return _twiml(empty_twiml())  # completed (or progress events): the call did its job
     call_sid = form.get("CallSid", "")
-    try:
-        if call_sid and await _seen(rt, "twilio-status", f"{call_sid}:{status}"):
-            return _twiml(empty_twiml())
-        for ref in refs:
-            nxt = await rt.service.fallback(ref, f"call ended {status}", source="phone")
-            log.info(
-                "phone call not answered",
-                extra={"status": status, "outbox": ref, "next": nxt.id if nxt else None},
-            )
-    except StoreError as e:
-        log.error("phone callback could not be recorded", extra={"error": str(e)})
-        raise ApiError(503, "store unavailable", "retry later", request.path) from None
+    delivery = Delivery("twilio-status", f"{call_sid}:{status}") if call_sid else None
+    reason = f"call ended {status}"
+    nxt = await rt.service.fallback_once(delivery, refs, reason, source="phone")
+    for ref, row in zip(refs, nxt or [], strict=False):
+        log.info(
+            "phone call not answered",
+            extra={"status": status, "outbox": ref, "next": row.id if row else None},
+        )
     return _twiml(empty_twiml())
 
 
@@ -211,35 +194,6 @@ def _person_by_phone(rt: Runtime, number: str) -> str | None:
     return None
 
 
-async def _latest_paged(rt: Runtime, person: str) -> list[str]:
-    """Triggered incidents of the latest page that reached ``person`` by text or call.
-
-    Several when that page was a bundle (its rows share the send time).
-    """
-    latest = None
-    chosen: list[str] = []
-    incidents = await rt.store.list_incidents(
-        IncidentFilter(status=(Status.TRIGGERED.value,), limit=500)
-    )
-    for inc in incidents:
-        async with rt.store.transaction() as tx:
-            rows = await tx.outbox_of(inc.id)
-        for r in rows:
-            if (
-                r.person != person
-                or r.channel not in ("sms", "phone")
-                or r.kind != "page"
-                or r.sent_at is None
-                or r.state not in (OutboxState.SENT, OutboxState.UNKNOWN)
-            ):
-                continue
-            if latest is None or r.sent_at > latest:
-                latest, chosen = r.sent_at, [inc.id]
-            elif r.sent_at == latest and inc.id not in chosen:
-                chosen.append(inc.id)
-    return chosen
-
-
 async def sms_reply(request: web.Request) -> web.Response:
     """A text to the Twilio number: ``ACK <code>`` or ``1`` from a known person acknowledges."""
     rt, form = await _verified(request)
@@ -251,24 +205,17 @@ async def sms_reply(request: web.Request) -> web.Response:
     if reply is None:
         return _twiml(message_twiml("tocsin: reply ACK <incident number>, or 1, to acknowledge."))
     message_sid = form.get("MessageSid", "") or form.get("SmsSid", "")
-    try:
-        if message_sid and await _seen(rt, "twilio-sms", message_sid):
-            return _twiml(message_twiml(None))
-        refs = [f"#{reply.code}"] if reply.code else await _latest_paged(rt, person)
-        if not refs:
-            return _twiml(message_twiml("tocsin: no open incident was paged to you."))
-        answers = []
-        for ref in refs:
-            outcome, number = await _act(rt, ref, Action.ACK, person, "sms", "replied by text")
-            answers.append(
-                {
-                    "done": f"#{number} acknowledged.",
-                    "illegal": f"#{number} is not waiting for an acknowledgement.",
-                    "missing": f"no incident #{number}.",
-                }[outcome]
-            )
-    except StoreError as e:
-        log.error("phone callback could not be recorded", extra={"error": str(e)})
-        raise ApiError(503, "store unavailable", "retry later", request.path) from None
+    refs = [f"#{reply.code}"] if reply.code else await rt.service.latest_page(person, _TEXTED)
+    acted = await rt.service.act_once(
+        Delivery("twilio-sms", message_sid) if message_sid else None,
+        [ActOn(ref, person, "replied by text") for ref in refs],
+        Action.ACK,
+        source="sms",
+    )
+    if acted is None:
+        return _twiml(message_twiml(None))
+    if not refs:
+        return _twiml(message_twiml("tocsin: no open incident was paged to you."))
+    answers = [_ANSWERS[a.outcome].format(_number(a)) for a in acted]
     log.info("sms reply", extra={"person": person, "incidents": refs})
     return _twiml(message_twiml("tocsin: " + " ".join(answers)))

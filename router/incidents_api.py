@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -17,11 +18,13 @@ from escalation.incidents.model import (
     StepRecord,
     TimelineEvent,
 )
-from escalation.store.base import IncidentFilter, StoreError
 from router.auth import require_api_token
 from router.errors import ApiError
 from router.keys import RUNTIME
 from router.receiver import clean_text
+
+if TYPE_CHECKING:
+    from router.runtime import Runtime
 
 __all__ = ["add_incident_routes", "incident_json", "incident_summary"]
 
@@ -52,6 +55,29 @@ def incident_summary(inc: IncidentRecord) -> dict[str, Any]:
     }
 
 
+# The fields each part of the full view shows, in order; instants as ISO 8601, enums by value.
+_ALERT_FIELDS = tuple(
+    "fingerprint status starts_at ends_at labels annotations generator_url severity rule".split()
+)
+_STEP_FIELDS = tuple("id kind tier round due_at unless".split())
+_OUTBOX_FIELDS = tuple(
+    "id kind tier round target person channel state attempts last_error created_at sent_at".split()
+)
+_EVENT_FIELDS = tuple("at kind actor source message data".split())
+
+
+def _json(record: object, names: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in names:
+        value = getattr(record, name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, Enum):
+            value = value.value
+        out[name] = value
+    return out
+
+
 def incident_json(
     inc: IncidentRecord,
     alerts: list[AlertRecord],
@@ -67,70 +93,15 @@ def incident_json(
         "labels": inc.labels,
         "level": inc.level,
         "policy_snapshot": inc.policy,
-        "alerts": [
-            {
-                "fingerprint": a.fingerprint,
-                "status": a.status,
-                "starts_at": _t(a.starts_at),
-                "ends_at": _t(a.ends_at),
-                "labels": a.labels,
-                "annotations": a.annotations,
-                "generator_url": a.generator_url,
-                "severity": a.severity,
-                "rule": a.rule,
-            }
-            for a in alerts
-        ],
-        "pending_steps": [
-            {
-                "id": s.id,
-                "kind": s.kind,
-                "tier": s.tier,
-                "round": s.round,
-                "due_at": _t(s.due_at),
-                "unless": s.unless,
-            }
-            for s in steps
-            if s.state.value == "pending"
-        ],
-        "notifications": [
-            {
-                "id": o.id,
-                "kind": o.kind,
-                "tier": o.tier,
-                "round": o.round,
-                "target": o.target,
-                "person": o.person,
-                "channel": o.channel,
-                "state": o.state.value,
-                "attempts": o.attempts,
-                "last_error": o.last_error,
-                "created_at": _t(o.created_at),
-                "sent_at": _t(o.sent_at),
-            }
-            for o in outbox
-        ],
-        "timeline": [
-            {
-                "at": _t(e.at),
-                "kind": e.kind,
-                "actor": e.actor,
-                "source": e.source,
-                "message": e.message,
-                "data": e.data,
-            }
-            for e in timeline
-        ],
+        "alerts": [_json(a, _ALERT_FIELDS) for a in alerts],
+        "pending_steps": [_json(s, _STEP_FIELDS) for s in steps if s.state.value == "pending"],
+        "notifications": [_json(o, _OUTBOX_FIELDS) for o in outbox],
+        "timeline": [_json(e, _EVENT_FIELDS) for e in timeline],
     }
 
 
-def _runtime(request: web.Request) -> Any:
-
+def _runtime(request: web.Request) -> Runtime:
     return request.app[RUNTIME]
-
-
-def _store_error(e: StoreError) -> ApiError:
-    return ApiError(503, "store unavailable", str(e))
 
 
 async def list_incidents(request: web.Request) -> web.Response:
@@ -157,34 +128,24 @@ async def list_incidents(request: web.Request) -> web.Response:
         if key is None:
             raise ApiError(400, "bad query", f"unknown severity {s!r}", "severity")
         severities.append(key)
-    flt = IncidentFilter(status=statuses, severity=severities, team=q.get("team"), limit=limit)
-    try:
-        incidents = await rt.store.list_incidents(flt)
-    except StoreError as e:
-        raise _store_error(e) from None
+    incidents = await rt.service.list_incidents(
+        status=statuses, severity=severities, team=q.get("team"), limit=limit
+    )
     return web.json_response({"incidents": [incident_summary(i) for i in incidents]})
 
 
-async def load_full(rt: Any, ref: str) -> dict[str, Any]:
+async def load_full(rt: Runtime, ref: str) -> dict[str, Any]:
     """Everything about one incident, by id, number or key."""
-    inc = await rt.store.find_incident(ref)
-    if inc is None:
+    d = await rt.service.detail(ref)
+    if d is None:
         raise ApiError(404, "not found", f"no incident {ref!r}", "id")
-    async with rt.store.transaction() as tx:
-        alerts = await tx.alerts_of(inc.id)
-        steps = await tx.steps_of(inc.id)
-        outbox = await tx.outbox_of(inc.id)
-    timeline = await rt.store.timeline(inc.id)
-    return incident_json(inc, alerts, steps, timeline, outbox)
+    return incident_json(d.incident, d.alerts, d.steps, d.timeline, d.outbox)
 
 
 async def show_incident(request: web.Request) -> web.Response:
     rt = _runtime(request)
     require_api_token(request, rt.loaded.config.auth.api_tokens, "read")
-    try:
-        return web.json_response(await load_full(rt, request.match_info["id"]))
-    except StoreError as e:
-        raise _store_error(e) from None
+    return web.json_response(await load_full(rt, request.match_info["id"]))
 
 
 async def act_on_incident(request: web.Request) -> web.Response:
@@ -230,8 +191,6 @@ async def act_on_incident(request: web.Request) -> web.Response:
         ) from None
     except IllegalTransition as e:
         raise ApiError(409, "conflict", str(e), "status") from None
-    except StoreError as e:
-        raise _store_error(e) from None
     return web.json_response(await load_full(rt, request.match_info["id"]))
 
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from escalation.engine.service import StoreUnavailable
 from rules.alerts import Notification
 from rules.classifier import Classification
 
 __all__ = ["Pipeline", "PipelineResult", "StoreUnavailable"]
-
-
-class StoreUnavailable(Exception):
-    """Raised by a pipeline when it could not make the notification durable (→ 503)."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +21,9 @@ class PipelineResult:
 
 
 class Pipeline(Protocol):
-    """Takes a validated notification; returns only once its effects are durable."""
+    """Takes a validated notification; returns only once its effects are durable.
+
+    Raises StoreUnavailable when it could not make them durable (→ 503).
+    """
 
     async def submit(self, notification: Notification) -> PipelineResult: ...

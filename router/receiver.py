@@ -51,7 +51,9 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | FileField]:
+async def read_form(
+    request: web.Request,
+) -> MultiDictProxy[str | bytes | bytearray | FileField]:
     """``request.post()``, with a body aiohttp cannot decode answered 400 instead of 500.
 
     aiohttp raises UnicodeDecodeError for a form that is not in its declared charset and

@@ -31,8 +31,14 @@ def _target(level: dict[str, Any], key: str) -> timedelta | None:
     return timedelta(seconds=float(v)) if v is not None else None
 
 
-def render_review(inc: dict[str, Any]) -> str:
-    """Markdown review draft for one incident as returned by ``GET /api/v1/incidents/{id}``."""
+def _verdict(took: timedelta | None, target: timedelta | None) -> str:
+    if took is None or target is None:
+        return ""
+    return " (within target)" if took <= target else f" (**missed** the {_dur(target)} target)"
+
+
+def _facts(inc: dict[str, Any]) -> list[str]:
+    """The header: who, what, and how long each stage took against the matrix's targets."""
     opened = _dt(inc["opened_at"])
     acked = _dt(inc.get("acknowledged_at"))
     mitigated = _dt(inc.get("mitigated_at"))
@@ -42,16 +48,7 @@ def render_review(inc: dict[str, Any]) -> str:
     ttm = mitigated - opened if mitigated else None
     ttr = resolved - opened if resolved else None
     level = inc.get("level", {})
-    ack_target = _target(level, "ack_target")
-    res_target = _target(level, "resolve_target")
     review_due = _target(level, "review_due")
-
-    def verdict(took: timedelta | None, target: timedelta | None) -> str:
-        if took is None or target is None:
-            return ""
-        return " (within target)" if took <= target else f" (**missed** the {_dur(target)} target)"
-
-    firing = [a for a in inc.get("alerts", [])]
     lines = [
         f"# Post-Incident Review: #{inc['number']} {inc['title']}",
         "",
@@ -64,60 +61,70 @@ def render_review(inc: dict[str, Any]) -> str:
         f"- **Acknowledged**: {acked.isoformat() if acked else '—'}",
         f"- **Mitigated**: {mitigated.isoformat() if mitigated else '—'}",
         f"- **Resolved**: {resolved.isoformat() if resolved else '—'}",
-        f"- **Time to acknowledge**: {_dur(tta)}{verdict(tta, ack_target)}",
+        f"- **Time to acknowledge**: {_dur(tta)}{_verdict(tta, _target(level, 'ack_target'))}",
         f"- **Time to mitigate**: {_dur(ttm)}",
-        f"- **Time to resolve**: {_dur(ttr)}{verdict(ttr, res_target)}",
+        f"- **Time to resolve**: {_dur(ttr)}{_verdict(ttr, _target(level, 'resolve_target'))}",
     ]
     if review_due is not None and resolved is not None:
         lines.append(f"- **Review due**: {(resolved + review_due).isoformat()}")
-    lines += [
-        "",
-        "## Summary",
-        "",
-        "_What happened, in two or three sentences._",
-        "",
-        "## Impact",
-        "",
-        "_Users affected, duration, services and data involved._",
-        "",
-        "Alerts:",
-        "",
-    ]
-    for a in firing:
+    return lines
+
+
+_IMPACT = [
+    "",
+    "## Summary",
+    "",
+    "_What happened, in two or three sentences._",
+    "",
+    "## Impact",
+    "",
+    "_Users affected, duration, services and data involved._",
+    "",
+    "Alerts:",
+    "",
+]
+_TIMELINE = [
+    "",
+    "## Timeline",
+    "",
+    "| Time (UTC) | Event | Actor | Source | Details |",
+    "|---|---|---|---|---|",
+]
+_PROMPTS = [
+    "",
+    "## Root Cause",
+    "",
+    "_Why did it happen? Five whys._",
+    "",
+    "## Resolution",
+    "",
+    "_What restored service; what is still temporary._",
+    "",
+    "## Action Items",
+    "",
+    "| Action | Owner | Due | Priority |",
+    "|---|---|---|---|",
+    "| | | | |",
+    "",
+    "## Lessons Learned",
+    "",
+    "- What went well:",
+    "- What went wrong:",
+    "- Where we got lucky:",
+    "",
+]
+
+
+def render_review(inc: dict[str, Any]) -> str:
+    """Markdown review draft for one incident as returned by ``GET /api/v1/incidents/{id}``."""
+    lines = _facts(inc) + _IMPACT
+    for a in inc.get("alerts", []):
         name = a["labels"].get("alertname", a["fingerprint"])
         summary = a["annotations"].get("summary", "")
         lines.append(f"- `{name}` {summary} — {a['status']} (started {a['starts_at']})")
-    lines += [
-        "",
-        "## Timeline",
-        "",
-        "| Time (UTC) | Event | Actor | Source | Details |",
-        "|---|---|---|---|---|",
-    ]
+    lines += _TIMELINE
     for e in inc.get("timeline", []):
         msg = str(e["message"]).replace("|", "\\|")
         lines.append(f"| {e['at']} | {e['kind']} | {e['actor']} | {e['source']} | {msg} |")
-    lines += [
-        "",
-        "## Root Cause",
-        "",
-        "_Why did it happen? Five whys._",
-        "",
-        "## Resolution",
-        "",
-        "_What restored service; what is still temporary._",
-        "",
-        "## Action Items",
-        "",
-        "| Action | Owner | Due | Priority |",
-        "|---|---|---|---|",
-        "| | | | |",
-        "",
-        "## Lessons Learned",
-        "",
-        "- What went well:",
-        "- What went wrong:",
-        "- Where we got lucky:",
-        "",
-    ]
+    lines += _PROMPTS
     return "\n".join(lines)

@@ -34,7 +34,7 @@ from escalation.store.factory import make_store
 from escalation.store.wakeup import WakeupListener, listener_for
 from router.metrics import RouterMetrics
 from router.oncall_sync import OncallSync
-from router.pipeline import PipelineResult, StoreUnavailable
+from router.pipeline import PipelineResult
 from rules.alerts import Notification
 
 __all__ = ["IncidentPipeline", "Runtime", "build_directory"]
@@ -254,10 +254,7 @@ class IncidentPipeline:
     async def submit(self, notification: Notification) -> PipelineResult:
         rt = self.runtime
         classified = rt.classify(notification)
-        try:
-            outcomes = await rt.service.ingest(notification, classified)
-        except StoreError as e:
-            raise StoreUnavailable(str(e)) from e
+        outcomes = await rt.service.ingest(notification, classified)  # or StoreUnavailable
         return PipelineResult(
             classifications=[(c.alert.fingerprint, c.verdict) for c in classified],
             incidents=[o.as_dict() for o in outcomes],

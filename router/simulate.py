@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +20,6 @@ from config.load import LoadedConfig
 from escalation.engine.clock import VirtualClock
 from escalation.incidents.actions import Action, IllegalTransition
 from escalation.incidents.model import TimelineEvent
-from escalation.store.base import IncidentFilter
 from escalation.store.factory import StoreConfig, make_store
 from router.runtime import Runtime
 from rules.alerts import Notification
@@ -104,58 +103,81 @@ async def simulate(
         await rt.start(run_engine=False)
         try:
             await rt.pipeline.submit(notification)
-            actions: list[tuple[datetime, str, Callable[[], Any]]] = []
-
-            async def act(action: Action) -> None:
-                for inc in await rt.store.list_incidents(
-                    IncidentFilter(status=["triggered", "acknowledged", "mitigated"])
-                ):
-                    try:
-                        await rt.service.act(inc.id, action, actor="simulate", source="cli")
-                    except IllegalTransition:
-                        pass
-
-            if ack_at is not None:
-                actions.append((t0 + ack_at, "ack", lambda: act(Action.ACK)))
-            if mitigate_at is not None:
-                actions.append((t0 + mitigate_at, "mitigate", lambda: act(Action.MITIGATE)))
-            if resolve_at is not None:
-                at = t0 + resolve_at
-                actions.append(
-                    (at, "resolve", lambda: rt.pipeline.submit(_resolved_copy(notification, at)))
-                )
-            actions.sort(key=lambda a: a[0])
-            end = t0 + until
-            await rt.engine.tick()
-            while True:
-                nxt = await rt.store.next_due()
-                pending_action = actions[0][0] if actions else None
-                candidates = [t for t in (nxt, pending_action) if t is not None]
-                if not candidates:
-                    break
-                when = max(min(candidates), clock.now())
-                if when > end:
-                    break
-                clock.set(when)
-                while actions and actions[0][0] <= clock.now():
-                    _, _, fn = actions.pop(0)
-                    await fn()
-                await rt.engine.tick()
-            clock.set(end)
-            incidents = await rt.store.list_incidents(IncidentFilter(limit=1000))
-            events: list[SimEvent] = []
-            for inc in incidents:
-                current = inc.severity
-                for e in await rt.store.timeline(inc.id):
-                    if e.kind == "open":
-                        current = str(e.data.get("severity", current))
-                    elif e.kind == "severity":
-                        current = str(e.data.get("to", current))
-                    events.append(_sim_event(e, t0, current))
+            actions = _actions(rt, notification, t0, ack_at, mitigate_at, resolve_at)
+            await _run(rt, clock, actions, t0 + until)
+            events = await _timeline(rt, t0)
         finally:
             await rt.stop()
     events.sort(key=lambda e: e.t)
     return Simulation(t0, [e for e in events if e.event in _EVENTS.values()], events)
+
+
+_Scheduled = list[tuple[datetime, Callable[[], Awaitable[object]]]]
+
+
+def _actions(
+    rt: Runtime,
+    notification: Notification,
+    t0: datetime,
+    ack_at: timedelta | None,
+    mitigate_at: timedelta | None,
+    resolve_at: timedelta | None,
+) -> _Scheduled:
+    """What people do, and when: act on every open incident; resolve by a resolved payload."""
+
+    async def act(action: Action) -> None:
+        for inc in await rt.service.list_incidents(
+            status=["triggered", "acknowledged", "mitigated"]
+        ):
+            try:
+                await rt.service.act(inc.id, action, actor="simulate", source="cli")
+            except IllegalTransition:
+                pass
+
+    actions: _Scheduled = []
+    if ack_at is not None:
+        actions.append((t0 + ack_at, lambda: act(Action.ACK)))
+    if mitigate_at is not None:
+        actions.append((t0 + mitigate_at, lambda: act(Action.MITIGATE)))
+    if resolve_at is not None:
+        at = t0 + resolve_at
+        actions.append((at, lambda: rt.pipeline.submit(_resolved_copy(notification, at))))
+    actions.sort(key=lambda a: a[0])
+    return actions
+
+
+async def _run(rt: Runtime, clock: VirtualClock, actions: _Scheduled, end: datetime) -> None:
+    """Jump from one due step (or action) to the next until nothing is left or ``end``."""
+    await rt.engine.tick()
+    while True:
+        nxt = await rt.service.next_due()
+        pending_action = actions[0][0] if actions else None
+        candidates = [t for t in (nxt, pending_action) if t is not None]
+        if not candidates:
+            break
+        when = max(min(candidates), clock.now())
+        if when > end:
+            break
+        clock.set(when)
+        while actions and actions[0][0] <= clock.now():
+            _, fn = actions.pop(0)
+            await fn()
+        await rt.engine.tick()
+    clock.set(end)
+
+
+async def _timeline(rt: Runtime, t0: datetime) -> list[SimEvent]:
+    """Every incident's timeline, each event with the severity the incident had then."""
+    events: list[SimEvent] = []
+    for inc in await rt.service.list_incidents(limit=1000):
+        current = inc.severity
+        for e in await rt.service.timeline(inc.id):
+            if e.kind == "open":
+                current = str(e.data.get("severity", current))
+            elif e.kind == "severity":
+                current = str(e.data.get("to", current))
+            events.append(_sim_event(e, t0, current))
+    return events
 
 
 def _sim_event(e: TimelineEvent, t0: datetime, severity: str) -> SimEvent:

@@ -1,34 +1,103 @@
-"""Units of work on incidents: ingest a classified notification, act on an incident.
+"""The service façade: every read and unit of work on incidents that routes and tools need.
 
-Each call is one store transaction (retried on a concurrency conflict): read what the store
-holds, decide with the pure functions, apply. The engine is woken when new work is scheduled.
+Each write is one store transaction (retried on a concurrency conflict): read what the store
+holds, decide with the pure functions, apply. An inbound delivery (a webhook, a keypress, a
+text) is remembered in the same transaction as its effect, so a replay is refused and a delivery
+that failed leaves no mark that would refuse its retry. The engine is woken when new work is
+scheduled. Every store failure leaves as ``StoreUnavailable``, so callers map one error type to
+"nothing changed, try again".
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, TypeVar
 
 from escalation.engine.clock import Clock
 from escalation.engine.metrics import EscalationMetrics
-from escalation.incidents.actions import Action, decide_action
+from escalation.incidents.actions import Action, IllegalTransition, decide_action
 from escalation.incidents.directory import Directory
 from escalation.incidents.fallback import fallback_row
 from escalation.incidents.ingest import Classified, IngestOutcome, decide_ingest, default_key
-from escalation.incidents.model import Changes, IncidentRecord, OutboxRecord, Status, TimelineEvent
-from escalation.store.base import Conflict, Store, StoreError
+from escalation.incidents.model import Changes, OutboxState, Status, TimelineEvent
+from escalation.store.base import Conflict, IncidentFilter, IngestContext, Store, StoreError, Tx
 from rules.alerts import Notification
 
-__all__ = ["EscalationService", "IncidentNotFound"]
+if TYPE_CHECKING:
+    from escalation.incidents.model import AlertRecord, IncidentRecord, OutboxRecord, StepRecord
+
+__all__ = [
+    "ActOn",
+    "Acted",
+    "Delivery",
+    "EscalationService",
+    "IncidentDetail",
+    "IncidentNotFound",
+    "Outcome",
+    "StoreUnavailable",
+]
 
 log = logging.getLogger("tocsin.incidents")
 
 _RETRIES = 8
+_T = TypeVar("_T")
+
+
+class StoreUnavailable(Exception):
+    """The store could not do what was asked; nothing changed and a retry may succeed (→ 503)."""
 
 
 class IncidentNotFound(LookupError):
     """No incident has that id, number or key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An inbound delivery (a signed webhook, keypress or text), acted on at most once."""
+
+    source: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActOn:
+    """One incident to act on (by id, number or key), and who asks with what note."""
+
+    ref: str
+    actor: str
+    note: str = ""
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    ILLEGAL = "illegal"  # the action does not apply to the incident's status now
+    MISSING = "missing"  # no incident by that reference
+
+
+@dataclass(frozen=True, slots=True)
+class Acted:
+    """What became of one ``ActOn``: the incident after the action (done), as it is (illegal)."""
+
+    ref: str
+    outcome: Outcome
+    incident: IncidentRecord | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class IncidentDetail:
+    """Everything about one incident, as the incident API shows it."""
+
+    incident: IncidentRecord
+    alerts: list[AlertRecord]
+    steps: list[StepRecord]
+    outbox: list[OutboxRecord]
+    timeline: list[TimelineEvent]
 
 
 @dataclass
@@ -37,8 +106,25 @@ class _Group:
     items: list[Classified]
 
 
+@dataclass
+class _Decided:
+    """One incident's action inside a unit: the record before, and what became of it."""
+
+    before: IncidentRecord | None
+    acted: Acted
+
+
+@contextlib.contextmanager
+def _unavailable() -> Iterator[None]:
+    """Store failures leave the façade as StoreUnavailable (chained, for the log)."""
+    try:
+        yield
+    except StoreError as e:
+        raise StoreUnavailable(str(e) or type(e).__name__) from e
+
+
 class EscalationService:
-    """Ingest and actions, each one transaction."""
+    """The façade routes call: reads, ingest and actions, each write one transaction."""
 
     def __init__(
         self,
@@ -54,164 +140,358 @@ class EscalationService:
         self.metrics = metrics
         self.wake = wake
 
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get_incident(self, incident_id: str) -> IncidentRecord | None:
+        """By id only (an arbitrary string must never match a number or a key)."""
+        with _unavailable():
+            return await self.store.get_incident(incident_id)
+
+    async def find_incident(self, ref: str) -> IncidentRecord | None:
+        """By id, by number (``42`` or ``#42``) or by key (or key alias)."""
+        with _unavailable():
+            return await self.store.find_incident(ref)
+
+    async def list_incidents(
+        self,
+        *,
+        status: Sequence[str] = (),
+        severity: Sequence[str] = (),
+        team: str | None = None,
+        limit: int = 100,
+    ) -> list[IncidentRecord]:
+        """Newest first."""
+        flt = IncidentFilter(status=status, severity=severity, team=team, limit=limit)
+        with _unavailable():
+            return await self.store.list_incidents(flt)
+
+    async def detail(self, ref: str) -> IncidentDetail | None:
+        """The incident by id, number or key, with its alerts, steps, outbox and timeline."""
+        with _unavailable():
+            inc = await self.store.find_incident(ref)
+            if inc is None:
+                return None
+            async with self.store.transaction() as tx:
+                alerts = await tx.alerts_of(inc.id)
+                steps = await tx.steps_of(inc.id)
+                outbox = await tx.outbox_of(inc.id)
+            timeline = await self.store.timeline(inc.id)
+        return IncidentDetail(inc, alerts, steps, outbox, timeline)
+
+    async def timeline(self, incident_id: str) -> list[TimelineEvent]:
+        """In time order."""
+        with _unavailable():
+            return await self.store.timeline(incident_id)
+
+    async def next_due(self) -> datetime | None:
+        """When the engine has work next (a step or a held notification)."""
+        with _unavailable():
+            return await self.store.next_due()
+
+    async def outbox_rows(self, ids: Sequence[str]) -> list[OutboxRecord]:
+        """The notifications named by ``ids`` that exist, in that order."""
+        found: dict[str, OutboxRecord] = {}
+        with _unavailable():
+            async with self.store.transaction() as tx:
+                # An outbox id starts with its incident's id.
+                for incident_id in dict.fromkeys(i.split(":", 1)[0] for i in ids):
+                    found.update((r.id, r) for r in await tx.outbox_of(incident_id))
+        return [found[i] for i in ids if i in found]
+
+    async def latest_page(self, person: str, channels: Sequence[str]) -> list[str]:
+        """Triggered incidents of the latest page that reached ``person`` through ``channels``.
+
+        Several when that page was a bundle (its rows share the send time).
+        """
+        latest: datetime | None = None
+        chosen: list[str] = []
+        incidents = await self.list_incidents(status=(Status.TRIGGERED.value,), limit=500)
+        with _unavailable():
+            async with self.store.transaction() as tx:
+                paged = [(inc.id, await tx.outbox_of(inc.id)) for inc in incidents]
+        for incident_id, rows in paged:
+            for r in rows:
+                if (
+                    r.person != person
+                    or r.channel not in channels
+                    or r.kind != "page"
+                    or r.sent_at is None
+                    or r.state not in (OutboxState.SENT, OutboxState.UNKNOWN)
+                ):
+                    continue
+                if latest is None or r.sent_at > latest:
+                    latest, chosen = r.sent_at, [incident_id]
+                elif r.sent_at == latest and incident_id not in chosen:
+                    chosen.append(incident_id)
+        return chosen
+
+    # -- units of work -----------------------------------------------------------------------
+
+    async def _unit(
+        self,
+        what: str,
+        delivery: Delivery | None,
+        body: Callable[[Tx, datetime], Awaitable[tuple[_T, Changes]]],
+    ) -> tuple[_T, Changes] | None:
+        """Run ``body`` and apply its changes in one transaction, retried on a conflict.
+
+        None when ``delivery`` was seen before: it is remembered in the same transaction, so
+        it is refused only once its effect has committed.
+        """
+        with _unavailable():
+            for _ in range(_RETRIES):
+                now = self.clock.now()
+                try:
+                    async with self.store.transaction() as tx:
+                        if delivery is not None and await tx.seen_delivery(
+                            delivery.source, delivery.id, now
+                        ):
+                            return None
+                        result, changes = await body(tx, now)
+                        if changes:
+                            await tx.apply(changes)
+                except Conflict:
+                    continue
+                self._after(changes)
+                return result, changes
+        raise StoreUnavailable(f"{what} kept conflicting with concurrent writers")
+
     async def ingest(
         self, n: Notification, classified: Sequence[Classified]
     ) -> list[IngestOutcome]:
         """Fold the notification's alerts into incidents; durable when this returns."""
-        receiver = n.receiver_name
         groups: dict[str, _Group] = {}
         for c in classified:
-            key = c.verdict.incident_key or default_key(receiver, n.group_key)
+            key = c.verdict.incident_key or default_key(n.receiver_name, n.group_key)
             groups.setdefault(key, _Group(key, [])).items.append(c)
-        for _ in range(_RETRIES):
-            try:
-                outcomes, changes = await self._ingest_once(n, receiver, groups)
-            except Conflict:
-                continue
-            self._after(changes)
-            return outcomes
-        raise StoreError("ingest kept conflicting with concurrent writers")
 
-    async def _ingest_once(
-        self, n: Notification, receiver: str, groups: dict[str, _Group]
-    ) -> tuple[list[IngestOutcome], Changes]:
-        d = self.directory()
-        now = self.clock.now()
-        all_changes = Changes()
-        outcomes: list[IngestOutcome] = []
-        async with self.store.transaction() as tx:
-            keys = sorted(groups)
-            await tx.lock_keys(keys)
-            ctx = await tx.ingest_context(
-                {
-                    k: [
-                        (c.alert.fingerprint, c.alert.starts_at)
-                        for c in groups[k].items
-                        if c.alert.starts_at is not None
-                    ]
-                    for k in keys
-                }
-            )
-            # Resolve each key to an incident; keys landing on the same incident decide together.
-            target: dict[str, IncidentRecord | None] = {}
-            for k in keys:
-                inc = ctx.by_key.get(k)
-                if inc is None and k in ctx.by_occurrence:
-                    inc = ctx.incidents[ctx.by_occurrence[k]]
-                    # A `continue: true` route or a second receiver: same alerts, same incident.
-                    all_changes.key_aliases.append((k, inc.id))
-                target[k] = inc
-            merged: dict[str, tuple[str, list[Classified], IncidentRecord | None]] = {}
-            for k in keys:
-                inc = target[k]
-                slot = inc.id if inc is not None else f"new:{k}"
-                if slot in merged:
-                    merged[slot][1].extend(groups[k].items)
-                else:
-                    merged[slot] = (k, list(groups[k].items), inc)
-            for key, items, inc in merged.values():
-                alerts = ctx.alerts.get(inc.id, []) if inc is not None else []
-                paged = ctx.outbox.get(inc.id, []) if inc is not None else []
-                ch, outcome = decide_ingest(
-                    key,
-                    items,
-                    inc,
-                    alerts,
-                    paged,
-                    now=now,
-                    directory=d,
-                    receiver=receiver,
-                    group_key=n.group_key,
-                    common_labels=dict(n.common_labels),
-                )
-                all_changes.merge(ch)
-                outcomes.append(outcome)
-            if all_changes:
-                await tx.apply(all_changes)
-        for inc in all_changes.new_incidents:
+        async def body(
+            tx: Tx, now: datetime
+        ) -> tuple[tuple[list[IngestOutcome], datetime], Changes]:
+            outcomes, changes = await self._ingest_in(tx, now, n, groups)
+            return (outcomes, now), changes
+
+        done = await self._unit("ingest", None, body)
+        assert done is not None  # no delivery: never refused as a replay
+        (outcomes, now), changes = done
+        for inc in changes.new_incidents:
             self.metrics.incidents.labels(inc.severity).inc()
-        for inc in all_changes.updated_incidents:
+        for inc in changes.updated_incidents:
             if inc.status == Status.RESOLVED and inc.resolved_at == now:
                 self._observe_resolved(inc)
+        return outcomes
+
+    async def _ingest_in(
+        self, tx: Tx, now: datetime, n: Notification, groups: dict[str, _Group]
+    ) -> tuple[list[IngestOutcome], Changes]:
+        keys = sorted(groups)
+        await tx.lock_keys(keys)
+        ctx = await tx.ingest_context(
+            {
+                k: [
+                    (c.alert.fingerprint, c.alert.starts_at)
+                    for c in groups[k].items
+                    if c.alert.starts_at is not None
+                ]
+                for k in keys
+            }
+        )
+        all_changes = Changes()
+        outcomes: list[IngestOutcome] = []
+        d = self.directory()
+        for key, items, inc in _merge_targets(ctx, groups, all_changes):
+            ch, outcome = decide_ingest(
+                key,
+                items,
+                inc,
+                ctx.alerts.get(inc.id, []) if inc is not None else [],
+                ctx.outbox.get(inc.id, []) if inc is not None else [],
+                now=now,
+                directory=d,
+                receiver=n.receiver_name,
+                group_key=n.group_key,
+                common_labels=dict(n.common_labels),
+            )
+            all_changes.merge(ch)
+            outcomes.append(outcome)
         return outcomes, all_changes
 
     async def act(
         self, ref: str, action: Action, *, actor: str, source: str, note: str = ""
     ) -> IncidentRecord:
-        """Acknowledge / mitigate / resolve / escalate / note / reopen one incident."""
-        found = await self.store.find_incident(ref)
-        if found is None:
+        """Acknowledge / mitigate / resolve / escalate / note / reopen one incident.
+
+        Raises IncidentNotFound, or IllegalTransition when the action does not apply.
+        """
+        acted = await self.act_once(None, [ActOn(ref, actor, note)], action, source=source)
+        assert acted is not None  # no delivery: never refused as a replay
+        [one] = acted
+        if one.outcome == Outcome.MISSING:
             raise IncidentNotFound(ref)
-        for _ in range(_RETRIES):
-            now = self.clock.now()
-            try:
-                async with self.store.transaction() as tx:
-                    inc = await tx.get_incident(found.id)
-                    if inc is None:
-                        raise IncidentNotFound(ref)
-                    pending = (
-                        await tx.steps_of(inc.id, pending_only=True)
-                        if action == Action.ESCALATE
-                        else []
-                    )
-                    paged = (
-                        await tx.outbox_of(inc.id) if action in (Action.RESOLVE, Action.ACK) else []
-                    )
-                    ch, new = decide_action(
-                        inc,
-                        action,
-                        now=now,
-                        actor=actor,
-                        source=source,
-                        note=note,
-                        pending=pending,
-                        paged=paged,
-                        directory=self.directory(),
-                    )
-                    await tx.apply(ch)
-            except Conflict:
+        if one.outcome == Outcome.ILLEGAL:
+            raise IllegalTransition(one.reason)
+        assert one.incident is not None
+        return one.incident
+
+    async def act_once(
+        self,
+        delivery: Delivery | None,
+        targets: Sequence[ActOn],
+        action: Action,
+        *,
+        source: str,
+        alias: str = "",
+    ) -> list[Acted] | None:
+        """Remember ``delivery`` and act on every target, all in one transaction.
+
+        None when the delivery was seen before (nothing is done again). An incident named
+        twice is acted on once. ``alias``, if given, becomes a key alias of the (first)
+        incident found, so a later delivery naming only the alias finds it.
+        """
+        with _unavailable():
+            found: dict[str, IncidentRecord | None] = {}
+            for t in targets:
+                if t.ref not in found:
+                    found[t.ref] = await self.store.find_incident(t.ref)
+
+        async def body(tx: Tx, now: datetime) -> tuple[list[_Decided], Changes]:
+            return await self._act_in(tx, now, targets, found, action, source, alias)
+
+        done = await self._unit("action", delivery, body)
+        if done is None:
+            return None
+        decided, _ = done
+        for d in decided:
+            if d.acted.outcome == Outcome.DONE and d.before is not None:
+                assert d.acted.incident is not None
+                self._observe_action(action, d.before, d.acted.incident)
+        return [d.acted for d in decided]
+
+    async def _act_in(
+        self,
+        tx: Tx,
+        now: datetime,
+        targets: Sequence[ActOn],
+        found: dict[str, IncidentRecord | None],
+        action: Action,
+        source: str,
+        alias: str,
+    ) -> tuple[list[_Decided], Changes]:
+        changes = Changes()
+        decided: list[_Decided] = []
+        done: dict[str, _Decided] = {}
+        for t in targets:
+            hit = found.get(t.ref)
+            inc = await tx.get_incident(hit.id) if hit is not None else None
+            if inc is None:
+                decided.append(_Decided(None, Acted(t.ref, Outcome.MISSING)))
                 continue
-            if action == Action.ACK or (
-                action in (Action.MITIGATE, Action.RESOLVE) and inc.acknowledged_at is None
-            ):
-                self._observe_ack(new)
-            if action == Action.RESOLVE:
-                self._observe_resolved(new)
-            self._after(ch)
-            return new
-        raise StoreError("action kept conflicting with concurrent writers")
+            if alias:
+                await _alias_in(tx, alias, inc.id, changes)
+                alias = ""
+            if inc.id in done:  # the same incident by two references: one action
+                decided.append(_Decided(None, done[inc.id].acted))
+                continue
+            try:
+                ch, new = await self._decide_action(tx, inc, action, now, t, source)
+            except IllegalTransition as e:
+                done[inc.id] = _Decided(None, Acted(t.ref, Outcome.ILLEGAL, inc, str(e)))
+            else:
+                changes.merge(ch)
+                done[inc.id] = _Decided(inc, Acted(t.ref, Outcome.DONE, new))
+            decided.append(done[inc.id])
+        return decided, changes
+
+    async def _decide_action(
+        self, tx: Tx, inc: IncidentRecord, action: Action, now: datetime, t: ActOn, source: str
+    ) -> tuple[Changes, IncidentRecord]:
+        pending = await tx.steps_of(inc.id, pending_only=True) if action == Action.ESCALATE else []
+        paged = await tx.outbox_of(inc.id) if action in (Action.RESOLVE, Action.ACK) else []
+        return decide_action(
+            inc,
+            action,
+            now=now,
+            actor=t.actor,
+            source=source,
+            note=t.note,
+            pending=pending,
+            paged=paged,
+            directory=self.directory(),
+        )
+
+    async def remember_alias(self, alias: str, incident_id: str) -> None:
+        """Make ``alias`` a key of the incident (a no-op when it already is)."""
+        with _unavailable():
+            known = await self.store.find_incident(alias)
+            if known is not None and known.id == incident_id:
+                return
+
+        async def body(tx: Tx, now: datetime) -> tuple[None, Changes]:
+            return None, Changes(key_aliases=[(alias, incident_id)])
+
+        await self._unit("alias", None, body)
 
     async def fallback(self, outbox_id: str, reason: str, *, source: str) -> OutboxRecord | None:
         """A delivered-but-unanswered (or failed) row: try the person's next fallback channel."""
+        nxt = await self.fallback_once(None, [outbox_id], reason, source=source)
+        assert nxt is not None  # no delivery: never refused as a replay
+        return nxt[0]
+
+    async def fallback_once(
+        self, delivery: Delivery | None, outbox_ids: Sequence[str], reason: str, *, source: str
+    ) -> list[OutboxRecord | None] | None:
+        """Remember ``delivery`` and fall back from each row, in one transaction.
+
+        None when the delivery was seen before; else the next row per id (None: no fallback,
+        e.g. acknowledged meanwhile, or this fallback already happened).
+        """
+
+        async def body(tx: Tx, now: datetime) -> tuple[list[OutboxRecord | None], Changes]:
+            changes = Changes()
+            out = [await self._fallback_in(tx, now, i, reason, source, changes) for i in outbox_ids]
+            return out, changes
+
+        done = await self._unit("fallback", delivery, body)
+        return None if done is None else done[0]
+
+    async def _fallback_in(
+        self, tx: Tx, now: datetime, outbox_id: str, reason: str, source: str, changes: Changes
+    ) -> OutboxRecord | None:
         incident_id = outbox_id.split(":", 1)[0]
-        now = self.clock.now()
-        async with self.store.transaction() as tx:
-            rows = {r.id: r for r in await tx.outbox_of(incident_id)}
-            row = rows.get(outbox_id)
-            if row is None:
-                return None
-            inc = await tx.get_incident(incident_id)
-            if inc is None or inc.status != Status.TRIGGERED or row.kind != "page":
-                return None  # acknowledged meanwhile: nothing left to chase
-            nxt = fallback_row(row, self.directory().people.get(row.person), now)
-            events = [
-                TimelineEvent(
-                    incident_id,
-                    now,
-                    "fallback",
-                    "tocsin",
-                    source,
-                    f"{row.channel} to {row.person}: {reason}; "
-                    + (f"falling back to {nxt.channel}" if nxt else "no further fallback channel"),
-                    {"outbox": row.id, "next": nxt.id if nxt else None},
-                )
-            ]
-            if nxt is not None and nxt.id in rows:
-                return None  # this fallback already happened (a callback delivered twice)
-            await tx.apply(Changes(timeline=events, new_outbox=[nxt] if nxt else []))
-        if nxt is not None:
-            self.wake()
+        rows = {r.id: r for r in await tx.outbox_of(incident_id)}
+        row = rows.get(outbox_id)
+        if row is None:
+            return None
+        inc = await tx.get_incident(incident_id)
+        if inc is None or inc.status != Status.TRIGGERED or row.kind != "page":
+            return None  # acknowledged meanwhile: nothing left to chase
+        nxt = fallback_row(row, self.directory().people.get(row.person), now)
+        if nxt is not None and (nxt.id in rows or nxt.id in {r.id for r in changes.new_outbox}):
+            return None  # this fallback already happened (a callback delivered twice)
+        changes.timeline.append(
+            TimelineEvent(
+                incident_id,
+                now,
+                "fallback",
+                "tocsin",
+                source,
+                f"{row.channel} to {row.person}: {reason}; "
+                + (f"falling back to {nxt.channel}" if nxt else "no further fallback channel"),
+                {"outbox": row.id, "next": nxt.id if nxt else None},
+            )
+        )
+        changes.new_outbox.extend([nxt] if nxt else [])
         return nxt
+
+    # -- after commit ------------------------------------------------------------------------
+
+    def _observe_action(self, action: Action, before: IncidentRecord, new: IncidentRecord) -> None:
+        if action == Action.ACK or (
+            action in (Action.MITIGATE, Action.RESOLVE) and before.acknowledged_at is None
+        ):
+            self._observe_ack(new)
+        if action == Action.RESOLVE:
+            self._observe_resolved(new)
 
     def _observe_ack(self, inc: IncidentRecord) -> None:
         if inc.acknowledged_at is None:
@@ -234,3 +514,28 @@ class EscalationService:
     def _after(self, ch: Changes) -> None:
         if ch.new_steps or ch.new_outbox or ch.step_reschedules:
             self.wake()
+
+
+async def _alias_in(tx: Tx, alias: str, incident_id: str, changes: Changes) -> None:
+    known = (await tx.incidents_by_key([alias])).get(alias)
+    if known is None or known.id != incident_id:
+        changes.key_aliases.append((alias, incident_id))
+
+
+def _merge_targets(
+    ctx: IngestContext, groups: dict[str, _Group], changes: Changes
+) -> list[tuple[str, list[Classified], IncidentRecord | None]]:
+    """Resolve each key to an incident; keys landing on the same incident decide together."""
+    merged: dict[str, tuple[str, list[Classified], IncidentRecord | None]] = {}
+    for k in sorted(groups):
+        inc = ctx.by_key.get(k)
+        if inc is None and k in ctx.by_occurrence:
+            inc = ctx.incidents[ctx.by_occurrence[k]]
+            # A `continue: true` route or a second receiver: same alerts, same incident.
+            changes.key_aliases.append((k, inc.id))
+        slot = inc.id if inc is not None else f"new:{k}"
+        if slot in merged:
+            merged[slot][1].extend(groups[k].items)
+        else:
+            merged[slot] = (k, list(groups[k].items), inc)
+    return list(merged.values())

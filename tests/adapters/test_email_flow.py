@@ -311,3 +311,23 @@ async def test_resolve_link_sends_a_resolved_email_to_everyone_paged(app: App) -
     status, html = await post(app, *alice_ack)
     assert (status, "<h1>Incident #1 is already resolved</h1>" in html) == (200, True)
     assert await app.timeline(inc.id) == events
+
+
+async def test_while_the_store_is_down_the_link_says_so_and_works_later(app: App) -> None:
+    inc = await app.alert()
+    await app.at(timedelta(0))
+    path, token = link(app.smtp.messages[0].message, "ack")
+    await app.rt.store.close()
+    shown = await app.client.get(path, params={"token": token})
+    shown_html = await shown.text()
+    acted = await post(app, path, token)
+    await app.rt.store.open()
+
+    # A person reads these: an HTML page like every other answer of the links, not JSON.
+    assert shown.status == 503
+    assert_page_headers(shown)
+    assert "<h1>tocsin cannot reach its store</h1>" in shown_html
+    assert acted[0] == 503 and "<p>Nothing was changed; try again.</p>" in acted[1]
+    status, html = await post(app, path, token)
+    assert (status, "<h1>Incident #1 acknowledged</h1>" in html) == (200, True)
+    assert (await app.incident(inc.id)).status == Status.ACKNOWLEDGED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -175,6 +176,15 @@ async def test_the_same_delivery_twice_acts_once(app: App) -> None:
     ]
 
 
+async def test_the_same_delivery_at_once_acts_once(app: App) -> None:
+    inc = await paged(app)
+    note = incident_webhook("incident.acknowledged", inc.id)
+    replies = await asyncio.gather(*(post(app, note, webhook_id="W-2") for _ in range(3)))
+
+    assert sorted(r.body["status"] for r in replies) == ["applied", "duplicate", "duplicate"]
+    assert sum("acknowledged by" in e for e in await app.timeline(inc.id)) == 1
+
+
 async def test_a_delivery_that_failed_on_the_store_is_applied_on_retry(app: App) -> None:
     inc = await paged(app)
     payload = incident_webhook("incident.acknowledged", inc.id)
@@ -184,6 +194,11 @@ async def test_a_delivery_that_failed_on_the_store_is_applied_on_retry(app: App)
     retried = await post(app, payload, webhook_id="W-retry")
 
     assert (failed.status, failed.body["error"]) == (503, "store unavailable")
+    assert failed.body == {
+        "error": "store unavailable",
+        "detail": "the webhook was not applied; retry",
+        "path": "",
+    }
     assert (retried.status, retried.body["status"]) == (200, "applied")
     assert (await app.incident(inc.id)).status == Status.ACKNOWLEDGED
 

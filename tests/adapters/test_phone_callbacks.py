@@ -408,3 +408,37 @@ async def test_replying_1_after_a_missed_call_acknowledges_that_page(app: PhoneA
     assert events(await app.timeline(inc_id), "ack") == [
         ("ack", "ollie", "sms", "acknowledged by ollie: replied by text")
     ]
+
+
+# -- the store unavailable --------------------------------------------------------------------
+
+
+async def test_while_the_store_is_down_callers_are_told_and_nothing_is_remembered(
+    app: PhoneApp,
+) -> None:
+    inc_id, row_id = await paged(app)
+    press = call_params("in-progress", Digits="1")
+    await app.rt.store.close()
+    keypress = await post(app, f"{GATHER}?row={row_id}", press)
+    status = await post(app, f"{STATUS}?row={row_id}", call_params("no-answer"))
+    text = await post(app, SMS, sms_params("1"))
+    await app.rt.store.open()
+
+    # The caller is on the line: an apology, not a 503 Twilio would end the call on.
+    assert keypress == (
+        200,
+        f"{DECL}<Response><Say>Sorry, tocsin could not record that. Please try the API or the "
+        "web.</Say><Hangup /></Response>",
+    )
+    # Twilio retries the others.
+    for path, (code, body) in ((STATUS, status), (SMS, text)):
+        assert code == 503
+        assert json.loads(body) == {
+            "error": "store unavailable",
+            "detail": "retry later",
+            "path": path,
+        }
+    # The failed keypress was not remembered: the same one again acts.
+    again = await post(app, f"{GATHER}?row={row_id}", press)
+    assert "acknowledged. Thank you." in again[1]
+    assert (await app.incident(inc_id)).status == Status.ACKNOWLEDGED

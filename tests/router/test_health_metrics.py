@@ -7,6 +7,7 @@ import json
 from tests.router.conftest import (
     AM_HEADERS,
     JSON,
+    READ_TOKEN,
     RECEIVER,
     SAMPLE_NAMES,
     App,
@@ -177,3 +178,15 @@ async def test_wrong_method_on_receiver_is_json_405(harness: App) -> None:
     assert resp.status == 405
     assert resp.headers["Allow"] == "POST"
     assert (await resp.json())["path"] == RECEIVER
+
+
+async def test_the_incident_api_answers_503_with_the_stores_words_when_it_is_down(
+    harness: Harness,
+) -> None:
+    """Store failures leave the service as one error type; the API says what the store said."""
+    await harness.rt.store.close()
+    resp = await harness.client.get("/api/v1/incidents", headers=READ_TOKEN)
+    body = await resp.json()
+    assert resp.status == 503
+    assert (body["error"], body["path"]) == ("store unavailable", "")
+    assert body["detail"] not in ("", "the notification was not stored; retry")
