@@ -181,7 +181,7 @@ async def test_wrong_method_on_receiver_is_json_405(harness: App) -> None:
 
 
 async def test_the_incident_api_answers_503_with_the_stores_words_when_it_is_down(
-    harness: Harness,
+    harness: App,
 ) -> None:
     """Store failures leave the service as one error type; the API says what the store said."""
     await harness.rt.store.close()
