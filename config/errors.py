@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ConfigError", "Problem"]
+__all__ = ["ConfigError", "Problem", "sorted_problems"]
 
 
 @dataclass(frozen=True)
@@ -65,3 +65,9 @@ class ConfigError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # Exception pickles through args, which hold the rendered text, not the Problems.
         return (type(self), (self.problems,))
+
+
+def sorted_problems(problems: Iterable[Problem]) -> list[Problem]:
+    """Problems without repeats, in file order (those without a line last)."""
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.line is None, p.line or 0, p.column or 0))

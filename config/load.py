@@ -102,66 +102,82 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
         # The presets' business-hours tiers need this calendar; without one configured it is
         # Mon-Fri 09:00-17:00 UTC, so a minimal config (auth only) is valid as documented.
         cfg.calendars[BUSINESS_HOURS] = Calendar()
-    problems: list[Problem] = []
     try:
         matrix = build_matrix(cfg.matrix)
     except pydantic.ValidationError as e:
         raise ConfigError(_matrix_problems(e, doc, cfg)) from None
     except ValueError as e:
         raise ConfigError([_problem(doc, ("matrix",), str(e))]) from None
-    problems += [
+    problems = [
         _problem(doc, _as_written(doc, loc), msg) for loc, msg in cross_check(cfg, matrix.levels)
     ]
-
-    rule_files: list[tuple[str, RuleFile]] = []
-    rule_docs: dict[str, Document] = {}
-    default: Outcome | None = cfg.rules.default
-    default_from = "the config's rules.default"
-    for i, pattern in enumerate(cfg.rules.files):
-        full = os.path.normpath(pattern if Path(pattern).is_absolute() else path.parent / pattern)
-        matches = sorted(glob.glob(full))
-        if glob.has_magic(pattern):
-            matches = [m for m in matches if not m.endswith(_TEST_SUFFIXES)]
-        if not matches:
-            problems.append(
-                _problem(doc, ("rules", "files", i), f"no rule file matches {pattern!r}")
-            )
-        for file in matches:
-            try:
-                rdoc, rf = load_rule_file(file, env)
-            except ConfigError as e:
-                problems += e.problems
-                continue
-            problems += _check_rules(rdoc, rf, cfg, matrix)
-            if rf.default is not None:
-                if default is not None:
-                    problems.append(
-                        _problem(
-                            rdoc, ("default",), f"a default is already given by {default_from}"
-                        )
-                    )
-                else:
-                    default, default_from = rf.default, file
-            rule_files.append((file, rf))
-            rule_docs[file] = rdoc
-    names: dict[str, str] = {}
-    for file, rf in rule_files:
-        for i, r in enumerate(rf.rules):
-            if r.name in names and names[r.name] != file:
-                problems.append(
-                    _problem(
-                        rule_docs[file],
-                        ("rules", i, "name"),
-                        f"rule {r.name!r} is also defined in {names[r.name]}",
-                    )
-                )
-            names.setdefault(r.name, file)
+    rules = _RuleFiles(doc, cfg, matrix, env)
+    rules.load(path.parent)
+    problems += rules.problems
     if problems:
         raise ConfigError(problems)
     classifier = Classifier(
-        [(f, rf.rules) for f, rf in rule_files], matrix, default, calendars=cfg.calendars
+        [(f, rf.rules) for f, rf in rules.loaded], matrix, rules.default, calendars=cfg.calendars
     )
-    return LoadedConfig(path, cfg, matrix, rule_files, classifier)
+    return LoadedConfig(path, cfg, matrix, rules.loaded, classifier)
+
+
+class _RuleFiles:
+    """The rule files a config names, each loaded and checked against the config.
+
+    Problems are collected rather than raised, so that one run reports every rule file's.
+    """
+
+    def __init__(
+        self, doc: Document, cfg: TocsinConfig, matrix: Matrix, env: Mapping[str, str] | None
+    ) -> None:
+        self.doc, self.cfg, self.matrix, self.env = doc, cfg, matrix, env
+        self.default: Outcome | None = cfg.rules.default
+        self.default_from = "the config's rules.default"
+        self.loaded: list[tuple[str, RuleFile]] = []
+        self.docs: dict[str, Document] = {}
+        self.problems: list[Problem] = []
+
+    def load(self, config_dir: Path) -> None:
+        """Load every file ``rules.files`` names, relative paths from ``config_dir``."""
+        for i, pattern in enumerate(self.cfg.rules.files):
+            full = os.path.normpath(
+                pattern if Path(pattern).is_absolute() else config_dir / pattern
+            )
+            matches = sorted(glob.glob(full))
+            if glob.has_magic(pattern):
+                matches = [m for m in matches if not m.endswith(_TEST_SUFFIXES)]
+            if not matches:
+                where = ("rules", "files", i)
+                self.problems.append(_problem(self.doc, where, f"no rule file matches {pattern!r}"))
+            for file in matches:
+                self._add(file)
+        self._check_names_across_files()
+
+    def _add(self, file: str) -> None:
+        try:
+            rdoc, rf = load_rule_file(file, self.env)
+        except ConfigError as e:
+            self.problems += e.problems
+            return
+        self.problems += _check_rules(rdoc, rf, self.cfg, self.matrix)
+        if rf.default is not None:
+            if self.default is not None:
+                message = f"a default is already given by {self.default_from}"
+                self.problems.append(_problem(rdoc, ("default",), message))
+            else:
+                self.default, self.default_from = rf.default, file
+        self.loaded.append((file, rf))
+        self.docs[file] = rdoc
+
+    def _check_names_across_files(self) -> None:
+        names: dict[str, str] = {}
+        for file, rf in self.loaded:
+            for i, r in enumerate(rf.rules):
+                if r.name in names and names[r.name] != file:
+                    message = f"rule {r.name!r} is also defined in {names[r.name]}"
+                    self.problems.append(_problem(self.docs[file], ("rules", i, "name"), message))
+                names.setdefault(r.name, file)
 
 
 def _check_rules(doc: Document, rf: RuleFile, cfg: TocsinConfig, matrix: Matrix) -> list[Problem]:

@@ -59,75 +59,81 @@ class TocsinConfig(BaseModel):
 
 def cross_check(cfg: TocsinConfig, matrix_levels: dict[str, Any]) -> list[tuple[Loc, str]]:
     """References between sections that one section cannot check alone."""
-    out: list[tuple[Loc, str]] = []
+    return [
+        *_policy_refs(cfg),
+        *_matrix_refs(cfg, matrix_levels),
+        *_role_refs(cfg),
+        *_team_refs(cfg),
+        *_schedule_refs(cfg),
+        *_default_refs(cfg),
+    ]
+
+
+def _unknown(kind: str, name: str, known: Mapping[str, Any]) -> str:
+    return f"unknown {kind} {name!r}{known_names(known)}"
+
+
+def _policy_refs(cfg: TocsinConfig) -> Iterator[tuple[Loc, str]]:
     for name, policy in cfg.policies.items():
         for i, step in enumerate(policy.steps):
-            out.extend(_check_step(cfg, step, ("policies", name, "steps", i)))
+            yield from _check_step(cfg, step, ("policies", name, "steps", i))
+
+
+def _matrix_refs(cfg: TocsinConfig, matrix_levels: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
     for key, level in matrix_levels.items():
         if level.policy is not None and level.policy not in cfg.policies:
-            out.append(
-                (
-                    ("matrix", "levels", key, "policy"),
-                    f"unknown policy {level.policy!r}{known_names(cfg.policies)}",
-                )
+            yield (
+                ("matrix", "levels", key, "policy"),
+                _unknown("policy", level.policy, cfg.policies),
             )
         if level.policy is None:
             for i, step in enumerate(level.tiers):
-                out.extend(
-                    _check_step(
-                        cfg, step, ("matrix", "levels", key, "tiers", i), roles_optional=True
-                    )
+                yield from _check_step(
+                    cfg, step, ("matrix", "levels", key, "tiers", i), roles_optional=True
                 )
+
+
+def _role_refs(cfg: TocsinConfig) -> Iterator[tuple[Loc, str]]:
     for role, refs in cfg.roles.items():
         for i, ref in enumerate(refs):
-            out.extend(_check_ref(cfg, ref, ("roles", role, i), bare="person"))
+            yield from _check_ref(cfg, ref, ("roles", role, i), bare="person")
+
+
+def _team_refs(cfg: TocsinConfig) -> Iterator[tuple[Loc, str]]:
     for tname, team in cfg.teams.items():
         for i, member in enumerate(team.members):
             if member not in cfg.people:
-                out.append(
-                    (
-                        ("teams", tname, "members", i),
-                        f"unknown person {member!r}{known_names(cfg.people)}",
-                    )
-                )
+                yield ("teams", tname, "members", i), _unknown("person", member, cfg.people)
         if team.schedule is not None and team.schedule not in cfg.schedules:
-            out.append(
-                (
-                    ("teams", tname, "schedule"),
-                    f"unknown schedule {team.schedule!r}{known_names(cfg.schedules)}",
-                )
-            )
+            message = _unknown("schedule", team.schedule, cfg.schedules)
+            yield ("teams", tname, "schedule"), message
+
+
+def _schedule_refs(cfg: TocsinConfig) -> Iterator[tuple[Loc, str]]:
     pd = cfg.adapters.pagerduty
     for sname, sched in cfg.schedules.items():
         if sched.pagerduty is not None and (pd is None or pd.api_token is None):
-            out.append(
-                (
-                    ("schedules", sname, "pagerduty"),
-                    "asking PagerDuty who is on call needs adapters.pagerduty.api_token",
-                )
+            yield (
+                ("schedules", sname, "pagerduty"),
+                "asking PagerDuty who is on call needs adapters.pagerduty.api_token",
             )
         for li, layer in enumerate(sched.layers):
             for mi, member in enumerate(layer.members):
                 if member not in cfg.people:
                     loc: Loc = ("schedules", sname, "layers", li, "members", mi)
-                    out.append((loc, f"unknown person {member!r}{known_names(cfg.people)}"))
+                    yield loc, _unknown("person", member, cfg.people)
         for oi, ov in enumerate(sched.overrides):
             if ov.person not in cfg.people:
                 loc = ("schedules", sname, "overrides", oi, "person")
-                out.append((loc, f"unknown person {ov.person!r}{known_names(cfg.people)}"))
-    for name, v in (("default", cfg.rules.default),):
-        if v is not None and v.policy is not None and v.policy not in cfg.policies:
-            out.append(
-                (
-                    ("rules", name, "policy"),
-                    f"unknown policy {v.policy!r}{known_names(cfg.policies)}",
-                )
-            )
-        if v is not None and v.team is not None and v.team not in cfg.teams:
-            out.append(
-                (("rules", name, "team"), f"unknown team {v.team!r}{known_names(cfg.teams)}")
-            )
-    return out
+                yield loc, _unknown("person", ov.person, cfg.people)
+
+
+def _default_refs(cfg: TocsinConfig) -> Iterator[tuple[Loc, str]]:
+    default = cfg.rules.default
+    if default is not None and default.policy is not None and default.policy not in cfg.policies:
+        yield ("rules", "default", "policy"), _unknown("policy", default.policy, cfg.policies)
+    if default is not None and default.team is not None and default.team not in cfg.teams:
+        yield ("rules", "default", "team"), _unknown("team", default.team, cfg.teams)
 
 
 def _check_step(
@@ -148,7 +154,7 @@ def _check_step(
         ("at", step.at.partition(":")[0] if step.at else None),
     ):
         if cal is not None and cal not in cfg.calendars:
-            yield (*loc, field), f"unknown calendar {cal!r}{known_names(cfg.calendars)}"
+            yield (*loc, field), _unknown("calendar", cal, cfg.calendars)
 
 
 def _check_ref(
@@ -159,18 +165,19 @@ def _check_ref(
     except ValueError as e:
         yield loc, str(e)
         return
-    table: dict[str, Any] | None = {
+    tables: dict[str, Mapping[str, Any]] = {
         "person": cfg.people,
         "role": cfg.roles,
         "schedule": cfg.schedules,
         "team": cfg.teams,
-    }.get(kind)
+    }
+    table = tables.get(kind)
     if table is None:
         return
     if name not in table:
         if kind == "role" and roles_optional:
             return  # a preset's role nobody filled in: reported at escalation time, not fatal
-        yield loc, f"unknown {kind} {name!r}{known_names(table)}"
+        yield loc, _unknown(kind, name, table)
 
 
 def known_names(d: Mapping[str, Any]) -> str:

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from config.errors import ConfigError, Problem
 from config.load import load_config
-from config.loader import _Loader
+from config.yaml12 import Loader
 from router.cli import main
 from rules.matchers import MatcherError, format_matchers, parse_matchers
 from tests.fuzz.conftest import fuzz_settings, json_values, texts
@@ -107,7 +107,7 @@ def _parses(path: Path) -> bool:
     """Whether the file is UTF-8 YAML that composes (then every problem in it has a position)."""
     try:
         text = path.read_bytes().decode("utf-8-sig")
-        yaml.compose(text, Loader=_Loader)
+        yaml.compose(text, Loader=Loader)
     except (UnicodeDecodeError, yaml.YAMLError, RecursionError):
         return False
     return True
