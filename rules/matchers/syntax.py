@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Literal
 
 ParseMode = Literal["fallback", "utf8", "classic"]
-"""Which Alertmanager matcher parser to emulate; see the module docstring."""
+"""Which Alertmanager matcher parser to emulate; see the ``rules.matchers`` docstring."""
 
 MODES: tuple[str, ...] = ("fallback", "utf8", "classic")
 

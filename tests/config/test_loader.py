@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from config.errors import ConfigError, Problem
+from config.errors import ConfigError, Problem, sorted_problems
 from config.loader import (
     Document,
     format_path,
@@ -86,6 +86,15 @@ def test_problem_str_all_parts() -> None:
 def test_problem_str_omits_unknown_parts() -> None:
     assert str(Problem("a.yaml", None, None, "", "cannot read")) == "a.yaml: cannot read"
     assert str(Problem("a.yaml", 4, None, "x", "bad")) == "a.yaml:4: x: bad"
+
+
+def test_sorted_problems_drops_repeats_and_puts_unlocated_last() -> None:
+    whole_file = Problem("a", None, None, "", "cannot read")
+    late = Problem("a", 9, 1, "x", "m")
+    early_col5 = Problem("a", 2, 5, "y", "m")
+    early_col1 = Problem("a", 2, 1, "z", "m")
+    got = sorted_problems([whole_file, late, early_col5, late, early_col1])
+    assert got == [early_col1, early_col5, late, whole_file]
 
 
 def test_config_error_one_problem_per_line_and_pickles() -> None:
