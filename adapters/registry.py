@@ -8,7 +8,8 @@ from typing import Any
 from adapters import email, pagerduty, phone, webhook
 from adapters.config import AdaptersConfig
 from adapters.context import AdapterContext
-from escalation.engine.notifier import LogNotifier, Notifier
+from adapters.delivery.notifier import Notifier
+from adapters.log import LogNotifier
 
 __all__ = ["AdapterBuildError", "AdapterContext", "build_notifiers"]  # AdapterContext re-exported
 

@@ -12,23 +12,22 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from adapters.dispatch import ConfiguredPolicy
+from adapters.delivery.dispatcher import OutboxDispatcher
+from adapters.delivery.notifier import Notifier
+from adapters.delivery.policy import ConfiguredPolicy
 from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
 from config.errors import ConfigError, Problem
 from config.load import LoadedConfig, load_config
 from escalation.engine.clock import Clock, RealClock
 from escalation.engine.loop import Engine
 from escalation.engine.metrics import EscalationMetrics
-from escalation.engine.notifier import Notifier
 from escalation.engine.service import EscalationService
 from escalation.incidents.directory import Directory
 from escalation.incidents.ingest import Classified
-from escalation.incidents.model import IncidentRecord, OutboxRecord
 from escalation.store.base import Store, StoreError
 from escalation.store.factory import make_store
 from escalation.store.wakeup import WakeupListener, listener_for
@@ -89,19 +88,25 @@ class Runtime:
         self._http: aiohttp.ClientSession | None = None
         self._notifiers = self._build_notifiers(loaded)
         self._policy = ConfiguredPolicy(loaded.config.adapters.dispatch)
+        self.dispatcher = OutboxDispatcher(
+            self.store,
+            self.clock,
+            lambda: self._notifiers,
+            lambda: self._directory,
+            self.esc_metrics,
+            lambda: self._policy,
+            public_url=lambda: self.loaded.config.server.public_url,
+        )
         engine_cfg = loaded.config.engine
         self.engine = Engine(
             self.store,
             self.clock,
             lambda: self._directory,
-            lambda: self._notifiers,
+            self.dispatcher,
             self.esc_metrics,
             lease=engine_cfg.lease,
             poll=engine_cfg.poll,
             batch=engine_cfg.batch,
-            person_details=self._person_details,
-            links=self._links,
-            policy=lambda: self._policy,
         )
         self.service = EscalationService(
             self.store, self.clock, lambda: self._directory, self.esc_metrics, wake=self.engine.wake
@@ -217,16 +222,6 @@ class Runtime:
             self.metrics.reload_ts.set(time.time())
             self.engine.wake()
             log.info("configuration reloaded", extra={"path": str(new.path)})
-
-    # -- helpers for notifiers ---------------------------------------------------------------
-
-    def _person_details(self, person: str) -> dict[str, Any]:
-        p = self.loaded.config.people.get(person)
-        return p.model_dump(mode="json") if p is not None else {}
-
-    def _links(self, inc: IncidentRecord, row: OutboxRecord) -> dict[str, str]:
-        base = self.loaded.config.server.public_url.rstrip("/")
-        return {"incident": f"{base}/api/v1/incidents/{inc.id}"}
 
     # -- classification ----------------------------------------------------------------------
 

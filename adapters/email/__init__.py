@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from adapters.config import EmailConfig
 from adapters.context import AdapterContext
+from adapters.delivery.notifier import Notifier
 from adapters.email.links import LinkSigner
 from adapters.email.sender import EmailNotifier, SmtpTransport
-from escalation.engine.notifier import Notifier
 
 __all__ = ["EmailNotifier", "build", "link_signer"]
 

@@ -22,8 +22,8 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from adapters.delivery.notifier import Delivery
 from adapters.email.links import LinkSigner
-from escalation.engine.notifier import Delivery
 from escalation.incidents.model import IncidentRecord, OutboxRecord, Status
 
 __all__ = [

@@ -1,9 +1,10 @@
 """SMTP delivery with aiosmtplib, and the ``email`` channel's Notifier.
 
-One attempt per ``notify``; the engine owns retries. Every aiosmtplib / socket / TLS exception
-maps to a DeliveryResult: connection problems, timeouts, disconnects and 4xx replies are
-retryable; authentication failures, refused recipients and 5xx replies are permanent (they need
-a person to fix configuration or an address). Errors name no secret.
+One attempt per ``notify``; the dispatcher owns retries. Every aiosmtplib / socket / TLS
+exception maps to a DeliveryResult with a FailureReason: connection problems, timeouts,
+disconnects and 4xx replies are retryable; authentication failures, refused recipients and 5xx
+replies are permanent (they need a person to fix configuration or an address). Errors name no
+secret.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from email.message import EmailMessage
 import aiosmtplib
 
 from adapters.config import EmailConfig
+from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
 from adapters.email.links import LinkSigner
 from adapters.email.message import InvalidRecipient, render_message
 from escalation.engine.clock import Clock
-from escalation.engine.notifier import Delivery, DeliveryResult
 
 __all__ = ["EmailNotifier", "SmtpTransport", "classify_error", "tls_context"]
 
@@ -69,10 +70,17 @@ def _short(text: str) -> str:
     return out[:_ERROR_MAX]
 
 
+_AGAIN = FailureReason.RETRYABLE
+
+
+def _retryable_if(temporary: bool) -> FailureReason:
+    return FailureReason.RETRYABLE if temporary else FailureReason.PERMANENT
+
+
 def _by_code(code: int, what: str, message: str) -> DeliveryResult:
     error = _short(f"{what}: SMTP {code} {message}")
     # 4xx is the server's "try again later" (greylisting, full queue, 421 shutting down).
-    return DeliveryResult(ok=False, retryable=400 <= code < 500, error=error)
+    return DeliveryResult(ok=False, reason=_retryable_if(400 <= code < 500), error=error)
 
 
 def _cert_problem(exc: BaseException) -> ssl.SSLCertVerificationError | None:
@@ -101,13 +109,13 @@ def classify_error(exc: BaseException) -> DeliveryResult:
         # Every refusal temporary (e.g. 450 greylisting) → try again; any 5xx → the address is bad.
         retry = bool(codes) and all(400 <= c < 500 for c in codes)
         return DeliveryResult(
-            ok=False, retryable=retry, error=_short(f"recipient refused: {detail}")
+            ok=False, reason=_retryable_if(retry), error=_short(f"recipient refused: {detail}")
         )
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         # 454 is a temporary authentication failure; 535 and friends need new credentials.
         return DeliveryResult(
             ok=False,
-            retryable=exc.code == 454,
+            reason=_retryable_if(exc.code == 454),
             error=_short(f"authentication failed: SMTP {exc.code} {exc.message}"),
         )
     if isinstance(exc, aiosmtplib.SMTPSenderRefused):
@@ -115,14 +123,14 @@ def classify_error(exc: BaseException) -> DeliveryResult:
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return _by_code(exc.code, type(exc).__name__, exc.message)
     if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
-        return DeliveryResult(ok=False, retryable=True, error=_short(f"timeout: {exc}"))
+        return DeliveryResult(ok=False, reason=_AGAIN, error=_short(f"timeout: {exc}"))
     if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected):
-        return DeliveryResult(ok=False, retryable=True, error=_short(f"connection failed: {exc}"))
+        return DeliveryResult(ok=False, reason=_AGAIN, error=_short(f"connection failed: {exc}"))
     if isinstance(exc, aiosmtplib.SMTPException):
         # STARTTLS or AUTH required but not offered, and the like: configuration, not luck.
         return DeliveryResult(ok=False, error=_short(f"{type(exc).__name__}: {exc}"))
     # OSError (refused, reset, unreachable) and anything unforeseen: a later attempt may work.
-    return DeliveryResult(ok=False, retryable=True, error=_short(f"{type(exc).__name__}: {exc}"))
+    return DeliveryResult(ok=False, reason=_AGAIN, error=_short(f"{type(exc).__name__}: {exc}"))
 
 
 class EmailNotifier:
@@ -160,7 +168,7 @@ class EmailNotifier:
                 extra={
                     "outbox": delivery.row.id,
                     "error": result.error,
-                    "retryable": result.retryable,
+                    "reason": str(result.reason),
                 },
             )
             return result

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from adapters.config import PagerDutyConfig
 from adapters.context import AdapterContext
+from adapters.delivery.notifier import Notifier
 from adapters.pagerduty.events import PagerDutyEventsNotifier
 from adapters.pagerduty.oncall import OncallLookup, OncallLookupError
-from escalation.engine.notifier import Notifier
 
 __all__ = ["OncallLookup", "OncallLookupError", "PagerDutyEventsNotifier", "build"]
 

@@ -19,9 +19,9 @@ import aiohttp
 
 from adapters.config import PagerDutyConfig
 from adapters.context import AdapterContext
+from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
 from adapters.http import parse_retry_after
 from adapters.pagerduty.tls import config_ssl_context, redact
-from escalation.engine.notifier import Delivery, DeliveryResult
 from escalation.incidents.model import IncidentRecord, OutboxRecord
 
 __all__ = [
@@ -326,11 +326,15 @@ class PagerDutyEventsNotifier:
         except TimeoutError:
             # PagerDuty deduplicates on dedup_key: repeating an event that may have arrived is safe.
             return self._fail(
-                delivery, f"no answer from PagerDuty within {self._timeout_s:g}s", True
+                delivery,
+                f"no answer from PagerDuty within {self._timeout_s:g}s",
+                FailureReason.RETRYABLE,
             )
         except (aiohttp.ClientError, OSError) as e:
             return self._fail(
-                delivery, f"network error talking to PagerDuty ({type(e).__name__})", True
+                delivery,
+                f"network error talking to PagerDuty ({type(e).__name__})",
+                FailureReason.RETRYABLE,
             )
         return self._decide(status, raw, retry_after, delivery)
 
@@ -345,12 +349,17 @@ class PagerDutyEventsNotifier:
         detail = self._detail(answer)
         wait = parse_retry_after(retry_after, self.ctx.clock.now())
         if status == 400:
-            return self._fail(delivery, f"PagerDuty rejected the event (HTTP 400){detail}", False)
+            error = f"PagerDuty rejected the event (HTTP 400){detail}"
+            return self._fail(delivery, error, FailureReason.PERMANENT)
         if status == 429:
-            return self._fail(delivery, f"rate limited by PagerDuty (HTTP 429){detail}", True, wait)
+            error = f"rate limited by PagerDuty (HTTP 429){detail}"
+            return self._fail(delivery, error, FailureReason.RATE_LIMITED, wait)
         if status == 408 or status >= 500:
-            return self._fail(delivery, f"PagerDuty answered HTTP {status}{detail}", True, wait)
-        return self._fail(delivery, f"PagerDuty answered HTTP {status}{detail}", False)
+            return self._fail(
+                delivery, f"PagerDuty answered HTTP {status}{detail}", FailureReason.RETRYABLE, wait
+            )
+        error = f"PagerDuty answered HTTP {status}{detail}"
+        return self._fail(delivery, error, FailureReason.PERMANENT)
 
     def _detail(self, answer: Mapping[str, Any]) -> str:
         parts: list[str] = []
@@ -366,7 +375,7 @@ class PagerDutyEventsNotifier:
         self,
         delivery: Delivery,
         error: str,
-        retryable: bool,
+        reason: FailureReason,
         retry_after: float | None = None,
     ) -> DeliveryResult:
         error = redact(error, self._secrets)
@@ -378,11 +387,11 @@ class PagerDutyEventsNotifier:
                 "outbox": delivery.row.id,
                 "incident": delivery.incident.id,
                 "kind": delivery.row.kind,
-                "retryable": retryable,
+                "reason": reason.value,
                 "error": error,
             },
         )
-        return DeliveryResult(ok=False, retryable=retryable, error=error, retry_after=retry_after)
+        return DeliveryResult(ok=False, reason=reason, error=error, retry_after=retry_after)
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

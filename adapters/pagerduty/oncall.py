@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from cachetools import TTLCache
 from prometheus_client import CollectorRegistry, Counter
@@ -155,7 +155,8 @@ class OncallLookup:
                 client = pagerduty.RestApiV2Client(
                     self._token, default_from=self.cfg.from_email, base_url=self.cfg.api_url, **kw
                 )
-                client.timeout = self.cfg.timeout.total_seconds()
+                # Typed as int by the library; requests takes seconds as a float.
+                cast(Any, client).timeout = self.cfg.timeout.total_seconds()
                 # The library retries 429 forever by default (and treats 0 as "default").
                 client.retry[429] = max(1, self._max_429)
                 client.max_network_attempts = 0  # no retry in the thread: the caller decides
@@ -191,9 +192,7 @@ class OncallLookup:
 
 
 def _emails(entries: list[dict[str, Any]], *, first_level_only: bool) -> tuple[str, ...]:
-    levels = [
-        e.get("escalation_level") for e in entries if isinstance(e.get("escalation_level"), int)
-    ]
+    levels = [lvl for e in entries if isinstance(lvl := e.get("escalation_level"), int)]
     lowest = min(levels) if (first_level_only and levels) else None
     out: list[str] = []
     for e in entries:

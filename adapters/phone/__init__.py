@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from adapters.config import PhoneConfig
 from adapters.context import AdapterContext
+from adapters.delivery.notifier import Notifier
 from adapters.phone.notifiers import CallNotifier, SmsNotifier
 from adapters.phone.provider import PhoneProvider, VoicePage
 from adapters.phone.twilio import TwilioProvider
-from escalation.engine.notifier import Notifier
 
 __all__ = ["CallNotifier", "PhoneProvider", "SmsNotifier", "TwilioProvider", "VoicePage", "build"]
 

@@ -10,10 +10,10 @@ Rows bundled by the dispatcher travel in one call / one text that names every in
 
 from __future__ import annotations
 
+from adapters.delivery.notifier import Delivery, DeliveryResult
 from adapters.phone.codes import short_code
 from adapters.phone.provider import PhoneProvider, VoicePage, normalize_number
 from adapters.phone.twiml import clean_text
-from escalation.engine.notifier import Delivery, DeliveryResult
 from escalation.incidents.model import IncidentRecord, OutboxRecord
 
 __all__ = ["CallNotifier", "SmsNotifier", "sms_body", "voice_page"]

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from escalation.engine.notifier import DeliveryResult
+from adapters.delivery.notifier import DeliveryResult
 
 __all__ = ["PhoneProvider", "VoicePage", "normalize_number"]
 

@@ -10,13 +10,15 @@ the request may have reached Twilio. The contract is four form fields and a stat
 Outcome of one attempt (``DeliveryResult``):
 
     201 / 2xx ...................................... ok, provider_id = the Call / Message sid
-    429, 5xx ....................................... retryable (Retry-After honoured)
+    429 ............................................ rate limited (Retry-After honoured)
+    5xx ............................................ retryable (Retry-After honoured)
     400 (21211 invalid To, 21608 unverified,
          21610 unsubscribed, anything else), 401,
          403, 404, other 4xx ........................ permanent
     connection refused / DNS / connect timeout ..... retryable (nothing reached Twilio)
     timeout or disconnect after the request went out
-         call .................................... unknown (it may be ringing: never re-dial)
+         call .................................... unknown outcome (it may be ringing:
+                                                   never re-dial)
          text .................................... retryable (a duplicate text is harmless)
 """
 
@@ -34,10 +36,10 @@ import aiohttp
 
 from adapters.config import PhoneConfig
 from adapters.context import AdapterContext
+from adapters.delivery.notifier import DeliveryResult, FailureReason
 from adapters.http import parse_retry_after
 from adapters.phone.provider import VoicePage
 from adapters.phone.twiml import call_twiml
-from escalation.engine.notifier import DeliveryResult
 
 __all__ = [
     "FALLBACK_STATUSES",
@@ -169,17 +171,17 @@ class TwilioProvider:
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
             # Nothing reached Twilio: safe to try again, even for a call.
             reason = _reason(e)
-            return DeliveryResult(
-                ok=False, retryable=True, error=f"twilio {what}: cannot connect ({reason})"
-            )
+            error = f"twilio {what}: cannot connect ({reason})"
+            return DeliveryResult(ok=False, reason=FailureReason.RETRYABLE, error=error)
         except (TimeoutError, aiohttp.ClientError) as e:
             reason = "timed out" if isinstance(e, TimeoutError) else type(e).__name__
             if repeat_safe:
-                return DeliveryResult(ok=False, retryable=True, error=f"twilio {what}: {reason}")
+                error = f"twilio {what}: {reason}"
+                return DeliveryResult(ok=False, reason=FailureReason.RETRYABLE, error=error)
             log.warning("twilio call request outcome unknown", extra={"reason": reason})
             return DeliveryResult(
                 ok=False,
-                unknown=True,
+                reason=FailureReason.UNKNOWN_OUTCOME,
                 error=f"twilio {what}: {reason} after the request was sent; it may be ringing",
             )
         return self._result(what, status, body, retry_after)
@@ -198,7 +200,7 @@ class TwilioProvider:
         if status == 429 or status >= 500:
             return DeliveryResult(
                 ok=False,
-                retryable=True,
+                reason=FailureReason.RATE_LIMITED if status == 429 else FailureReason.RETRYABLE,
                 error=error,
                 retry_after=parse_retry_after(retry_after, self._clock.now()),
             )

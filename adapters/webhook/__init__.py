@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from adapters.config import WebhookConfig
 from adapters.context import AdapterContext
+from adapters.delivery.notifier import Notifier
 from adapters.webhook.notifier import SIGNATURE_HEADER, WebhookNotifier, payload, sign
-from escalation.engine.notifier import Notifier
 
 __all__ = ["SIGNATURE_HEADER", "WebhookNotifier", "build", "payload", "sign"]
 

@@ -5,10 +5,10 @@ headers and, when a secret is set, ``X-Tocsin-Signature: sha256=<hex HMAC-SHA256
 ``X-Tocsin-Delivery`` carries the outbox row id, the idempotency key: a retry repeats it, so
 receivers can drop duplicates (delivery is at-least-once).
 
-Outcome of one attempt: 2xx → ok; 429, 5xx, network errors and timeouts → retryable
-(``Retry-After`` honoured); any other status (other 4xx, a redirect: not followed) →
-permanent. Errors name the endpoint, never its URL (chat webhook URLs carry their secret in
-the path).
+Outcome of one attempt: 2xx → ok; 429 → rate limited; 5xx, network errors and timeouts →
+retryable (``Retry-After`` honoured for both); any other status (other 4xx, a redirect: not
+followed) → permanent. Errors name the endpoint, never its URL (chat webhook URLs carry
+their secret in the path).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any
 import aiohttp
 
 from adapters.config import WebhookEndpoint
+from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
 from adapters.http import parse_retry_after
 from escalation.engine.clock import Clock
-from escalation.engine.notifier import Delivery, DeliveryResult
 from escalation.incidents.model import AlertRecord, IncidentRecord, OutboxRecord
 
 __all__ = ["SIGNATURE_HEADER", "WebhookNotifier", "payload", "sign"]
@@ -156,14 +156,7 @@ class WebhookNotifier:
             self._done.pop(delivery.row.id, None)
             return DeliveryResult(ok=True, provider_id=",".join(sorted(done)))
         self._remember(delivery.row.id, done)
-        retryable = [r for r in failed.values() if r.retryable]
-        waits = [r.retry_after for r in retryable if r.retry_after is not None]
-        return DeliveryResult(
-            ok=False,
-            retryable=bool(retryable),
-            error="; ".join(r.error for r in failed.values()),
-            retry_after=max(waits) if waits else None,
-        )
+        return _combined(list(failed.values()))
 
     def _remember(self, row_id: str, done: set[str]) -> None:
         if not done:
@@ -191,7 +184,7 @@ class WebhookNotifier:
         except aiohttp.InvalidURL:
             return DeliveryResult(ok=False, error=f"webhook {name}: invalid URL")
         except TimeoutError:
-            return DeliveryResult(ok=False, retryable=True, error=f"webhook {name}: timed out")
+            return DeliveryResult(False, FailureReason.RETRYABLE, f"webhook {name}: timed out")
         except aiohttp.ClientError as e:
             err = getattr(e, "os_error", None)
             reason = (
@@ -199,15 +192,36 @@ class WebhookNotifier:
                 if isinstance(err, OSError) and err.errno
                 else type(e).__name__
             )
-            return DeliveryResult(ok=False, retryable=True, error=f"webhook {name}: {reason}")
+            return DeliveryResult(False, FailureReason.RETRYABLE, f"webhook {name}: {reason}")
         if 200 <= status < 300:
             return DeliveryResult(ok=True, provider_id=name)
         error = f"webhook {name}: HTTP {status}"
         if status == 429 or status >= 500:
             return DeliveryResult(
                 ok=False,
-                retryable=True,
+                reason=FailureReason.RATE_LIMITED if status == 429 else FailureReason.RETRYABLE,
                 error=error,
                 retry_after=parse_retry_after(retry_after, now),
             )
         return DeliveryResult(ok=False, error=error)
+
+
+def _combined(failed: list[DeliveryResult]) -> DeliveryResult:
+    """Several endpoints' failures as one: retried if any endpoint may still accept it.
+
+    Rate limited only when every endpoint worth retrying said so; the longest Retry-After wins.
+    """
+    again = [r for r in failed if r.retryable]
+    waits = [r.retry_after for r in again if r.retry_after is not None]
+    if not again:
+        reason = FailureReason.PERMANENT
+    elif all(r.reason == FailureReason.RATE_LIMITED for r in again):
+        reason = FailureReason.RATE_LIMITED
+    else:
+        reason = FailureReason.RETRYABLE
+    return DeliveryResult(
+        ok=False,
+        reason=reason,
+        error="; ".join(r.error for r in failed),
+        retry_after=max(waits) if waits else None,
+    )

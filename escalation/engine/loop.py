@@ -4,6 +4,10 @@ It sleeps until the earliest due time the store reports (no sweeps over all inci
 woken early when something earlier is scheduled. A due step re-checks its ``unless`` against the
 incident as it is now, resolves its targets to people at that instant, and writes the outbox rows
 in the same transaction that marks it fired. ``incidents.firing.decide_step`` is the pure part.
+
+Due outbox rows are claimed here too, in a transaction that also hands them to delivery's
+``prepare``; delivery itself lives outside escalation and is reached only through the small
+``OutboxDelivery`` port below.
 """
 
 from __future__ import annotations
@@ -11,14 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from escalation.engine.clock import Clock
-from escalation.engine.dispatch import DeliveryPolicy, OutboxDispatcher
 from escalation.engine.metrics import EscalationMetrics
-from escalation.engine.notifier import Notifier
 from escalation.incidents.directory import Directory
 from escalation.incidents.firing import decide_step
 from escalation.incidents.model import (
@@ -28,11 +30,27 @@ from escalation.incidents.model import (
     StepRecord,
     StepState,
 )
-from escalation.store.base import Conflict, Store, StoreError
+from escalation.store.base import Conflict, Store, StoreError, Tx
 
-__all__ = ["Engine", "decide_step"]
+__all__ = ["Engine", "OutboxDelivery", "decide_step"]
 
 log = logging.getLogger("tocsin.engine")
+
+_P = TypeVar("_P")
+
+
+class OutboxDelivery(Protocol[_P]):
+    """What the engine hands claimed outbox rows to.
+
+    ``prepare`` runs inside the claim's transaction, so what it reads and cancels commits with
+    the claim (rows an acknowledgement made moot are never sent); ``finish`` sends and records
+    after that commit. A crash between the two leaves the rows claimed: their lease runs out
+    and they are sent again, never lost.
+    """
+
+    async def prepare(self, tx: Tx, rows: Sequence[OutboxRecord]) -> _P: ...
+
+    async def finish(self, prepared: _P) -> None: ...
 
 
 class Engine:
@@ -43,29 +61,23 @@ class Engine:
         store: Store,
         clock: Clock,
         directory: Callable[[], Directory],
-        notifiers: Callable[[], Mapping[str, Notifier]],
+        delivery: OutboxDelivery[Any],
         metrics: EscalationMetrics,
         *,
         owner: str | None = None,
         lease: timedelta = timedelta(seconds=30),
         batch: int = 200,
         poll: timedelta = timedelta(seconds=5),
-        person_details: Callable[[str], dict[str, Any]] | None = None,
-        links: Callable[[IncidentRecord, OutboxRecord], dict[str, str]] | None = None,
-        policy: Callable[[], DeliveryPolicy] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.directory = directory
-        self.notifiers = notifiers
+        self.delivery = delivery
         self.metrics = metrics
         self.owner = owner or f"tocsin-{uuid.uuid4().hex[:8]}"
         self.lease = lease
         self.batch = batch
         self.poll = poll
-        self.dispatcher = OutboxDispatcher(
-            store, clock, notifiers, directory, metrics, policy, person_details, links
-        )
         self._wake = asyncio.Event()
         self._stopping = False
         self.on_change: Callable[[], None] | None = None
@@ -84,9 +96,9 @@ class Engine:
         while True:
             async with self.store.transaction() as tx:
                 rows = await tx.claim_outbox(now, self.owner, now + self.lease, self.batch)
-                prepared = await self.dispatcher.prepare(tx, rows) if rows else None
-            if prepared is not None:
-                await self.dispatcher.finish(prepared)
+                prepared = await self.delivery.prepare(tx, rows) if rows else None
+            if rows:
+                await self.delivery.finish(prepared)
             if len(rows) < self.batch:
                 break
         return await self.store.next_due()

@@ -16,15 +16,17 @@ import tenacity.wait
 from pydantic import ValidationError
 
 from adapters.config import AdaptersConfig, DispatchConfig, RateLimit
-from adapters.dispatch import CircuitBreaker, ConfiguredPolicy, SlidingWindow
-from escalation.engine.notifier import DeliveryResult
-from escalation.incidents.model import OutboxRecord
+from adapters.delivery.limits import CircuitBreaker, SlidingWindow
+from adapters.delivery.notifier import DeliveryResult, FailureReason
+from adapters.delivery.policy import ConfiguredPolicy
+from adapters.delivery.retry import RETRY_TABLE, Verdict, verdict
+from escalation.incidents.model import OutboxRecord, OutboxState
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
 M = timedelta(minutes=1)
 
-RETRY = DeliveryResult(ok=False, retryable=True, error="HTTP 503")
+RETRY = DeliveryResult(ok=False, reason=FailureReason.RETRYABLE, error="HTTP 503")
 
 
 def row(
@@ -199,8 +201,12 @@ def test_retry_delay_with_real_jitter_stays_in_bounds() -> None:
 
 def test_retry_after_is_a_minimum(jitter_low: None) -> None:
     p = policy(backoff_initial="2s", backoff_max="30s", deadline={})
-    later = DeliveryResult(ok=False, retryable=True, error="HTTP 429", retry_after=45.0)
-    sooner = DeliveryResult(ok=False, retryable=True, error="HTTP 429", retry_after=0.5)
+    later = DeliveryResult(
+        ok=False, reason=FailureReason.RATE_LIMITED, error="HTTP 429", retry_after=45.0
+    )
+    sooner = DeliveryResult(
+        ok=False, reason=FailureReason.RATE_LIMITED, error="HTTP 429", retry_after=0.5
+    )
     assert p.retry_delay(row(), 1, later, T0) == 45.0
     assert p.retry_delay(row(), 3, sooner, T0) == 8.0  # never sooner than the backoff either
     # Retry-After may exceed backoff_max: the provider's word wins.
@@ -222,7 +228,9 @@ def test_retry_delay_gives_up_past_the_channel_deadline(jitter_low: None) -> Non
     assert p.retry_delay(r, 1, RETRY, T0 + 4 * M + 58 * S) == 2.0  # lands exactly on 5m
     assert p.retry_delay(r, 1, RETRY, T0 + 4 * M + 59 * S) is None
     # Retry-After that would land past the deadline: give up now.
-    wait = DeliveryResult(ok=False, retryable=True, error="HTTP 429", retry_after=120.0)
+    wait = DeliveryResult(
+        ok=False, reason=FailureReason.RATE_LIMITED, error="HTTP 429", retry_after=120.0
+    )
     assert p.retry_delay(r, 1, wait, T0 + 3 * M + S) is None
     assert p.retry_delay(r, 1, wait, T0 + 3 * M) == 120.0  # lands exactly on 5m
     # Channels without a deadline are bounded by max_attempts only.
@@ -399,3 +407,68 @@ def test_dispatch_config_rejects_typos_and_bad_values() -> None:
     )
     assert cfg.dispatch.person_rate == RateLimit(count=3, per=10 * M)
     assert cfg.dispatch.bundle_window == 45 * S
+
+
+# -- the retry table ----------------------------------------------------------------------------
+
+
+def test_the_retry_table_has_a_rule_for_every_failure_reason() -> None:
+    assert set(RETRY_TABLE) == set(FailureReason)
+
+
+@pytest.mark.parametrize(
+    ("reason", "asks", "expected"),
+    [
+        (FailureReason.RETRYABLE, True, Verdict(OutboxState.PENDING, "retry", 5.0)),
+        (FailureReason.RATE_LIMITED, True, Verdict(OutboxState.PENDING, "retry", 5.0)),
+        (FailureReason.PERMANENT, False, Verdict(OutboxState.FAILED, "failed")),
+        (FailureReason.UNKNOWN_OUTCOME, False, Verdict(OutboxState.UNKNOWN, "unknown")),
+    ],
+)
+def test_each_failure_reason_is_retried_or_settled_per_the_table(
+    reason: FailureReason, asks: bool, expected: Verdict
+) -> None:
+    asked: list[bool] = []
+
+    def delay() -> float | None:
+        asked.append(True)
+        return 5.0
+
+    assert verdict(DeliveryResult(ok=False, reason=reason, error="x"), delay) == expected
+    # The policy's spacing is consulted only for reasons a later attempt may cure.
+    assert bool(asked) is asks
+
+
+@pytest.mark.parametrize("reason", [FailureReason.RETRYABLE, FailureReason.RATE_LIMITED])
+def test_a_spent_retry_budget_fails_the_row(reason: FailureReason) -> None:
+    result = DeliveryResult(ok=False, reason=reason, error="x")
+    assert verdict(result, lambda: None) == Verdict(OutboxState.FAILED, "failed")
+
+
+def test_success_is_sent_without_asking_for_a_delay() -> None:
+    def delay() -> float | None:
+        raise AssertionError("no delay for a success")
+
+    assert verdict(DeliveryResult(ok=True), delay) == Verdict(OutboxState.SENT, "sent")
+
+
+def test_a_failure_without_a_reason_is_permanent_and_a_success_has_none() -> None:
+    failed = DeliveryResult(ok=False, error="x")
+    assert (failed.reason, failed.retryable, failed.unknown) == (
+        FailureReason.PERMANENT,
+        False,
+        False,
+    )
+    limited = DeliveryResult(ok=False, reason=FailureReason.RATE_LIMITED)
+    assert (limited.retryable, limited.unknown) == (True, False)
+    assert DeliveryResult(ok=False, reason=FailureReason.UNKNOWN_OUTCOME).unknown is True
+    with pytest.raises(ValueError, match="no failure reason"):
+        DeliveryResult(ok=True, reason=FailureReason.RETRYABLE)
+
+
+def test_rate_limited_waits_at_least_as_long_as_the_provider_asked(jitter_low: None) -> None:
+    p = policy(backoff_initial="1s", backoff_max="2m", max_attempts=5, deadline={})
+    limited = DeliveryResult(ok=False, reason=FailureReason.RATE_LIMITED, retry_after=40.0)
+    assert verdict(limited, lambda: p.retry_delay(row(), 1, limited, T0)) == Verdict(
+        OutboxState.PENDING, "retry", 40.0
+    )

@@ -23,11 +23,12 @@ import tenacity.wait
 from prometheus_client import CollectorRegistry
 
 from adapters.config import DispatchConfig
-from adapters.dispatch import ConfiguredPolicy
+from adapters.delivery.dispatcher import OutboxDispatcher
+from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
+from adapters.delivery.policy import ConfiguredPolicy, SimplePolicy
+from adapters.delivery.stages import Bundle, Chain, OneAtATime, Round
 from escalation.engine.clock import VirtualClock
-from escalation.engine.dispatch import OutboxDispatcher
 from escalation.engine.metrics import EscalationMetrics
-from escalation.engine.notifier import Delivery, DeliveryResult
 from escalation.incidents.directory import Directory
 from escalation.incidents.model import Changes, IncidentRecord, OutboxRecord, OutboxState, Status
 from escalation.oncall.people import Person
@@ -39,10 +40,13 @@ S = timedelta(seconds=1)
 M = timedelta(minutes=1)
 
 OK = DeliveryResult(ok=True)
-RETRY = DeliveryResult(ok=False, retryable=True, error="HTTP 503")
+RETRY = DeliveryResult(ok=False, reason=FailureReason.RETRYABLE, error="HTTP 503")
 PERMANENT = DeliveryResult(ok=False, error="Twilio 21211: invalid 'To' number")
 UNKNOWN = DeliveryResult(
-    ok=False, unknown=True, error="timed out after the call was placed", provider_id="CA1"
+    ok=False,
+    reason=FailureReason.UNKNOWN_OUTCOME,
+    error="timed out after the call was placed",
+    provider_id="CA1",
 )
 
 PEOPLE = {
@@ -295,7 +299,9 @@ async def test_retryable_failure_is_retried_after_the_policy_delay(world: World)
 async def test_retry_after_is_honoured(world: World) -> None:
     await world.add(incident(), page("bob", "sms"))
     world.notifiers["sms"].script.append(
-        DeliveryResult(ok=False, retryable=True, error="HTTP 429", retry_after=90.0)
+        DeliveryResult(
+            ok=False, reason=FailureReason.RATE_LIMITED, error="HTTP 429", retry_after=90.0
+        )
     )
     await world.tick()
     assert (await world.row(BOB_SMS)).not_before == T0 + 90 * S
@@ -751,3 +757,70 @@ async def test_the_channel_limit_holds_within_one_claim(world: World) -> None:
     assert len(world.notifiers["pagerduty"].calls) == 3
     await world.tick(T0 + M)
     assert len(world.notifiers["pagerduty"].calls) == 5
+
+
+# -- the chain of stages ------------------------------------------------------------------------
+
+
+def test_the_stages_run_in_delivery_order(world: World) -> None:
+    assert world.dispatcher.stages.names() == [
+        "DropMoot",
+        "HoldForBundling",
+        "RateLimit",
+        "Route",
+        "Breaker",
+        "Reserve",
+        "Compose",
+        "Send",
+        "Classify",
+        "Retry",
+        "Record",
+    ]
+
+
+class Tagger:
+    """A stage that notes which bundles it saw, in a log shared by the stages of one test."""
+
+    def __init__(self, name: str, seen: list[tuple[str, str]]) -> None:
+        self.name = name
+        self.seen = seen
+
+    async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        self.seen += [(self.name, b.head.id) for b in bundles]
+        return bundles
+
+
+async def test_gates_take_one_bundle_at_a_time_and_the_rest_take_them_all() -> None:
+    seen: list[tuple[str, str]] = []
+    chain = Chain(
+        OneAtATime(Chain(Tagger("limit", seen), Tagger("breaker", seen))),
+        Tagger("send", seen),
+    )
+    a, b = page("alice", "sms"), page("bob", "sms")
+    rnd = Round({}, {}, {}, set(), SimplePolicy(), T0)
+    out = await chain(rnd, [Bundle([a]), Bundle([b])])
+    assert [x.head.id for x in out] == [a.id, b.id]
+    # Each bundle passes every gate before the next one starts (so it sees the slots the
+    # previous one reserved); the send stage then gets them all at once.
+    assert seen == [
+        ("limit", a.id),
+        ("breaker", a.id),
+        ("limit", b.id),
+        ("breaker", b.id),
+        ("send", a.id),
+        ("send", b.id),
+    ]
+    assert chain.names() == ["Tagger", "Tagger", "Tagger"]
+
+
+async def test_a_held_bundle_passes_the_later_gates_untouched(world: World) -> None:
+    # Rate limited first: no adapter lookup, no breaker probe, no slot reserved, no send.
+    world.configure(person_rate={"count": 1, "per": "10m"})
+    b = Bundle([page("bob", "sms")])
+    rnd = Round({}, {}, {}, set(), world.dispatcher.policy(), T0)
+    rnd.policy.sent(b.head, T0)
+    stages = world.dispatcher.stages.stages[0]
+    assert isinstance(stages, OneAtATime)
+    (after,) = await Chain(*stages.chain.stages[1:])(rnd, [b])
+    assert after.hold is not None and after.hold.why == "rate limited"
+    assert (after.notifier, after.delivery, after.result) == (None, None, None)

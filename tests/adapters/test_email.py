@@ -21,12 +21,12 @@ import aiosmtplib
 import pytest
 
 from adapters.config import AdaptersConfig, EmailConfig
+from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
 from adapters.email import EmailNotifier, build
 from adapters.email.links import LinkClaims, LinkSigner
 from adapters.email.sender import classify_error
 from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
 from escalation.engine.clock import VirtualClock
-from escalation.engine.notifier import Delivery, DeliveryResult
 from escalation.incidents.model import IncidentRecord, OutboxRecord, Status
 from tests.fakes.smtp import SilentServer, SmtpServer, TestTLS, free_port
 
@@ -359,11 +359,13 @@ async def test_links_expire_by_the_runtime_clock(smtp: SmtpServer) -> None:
 async def test_person_without_email_is_a_permanent_failure(smtp: SmtpServer) -> None:
     d = Delivery(row(person="bob"), incident(), {"name": "Bob"}, {})
     result = await notifier(smtp.host, smtp.port).notify(d)
-    assert result == DeliveryResult(ok=False, retryable=False, error="no email address for bob")
+    assert result == DeliveryResult(
+        ok=False, reason=FailureReason.PERMANENT, error="no email address for bob"
+    )
     bad = Delivery(row(person="eve"), incident(), {"email": "eve@x\r\nBcc: y@z"}, {})
     result = await notifier(smtp.host, smtp.port).notify(bad)
     assert result == DeliveryResult(
-        ok=False, retryable=False, error="invalid email address for eve"
+        ok=False, reason=FailureReason.PERMANENT, error="invalid email address for eve"
     )
     assert smtp.messages == []
 
@@ -385,7 +387,7 @@ async def test_bad_password_is_permanent_and_names_no_secret() -> None:
         result = await n.notify(page())
         assert result == DeliveryResult(
             ok=False,
-            retryable=False,
+            reason=FailureReason.PERMANENT,
             error="authentication failed: SMTP 535 5.7.8 Authentication credentials invalid",
         )
         # aiosmtplib may try each advertised mechanism (PLAIN, then LOGIN): all refused.
@@ -430,7 +432,7 @@ async def test_refusing_required_starttls_is_permanent(tls: TestTLS) -> None:
         result = await notifier(server.host, server.port, start_tls=False).notify(page())
         assert result == DeliveryResult(
             ok=False,
-            retryable=False,
+            reason=FailureReason.PERMANENT,
             error="sender refused: SMTP 530 Must issue a STARTTLS command first",
         )
 
@@ -466,7 +468,9 @@ async def test_a_server_that_never_answers_times_out_retryable() -> None:
     async with SilentServer() as silent:
         result = await notifier(silent.host, silent.port, timeout="1s").notify(page())
     assert result == DeliveryResult(
-        ok=False, retryable=True, error="timeout: Timed out waiting for server ready message"
+        ok=False,
+        reason=FailureReason.RETRYABLE,
+        error="timeout: Timed out waiting for server ready message",
     )
 
 
@@ -477,7 +481,9 @@ async def test_a_server_that_never_answers_times_out_retryable() -> None:
             "rcpt_reply",
             "550 5.1.1 no such user",
             DeliveryResult(
-                ok=False, retryable=False, error="recipient refused: SMTP 550 5.1.1 no such user"
+                ok=False,
+                reason=FailureReason.PERMANENT,
+                error="recipient refused: SMTP 550 5.1.1 no such user",
             ),
         ),
         (
@@ -485,7 +491,7 @@ async def test_a_server_that_never_answers_times_out_retryable() -> None:
             "450 4.2.0 greylisted, try later",
             DeliveryResult(
                 ok=False,
-                retryable=True,
+                reason=FailureReason.RETRYABLE,
                 error="recipient refused: SMTP 450 4.2.0 greylisted, try later",
             ),
         ),
@@ -493,21 +499,27 @@ async def test_a_server_that_never_answers_times_out_retryable() -> None:
             "data_reply",
             "451 4.3.0 try again later",
             DeliveryResult(
-                ok=False, retryable=True, error="SMTPDataError: SMTP 451 4.3.0 try again later"
+                ok=False,
+                reason=FailureReason.RETRYABLE,
+                error="SMTPDataError: SMTP 451 4.3.0 try again later",
             ),
         ),
         (
             "data_reply",
             "554 5.7.1 rejected as spam",
             DeliveryResult(
-                ok=False, retryable=False, error="SMTPDataError: SMTP 554 5.7.1 rejected as spam"
+                ok=False,
+                reason=FailureReason.PERMANENT,
+                error="SMTPDataError: SMTP 554 5.7.1 rejected as spam",
             ),
         ),
         (
             "hang_up_on_data",
             True,
             DeliveryResult(
-                ok=False, retryable=True, error="connection failed: Unexpected EOF received"
+                ok=False,
+                reason=FailureReason.RETRYABLE,
+                error="connection failed: Unexpected EOF received",
             ),
         ),
     ],
@@ -521,42 +533,42 @@ async def test_server_replies_map_to_retryable_or_permanent(
 
 
 @pytest.mark.parametrize(
-    ("exc", "retryable", "error"),
+    ("exc", "reason", "error"),
     [
         (
             aiosmtplib.SMTPAuthenticationError(454, "4.7.0 Temporary authentication failure"),
-            True,
+            FailureReason.RETRYABLE,
             "authentication failed: SMTP 454 4.7.0 Temporary authentication failure",
         ),
         (
             aiosmtplib.SMTPConnectResponseError(421, "4.3.2 shutting down"),
-            True,
+            FailureReason.RETRYABLE,
             "SMTPConnectResponseError: SMTP 421 4.3.2 shutting down",
         ),
         (
             aiosmtplib.SMTPConnectResponseError(554, "5.7.1 go away"),
-            False,
+            FailureReason.PERMANENT,
             "SMTPConnectResponseError: SMTP 554 5.7.1 go away",
         ),
         (
             aiosmtplib.SMTPException("SMTP STARTTLS extension not supported by server."),
-            False,
+            FailureReason.PERMANENT,
             "SMTPException: SMTP STARTTLS extension not supported by server.",
         ),
         (
             aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"),
-            True,
+            FailureReason.RETRYABLE,
             "timeout: Timed out waiting for server response",
         ),
         (
             ConnectionResetError(104, "Connection reset by peer"),
-            True,
+            FailureReason.RETRYABLE,
             "ConnectionResetError: [Errno 104] Connection reset by peer",
         ),
     ],
 )
-def test_classify_error(exc: BaseException, retryable: bool, error: str) -> None:
-    assert classify_error(exc) == DeliveryResult(ok=False, retryable=retryable, error=error)
+def test_classify_error(exc: BaseException, reason: FailureReason, error: str) -> None:
+    assert classify_error(exc) == DeliveryResult(ok=False, reason=reason, error=error)
 
 
 # -- building -----------------------------------------------------------------------------------

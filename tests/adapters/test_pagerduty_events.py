@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from adapters.config import PagerDutyConfig
+from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
 from adapters.pagerduty import build
 from adapters.pagerduty.events import (
     MAX_EVENT_BYTES,
@@ -28,7 +29,6 @@ from adapters.pagerduty.events import (
 from adapters.pagerduty.tls import config_ssl_context
 from adapters.registry import AdapterContext
 from escalation.engine.clock import VirtualClock
-from escalation.engine.notifier import Delivery, DeliveryResult
 from escalation.incidents.model import IncidentRecord, OutboxRecord, Status
 from tests.fakes.pagerduty import FakePagerDuty, Scripted
 
@@ -286,50 +286,56 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize(
-    ("answer", "ok", "retryable", "retry_after", "error"),
+    ("answer", "ok", "reason", "retry_after", "error"),
     [
-        (None, True, False, None, ""),
+        (None, True, None, None, ""),
         (
             Scripted.invalid("Length of 'routing_key' is incorrect (should be 32 characters)"),
             False,
-            False,
+            FailureReason.PERMANENT,
             None,
             "PagerDuty rejected the event (HTTP 400): Event object is invalid: "
             "Length of 'routing_key' is incorrect (should be 32 characters)",
         ),
-        (Scripted(404, {"error": "not found"}), False, False, None, "PagerDuty answered HTTP 404"),
+        (
+            Scripted(404, {"error": "not found"}),
+            False,
+            FailureReason.PERMANENT,
+            None,
+            "PagerDuty answered HTTP 404",
+        ),
         (
             Scripted.rate_limited("7"),
             False,
-            True,
+            FailureReason.RATE_LIMITED,
             7.0,
             "rate limited by PagerDuty (HTTP 429): Too many API calls at a time.",
         ),
         (
             Scripted.rate_limited(),
             False,
-            True,
+            FailureReason.RATE_LIMITED,
             None,
             "rate limited by PagerDuty (HTTP 429): Too many API calls at a time.",
         ),
         (
             Scripted.error(500),
             False,
-            True,
+            FailureReason.RETRYABLE,
             None,
             "PagerDuty answered HTTP 500: Internal Server Error: try again later",
         ),
         (
             Scripted(502, b"<html>bad gateway</html>"),
             False,
-            True,
+            FailureReason.RETRYABLE,
             None,
             "PagerDuty answered HTTP 502",
         ),
         (
             Scripted(503, None, {"Retry-After": "30"}),
             False,
-            True,
+            FailureReason.RETRYABLE,
             30.0,
             "PagerDuty answered HTTP 503",
         ),
@@ -341,7 +347,7 @@ async def test_status_decision_table(
     make_notifier: MakeNotifier,
     answer: Scripted | None,
     ok: bool,
-    retryable: bool,
+    reason: FailureReason | None,
     retry_after: float | None,
     error: str,
 ) -> None:
@@ -350,7 +356,7 @@ async def test_status_decision_table(
     result = await make_notifier().notify(delivery())
 
     provider_id = INC_ID if ok else ""
-    assert result == DeliveryResult(ok, retryable, False, error, provider_id, retry_after)
+    assert result == DeliveryResult(ok, reason, error, provider_id, retry_after)
     assert len(fake.event_requests) == 1
     # A scripted failure is not ingested: PagerDuty opened nothing.
     assert len(fake.alerts) == (1 if ok else 0)
@@ -361,7 +367,9 @@ async def test_network_error_is_retryable(make_notifier: MakeNotifier) -> None:
     result = await n.notify(delivery())
 
     assert result == DeliveryResult(
-        ok=False, retryable=True, error="network error talking to PagerDuty (ClientConnectorError)"
+        ok=False,
+        reason=FailureReason.RETRYABLE,
+        error="network error talking to PagerDuty (ClientConnectorError)",
     )
 
 
@@ -372,7 +380,7 @@ async def test_timeout_is_retryable_because_dedup_makes_a_repeat_safe(
     result = await make_notifier(timeout=0.2).notify(delivery())
 
     assert result == DeliveryResult(
-        ok=False, retryable=True, error="no answer from PagerDuty within 0.2s"
+        ok=False, reason=FailureReason.RETRYABLE, error="no answer from PagerDuty within 0.2s"
     )
     # The repeat lands on the same alert: still exactly one open at the fake.
     second = await make_notifier(timeout=2).notify(delivery())

@@ -20,6 +20,7 @@ import pytest
 from pydantic import SecretStr
 
 from adapters.config import AdaptersConfig, PhoneConfig
+from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
 from adapters.phone import CallNotifier, SmsNotifier, build
 from adapters.phone.codes import SmsReply, parse_reply
 from adapters.phone.notifiers import sms_body, voice_page
@@ -37,7 +38,6 @@ from adapters.phone.twiml import (
 )
 from adapters.registry import AdapterContext, build_notifiers
 from escalation.engine.clock import VirtualClock
-from escalation.engine.notifier import Delivery, DeliveryResult
 from escalation.incidents.model import IncidentRecord, OutboxRecord, Status
 from tests.fakes.twilio import (
     ACCOUNT_SID,
@@ -481,7 +481,7 @@ async def test_a_person_without_a_phone_fails_permanently_without_a_request(
             Scripted(429, 20429, "Too Many Requests", {"Retry-After": "7"}),
             DeliveryResult(
                 ok=False,
-                retryable=True,
+                reason=FailureReason.RATE_LIMITED,
                 error="twilio call 429 20429: Too Many Requests",
                 retry_after=7.0,
             ),
@@ -492,7 +492,7 @@ async def test_a_person_without_a_phone_fails_permanently_without_a_request(
             ),
             DeliveryResult(
                 ok=False,
-                retryable=True,
+                reason=FailureReason.RATE_LIMITED,
                 error="twilio call 429 20429: Too Many Requests",
                 retry_after=90.0,
             ),
@@ -500,13 +500,17 @@ async def test_a_person_without_a_phone_fails_permanently_without_a_request(
         (
             Scripted(500, 20500, "Internal Server Error"),
             DeliveryResult(
-                ok=False, retryable=True, error="twilio call 500 20500: Internal Server Error"
+                ok=False,
+                reason=FailureReason.RETRYABLE,
+                error="twilio call 500 20500: Internal Server Error",
             ),
         ),
         (
             Scripted(503, 20503, "Service Unavailable"),
             DeliveryResult(
-                ok=False, retryable=True, error="twilio call 503 20503: Service Unavailable"
+                ok=False,
+                reason=FailureReason.RETRYABLE,
+                error="twilio call 503 20503: Service Unavailable",
             ),
         ),
         (
@@ -560,7 +564,7 @@ async def test_a_call_timing_out_after_the_request_was_sent_is_unknown(
     result = await CallNotifier(make_provider(timeout=timedelta(seconds=0.5))).notify(delivery())
     assert result == DeliveryResult(
         ok=False,
-        unknown=True,
+        reason=FailureReason.UNKNOWN_OUTCOME,
         error="twilio call: timed out after the request was sent; it may be ringing",
     )
     assert len(fake.calls) == 1  # Twilio did create it: a blind retry would ring twice
@@ -584,7 +588,9 @@ async def test_a_text_timing_out_is_retryable(fake: FakeTwilio, make_provider: M
     result = await SmsNotifier(make_provider(timeout=timedelta(seconds=0.5))).notify(
         delivery("page", "sms")
     )
-    assert result == DeliveryResult(ok=False, retryable=True, error="twilio sms: timed out")
+    assert result == DeliveryResult(
+        ok=False, reason=FailureReason.RETRYABLE, error="twilio sms: timed out"
+    )
 
 
 def _closed_port() -> int:

@@ -15,10 +15,10 @@ import pytest
 from pydantic import SecretStr
 
 from adapters.config import AdaptersConfig, WebhookConfig, WebhookEndpoint
+from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
 from adapters.registry import AdapterContext, build_notifiers
 from adapters.webhook import WebhookNotifier, build, sign
 from escalation.engine.clock import VirtualClock
-from escalation.engine.notifier import Delivery, DeliveryResult
 from escalation.incidents.model import AlertRecord, IncidentRecord, OutboxRecord, Status
 from tests.fakes.webhook_sink import Reply, WebhookSink
 
@@ -206,23 +206,38 @@ async def test_configured_headers_cannot_replace_the_signature(
         (
             Reply(429, {"Retry-After": "30"}),
             DeliveryResult(
-                ok=False, retryable=True, error="webhook ops: HTTP 429", retry_after=30.0
+                ok=False,
+                reason=FailureReason.RATE_LIMITED,
+                error="webhook ops: HTTP 429",
+                retry_after=30.0,
             ),
         ),
         (
             Reply(429, {"Retry-After": "Sun, 22 Nov 2026 13:02:00 GMT"}),
             DeliveryResult(
-                ok=False, retryable=True, error="webhook ops: HTTP 429", retry_after=120.0
+                ok=False,
+                reason=FailureReason.RATE_LIMITED,
+                error="webhook ops: HTTP 429",
+                retry_after=120.0,
             ),
         ),
         (
             Reply(503, {"Retry-After": "5"}),
             DeliveryResult(
-                ok=False, retryable=True, error="webhook ops: HTTP 503", retry_after=5.0
+                ok=False,
+                reason=FailureReason.RETRYABLE,
+                error="webhook ops: HTTP 503",
+                retry_after=5.0,
             ),
         ),
-        (Reply(500), DeliveryResult(ok=False, retryable=True, error="webhook ops: HTTP 500")),
-        (Reply(502), DeliveryResult(ok=False, retryable=True, error="webhook ops: HTTP 502")),
+        (
+            Reply(500),
+            DeliveryResult(ok=False, reason=FailureReason.RETRYABLE, error="webhook ops: HTTP 500"),
+        ),
+        (
+            Reply(502),
+            DeliveryResult(ok=False, reason=FailureReason.RETRYABLE, error="webhook ops: HTTP 502"),
+        ),
         (Reply(400), DeliveryResult(ok=False, error="webhook ops: HTTP 400")),
         (Reply(401), DeliveryResult(ok=False, error="webhook ops: HTTP 401")),
         (Reply(404), DeliveryResult(ok=False, error="webhook ops: HTTP 404")),
@@ -246,7 +261,7 @@ async def test_a_timeout_is_retryable(sink: WebhookSink, make: Make) -> None:
     sink.script(Reply(200, hang=3.0))
     ep = endpoint(sink.url, timeout=timedelta(seconds=0.3))
     assert await make(ops=ep).notify(delivery()) == DeliveryResult(
-        ok=False, retryable=True, error="webhook ops: timed out"
+        ok=False, reason=FailureReason.RETRYABLE, error="webhook ops: timed out"
     )
 
 
@@ -262,7 +277,7 @@ async def test_connection_refused_is_retryable_and_names_no_url(make: Make) -> N
     url = f"http://127.0.0.1:{_closed_port()}/hooks/secret-path-token"
     result = await make(ops=endpoint(url)).notify(delivery())
     assert result == DeliveryResult(
-        ok=False, retryable=True, error="webhook ops: Connection refused"
+        ok=False, reason=FailureReason.RETRYABLE, error="webhook ops: Connection refused"
     )
 
 
@@ -273,7 +288,10 @@ async def test_a_retry_after_a_partial_failure_goes_only_where_it_failed(
     other_sink.script(Reply(503, {"Retry-After": "10"}))
     first = await notifier.notify(delivery())
     assert first == DeliveryResult(
-        ok=False, retryable=True, error="webhook tickets: HTTP 503", retry_after=10.0
+        ok=False,
+        reason=FailureReason.RETRYABLE,
+        error="webhook tickets: HTTP 503",
+        retry_after=10.0,
     )
     second = await notifier.notify(delivery())
     assert second == DeliveryResult(ok=True, provider_id="chat,tickets")

@@ -259,7 +259,9 @@ async def test_a_replica_whose_lease_ran_out_does_not_fire_the_step_again(
         assert fired == 1
 
         # The slow replica wakes up and fires what it claimed: nothing happens.
-        slow = Engine(rt.store, clock, lambda: rt.directory, dict, rt.esc_metrics, owner="slow")
+        slow = Engine(
+            rt.store, clock, lambda: rt.directory, rt.dispatcher, rt.esc_metrics, owner="slow"
+        )
         clock.set(due + timedelta(seconds=12))
         await slow._fire(claimed)  # the stalled replica's next statement after its claim
         assert await rt.store.timeline(inc) == timeline

@@ -1,94 +1,91 @@
-"""The configured delivery policy: retry spacing (tenacity), rate limits, bundling, breakers.
+"""What protects people and providers: bundling, retry spacing, rate limits, breakers.
 
-All counters here are per process: with several replicas each one enforces the limits on what it
-sends, so the effective ceiling is replicas x limit (documented in the README).
+The dispatcher's stages ask a ``DeliveryPolicy``; all in-process state lives behind it.
+``ConfiguredPolicy`` is the configured one (tenacity's jittered exponential backoff, sliding
+windows per channel and per person, one breaker per channel); ``SimplePolicy`` has no limits.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import tenacity
 
-from adapters.config import DispatchConfig, RateLimit
-from escalation.engine.notifier import DeliveryResult
+from adapters.config import DispatchConfig
+from adapters.delivery.limits import CircuitBreaker, SlidingWindow
+from adapters.delivery.notifier import DeliveryResult
 from escalation.incidents.model import OutboxRecord
 
-__all__ = ["CircuitBreaker", "ConfiguredPolicy", "SlidingWindow"]
+__all__ = ["ConfiguredPolicy", "DeliveryPolicy", "SimplePolicy"]
 
 
-class SlidingWindow:
-    """At most ``count`` events per ``per``; tells when the next one fits."""
+class DeliveryPolicy(Protocol):
+    """Decisions the dispatcher asks for; all in-process state lives behind this."""
 
-    def __init__(self, limit: RateLimit) -> None:
-        self.count = limit.count
-        self.per = limit.per
-        self._events: dict[str, deque[datetime]] = defaultdict(deque)
+    bundle_window: timedelta
 
-    def next_slot(self, key: str, now: datetime) -> datetime | None:
-        """None if an event may happen now, else when the oldest counted one expires."""
-        q = self._events[key]
-        while q and q[0] <= now - self.per:
-            q.popleft()
-        if len(q) < self.count:
-            return None
-        return q[0] + self.per
+    def bundles(self, channel: str) -> bool:
+        """Whether pages to one person on ``channel`` may be folded into one message."""
 
-    def add(self, key: str, now: datetime) -> None:
-        self._events[key].append(now)
+    def retry_delay(
+        self, row: OutboxRecord, attempts: int, result: DeliveryResult, now: datetime
+    ) -> float | None:
+        """Seconds until the next attempt, or None to give up (attempts or deadline spent)."""
 
+    def admit(self, row: OutboxRecord, now: datetime) -> datetime | None:
+        """None to send now; else the earliest instant a rate limit allows it."""
 
-class CircuitBreaker:
-    """Opens after ``failures`` consecutive failures; lets one try through after ``reset``.
-
-    Half-open: the first ``available`` call after ``reset`` is the probe and re-arms the
-    breaker, so everyone else keeps waiting until the probe's outcome closes it (success) or
-    opens it for another ``reset`` (failure). A probe that never reports re-arms after ``reset``.
-    """
-
-    def __init__(self, failures: int, reset: timedelta) -> None:
-        self.failures = failures
-        self.reset = reset
-        self._count: dict[str, int] = defaultdict(int)
-        self._opened: dict[str, datetime] = {}
+    def sent(self, row: OutboxRecord, now: datetime) -> None:
+        """Count a send against the rate limits (called as the attempt starts)."""
 
     def available(self, channel: str, now: datetime) -> bool:
-        """May a send go out on ``channel`` now? (Takes the probe slot when half-open.)"""
-        opened = self._opened.get(channel)
-        if opened is None:
-            return True
-        if now < opened + self.reset:
-            return False
-        self._opened[channel] = now  # this caller is the probe; the rest wait for its outcome
+        """False while the channel's circuit breaker is open (True may take the half-open probe)."""
+
+    def outcome(self, channel: str, ok: bool, now: datetime) -> None:
+        """Feed the breaker."""
+
+    def reopens_at(self, channel: str, now: datetime) -> datetime | None:
+        """While the breaker is open, when a try may go again (None: unknown or now)."""
+
+
+class SimplePolicy:
+    """No limits, no bundling, exponential spacing up to five attempts (tests, simulate)."""
+
+    bundle_window = timedelta(0)
+
+    def __init__(self, max_attempts: int = 5) -> None:
+        self.max_attempts = max_attempts
+
+    def bundles(self, channel: str) -> bool:
+        return False
+
+    def retry_delay(
+        self, row: OutboxRecord, attempts: int, result: DeliveryResult, now: datetime
+    ) -> float | None:
+        if attempts >= self.max_attempts:
+            return None
+        return result.retry_after if result.retry_after is not None else min(300.0, 2.0**attempts)
+
+    def admit(self, row: OutboxRecord, now: datetime) -> datetime | None:
+        return None
+
+    def sent(self, row: OutboxRecord, now: datetime) -> None:
+        return None
+
+    def available(self, channel: str, now: datetime) -> bool:
         return True
 
     def outcome(self, channel: str, ok: bool, now: datetime) -> None:
-        """Record a send's result: success closes the breaker, a run of failures opens it."""
-        if ok:
-            self._count[channel] = 0
-            self._opened.pop(channel, None)
-            return
-        self._count[channel] += 1
-        if self._count[channel] >= self.failures:
-            self._opened[channel] = now
-
-    def is_open(self, channel: str, now: datetime) -> bool:
-        """True while sends on ``channel`` are held (no side effect, unlike ``available``)."""
-        return self.reopens_at(channel, now) is not None
+        return None
 
     def reopens_at(self, channel: str, now: datetime) -> datetime | None:
-        """When the next try may go while the breaker is open; None when one may go now."""
-        opened = self._opened.get(channel)
-        if opened is None or now >= opened + self.reset:
-            return None
-        return opened + self.reset
+        return None
 
 
 class ConfiguredPolicy:
-    """A DeliveryPolicy built from ``adapters.dispatch``."""
+    """A DeliveryPolicy built from the ``adapters.dispatch`` configuration section."""
 
     def __init__(self, cfg: DispatchConfig) -> None:
         self.cfg = cfg

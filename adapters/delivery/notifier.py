@@ -1,0 +1,80 @@
+"""The one small protocol a channel implements, and what crosses it.
+
+A channel package exposes ``Notifier``s: ``notify(Delivery) -> DeliveryResult``, one attempt,
+never raising. Every failure a channel meets (an HTTP status, an SMTP reply, a socket error, a
+provider's error code) is mapped into one ``FailureReason`` at the channel's own boundary, the
+way httpx maps its transport's foreign exceptions into its own: the dispatcher's retry table
+then decides what happens next without knowing any provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from escalation.incidents.model import AlertRecord, IncidentRecord, OutboxRecord
+
+__all__ = ["Delivery", "DeliveryResult", "FailureReason", "Notifier"]
+
+
+class FailureReason(StrEnum):
+    """Why an attempt failed, as far as what to do next is concerned."""
+
+    RETRYABLE = "retryable"  # a later attempt may succeed (5xx, timeouts, refused connections)
+    PERMANENT = "permanent"  # needs a person to fix an address or configuration first
+    UNKNOWN_OUTCOME = "unknown outcome"  # the provider may have acted: never blindly repeated
+    RATE_LIMITED = "rate limited"  # the provider asked us to slow down (HTTP 429)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a notifier needs to send one row: the row, its incident, and the recipient's details."""
+
+    row: OutboxRecord
+    incident: IncidentRecord
+    person: Mapping[str, Any] = field(default_factory=dict)  # email, phone, pagerduty_user, name
+    links: Mapping[str, str] = field(default_factory=dict)  # incident URL and the like
+    bundle: tuple[
+        OutboxRecord, ...
+    ] = ()  # further rows to the same person folded into this message
+    bundle_incidents: Mapping[str, IncidentRecord] = field(default_factory=dict)  # their incidents
+    alerts: tuple[AlertRecord, ...] = ()  # the incident's alerts (labels, annotations, links)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """The outcome of one attempt: ok, or a failure with its reason.
+
+    A failure built without a reason is ``PERMANENT``, so a channel has to say so explicitly
+    before anything is retried or treated as possibly delivered.
+    """
+
+    ok: bool
+    reason: FailureReason | None = None
+    error: str = ""
+    provider_id: str = ""
+    retry_after: float | None = None  # seconds the provider asked us to wait (Retry-After)
+
+    def __post_init__(self) -> None:
+        if self.ok and self.reason is not None:
+            raise ValueError("a successful delivery has no failure reason")
+        if not self.ok and self.reason is None:
+            object.__setattr__(self, "reason", FailureReason.PERMANENT)
+
+    @property
+    def retryable(self) -> bool:
+        """A later attempt may succeed."""
+        return self.reason in (FailureReason.RETRYABLE, FailureReason.RATE_LIMITED)
+
+    @property
+    def unknown(self) -> bool:
+        """The provider may have acted (a call placed but the answer lost)."""
+        return self.reason == FailureReason.UNKNOWN_OUTCOME
+
+
+class Notifier(Protocol):
+    """Sends one outbox row over one channel: one attempt, never raising."""
+
+    async def notify(self, delivery: Delivery) -> DeliveryResult: ...

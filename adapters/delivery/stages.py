@@ -1,0 +1,379 @@
+"""The stages one claim's bundles pass through, all with one signature.
+
+A stage takes the round (what the claim read, the policy, the instant) and the bundles still
+travelling, and returns the bundles that travel on, in the way Alertmanager's notify pipeline
+passes alerts from stage to stage. A stage that settles a bundle (held, or failed before any
+send) marks it and passes it on untouched by later gates, so the last stage records everything
+in one write. ``Chain`` runs stages in order; ``OneAtATime`` runs a chain on each bundle in
+turn, so each bundle's gates see the limit slots and breaker probe the previous one took.
+
+Gates never await: every bundle's limit slot is reserved before the first send's await, so
+bundles sent concurrently from one claim cannot all pass the same limit check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason, Notifier
+from adapters.delivery.policy import DeliveryPolicy
+from adapters.delivery.retry import Verdict, verdict
+from escalation.engine.metrics import EscalationMetrics
+from escalation.incidents.directory import Directory
+from escalation.incidents.fallback import fallback_row
+from escalation.incidents.model import (
+    AlertRecord,
+    IncidentRecord,
+    OutboxRecord,
+    OutboxState,
+    Status,
+)
+
+__all__ = [
+    "BUNDLED_KINDS",
+    "Breaker",
+    "Bundle",
+    "Chain",
+    "Classify",
+    "Compose",
+    "DropMoot",
+    "Hold",
+    "HoldForBundling",
+    "OneAtATime",
+    "RateLimit",
+    "Reserve",
+    "Retry",
+    "Round",
+    "Route",
+    "Send",
+    "Stage",
+    "bundled",
+    "falls_back",
+    "pending",
+]
+
+log = logging.getLogger("tocsin.dispatch")
+
+BUNDLED_KINDS = ("page", "reminder")
+# How long to hold rows when the breaker is open but the policy cannot say until when.
+_BREAKER_RECHECK = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Wait until ``until`` without spending an attempt (none was made)."""
+
+    until: datetime
+    why: str
+    note: bool  # also say so on the timeline (the breaker: a person wonders why nothing came)
+
+
+@dataclass
+class Bundle:
+    """Rows to one person on one channel that travel as one message (often a single row)."""
+
+    rows: list[OutboxRecord]
+    hold: Hold | None = None
+    result: DeliveryResult | None = None
+    notifier: Notifier | None = None
+    delivery: Delivery | None = None
+    raised: Exception | None = None  # what the notifier raised instead of answering
+    verdict: Verdict | None = None
+
+    @property
+    def head(self) -> OutboxRecord:
+        return self.rows[0]
+
+    @property
+    def travelling(self) -> bool:
+        """Not yet held or given a result: the gates still apply."""
+        return self.hold is None and self.result is None
+
+
+@dataclass
+class Round:
+    """One claim's delivery: what was read in the claim's transaction, the policy, the instant."""
+
+    incidents: dict[str, IncidentRecord]
+    stored: dict[str, OutboxRecord]
+    alerts: dict[str, list[AlertRecord]]
+    skip: set[str]  # rows cancelled in the claim's transaction (their incident resolved)
+    policy: DeliveryPolicy
+    now: datetime
+
+
+class Stage(Protocol):
+    """One step of delivery: the bundles that travel on."""
+
+    async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]: ...
+
+
+class Chain:
+    """Stages in order, each given what the previous returned."""
+
+    def __init__(self, *stages: Stage) -> None:
+        self.stages = stages
+
+    async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        for stage in self.stages:
+            bundles = await stage(rnd, bundles)
+        return bundles
+
+    def names(self) -> list[str]:
+        """The stages' names in order (what a reader of logs and tests sees)."""
+        return [
+            n for s in self.stages for n in (s.names() if isinstance(s, OneAtATime) else [_n(s)])
+        ]
+
+
+class OneAtATime:
+    """Run ``chain`` on one bundle after another, so each sees what the previous reserved."""
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+
+    async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        out: list[Bundle] = []
+        for b in bundles:
+            out += await self.chain(rnd, [b])
+        return out
+
+    def names(self) -> list[str]:
+        return self.chain.names()
+
+
+def _n(stage: Stage) -> str:
+    return type(stage).__name__
+
+
+def pending(row: OutboxRecord | None) -> bool:
+    return row is not None and row.state == OutboxState.PENDING
+
+
+def falls_back(row: OutboxRecord, inc: IncidentRecord, directory: Directory, now: datetime) -> bool:
+    """Would failing ``row`` now write a fallback row (a page, still triggered, a next channel)?"""
+    return (
+        row.kind == "page"
+        and inc.status == Status.TRIGGERED
+        and fallback_row(row, directory.people.get(row.person), now) is not None
+    )
+
+
+# -- gates: no await in any of them ---------------------------------------------------------
+
+
+class DropMoot:
+    """Drop rows an ack cancelled (or another replica settled) since the claim; fail rows whose
+    incident is gone."""
+
+    async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        out: list[Bundle] = []
+        for b in bundles:
+            rows = [r for r in b.rows if pending(rnd.stored.get(r.id)) and r.id not in rnd.skip]
+            gone = [r for r in rows if r.incident_id not in rnd.incidents]
+            if gone:
+                out.append(Bundle(gone, result=DeliveryResult(False, error="incident not found")))
+            live = [r for r in rows if r.incident_id in rnd.incidents]
+            if live:
+                out.append(Bundle(live))
+        return out
+
+
+class HoldForBundling:
+    """Something went to this person moments ago: hold these and send them together."""
+
+    def __init__(self, last_sent: Mapping[tuple[str, str], datetime]) -> None:
+        self.last_sent = last_sent
+
+    async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        window = rnd.policy.bundle_window
+        for b in bundles:
+            head = b.head
+            if not b.travelling or not (
+                rnd.policy.bundles(head.channel) and head.kind in BUNDLED_KINDS
+            ):
+                continue
+            last = self.last_sent.get((head.person, head.channel))
+            if last is not None and rnd.now < last + window:
+                b.hold = Hold(last + window, "bundling", note=False)
+        return bundles
+
+
+class RateLimit:
+    """Hold what a per-channel or per-person limit does not admit now."""
+
+    def __init__(self, metrics: EscalationMetrics) -> None:
+        self.metrics = metrics
+
+    async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        for b in bundles:
+            until = rnd.policy.admit(b.head, rnd.now) if b.travelling else None
+            if until is not None:
+                self.metrics.notifications.labels(b.head.channel, "rate_limited").inc()
+                b.hold = Hold(until, "rate limited", note=False)
+        return bundles
+
+
+class Route:
+    """Find the channel's notifier; a channel without one fails (and falls back)."""
+
+    def __init__(self, notifiers: Callable[[], Mapping[str, Notifier]]) -> None:
+        self.notifiers = notifiers
+
+    async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        for b in bundles:
+            if not b.travelling:
+                continue
+            b.notifier = self.notifiers().get(b.head.channel)
+            if b.notifier is None:
+                error = f"no adapter is configured for channel {b.head.channel!r}"
+                b.result = DeliveryResult(ok=False, error=error)
+        return bundles
+
+
+class Breaker:
+    """Breaker open: fall back at once where the person has a next channel; hold the rest (no
+    attempt spent) until the breaker lets a try through again."""
+
+    def __init__(self, metrics: EscalationMetrics, directory: Callable[[], Directory]) -> None:
+        self.metrics = metrics
+        self.directory = directory
+
+    async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        out: list[Bundle] = []
+        for b in bundles:
+            channel = b.head.channel
+            if not b.travelling or rnd.policy.available(channel, rnd.now):
+                out.append(b)
+                continue
+            why = f"circuit breaker open for {channel}"
+            d = self.directory()
+            now_fb = [r for r in b.rows if falls_back(r, rnd.incidents[r.incident_id], d, rnd.now)]
+            held = [r for r in b.rows if r not in now_fb]
+            if held:
+                self.metrics.notifications.labels(channel, "breaker_open").inc()
+                reopen = rnd.policy.reopens_at(channel, rnd.now) or rnd.now + _BREAKER_RECHECK
+                out.append(Bundle(held, hold=Hold(reopen, why, note=True)))
+            if now_fb:
+                out.append(Bundle(now_fb, result=DeliveryResult(ok=False, error=why)))
+        return out
+
+
+class Reserve:
+    """Count the send against the rate limits now, before any await."""
+
+    async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        for b in bundles:
+            if b.travelling:
+                rnd.policy.sent(b.head, rnd.now)
+        return bundles
+
+
+class Compose:
+    """Build the message: the head row, its incident and alerts, the rows bundled with it."""
+
+    def __init__(
+        self,
+        person_details: Callable[[str], dict[str, Any]],
+        links: Callable[[IncidentRecord, OutboxRecord], dict[str, str]],
+    ) -> None:
+        self.person_details = person_details
+        self.links = links
+
+    async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        for b in bundles:
+            if not b.travelling:
+                continue
+            head = b.head
+            inc = rnd.incidents[head.incident_id]
+            others = {r.incident_id for r in b.rows[1:]} - {inc.id}
+            b.delivery = Delivery(
+                head,
+                inc,
+                self.person_details(head.person),
+                self.links(inc, head),
+                bundle=tuple(b.rows[1:]),
+                bundle_incidents={i: rnd.incidents[i] for i in others},
+                alerts=tuple(rnd.alerts.get(inc.id, ())),
+            )
+        return bundles
+
+
+# -- the attempt ------------------------------------------------------------------------------
+
+
+class Send:
+    """One attempt per travelling bundle, all concurrently."""
+
+    async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        await asyncio.gather(*(self._one(b) for b in bundles if b.travelling))
+        return bundles
+
+    async def _one(self, b: Bundle) -> None:
+        assert b.notifier is not None and b.delivery is not None
+        try:
+            b.result = await b.notifier.notify(b.delivery)
+        except Exception as e:  # an adapter bug must not stop delivery of everything else
+            b.raised = e
+
+
+class Classify:
+    """Map what came back into a result (a raise is retryable), feed the breaker, and note when
+    something may have reached the person (the bundling window starts there)."""
+
+    def __init__(self, last_sent: dict[tuple[str, str], datetime]) -> None:
+        self.last_sent = last_sent
+
+    async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        for b in bundles:
+            if b.delivery is None:
+                continue  # settled before any attempt: nothing reached the channel
+            head = b.head
+            if b.raised is not None:
+                e = b.raised
+                log.error(
+                    "notifier raised",
+                    exc_info=e,
+                    extra={"channel": head.channel, "outbox": head.id},
+                )
+                error = f"{type(e).__name__}: {e}"
+                b.result = DeliveryResult(ok=False, reason=FailureReason.RETRYABLE, error=error)
+            assert b.result is not None
+            rnd.policy.outcome(head.channel, b.result.ok, rnd.now)
+            if b.result.ok or b.result.unknown:
+                self.last_sent[(head.person, head.channel)] = rnd.now
+        return bundles
+
+
+class Retry:
+    """Look every result up in the retry table (the policy spaces and budgets the retries)."""
+
+    async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        for b in bundles:
+            result = b.result
+            if result is None:
+                continue
+            head = b.head
+
+            def delay(head: OutboxRecord = head, result: DeliveryResult = result) -> float | None:
+                return rnd.policy.retry_delay(head, head.attempts + 1, result, rnd.now)
+
+            b.verdict = verdict(result, delay)
+        return bundles
+
+
+def bundled(rows: Sequence[OutboxRecord], policy: DeliveryPolicy) -> list[Bundle]:
+    """Rows claimed together as bundles: pages to one person and channel travel as one."""
+    groups: dict[tuple[str, str], list[OutboxRecord]] = {}
+    singles: list[Bundle] = []
+    for r in sorted(rows, key=lambda r: (r.not_before, r.created_at, r.id)):
+        if policy.bundles(r.channel) and r.kind in BUNDLED_KINDS:
+            groups.setdefault((r.person, r.channel), []).append(r)
+        else:
+            singles.append(Bundle([r]))
+    return singles + [Bundle(g) for g in groups.values()]
