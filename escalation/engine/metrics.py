@@ -7,70 +7,69 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 __all__ = ["EscalationMetrics"]
 
 _DURATION_BUCKETS = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200)
+_LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 3600)
 
 
 class EscalationMetrics:
     """Counters, gauges and histograms for incidents, steps and the outbox."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
         self.incidents = Counter(
-            "tocsin_incidents_total",
-            "Incidents opened, by severity.",
-            ["severity"],
-            registry=registry,
+            "tocsin_incidents_total", "Incidents opened, by severity.", ["severity"], registry=r
         )
         self.open_incidents = Gauge(
             "tocsin_open_incidents",
             "Incidents not yet resolved, by severity and status.",
             ["severity", "status"],
-            registry=registry,
+            registry=r,
         )
         self.ack_seconds = Histogram(
             "tocsin_incident_ack_seconds",
             "Time from incident open to first acknowledgement (MTTA), by severity.",
             ["severity"],
             buckets=_DURATION_BUCKETS,
-            registry=registry,
+            registry=r,
         )
         self.resolution_seconds = Histogram(
             "tocsin_incident_resolution_time_seconds",
             "Time from incident open to resolution (MTTR), by severity.",
             ["severity"],
             buckets=_DURATION_BUCKETS,
-            registry=registry,
+            registry=r,
         )
         self.sla_breaches = Counter(
             "tocsin_sla_breaches_total",
             "Acknowledgement or resolution later than the matrix target, by kind and severity.",
             ["kind", "severity"],
-            registry=registry,
+            registry=r,
         )
         self.steps_fired = Counter(
             "tocsin_escalation_steps_fired_total",
             "Escalation steps fired, by tier (0-based) and kind.",
             ["tier", "kind"],
-            registry=registry,
+            registry=r,
         )
         self.lateness = Histogram(
             "tocsin_escalation_lateness_seconds",
             "How long after its due time a step fired.",
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 3600),
-            registry=registry,
+            buckets=_LATENESS_BUCKETS,
+            registry=r,
         )
         self.outbox_depth = Gauge(
             "tocsin_outbox_depth",
             "Notifications waiting to be delivered, by channel.",
             ["channel"],
-            registry=registry,
+            registry=r,
         )
         self.notifications = Counter(
             "tocsin_notifications_total",
             "Notification delivery attempts by channel and outcome.",
             ["channel", "outcome"],
-            registry=registry,
+            registry=r,
         )
         self.engine_errors = Counter(
             "tocsin_engine_errors_total",
             "Engine loop iterations that failed (e.g. the store was unavailable).",
-            registry=registry,
+            registry=r,
         )
