@@ -133,7 +133,7 @@ def build_event(
     delivery: Delivery, *, action: str, routing_key: str, public_url: str = ""
 ) -> dict[str, Any]:
     """The Events API v2 body for ``delivery`` (size not yet checked: see ``encode_event``)."""
-    row, inc = delivery.row, delivery.incident
+    inc = delivery.incident
     base: dict[str, Any] = {
         "routing_key": routing_key,
         "dedup_key": inc.id,
@@ -143,20 +143,63 @@ def build_event(
         # Follow-ups need only the key pair; client/links/payload are used on triggers only.
         return base
     url = incident_url(inc, delivery.links, public_url)
-    level_name = str(inc.level.get("name", inc.severity))
-    labels = dict(inc.labels)
     # The Delivery may carry the incident's alerts (labels, annotations, generatorURL).
-    alerts = list(getattr(delivery, "alerts", ()) or ())
-    alert_json = [_alert_json(a) for a in alerts]
-    annotations: list[Mapping[str, str]] = [a["annotations"] for a in alert_json]
-    alert_labels: list[Mapping[str, str]] = [a["labels"] for a in alert_json]
-
+    alert_json = [_alert_json(a) for a in getattr(delivery, "alerts", ()) or ()]
     others = [delivery.bundle_incidents.get(r.incident_id) for r in delivery.bundle]
     others_known = [o for o in others if o is not None and o.id != inc.id]
-    summary = f"[{level_name}] {inc.title}"
+    payload = _payload(delivery, alert_json, others_known)
+    payload["custom_details"] = _details(delivery, url, alert_json, others_known, public_url)
+    links = _links(inc, url, alert_json)
+    event = base | {"payload": payload, "client": "tocsin"}
+    client_url = url or public_url
+    if client_url:
+        event["client_url"] = client_url
+    if links:
+        event["links"] = links
+    return event
+
+
+def _level_name(inc: IncidentRecord) -> str:
+    return str(inc.level.get("name", inc.severity))
+
+
+def _payload(
+    delivery: Delivery, alert_json: list[dict[str, Any]], others_known: list[IncidentRecord]
+) -> dict[str, Any]:
+    """The event's ``payload`` (without ``custom_details``): summary, source, severity, …"""
+    inc = delivery.incident
+    labels = dict(inc.labels)
+    alert_labels: list[Mapping[str, str]] = [a["labels"] for a in alert_json]
+    summary = f"[{_level_name(inc)}] {inc.title}"
     if others_known:
         summary += f" (+{len(others_known)} more incident{'s' if len(others_known) > 1 else ''})"
+    payload: dict[str, Any] = {
+        "summary": truncate_summary(summary),
+        "source": _first(("instance", "host", "job", "service"), labels, *alert_labels) or "tocsin",
+        "severity": pagerduty_severity(inc),
+        "timestamp": inc.opened_at.isoformat(),
+    }
+    component = _first(("service", "component", "job"), labels)
+    group = inc.team or _first(("team", "cluster", "namespace"), labels)
+    klass = _first(("alertname",), labels, *alert_labels)
+    if component:
+        payload["component"] = component
+    if group:
+        payload["group"] = group
+    if klass:
+        payload["class"] = klass
+    return payload
 
+
+def _details(
+    delivery: Delivery,
+    url: str,
+    alert_json: list[dict[str, Any]],
+    others_known: list[IncidentRecord],
+    public_url: str,
+) -> dict[str, Any]:
+    """The event's ``custom_details``: the incident, its labels and alerts, who is paged."""
+    row, inc = delivery.row, delivery.incident
     details: dict[str, Any] = {
         "incident": {
             "id": inc.id,
@@ -164,12 +207,12 @@ def build_event(
             "title": inc.title,
             "status": inc.status.value,
             "severity": inc.severity,
-            "severity_name": level_name,
+            "severity_name": _level_name(inc),
             "team": inc.team,
             "opened_at": inc.opened_at.isoformat(),
             "url": url,
         },
-        "labels": labels,
+        "labels": dict(inc.labels),
         "notification": {
             "tier": row.tier,
             "round": row.round,
@@ -189,30 +232,20 @@ def build_event(
                 "number": o.number,
                 "title": o.title,
                 "severity": o.severity,
-                "severity_name": str(o.level.get("name", o.severity)),
+                "severity_name": _level_name(o),
                 "status": o.status.value,
                 "url": incident_url(o, {}, public_url),
             }
             for o in others_known
         ]
+    return details
 
-    payload: dict[str, Any] = {
-        "summary": truncate_summary(summary),
-        "source": _first(("instance", "host", "job", "service"), labels, *alert_labels) or "tocsin",
-        "severity": pagerduty_severity(inc),
-        "timestamp": inc.opened_at.isoformat(),
-    }
-    component = _first(("service", "component", "job"), labels)
-    group = inc.team or _first(("team", "cluster", "namespace"), labels)
-    klass = _first(("alertname",), labels, *alert_labels)
-    if component:
-        payload["component"] = component
-    if group:
-        payload["group"] = group
-    if klass:
-        payload["class"] = klass
-    payload["custom_details"] = details
 
+def _links(inc: IncidentRecord, url: str, alert_json: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The event's links: the incident, its runbook and the alert's source, where known."""
+    labels = dict(inc.labels)
+    annotations: list[Mapping[str, str]] = [a["annotations"] for a in alert_json]
+    alert_labels: list[Mapping[str, str]] = [a["labels"] for a in alert_json]
     links: list[dict[str, str]] = []
     if url:
         links.append({"href": url, "text": f"tocsin incident #{inc.number}"})
@@ -222,14 +255,7 @@ def build_event(
     generator = next((a["generator_url"] for a in alert_json if a["generator_url"]), "")
     if generator:
         links.append({"href": generator, "text": "Source"})
-
-    event = base | {"payload": payload, "client": "tocsin"}
-    client_url = url or public_url
-    if client_url:
-        event["client_url"] = client_url
-    if links:
-        event["links"] = links
-    return event
+    return links
 
 
 def encode_event(event: dict[str, Any]) -> bytes:

@@ -311,6 +311,34 @@ async def test_a_permanent_failure_on_one_endpoint_is_not_retried(
     assert len(sink.received) == len(other_sink.received) == 1
 
 
+@pytest.mark.parametrize(
+    ("chat", "tickets", "reason", "wait"),
+    [
+        (Reply(429, {"Retry-After": "5"}), Reply(429, {"Retry-After": "20"}), "RATE_LIMITED", 20.0),
+        (Reply(429, {"Retry-After": "5"}), Reply(503), "RETRYABLE", 5.0),
+        (Reply(429), Reply(400), "RATE_LIMITED", None),
+        (Reply(404), Reply(400), "PERMANENT", None),
+    ],
+    ids=["both-429", "429-and-503", "429-and-400", "both-4xx"],
+)
+async def test_failures_at_several_endpoints_combine_into_one_reason(
+    sink: WebhookSink,
+    other_sink: WebhookSink,
+    make: Make,
+    chat: Reply,
+    tickets: Reply,
+    reason: str,
+    wait: float | None,
+) -> None:
+    # Retried while any endpoint may still take it; rate limited only if all of those said so.
+    sink.script(chat)
+    other_sink.script(tickets)
+    result = await make(chat=endpoint(sink.url), tickets=endpoint(other_sink.url)).notify(
+        delivery()
+    )
+    assert (result.ok, result.reason, result.retry_after) == (False, FailureReason[reason], wait)
+
+
 async def test_the_incidents_alerts_are_included(sink: WebhookSink, make: Make) -> None:
     alert = AlertRecord(
         incident_id=INC_ID,
