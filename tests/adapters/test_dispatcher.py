@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,15 +23,17 @@ import tenacity.wait
 from prometheus_client import CollectorRegistry
 
 from adapters.config import DispatchConfig
-from adapters.delivery.dispatcher import OutboxDispatcher
+from adapters.delivery.dispatcher import OutboxDispatcher, Prepared
 from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
 from adapters.delivery.policy import ConfiguredPolicy, SimplePolicy
 from adapters.delivery.stages import Bundle, Chain, OneAtATime, Round
 from escalation.engine.clock import VirtualClock
+from escalation.engine.loop import Engine
 from escalation.engine.metrics import EscalationMetrics
 from escalation.incidents.directory import Directory
 from escalation.incidents.model import Changes, IncidentRecord, OutboxRecord, OutboxState, Status
 from escalation.oncall.people import Person
+from escalation.store.base import Tx
 from escalation.store.sqlite import SqliteStore
 from rules.matrix import load_preset
 
@@ -824,3 +826,62 @@ async def test_a_held_bundle_passes_the_later_gates_untouched(world: World) -> N
     (after,) = await Chain(*stages.chain.stages[1:])(rnd, [b])
     assert after.hold is not None and after.hold.why == "rate limited"
     assert (after.notifier, after.delivery, after.result) == (None, None, None)
+
+
+# -- the engine's port ------------------------------------------------------------------------
+
+
+class Port:
+    """The dispatcher behind the engine's port, noting what another replica could claim when
+    ``finish`` starts (nothing, once the claim has committed) and able to crash there."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.log: list[tuple[str, list[str]]] = []
+        self.crash = False
+
+    async def prepare(self, tx: Tx, rows: Sequence[OutboxRecord]) -> Prepared:
+        self.log.append(("prepare", [r.id for r in rows]))
+        return await self.world.dispatcher.prepare(tx, rows)
+
+    async def finish(self, prepared: Prepared) -> None:
+        now = self.world.clock.now()
+        async with self.world.store.transaction() as tx:
+            others = await tx.claim_outbox(now, "other", now + 30 * S, 200)
+        self.log.append(("finish", [r.id for r in others]))
+        if self.crash:
+            raise RuntimeError("the process died between the claim and the send")
+        await self.world.dispatcher.finish(prepared)
+
+
+def engine(world: World, port: Port) -> Engine:
+    directory = Directory(matrix=load_preset("default"), people=PEOPLE)
+    metrics = EscalationMetrics(CollectorRegistry())
+    return Engine(world.store, world.clock, lambda: directory, port, metrics, lease=30 * S)
+
+
+async def test_the_engine_claims_prepares_and_hands_over_after_commit(world: World) -> None:
+    await world.add(incident(), page("bob", "sms"))
+    port = Port(world)
+    await engine(world, port).tick()
+    assert port.log == [("prepare", [BOB_SMS]), ("finish", [])]
+    assert (await world.row(BOB_SMS)).state == OutboxState.SENT
+
+
+async def test_a_crash_between_claim_and_send_sends_again_after_the_lease(world: World) -> None:
+    await world.add(incident(), page("bob", "sms"))
+    port = Port(world)
+    eng = engine(world, port)
+    port.crash = True
+    with pytest.raises(RuntimeError):
+        await eng.tick()
+    r = await world.row(BOB_SMS)
+    assert (r.state, r.attempts, world.notifiers["sms"].calls) == (OutboxState.PENDING, 0, [])
+    port.crash = False
+    world.clock.set(T0 + 10 * S)
+    await eng.tick()  # still leased to the dead claim
+    assert world.notifiers["sms"].calls == []
+    world.clock.set(T0 + 31 * S)
+    await eng.tick()
+    assert world.notifiers["sms"].calls == [(T0 + 31 * S, BOB_SMS, ())]
+    assert (await world.row(BOB_SMS)).state == OutboxState.SENT
