@@ -16,7 +16,8 @@ lifetime, refuses a second process (or a second store in this one) on the same f
 Errors: ``sqlite3.Error`` and ``OSError`` surface as ``StoreError`` (chained with ``from``);
 ``Conflict`` stays distinct.
 
-Instants are stored as INTEGER microseconds since the Unix epoch (UTC): exact, and ordered.
+SQL: the shared layer (``escalation.store.sql``); the SQLite dialect in ``sql.sqlite`` stores
+instants as INTEGER microseconds since the Unix epoch (UTC): exact, and ordered.
 """
 
 from __future__ import annotations
@@ -25,52 +26,20 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
-import json
 import logging
 import os
-import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from escalation.incidents.model import (
-    AlertRecord,
-    Changes,
-    IncidentRecord,
-    OutboxRecord,
-    OutboxState,
-    StepRecord,
-    StepState,
-    TimelineEvent,
-)
-from escalation.store.base import Conflict, IncidentFilter, IngestContext, StoreError, Tx
+from escalation.incidents.model import Changes
+from escalation.store.base import StoreError, Tx
 from escalation.store.migrations import migrate_sqlite
-from escalation.store.sql.dialect import (
-    ALERT_COLS as _ALERT_COLS,
-)
-from escalation.store.sql.dialect import (
-    INCIDENT_COLS as _INCIDENT_COLS,
-)
-from escalation.store.sql.dialect import (
-    INCIDENT_COLS_I as _INCIDENT_COLS_I,
-)
-from escalation.store.sql.dialect import (
-    OUTBOX_COLS as _OUTBOX_COLS,
-)
-from escalation.store.sql.dialect import (
-    STEP_COLS as _STEP_COLS,
-)
-from escalation.store.sql.dialect import (
-    TIMELINE_COLS as _TIMELINE_COLS,
-)
-from escalation.store.sql.dialect import (
-    Dialect,
-    dumps,
-)
-from escalation.store.sql.rows import incident_values, mappers
+from escalation.store.sql.sqlite import QUERIES
+from escalation.store.sql.statement import Mode, Query, Steps
+from escalation.store.sql.tx import SqlReads, SqlTx
 
 __all__ = ["SINGLE_REPLICA_MESSAGE", "SqliteStore"]
 
@@ -79,466 +48,31 @@ log = logging.getLogger(__name__)
 SINGLE_REPLICA_MESSAGE = "SQLite is single-replica; use PostgreSQL for several replicas"
 
 _T = TypeVar("_T")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US = timedelta(microseconds=1)
-_CHUNK = 500  # keeps IN (...) lists well under SQLite's bound-parameter limit
-_NUMBER_REF = re.compile(r"#?(\d+)")
 
 
-# -- value conversion ---------------------------------------------------------------------------
+# -- running queries (on the worker thread) --------------------------------------------------------
 
 
-def _us(dt: datetime) -> int:
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        raise ValueError(f"naive datetime {dt!r}: the store only keeps timezone-aware instants")
-    return (dt - _EPOCH) // _ONE_US
-
-
-def _us_opt(dt: datetime | None) -> int | None:
-    return None if dt is None else _us(dt)
-
-
-def _dt(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
-
-
-def _dt_opt(value: int | None) -> datetime | None:
-    return None if value is None else _dt(value)
-
-
-SQLITE = Dialect(
-    name="sqlite",
-    time_out=_us,
-    time_out_opt=_us_opt,
-    time_in=_dt,
-    time_in_opt=_dt_opt,
-    json_out=dumps,
-    json_in=json.loads,
-    next_number="(SELECT COALESCE(MAX(number), 0) + 1 FROM incidents)",
-    outbox_seq="rowid",
-    for_update="",  # BEGIN IMMEDIATE already holds the one write lock
-    arrays=False,
-    max_list=500,  # keeps IN (...) lists well under SQLite's bound-parameter limit
-)
-_ROWS = mappers(SQLITE)
-_incident = _ROWS.incident
-_alert = _ROWS.alert
-_step = _ROWS.step
-_outbox = _ROWS.outbox
-_event = _ROWS.event
-_dumps = dumps
-_INCIDENT_SET = tuple(c for c in _INCIDENT_COLS.split(", ") if c not in ("id", "number", "version"))
-
-
-def _incident_params(i: IncidentRecord) -> dict[str, Any]:
-    params = dict(zip(_INCIDENT_SET, incident_values(SQLITE, i), strict=True))
-    params.update(id=i.id, version=i.version)
-    return params
-
-
-def _chunks(items: Sequence[_T]) -> Iterable[Sequence[_T]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
-def _marks(n: int) -> str:
-    return ", ".join("?" * n)
-
-
-# -- queries (run on the worker thread) ------------------------------------------------------------
-
-
-def _q_get_incident(conn: sqlite3.Connection, incident_id: str) -> IncidentRecord | None:
-    row = conn.execute(
-        f"SELECT {_INCIDENT_COLS} FROM incidents WHERE id = ?", (incident_id,)
-    ).fetchone()
-    return None if row is None else _incident(row)
-
-
-def _q_incidents_by_key(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, IncidentRecord]:
-    out: dict[str, IncidentRecord] = {}
-    for chunk in _chunks(list(dict.fromkeys(keys))):
-        rows = conn.execute(
-            f"SELECT k.key AS lookup_key, {_INCIDENT_COLS_I} FROM incident_keys k"
-            f" JOIN incidents i ON i.id = k.incident_id WHERE k.key IN ({_marks(len(chunk))})",
-            tuple(chunk),
-        )
-        for row in rows:
-            out[row["lookup_key"]] = _incident(row)
-    return out
-
-
-def _q_incidents_by_occurrence(
-    conn: sqlite3.Connection, occurrences: Sequence[tuple[str, datetime]]
-) -> dict[tuple[str, datetime], str]:
-    # One indexed query per chunk of fingerprints; the startsAt match is done here.
-    wanted = {(fp, _us(at)): (fp, at) for fp, at in occurrences}
-    newest: dict[tuple[str, int], tuple[int, str]] = {}
-    fingerprints = list(dict.fromkeys(fp for fp, _ in wanted))
-    for chunk in _chunks(fingerprints):
-        rows = conn.execute(
-            "SELECT a.fingerprint, a.starts_at, a.incident_id, i.number FROM alerts a"
-            " JOIN incidents i ON i.id = a.incident_id"
-            f" WHERE a.fingerprint IN ({_marks(len(chunk))})",
-            tuple(chunk),
-        )
-        for fp, at, incident_id, number in rows:
-            if (fp, at) not in wanted:
-                continue
-            best = newest.get((fp, at))
-            if best is None or number > best[0]:
-                newest[(fp, at)] = (number, incident_id)
-    return {wanted[occ]: incident_id for occ, (_, incident_id) in newest.items()}
-
-
-def _q_ingest_context(
-    conn: sqlite3.Connection, occurrences_by_key: dict[str, list[tuple[str, datetime]]]
-) -> IngestContext:
-    by_key = _q_incidents_by_key(conn, list(occurrences_by_key))
-    incidents = {inc.id: inc for inc in by_key.values()}
-    by_occurrence: dict[str, str] = {}
-    for key, occurrences in occurrences_by_key.items():
-        if key in by_key or not occurrences:
-            continue
-        found = _q_incidents_by_occurrence(conn, occurrences)
-        for occ in occurrences:
-            if occ in found:
-                by_occurrence[key] = found[occ]
-                break
-    for incident_id in set(by_occurrence.values()) - set(incidents):
-        inc = _q_get_incident(conn, incident_id)
-        if inc is not None:
-            incidents[incident_id] = inc
-    return IngestContext(
-        by_key=by_key,
-        by_occurrence={k: v for k, v in by_occurrence.items() if v in incidents},
-        incidents=incidents,
-        alerts={i: _q_alerts_of(conn, i) for i in incidents},
-        outbox={i: _q_outbox_of(conn, i) for i in incidents},
-    )
-
-
-def _q_alerts_of(conn: sqlite3.Connection, incident_id: str) -> list[AlertRecord]:
-    rows = conn.execute(
-        f"SELECT {_ALERT_COLS} FROM alerts WHERE incident_id = ? ORDER BY starts_at, fingerprint",
-        (incident_id,),
-    )
-    return [_alert(r) for r in rows]
-
-
-def _q_steps_of(conn: sqlite3.Connection, incident_id: str, pending_only: bool) -> list[StepRecord]:
-    # `+state` keeps SQLite on the per-incident index (the (state, due_at) one would scan all).
-    extra = " AND +state = 'pending'" if pending_only else ""
-    rows = conn.execute(
-        f"SELECT {_STEP_COLS} FROM steps WHERE incident_id = ?{extra} ORDER BY due_at, id",
-        (incident_id,),
-    )
-    return [_step(r) for r in rows]
-
-
-def _q_step_context(
-    conn: sqlite3.Connection, step_id: str, incident_id: str
-) -> tuple[IncidentRecord | None, StepRecord | None, list[OutboxRecord]]:
-    inc = _q_get_incident(conn, incident_id)
-    row = conn.execute(f"SELECT {_STEP_COLS} FROM steps WHERE id = ?", (step_id,)).fetchone()
-    outbox = _q_outbox_of(conn, incident_id) if inc is not None else []
-    return inc, (_step(row) if row is not None else None), outbox
-
-
-def _q_outbox_of(conn: sqlite3.Connection, incident_id: str) -> list[OutboxRecord]:
-    rows = conn.execute(
-        f"SELECT {_OUTBOX_COLS} FROM outbox WHERE incident_id = ? ORDER BY created_at, rowid",
-        (incident_id,),
-    )
-    return [_outbox(r) for r in rows]
-
-
-def _q_claim_steps(
-    conn: sqlite3.Connection, now: datetime, owner: str, lease_until: datetime, limit: int
-) -> list[StepRecord]:
-    if limit <= 0:
-        return []
-    now_us = _us(now)
-    rows = conn.execute(
-        f"UPDATE steps SET lease_owner = ?, lease_until = ? WHERE id IN ("
-        " SELECT id FROM steps WHERE state = 'pending' AND due_at <= ?"
-        " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY due_at, id LIMIT ?)"
-        f" RETURNING {_STEP_COLS}",
-        (owner, _us(lease_until), now_us, now_us, limit),
-    ).fetchall()
-    return sorted((_step(r) for r in rows), key=lambda s: (s.due_at, s.id))
-
-
-def _q_claim_outbox(
-    conn: sqlite3.Connection, now: datetime, owner: str, lease_until: datetime, limit: int
-) -> list[OutboxRecord]:
-    if limit <= 0:
-        return []
-    now_us = _us(now)
-    rows = conn.execute(
-        f"UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id IN ("
-        " SELECT id FROM outbox WHERE state = 'pending' AND not_before <= ?"
-        " AND (lease_until IS NULL OR lease_until <= ?)"
-        " ORDER BY not_before, created_at, rowid LIMIT ?)"
-        f" RETURNING rowid AS seq, {_OUTBOX_COLS}",
-        (owner, _us(lease_until), now_us, now_us, limit),
-    ).fetchall()
-    rows.sort(key=lambda r: (r["not_before"], r["created_at"], r["seq"]))
-    return [_outbox(r) for r in rows]
-
-
-def _q_record_delivery(
-    conn: sqlite3.Connection,
-    outbox_id: str,
-    state: OutboxState,
-    attempts: int,
-    error: str,
-    provider_id: str,
-    sent_at: datetime | None,
-    not_before: datetime | None,
-) -> None:
-    cur = conn.execute(
-        "UPDATE outbox SET state = ?, attempts = ?, last_error = ?,"
-        " provider_id = CASE WHEN ? = '' THEN provider_id ELSE ? END,"
-        " sent_at = COALESCE(?, sent_at), not_before = COALESCE(?, not_before),"
-        " lease_owner = NULL, lease_until = NULL WHERE id = ?",
-        (
-            OutboxState(state).value,
-            attempts,
-            error,
-            provider_id,
-            provider_id,
-            _us_opt(sent_at),
-            _us_opt(not_before),
-            outbox_id,
-        ),
-    )
-    if cur.rowcount != 1:
-        raise StoreError(f"no outbox row {outbox_id!r} to record a delivery on")
-
-
-def _q_seen_delivery(
-    conn: sqlite3.Connection, source: str, delivery_id: str, now: datetime
-) -> bool:
-    cur = conn.execute(
-        "INSERT INTO inbound_deliveries (source, id, seen_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (source, id) DO NOTHING",
-        (source, delivery_id, _us(now)),
-    )
-    return cur.rowcount == 0
-
-
-def _upsert_key(conn: sqlite3.Connection, key: str, incident_id: str) -> None:
-    conn.execute(
-        "INSERT INTO incident_keys (key, incident_id) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET incident_id = excluded.incident_id",
-        (key, incident_id),
-    )
-
-
-def _apply_changes(conn: sqlite3.Connection, ch: Changes) -> None:
-    # Order matters: cancellations run before inserts so a decision that cancels the old
-    # escalation and schedules a new one (reopen, severity raise) keeps the new steps.
-    for inc in ch.new_incidents:
-        params = _incident_params(inc)
-        conn.execute(
-            f"INSERT INTO incidents ({_INCIDENT_COLS}) VALUES (:id,"
-            " (SELECT COALESCE(MAX(number), 0) + 1 FROM incidents),"
-            " :key, :status, :severity, :title, :team, :policy_name, :policy, :level,"
-            " :opened_at, :updated_at, :acknowledged_at, :mitigated_at, :resolved_at, :epoch,"
-            " :receiver, :group_key, :rule, :labels, :version)",
-            params,
-        )
-        _upsert_key(conn, inc.key, inc.id)
-    for inc in ch.updated_incidents:
-        cur = conn.execute(
-            "UPDATE incidents SET key = :key, status = :status, severity = :severity,"
-            " title = :title, team = :team, policy_name = :policy_name, policy = :policy,"
-            " level = :level, opened_at = :opened_at, updated_at = :updated_at,"
-            " acknowledged_at = :acknowledged_at, mitigated_at = :mitigated_at,"
-            " resolved_at = :resolved_at, epoch = :epoch, receiver = :receiver,"
-            " group_key = :group_key, rule = :rule, labels = :labels, version = version + 1"
-            " WHERE id = :id AND version = :version",
-            _incident_params(inc),
-        )
-        if cur.rowcount != 1:
-            raise Conflict(f"incident {inc.id} is no longer at version {inc.version}")
-    for key, incident_id in ch.key_aliases:
-        _upsert_key(conn, key, incident_id)
-    if ch.upsert_alerts:
-        conn.executemany(
-            f"INSERT INTO alerts ({_ALERT_COLS}) VALUES (:incident_id, :fingerprint, :starts_at,"
-            " :status, :ends_at, :labels, :annotations, :generator_url, :severity, :rule,"
-            " :first_seen, :last_seen)"
-            " ON CONFLICT (incident_id, fingerprint, starts_at) DO UPDATE SET"
-            " status = excluded.status, ends_at = excluded.ends_at,"
-            " last_seen = excluded.last_seen, annotations = excluded.annotations,"
-            " severity = excluded.severity, rule = excluded.rule",
-            [
-                {
-                    "incident_id": a.incident_id,
-                    "fingerprint": a.fingerprint,
-                    "starts_at": _us(a.starts_at),
-                    "status": a.status,
-                    "ends_at": _us_opt(a.ends_at),
-                    "labels": _dumps(a.labels),
-                    "annotations": _dumps(a.annotations),
-                    "generator_url": a.generator_url,
-                    "severity": a.severity,
-                    "rule": a.rule,
-                    "first_seen": _us(a.first_seen),
-                    "last_seen": _us(a.last_seen),
-                }
-                for a in ch.upsert_alerts
-            ],
-        )
-    if ch.timeline:
-        conn.executemany(
-            f"INSERT INTO timeline ({_TIMELINE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (e.incident_id, _us(e.at), e.kind, e.actor, e.source, e.message, _dumps(e.data))
-                for e in ch.timeline
-            ],
-        )
-    for incident_id, unless, note in ch.cancel_steps_of:
-        where = "incident_id = ? AND state = 'pending'"
-        args: list[Any] = [note, incident_id]
-        if unless is not None:
-            values = [u for u in unless if u is not None]
-            alternatives = []
-            if values:
-                alternatives.append(f"unless IN ({_marks(len(values))})")
-                args.extend(values)
-            if None in unless:
-                alternatives.append("unless IS NULL")
-            if not alternatives:
-                continue  # an empty tuple cancels nothing
-            where += " AND (" + " OR ".join(alternatives) + ")"
-        conn.execute(
-            "UPDATE steps SET state = 'cancelled', note = ?, lease_owner = NULL,"
-            f" lease_until = NULL WHERE {where}",
-            args,
-        )
-    if ch.step_updates:
-        conn.executemany(
-            "UPDATE steps SET state = ?, fired_at = ?, note = ?, lease_owner = NULL,"
-            " lease_until = NULL WHERE id = ?",
-            [
-                (StepState(state).value, _us_opt(fired_at), note, step_id)
-                for step_id, state, fired_at, note in ch.step_updates
-            ],
-        )
-    if ch.step_reschedules:
-        # Only a pending step moves: a step an ack cancelled meanwhile stays cancelled.
-        conn.executemany(
-            "UPDATE steps SET due_at = ?, note = ?, lease_owner = NULL, lease_until = NULL"
-            " WHERE id = ? AND state = 'pending'",
-            [(_us(due), note, step_id) for step_id, due, note in ch.step_reschedules],
-        )
-    if ch.new_steps:
-        conn.executemany(
-            f"INSERT INTO steps ({_STEP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (id) DO NOTHING",
-            [
-                (
-                    s.id,
-                    s.incident_id,
-                    s.kind,
-                    s.epoch,
-                    s.round,
-                    s.tier,
-                    _us(s.due_at),
-                    StepState(s.state).value,
-                    s.unless,
-                    _us_opt(s.fired_at),
-                    s.note,
-                )
-                for s in ch.new_steps
-            ],
-        )
-    for incident_id, kinds in ch.cancel_outbox_of:
-        if not kinds:
-            continue
-        conn.execute(
-            "UPDATE outbox SET state = 'cancelled', lease_owner = NULL, lease_until = NULL"
-            f" WHERE incident_id = ? AND state = 'pending' AND kind IN ({_marks(len(kinds))})",
-            (incident_id, *kinds),
-        )
-    if ch.new_outbox:
-        conn.executemany(
-            f"INSERT INTO outbox ({_OUTBOX_COLS}) VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            [
-                (
-                    o.id,
-                    o.incident_id,
-                    o.step_id,
-                    o.kind,
-                    o.tier,
-                    o.round,
-                    o.target,
-                    o.person,
-                    o.channel,
-                    _us(o.created_at),
-                    _us(o.not_before),
-                    OutboxState(o.state).value,
-                    o.attempts,
-                    o.last_error,
-                    _us_opt(o.sent_at),
-                    o.provider_id,
-                    _dumps(o.payload),
-                )
-                for o in ch.new_outbox
-            ],
-        )
-    if ch.deliveries:
-        conn.executemany(
-            "UPDATE outbox SET state = ?, attempts = ?, last_error = ?,"
-            " provider_id = CASE WHEN ? = '' THEN provider_id ELSE ? END,"
-            " sent_at = COALESCE(?, sent_at), not_before = COALESCE(?, not_before),"
-            " lease_owner = NULL, lease_until = NULL WHERE id = ?",
-            [
-                (
-                    OutboxState(d.state).value,
-                    d.attempts,
-                    d.error,
-                    d.provider_id,
-                    d.provider_id,
-                    _us_opt(d.sent_at),
-                    _us_opt(d.not_before),
-                    d.outbox_id,
-                )
-                for d in ch.deliveries
-            ],
-        )
-
-
-def _q_delivery_state(
-    conn: sqlite3.Connection, incident_ids: Sequence[str], row_ids: Sequence[str], alerts: bool
-) -> tuple[dict[str, IncidentRecord], dict[str, OutboxRecord], dict[str, list[AlertRecord]]]:
-    incidents: dict[str, IncidentRecord] = {}
-    found_alerts: dict[str, list[AlertRecord]] = {}
-    for incident_id in dict.fromkeys(incident_ids):
-        inc = _q_get_incident(conn, incident_id)
-        if inc is not None:
-            incidents[incident_id] = inc
-            if alerts:
-                found_alerts[incident_id] = _q_alerts_of(conn, incident_id)
-    rows: dict[str, OutboxRecord] = {}
-    ids = list(dict.fromkeys(row_ids))
-    for chunk in _chunks(ids):
-        marks = ",".join("?" * len(chunk))
-        for r in conn.execute(f"SELECT {_OUTBOX_COLS} FROM outbox WHERE id IN ({marks})", chunk):
-            o = _outbox(r)
-            rows[o.id] = o
-    return incidents, rows, found_alerts
+def _drive(conn: sqlite3.Connection, query: Query[_T]) -> _T:
+    """Run ``query`` to its answer on ``conn``, one statement after another."""
+    steps = Steps(query)
+    result: Any = None
+    while (stmt := steps.next(result)) is not None:
+        if stmt.mode is Mode.FETCH:
+            result = conn.execute(stmt.sql, stmt.params).fetchall()
+        elif stmt.mode is Mode.COUNT:
+            result = conn.execute(stmt.sql, stmt.params).rowcount
+        else:
+            conn.executemany(stmt.sql, stmt.params)
+            result = None
+    return steps.answer
 
 
 def _q_apply(conn: sqlite3.Connection, ch: Changes) -> None:
     # A savepoint makes apply all-or-nothing even if the caller catches Conflict and commits.
     conn.execute("SAVEPOINT apply_changes")
     try:
-        _apply_changes(conn, ch)
+        _drive(conn, QUERIES.apply(ch))
     except BaseException:
         if conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
@@ -546,92 +80,6 @@ def _q_apply(conn: sqlite3.Connection, ch: Changes) -> None:
                 conn.execute("RELEASE apply_changes")
         raise
     conn.execute("RELEASE apply_changes")
-
-
-def _q_find_incident(conn: sqlite3.Connection, ref: str) -> IncidentRecord | None:
-    ref = ref.strip()
-    found = _q_get_incident(conn, ref)
-    if found is not None:
-        return found
-    m = _NUMBER_REF.fullmatch(ref)
-    # 64-bit bound: a longer digit string cannot be a number we assigned.
-    if m is not None and len(m.group(1)) <= 18:
-        row = conn.execute(
-            f"SELECT {_INCIDENT_COLS} FROM incidents WHERE number = ?", (int(m.group(1)),)
-        ).fetchone()
-        if row is not None:
-            return _incident(row)
-    by_key = _q_incidents_by_key(conn, [ref])
-    if ref in by_key:
-        return by_key[ref]
-    row = conn.execute(
-        f"SELECT {_INCIDENT_COLS} FROM incidents WHERE key = ? ORDER BY number DESC LIMIT 1",
-        (ref,),
-    ).fetchone()
-    return None if row is None else _incident(row)
-
-
-def _q_list_incidents(conn: sqlite3.Connection, flt: IncidentFilter) -> list[IncidentRecord]:
-    where: list[str] = []
-    args: list[Any] = []
-    if flt.status:
-        where.append(f"status IN ({_marks(len(flt.status))})")
-        args.extend(str(s) for s in flt.status)
-    if flt.severity:
-        where.append(f"severity IN ({_marks(len(flt.severity))})")
-        args.extend(flt.severity)
-    if flt.team is not None:
-        where.append("team = ?")
-        args.append(flt.team)
-    sql = f"SELECT {_INCIDENT_COLS} FROM incidents"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY opened_at DESC, number DESC LIMIT ?"
-    args.append(max(0, flt.limit))
-    return [_incident(r) for r in conn.execute(sql, args)]
-
-
-def _q_timeline(conn: sqlite3.Connection, incident_id: str) -> list[TimelineEvent]:
-    rows = conn.execute(
-        f"SELECT {_TIMELINE_COLS} FROM timeline WHERE incident_id = ? ORDER BY at, id",
-        (incident_id,),
-    )
-    return [_event(r) for r in rows]
-
-
-def _q_next_due(conn: sqlite3.Connection) -> datetime | None:
-    # A leased row is not due again before its lease expires. Each part walks an index.
-    parts = (
-        "SELECT due_at FROM steps WHERE state = 'pending' AND lease_until IS NULL"
-        " ORDER BY due_at LIMIT 1",
-        "SELECT max(due_at, lease_until) AS t FROM steps"
-        " WHERE state = 'pending' AND lease_until IS NOT NULL ORDER BY t LIMIT 1",
-        "SELECT not_before FROM outbox WHERE state = 'pending' AND lease_until IS NULL"
-        " ORDER BY not_before LIMIT 1",
-        "SELECT max(not_before, lease_until) AS t FROM outbox"
-        " WHERE state = 'pending' AND lease_until IS NOT NULL ORDER BY t LIMIT 1",
-    )
-    found = [row[0] for sql in parts for row in conn.execute(sql) if row[0] is not None]
-    return _dt_opt(min(found)) if found else None
-
-
-def _q_counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
-    rows = conn.execute(
-        "SELECT severity, status, count(*) FROM incidents WHERE status <> 'resolved'"
-        " GROUP BY severity, status"
-    )
-    return {(r[0], r[1]): r[2] for r in rows}
-
-
-def _q_outbox_depth(conn: sqlite3.Connection) -> dict[str, int]:
-    rows = conn.execute(
-        "SELECT channel, count(*) FROM outbox WHERE state = 'pending' GROUP BY channel"
-    )
-    return {r[0]: r[1] for r in rows}
-
-
-def _q_schema_versions(conn: sqlite3.Connection) -> list[int]:
-    return [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
 
 
 def _begin(conn: sqlite3.Connection) -> None:
@@ -698,102 +146,23 @@ def _rollback_unit(conn: sqlite3.Connection) -> bool:
 # -- the store ----------------------------------------------------------------------------------
 
 
-class _SqliteTx:
-    """One write transaction on the store's writer connection."""
+class _SqliteTx(SqlTx):
+    """One write transaction on the store's writer connection (each call: one trip there)."""
 
     def __init__(self, store: SqliteStore) -> None:
+        super().__init__(QUERIES)
         self._store = store
         self.done = False
 
-    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+    async def _run(self, query: Query[_T]) -> _T:
         if self.done:
             raise StoreError("transaction already finished")
-        return await self._store._run_in_tx(fn, *args)
+        return await self._store._run_in_tx(_drive, query)
 
     async def lock_keys(self, keys: Sequence[str]) -> None:
         """No-op: ``BEGIN IMMEDIATE`` plus the in-process lock already serialise every writer."""
         if self.done:
             raise StoreError("transaction already finished")
-
-    async def incidents_by_key(self, keys: Sequence[str]) -> dict[str, IncidentRecord]:
-        """The latest incident each key (or key alias) points at."""
-        return await self._call(_q_incidents_by_key, list(keys))
-
-    async def incidents_by_occurrence(
-        self, occurrences: Sequence[tuple[str, datetime]]
-    ) -> dict[tuple[str, datetime], str]:
-        """(fingerprint, startsAt) → id of the newest incident holding that occurrence."""
-        return await self._call(_q_incidents_by_occurrence, list(occurrences))
-
-    async def get_incident(self, incident_id: str) -> IncidentRecord | None:
-        """One incident (the write lock is already held for the whole transaction)."""
-        return await self._call(_q_get_incident, incident_id)
-
-    async def alerts_of(self, incident_id: str) -> list[AlertRecord]:
-        """Every occurrence recorded in the incident, by startsAt then fingerprint."""
-        return await self._call(_q_alerts_of, incident_id)
-
-    async def steps_of(self, incident_id: str, *, pending_only: bool = False) -> list[StepRecord]:
-        """Scheduled steps of the incident, ordered by due time."""
-        return await self._call(_q_steps_of, incident_id, pending_only)
-
-    async def ingest_context(
-        self, occurrences_by_key: dict[str, list[tuple[str, datetime]]]
-    ) -> IngestContext:
-        """What an ingest decides on, in one trip (see ``Tx.ingest_context``)."""
-        return await self._call(_q_ingest_context, occurrences_by_key)
-
-    async def step_context(
-        self, step_id: str, incident_id: str
-    ) -> tuple[IncidentRecord | None, StepRecord | None, list[OutboxRecord]]:
-        """The incident, the step as stored now, and the incident's outbox rows (one trip)."""
-        return await self._call(_q_step_context, step_id, incident_id)
-
-    async def delivery_state(
-        self, incident_ids: Sequence[str], row_ids: Sequence[str], *, alerts: bool = False
-    ) -> tuple[dict[str, IncidentRecord], dict[str, OutboxRecord], dict[str, list[AlertRecord]]]:
-        """The incidents (existing ones), the outbox rows as stored now, and (if asked) each
-        incident's alerts — what a delivery decides on, in one trip."""
-        return await self._call(_q_delivery_state, list(incident_ids), list(row_ids), alerts)
-
-    async def outbox_of(self, incident_id: str) -> list[OutboxRecord]:
-        """Notifications of the incident, ordered by creation."""
-        return await self._call(_q_outbox_of, incident_id)
-
-    async def claim_due_steps(
-        self, now: datetime, owner: str, lease_until: datetime, limit: int
-    ) -> list[StepRecord]:
-        """Pending steps due at ``now`` whose lease is free or expired; leased to ``owner``."""
-        return await self._call(_q_claim_steps, now, owner, lease_until, limit)
-
-    async def claim_outbox(
-        self, now: datetime, owner: str, lease_until: datetime, limit: int
-    ) -> list[OutboxRecord]:
-        """Pending outbox rows whose not_before has come and lease is free or expired."""
-        return await self._call(_q_claim_outbox, now, owner, lease_until, limit)
-
-    async def record_delivery(
-        self,
-        outbox_id: str,
-        state: OutboxState,
-        *,
-        attempts: int,
-        error: str = "",
-        provider_id: str = "",
-        sent_at: datetime | None = None,
-        not_before: datetime | None = None,
-    ) -> None:
-        """Write a delivery attempt's outcome and release the lease.
-
-        ``provider_id``, ``sent_at`` and ``not_before`` keep their stored values when not given.
-        """
-        await self._call(
-            _q_record_delivery, outbox_id, state, attempts, error, provider_id, sent_at, not_before
-        )
-
-    async def seen_delivery(self, source: str, delivery_id: str, now: datetime) -> bool:
-        """Remember an inbound delivery id; True if it was already seen."""
-        return await self._call(_q_seen_delivery, source, delivery_id, now)
 
     async def apply(self, changes: Changes) -> None:
         """Write ``changes`` all-or-nothing; raises Conflict if an updated incident moved.
@@ -805,12 +174,12 @@ class _SqliteTx:
         if self.done:
             raise StoreError("transaction already finished")
         if changes.updated_incidents:
-            await self._call(_q_apply, changes)  # a compare-and-set may raise Conflict: now
+            await self._store._run_in_tx(_q_apply, changes)  # may raise Conflict: now
         else:
             self._store._prelude.append(changes)
 
 
-class SqliteStore:
+class SqliteStore(SqlReads):
     """The embedded store: one SQLite file, one process (see the module docstring).
 
     ``path`` may be ``":memory:"`` for a throw-away store (tests, ``tocsin simulate``): then one
@@ -820,6 +189,7 @@ class SqliteStore:
     def __init__(
         self, path: str | os.PathLike[str] = "tocsin.db", *, busy_timeout: float = 5.0
     ) -> None:
+        super().__init__(QUERIES)
         self._path = os.fspath(path)
         self._memory = self._path == ":memory:"
         self._busy_ms = int(busy_timeout * 1000)
@@ -1031,7 +401,12 @@ class SqliteStore:
             if batch is None:
                 self._queued -= 1
             raise
-        while not commit_now and not batch.done.done():
+        if not commit_now:
+            await self._await_commit(batch)
+
+    async def _await_commit(self, batch: _Batch) -> None:
+        """Return once a later unit committed ``batch`` (raise what that commit raised)."""
+        while not batch.done.done():
             try:
                 await asyncio.wait_for(asyncio.shield(batch.done), timeout=0.05)
             except TimeoutError:
@@ -1039,8 +414,7 @@ class SqliteStore:
                 async with self._lock:
                     if self._batch is batch:
                         await self._commit_batch(batch)
-        if not commit_now:
-            batch.done.result()
+        batch.done.result()
 
     async def _run_in_tx(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run pending unit statements, then ``fn``, in one trip to the worker thread."""
@@ -1101,34 +475,5 @@ class SqliteStore:
         async with self.transaction():
             await self._run_in_tx(self._ping_sync)
 
-    async def next_due(self) -> datetime | None:
-        """Earliest due instant of pending steps and outbox rows (a live lease defers a row)."""
-        return await self._call(_q_next_due, self._reader_conn())
-
-    async def get_incident(self, incident_id: str) -> IncidentRecord | None:
-        """One incident by id, as last committed."""
-        return await self._call(_q_get_incident, self._reader_conn(), incident_id)
-
-    async def find_incident(self, ref: str) -> IncidentRecord | None:
-        """By id, by number (``42`` or ``#42``) or by key (the newest incident of that key)."""
-        return await self._call(_q_find_incident, self._reader_conn(), ref)
-
-    async def list_incidents(self, flt: IncidentFilter) -> list[IncidentRecord]:
-        """Newest first (by opened_at, then number), filtered and limited."""
-        return await self._call(_q_list_incidents, self._reader_conn(), flt)
-
-    async def timeline(self, incident_id: str) -> list[TimelineEvent]:
-        """In time order (ties in insertion order)."""
-        return await self._call(_q_timeline, self._reader_conn(), incident_id)
-
-    async def counts(self) -> dict[tuple[str, str], int]:
-        """(severity, status) → number of incidents not resolved."""
-        return await self._call(_q_counts, self._reader_conn())
-
-    async def outbox_depth(self) -> dict[str, int]:
-        """channel → pending rows (channels with none are absent)."""
-        return await self._call(_q_outbox_depth, self._reader_conn())
-
-    async def schema_versions(self) -> list[int]:
-        """Versions recorded in ``schema_migrations``, ascending."""
-        return await self._call(_q_schema_versions, self._reader_conn())
+    async def _read(self, query: Query[_T]) -> _T:
+        return await self._call(_drive, self._reader_conn(), query)

@@ -9,7 +9,7 @@ whose driver wants another style rewrites them once per statement text.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Protocol
@@ -41,6 +41,8 @@ class Row(Protocol):
     """A result row by column name: ``sqlite3.Row`` and ``asyncpg.Record`` both are."""
 
     def __getitem__(self, key: str, /) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
 
 
 def cols(record: type, prefix: str = "") -> str:
@@ -74,17 +76,17 @@ def aware(dt: datetime) -> datetime:
 class Dialect:
     """How one backend stores values and spells the few fragments that differ.
 
-    The ``*_opt`` converters pass ``None`` through; they are separate functions (not a check
-    around the plain ones) so a row costs no more calls than a hand-written mapper would.
+    The ``*_opt`` converters pass ``None`` through. A converter that is ``None`` is not
+    needed: the driver already converts (asyncpg's codecs do, for instants and JSON).
     """
 
     name: str
     time_out: Callable[[datetime], Any]  # aware datetime → column value
     time_out_opt: Callable[[datetime | None], Any]
-    time_in: Callable[[Any], datetime]  # column value → aware datetime
-    time_in_opt: Callable[[Any], datetime | None]
-    json_out: Callable[[Any], Any]  # Python object → column value
-    json_in: Callable[[Any], Any]  # column value → Python object
+    time_in: Callable[[Any], datetime] | None  # column value → aware datetime
+    time_in_opt: Callable[[Any], datetime | None] | None
+    json_out: Callable[[Any], Any] | None  # Python object → column value
+    json_in: Callable[[Any], Any] | None  # column value → Python object
     next_number: str  # SQL giving a new incident its number
     outbox_seq: str  # column holding outbox insertion order
     for_update: str  # suffix row-locking what a transaction reads ("" where writers serialise)

@@ -1,0 +1,312 @@
+"""The store's reads and small writes as dialect-neutral queries (see ``query``).
+
+``Queries`` holds what both dialects share; a backend subclasses it for what genuinely differs:
+claiming with leases, finding incidents by alert occurrence, and the earliest due instant.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+
+from escalation.incidents.model import (
+    AlertRecord,
+    Changes,
+    DeliveryOutcome,
+    IncidentRecord,
+    OutboxRecord,
+    StepRecord,
+    TimelineEvent,
+)
+from escalation.store.base import IncidentFilter, IngestContext, StoreError
+from escalation.store.sql.changes import RECORD_DELIVERY, apply_changes, delivery_params
+from escalation.store.sql.dialect import (
+    ALERT_COLS,
+    INCIDENT_COLS,
+    INCIDENT_COLS_I,
+    OUTBOX_COLS,
+    STEP_COLS,
+    TIMELINE_COLS,
+    Dialect,
+    Row,
+)
+from escalation.store.sql.rows import tables
+from escalation.store.sql.statement import Query, execute, fetch
+
+__all__ = ["DeliveryState", "Queries", "StepContext", "due_ids"]
+
+_T = TypeVar("_T")
+_NUMBER_REF = re.compile(r"#?(\d+)")
+
+DeliveryState = tuple[
+    dict[str, IncidentRecord], dict[str, OutboxRecord], dict[str, list[AlertRecord]]
+]
+StepContext = tuple[IncidentRecord | None, StepRecord | None, list[OutboxRecord]]
+
+
+def due_ids(table: str, due: str, order: str) -> str:
+    """The ids of ``table``'s first pending rows due (``due`` column) by now whose lease is free
+    or expired; parameters: now, now, limit."""
+    return (
+        f"SELECT id FROM {table} WHERE state = 'pending' AND {due} <= ?"
+        f" AND (lease_until IS NULL OR lease_until <= ?) ORDER BY {order} LIMIT ?"
+    )
+
+
+class Queries(ABC):
+    """Every query of the store for one dialect."""
+
+    # Narrows steps_of to pending steps.
+    pending_only: ClassVar[str] = " AND state = 'pending'"
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.d = dialect
+        self.t = tables(dialect)
+        self._claim_steps = self.claim_sql("steps", STEP_COLS, "due_at", "due_at, id")
+        order = f"not_before, created_at, {dialect.outbox_seq}"
+        self._claim_outbox = self.claim_sql("outbox", OUTBOX_COLS, "not_before", order, seq=True)
+
+    def _chunks(self, items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+        step = self.d.max_list
+        for start in range(0, len(items), step):
+            yield items[start : start + step]
+
+    # -- dialect-specific --
+
+    @abstractmethod
+    def claim_sql(
+        self, table: str, columns: str, due: str, order: str, *, seq: bool = False
+    ) -> str:
+        """UPDATE … RETURNING ``columns`` (and ``seq``, the insertion order, if asked) that
+        leases the rows ``due_ids(table, due, order)`` picks; parameters: owner, lease_until,
+        then due_ids' (now, now, limit)."""
+
+    @abstractmethod
+    def incidents_by_occurrence(
+        self, occurrences: Sequence[tuple[str, datetime]]
+    ) -> Query[dict[tuple[str, datetime], str]]:
+        """(fingerprint, startsAt) → id of the newest incident holding that occurrence."""
+
+    @abstractmethod
+    def next_due(self) -> Query[datetime | None]:
+        """Earliest due instant of pending steps and outbox rows (a live lease defers a row)."""
+
+    # -- inside a transaction --
+
+    def get_incident(self, incident_id: str, *, lock: bool = False) -> Query[IncidentRecord | None]:
+        lock_sql = self.d.for_update if lock else ""
+        rows = yield from fetch(
+            f"SELECT {INCIDENT_COLS} FROM incidents WHERE id = ?{lock_sql}", incident_id
+        )
+        return self.t.incident.read(rows[0]) if rows else None
+
+    def incidents_by_key(self, keys: Sequence[str]) -> Query[dict[str, IncidentRecord]]:
+        out: dict[str, IncidentRecord] = {}
+        incident = self.t.incident.read
+        for chunk in self._chunks(list(dict.fromkeys(keys))):
+            condition, params = self.d.in_list("k.key", chunk)
+            rows = yield from fetch(
+                f"SELECT k.key AS lookup_key, {INCIDENT_COLS_I} FROM incident_keys k"
+                f" JOIN incidents i ON i.id = k.incident_id WHERE {condition}",
+                *params,
+            )
+            for row in rows:
+                out[row["lookup_key"]] = incident(row)
+        return out
+
+    def ingest_context(
+        self, occurrences_by_key: dict[str, list[tuple[str, datetime]]]
+    ) -> Query[IngestContext]:
+        """See ``Tx.ingest_context``; incidents found by occurrence are locked, in id order."""
+        by_key = yield from self.incidents_by_key(list(occurrences_by_key))
+        incidents = {inc.id: inc for inc in by_key.values()}
+        by_occurrence: dict[str, str] = {}
+        missing = {k: occ for k, occ in occurrences_by_key.items() if k not in by_key and occ}
+        if missing:
+            found = yield from self.incidents_by_occurrence(
+                [o for occ in missing.values() for o in occ]
+            )
+            for key, occurrences in missing.items():
+                hit = next((found[o] for o in occurrences if o in found), None)
+                if hit is not None:
+                    by_occurrence[key] = hit
+        for incident_id in sorted(set(by_occurrence.values()) - set(incidents)):
+            inc = yield from self.get_incident(incident_id, lock=True)
+            if inc is not None:
+                incidents[incident_id] = inc
+        alerts = {}
+        for incident_id in incidents:
+            alerts[incident_id] = yield from self.alerts_of(incident_id)
+        outbox = {}
+        for incident_id in incidents:
+            outbox[incident_id] = yield from self.outbox_of(incident_id)
+        return IngestContext(
+            by_key=by_key,
+            by_occurrence={k: v for k, v in by_occurrence.items() if v in incidents},
+            incidents=incidents,
+            alerts=alerts,
+            outbox=outbox,
+        )
+
+    def alerts_of(self, incident_id: str) -> Query[list[AlertRecord]]:
+        rows = yield from fetch(
+            f"SELECT {ALERT_COLS} FROM alerts WHERE incident_id = ?"
+            " ORDER BY starts_at, fingerprint",
+            incident_id,
+        )
+        return [self.t.alert.read(r) for r in rows]
+
+    def steps_of(self, incident_id: str, pending_only: bool) -> Query[list[StepRecord]]:
+        extra = self.pending_only if pending_only else ""
+        rows = yield from fetch(
+            f"SELECT {STEP_COLS} FROM steps WHERE incident_id = ?{extra} ORDER BY due_at, id",
+            incident_id,
+        )
+        return [self.t.step.read(r) for r in rows]
+
+    def outbox_of(self, incident_id: str) -> Query[list[OutboxRecord]]:
+        rows = yield from fetch(
+            f"SELECT {OUTBOX_COLS} FROM outbox WHERE incident_id = ?"
+            f" ORDER BY created_at, {self.d.outbox_seq}",
+            incident_id,
+        )
+        return [self.t.outbox.read(r) for r in rows]
+
+    def step_context(self, step_id: str, incident_id: str) -> Query[StepContext]:
+        inc = yield from self.get_incident(incident_id, lock=True)
+        rows = yield from fetch(f"SELECT {STEP_COLS} FROM steps WHERE id = ?", step_id)
+        outbox = (yield from self.outbox_of(incident_id)) if inc is not None else []
+        return inc, (self.t.step.read(rows[0]) if rows else None), outbox
+
+    def delivery_state(
+        self, incident_ids: Sequence[str], row_ids: Sequence[str], alerts: bool
+    ) -> Query[DeliveryState]:
+        """Incidents are read (and locked, where rows lock) in id order, so two deliveries
+        locking overlapping incidents cannot deadlock."""
+        incidents: dict[str, IncidentRecord] = {}
+        found_alerts: dict[str, list[AlertRecord]] = {}
+        for incident_id in sorted(set(incident_ids)):
+            inc = yield from self.get_incident(incident_id, lock=True)
+            if inc is not None:
+                incidents[incident_id] = inc
+                if alerts:
+                    found_alerts[incident_id] = yield from self.alerts_of(incident_id)
+        found: dict[str, OutboxRecord] = {}
+        for chunk in self._chunks(list(dict.fromkeys(row_ids))):
+            condition, params = self.d.in_list("id", chunk)
+            rows = yield from fetch(f"SELECT {OUTBOX_COLS} FROM outbox WHERE {condition}", *params)
+            for o in map(self.t.outbox.read, rows):
+                found[o.id] = o
+        return incidents, found, found_alerts
+
+    def _claim(
+        self, sql: str, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> Query[list[Row]]:
+        if limit <= 0:
+            return []
+        at = self.d.time_out
+        return (yield from fetch(sql, owner, at(lease_until), at(now), at(now), limit))
+
+    def claim_due_steps(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> Query[list[StepRecord]]:
+        rows = yield from self._claim(self._claim_steps, now, owner, lease_until, limit)
+        return sorted(map(self.t.step.read, rows), key=lambda s: (s.due_at, s.id))
+
+    def claim_outbox(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> Query[list[OutboxRecord]]:
+        rows = yield from self._claim(self._claim_outbox, now, owner, lease_until, limit)
+        rows = sorted(rows, key=lambda r: (r["not_before"], r["created_at"], r["seq"]))
+        return [self.t.outbox.read(r) for r in rows]
+
+    def record_delivery(self, outcome: DeliveryOutcome) -> Query[None]:
+        count = yield from execute(RECORD_DELIVERY, *delivery_params(self.d, outcome))
+        if count != 1:
+            raise StoreError(f"no outbox row {outcome.outbox_id!r} to record a delivery on")
+
+    def seen_delivery(self, source: str, delivery_id: str, now: datetime) -> Query[bool]:
+        count = yield from execute(
+            "INSERT INTO inbound_deliveries (source, id, seen_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (source, id) DO NOTHING",
+            source,
+            delivery_id,
+            self.d.time_out(now),
+        )
+        return count == 0
+
+    def apply(self, changes: Changes) -> Query[None]:
+        yield from apply_changes(self.d, self.t, changes)
+
+    # -- reads of committed data --
+
+    def find_incident(self, ref: str) -> Query[IncidentRecord | None]:
+        ref = ref.strip()
+        found = yield from self.get_incident(ref)
+        if found is not None:
+            return found
+        m = _NUMBER_REF.fullmatch(ref)
+        # 64-bit bound: a longer digit string cannot be a number we assigned.
+        if m is not None and len(m.group(1)) <= 18:
+            rows = yield from fetch(
+                f"SELECT {INCIDENT_COLS} FROM incidents WHERE number = ?", int(m.group(1))
+            )
+            if rows:
+                return self.t.incident.read(rows[0])
+        by_key = yield from self.incidents_by_key([ref])
+        if ref in by_key:
+            return by_key[ref]
+        rows = yield from fetch(
+            f"SELECT {INCIDENT_COLS} FROM incidents WHERE key = ? ORDER BY number DESC LIMIT 1",
+            ref,
+        )
+        return self.t.incident.read(rows[0]) if rows else None
+
+    def list_incidents(self, flt: IncidentFilter) -> Query[list[IncidentRecord]]:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, values in (
+            ("status", [str(s) for s in flt.status]),
+            ("severity", flt.severity),
+        ):
+            if values:
+                condition, params = self.d.in_list(column, list(values))
+                where.append(condition)
+                args.extend(params)
+        if flt.team is not None:
+            where.append("team = ?")
+            args.append(flt.team)
+        sql = f"SELECT {INCIDENT_COLS} FROM incidents"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY opened_at DESC, number DESC LIMIT ?"
+        args.append(max(0, flt.limit))
+        rows = yield from fetch(sql, *args)
+        return [self.t.incident.read(r) for r in rows]
+
+    def timeline(self, incident_id: str) -> Query[list[TimelineEvent]]:
+        rows = yield from fetch(
+            f"SELECT {TIMELINE_COLS} FROM timeline WHERE incident_id = ? ORDER BY at, id",
+            incident_id,
+        )
+        return [self.t.event.read(r) for r in rows]
+
+    def counts(self) -> Query[dict[tuple[str, str], int]]:
+        rows = yield from fetch(
+            "SELECT severity, status, count(*) AS n FROM incidents"
+            " WHERE status <> 'resolved' GROUP BY severity, status"
+        )
+        return {(r["severity"], r["status"]): r["n"] for r in rows}
+
+    def outbox_depth(self) -> Query[dict[str, int]]:
+        rows = yield from fetch(
+            "SELECT channel, count(*) AS n FROM outbox WHERE state = 'pending' GROUP BY channel"
+        )
+        return {r["channel"]: r["n"] for r in rows}
+
+    def schema_versions(self) -> Query[list[int]]:
+        rows = yield from fetch("SELECT version FROM schema_migrations ORDER BY version")
+        return [r["version"] for r in rows]
