@@ -1,242 +1,53 @@
-"""The store test-suite: the same tests against SQLite and PostgreSQL.
+"""The store conformance suite: every test runs against SQLite and against PostgreSQL.
 
-PostgreSQL tests need ``TOCSIN_TEST_POSTGRES_DSN`` (e.g.
-``postgresql://postgres@127.0.0.1:5432/test``); each gets a fresh schema, dropped afterwards.
+Whatever a caller may rely on (``escalation.store.base``) is tested here, once, for both
+backends; what only one backend does lives in ``test_sqlite.py`` / ``test_postgres.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import os
 import sqlite3
-import subprocess
-import sys
-import textwrap
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from pydantic import ValidationError
 
 from escalation.incidents.model import (
-    AlertRecord,
     Changes,
     IncidentRecord,
-    OutboxRecord,
     OutboxState,
     Status,
-    StepRecord,
     StepState,
     TimelineEvent,
 )
 from escalation.store import postgres as postgres_backend
 from escalation.store import sqlite as sqlite_backend
 from escalation.store.base import Conflict, IncidentFilter, Store, StoreError, Tx
-from escalation.store.factory import StoreConfig, make_store
-from escalation.store.migrations import MIGRATIONS, latest_version
+from escalation.store.migrations import latest_version
 from escalation.store.postgres import PostgresStore
-from escalation.store.sqlite import SINGLE_REPLICA_MESSAGE, SqliteStore
-
-DSN_ENV = "TOCSIN_TEST_POSTGRES_DSN"
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-CEST = timezone(timedelta(hours=2))
-ALL_VERSIONS = [mig.version for mig in MIGRATIONS]
-
-
-def m(minutes: float) -> datetime:
-    return T0 + timedelta(minutes=minutes)
-
-
-# -- fixtures -----------------------------------------------------------------------------------
-
-
-def _pg_dsn() -> str:
-    dsn = os.environ.get(DSN_ENV)
-    if not dsn:
-        pytest.skip(f"set {DSN_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test) to run")
-    return dsn
-
-
-@contextlib.asynccontextmanager
-async def fresh_schema() -> AsyncIterator[tuple[str, str]]:
-    """(dsn, a fresh schema name); the schema is dropped afterwards."""
-    dsn = _pg_dsn()
-    name = f"tocsin_test_{uuid.uuid4().hex[:12]}"
-    try:
-        yield dsn, name
-    finally:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        finally:
-            await conn.close()
-
-
-@pytest.fixture
-async def pg_schema() -> AsyncIterator[tuple[str, str]]:
-    async with fresh_schema() as pair:
-        yield pair
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend_name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-async def make(backend_name: str, tmp_path: Path) -> AsyncIterator[Callable[[], Store]]:
-    """A factory of unopened stores sharing one database of the parametrised backend."""
-    if backend_name == "sqlite":
-        path = tmp_path / "tocsin.db"
-        yield lambda: SqliteStore(path)
-        return
-    async with fresh_schema() as (dsn, schema):
-        yield lambda: PostgresStore(dsn, schema=schema, pool_min=1, pool_max=5)
-
-
-@pytest.fixture
-async def store(make: Callable[[], Store]) -> AsyncIterator[Store]:
-    s = make()
-    await s.open()
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def pg_store(pg_schema: tuple[str, str]) -> AsyncIterator[PostgresStore]:
-    dsn, schema = pg_schema
-    s = PostgresStore(dsn, schema=schema, pool_min=1, pool_max=8)
-    await s.open()
-    yield s
-    await s.close()
-
-
-# -- record builders ----------------------------------------------------------------------------
-
-
-def incident(
-    iid: str, *, key: str | None = None, opened: datetime = T0, **kw: Any
-) -> IncidentRecord:
-    fields: dict[str, Any] = {
-        "id": iid,
-        "number": 0,
-        "key": key or f"key-{iid}",
-        "status": Status.TRIGGERED,
-        "severity": "P1",
-        "title": f"title {iid}",
-        "team": "db",
-        "policy_name": "default",
-        "policy": {"steps": [{"after": "0s", "notify": ["schedule:primary"]}]},
-        "level": {"ack": "5m"},
-        "opened_at": opened,
-        "updated_at": opened,
-    }
-    fields.update(kw)
-    return IncidentRecord(**fields)
-
-
-def step(sid: str, incident_id: str = "inc-1", *, due: datetime = T0, **kw: Any) -> StepRecord:
-    return StepRecord(
-        id=sid,
-        incident_id=incident_id,
-        kind=kw.pop("kind", "page"),
-        epoch=kw.pop("epoch", 0),
-        round=kw.pop("round", 0),
-        tier=kw.pop("tier", 0),
-        due_at=due,
-        **kw,
-    )
-
-
-def outbox(
-    oid: str, incident_id: str = "inc-1", *, not_before: datetime = T0, **kw: Any
-) -> OutboxRecord:
-    fields: dict[str, Any] = {
-        "id": oid,
-        "incident_id": incident_id,
-        "step_id": None,
-        "kind": "page",
-        "tier": 0,
-        "round": 0,
-        "target": "schedule:primary",
-        "person": "alice",
-        "channel": "pagerduty",
-        "created_at": T0,
-        "not_before": not_before,
-    }
-    fields.update(kw)
-    return OutboxRecord(**fields)
-
-
-def alert(incident_id: str, fp: str, starts: datetime = T0, **kw: Any) -> AlertRecord:
-    fields: dict[str, Any] = {
-        "incident_id": incident_id,
-        "fingerprint": fp,
-        "starts_at": starts,
-        "status": "firing",
-        "ends_at": None,
-        "labels": {"alertname": "HighLatency", "service": "api"},
-        "annotations": {"summary": "slow"},
-        "generator_url": "http://prom/graph",
-        "severity": "P1",
-        "rule": "latency",
-        "first_seen": starts,
-        "last_seen": starts,
-    }
-    fields.update(kw)
-    return AlertRecord(**fields)
-
-
-def event(incident_id: str, at: datetime, kind: str, message: str = "") -> TimelineEvent:
-    return TimelineEvent(
-        incident_id=incident_id, at=at, kind=kind, actor="tocsin", source="engine", message=message
-    )
-
-
-async def apply(store: Store, **changes: Any) -> None:
-    async with store.transaction() as tx:
-        await tx.apply(Changes(**changes))
-
-
-async def steps_of(
-    store: Store, incident_id: str, *, pending_only: bool = False
-) -> list[StepRecord]:
-    async with store.transaction() as tx:
-        return await tx.steps_of(incident_id, pending_only=pending_only)
-
-
-async def outbox_of(store: Store, incident_id: str) -> list[OutboxRecord]:
-    async with store.transaction() as tx:
-        return await tx.outbox_of(incident_id)
-
-
-async def claim_steps(
-    store: Store, now: datetime, owner: str, lease: datetime, limit: int = 10
-) -> list[str]:
-    async with store.transaction() as tx:
-        return [s.id for s in await tx.claim_due_steps(now, owner, lease, limit)]
-
-
-async def claim_outbox(
-    store: Store, now: datetime, owner: str, lease: datetime, limit: int = 10
-) -> list[str]:
-    async with store.transaction() as tx:
-        return [o.id for o in await tx.claim_outbox(now, owner, lease, limit)]
-
-
-def states(records: list[StepRecord] | list[OutboxRecord]) -> dict[str, str]:
-    return {r.id: str(r.state) for r in records}
-
-
-# -- round trips --------------------------------------------------------------------------------
+from escalation.store.sqlite import SqliteStore
+from tests.escalation.store.records import (
+    ALL_VERSIONS,
+    CEST,
+    T0,
+    alert,
+    apply,
+    claim_outbox,
+    claim_steps,
+    event,
+    incident,
+    m,
+    outbox,
+    outbox_of,
+    states,
+    step,
+    steps_of,
+)
 
 
 async def test_round_trip_of_every_record_type(store: Store) -> None:
@@ -358,9 +169,6 @@ async def test_update_keeps_the_assigned_number(store: Store) -> None:
     assert await store.get_incident("b") == replace(b, title="renamed", version=1)
 
 
-# -- keys and occurrences -----------------------------------------------------------------------
-
-
 async def test_keys_and_aliases_point_at_the_newest_incident(store: Store) -> None:
     await apply(store, new_incidents=[incident("a", key="k")])
     async with store.transaction() as tx:
@@ -431,9 +239,6 @@ async def test_alert_upsert_replaces_only_the_changing_fields(store: Store) -> N
     ]
 
 
-# -- compare-and-set and idempotency ------------------------------------------------------------
-
-
 async def test_cas_update_bumps_version_and_stale_update_conflicts(store: Store) -> None:
     await apply(store, new_incidents=[incident("a")])
     v0 = await store.get_incident("a")
@@ -467,9 +272,6 @@ async def test_new_steps_and_outbox_are_insert_or_ignore(store: Store) -> None:
     )
     assert await steps_of(store, "inc-1") == [s, step("s2", due=m(6))]
     assert await outbox_of(store, "inc-1") == [o]
-
-
-# -- cancellation -------------------------------------------------------------------------------
 
 
 CANCEL_CASES: list[tuple[tuple[str | None, ...] | None, set[str]]] = [
@@ -547,9 +349,6 @@ async def test_cancellations_apply_before_inserts_of_the_same_changes(store: Sto
     )
     assert states(await steps_of(store, "inc-1")) == {"e0": "cancelled", "e1": "pending"}
     assert states(await outbox_of(store, "inc-1")) == {"o-e0": "cancelled", "o-e1": "pending"}
-
-
-# -- step updates, claims, leases ---------------------------------------------------------------
 
 
 async def test_step_updates_set_state_and_clear_the_lease(store: Store) -> None:
@@ -689,39 +488,6 @@ async def test_concurrent_claimers_never_share_a_row(store: Store) -> None:
         assert all(len(b) <= 3 for b in claims)
 
 
-async def test_pg_skip_locked_while_another_claim_is_uncommitted(pg_store: PostgresStore) -> None:
-    store = pg_store
-    await apply(
-        store,
-        new_steps=[step(f"s{i}", due=m(i)) for i in range(5)],
-        new_outbox=[outbox(f"o{i}", not_before=m(i)) for i in range(5)],
-    )
-    first_claimed = asyncio.Event()
-    release = asyncio.Event()
-
-    async def slow_claimer() -> tuple[list[str], list[str]]:
-        async with store.transaction() as tx:
-            s = [x.id for x in await tx.claim_due_steps(m(10), "slow", m(20), 2)]
-            o = [x.id for x in await tx.claim_outbox(m(10), "slow", m(20), 2)]
-            first_claimed.set()
-            await release.wait()  # keep the rows locked, uncommitted
-        return s, o
-
-    slow = asyncio.create_task(slow_claimer())
-    await first_claimed.wait()
-    # The other claimer is not blocked by the open transaction: it skips the locked rows.
-    fast_steps = await asyncio.wait_for(claim_steps(store, m(10), "fast", m(20)), 5)
-    fast_outbox = await asyncio.wait_for(claim_outbox(store, m(10), "fast", m(20)), 5)
-    release.set()
-    assert await slow == (["s0", "s1"], ["o0", "o1"])
-    assert fast_steps == ["s2", "s3", "s4"]
-    assert fast_outbox == ["o2", "o3", "o4"]
-    # Committed leases are live now: nobody gets anything before they expire.
-    assert await claim_steps(store, m(10), "third", m(30)) == []
-    assert await claim_outbox(store, m(10), "third", m(30)) == []
-    assert await claim_steps(store, m(20), "third", m(30)) == [f"s{i}" for i in range(5)]
-
-
 async def test_lock_keys_serialises_writers_on_one_key(store: Store) -> None:
     order: list[str] = []
     locked = asyncio.Event()
@@ -748,56 +514,6 @@ async def test_lock_keys_serialises_writers_on_one_key(store: Store) -> None:
     release.set()
     await asyncio.gather(t1, t2)
     assert order == ["first locked", "first done", "second locked"]
-
-
-async def test_pg_lock_keys_on_other_keys_do_not_wait(pg_store: PostgresStore) -> None:
-    release = asyncio.Event()
-    locked = asyncio.Event()
-
-    async def holder() -> None:
-        async with pg_store.transaction() as tx:
-            await tx.lock_keys(["k1"])
-            locked.set()
-            await release.wait()
-
-    task = asyncio.create_task(holder())
-    await locked.wait()
-    async with pg_store.transaction() as tx:
-        await asyncio.wait_for(tx.lock_keys(["k2", "k3"]), 5)
-        await tx.lock_keys([])
-    release.set()
-    await task
-
-
-async def test_pg_get_incident_in_tx_locks_the_row(pg_store: PostgresStore) -> None:
-    await apply(pg_store, new_incidents=[incident("a")])
-    order: list[str] = []
-    locked = asyncio.Event()
-    release = asyncio.Event()
-
-    async def first() -> None:
-        async with pg_store.transaction() as tx:
-            assert await tx.get_incident("a") is not None
-            locked.set()
-            await release.wait()
-            order.append("first done")
-
-    async def second() -> None:
-        async with pg_store.transaction() as tx:
-            await tx.get_incident("a")
-            order.append("second read")
-
-    t1 = asyncio.create_task(first())
-    await locked.wait()
-    t2 = asyncio.create_task(second())
-    await asyncio.sleep(0.2)
-    assert order == []
-    release.set()
-    await asyncio.gather(t1, t2)
-    assert order == ["first done", "second read"]
-
-
-# -- next_due, deliveries -----------------------------------------------------------------------
 
 
 async def test_next_due(store: Store) -> None:
@@ -840,9 +556,6 @@ async def test_seen_delivery(store: Store) -> None:
     async with store.transaction() as tx:
         # Rolled back with the failed unit: the retry is processed, not dropped as a duplicate.
         assert await tx.seen_delivery("email", "d-2", m(2)) is False
-
-
-# -- queries ------------------------------------------------------------------------------------
 
 
 async def _three_incidents(store: Store) -> None:
@@ -938,9 +651,6 @@ async def test_outbox_of_orders_by_creation_then_insertion(store: Store) -> None
     assert [o.id for o in await outbox_of(store, "inc-1")] == ["y", "z", "x"]
 
 
-# -- atomicity ----------------------------------------------------------------------------------
-
-
 async def test_exception_rolls_back_everything(store: Store) -> None:
     with pytest.raises(RuntimeError, match="boom"):
         async with store.transaction() as tx:
@@ -1011,9 +721,6 @@ async def test_tx_is_unusable_after_its_block(store: Store) -> None:
         await tx.get_incident("a")
 
 
-# -- lifecycle, migrations, health --------------------------------------------------------------
-
-
 async def test_migrations_are_idempotent_on_reopen(make: Callable[[], Store]) -> None:
     first = make()
     await first.open()
@@ -1042,255 +749,6 @@ async def test_ping_and_closed_store(store: Store) -> None:
             pass
     with pytest.raises(StoreError):
         await store.get_incident("a")
-
-
-async def test_pg_concurrent_open_migrates_once(pg_schema: tuple[str, str]) -> None:
-    dsn, schema = pg_schema
-    stores = [PostgresStore(dsn, schema=schema, pool_min=1, pool_max=2) for _ in range(3)]
-    await asyncio.gather(*(s.open() for s in stores))
-    try:
-        conn = await asyncpg.connect(dsn)
-        try:
-            rows = await conn.fetch(
-                f'SELECT version, count(*) AS n FROM "{schema}".schema_migrations'
-                " GROUP BY version ORDER BY version"
-            )
-        finally:
-            await conn.close()
-        assert [(r["version"], r["n"]) for r in rows] == [(v, 1) for v in ALL_VERSIONS]
-        await apply(stores[0], new_incidents=[incident("a")])
-        assert (await stores[2].get_incident("a")).number == 1  # type: ignore[union-attr]
-    finally:
-        await asyncio.gather(*(s.close() for s in stores))
-
-
-async def test_pg_unreachable_server_is_a_store_error() -> None:
-    with socket_closed_port() as port:
-        store = PostgresStore(f"postgresql://postgres@127.0.0.1:{port}/test", connect_timeout=2)
-        with pytest.raises(StoreError) as caught:
-            await store.open()
-    assert isinstance(caught.value.__cause__, OSError)
-    assert "PostgreSQL open" in str(caught.value)
-
-
-@contextlib.contextmanager
-def socket_closed_port() -> Any:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    yield port  # nothing listens there any more
-
-
-async def test_pg_ping_fails_when_the_server_goes_away(pg_schema: tuple[str, str]) -> None:
-    # A TCP proxy stands in for the server: cutting it is PostgreSQL going away.
-    dsn, schema = pg_schema
-    parts = urlsplit(dsn)
-    target_host, target_port = parts.hostname or "127.0.0.1", parts.port or 5432
-    links: list[asyncio.StreamWriter] = []
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(target_host, target_port)
-        links.extend([writer, up_writer])
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = proxy.sockets[0].getsockname()[1]
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
-    proxied = urlunsplit(parts._replace(netloc=netloc))
-    store = PostgresStore(proxied, schema=schema, pool_min=1, pool_max=1, connect_timeout=2)
-    await store.open()
-    try:
-        await store.ping()
-        for w in links:
-            w.close()
-        proxy.close()
-        await proxy.wait_closed()
-        await asyncio.sleep(0.1)
-        with pytest.raises(StoreError):
-            await store.ping()
-        with pytest.raises(StoreError):
-            await apply(store, new_incidents=[incident("a")])
-    finally:
-        await store.close()
-
-
-async def test_sqlite_uses_wal_and_full_sync(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "t.db")
-    await store.open()
-    try:
-        sync = await store._call(
-            lambda: store._writer_conn().execute("PRAGMA synchronous").fetchone()[0]
-        )
-        assert sync == 2  # FULL
-    finally:
-        await store.close()
-    conn = sqlite3.connect(tmp_path / "t.db")
-    try:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == ALL_VERSIONS
-    finally:
-        conn.close()
-
-
-@pytest.mark.parametrize("kind", ["parent-is-a-file", "path-is-a-directory"])
-async def test_sqlite_unwritable_path_is_a_store_error(tmp_path: Path, kind: str) -> None:
-    if kind == "parent-is-a-file":
-        (tmp_path / "file").write_text("x")
-        path = tmp_path / "file" / "tocsin.db"
-    else:
-        path = tmp_path / "dir.db"
-        path.mkdir()
-    store = SqliteStore(path)
-    with pytest.raises(StoreError) as caught:
-        await store.open()
-    assert str(path) in str(caught.value)
-    assert isinstance(caught.value.__cause__, (OSError, sqlite3.Error))
-    with pytest.raises(StoreError):
-        await store.ping()
-
-
-async def test_sqlite_ping_fails_when_the_file_is_removed(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "t.db")
-    await store.open()
-    try:
-        await store.ping()
-        (tmp_path / "t.db").unlink()
-        with pytest.raises(StoreError, match="gone"):
-            await store.ping()
-    finally:
-        await store.close()
-
-
-_OPEN_SCRIPT = textwrap.dedent(
-    """
-    import asyncio, sys
-    from escalation.store.sqlite import SqliteStore
-    from escalation.store.base import StoreError
-
-    async def main():
-        store = SqliteStore(sys.argv[1])
-        try:
-            await store.open()
-        except StoreError as e:
-            print(e)
-            return 3
-        await store.close()
-        print("opened")
-        return 0
-
-    sys.exit(asyncio.run(main()))
-    """
-)
-
-
-def _open_in_subprocess(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", _OPEN_SCRIPT, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-async def test_sqlite_second_process_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "t.db"
-    store = SqliteStore(path)
-    await store.open()
-    try:
-        proc = await asyncio.to_thread(_open_in_subprocess, path)
-        assert proc.returncode == 3, proc.stderr
-        assert SINGLE_REPLICA_MESSAGE in proc.stdout
-        assert (
-            SINGLE_REPLICA_MESSAGE
-            == "SQLite is single-replica; use PostgreSQL for several replicas"
-        )
-        assert f"pid {os.getpid()}" in proc.stdout
-        second = SqliteStore(path)  # also a second store in this process
-        with pytest.raises(StoreError, match="single-replica"):
-            await second.open()
-        await store.ping()  # the refused opener did not disturb the holder
-    finally:
-        await store.close()
-    proc = await asyncio.to_thread(_open_in_subprocess, path)
-    assert (proc.returncode, proc.stdout.strip()) == (0, "opened")
-
-
-async def test_sqlite_in_memory_store(tmp_path: Path) -> None:
-    store = SqliteStore(":memory:")
-    await store.open()
-    try:
-        await apply(store, new_incidents=[incident("a")])
-        assert (await store.find_incident("#1")).id == "a"  # type: ignore[union-attr]
-        await store.ping()
-    finally:
-        await store.close()
-    assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
-
-
-# -- configuration ------------------------------------------------------------------------------
-
-
-def test_store_config_defaults_and_sqlite_factory() -> None:
-    cfg = StoreConfig()
-    assert (cfg.backend, cfg.path, cfg.dsn, cfg.pool_min, cfg.pool_max, cfg.schema) == (
-        "sqlite",
-        "tocsin.db",
-        None,
-        1,
-        10,
-        None,
-    )
-    store = make_store(cfg)
-    assert isinstance(store, SqliteStore)
-    assert store.path == "tocsin.db"
-
-
-def test_store_config_postgres() -> None:
-    cfg = StoreConfig.model_validate(
-        {
-            "backend": "postgres",
-            "dsn": "postgresql://u:hunter2@db/tocsin",
-            "schema": "tocsin",
-            "pool_min": 2,
-            "pool_max": 4,
-        }
-    )
-    assert "hunter2" not in repr(cfg)
-    store = make_store(cfg)
-    assert isinstance(store, PostgresStore)
-    assert store.schema == "tocsin"
-    assert "hunter2" not in repr(store)
-
-
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        ({"backend": "postgres"}, "store.dsn is required when store.backend is 'postgres'"),
-        ({"backend": "postgres", "dsn": " "}, "store.dsn is required"),
-        ({"backend": "mysql"}, "Input should be 'sqlite' or 'postgres'"),
-        ({"pth": "x.db"}, "Extra inputs are not permitted"),
-        ({"pool_min": 5, "pool_max": 2}, "store.pool_min (5) must not exceed store.pool_max (2)"),
-        ({"pool_max": 0}, "greater than or equal to 1"),
-    ],
-)
-def test_store_config_errors(data: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValidationError) as caught:
-        StoreConfig.model_validate(data)
-    assert message in str(caught.value)
-
-
-# -- interface conformance ----------------------------------------------------------------------
 
 
 def _public_methods(cls: type) -> dict[str, inspect.Signature]:
