@@ -1,11 +1,12 @@
 """The stages one claim's bundles pass through, all with one signature.
 
-A stage takes the round (what the claim read, the policy, the instant) and the bundles still
-travelling, and returns the bundles that travel on, in the way Alertmanager's notify pipeline
-passes alerts from stage to stage. A stage that settles a bundle (held, or failed before any
-send) marks it and passes it on untouched by later gates, so the last stage records everything
-in one write. ``Chain`` runs stages in order; ``OneAtATime`` runs a chain on each bundle in
-turn, so each bundle's gates see the limit slots and breaker probe the previous one took.
+A stage takes the round (what the claim read, the policy, the instant) and the claim's bundles,
+and returns the bundles the next stage gets, in the way Alertmanager's notify pipeline passes
+alerts from stage to stage. Only ``DropMoot`` drops rows (an ack made them moot); a stage that
+settles a bundle (held, or failed before any send) marks it and passes it on, untouched by
+later gates, so the last stage records everything in one write. ``Chain`` runs stages in
+order; ``OneAtATime`` runs a chain on each bundle in turn, so each bundle's gates see the limit
+slots and breaker probe the previous one took.
 
 Gates never await: every bundle's limit slot is reserved before the first send's await, so
 bundles sent concurrently from one claim cannot all pass the same limit check.
@@ -127,7 +128,9 @@ class Chain:
     def names(self) -> list[str]:
         """The stages' names in order (what a reader of logs and tests sees)."""
         return [
-            n for s in self.stages for n in (s.names() if isinstance(s, OneAtATime) else [_n(s)])
+            n
+            for s in self.stages
+            for n in (s.names() if isinstance(s, Chain | OneAtATime) else [_n(s)])
         ]
 
 
