@@ -24,7 +24,7 @@ from escalation.incidents.actions import Action, IllegalTransition, decide_actio
 from escalation.incidents.directory import Directory
 from escalation.incidents.fallback import fallback_row
 from escalation.incidents.ingest import Classified, IngestOutcome, decide_ingest, default_key
-from escalation.incidents.model import Changes, OutboxState, Status, TimelineEvent
+from escalation.incidents.model import Changes, KeyAlias, OutboxState, Status, TimelineEvent
 from escalation.store.base import Conflict, IncidentFilter, IngestContext, Store, StoreError, Tx
 from rules.alerts import Notification
 
@@ -427,7 +427,7 @@ class EscalationService:
                 return
 
         async def body(tx: Tx, now: datetime) -> tuple[None, Changes]:
-            return None, Changes(key_aliases=[(alias, incident_id)])
+            return None, Changes(key_aliases=[KeyAlias(alias, incident_id)])
 
         await self._unit("alias", None, body)
 
@@ -519,7 +519,7 @@ class EscalationService:
 async def _alias_in(tx: Tx, alias: str, incident_id: str, changes: Changes) -> None:
     known = (await tx.incidents_by_key([alias])).get(alias)
     if known is None or known.id != incident_id:
-        changes.key_aliases.append((alias, incident_id))
+        changes.key_aliases.append(KeyAlias(alias, incident_id))
 
 
 def _merge_targets(
@@ -532,7 +532,7 @@ def _merge_targets(
         if inc is None and k in ctx.by_occurrence:
             inc = ctx.incidents[ctx.by_occurrence[k]]
             # A `continue: true` route or a second receiver: same alerts, same incident.
-            changes.key_aliases.append((k, inc.id))
+            changes.key_aliases.append(KeyAlias(k, inc.id))
         slot = inc.id if inc is not None else f"new:{k}"
         if slot in merged:
             merged[slot][1].extend(groups[k].items)

@@ -14,12 +14,15 @@ from enum import StrEnum
 from escalation.incidents.directory import Directory
 from escalation.incidents.ingest import resolve_notices
 from escalation.incidents.model import (
+    CancelOutbox,
+    CancelSteps,
     Changes,
     IncidentRecord,
     OutboxRecord,
     OutboxState,
     Status,
     StepRecord,
+    StepReschedule,
     StepState,
     TimelineEvent,
 )
@@ -138,7 +141,7 @@ def decide_action(
             raise IllegalTransition(f"incident {inc.id} has no further tier to escalate to")
         if inc.status != Status.TRIGGERED:
             new = replace(inc, status=Status.TRIGGERED)
-        ch.step_reschedules.append((nxt.id, now, f"escalated now by {actor}"))
+        ch.step_reschedules.append(StepReschedule(nxt.id, now, f"escalated now by {actor}"))
         ch.timeline.append(
             TimelineEvent(
                 inc.id,
@@ -164,7 +167,7 @@ def decide_action(
             mitigated_at=None,
             resolved_at=None,
         )
-        ch.cancel_steps_of.append((inc.id, None, "superseded: reopened"))
+        ch.cancel_steps_of.append(CancelSteps(inc.id, None, "superseded: reopened"))
         ch.timeline.append(
             TimelineEvent(
                 inc.id, now, "reopen", actor, source, f"back to triggered by {actor}{suffix}"
@@ -209,6 +212,6 @@ def _pagerduty_acks(
 
 
 def _moot(ch: Changes, inc: IncidentRecord, status: Status) -> None:
-    ch.cancel_steps_of.append((inc.id, _MOOT[status], f"{status.value}"))
+    ch.cancel_steps_of.append(CancelSteps(inc.id, _MOOT[status], f"{status.value}"))
     kinds = ("page", "reminder") if status == Status.RESOLVED else ("page",)
-    ch.cancel_outbox_of.append((inc.id, kinds))
+    ch.cancel_outbox_of.append(CancelOutbox(inc.id, kinds))

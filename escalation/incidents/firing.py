@@ -13,13 +13,16 @@ from datetime import datetime, timedelta
 
 from escalation.incidents.directory import Directory
 from escalation.incidents.model import (
+    CancelSteps,
     Changes,
     IncidentRecord,
     OutboxRecord,
     OutboxState,
     Status,
     StepRecord,
+    StepReschedule,
     StepState,
+    StepUpdate,
     TimelineEvent,
     status_reached,
 )
@@ -60,13 +63,15 @@ def decide_step(
     """What firing ``step`` at ``now`` writes."""
     ch = Changes()
     if inc is None:
-        ch.step_updates.append((step.id, StepState.CANCELLED, None, "incident not found"))
+        ch.step_updates.append(StepUpdate(step.id, StepState.CANCELLED, None, "incident not found"))
         return ch
     if step.epoch != inc.epoch:
-        ch.step_updates.append((step.id, StepState.CANCELLED, None, "superseded"))
+        ch.step_updates.append(StepUpdate(step.id, StepState.CANCELLED, None, "superseded"))
         return ch
     if inc.status == Status.RESOLVED or (step.unless and status_reached(inc.status, step.unless)):
-        ch.step_updates.append((step.id, StepState.CANCELLED, None, f"incident {inc.status.value}"))
+        ch.step_updates.append(
+            StepUpdate(step.id, StepState.CANCELLED, None, f"incident {inc.status.value}")
+        )
         return ch
     late = now - step.due_at
     late_note = f"late by {late.total_seconds():.1f}s" if late > LATE_AFTER else ""
@@ -101,7 +106,7 @@ def _page(
     steps = snapshot_steps(inc.policy)
     if step.tier >= len(steps):
         ch.step_updates.append(
-            (step.id, StepState.SKIPPED, now, "no such tier in the policy snapshot")
+            StepUpdate(step.id, StepState.SKIPPED, now, "no such tier in the policy snapshot")
         )
         return ch
     spec = steps[step.tier]
@@ -110,7 +115,9 @@ def _page(
         cal = d.calendars.get(spec.during)
         if cal is not None and not cal.contains(now):
             when = cal.next_open(now)
-            ch.step_reschedules.append((step.id, when, f"deferred until {spec.during} opens"))
+            ch.step_reschedules.append(
+                StepReschedule(step.id, when, f"deferred until {spec.during} opens")
+            )
             ch.timeline.append(
                 TimelineEvent(
                     inc.id,
@@ -126,7 +133,9 @@ def _page(
     window = active_maintenance(d.maintenance, now, inc.labels)
     if window is not None:
         if window.action == "drop":
-            ch.step_updates.append((step.id, StepState.SKIPPED, now, f"maintenance {window.name}"))
+            ch.step_updates.append(
+                StepUpdate(step.id, StepState.SKIPPED, now, f"maintenance {window.name}")
+            )
             ch.timeline.append(
                 TimelineEvent(
                     inc.id,
@@ -140,7 +149,9 @@ def _page(
             )
             return ch
         until = window.ends_at(now) or now + timedelta(minutes=5)
-        ch.step_reschedules.append((step.id, until, f"held by maintenance {window.name}"))
+        ch.step_reschedules.append(
+            StepReschedule(step.id, until, f"held by maintenance {window.name}")
+        )
         ch.timeline.append(
             TimelineEvent(
                 inc.id,
@@ -207,7 +218,7 @@ def _page(
                     )
                 )
     ch.step_updates.append(
-        (step.id, StepState.FIRED, now, late_note or f"{created} notification(s)")
+        StepUpdate(step.id, StepState.FIRED, now, late_note or f"{created} notification(s)")
     )
     return ch
 
@@ -258,7 +269,9 @@ def _reminder(
     during = inc.level.get("update_during")
     cal = d.calendars.get(during) if during else None
     if cal is not None and not cal.contains(now):
-        ch.step_reschedules.append((step.id, cal.next_open(now), f"deferred until {during} opens"))
+        ch.step_reschedules.append(
+            StepReschedule(step.id, cal.next_open(now), f"deferred until {during} opens")
+        )
         return ch
     responders: dict[tuple[str, str], OutboxRecord] = {}
     for r in rows:
@@ -294,7 +307,7 @@ def _reminder(
             # not a burst of every missed slot at once.
             nxt = replace(nxt, due_at=now + timedelta(seconds=float(inc.level["update_every"])))
         ch.new_steps.append(nxt)
-    ch.step_updates.append((step.id, StepState.FIRED, now, late_note))
+    ch.step_updates.append(StepUpdate(step.id, StepState.FIRED, now, late_note))
     return ch
 
 
@@ -313,11 +326,13 @@ def _ack_timeout(
     step: StepRecord, inc: IncidentRecord, d: Directory, now: datetime, ch: Changes, late_note: str
 ) -> Changes:
     if inc.status != Status.ACKNOWLEDGED:
-        ch.step_updates.append((step.id, StepState.CANCELLED, None, f"incident {inc.status.value}"))
+        ch.step_updates.append(
+            StepUpdate(step.id, StepState.CANCELLED, None, f"incident {inc.status.value}")
+        )
         return ch
     new = replace(inc, status=Status.TRIGGERED, epoch=inc.epoch + 1, updated_at=now)
     ch.updated_incidents.append(new)
-    ch.cancel_steps_of.append((inc.id, None, "superseded: ack timeout"))
+    ch.cancel_steps_of.append(CancelSteps(inc.id, None, "superseded: ack timeout"))
     ch.new_steps.extend(plan_steps(new.id, new.epoch, new.policy, now, d.calendars))
     if new.policy.get("reminders", True):
         # The pending reminder belonged to the superseded run: status updates go on at the
@@ -336,5 +351,5 @@ def _ack_timeout(
             {},
         )
     )
-    ch.step_updates.append((step.id, StepState.FIRED, now, late_note))
+    ch.step_updates.append(StepUpdate(step.id, StepState.FIRED, now, late_note))
     return ch

@@ -17,6 +17,8 @@ from typing import Any
 from escalation.incidents.directory import Directory
 from escalation.incidents.model import (
     AlertRecord,
+    CancelOutbox,
+    CancelSteps,
     Changes,
     IncidentRecord,
     OutboxRecord,
@@ -320,7 +322,9 @@ def _raise(
         epoch=inc.epoch + 1,
         status=Status.TRIGGERED if was_acked else inc.status,
     )
-    ch.cancel_steps_of.append((inc.id, None, f"superseded: severity raised to {v.severity}"))
+    ch.cancel_steps_of.append(
+        CancelSteps(inc.id, None, f"superseded: severity raised to {v.severity}")
+    )
     name = worst.alert.labels.get("alertname", "")
     msg = (
         f"severity raised {inc.severity} -> {v.severity} ({v.severity_name}) by {name}"
@@ -355,8 +359,8 @@ def _resolve(
     paged: Sequence[OutboxRecord],
 ) -> IncidentRecord:
     new = replace(inc, status=Status.RESOLVED, resolved_at=now)
-    ch.cancel_steps_of.append((inc.id, None, "incident resolved"))
-    ch.cancel_outbox_of.append((inc.id, ("page", "reminder")))
+    ch.cancel_steps_of.append(CancelSteps(inc.id, None, "incident resolved"))
+    ch.cancel_outbox_of.append(CancelOutbox(inc.id, ("page", "reminder")))
     ch.timeline.append(
         TimelineEvent(inc.id, now, "resolve", actor, source, f"incident resolved: {why}", {})
     )

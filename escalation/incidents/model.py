@@ -9,18 +9,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "AlertRecord",
+    "CancelOutbox",
+    "CancelSteps",
     "Changes",
     "DeliveryOutcome",
     "IncidentRecord",
+    "KeyAlias",
     "OutboxRecord",
     "OutboxState",
     "Status",
     "StepRecord",
+    "StepReschedule",
     "StepState",
+    "StepUpdate",
     "TimelineEvent",
     "status_reached",
 ]
@@ -169,6 +174,53 @@ class DeliveryOutcome:
     not_before: datetime | None = None  # None keeps the stored one
 
 
+# The small change kinds below are NamedTuples rather than dataclasses: a store backend
+# unpacks them positionally into statement parameters, and callers may still build them
+# positionally; the names document what each position is.
+
+
+class KeyAlias(NamedTuple):
+    """Another incident key that leads to ``incident_id`` (e.g. a PagerDuty dedup key)."""
+
+    key: str
+    incident_id: str
+
+
+class StepUpdate(NamedTuple):
+    """A step reaches a final state (fired, cancelled, skipped); its lease is released."""
+
+    step_id: str
+    state: StepState
+    fired_at: datetime | None
+    note: str
+
+
+class StepReschedule(NamedTuple):
+    """A pending step moves to a new due time (deferred, held, or escalated now)."""
+
+    step_id: str
+    due_at: datetime
+    note: str
+
+
+class CancelSteps(NamedTuple):
+    """Cancel an incident's pending steps whose ``unless`` is one of ``unless``.
+
+    ``unless=None`` cancels every pending step of the incident, whatever its ``unless``.
+    """
+
+    incident_id: str
+    unless: tuple[str | None, ...] | None
+    note: str
+
+
+class CancelOutbox(NamedTuple):
+    """Cancel an incident's pending outbox rows of these ``kinds``."""
+
+    incident_id: str
+    kinds: tuple[str, ...]
+
+
 @dataclass
 class Changes:
     """Everything one decision writes; applied atomically by the store."""
@@ -177,23 +229,15 @@ class Changes:
     updated_incidents: list[IncidentRecord] = field(
         default_factory=list
     )  # compare-and-set on version
-    key_aliases: list[tuple[str, str]] = field(default_factory=list)  # (key, incident_id)
+    key_aliases: list[KeyAlias] = field(default_factory=list)
     upsert_alerts: list[AlertRecord] = field(default_factory=list)
     timeline: list[TimelineEvent] = field(default_factory=list)
     new_steps: list[StepRecord] = field(default_factory=list)  # insert; ignore if id exists
-    step_updates: list[tuple[str, StepState, datetime | None, str]] = field(
-        default_factory=list
-    )  # (id, state, fired_at, note)
-    step_reschedules: list[tuple[str, datetime, str]] = field(
-        default_factory=list
-    )  # (id, due, note)
-    cancel_steps_of: list[tuple[str, tuple[str | None, ...] | None, str]] = field(
-        default_factory=list
-    )  # (incident_id, unless values or None for every pending step, note)
+    step_updates: list[StepUpdate] = field(default_factory=list)
+    step_reschedules: list[StepReschedule] = field(default_factory=list)
+    cancel_steps_of: list[CancelSteps] = field(default_factory=list)
     new_outbox: list[OutboxRecord] = field(default_factory=list)  # insert; ignore if id exists
-    cancel_outbox_of: list[tuple[str, tuple[str, ...]]] = field(
-        default_factory=list
-    )  # (incident_id, kinds): pending rows of these kinds → cancelled
+    cancel_outbox_of: list[CancelOutbox] = field(default_factory=list)
     deliveries: list[DeliveryOutcome] = field(default_factory=list)  # attempts' outcomes
 
     def __bool__(self) -> bool:
