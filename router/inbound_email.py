@@ -66,7 +66,7 @@ def _page(status: int, heading: str, body: str = "") -> web.Response:
 
 
 def _describe(inc: IncidentRecord) -> str:
-    sev = inc.level.get("name") or inc.severity
+    sev = inc.severity_name
     return (
         f"<p>Incident <b>#{inc.number}</b> [{escape(str(sev))}]: {escape(inc.title)}</p>"
         f"<p>Status: <b>{escape(inc.status.value)}</b></p>"

@@ -43,7 +43,7 @@ def incident_summary(inc: IncidentRecord) -> dict[str, Any]:
         "key": inc.key,
         "status": inc.status.value,
         "severity": inc.severity,
-        "severity_name": inc.level.get("name", inc.severity),
+        "severity_name": inc.severity_name,
         "title": inc.title,
         "team": inc.team,
         "policy": inc.policy_name,

@@ -24,6 +24,7 @@ from escalation.incidents.fallback import fallback_row
 from escalation.incidents.model import (
     Changes,
     DeliveryOutcome,
+    EventKind,
     IncidentRecord,
     OutboxRecord,
     OutboxState,
@@ -151,7 +152,7 @@ class Record:
             TimelineEvent(
                 r.incident_id,
                 now,
-                "fallback",
+                EventKind.FALLBACK,
                 "tocsin",
                 "engine",
                 f"{r.channel} to {r.person} failed; falling back to {nxt.channel}",
@@ -183,7 +184,7 @@ def _hold(
 
 
 def _event(r: OutboxRecord, now: datetime, message: str, data: dict[str, Any]) -> TimelineEvent:
-    return TimelineEvent(r.incident_id, now, "delivery", "tocsin", r.channel, message, data)
+    return TimelineEvent(r.incident_id, now, EventKind.DELIVERY, "tocsin", r.channel, message, data)
 
 
 def moot_at_claim(

@@ -92,7 +92,7 @@ def _clean(text: str, limit: int | None = None) -> str:
 
 
 def _severity(inc: IncidentRecord) -> str:
-    return str(inc.level.get("name") or inc.severity)
+    return inc.severity_name
 
 
 def _kind_word(kind: str) -> str:

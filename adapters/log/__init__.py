@@ -27,7 +27,7 @@ class LogNotifier:
                 "incident": inc.id,
                 "number": inc.number,
                 "severity": inc.severity,
-                "severity_name": inc.level.get("name", inc.severity),
+                "severity_name": inc.severity_name,
                 "title": inc.title,
                 "tier": row.tier,
                 "round": row.round,

@@ -159,10 +159,6 @@ def build_event(
     return event
 
 
-def _level_name(inc: IncidentRecord) -> str:
-    return str(inc.level.get("name", inc.severity))
-
-
 def _payload(
     delivery: Delivery, alert_json: list[dict[str, Any]], others_known: list[IncidentRecord]
 ) -> dict[str, Any]:
@@ -170,7 +166,7 @@ def _payload(
     inc = delivery.incident
     labels = dict(inc.labels)
     alert_labels: list[Mapping[str, str]] = [a["labels"] for a in alert_json]
-    summary = f"[{_level_name(inc)}] {inc.title}"
+    summary = f"[{inc.severity_name}] {inc.title}"
     if others_known:
         summary += f" (+{len(others_known)} more incident{'s' if len(others_known) > 1 else ''})"
     payload: dict[str, Any] = {
@@ -207,7 +203,7 @@ def _details(
             "title": inc.title,
             "status": inc.status.value,
             "severity": inc.severity,
-            "severity_name": _level_name(inc),
+            "severity_name": inc.severity_name,
             "team": inc.team,
             "opened_at": inc.opened_at.isoformat(),
             "url": url,
@@ -232,7 +228,7 @@ def _details(
                 "number": o.number,
                 "title": o.title,
                 "severity": o.severity,
-                "severity_name": _level_name(o),
+                "severity_name": o.severity_name,
                 "status": o.status.value,
                 "url": incident_url(o, {}, public_url),
             }

@@ -24,7 +24,7 @@ _TITLE_SPEECH = 300  # characters of a title read out before it is cut
 
 
 def _severity(inc: IncidentRecord) -> str:
-    name = str(inc.level.get("name") or inc.severity)
+    name = inc.severity_name
     return name if name == inc.severity else f"{name} {inc.severity}"
 
 

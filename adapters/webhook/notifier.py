@@ -57,7 +57,7 @@ def _incident(inc: IncidentRecord, url: str | None) -> dict[str, Any]:
         "title": inc.title,
         "status": inc.status.value,
         "severity": inc.severity,
-        "severity_name": inc.level.get("name", inc.severity),
+        "severity_name": inc.severity_name,
         "team": inc.team,
         "policy": inc.policy_name,
         "labels": dict(inc.labels),

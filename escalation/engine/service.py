@@ -24,7 +24,14 @@ from escalation.incidents.actions import Action, IllegalTransition, decide_actio
 from escalation.incidents.directory import Directory
 from escalation.incidents.fallback import fallback_row
 from escalation.incidents.ingest import Classified, IngestOutcome, decide_ingest, default_key
-from escalation.incidents.model import Changes, KeyAlias, OutboxState, Status, TimelineEvent
+from escalation.incidents.model import (
+    Changes,
+    EventKind,
+    KeyAlias,
+    OutboxState,
+    Status,
+    TimelineEvent,
+)
 from escalation.store.base import Conflict, IncidentFilter, IngestContext, Store, StoreError, Tx
 from rules.alerts import Notification
 
@@ -472,7 +479,7 @@ class EscalationService:
             TimelineEvent(
                 incident_id,
                 now,
-                "fallback",
+                EventKind.FALLBACK,
                 "tocsin",
                 source,
                 f"{row.channel} to {row.person}: {reason}; "

@@ -17,10 +17,13 @@ from escalation.incidents.model import (
     CancelOutbox,
     CancelSteps,
     Changes,
+    EventKind,
     IncidentRecord,
+    OutboxKind,
     OutboxRecord,
     OutboxState,
     Status,
+    StepKind,
     StepRecord,
     StepReschedule,
     StepState,
@@ -85,7 +88,9 @@ def decide_action(
         new = replace(inc, status=Status.ACKNOWLEDGED, acknowledged_at=now)
         _moot(ch, inc, Status.ACKNOWLEDGED)
         ch.timeline.append(
-            TimelineEvent(inc.id, now, "ack", actor, source, f"acknowledged by {actor}{suffix}")
+            TimelineEvent(
+                inc.id, now, EventKind.ACK, actor, source, f"acknowledged by {actor}{suffix}"
+            )
         )
         if source != "pagerduty":
             ch.new_outbox.extend(_pagerduty_acks(inc, paged, now))
@@ -93,9 +98,9 @@ def decide_action(
         if timeout:
             ch.new_steps.append(
                 StepRecord(
-                    id=step_id(inc.id, inc.epoch, "ack_timeout", int(now.timestamp()), 0),
+                    id=step_id(inc.id, inc.epoch, StepKind.ACK_TIMEOUT, int(now.timestamp()), 0),
                     incident_id=inc.id,
-                    kind="ack_timeout",
+                    kind=StepKind.ACK_TIMEOUT,
                     epoch=inc.epoch,
                     round=0,
                     tier=0,
@@ -112,7 +117,9 @@ def decide_action(
         )
         _moot(ch, inc, Status.MITIGATED)
         ch.timeline.append(
-            TimelineEvent(inc.id, now, "mitigate", actor, source, f"mitigated by {actor}{suffix}")
+            TimelineEvent(
+                inc.id, now, EventKind.MITIGATE, actor, source, f"mitigated by {actor}{suffix}"
+            )
         )
     elif action == Action.RESOLVE:
         new = replace(
@@ -123,7 +130,9 @@ def decide_action(
         )
         _moot(ch, inc, Status.RESOLVED)
         ch.timeline.append(
-            TimelineEvent(inc.id, now, "resolve", actor, source, f"resolved by {actor}{suffix}")
+            TimelineEvent(
+                inc.id, now, EventKind.RESOLVE, actor, source, f"resolved by {actor}{suffix}"
+            )
         )
         ch.new_outbox.extend(resolve_notices(new, paged, now))
     elif action == Action.ESCALATE:
@@ -133,7 +142,7 @@ def decide_action(
             (
                 s
                 for s in sorted(pending, key=lambda s: (s.due_at, s.round, s.tier))
-                if s.kind == "page" and s.state == StepState.PENDING and s.due_at > now
+                if s.kind == StepKind.PAGE and s.state == StepState.PENDING and s.due_at > now
             ),
             None,
         )
@@ -146,7 +155,7 @@ def decide_action(
             TimelineEvent(
                 inc.id,
                 now,
-                "escalate",
+                EventKind.ESCALATE,
                 actor,
                 source,
                 f"escalated to tier {nxt.tier} now by {actor}{suffix}",
@@ -155,7 +164,7 @@ def decide_action(
         )
     elif action == Action.NOTE:
         ch.timeline.append(
-            TimelineEvent(inc.id, now, "note", actor, source, note or "(empty note)")
+            TimelineEvent(inc.id, now, EventKind.NOTE, actor, source, note or "(empty note)")
         )
         return ch, inc
     elif action == Action.REOPEN:
@@ -170,7 +179,12 @@ def decide_action(
         ch.cancel_steps_of.append(CancelSteps(inc.id, None, "superseded: reopened"))
         ch.timeline.append(
             TimelineEvent(
-                inc.id, now, "reopen", actor, source, f"back to triggered by {actor}{suffix}"
+                inc.id,
+                now,
+                EventKind.REOPEN,
+                actor,
+                source,
+                f"back to triggered by {actor}{suffix}",
             )
         )
         if directory is not None:
@@ -188,7 +202,7 @@ def _pagerduty_acks(
     for row in paged:
         if (
             row.channel != "pagerduty"
-            or row.kind != "page"
+            or row.kind != OutboxKind.PAGE
             or row.state not in (OutboxState.SENT, OutboxState.UNKNOWN)
         ):
             continue
@@ -198,7 +212,7 @@ def _pagerduty_acks(
                 id=f"{inc.id}:acknowledge:{inc.epoch}:{row.person}:pagerduty",
                 incident_id=inc.id,
                 step_id=None,
-                kind="acknowledge",
+                kind=OutboxKind.ACKNOWLEDGE,
                 tier=row.tier,
                 round=row.round,
                 target=row.target,
@@ -213,5 +227,7 @@ def _pagerduty_acks(
 
 def _moot(ch: Changes, inc: IncidentRecord, status: Status) -> None:
     ch.cancel_steps_of.append(CancelSteps(inc.id, _MOOT[status], f"{status.value}"))
-    kinds = ("page", "reminder") if status == Status.RESOLVED else ("page",)
+    kinds = (
+        (OutboxKind.PAGE, OutboxKind.REMINDER) if status == Status.RESOLVED else (OutboxKind.PAGE,)
+    )
     ch.cancel_outbox_of.append(CancelOutbox(inc.id, kinds))

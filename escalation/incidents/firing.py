@@ -15,10 +15,13 @@ from escalation.incidents.directory import Directory
 from escalation.incidents.model import (
     CancelSteps,
     Changes,
+    EventKind,
     IncidentRecord,
+    OutboxKind,
     OutboxRecord,
     OutboxState,
     Status,
+    StepKind,
     StepRecord,
     StepReschedule,
     StepState,
@@ -40,14 +43,14 @@ def _paged_since_ack(
     # A run of the escalation restarts after an acknowledgement (a later page is a new call
     # for help) and after a resolve (a reopened incident pages its responders again; they were
     # told it was over). A severity raise continues the run: nobody is paged twice for it.
-    marks = [r.created_at for r in rows if r.kind == "resolve"]
+    marks = [r.created_at for r in rows if r.kind == OutboxKind.RESOLVE]
     if inc.acknowledged_at is not None:
         marks.append(inc.acknowledged_at)
     since = max(marks) if marks else None
     return {
         (r.person, r.channel, r.round)
         for r in rows
-        if r.kind == "page"
+        if r.kind == OutboxKind.PAGE
         and r.state != OutboxState.CANCELLED
         and (since is None or r.created_at >= since)
     }
@@ -80,16 +83,16 @@ def decide_step(
             TimelineEvent(
                 inc.id,
                 now,
-                "late",
+                EventKind.LATE,
                 "tocsin",
                 "engine",
                 f"{step.kind} step (tier {step.tier}, round {step.round}) fired {late_note}",
                 {"due": step.due_at.isoformat(), "late_seconds": late.total_seconds()},
             )
         )
-    if step.kind == "reminder":
+    if step.kind == StepKind.REMINDER:
         return _reminder(step, inc, rows, d, now, ch, late_note)
-    if step.kind == "ack_timeout":
+    if step.kind == StepKind.ACK_TIMEOUT:
         return _ack_timeout(step, inc, d, now, ch, late_note)
     return _page(step, inc, rows, d, now, ch, late_note)
 
@@ -122,7 +125,7 @@ def _page(
                 TimelineEvent(
                     inc.id,
                     now,
-                    "deferred",
+                    EventKind.DEFERRED,
                     "tocsin",
                     "engine",
                     f"{label} deferred until {when.isoformat()} ({spec.during})",
@@ -140,7 +143,7 @@ def _page(
                 TimelineEvent(
                     inc.id,
                     now,
-                    "skip",
+                    EventKind.SKIP,
                     "tocsin",
                     "engine",
                     f"{label} dropped: maintenance window {window.name!r}",
@@ -156,7 +159,7 @@ def _page(
             TimelineEvent(
                 inc.id,
                 now,
-                "held",
+                EventKind.HELD,
                 "tocsin",
                 "engine",
                 f"{label} held until {until.isoformat()}: maintenance window {window.name!r}",
@@ -171,7 +174,13 @@ def _page(
         for p in problems:
             ch.timeline.append(
                 TimelineEvent(
-                    inc.id, now, "skip", "tocsin", "engine", f"{label}: {p}", {"tier": step.tier}
+                    inc.id,
+                    now,
+                    EventKind.SKIP,
+                    "tocsin",
+                    "engine",
+                    f"{label}: {p}",
+                    {"tier": step.tier},
                 )
             )
         for r in recipients:
@@ -181,7 +190,7 @@ def _page(
                         TimelineEvent(
                             inc.id,
                             now,
-                            "skip",
+                            EventKind.SKIP,
                             "tocsin",
                             "engine",
                             f"{label}: {r.person} already paged via {channel}",
@@ -191,7 +200,7 @@ def _page(
                     continue
                 already.add((r.person, channel, step.round))
                 not_before = _quiet_until(d, r.person, inc, now)
-                row = _row(step, inc, r.target, r.person, channel, "page", now, not_before)
+                row = _row(step, inc, r.target, r.person, channel, OutboxKind.PAGE, now, not_before)
                 ch.new_outbox.append(row)
                 created += 1
                 held = (
@@ -203,7 +212,7 @@ def _page(
                     TimelineEvent(
                         inc.id,
                         now,
-                        "notify",
+                        EventKind.NOTIFY,
                         "tocsin",
                         "engine",
                         f"{label}: page {r.person} via {channel} ({r.target}){held}",
@@ -225,7 +234,7 @@ def _page(
 
 def _quiet_until(d: Directory, person: str, inc: IncidentRecord, now: datetime) -> datetime:
     p = d.people.get(person)
-    if p is None or p.quiet_hours is None or inc.severity == "P0":
+    if p is None or p.quiet_hours is None or inc.severity_info.rank == 0:
         return now  # P0 bypasses quiet hours
     if p.quiet_hours.contains(now):
         return p.quiet_hours.next_close(now) or now
@@ -238,7 +247,7 @@ def _row(
     target: str,
     person: str,
     channel: str,
-    kind: str,
+    kind: OutboxKind,
     now: datetime,
     not_before: datetime,
 ) -> OutboxRecord:
@@ -278,24 +287,25 @@ def _reminder(
         # PagerDuty runs its own reminders; a repeated trigger there would be folded or reopen.
         if r.channel == "pagerduty":
             continue
-        if r.kind == "page" and r.state in (
+        if r.kind == OutboxKind.PAGE and r.state in (
             OutboxState.SENT,
             OutboxState.UNKNOWN,
             OutboxState.PENDING,
         ):
             responders.setdefault((r.person, r.channel), r)
     for (person, channel), r in responders.items():
-        ch.new_outbox.append(_row(step, inc, r.target, person, channel, "reminder", now, now))
+        ch.new_outbox.append(
+            _row(step, inc, r.target, person, channel, OutboxKind.REMINDER, now, now)
+        )
     who = ", ".join(sorted({p for p, _ in responders})) or "nobody paged yet"
     ch.timeline.append(
         TimelineEvent(
             inc.id,
             now,
-            "reminder",
+            EventKind.REMINDER,
             "tocsin",
             "engine",
-            f"status update #{step.round} due ({inc.level.get('name', inc.severity)}): "
-            f"reminded {who}",
+            f"status update #{step.round} due ({inc.severity_name}): reminded {who}",
             {"round": step.round},
         )
     )
@@ -344,7 +354,7 @@ def _ack_timeout(
         TimelineEvent(
             inc.id,
             now,
-            "ack_timeout",
+            EventKind.ACK_TIMEOUT,
             "tocsin",
             "engine",
             "acknowledged but neither mitigated nor resolved in time: escalating again",

@@ -17,10 +17,13 @@ from typing import Any
 from escalation.incidents.directory import Directory
 from escalation.incidents.model import (
     AlertRecord,
+    AlertStatus,
     CancelOutbox,
     CancelSteps,
     Changes,
+    EventKind,
     IncidentRecord,
+    OutboxKind,
     OutboxRecord,
     OutboxState,
     Status,
@@ -134,8 +137,8 @@ def decide_ingest(
             ch.timeline.append(_alert_event(inc.id, c, now))
             if action == "unchanged":
                 action = "joined"
-        elif old.status == "firing" and not a.firing:
-            rec = replace(old, status="resolved", ends_at=a.ends_at, last_seen=now)
+        elif old.status == AlertStatus.FIRING and not a.firing:
+            rec = replace(old, status=AlertStatus.RESOLVED, ends_at=a.ends_at, last_seen=now)
             ch.upsert_alerts.append(rec)
             current[occ] = rec
             ch.timeline.append(_alert_event(inc.id, c, now))
@@ -173,7 +176,7 @@ def _all_resolved(records: Any) -> bool:
         cur = latest.get(r.fingerprint)
         if cur is None or r.starts_at > cur.starts_at:
             latest[r.fingerprint] = r
-    return bool(latest) and all(r.status == "resolved" for r in latest.values())
+    return bool(latest) and all(r.status == AlertStatus.RESOLVED for r in latest.values())
 
 
 def _alert_record(incident_id: str, c: Classified, now: datetime) -> AlertRecord:
@@ -183,7 +186,7 @@ def _alert_record(incident_id: str, c: Classified, now: datetime) -> AlertRecord
         incident_id=incident_id,
         fingerprint=a.fingerprint,
         starts_at=a.starts_at,
-        status=a.status,
+        status=AlertStatus(a.status),
         ends_at=a.ends_at,
         labels=dict(a.labels),
         annotations=dict(a.annotations),
@@ -202,7 +205,7 @@ def _alert_event(incident_id: str, c: Classified, now: datetime) -> TimelineEven
     return TimelineEvent(
         incident_id,
         now,
-        "alert",
+        EventKind.ALERT,
         "alertmanager",
         "alert",
         f"{name} {verb} ({c.verdict.severity_name}, rule {c.verdict.rule})",
@@ -249,7 +252,7 @@ def _open(
         TimelineEvent(
             inc_id,
             now,
-            "open",
+            EventKind.OPEN,
             "alertmanager",
             "alert",
             f"incident opened: {v.title} ({v.severity_name}, rule {v.rule}, policy {pname})",
@@ -296,7 +299,7 @@ def _reopen(inc: IncidentRecord, ch: Changes, now: datetime, d: Directory) -> In
         TimelineEvent(
             inc.id,
             now,
-            "reopen",
+            EventKind.REOPEN,
             "alertmanager",
             "alert",
             "an alert fired again within the monitoring window: incident reopened",
@@ -336,7 +339,7 @@ def _raise(
         TimelineEvent(
             inc.id,
             now,
-            "severity",
+            EventKind.SEVERITY,
             "alertmanager",
             "alert",
             msg,
@@ -360,9 +363,11 @@ def _resolve(
 ) -> IncidentRecord:
     new = replace(inc, status=Status.RESOLVED, resolved_at=now)
     ch.cancel_steps_of.append(CancelSteps(inc.id, None, "incident resolved"))
-    ch.cancel_outbox_of.append(CancelOutbox(inc.id, ("page", "reminder")))
+    ch.cancel_outbox_of.append(CancelOutbox(inc.id, (OutboxKind.PAGE, OutboxKind.REMINDER)))
     ch.timeline.append(
-        TimelineEvent(inc.id, now, "resolve", actor, source, f"incident resolved: {why}", {})
+        TimelineEvent(
+            inc.id, now, EventKind.RESOLVE, actor, source, f"incident resolved: {why}", {}
+        )
     )
     ch.new_outbox.extend(resolve_notices(new, paged, now))
     return new
@@ -374,7 +379,7 @@ def resolve_notices(
     """A "resolved" message to everyone already paged, once per (person, channel) and resolve."""
     out: dict[tuple[str, str], OutboxRecord] = {}
     for row in paged:
-        if row.kind not in ("page", "reminder") or row.state not in (
+        if row.kind not in (OutboxKind.PAGE, OutboxKind.REMINDER) or row.state not in (
             OutboxState.SENT,
             OutboxState.UNKNOWN,
         ):
@@ -386,7 +391,7 @@ def resolve_notices(
             id=f"{inc.id}:resolve:{inc.epoch}:{row.person}:{row.channel}",
             incident_id=inc.id,
             step_id=None,
-            kind="resolve",
+            kind=OutboxKind.RESOLVE,
             tier=row.tier,
             round=row.round,
             target=row.target,

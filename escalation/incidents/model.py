@@ -11,17 +11,23 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from escalation.incidents.severity import Severity
+
 __all__ = [
     "AlertRecord",
+    "AlertStatus",
     "CancelOutbox",
     "CancelSteps",
     "Changes",
     "DeliveryOutcome",
+    "EventKind",
     "IncidentRecord",
     "KeyAlias",
+    "OutboxKind",
     "OutboxRecord",
     "OutboxState",
     "Status",
+    "StepKind",
     "StepRecord",
     "StepReschedule",
     "StepState",
@@ -53,6 +59,51 @@ class StepState(StrEnum):
     FIRED = "fired"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+
+
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class StepKind(StrEnum):
+    """What a scheduled step does when it falls due."""
+
+    PAGE = "page"  # a tier of the policy
+    REMINDER = "reminder"  # a status-update reminder on the level's cadence
+    ACK_TIMEOUT = "ack_timeout"  # acknowledged but not mitigated in time: escalate again
+
+
+class OutboxKind(StrEnum):
+    """What an outbox row tells its person."""
+
+    PAGE = "page"
+    REMINDER = "reminder"
+    RESOLVE = "resolve"
+    ACKNOWLEDGE = "acknowledge"  # an ack made elsewhere, told to PagerDuty
+
+
+class EventKind(StrEnum):
+    """What a timeline event records (the post-incident review's timeline reads these)."""
+
+    OPEN = "open"
+    ALERT = "alert"
+    SEVERITY = "severity"
+    REOPEN = "reopen"
+    NOTIFY = "notify"
+    REMINDER = "reminder"
+    SKIP = "skip"
+    LATE = "late"
+    DEFERRED = "deferred"
+    HELD = "held"
+    DELIVERY = "delivery"
+    FALLBACK = "fallback"
+    ACK = "ack"
+    ACK_TIMEOUT = "ack_timeout"
+    MITIGATE = "mitigate"
+    RESOLVE = "resolve"
+    ESCALATE = "escalate"
+    NOTE = "note"
 
 
 class OutboxState(StrEnum):
@@ -89,6 +140,16 @@ class IncidentRecord:
     labels: dict[str, str] = field(default_factory=dict)  # common labels, for links and maintenance
     version: int = 0
 
+    @property
+    def severity_info(self) -> Severity:
+        """The severity with the name the matrix gave it when the level was snapshotted."""
+        return Severity.from_snapshot(self.severity, self.level)
+
+    @property
+    def severity_name(self) -> str:
+        """What people call this incident's severity (``SEV-1``…)."""
+        return self.severity_info.name
+
 
 @dataclass(frozen=True)
 class AlertRecord:
@@ -97,7 +158,7 @@ class AlertRecord:
     incident_id: str
     fingerprint: str
     starts_at: datetime
-    status: str  # firing | resolved
+    status: AlertStatus
     ends_at: datetime | None
     labels: dict[str, str]
     annotations: dict[str, str]
@@ -114,7 +175,7 @@ class StepRecord:
 
     id: str  # unique: f"{incident}:{epoch}:{kind}:{round}:{tier}"
     incident_id: str
-    kind: str  # page | reminder | ack_timeout
+    kind: StepKind
     epoch: int
     round: int
     tier: int
@@ -132,7 +193,7 @@ class OutboxRecord:
     id: str  # f"{step_id}:{person}:{channel}" or f"{incident}:{kind}:{...}"
     incident_id: str
     step_id: str | None
-    kind: str  # page | resolve | acknowledge | reminder
+    kind: OutboxKind
     tier: int
     round: int
     target: str  # as named in config (role:lead, schedule:primary, ...)
@@ -154,7 +215,7 @@ class TimelineEvent:
 
     incident_id: str
     at: datetime
-    kind: str  # open, alert, notify, ack, mitigate, resolve, reopen, severity, reminder, skip, …
+    kind: EventKind
     actor: str  # a person, "tocsin", "alertmanager", a PagerDuty user, ...
     source: str  # alert | api | cli | pagerduty | phone | email | engine
     message: str
@@ -218,7 +279,7 @@ class CancelOutbox(NamedTuple):
     """Cancel an incident's pending outbox rows of these ``kinds``."""
 
     incident_id: str
-    kinds: tuple[str, ...]
+    kinds: tuple[OutboxKind, ...]
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from escalation.incidents.model import StepRecord
+from escalation.incidents.model import StepKind, StepRecord
 from escalation.incidents.steps import Policy
 from rules.matrix import Level, Matrix, Step
 
@@ -120,9 +120,9 @@ def plan_steps(
         for i, st in enumerate(steps):
             out.append(
                 StepRecord(
-                    id=step_id(incident_id, epoch, "page", r, i),
+                    id=step_id(incident_id, epoch, StepKind.PAGE, r, i),
                     incident_id=incident_id,
-                    kind="page",
+                    kind=StepKind.PAGE,
                     epoch=epoch,
                     round=r,
                     tier=i,
@@ -156,9 +156,9 @@ def plan_reminder(
         first = every
     due = opened_at + timedelta(seconds=first + every * (n - 1))
     return StepRecord(
-        id=step_id(incident_id, epoch, "reminder", n, 0),
+        id=step_id(incident_id, epoch, StepKind.REMINDER, n, 0),
         incident_id=incident_id,
-        kind="reminder",
+        kind=StepKind.REMINDER,
         epoch=epoch,
         round=n,
         tier=0,
