@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from escalation.oncall.targets import CHANNELS
 from rules.durations import Duration
-from rules.matrix import CHANNELS
 
 __all__ = [
     "AdaptersConfig",

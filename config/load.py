@@ -21,6 +21,7 @@ import pydantic
 from config.errors import ConfigError, Problem
 from config.loader import Document, load_document, problems_from_validation_error
 from config.schema import TocsinConfig, cross_check, known_names
+from escalation.incidents.steps import MatrixTiers
 from escalation.oncall.calendars import Calendar
 from rules.classifier import Classifier
 from rules.matrix import BUSINESS_HOURS, LEVELS, Matrix, build_matrix, load_preset
@@ -102,14 +103,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
         # The presets' business-hours tiers need this calendar; without one configured it is
         # Mon-Fri 09:00-17:00 UTC, so a minimal config (auth only) is valid as documented.
         cfg.calendars[BUSINESS_HOURS] = Calendar()
-    try:
-        matrix = build_matrix(cfg.matrix)
-    except pydantic.ValidationError as e:
-        raise ConfigError(_matrix_problems(e, doc, cfg)) from None
-    except ValueError as e:
-        raise ConfigError([_problem(doc, ("matrix",), str(e))]) from None
+    matrix, tiers = _build_matrix(cfg, doc)
     problems = [
-        _problem(doc, _as_written(doc, loc), msg) for loc, msg in cross_check(cfg, matrix.levels)
+        _problem(doc, _as_written(doc, loc), msg) for loc, msg in cross_check(cfg, tiers.levels)
     ]
     rules = _RuleFiles(doc, cfg, matrix, env)
     rules.load(path.parent)
@@ -238,8 +234,26 @@ def _as_written(doc: Document, loc: tuple[str | int, ...]) -> tuple[str | int, .
     return loc
 
 
+def _build_matrix(cfg: TocsinConfig, doc: Document) -> tuple[Matrix, MatrixTiers]:
+    """The effective matrix and its levels' tiers as escalation steps; ConfigError if invalid."""
+    try:
+        matrix = build_matrix(cfg.matrix)
+    except pydantic.ValidationError as e:
+        raise ConfigError(_matrix_problems(e, doc, cfg, Matrix)) from None
+    except ValueError as e:
+        raise ConfigError([_problem(doc, ("matrix",), str(e))]) from None
+    try:
+        return matrix, MatrixTiers.of(matrix)
+    except pydantic.ValidationError as e:
+        # Same locations (``levels.<key>.tiers.<i>``) as the matrix's own errors.
+        raise ConfigError(_matrix_problems(e, doc, cfg, MatrixTiers)) from None
+
+
 def _matrix_problems(
-    err: pydantic.ValidationError, doc: Document, cfg: TocsinConfig
+    err: pydantic.ValidationError,
+    doc: Document,
+    cfg: TocsinConfig,
+    model: type[pydantic.BaseModel],
 ) -> list[Problem]:
     """Locate a merged matrix's validation errors at the ``matrix.levels`` keys as written.
 
@@ -264,4 +278,4 @@ def _matrix_problems(
             e = {**e, "loc": ("default_level",), "input": cfg.matrix.default_level}
         errors.append(e)
     remapped = pydantic.ValidationError.from_exception_data(err.title, errors)
-    return problems_from_validation_error(remapped, doc, prefix=("matrix",), model=Matrix)
+    return problems_from_validation_error(remapped, doc, prefix=("matrix",), model=model)

@@ -14,12 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from adapters.config import AdaptersConfig
 from config.server import AuthConfig, ServerConfig
 from escalation.engine.config import EngineConfig
-from escalation.incidents.steps import CHANNELS, Policy, parse_target
+from escalation.incidents.steps import Policy, Step
 from escalation.oncall.calendars import Calendar, MaintenanceWindow
 from escalation.oncall.people import Person, Team
 from escalation.oncall.schedules import Schedule
+from escalation.oncall.targets import CHANNELS, parse_target
 from escalation.store.factory import StoreConfig
-from rules.matrix import MatrixConfig, Step
+from rules.matrix import MatrixConfig
 from rules.schema import Outcome
 
 __all__ = ["RulesSection", "TocsinConfig", "cross_check"]

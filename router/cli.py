@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from config.errors import ConfigError
 from config.load import LoadedConfig, load_config, load_rule_file
+from escalation.incidents.steps import level_tiers
 from rules.alerts import Alert, Notification
 from rules.classifier import Classifier
 from rules.durations import format_duration, parse_duration
@@ -297,9 +298,10 @@ def _print_tiers(loaded: LoadedConfig, severity: str, policy_name: str | None) -
         policy = cfg.policies[policy_name]
         steps, repeat, title = policy.steps, policy.repeat, f"policy {policy_name!r}"
     else:
+        own = level_tiers(level)
         steps, repeat, title = (
-            level.tiers,
-            level.repeat,
+            own.tiers,
+            own.repeat,
             f"matrix {loaded.matrix.name!r} tiers for {severity}",
         )
     print(f"Escalation ({title}):")

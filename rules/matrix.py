@@ -16,6 +16,7 @@ import re
 from datetime import timedelta
 from functools import cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any, Literal
 
 import yaml
@@ -32,19 +33,15 @@ from rules.durations import Duration
 
 __all__ = [
     "BUSINESS_HOURS",
-    "CHANNELS",
+    "CALENDAR_NAME",
     "LEVELS",
-    "TARGET_KINDS",
     "Level",
     "Matrix",
     "MatrixConfig",
-    "Repeat",
-    "Step",
-    "Unless",
     "build_matrix",
+    "check_calendar",
     "load_preset",
     "normalise_name",
-    "parse_target",
     "preset_names",
     "rank",
 ]
@@ -52,21 +49,13 @@ __all__ = [
 LEVELS: tuple[str, ...] = ("P0", "P1", "P2", "P3", "P4")
 """Canonical severity keys; the rank of a level is its index here (P0 is the worst)."""
 
-Unless = Literal["acknowledged", "mitigated", "resolved"]
-
-TARGET_KINDS: tuple[str, ...] = ("role", "person", "schedule", "team", "pagerduty")
-"""Prefixes a notify target may carry; a bare name is a role."""
-
-CHANNELS: tuple[str, ...] = ("log", "pagerduty", "email", "phone", "sms", "webhook")
-"""Channel kinds a step may name in ``via`` (optionally ``kind:instance``, e.g. ``webhook:ops``)."""
-
 BUSINESS_HOURS = "business-hours"
 """The calendar that ``Level.business_hours_only`` refers to."""
 
-_CALENDAR = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
-_CALENDAR_RE = re.compile(rf"^{_CALENDAR}$")
-_AT_RE = re.compile(rf"^({_CALENDAR}):(open|next-day)$")
-_NAME_RE = re.compile(r"^[^\s:]+$")
+CALENDAR_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+"""What a calendar name looks like (levels and escalation steps name calendars)."""
+
+_CALENDAR_RE = re.compile(rf"^{CALENDAR_NAME}$")
 _NORMALISE_RE = re.compile(r"[\s_-]+")
 
 
@@ -83,118 +72,11 @@ def normalise_name(value: str) -> str:
     return _NORMALISE_RE.sub("", value).casefold()
 
 
-def parse_target(ref: str) -> tuple[str, str]:
-    """Split a notify target ref into ``(kind, name)``; a bare name is a role.
-
-    ``"role:lead"`` → ``("role", "lead")``, ``"lead"`` → ``("role", "lead")``,
-    ``"pagerduty:PABC123"`` → ``("pagerduty", "PABC123")``. ValueError on a bad ref.
-    """
-    text = ref.strip() if isinstance(ref, str) else ""
-    if not text:
-        raise ValueError("empty notify target")
-    if ":" not in text:
-        if not _NAME_RE.match(text):
-            raise ValueError(f"bad notify target {ref!r}: names contain no spaces")
-        return "role", text
-    kind, _, name = text.partition(":")
-    if kind not in TARGET_KINDS:
-        raise ValueError(
-            f"notify target {ref!r} has unknown kind {kind!r}; "
-            f"expected one of {', '.join(TARGET_KINDS)} (or a bare role name)"
-        )
-    if not name.strip():
-        raise ValueError(f"notify target {ref!r} names no {kind}")
-    if any(c.isspace() for c in name):
-        raise ValueError(f"bad notify target {ref!r}: names contain no spaces")
-    return kind, name
-
-
-def _check_calendar(value: str | None, what: str) -> str | None:
+def check_calendar(value: str | None, what: str) -> str | None:
+    """``value`` if it is None or a calendar name; ValueError naming ``what`` otherwise."""
     if value is not None and not _CALENDAR_RE.match(value):
         raise ValueError(f"{what} must be a calendar name like 'business-hours', got {value!r}")
     return value
-
-
-class Step(BaseModel):
-    """One escalation tier: whom to notify, when (from incident start), and what cancels it.
-
-    Also used as a policy step by ``escalation/``.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = None
-    after: Duration = Field(default=timedelta(0))
-    # "<calendar>:open" = next opening of that calendar at/after start+after;
-    # "<calendar>:next-day" = opening of the next business day after start+after.
-    at: str | None = None
-    # The step is deferred (never dropped) until the instant falls inside this calendar.
-    during: str | None = None
-    unless: Unless | None = "acknowledged"
-    notify: list[str]
-    via: list[str] = []
-
-    @field_validator("unless", mode="before")
-    @classmethod
-    def _regardless(cls, v: Any) -> Any:
-        # YAML authors write "regardless" for "this step fires whatever the status".
-        if isinstance(v, str) and v.strip().lower() == "regardless":
-            return None
-        return v
-
-    @field_validator("at")
-    @classmethod
-    def _check_at(cls, v: str | None) -> str | None:
-        if v is not None and not _AT_RE.match(v):
-            raise ValueError(
-                f"'at' must be '<calendar>:open' or '<calendar>:next-day' "
-                f"(e.g. 'business-hours:next-day'), got {v!r}"
-            )
-        return v
-
-    @field_validator("during")
-    @classmethod
-    def _check_during(cls, v: str | None) -> str | None:
-        return _check_calendar(v, "'during'")
-
-    @field_validator("notify")
-    @classmethod
-    def _check_notify(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("notify must name at least one target")
-        for ref in v:
-            parse_target(ref)
-        return v
-
-    @field_validator("via")
-    @classmethod
-    def _check_via(cls, v: list[str]) -> list[str]:
-        for channel in v:
-            kind, _, instance = channel.partition(":")
-            if kind not in CHANNELS or (":" in channel and not instance):
-                raise ValueError(
-                    f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}"
-                )
-        return v
-
-    def target_refs(self) -> list[tuple[str, str]]:
-        """The notify targets as ``(kind, name)`` pairs (bare names are roles)."""
-        return [parse_target(ref) for ref in self.notify]
-
-
-class Repeat(BaseModel):
-    """Re-run the whole step list ``times`` more times, ``every`` apart, until cancelled."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    times: int = Field(default=0, ge=0)
-    every: Duration
-
-    @model_validator(mode="after")
-    def _positive_interval(self) -> Repeat:
-        if self.times > 0 and self.every <= timedelta(0):
-            raise ValueError("repeat.every must be longer than 0 when repeat.times > 0")
-        return self
 
 
 class Level(BaseModel):
@@ -219,16 +101,18 @@ class Level(BaseModel):
     pagerduty_severity: Literal["critical", "error", "warning", "info"]
     pagerduty_priority: str | None = None
     policy: str | None = None
-    tiers: list[Step] = []
-    repeat: Repeat | None = None
+    # The level's own escalation tiers and repeat, kept as written: they are escalation's terms
+    # (steps, targets, channels), which escalation validates where it builds policies.
+    tiers: list[dict[str, Any]] = []
+    repeat: dict[str, Any] | None = None
     # Shorthand: expanded at validation into `during: business-hours` on every tier that has no
-    # `during` of its own, so escalation only ever has to honour Step.during.
+    # `during` of its own, so escalation only ever has to honour a step's `during`.
     business_hours_only: bool = False
 
     @field_validator("update_during")
     @classmethod
     def _check_update_during(cls, v: str | None) -> str | None:
-        return _check_calendar(v, "'update_during'")
+        return check_calendar(v, "'update_during'")
 
     @field_validator("aliases")
     @classmethod
@@ -244,8 +128,8 @@ class Level(BaseModel):
             raise ValueError("set either 'policy' (a named policy) or 'tiers', not both")
         if self.business_hours_only:
             self.tiers = [
-                s if s.during is not None else s.model_copy(update={"during": BUSINESS_HOURS})
-                for s in self.tiers
+                t if t.get("during") is not None else {**t, "during": BUSINESS_HOURS}
+                for t in self.tiers
             ]
         return self
 
@@ -323,7 +207,7 @@ class Matrix(BaseModel):
         """
         if not isinstance(value, str):
             return None
-        memo = self.__pydantic_private__["_memo"]  # type: ignore[index]
+        memo: dict[str, str | None] = self.__pydantic_private__["_memo"]  # type: ignore[index]
         try:
             return memo[value]
         except KeyError:
@@ -376,7 +260,7 @@ class MatrixConfig(BaseModel):
         return v
 
 
-def _presets_dir() -> Any:
+def _presets_dir() -> Traversable:
     return resources.files("rules").joinpath("presets")
 
 

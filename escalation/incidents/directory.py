@@ -14,7 +14,8 @@ from escalation.incidents.steps import Policy
 from escalation.oncall.calendars import Calendar, MaintenanceWindow
 from escalation.oncall.people import Person, Team
 from escalation.oncall.schedules import Schedule
-from rules.matrix import Matrix, parse_target
+from escalation.oncall.targets import parse_target
+from rules.matrix import Matrix
 
 __all__ = ["Directory", "Recipient"]
 

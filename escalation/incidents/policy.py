@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from escalation.incidents.model import StepKind, StepRecord
-from escalation.incidents.steps import Policy
-from rules.matrix import Level, Matrix, Step
+from escalation.incidents.steps import Policy, Repeat, Step, level_tiers
+from rules.matrix import Level, Matrix
 
 __all__ = ["level_snapshot", "plan_reminder", "plan_steps", "policy_snapshot", "step_id"]
 
@@ -32,22 +32,27 @@ def policy_snapshot(
     name = policy_name or level.policy
     if name is not None and name in policies:
         p = policies[name]
-        return name, {
-            "name": name,
-            "steps": [s.model_dump(mode="json") for s in p.steps],
-            "repeat": p.repeat.model_dump(mode="json") if p.repeat else None,
-            "auto_resolve": p.auto_resolve,
-            "ack_timeout": _secs(p.ack_timeout),
-            "reminders": p.reminders,
-        }
+        return name, _snapshot(name, p.steps, p.repeat, p.auto_resolve, p.ack_timeout, p.reminders)
     name = f"matrix:{matrix.name}:{severity}"
-    return name, {
+    own = level_tiers(level)
+    return name, _snapshot(name, own.tiers, own.repeat, True, None, True)
+
+
+def _snapshot(
+    name: str,
+    steps: Sequence[Step],
+    repeat: Repeat | None,
+    auto_resolve: bool,
+    ack_timeout: timedelta | None,
+    reminders: bool,
+) -> dict[str, Any]:
+    return {
         "name": name,
-        "steps": [s.model_dump(mode="json") for s in level.tiers],
-        "repeat": level.repeat.model_dump(mode="json") if level.repeat else None,
-        "auto_resolve": True,
-        "ack_timeout": None,
-        "reminders": True,
+        "steps": [s.model_dump(mode="json") for s in steps],
+        "repeat": repeat.model_dump(mode="json") if repeat else None,
+        "auto_resolve": auto_resolve,
+        "ack_timeout": _secs(ack_timeout),
+        "reminders": reminders,
     }
 
 

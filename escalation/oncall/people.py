@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from escalation.oncall.calendars import QuietHours
-from rules.matrix import CHANNELS
+from escalation.oncall.targets import CHANNELS
 
 __all__ = ["Person", "Team"]
 

@@ -23,8 +23,10 @@ from typing import Any
 
 import pytest
 
+from escalation.incidents.steps import level_tiers
+from escalation.oncall.targets import parse_target
 from router.simulate import SimEvent, Simulation
-from rules.matrix import load_preset, parse_target
+from rules.matrix import load_preset
 
 __all__ = [
     "BUSINESS_HOURS_YAML",
@@ -98,7 +100,7 @@ def preset_roles(preset: str) -> set[str]:
     """Every role the preset's tiers name (``role:x`` targets and bare names)."""
     out: set[str] = set()
     for level in load_preset(preset).levels.values():
-        for step in level.tiers:
+        for step in level_tiers(level).tiers:
             for ref in step.notify:
                 kind, name = parse_target(ref)
                 if kind == "role":

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from rules.matrix import Matrix, Step, load_preset
+from escalation.incidents.steps import Step, level_tiers
+from rules.matrix import Matrix, load_preset
 
 
 def m(n: float) -> timedelta:
@@ -419,14 +420,15 @@ def test_level_numbers(presets: dict[str, Matrix], preset: str, key: str) -> Non
 @pytest.mark.parametrize(("preset", "key"), LEVEL_CASES)
 def test_level_tiers(presets: dict[str, Matrix], preset: str, key: str) -> None:
     level = presets[preset].levels[key]
-    assert tiers_of(level.tiers) == PRESETS[preset][2][key]["tiers"]
+    steps = level_tiers(level).tiers
+    assert tiers_of(steps) == PRESETS[preset][2][key]["tiers"]
     # None of the documents states a repeat, a named policy, a level-wide business-hours
     # switch or a PagerDuty priority (priority names are account-specific).
     assert level.repeat is None
     assert level.policy is None
     assert level.business_hours_only is False
     assert level.pagerduty_priority is None
-    assert all(s.name for s in level.tiers)
+    assert all(s.name for s in steps)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,41 @@
+"""Whom a step may notify and through what: target refs (``role:lead``) and channel kinds."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["CHANNELS", "TARGET_KINDS", "parse_target"]
+
+TARGET_KINDS: tuple[str, ...] = ("role", "person", "schedule", "team", "pagerduty")
+"""Prefixes a notify target may carry; a bare name is a role."""
+
+CHANNELS: tuple[str, ...] = ("log", "pagerduty", "email", "phone", "sms", "webhook")
+"""Channel kinds a step may name in ``via`` (optionally ``kind:instance``, e.g. ``webhook:ops``)."""
+
+_NAME_RE = re.compile(r"^[^\s:]+$")
+
+
+def parse_target(ref: str) -> tuple[str, str]:
+    """Split a notify target ref into ``(kind, name)``; a bare name is a role.
+
+    ``"role:lead"`` → ``("role", "lead")``, ``"lead"`` → ``("role", "lead")``,
+    ``"pagerduty:PABC123"`` → ``("pagerduty", "PABC123")``. ValueError on a bad ref.
+    """
+    text = ref.strip() if isinstance(ref, str) else ""
+    if not text:
+        raise ValueError("empty notify target")
+    if ":" not in text:
+        if not _NAME_RE.match(text):
+            raise ValueError(f"bad notify target {ref!r}: names contain no spaces")
+        return "role", text
+    kind, _, name = text.partition(":")
+    if kind not in TARGET_KINDS:
+        raise ValueError(
+            f"notify target {ref!r} has unknown kind {kind!r}; "
+            f"expected one of {', '.join(TARGET_KINDS)} (or a bare role name)"
+        )
+    if not name.strip():
+        raise ValueError(f"notify target {ref!r} names no {kind}")
+    if any(c.isspace() for c in name):
+        raise ValueError(f"bad notify target {ref!r}: names contain no spaces")
+    return kind, name
