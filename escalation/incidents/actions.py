@@ -6,22 +6,18 @@ cancel whatever the action makes moot (pending steps, unsent pages) in the same 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from escalation.incidents.directory import Directory
-from escalation.incidents.ingest import resolve_notices
 from escalation.incidents.model import (
-    CancelOutbox,
-    CancelSteps,
     Changes,
     EventKind,
     IncidentRecord,
-    OutboxKind,
     OutboxRecord,
-    OutboxState,
     Status,
     StepKind,
     StepRecord,
@@ -29,6 +25,7 @@ from escalation.incidents.model import (
     StepState,
     TimelineEvent,
 )
+from escalation.incidents.notices import pagerduty_acks, resolve_notices
 from escalation.incidents.policy import plan_steps, step_id
 
 __all__ = ["Action", "IllegalTransition", "decide_action"]
@@ -56,12 +53,29 @@ _ALLOWED: dict[Action, tuple[Status, ...]] = {
     Action.REOPEN: (Status.ACKNOWLEDGED, Status.MITIGATED, Status.RESOLVED),
 }
 
-# Which pending steps each new status makes moot (by their `unless`).
-_MOOT: dict[Status, tuple[str | None, ...] | None] = {
-    Status.ACKNOWLEDGED: ("acknowledged",),
-    Status.MITIGATED: ("acknowledged", "mitigated"),
-    Status.RESOLVED: None,
-}
+
+@dataclass(frozen=True)
+class _Act:
+    """One action by one person: what it reads and the change set it writes."""
+
+    inc: IncidentRecord
+    now: datetime
+    actor: str
+    source: str
+    note: str
+    pending: Sequence[StepRecord]
+    paged: Sequence[OutboxRecord]
+    directory: Directory | None
+    ch: Changes = field(default_factory=Changes)
+
+    @property
+    def suffix(self) -> str:
+        return f": {self.note}" if self.note else ""
+
+    def event(self, kind: EventKind, message: str, data: dict[str, Any] | None = None) -> None:
+        self.ch.timeline.append(
+            TimelineEvent(self.inc.id, self.now, kind, self.actor, self.source, message, data or {})
+        )
 
 
 def decide_action(
@@ -81,153 +95,95 @@ def decide_action(
         raise IllegalTransition(
             f"cannot {action.value} incident {inc.id}: it is {inc.status.value}"
         )
-    ch = Changes()
-    new = inc
-    suffix = f": {note}" if note else ""
-    if action == Action.ACK:
-        new = replace(inc, status=Status.ACKNOWLEDGED, acknowledged_at=now)
-        _moot(ch, inc, Status.ACKNOWLEDGED)
-        ch.timeline.append(
-            TimelineEvent(
-                inc.id, now, EventKind.ACK, actor, source, f"acknowledged by {actor}{suffix}"
-            )
-        )
-        if source != "pagerduty":
-            ch.new_outbox.extend(_pagerduty_acks(inc, paged, now))
-        timeout = inc.policy.get("ack_timeout")
-        if timeout:
-            ch.new_steps.append(
-                StepRecord(
-                    id=step_id(inc.id, inc.epoch, StepKind.ACK_TIMEOUT, int(now.timestamp()), 0),
-                    incident_id=inc.id,
-                    kind=StepKind.ACK_TIMEOUT,
-                    epoch=inc.epoch,
-                    round=0,
-                    tier=0,
-                    due_at=now + timedelta(seconds=float(timeout)),
-                    unless="mitigated",
-                )
-            )
-    elif action == Action.MITIGATE:
-        new = replace(
-            inc,
-            status=Status.MITIGATED,
-            mitigated_at=now,
-            acknowledged_at=inc.acknowledged_at or now,
-        )
-        _moot(ch, inc, Status.MITIGATED)
-        ch.timeline.append(
-            TimelineEvent(
-                inc.id, now, EventKind.MITIGATE, actor, source, f"mitigated by {actor}{suffix}"
-            )
-        )
-    elif action == Action.RESOLVE:
-        new = replace(
-            inc,
-            status=Status.RESOLVED,
-            resolved_at=now,
-            acknowledged_at=inc.acknowledged_at or now,
-        )
-        _moot(ch, inc, Status.RESOLVED)
-        ch.timeline.append(
-            TimelineEvent(
-                inc.id, now, EventKind.RESOLVE, actor, source, f"resolved by {actor}{suffix}"
-            )
-        )
-        ch.new_outbox.extend(resolve_notices(new, paged, now))
-    elif action == Action.ESCALATE:
-        # The next tier not yet due: a tier already brought forward (or due anyway) is about to
-        # fire, so escalating again goes one further.
-        nxt = next(
-            (
-                s
-                for s in sorted(pending, key=lambda s: (s.due_at, s.round, s.tier))
-                if s.kind == StepKind.PAGE and s.state == StepState.PENDING and s.due_at > now
-            ),
-            None,
-        )
-        if nxt is None:
-            raise IllegalTransition(f"incident {inc.id} has no further tier to escalate to")
-        if inc.status != Status.TRIGGERED:
-            new = replace(inc, status=Status.TRIGGERED)
-        ch.step_reschedules.append(StepReschedule(nxt.id, now, f"escalated now by {actor}"))
-        ch.timeline.append(
-            TimelineEvent(
-                inc.id,
-                now,
-                EventKind.ESCALATE,
-                actor,
-                source,
-                f"escalated to tier {nxt.tier} now by {actor}{suffix}",
-                {"tier": nxt.tier},
-            )
-        )
-    elif action == Action.NOTE:
-        ch.timeline.append(
-            TimelineEvent(inc.id, now, EventKind.NOTE, actor, source, note or "(empty note)")
-        )
-        return ch, inc
-    elif action == Action.REOPEN:
-        new = replace(
-            inc,
-            status=Status.TRIGGERED,
-            epoch=inc.epoch + 1,
-            acknowledged_at=None,
-            mitigated_at=None,
-            resolved_at=None,
-        )
-        ch.cancel_steps_of.append(CancelSteps(inc.id, None, "superseded: reopened"))
-        ch.timeline.append(
-            TimelineEvent(
-                inc.id,
-                now,
-                EventKind.REOPEN,
-                actor,
-                source,
-                f"back to triggered by {actor}{suffix}",
-            )
-        )
-        if directory is not None:
-            ch.new_steps.extend(plan_steps(new.id, new.epoch, new.policy, now, directory.calendars))
-    new = replace(new, updated_at=now)
-    ch.updated_incidents.append(new)
-    return ch, new
+    a = _Act(inc, now, actor, source, note, pending, paged, directory)
+    if action == Action.NOTE:
+        # A note changes nothing about the incident itself: only its timeline grows.
+        a.event(EventKind.NOTE, note or "(empty note)")
+        return a.ch, inc
+    new = replace(_DECIDE[action](a), updated_at=now)
+    a.ch.updated_incidents.append(new)
+    return a.ch, new
 
 
-def _pagerduty_acks(
-    inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime
-) -> list[OutboxRecord]:
-    """Tell PagerDuty about an ack made elsewhere, once per PagerDuty alert tocsin triggered."""
-    out: dict[str, OutboxRecord] = {}
-    for row in paged:
-        if (
-            row.channel != "pagerduty"
-            or row.kind != OutboxKind.PAGE
-            or row.state not in (OutboxState.SENT, OutboxState.UNKNOWN)
-        ):
-            continue
-        out.setdefault(
-            row.person,
-            OutboxRecord(
-                id=f"{inc.id}:acknowledge:{inc.epoch}:{row.person}:pagerduty",
+def _ack(a: _Act) -> IncidentRecord:
+    inc = a.inc
+    a.ch.cancel_moot(inc.id, Status.ACKNOWLEDGED, Status.ACKNOWLEDGED.value)
+    a.event(EventKind.ACK, f"acknowledged by {a.actor}{a.suffix}")
+    if a.source != "pagerduty":
+        a.ch.new_outbox.extend(pagerduty_acks(inc, a.paged, a.now))
+    timeout = inc.policy.get("ack_timeout")
+    if timeout:
+        a.ch.new_steps.append(
+            StepRecord(
+                id=step_id(inc.id, inc.epoch, StepKind.ACK_TIMEOUT, int(a.now.timestamp()), 0),
                 incident_id=inc.id,
-                step_id=None,
-                kind=OutboxKind.ACKNOWLEDGE,
-                tier=row.tier,
-                round=row.round,
-                target=row.target,
-                person=row.person,
-                channel="pagerduty",
-                created_at=now,
-                not_before=now,
-            ),
+                kind=StepKind.ACK_TIMEOUT,
+                epoch=inc.epoch,
+                round=0,
+                tier=0,
+                due_at=a.now + timedelta(seconds=float(timeout)),
+                unless="mitigated",
+            )
         )
-    return list(out.values())
+    return replace(inc, status=Status.ACKNOWLEDGED, acknowledged_at=a.now)
 
 
-def _moot(ch: Changes, inc: IncidentRecord, status: Status) -> None:
-    ch.cancel_steps_of.append(CancelSteps(inc.id, _MOOT[status], f"{status.value}"))
-    kinds = (
-        (OutboxKind.PAGE, OutboxKind.REMINDER) if status == Status.RESOLVED else (OutboxKind.PAGE,)
+def _mitigate(a: _Act) -> IncidentRecord:
+    return replace(
+        _settle(a, Status.MITIGATED, EventKind.MITIGATE, "mitigated"), mitigated_at=a.now
     )
-    ch.cancel_outbox_of.append(CancelOutbox(inc.id, kinds))
+
+
+def _resolve(a: _Act) -> IncidentRecord:
+    new = replace(_settle(a, Status.RESOLVED, EventKind.RESOLVE, "resolved"), resolved_at=a.now)
+    a.ch.new_outbox.extend(resolve_notices(new, a.paged, a.now))
+    return new
+
+
+def _settle(a: _Act, status: Status, kind: EventKind, verb: str) -> IncidentRecord:
+    """Mitigate or resolve: someone is on it (an ack implied), and what that makes moot stops."""
+    a.ch.cancel_moot(a.inc.id, status, status.value)
+    a.event(kind, f"{verb} by {a.actor}{a.suffix}")
+    return replace(a.inc, status=status, acknowledged_at=a.inc.acknowledged_at or a.now)
+
+
+def _escalate(a: _Act) -> IncidentRecord:
+    # The next tier not yet due: a tier already brought forward (or due anyway) is about to
+    # fire, so escalating again goes one further.
+    nxt = next(
+        (
+            s
+            for s in sorted(a.pending, key=lambda s: (s.due_at, s.round, s.tier))
+            if s.kind == StepKind.PAGE and s.state == StepState.PENDING and s.due_at > a.now
+        ),
+        None,
+    )
+    if nxt is None:
+        raise IllegalTransition(f"incident {a.inc.id} has no further tier to escalate to")
+    a.ch.step_reschedules.append(StepReschedule(nxt.id, a.now, f"escalated now by {a.actor}"))
+    a.event(
+        EventKind.ESCALATE,
+        f"escalated to tier {nxt.tier} now by {a.actor}{a.suffix}",
+        {"tier": nxt.tier},
+    )
+    return a.inc if a.inc.status == Status.TRIGGERED else replace(a.inc, status=Status.TRIGGERED)
+
+
+def _reopen(a: _Act) -> IncidentRecord:
+    new = a.inc.reopened()
+    a.ch.supersede_steps(a.inc.id, "superseded: reopened")
+    a.event(EventKind.REOPEN, f"back to triggered by {a.actor}{a.suffix}")
+    if a.directory is not None:
+        a.ch.new_steps.extend(
+            plan_steps(new.id, new.epoch, new.policy, a.now, a.directory.calendars)
+        )
+    return new
+
+
+_DECIDE: dict[Action, Callable[[_Act], IncidentRecord]] = {
+    Action.ACK: _ack,
+    Action.MITIGATE: _mitigate,
+    Action.RESOLVE: _resolve,
+    Action.ESCALATE: _escalate,
+    Action.REOPEN: _reopen,
+}

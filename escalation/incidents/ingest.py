@@ -9,26 +9,24 @@ changes nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from escalation.incidents.directory import Directory
 from escalation.incidents.model import (
     AlertRecord,
     AlertStatus,
-    CancelOutbox,
-    CancelSteps,
     Changes,
     EventKind,
     IncidentRecord,
-    OutboxKind,
     OutboxRecord,
-    OutboxState,
     Status,
     TimelineEvent,
 )
+from escalation.incidents.notices import resolve_notices
 from escalation.incidents.policy import level_snapshot, plan_reminder, plan_steps, policy_snapshot
 from rules.alerts import Alert
 from rules.classifier import Classification
@@ -36,12 +34,15 @@ from rules.matrix import rank
 
 __all__ = [
     "Classified",
+    "IngestAction",
     "IngestOutcome",
     "decide_ingest",
     "default_key",
     "new_incident_id",
-    "resolve_notices",
 ]
+
+# One firing of one alert: (fingerprint, startsAt). A repeat of it is a duplicate.
+Occurrence = tuple[str, datetime | None]
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,29 @@ class Classified:
     alert: Alert
     verdict: Classification
 
+    @property
+    def occurrence(self) -> Occurrence:
+        return (self.alert.fingerprint, self.alert.starts_at)
+
+
+class IngestAction(StrEnum):
+    """What a notification did to the incident behind one key."""
+
+    OPENED = "opened"
+    JOINED = "joined"
+    REOPENED = "reopened"
+    RAISED = "raised"
+    RESOLVED = "resolved"
+    UNCHANGED = "unchanged"
+    IGNORED = "ignored"
+
 
 @dataclass(frozen=True)
 class IngestOutcome:
     """What happened to one incident key (echoed to Alertmanager's caller and tests)."""
 
     key: str
-    action: str  # opened | joined | reopened | raised | resolved | unchanged | ignored
+    action: IngestAction
     incident_id: str | None = None
     severity: str | None = None
     status: str | None = None
@@ -86,6 +103,13 @@ def _worst(items: Sequence[Classified]) -> Classified:
     return min(items, key=lambda c: rank(c.verdict.severity))
 
 
+def _event(
+    incident_id: str, now: datetime, kind: EventKind, message: str, data: dict[str, Any]
+) -> TimelineEvent:
+    """A timeline event caused by Alertmanager's notification."""
+    return TimelineEvent(incident_id, now, kind, "alertmanager", "alert", message, data)
+
+
 def decide_ingest(
     key: str,
     items: Sequence[Classified],
@@ -102,67 +126,80 @@ def decide_ingest(
 ) -> tuple[Changes, IngestOutcome]:
     """The changes ``items`` make to the incident behind ``key`` (``incident`` if any)."""
     ch = Changes()
-    known = {(a.fingerprint, a.starts_at): a for a in alerts}
-    fresh_firing = [
-        c for c in items if c.alert.firing and (c.alert.fingerprint, c.alert.starts_at) not in known
-    ]
-
+    known: dict[Occurrence, AlertRecord] = {(a.fingerprint, a.starts_at): a for a in alerts}
+    fresh_firing = [c for c in items if c.alert.firing and c.occurrence not in known]
     if incident is None or (
         incident.status == Status.RESOLVED and not _within_window(incident, now)
     ):
         if not fresh_firing:
-            return ch, IngestOutcome(key, "ignored")
+            return ch, IngestOutcome(key, IngestAction.IGNORED)
         return _open(
             key, items, fresh_firing, ch, now, directory, receiver, group_key, common_labels, new_id
         )
-
-    inc = incident
-    action = "unchanged"
-    if inc.status == Status.RESOLVED:
-        if not fresh_firing:
-            return ch, IngestOutcome(key, "unchanged", inc.id, inc.severity, inc.status)
-        inc = _reopen(inc, ch, now, directory)
-        action = "reopened"
-
-    # Occurrences: new ones and firing → resolved are recorded; anything else is a duplicate.
-    current = dict(known)
-    for c in items:
-        a = c.alert
-        occ = (a.fingerprint, a.starts_at)
-        old = current.get(occ)
-        if old is None:
-            rec = _alert_record(inc.id, c, now)
-            ch.upsert_alerts.append(rec)
-            current[occ] = rec
-            ch.timeline.append(_alert_event(inc.id, c, now))
-            if action == "unchanged":
-                action = "joined"
-        elif old.status == AlertStatus.FIRING and not a.firing:
-            rec = replace(old, status=AlertStatus.RESOLVED, ends_at=a.ends_at, last_seen=now)
-            ch.upsert_alerts.append(rec)
-            current[occ] = rec
-            ch.timeline.append(_alert_event(inc.id, c, now))
-            if action == "unchanged":
-                action = "joined"
-
-    # Severity only ever rises automatically.
-    firing_new = [
-        c for c in items if c.alert.firing and (c.alert.fingerprint, c.alert.starts_at) in current
-    ]
-    if firing_new:
-        worst = _worst(firing_new)
-        if rank(worst.verdict.severity) < rank(inc.severity):
-            inc = _raise(inc, worst, ch, now, directory)
-            action = "raised" if action != "reopened" else action
-
-    if _all_resolved(current.values()) and inc.policy.get("auto_resolve", True):
-        if inc.status != Status.RESOLVED:
-            inc = _resolve(inc, ch, now, "alertmanager", "alert", "all alerts resolved", paged)
-            action = "resolved"
-
+    if incident.status == Status.RESOLVED and not fresh_firing:
+        return ch, IngestOutcome(
+            key, IngestAction.UNCHANGED, incident.id, incident.severity, incident.status
+        )
+    inc, action = _update(incident, items, known, paged, ch, now, directory)
     if inc is not incident or ch:
         ch.updated_incidents.append(replace(inc, updated_at=now))
     return ch, IngestOutcome(key, action, inc.id, inc.severity, str(inc.status))
+
+
+def _update(
+    incident: IncidentRecord,
+    items: Sequence[Classified],
+    known: Mapping[Occurrence, AlertRecord],
+    paged: Sequence[OutboxRecord],
+    ch: Changes,
+    now: datetime,
+    d: Directory,
+) -> tuple[IncidentRecord, IngestAction]:
+    """An open incident (or one resolved within its monitoring window) takes the alerts."""
+    inc, action = incident, IngestAction.UNCHANGED
+    if inc.status == Status.RESOLVED:
+        inc, action = _reopen(inc, ch, now, d), IngestAction.REOPENED
+    current = _record_occurrences(inc.id, items, known, ch, now)
+    if ch.upsert_alerts and action == IngestAction.UNCHANGED:
+        action = IngestAction.JOINED
+    # Severity only ever rises automatically. Every item's occurrence is recorded by now.
+    firing = [c for c in items if c.alert.firing]
+    if firing:
+        worst = _worst(firing)
+        if rank(worst.verdict.severity) < rank(inc.severity):
+            inc = _raise(inc, worst, ch, now, d)
+            if action != IngestAction.REOPENED:
+                action = IngestAction.RAISED
+    if (
+        _all_resolved(current.values())
+        and inc.policy.get("auto_resolve", True)
+        and inc.status != Status.RESOLVED
+    ):
+        inc, action = _resolve(inc, ch, now, paged), IngestAction.RESOLVED
+    return inc, action
+
+
+def _record_occurrences(
+    incident_id: str,
+    items: Sequence[Classified],
+    known: Mapping[Occurrence, AlertRecord],
+    ch: Changes,
+    now: datetime,
+) -> dict[Occurrence, AlertRecord]:
+    """Record new occurrences and firing → resolved; anything else is a duplicate."""
+    current = dict(known)
+    for c in items:
+        old = current.get(c.occurrence)
+        if old is None:
+            rec = _alert_record(incident_id, c, now)
+        elif old.status == AlertStatus.FIRING and not c.alert.firing:
+            rec = replace(old, status=AlertStatus.RESOLVED, ends_at=c.alert.ends_at, last_seen=now)
+        else:
+            continue
+        ch.upsert_alerts.append(rec)
+        current[c.occurrence] = rec
+        ch.timeline.append(_alert_event(incident_id, c, now))
+    return current
 
 
 def _within_window(inc: IncidentRecord, now: datetime) -> bool:
@@ -170,7 +207,7 @@ def _within_window(inc: IncidentRecord, now: datetime) -> bool:
     return inc.resolved_at is not None and now - inc.resolved_at <= timedelta(seconds=window)
 
 
-def _all_resolved(records: Any) -> bool:
+def _all_resolved(records: Iterable[AlertRecord]) -> bool:
     latest: dict[str, AlertRecord] = {}
     for r in records:
         cur = latest.get(r.fingerprint)
@@ -202,12 +239,10 @@ def _alert_event(incident_id: str, c: Classified, now: datetime) -> TimelineEven
     a = c.alert
     name = a.labels.get("alertname", a.fingerprint)
     verb = "firing" if a.firing else "resolved"
-    return TimelineEvent(
+    return _event(
         incident_id,
         now,
         EventKind.ALERT,
-        "alertmanager",
-        "alert",
         f"{name} {verb} ({c.verdict.severity_name}, rule {c.verdict.rule})",
         {"fingerprint": a.fingerprint, "status": a.status, "severity": c.verdict.severity},
     )
@@ -249,12 +284,10 @@ def _open(
     )
     ch.new_incidents.append(inc)
     ch.timeline.append(
-        TimelineEvent(
+        _event(
             inc_id,
             now,
             EventKind.OPEN,
-            "alertmanager",
-            "alert",
             f"incident opened: {v.title} ({v.severity_name}, rule {v.rule}, policy {pname})",
             {"severity": v.severity, "key": key, "policy": pname},
         )
@@ -263,7 +296,7 @@ def _open(
         ch.upsert_alerts.append(_alert_record(inc_id, c, now))
         ch.timeline.append(_alert_event(inc_id, c, now))
     _schedule(inc, ch, now, d, reminders_from=now)
-    return ch, IngestOutcome(key, "opened", inc_id, inc.severity, str(inc.status))
+    return ch, IngestOutcome(key, IngestAction.OPENED, inc_id, inc.severity, str(inc.status))
 
 
 def _schedule(
@@ -287,21 +320,12 @@ def _schedule(
 
 
 def _reopen(inc: IncidentRecord, ch: Changes, now: datetime, d: Directory) -> IncidentRecord:
-    new = replace(
-        inc,
-        status=Status.TRIGGERED,
-        epoch=inc.epoch + 1,
-        acknowledged_at=None,
-        mitigated_at=None,
-        resolved_at=None,
-    )
+    new = inc.reopened()
     ch.timeline.append(
-        TimelineEvent(
+        _event(
             inc.id,
             now,
             EventKind.REOPEN,
-            "alertmanager",
-            "alert",
             "an alert fired again within the monitoring window: incident reopened",
             {"resolved_at": inc.resolved_at.isoformat() if inc.resolved_at else None},
         )
@@ -325,9 +349,7 @@ def _raise(
         epoch=inc.epoch + 1,
         status=Status.TRIGGERED if was_acked else inc.status,
     )
-    ch.cancel_steps_of.append(
-        CancelSteps(inc.id, None, f"superseded: severity raised to {v.severity}")
-    )
+    ch.supersede_steps(inc.id, f"superseded: severity raised to {v.severity}")
     name = worst.alert.labels.get("alertname", "")
     msg = (
         f"severity raised {inc.severity} -> {v.severity} ({v.severity_name}) by {name}"
@@ -336,12 +358,10 @@ def _raise(
     if was_acked:
         msg += "; escalation restarts (was acknowledged)"
     ch.timeline.append(
-        TimelineEvent(
+        _event(
             inc.id,
             now,
             EventKind.SEVERITY,
-            "alertmanager",
-            "alert",
             msg,
             {"from": inc.severity, "to": v.severity, "policy": pname},
         )
@@ -353,51 +373,13 @@ def _raise(
 
 
 def _resolve(
-    inc: IncidentRecord,
-    ch: Changes,
-    now: datetime,
-    actor: str,
-    source: str,
-    why: str,
-    paged: Sequence[OutboxRecord],
+    inc: IncidentRecord, ch: Changes, now: datetime, paged: Sequence[OutboxRecord]
 ) -> IncidentRecord:
+    """Every alert has resolved: so has the incident, and the people paged are told."""
     new = replace(inc, status=Status.RESOLVED, resolved_at=now)
-    ch.cancel_steps_of.append(CancelSteps(inc.id, None, "incident resolved"))
-    ch.cancel_outbox_of.append(CancelOutbox(inc.id, (OutboxKind.PAGE, OutboxKind.REMINDER)))
+    ch.cancel_moot(inc.id, Status.RESOLVED, "incident resolved")
     ch.timeline.append(
-        TimelineEvent(
-            inc.id, now, EventKind.RESOLVE, actor, source, f"incident resolved: {why}", {}
-        )
+        _event(inc.id, now, EventKind.RESOLVE, "incident resolved: all alerts resolved", {})
     )
     ch.new_outbox.extend(resolve_notices(new, paged, now))
     return new
-
-
-def resolve_notices(
-    inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime
-) -> list[OutboxRecord]:
-    """A "resolved" message to everyone already paged, once per (person, channel) and resolve."""
-    out: dict[tuple[str, str], OutboxRecord] = {}
-    for row in paged:
-        if row.kind not in (OutboxKind.PAGE, OutboxKind.REMINDER) or row.state not in (
-            OutboxState.SENT,
-            OutboxState.UNKNOWN,
-        ):
-            continue
-        pair = (row.person, row.channel)
-        if pair in out:
-            continue
-        out[pair] = OutboxRecord(
-            id=f"{inc.id}:resolve:{inc.epoch}:{row.person}:{row.channel}",
-            incident_id=inc.id,
-            step_id=None,
-            kind=OutboxKind.RESOLVE,
-            tier=row.tier,
-            round=row.round,
-            target=row.target,
-            person=row.person,
-            channel=row.channel,
-            created_at=now,
-            not_before=now,
-        )
-    return list(out.values())

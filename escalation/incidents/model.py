@@ -6,7 +6,7 @@ and return a ``Changes``; a store backend applies a ``Changes`` in one transacti
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -139,6 +139,17 @@ class IncidentRecord:
     rule: str = ""
     labels: dict[str, str] = field(default_factory=dict)  # common labels, for links and maintenance
     version: int = 0
+
+    def reopened(self) -> IncidentRecord:
+        """Back to triggered for a fresh escalation run: a new epoch, acks and resolve cleared."""
+        return replace(
+            self,
+            status=Status.TRIGGERED,
+            epoch=self.epoch + 1,
+            acknowledged_at=None,
+            mitigated_at=None,
+            resolved_at=None,
+        )
 
     @property
     def severity_info(self) -> Severity:
@@ -322,3 +333,26 @@ class Changes:
     def merge(self, other: Changes) -> None:
         for name in self.__dataclass_fields__:
             getattr(self, name).extend(getattr(other, name))
+
+    def supersede_steps(self, incident_id: str, note: str) -> None:
+        """Cancel every pending step of the incident: a new escalation run replaces them."""
+        self.cancel_steps_of.append(CancelSteps(incident_id, None, note))
+
+    def cancel_moot(self, incident_id: str, status: Status, note: str) -> None:
+        """Cancel the pending steps and unsent notifications that reaching ``status`` makes moot."""
+        self.cancel_steps_of.append(CancelSteps(incident_id, _MOOT_STEPS[status], note))
+        self.cancel_outbox_of.append(CancelOutbox(incident_id, _MOOT_OUTBOX[status]))
+
+
+# What reaching a status makes moot: pending steps by their ``unless`` (None: every step), and
+# unsent rows by kind (a "resolved" notice or a PagerDuty ack still has to go out).
+_MOOT_STEPS: dict[Status, tuple[str | None, ...] | None] = {
+    Status.ACKNOWLEDGED: ("acknowledged",),
+    Status.MITIGATED: ("acknowledged", "mitigated"),
+    Status.RESOLVED: None,
+}
+_MOOT_OUTBOX: dict[Status, tuple[OutboxKind, ...]] = {
+    Status.ACKNOWLEDGED: (OutboxKind.PAGE,),
+    Status.MITIGATED: (OutboxKind.PAGE,),
+    Status.RESOLVED: (OutboxKind.PAGE, OutboxKind.REMINDER),
+}

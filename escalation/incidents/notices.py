@@ -1,0 +1,57 @@
+"""Telling the people already paged: "resolved" messages, and acks made elsewhere to PagerDuty."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from escalation.incidents.model import IncidentRecord, OutboxKind, OutboxRecord, OutboxState
+
+__all__ = ["pagerduty_acks", "resolve_notices"]
+
+# A page that left (or may have left): its person knows about the incident.
+_REACHED = (OutboxState.SENT, OutboxState.UNKNOWN)
+
+
+def resolve_notices(
+    inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime
+) -> list[OutboxRecord]:
+    """A "resolved" message to everyone already paged, once per (person, channel) and resolve."""
+    out: dict[tuple[str, str], OutboxRecord] = {}
+    for row in paged:
+        if row.kind in (OutboxKind.PAGE, OutboxKind.REMINDER) and row.state in _REACHED:
+            pair = (row.person, row.channel)
+            if pair not in out:
+                out[pair] = _notice(inc, row, OutboxKind.RESOLVE, row.channel, now)
+    return list(out.values())
+
+
+def pagerduty_acks(
+    inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime
+) -> list[OutboxRecord]:
+    """Tell PagerDuty about an ack made elsewhere, once per PagerDuty alert tocsin triggered."""
+    out: dict[str, OutboxRecord] = {}
+    for row in paged:
+        if row.channel == "pagerduty" and row.kind == OutboxKind.PAGE and row.state in _REACHED:
+            if row.person not in out:
+                out[row.person] = _notice(inc, row, OutboxKind.ACKNOWLEDGE, "pagerduty", now)
+    return list(out.values())
+
+
+def _notice(
+    inc: IncidentRecord, row: OutboxRecord, kind: OutboxKind, channel: str, now: datetime
+) -> OutboxRecord:
+    # One per (kind, escalation run, person, channel): a retried decision inserts nothing new.
+    return OutboxRecord(
+        id=f"{inc.id}:{kind}:{inc.epoch}:{row.person}:{channel}",
+        incident_id=inc.id,
+        step_id=None,
+        kind=kind,
+        tier=row.tier,
+        round=row.round,
+        target=row.target,
+        person=row.person,
+        channel=channel,
+        created_at=now,
+        not_before=now,
+    )
