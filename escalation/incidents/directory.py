@@ -24,8 +24,9 @@ __all__ = ["Directory", "Recipient"]
 class Recipient:
     """One person reached through one target ref (``pagerduty:svc`` targets are services)."""
 
-    person: str
+    person: str  # a PagerDuty service is "pagerduty:<service id>" (stored as the row's person)
     target: str
+    service: bool = False  # a PagerDuty service rather than a person: reached through PagerDuty
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ class Directory:
                 for m in team.members:
                     self._resolve(f"person:{m}", top, t, out, problems, depth + 1)
         elif kind == "pagerduty":
-            out.append(Recipient(f"pagerduty:{name}", top))
+            out.append(Recipient(f"pagerduty:{name}", top, service=True))
 
     def _from_pagerduty(
         self,
@@ -133,11 +134,11 @@ class Directory:
             else:
                 out.append(Recipient(person, top))
 
-    def channels_for(self, person: str, via: Sequence[str]) -> list[str]:
+    def channels_for(self, recipient: Recipient, via: Sequence[str]) -> list[str]:
         """The channels to use: the step's ``via``, else the person's own defaults."""
-        if person.startswith("pagerduty:"):
+        if recipient.service:
             return ["pagerduty"]
         if via:
             return list(via)
-        p = self.people.get(person)
+        p = self.people.get(recipient.person)
         return list(p.channels) if p is not None else ["log"]

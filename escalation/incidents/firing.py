@@ -156,7 +156,7 @@ def _page(f: _Firing) -> Changes:
         for p in problems:
             f.event(EventKind.SKIP, f"{label}: {p}", {"tier": f.step.tier})
         for r in recipients:
-            for channel in f.d.channels_for(r.person, spec.via):
+            for channel in f.d.channels_for(r, spec.via):
                 created += _page_one(f, label, r, channel, already)
     return f.done(StepState.FIRED, f.late_note or f"{created} notification(s)")
 
