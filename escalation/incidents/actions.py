@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -26,7 +26,7 @@ from escalation.incidents.model import (
     TimelineEvent,
 )
 from escalation.incidents.notices import pagerduty_acks, resolve_notices
-from escalation.incidents.policy import plan_steps, step_id
+from escalation.incidents.policy import PolicySnapshot, plan_steps, step_id
 
 __all__ = ["Action", "IllegalTransition", "decide_action"]
 
@@ -111,7 +111,7 @@ def _ack(a: _Act) -> IncidentRecord:
     a.event(EventKind.ACK, f"acknowledged by {a.actor}{a.suffix}")
     if a.source != "pagerduty":
         a.ch.new_outbox.extend(pagerduty_acks(inc, a.paged, a.now))
-    timeout = inc.policy.get("ack_timeout")
+    timeout = PolicySnapshot.of(inc.policy).ack_timeout
     if timeout:
         a.ch.new_steps.append(
             StepRecord(
@@ -121,7 +121,7 @@ def _ack(a: _Act) -> IncidentRecord:
                 epoch=inc.epoch,
                 round=0,
                 tier=0,
-                due_at=a.now + timedelta(seconds=float(timeout)),
+                due_at=a.now + timeout,
                 unless="mitigated",
             )
         )

@@ -29,7 +29,7 @@ from escalation.incidents.model import (
     TimelineEvent,
     status_reached,
 )
-from escalation.incidents.policy import plan_reminder, plan_steps, snapshot_steps
+from escalation.incidents.policy import PolicySnapshot, plan_reminder, plan_steps
 from escalation.incidents.steps import Step
 from escalation.oncall.calendars import active_maintenance
 
@@ -141,7 +141,7 @@ def decide_step(
 
 
 def _page(f: _Firing) -> Changes:
-    steps = snapshot_steps(f.inc.policy)
+    steps = PolicySnapshot.of(f.inc.policy).steps
     if f.step.tier >= len(steps):
         return f.done(StepState.SKIPPED, "no such tier in the policy snapshot")
     spec = steps[f.step.tier]
@@ -289,7 +289,7 @@ def _ack_timeout(f: _Firing) -> Changes:
     ch.updated_incidents.append(new)
     ch.supersede_steps(inc.id, "superseded: ack timeout")
     ch.new_steps.extend(plan_steps(new.id, new.epoch, new.policy, now, f.d.calendars))
-    if new.policy.get("reminders", True):
+    if PolicySnapshot.of(new.policy).reminders:
         # The pending reminder belonged to the superseded run: status updates go on at the
         # next slot of the incident's cadence.
         reminder = _next_reminder(new, now)

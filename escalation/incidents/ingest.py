@@ -27,7 +27,13 @@ from escalation.incidents.model import (
     TimelineEvent,
 )
 from escalation.incidents.notices import resolve_notices
-from escalation.incidents.policy import level_snapshot, plan_reminder, plan_steps, policy_snapshot
+from escalation.incidents.policy import (
+    PolicySnapshot,
+    level_snapshot,
+    plan_reminder,
+    plan_steps,
+    policy_snapshot,
+)
 from rules.alerts import Alert
 from rules.classifier import Classification
 from rules.matrix import rank
@@ -172,7 +178,7 @@ def _update(
                 action = IngestAction.RAISED
     if (
         _all_resolved(current.values())
-        and inc.policy.get("auto_resolve", True)
+        and PolicySnapshot.of(inc.policy).auto_resolve
         and inc.status != Status.RESOLVED
     ):
         inc, action = _resolve(inc, ch, now, paged), IngestAction.RESOLVED
@@ -313,7 +319,7 @@ def _schedule(
         # for steps the engine could not fire in time).
         steps = [s if s.due_at >= not_before else replace(s, due_at=not_before) for s in steps]
     ch.new_steps.extend(steps)
-    if inc.policy.get("reminders", True):
+    if PolicySnapshot.of(inc.policy).reminders:
         r = plan_reminder(inc.id, inc.epoch, inc.level, reminders_from, 1)
         if r is not None:
             ch.new_steps.append(r)

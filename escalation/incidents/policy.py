@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -16,7 +17,14 @@ from escalation.incidents.model import StepKind, StepRecord
 from escalation.incidents.steps import Policy, Repeat, Step, level_tiers
 from rules.matrix import Level, Matrix
 
-__all__ = ["level_snapshot", "plan_reminder", "plan_steps", "policy_snapshot", "step_id"]
+__all__ = [
+    "PolicySnapshot",
+    "level_snapshot",
+    "plan_reminder",
+    "plan_steps",
+    "policy_snapshot",
+    "step_id",
+]
 
 
 class CalendarPoints(Protocol):
@@ -80,15 +88,36 @@ def _secs(td: timedelta | None) -> float | None:
     return None if td is None else td.total_seconds()
 
 
-def snapshot_steps(snapshot: Mapping[str, Any]) -> list[Step]:
-    """The snapshot's steps as models again (parsed once per distinct snapshot: a hot path)."""
-    steps = snapshot.get("steps", [])
-    return list(_parse_steps(json.dumps(steps, sort_keys=True)))
+@dataclass(frozen=True)
+class PolicySnapshot:
+    """An incident's policy snapshot read back: the stored JSON stays as it is, this types it."""
+
+    steps: tuple[Step, ...]
+    repeat_times: int  # the step list runs this many more times…
+    repeat_every: timedelta  # …this far apart
+    auto_resolve: bool
+    ack_timeout: timedelta | None
+    reminders: bool
+
+    @classmethod
+    def of(cls, snapshot: Mapping[str, Any]) -> PolicySnapshot:
+        """The typed view of ``snapshot`` (parsed once per distinct snapshot: a hot path)."""
+        return _parse_snapshot(json.dumps(snapshot, sort_keys=True))
 
 
 @functools.lru_cache(maxsize=1024)
-def _parse_steps(encoded: str) -> tuple[Step, ...]:
-    return tuple(Step.model_validate(s) for s in json.loads(encoded))
+def _parse_snapshot(encoded: str) -> PolicySnapshot:
+    snap = json.loads(encoded)
+    repeat = snap.get("repeat") or {}
+    timeout = snap.get("ack_timeout")
+    return PolicySnapshot(
+        steps=tuple(Step.model_validate(s) for s in snap.get("steps", [])),
+        repeat_times=int(repeat.get("times") or 0),
+        repeat_every=timedelta(seconds=_every_secs(repeat)),
+        auto_resolve=bool(snap.get("auto_resolve", True)),
+        ack_timeout=timedelta(seconds=float(timeout)) if timeout else None,
+        reminders=bool(snap.get("reminders", True)),
+    )
 
 
 def step_id(incident_id: str, epoch: int, kind: str, round_: int, tier: int) -> str:
@@ -115,14 +144,11 @@ def plan_steps(
     calendars: Mapping[str, CalendarPoints],
 ) -> list[StepRecord]:
     """Every page step of every round, due relative to ``start``."""
-    steps = snapshot_steps(snapshot)
-    repeat = snapshot.get("repeat") or {}
-    times = int(repeat.get("times") or 0)
-    every = timedelta(seconds=_every_secs(repeat))
+    policy = PolicySnapshot.of(snapshot)
     out = []
-    for r in range(times + 1):
-        base = start + every * r
-        for i, st in enumerate(steps):
+    for r in range(policy.repeat_times + 1):
+        base = start + policy.repeat_every * r
+        for i, st in enumerate(policy.steps):
             out.append(
                 StepRecord(
                     id=step_id(incident_id, epoch, StepKind.PAGE, r, i),

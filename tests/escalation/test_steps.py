@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from escalation.incidents.steps import MatrixTiers, Repeat, Step, level_tiers
+from escalation.incidents.policy import PolicySnapshot, policy_snapshot
+from escalation.incidents.steps import MatrixTiers, Policy, Repeat, Step, level_tiers
 from escalation.oncall.targets import parse_target
 from rules.matrix import Level, Matrix, MatrixConfig, build_matrix, load_preset, preset_names
 
@@ -198,3 +199,25 @@ def test_matrix_tiers_locate_a_bad_step_where_the_matrix_holds_it() -> None:
 def test_level_tiers_are_parsed_once_per_distinct_level() -> None:
     level = load_preset("default").levels["P0"]
     assert level_tiers(level) is level_tiers(level.model_copy(deep=True))
+
+
+def test_a_policy_snapshot_reads_back_typed() -> None:
+    policy = Policy.model_validate(
+        {
+            "steps": [{"notify": ["role:oncall"]}, {"after": "10m", "notify": ["role:lead"]}],
+            "repeat": {"times": 2, "every": "30m"},
+            "ack_timeout": "15m",
+            "auto_resolve": False,
+        }
+    )
+    name, snap = policy_snapshot(load_preset("default"), {"db": policy}, "P1", "db")
+    typed = PolicySnapshot.of(snap)
+    assert name == "db"
+    assert typed.steps == tuple(policy.steps)
+    assert (typed.repeat_times, typed.repeat_every) == (2, 30 * M)
+    assert (typed.ack_timeout, typed.auto_resolve, typed.reminders) == (15 * M, False, True)
+
+
+def test_a_sparse_policy_snapshot_takes_the_defaults() -> None:
+    typed = PolicySnapshot.of({"steps": []})
+    assert typed == PolicySnapshot((), 0, timedelta(0), True, None, True)
