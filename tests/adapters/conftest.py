@@ -1,11 +1,32 @@
-"""Fixtures shared by the adapter tests."""
+"""Fixtures shared by the adapter tests: a client session, and the whole app wired to each fake.
+
+``make_pd_app`` serves the app paging the fake PagerDuty (``pagerduty:core`` at once, Carol by
+``log`` five minutes later); ``make_phone_app`` serves it calling the fake Twilio (the default
+preset's P0 ladder, everyone by ``phone`` with ``fallback: [phone, sms, email]``). Both run on
+the driver's virtual clock with no engine loop (``tests/driver``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
 
 import aiohttp
 import pytest
+
+from tests.driver.app import App, MakeApp
+from tests.driver.config import (
+    LONDON_BUSINESS_HOURS,
+    PUBLIC,
+    pagerduty_adapter,
+    phone_adapter,
+    write_config,
+)
+from tests.fakes.pagerduty import FakePagerDuty
+from tests.fakes.smtp import SmtpServer
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, FakeTwilio
+
+MakeAdapterApp = Callable[..., Awaitable[App]]
 
 
 @pytest.fixture
@@ -14,3 +35,144 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
     s = aiohttp.ClientSession()
     yield s
     await s.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on a free local port, keeping what it receives."""
+    with SmtpServer() as server:
+        yield server
+
+
+# -- PagerDuty ----------------------------------------------------------------------------------
+
+PD_CORE_KEY = "R0UT1NGk3yC0R3s3rv1c3xxxxxxxxx01"
+PD_SECRET_A = "whsec-current-0b4e6f1d"
+PD_SECRET_B = "whsec-previous-77c2a9e0"
+PD_API_TOKEN = "u+PdRestApiT0kenSecret"
+PD_RECEIVER_TOKEN = "am-bearer-token-1"
+PD_TOCSIN_API_TOKEN = "tocsin-api-write-token"
+PD_AM = {"Authorization": f"Bearer {PD_RECEIVER_TOKEN}", "Content-Type": "application/json"}
+
+_PD_POLICY = """\
+auth:
+  receiver:
+    bearer_tokens: ["am-bearer-token-1"]
+  api_tokens:
+    - {name: ops, token: "tocsin-api-write-token", scope: write}
+rules:
+  files: []
+  default:
+    severity: P0
+    policy: pd-first
+people:
+  carol: {name: Carol Sato, email: carol@example.com, channels: [log]}
+policies:
+  pd-first:
+    steps:
+      - {name: pagerduty, after: 0, notify: ["pagerduty:core"]}
+      - {name: lead, after: 5m, notify: ["person:carol"], via: [log]}
+"""
+
+
+def pd_config(tmp_path: Path, fake: FakePagerDuty, secrets: Sequence[str]) -> Path:
+    """A config paging ``pagerduty:core`` at once and Carol (log channel) after 5 minutes."""
+    pagerduty = pagerduty_adapter(
+        fake.http_url,
+        {"core": PD_CORE_KEY},
+        api_url=fake.https_url,
+        api_token=PD_API_TOKEN,
+        webhook_secrets=list(secrets),
+        timeout="2s",
+    )
+    adapters = {"pagerduty": pagerduty, "dispatch": {"backoff_initial": "1s", "backoff_max": "2s"}}
+    return write_config(tmp_path, _PD_POLICY, {"adapters": adapters}, rules=None)
+
+
+@pytest.fixture
+async def make_pd_app(tmp_path: Path, make_app: MakeApp) -> AsyncIterator[MakeAdapterApp]:
+    """Factory: ``await make_pd_app(secrets=...)`` → the app and its fake PagerDuty."""
+    fakes: list[FakePagerDuty] = []
+
+    async def make(secrets: Sequence[str] = (PD_SECRET_A, PD_SECRET_B)) -> App:
+        fake = await FakePagerDuty(tmp_path, api_token=PD_API_TOKEN).start()
+        fakes.append(fake)
+        return await make_app(pd_config(tmp_path, fake, secrets), fakes=(fake,))
+
+    yield make
+    for fake in fakes:
+        await fake.close()
+
+
+# -- phone --------------------------------------------------------------------------------------
+
+OLLIE_PHONE = "+14155550100"
+LEE_PHONE = "+14155550101"
+
+_PHONE_PEOPLE = f"""\
+people:
+  ollie:
+    name: Ollie Oncall
+    phone: "+1 415 555 0100"
+    email: ollie@example.com
+    channels: [phone]
+    fallback: [phone, sms, email]
+  lee:
+    name: Lee Lead
+    phone: "{LEE_PHONE}"
+    channels: [phone]
+    fallback: [phone, sms, email]
+  max:
+    phone: "+14155550102"
+    channels: [phone]
+  vic:
+    phone: "+14155550103"
+    channels: [phone]
+roles:
+  oncall: [ollie]
+  lead: [lee]
+  manager: [max]
+  vp: [vic]
+"""
+
+
+def phone_config(tmp_path: Path, twilio_url: str | None) -> Path:
+    """The phone tests' config; ``twilio_url`` None leaves the phone adapter unconfigured."""
+    adapters = None
+    if twilio_url is not None:
+        phone = phone_adapter(
+            twilio_url, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=TWILIO_NUMBER
+        )
+        adapters = {"phone": phone}
+    return write_config(tmp_path, LONDON_BUSINESS_HOURS, _PHONE_PEOPLE, {"adapters": adapters})
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[FakeTwilio]:
+    """The fake Twilio; ollie's number has opted out of texts (STOP) unless a test clears it."""
+    fake = await FakeTwilio(unsubscribed={OLLIE_PHONE}).start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+def make_phone_app(make_app: MakeApp, tmp_path: Path, twilio: FakeTwilio) -> MakeAdapterApp:
+    """Factory: the app with (or, ``phone=False``, without) the phone adapter.
+
+    The fake Twilio delivers callbacks for ``PUBLIC`` to the test server, as a reverse proxy
+    would, signed over the public URL.
+    """
+
+    async def make(*, phone: bool = True) -> App:
+        path = phone_config(tmp_path, twilio.url if phone else None)
+        app = await make_app(path, fakes=(twilio,))
+        twilio.route(PUBLIC, str(app.client.make_url("/")).rstrip("/"))
+        return app
+
+    return make
+
+
+def only_call(app: App) -> str:
+    """The sid of the one call the fake Twilio received."""
+    [sid] = app.twilio.calls
+    return sid

@@ -9,34 +9,22 @@ person the email went to, recorded with source ``email``; tampered and expired l
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
 
-from config.load import load_config
-from escalation.engine.clock import VirtualClock
-from escalation.incidents.model import IncidentRecord, Status, TimelineEvent
-from escalation.store.base import IncidentFilter
-from router.app import create_app
-from router.runtime import Runtime
+from escalation.incidents.model import IncidentRecord, Status
+from tests.driver.app import START, App, MakeApp
+from tests.driver.config import PUBLIC, email_adapter, write_config
+from tests.driver.payloads import sample_bytes
 from tests.fakes.smtp import SmtpServer
 
-START = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
-PUBLIC = "https://tocsin.example.com"
 LINK_SECRET = "flow-test-link-secret-0123456789"
-RECEIVER_TOKEN = "am-bearer-token-1"
-AM = {"Authorization": f"Bearer {RECEIVER_TOKEN}", "Content-Type": "application/json"}
-FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "alertmanager-0.25-firing.json"
 SUBJECT = "[SEV-1] #1 HighErrorRate on api"
 
 RULES_YAML = """\
@@ -48,97 +36,39 @@ rules:
     title: "{{ labels.alertname }} on {{ labels.service }}"
 """
 
-
-def config_yaml(tmp_path: Path, smtp: SmtpServer) -> str:
-    """Alice by email at once, Carol by email after 5 minutes; links live for one hour."""
-    return f"""\
-server:
-  listen: "127.0.0.1:9095"
-  public_url: "{PUBLIC}"
-  log_format: text
-auth:
-  receiver:
-    bearer_tokens: ["{RECEIVER_TOKEN}"]
-store:
-  backend: sqlite
-  path: {json.dumps(str(tmp_path / "t.db"))}
-matrix:
-  preset: default
-rules:
-  files: ["rules/*.yaml"]
+MAIL_POLICY = """\
 people:
-  alice: {{name: Alice Ng, email: alice@example.com, channels: [email]}}
-  carol: {{name: Carol Sato, email: carol@example.com, channels: [email]}}
+  alice: {name: Alice Ng, email: alice@example.com, channels: [email]}
+  carol: {name: Carol Sato, email: carol@example.com, channels: [email]}
 policies:
   mail:
     steps:
-      - {{name: on-call, after: 0, notify: ["person:alice"], via: [email]}}
-      - {{name: lead, after: 5m, notify: ["person:carol"], via: [email]}}
-adapters:
-  email:
-    host: "{smtp.host}"
-    port: {smtp.port}
-    start_tls: false
-    from_address: tocsin@example.com
-    link_secret: "{LINK_SECRET}"
-    link_ttl: 1h
-    timeout: 5s
+      - {name: on-call, after: 0, notify: ["person:alice"], via: [email]}
+      - {name: lead, after: 5m, notify: ["person:carol"], via: [email]}
 """
 
 
-@dataclass
-class App:
-    """A started Runtime serving its app, the SMTP server it sends to, and the virtual clock."""
-
-    rt: Runtime
-    client: TestClient
-    smtp: SmtpServer
-    clock: VirtualClock
-
-    async def alert(self) -> IncidentRecord:
-        resp = await self.client.post("/api/v1/alertmanager", data=FIXTURE.read_bytes(), headers=AM)
-        assert resp.status == 200, await resp.text()
-        [inc] = await self.rt.store.list_incidents(IncidentFilter())
-        return inc
-
-    async def at(self, delta: timedelta) -> None:
-        """Move the clock to START + delta and let the engine fire and deliver what is due."""
-        self.clock.set(START + delta)
-        await self.rt.engine.tick()
-
-    async def incident(self, inc_id: str) -> IncidentRecord:
-        inc = await self.rt.store.get_incident(inc_id)
-        assert inc is not None
-        return inc
-
-    async def timeline(self, inc_id: str) -> list[TimelineEvent]:
-        return await self.rt.store.timeline(inc_id)
-
-    def mail(self) -> list[tuple[str, str]]:
-        """Every message received so far as (recipient, subject)."""
-        return [(m.rcpt_tos[0], str(m.message["Subject"])) for m in self.smtp.messages]
-
-
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
+async def app(tmp_path: Path, smtp: SmtpServer, make_app: MakeApp) -> App:
+    """Alice by email at once, Carol by email after 5 minutes; links live for one hour."""
+    email = email_adapter(
+        smtp.host, smtp.port, link_secret=LINK_SECRET, link_ttl="1h", timeout="5s"
+    )
+    rules = {"rules": {"files": ["rules/*.yaml"]}}
+    path = write_config(
+        tmp_path, rules, MAIL_POLICY, {"adapters": {"email": email}}, rules=RULES_YAML
+    )
+    return await make_app(path, fakes=(smtp,))
 
 
-@pytest.fixture
-async def app(tmp_path: Path, smtp: SmtpServer, aiohttp_client: Any) -> AsyncIterator[App]:
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "main.yaml").write_text(RULES_YAML)
-    path = tmp_path / "tocsin.yaml"
-    path.write_text(config_yaml(tmp_path, smtp))
-    clock = VirtualClock(START)
-    rt = Runtime(load_config(path, env={}), clock=clock)
-    await rt.start(run_engine=False)
-    try:
-        client = await aiohttp_client(create_app(rt))
-        yield App(rt, client, smtp, clock)
-    finally:
-        await rt.stop()
+async def alert(app: App) -> IncidentRecord:
+    """Alertmanager's captured firing sample; the incident it opened."""
+    return await app.fire(sample_bytes("alertmanager-0.25-firing.json"))
+
+
+def mail(app: App) -> list[tuple[str, str]]:
+    """Every message received so far as (recipient, subject)."""
+    return [(m.rcpt_tos[0], str(m.message["Subject"])) for m in app.smtp.messages]
 
 
 def text_of(msg: EmailMessage) -> str:
@@ -186,9 +116,9 @@ def assert_page_headers(resp: ClientResponse) -> None:
 
 
 async def test_ack_link_acknowledges_on_post_not_on_get(app: App) -> None:
-    inc = await app.alert()
+    inc = await alert(app)
     await app.at(timedelta(0))
-    assert app.mail() == [("alice@example.com", SUBJECT)]
+    assert mail(app) == [("alice@example.com", SUBJECT)]
     msg = app.smtp.messages[0].message
     assert str(msg["X-Tocsin-Incident"]) == inc.id
     assert str(msg["To"]) == "Alice Ng <alice@example.com>"
@@ -207,7 +137,7 @@ async def test_ack_link_acknowledges_on_post_not_on_get(app: App) -> None:
     assert '<button type="submit">Acknowledge as alice</button>' in html
     head = await app.client.head(path, params={"token": token})
     assert head.status == 200
-    assert (await app.incident(inc.id)).status == Status.TRIGGERED
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
     assert await app.timeline(inc.id) == before
 
     # Tampered (one character anywhere), or used for the other action: 403, nothing changes.
@@ -217,14 +147,14 @@ async def test_ack_link_acknowledges_on_post_not_on_get(app: App) -> None:
         assert (status, "<h1>This link is not valid</h1>" in html) == (403, True)
     assert (await post(app, "/api/v1/email/resolve", token))[0] == 403
     assert (await post(app, path, ""))[0] == 403
-    assert (await app.incident(inc.id)).status == Status.TRIGGERED
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
     assert await app.timeline(inc.id) == before
 
     # The form's POST acts as Alice, through email.
     status, html = await post(app, path, token)
     assert status == 200
     assert "<h1>Incident #1 acknowledged</h1>" in html
-    acked = await app.incident(inc.id)
+    acked = await app.record(inc.id)
     assert (acked.status, acked.acknowledged_at) == (Status.ACKNOWLEDGED, START)
     events = await app.timeline(inc.id)
     assert [(e.kind, e.actor, e.source, e.message) for e in events[len(before) :]] == [
@@ -240,11 +170,11 @@ async def test_ack_link_acknowledges_on_post_not_on_get(app: App) -> None:
 
     # The ack stopped the escalation: Carol's tier never mails.
     await app.at(timedelta(minutes=10))
-    assert app.mail() == [("alice@example.com", SUBJECT)]
+    assert mail(app) == [("alice@example.com", SUBJECT)]
 
 
 async def test_expired_link_is_refused_and_changes_nothing(app: App) -> None:
-    inc = await app.alert()
+    inc = await alert(app)
     await app.at(timedelta(0))
     msg = app.smtp.messages[0].message
     ack_path, ack = link(msg, "ack")
@@ -259,26 +189,26 @@ async def test_expired_link_is_refused_and_changes_nothing(app: App) -> None:
         status, html = await post(app, path, token)
         assert (status, "<h1>This link has expired</h1>" in html) == (403, True)
         assert (await get(app, path, token))[0] == 403
-    assert (await app.incident(inc.id)).status == Status.TRIGGERED
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
     assert await app.timeline(inc.id) == before
 
 
 async def test_resolve_link_sends_a_resolved_email_to_everyone_paged(app: App) -> None:
-    inc = await app.alert()
+    inc = await alert(app)
     await app.at(timedelta(0))
     await app.at(timedelta(minutes=5))
-    assert app.mail() == [("alice@example.com", SUBJECT), ("carol@example.com", SUBJECT)]
+    assert mail(app) == [("alice@example.com", SUBJECT), ("carol@example.com", SUBJECT)]
     alice_ack = link(app.smtp.messages[0].message, "ack")
     carol_resolve = link(app.smtp.messages[1].message, "resolve")
 
     status, html = await get(app, *carol_resolve)
     assert (status, "<h1>Resolve incident #1?</h1>" in html) == (200, True)
-    assert (await app.incident(inc.id)).status == Status.TRIGGERED
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
 
     app.clock.set(START + timedelta(minutes=7))
     status, html = await post(app, *carol_resolve)
     assert (status, "<h1>Incident #1 resolved</h1>" in html) == (200, True)
-    resolved = await app.incident(inc.id)
+    resolved = await app.record(inc.id)
     assert (resolved.status, resolved.resolved_at) == (
         Status.RESOLVED,
         START + timedelta(minutes=7),
@@ -289,7 +219,7 @@ async def test_resolve_link_sends_a_resolved_email_to_everyone_paged(app: App) -
     await app.at(timedelta(minutes=7))
     resolved_subject = "[SEV-1] #1 Resolved: HighErrorRate on api"
     # Delivered concurrently: order between the two is not defined.
-    assert sorted(app.mail()[2:]) == [
+    assert sorted(mail(app)[2:]) == [
         ("alice@example.com", resolved_subject),
         ("carol@example.com", resolved_subject),
     ]
@@ -314,7 +244,7 @@ async def test_resolve_link_sends_a_resolved_email_to_everyone_paged(app: App) -
 
 
 async def test_while_the_store_is_down_the_link_says_so_and_works_later(app: App) -> None:
-    inc = await app.alert()
+    inc = await alert(app)
     await app.at(timedelta(0))
     path, token = link(app.smtp.messages[0].message, "ack")
     await app.rt.store.close()
@@ -330,4 +260,4 @@ async def test_while_the_store_is_down_the_link_says_so_and_works_later(app: App
     assert acted[0] == 503 and "<p>Nothing was changed; try again.</p>" in acted[1]
     status, html = await post(app, path, token)
     assert (status, "<h1>Incident #1 acknowledged</h1>" in html) == (200, True)
-    assert (await app.incident(inc.id)).status == Status.ACKNOWLEDGED
+    assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED

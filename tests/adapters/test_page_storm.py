@@ -10,15 +10,16 @@ message's id, and each incident's timeline says its page went out ``(bundle of N
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 
 import pytest
+import yaml
 
 from escalation.incidents.model import OutboxRecord, OutboxState
 from escalation.store.base import IncidentFilter
 from tests.driver.app import App
+from tests.driver.config import email_adapter
 from tests.driver.payloads import alert, notification
 from tests.driver.team import T0, MakeTeamApp
 from tests.fakes.smtp import SmtpServer
@@ -52,25 +53,11 @@ PEOPLE = """\
 
 
 def adapters(smtp: SmtpServer, *, bundle_window: str, person_rate: str) -> str:
-    return f"""\
-adapters:
-  email:
-    host: "{smtp.host}"
-    port: {smtp.port}
-    start_tls: false
-    from_address: tocsin@example.com
-    link_secret: "storm-test-link-secret-0123456789"
-    timeout: 5s
-  dispatch:
-    bundle_window: {bundle_window}
-    person_rate: {person_rate}
-"""
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
+    email = email_adapter(
+        smtp.host, smtp.port, link_secret="storm-test-link-secret-0123456789", timeout="5s"
+    )
+    dispatch = {"bundle_window": bundle_window, "person_rate": yaml.safe_load(person_rate)}
+    return yaml.safe_dump({"adapters": {"email": email, "dispatch": dispatch}})
 
 
 async def storm(app: App, offsets: list[timedelta]) -> None:

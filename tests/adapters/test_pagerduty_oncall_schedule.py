@@ -11,10 +11,11 @@ from prometheus_client import CollectorRegistry
 
 from config.errors import ConfigError
 from config.load import load_config
-from escalation.engine.clock import VirtualClock
 from escalation.store.base import IncidentFilter
 from router.receiver import parse_notification
 from router.runtime import Runtime
+from tests.driver.app import MakeApp
+from tests.driver.config import write_config
 from tests.fakes.pagerduty import FakePagerDuty
 
 T0 = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
@@ -27,28 +28,24 @@ PAYLOAD = b"""{"version":"4","receiver":"tocsin","status":"firing","groupKey":"{
 def _config(
     tmp: Path, fake: FakePagerDuty, *, token: bool = True, schedule: str = "PSCHED1"
 ) -> Path:
-    api = f'api_url: "{fake.https_url}", tls_ca_path: "{fake.ca_file}", oncall_cache_ttl: 60s'
+    api = {"api_url": fake.https_url, "tls_ca_path": str(fake.ca_file), "oncall_cache_ttl": "60s"}
     if token:
-        api += f', api_token: "{TOKEN}"'
-    (tmp / "rules.yaml").write_text(
-        "rules:\n  - {name: trust, match: 'severity=~\".+\"', severity_from: [severity]}\n"
-    )
-    path = tmp / "tocsin.yaml"
-    path.write_text(
-        f"""auth: {{receiver: {{bearer_tokens: [x]}}}}
-store: {{backend: sqlite, path: "{tmp / "t.db"}"}}
-rules: {{files: [rules.yaml]}}
+        api["api_token"] = TOKEN
+    return write_config(
+        tmp,
+        {"server": None, "matrix": None, "auth": {"receiver": {"bearer_tokens": ["x"]}}},
+        {"rules": {"files": ["rules/*.yaml"]}},
+        f"""\
 people:
   alice: {{email: Alice@Example.com, channels: [log]}}
   bob: {{email: bob@example.com, channels: [log]}}
 schedules:
   primary: {{pagerduty: {{schedule_id: {schedule}}}}}
 roles: {{oncall: ["schedule:primary"], lead: [bob], manager: [bob], vp: [bob]}}
-adapters:
-  pagerduty: {{{api}}}
-"""
+""",
+        {"adapters": {"pagerduty": api}},
+        rules="rules:\n  - {name: trust, match: 'severity=~\".+\"', severity_from: [severity]}\n",
     )
-    return path
 
 
 @pytest.fixture
@@ -60,13 +57,12 @@ async def fake(tmp_path: Path) -> AsyncIterator[FakePagerDuty]:
     await pd.close()
 
 
-async def _page(tmp_path: Path, fake: FakePagerDuty, schedule: str) -> tuple[Runtime, list, list]:
-    rt = Runtime(
-        load_config(_config(tmp_path, fake, schedule=schedule)),
-        clock=VirtualClock(T0),
-        registry=CollectorRegistry(),
-    )
-    await rt.start(run_engine=False)
+async def _page(
+    make_app: MakeApp, tmp_path: Path, fake: FakePagerDuty, schedule: str
+) -> tuple[Runtime, list, list]:
+    path = _config(tmp_path, fake, schedule=schedule)
+    app = await make_app(path, start=T0, registry=CollectorRegistry(), fakes=(fake,))
+    rt = app.rt
     await rt.pipeline.submit(parse_notification(PAYLOAD))
     await rt.engine.tick()
     (inc,) = await rt.store.list_incidents(IncidentFilter())
@@ -75,36 +71,32 @@ async def _page(tmp_path: Path, fake: FakePagerDuty, schedule: str) -> tuple[Run
     return rt, rows, await rt.store.timeline(inc.id)
 
 
-async def test_the_pagerduty_on_call_is_paged(tmp_path: Path, fake: FakePagerDuty) -> None:
-    rt, rows, _ = await _page(tmp_path, fake, "PSCHED1")
-    try:
-        assert [(r.tier, r.target, r.person, r.channel) for r in rows] == [
-            (0, "role:oncall", "alice", "log")
-        ]
-        oncall_requests = [r for r in fake.rest_requests if r.path == "/oncalls"]
-        assert len(oncall_requests) == 1
-        assert ("schedule_ids[]", "PSCHED1") in oncall_requests[0].query
-        # Answered from the TTL cache now: no second request, a hit counted.
-        await rt.oncall.refresh()
-        assert len([r for r in fake.rest_requests if r.path == "/oncalls"]) == 1
-        assert rt.registry.get_sample_value("tocsin_pagerduty_oncall_cache_hits_total") == 1.0
-    finally:
-        await rt.stop()
+async def test_the_pagerduty_on_call_is_paged(
+    make_app: MakeApp, tmp_path: Path, fake: FakePagerDuty
+) -> None:
+    rt, rows, _ = await _page(make_app, tmp_path, fake, "PSCHED1")
+    assert [(r.tier, r.target, r.person, r.channel) for r in rows] == [
+        (0, "role:oncall", "alice", "log")
+    ]
+    oncall_requests = [r for r in fake.rest_requests if r.path == "/oncalls"]
+    assert len(oncall_requests) == 1
+    assert ("schedule_ids[]", "PSCHED1") in oncall_requests[0].query
+    # Answered from the TTL cache now: no second request, a hit counted.
+    await rt.oncall.refresh()
+    assert len([r for r in fake.rest_requests if r.path == "/oncalls"]) == 1
+    assert rt.registry.get_sample_value("tocsin_pagerduty_oncall_cache_hits_total") == 1.0
 
 
 async def test_an_on_call_who_is_not_a_person_is_a_visible_skip(
-    tmp_path: Path, fake: FakePagerDuty
+    make_app: MakeApp, tmp_path: Path, fake: FakePagerDuty
 ) -> None:
-    rt, rows, timeline = await _page(tmp_path, fake, "PSCHED2")
-    try:
-        assert rows == []
-        skips = [e.message for e in timeline if e.kind == "skip"]
-        assert skips == [
-            "tier 0 (on-call): role:oncall: PagerDuty's on-call stranger@example.com"
-            " is not a person in `people:`"
-        ]
-    finally:
-        await rt.stop()
+    _, rows, timeline = await _page(make_app, tmp_path, fake, "PSCHED2")
+    assert rows == []
+    skips = [e.message for e in timeline if e.kind == "skip"]
+    assert skips == [
+        "tier 0 (on-call): role:oncall: PagerDuty's on-call stranger@example.com"
+        " is not a person in `people:`"
+    ]
 
 
 async def test_a_pagerduty_schedule_needs_the_api_token(

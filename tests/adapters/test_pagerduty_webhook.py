@@ -13,13 +13,9 @@ import pytest
 
 from escalation.incidents.model import IncidentRecord, Status
 from router.inbound_pagerduty import signature_valid
-from tests.adapters.test_pagerduty_flow import (  # noqa: F401 (make_app is a fixture)
-    SECRET_A,
-    SECRET_B,
-    App,
-    MakeApp,
-    make_app,
-)
+from tests.adapters.conftest import PD_SECRET_A, PD_SECRET_B, MakeAdapterApp
+from tests.adapters.test_pagerduty_flow import fire
+from tests.driver.app import App
 from tests.fakes.pagerduty import (
     WebhookReply,
     incident_webhook,
@@ -33,13 +29,13 @@ PATH = "/api/v1/pagerduty/webhook"
 
 
 @pytest.fixture
-async def app(make_app: MakeApp) -> App:  # noqa: F811
-    return await make_app()
+async def app(make_pd_app: MakeAdapterApp) -> App:
+    return await make_pd_app()
 
 
 async def paged(app: App) -> IncidentRecord:
     """An open incident whose first tier PagerDuty has been sent."""
-    inc = await app.alert()
+    inc = await fire(app)
     await app.at(timedelta(0))
     return inc
 
@@ -48,7 +44,7 @@ async def post(
     app: App, payload: dict, *secrets: str, webhook_id: str | None = None
 ) -> WebhookReply:
     return await send_webhook(
-        app.client, payload, secrets=secrets or (SECRET_A,), webhook_id=webhook_id
+        app.client, payload, secrets=secrets or (PD_SECRET_A,), webhook_id=webhook_id
     )
 
 
@@ -57,15 +53,15 @@ async def post(
 
 def test_signature_valid_accepts_any_v1_entry_for_any_secret() -> None:
     body = b'{"event":{}}'
-    good_a = hmac.new(SECRET_A.encode(), body, hashlib.sha256).hexdigest()
-    assert signature_valid(body, f"v1={good_a}", [SECRET_A])
-    assert signature_valid(body, f"v1={'0' * 64}, v1={good_a}", [SECRET_A])
-    assert signature_valid(body, f"v1={good_a.upper()}", [SECRET_A])
-    assert signature_valid(body, f"v1={good_a}", ["older", SECRET_A])
-    assert not signature_valid(body, f"v0={good_a}", [SECRET_A])
-    assert not signature_valid(body, f"v1={good_a}", [SECRET_B])
-    assert not signature_valid(body + b" ", f"v1={good_a}", [SECRET_A])
-    assert not signature_valid(body, "garbage", [SECRET_A])
+    good_a = hmac.new(PD_SECRET_A.encode(), body, hashlib.sha256).hexdigest()
+    assert signature_valid(body, f"v1={good_a}", [PD_SECRET_A])
+    assert signature_valid(body, f"v1={'0' * 64}, v1={good_a}", [PD_SECRET_A])
+    assert signature_valid(body, f"v1={good_a.upper()}", [PD_SECRET_A])
+    assert signature_valid(body, f"v1={good_a}", ["older", PD_SECRET_A])
+    assert not signature_valid(body, f"v0={good_a}", [PD_SECRET_A])
+    assert not signature_valid(body, f"v1={good_a}", [PD_SECRET_B])
+    assert not signature_valid(body + b" ", f"v1={good_a}", [PD_SECRET_A])
+    assert not signature_valid(body, "garbage", [PD_SECRET_A])
     assert not signature_valid(body, f"v1={good_a}", [])
 
 
@@ -76,7 +72,7 @@ async def test_valid_signature_acknowledges(app: App) -> None:
     assert reply == WebhookReply(
         200, {"status": "applied", "event_type": "incident.acknowledged", "incident": inc.id}
     )
-    got = await app.incident(inc.id)
+    got = await app.record(inc.id)
     assert got.status == Status.ACKNOWLEDGED
     [event] = [e for e in await app.rt.store.timeline(inc.id) if e.kind == "ack"]
     assert (event.actor, event.source, event.message) == (
@@ -101,7 +97,7 @@ async def test_a_bad_or_missing_signature_changes_nothing(
     app: App, signature: str | None, status: int, error: str
 ) -> None:
     inc = await paged(app)
-    before = await app.timeline(inc.id)
+    before = await app.messages(inc.id)
     payload = incident_webhook("incident.acknowledged", inc.id)
     headers = {} if signature is None else {"X-PagerDuty-Signature": signature}
     resp = await app.client.post(
@@ -113,8 +109,8 @@ async def test_a_bad_or_missing_signature_changes_nothing(
     assert resp.status == status
     body = await resp.json()
     assert (body["error"], body["path"]) == (error, "")
-    assert (await app.incident(inc.id)).status == Status.TRIGGERED
-    assert await app.timeline(inc.id) == before
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+    assert await app.messages(inc.id) == before
     # The forged delivery's id was not remembered: the genuine one with that id still acts.
     genuine = await post(app, payload, webhook_id="W-forged")
     assert genuine.body["status"] == "applied"
@@ -125,30 +121,32 @@ async def test_signed_with_another_key_is_forbidden(app: App) -> None:
     reply = await post(app, incident_webhook("incident.resolved", inc.id), "whsec-attacker")
 
     assert reply.status == 403
-    assert (await app.incident(inc.id)).status == Status.TRIGGERED
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
 
 
 async def test_multiple_v1_entries_during_a_rotation(app: App) -> None:
     inc = await paged(app)
     payload = incident_webhook("incident.acknowledged", inc.id)
     body = json.dumps(payload).encode()
-    header = f"v1={'f' * 64},{sign(body, 'whsec-new-not-configured-yet')},{sign(body, SECRET_A)}"
+    header = f"v1={'f' * 64},{sign(body, 'whsec-new-not-configured-yet')},{sign(body, PD_SECRET_A)}"
     reply = await send_webhook(app.client, body, signature=header)
 
     assert reply.body["status"] == "applied"
-    assert (await app.incident(inc.id)).status == Status.ACKNOWLEDGED
+    assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
 
 
 async def test_the_rotated_secret_is_still_accepted(app: App) -> None:
     inc = await paged(app)
-    reply = await post(app, incident_webhook("incident.acknowledged", inc.id), SECRET_B)
+    reply = await post(app, incident_webhook("incident.acknowledged", inc.id), PD_SECRET_B)
 
     assert reply.body["status"] == "applied"
-    assert (await app.incident(inc.id)).status == Status.ACKNOWLEDGED
+    assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
 
 
-async def test_without_configured_secrets_nothing_verifies(make_app: MakeApp) -> None:  # noqa: F811
-    app = await make_app(secrets=())
+async def test_without_configured_secrets_nothing_verifies(
+    make_pd_app: MakeAdapterApp,
+) -> None:
+    app = await make_pd_app(secrets=())
     inc = await paged(app)
     reply = await post(app, incident_webhook("incident.acknowledged", inc.id))
 
@@ -156,7 +154,7 @@ async def test_without_configured_secrets_nothing_verifies(make_app: MakeApp) ->
     assert reply.body["detail"] == (
         "no PagerDuty webhook secret is configured (adapters.pagerduty.webhook_secrets)"
     )
-    assert (await app.incident(inc.id)).status == Status.TRIGGERED
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
 
 
 # -- deduplication and failures -----------------------------------------------------------------
@@ -182,7 +180,7 @@ async def test_the_same_delivery_at_once_acts_once(app: App) -> None:
     replies = await asyncio.gather(*(post(app, note, webhook_id="W-2") for _ in range(3)))
 
     assert sorted(r.body["status"] for r in replies) == ["applied", "duplicate", "duplicate"]
-    assert sum("acknowledged by" in e for e in await app.timeline(inc.id)) == 1
+    assert sum("acknowledged by" in e for e in await app.messages(inc.id)) == 1
 
 
 async def test_a_delivery_that_failed_on_the_store_is_applied_on_retry(app: App) -> None:
@@ -200,12 +198,12 @@ async def test_a_delivery_that_failed_on_the_store_is_applied_on_retry(app: App)
         "path": "",
     }
     assert (retried.status, retried.body["status"]) == (200, "applied")
-    assert (await app.incident(inc.id)).status == Status.ACKNOWLEDGED
+    assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
 
 
 async def test_unknown_incidents_are_ignored_with_2xx(app: App) -> None:
     inc = await paged(app)
-    before = await app.timeline(inc.id)
+    before = await app.messages(inc.id)
     for key in ("0123456789abcdef0123", str(inc.number), f"#{inc.number}", inc.key, None):
         reply = await post(app, incident_webhook("incident.acknowledged", key))
         assert reply == WebhookReply(
@@ -213,20 +211,20 @@ async def test_unknown_incidents_are_ignored_with_2xx(app: App) -> None:
         )
     unknown_note = await post(app, note_webhook("PNOTOURS", "hello"))
     assert unknown_note.body["status"] == "ignored"
-    assert (await app.incident(inc.id)).status == Status.TRIGGERED
-    assert await app.timeline(inc.id) == before
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+    assert await app.messages(inc.id) == before
 
 
 async def test_an_action_that_no_longer_applies_is_2xx_and_changes_nothing(app: App) -> None:
     inc = await paged(app)
     await post(app, incident_webhook("incident.acknowledged", inc.id))
-    before = await app.timeline(inc.id)
+    before = await app.messages(inc.id)
     again = await post(app, incident_webhook("incident.acknowledged", inc.id))
 
     assert again == WebhookReply(
         200, {"status": "no change", "event_type": "incident.acknowledged", "incident": inc.id}
     )
-    assert await app.timeline(inc.id) == before
+    assert await app.messages(inc.id) == before
 
 
 # -- each event type ----------------------------------------------------------------------------
@@ -237,9 +235,9 @@ async def test_resolved_resolves(app: App) -> None:
     reply = await post(app, incident_webhook("incident.resolved", inc.id, agent=None))
 
     assert reply.body["status"] == "applied"
-    got = await app.incident(inc.id)
+    got = await app.record(inc.id)
     assert got.status == Status.RESOLVED
-    assert "resolved by pagerduty" in await app.timeline(inc.id)
+    assert "resolved by pagerduty" in await app.messages(inc.id)
 
 
 async def test_unacknowledged_goes_back_to_triggered(app: App) -> None:
@@ -248,9 +246,9 @@ async def test_unacknowledged_goes_back_to_triggered(app: App) -> None:
     reply = await post(app, incident_webhook("incident.unacknowledged", inc.id, agent=None))
 
     assert reply.body["status"] == "applied"
-    got = await app.incident(inc.id)
+    got = await app.record(inc.id)
     assert (got.status, got.epoch) == (Status.TRIGGERED, inc.epoch + 1)
-    assert "back to triggered by pagerduty" in await app.timeline(inc.id)
+    assert "back to triggered by pagerduty" in await app.messages(inc.id)
 
 
 async def test_reopened_reopens_a_resolved_incident(app: App) -> None:
@@ -259,9 +257,9 @@ async def test_reopened_reopens_a_resolved_incident(app: App) -> None:
     reply = await post(app, incident_webhook("incident.reopened", inc.id, agent="Ops Bot"))
 
     assert reply.body["status"] == "applied"
-    got = await app.incident(inc.id)
+    got = await app.record(inc.id)
     assert (got.status, got.resolved_at) == (Status.TRIGGERED, None)
-    assert "back to triggered by Ops Bot" in await app.timeline(inc.id)
+    assert "back to triggered by Ops Bot" in await app.messages(inc.id)
 
 
 async def test_annotated_becomes_a_timeline_note(app: App) -> None:
@@ -284,7 +282,7 @@ async def test_annotated_becomes_a_timeline_note(app: App) -> None:
         "pagerduty",
         "DB failover started",
     )
-    assert (await app.incident(inc.id)).status == Status.TRIGGERED
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
 
 
 @pytest.mark.parametrize(
@@ -299,14 +297,14 @@ async def test_annotated_becomes_a_timeline_note(app: App) -> None:
 )
 async def test_other_incident_events_are_ignored(app: App, event_type: str) -> None:
     inc = await paged(app)
-    before = await app.timeline(inc.id)
+    before = await app.messages(inc.id)
     reply = await post(app, incident_webhook(event_type, inc.id))
 
     assert reply == WebhookReply(
         200, {"status": "ignored", "event_type": event_type, "incident": inc.id}
     )
-    assert await app.timeline(inc.id) == before
-    assert (await app.incident(inc.id)).status == Status.TRIGGERED
+    assert await app.messages(inc.id) == before
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
 
 
 async def test_ping_and_service_events_are_ignored(app: App) -> None:
@@ -332,13 +330,13 @@ async def test_ping_and_service_events_are_ignored(app: App) -> None:
 
 async def test_signed_but_not_a_webhook_is_400(app: App) -> None:
     for body, error in ((b"not json", "invalid JSON"), (b'{"event": 3}', "invalid payload")):
-        reply = await send_webhook(app.client, body, secrets=(SECRET_A,))
+        reply = await send_webhook(app.client, body, secrets=(PD_SECRET_A,))
         assert (reply.status, reply.body["error"]) == (400, error)
 
 
 async def test_an_oversized_body_is_413_before_anything_else(app: App) -> None:
     body = b'{"event": {"pad": "' + b"x" * (256 * 1024) + b'"}}'
-    reply = await send_webhook(app.client, body, secrets=(SECRET_A,))
+    reply = await send_webhook(app.client, body, secrets=(PD_SECRET_A,))
     assert (reply.status, reply.body["error"]) == (413, "body too large")
 
 

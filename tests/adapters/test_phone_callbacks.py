@@ -1,6 +1,6 @@
 """Twilio's callbacks into tocsin: signatures on every route, the status table, keypresses, texts.
 
-Uses the whole-app harness of test_phone_flow.py. Requests here are either played by the fake
+Uses the whole app with the fake Twilio (``make_phone_app``, tests/adapters/conftest.py). Requests here are either played by the fake
 Twilio (signed over the public URL) or built by hand to forge, replay or tamper with one.
 """
 
@@ -13,25 +13,12 @@ import pytest
 
 from escalation.incidents.model import OutboxState, Status
 from escalation.store.base import IncidentFilter
-from tests.adapters import test_phone_flow as flow
-from tests.adapters.test_phone_flow import (
-    DECL,
-    FIRING,
-    FIXTURES,
-    LEE_PHONE,
-    OLLIE_PHONE,
-    PUBLIC,
-    RECEIVER_HEADERS,
-    MakePhoneApp,
-    PhoneApp,
-    events,
-    form,
-)
+from tests.adapters.conftest import LEE_PHONE, OLLIE_PHONE, MakeAdapterApp, only_call
+from tests.adapters.test_phone_flow import DECL, FIRING, events, fire, form
+from tests.driver.app import AM, App
+from tests.driver.config import PUBLIC
+from tests.driver.payloads import sample
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, twilio_signature
-
-# The harness's fixtures, shared with test_phone_flow.py.
-twilio = flow.twilio
-make_phone_app = flow.make_phone_app
 
 GATHER = "/api/v1/phone/twilio/gather"
 STATUS = "/api/v1/phone/twilio/status"
@@ -40,7 +27,7 @@ CALL_SID = "CA" + "1" * 32
 
 
 @pytest.fixture
-async def app(make_phone_app: MakePhoneApp) -> PhoneApp:
+async def app(make_phone_app: MakeAdapterApp) -> App:
     return await make_phone_app()
 
 
@@ -70,7 +57,7 @@ def sms_params(
 
 
 async def post(
-    app: PhoneApp,
+    app: App,
     path_qs: str,
     params: list[tuple[str, str]],
     *,
@@ -88,15 +75,15 @@ async def post(
     return resp.status, await resp.text()
 
 
-async def paged(app: PhoneApp) -> tuple[str, str]:
+async def paged(app: App) -> tuple[str, str]:
     """Fire the P0 sample and deliver its call; (incident id, call row id)."""
-    inc = await app.fire()
+    inc = await fire(app)
     await app.tick()
     return inc.id, f"{inc.id}:0:page:0:0:ollie:phone"
 
 
-async def snapshot(app: PhoneApp, inc_id: str) -> tuple[Any, ...]:
-    inc = await app.incident(inc_id)
+async def snapshot(app: App, inc_id: str) -> tuple[Any, ...]:
+    inc = await app.record(inc_id)
     rows = [(r.id, r.state) for r in await app.outbox(inc_id)]
     return inc.status, inc.version, rows, len(await app.timeline(inc_id))
 
@@ -118,13 +105,13 @@ FORGERIES = {
 @pytest.mark.parametrize("route", ["gather", "status", "sms"])
 @pytest.mark.parametrize("forgery", list(FORGERIES))
 async def test_unsigned_or_wrongly_signed_callbacks_are_403_and_change_nothing(
-    app: PhoneApp, route: str, forgery: str
+    app: App, route: str, forgery: str
 ) -> None:
     inc_id, row_id = await paged(app)
     path_qs, params = {
         "gather": (f"{GATHER}?row={row_id}", call_params("in-progress", Digits="1")),
         "status": (f"{STATUS}?row={row_id}", call_params("no-answer")),
-        "sms": (SMS, sms_params(f"ACK {(await app.incident(inc_id)).number}")),
+        "sms": (SMS, sms_params(f"ACK {(await app.record(inc_id)).number}")),
     }[route]
     kw: dict[str, Any] = dict(FORGERIES[forgery])
     if kw.get("signed_url") == "internal":
@@ -149,7 +136,7 @@ async def test_unsigned_or_wrongly_signed_callbacks_are_403_and_change_nothing(
 
 
 @pytest.mark.parametrize("route", [GATHER, STATUS, SMS])
-async def test_a_tampered_parameter_breaks_the_signature(app: PhoneApp, route: str) -> None:
+async def test_a_tampered_parameter_breaks_the_signature(app: App, route: str) -> None:
     inc_id, row_id = await paged(app)
     path_qs = route if route == SMS else f"{route}?row={row_id}"
     signed = call_params("in-progress", Digits="9") if route != SMS else sms_params("hello")
@@ -164,7 +151,7 @@ async def test_a_tampered_parameter_breaks_the_signature(app: PhoneApp, route: s
 
 @pytest.mark.parametrize("route", [GATHER, STATUS, SMS])
 async def test_without_a_phone_adapter_the_routes_are_404(
-    make_phone_app: MakePhoneApp, route: str
+    make_phone_app: MakeAdapterApp, route: str
 ) -> None:
     app = await make_phone_app(phone=False)
     status, text = await post(app, f"{route}?row=x", call_params("no-answer"))
@@ -177,10 +164,10 @@ async def test_without_a_phone_adapter_the_routes_are_404(
 
 @pytest.mark.parametrize("call_status", ["no-answer", "busy", "failed", "canceled"])
 async def test_a_call_nobody_heard_falls_back_to_the_next_channel(
-    app: PhoneApp, call_status: str
+    app: App, call_status: str
 ) -> None:
     inc_id, row_id = await paged(app)
-    reply = await app.twilio.play_status(app.only_call(), call_status)
+    reply = await app.twilio.play_status(only_call(app), call_status)
     assert (reply.status, reply.text) == (200, f"{DECL}<Response />")
     assert [(r.id, r.channel, r.state) for r in await app.outbox(inc_id)] == [
         (row_id, "phone", OutboxState.SENT),
@@ -198,7 +185,7 @@ async def test_a_call_nobody_heard_falls_back_to_the_next_channel(
 
 @pytest.mark.parametrize("call_status", ["completed", "in-progress", "ringing", "initiated"])
 async def test_a_call_that_was_answered_or_is_still_going_changes_nothing(
-    app: PhoneApp, call_status: str
+    app: App, call_status: str
 ) -> None:
     inc_id, row_id = await paged(app)
     before = await snapshot(app, inc_id)
@@ -207,7 +194,7 @@ async def test_a_call_that_was_answered_or_is_still_going_changes_nothing(
     assert await snapshot(app, inc_id) == before
 
 
-async def test_a_status_callback_delivered_twice_falls_back_once(app: PhoneApp) -> None:
+async def test_a_status_callback_delivered_twice_falls_back_once(app: App) -> None:
     inc_id, row_id = await paged(app)
     for _ in range(2):
         status, _ = await post(app, f"{STATUS}?row={row_id}", call_params("busy"))
@@ -216,18 +203,18 @@ async def test_a_status_callback_delivered_twice_falls_back_once(app: PhoneApp) 
     assert len(events(await app.timeline(inc_id), "fallback")) == 1
 
 
-async def test_no_answer_after_an_acknowledgement_chases_nobody(app: PhoneApp) -> None:
+async def test_no_answer_after_an_acknowledgement_chases_nobody(app: App) -> None:
     inc_id, row_id = await paged(app)
-    sid = app.only_call()
+    sid = only_call(app)
     await app.twilio.press(sid, "1")
     await app.twilio.play_status(sid, "canceled")
     assert [r.id for r in await app.outbox(inc_id)] == [row_id]
     assert events(await app.timeline(inc_id), "fallback") == []
 
 
-async def test_a_person_without_a_fallback_order_gets_a_timeline_event_only(app: PhoneApp) -> None:
+async def test_a_person_without_a_fallback_order_gets_a_timeline_event_only(app: App) -> None:
     inc_id, _ = await paged(app)
-    sid = app.only_call()
+    sid = only_call(app)
     await app.twilio.press(sid, "2")  # escalate: lee is rung; lee's fallback is phone, sms, email
     await app.tick()
     # max (tier 2) has no fallback order: escalate again and let max's call go unanswered.
@@ -250,10 +237,10 @@ async def test_a_person_without_a_fallback_order_gets_a_timeline_event_only(app:
 # -- keypresses --------------------------------------------------------------------------------
 
 
-async def test_any_other_key_asks_again_and_changes_nothing(app: PhoneApp) -> None:
+async def test_any_other_key_asks_again_and_changes_nothing(app: App) -> None:
     inc_id, row_id = await paged(app)
     before = await snapshot(app, inc_id)
-    reply = await app.twilio.press(app.only_call(), "9")
+    reply = await app.twilio.press(only_call(app), "9")
     assert reply.text == (
         f'{DECL}<Response><Gather input="dtmf" numDigits="1" method="POST" timeout="10" '
         f'action="{PUBLIC}{GATHER}?row={row_id}"><Say>Sorry, 9 is not an option. '
@@ -263,7 +250,7 @@ async def test_any_other_key_asks_again_and_changes_nothing(app: PhoneApp) -> No
     assert await snapshot(app, inc_id) == before
 
 
-async def test_the_same_keypress_delivered_twice_acts_once(app: PhoneApp) -> None:
+async def test_the_same_keypress_delivered_twice_acts_once(app: App) -> None:
     inc_id, row_id = await paged(app)
     params = call_params("in-progress", Digits="2")
     first = await post(app, f"{GATHER}?row={row_id}", params)
@@ -277,14 +264,14 @@ async def test_the_same_keypress_delivered_twice_acts_once(app: PhoneApp) -> Non
     assert len(events(await app.timeline(inc_id), "escalate")) == 1
 
 
-async def test_pressing_1_on_an_already_acknowledged_incident(app: PhoneApp) -> None:
+async def test_pressing_1_on_an_already_acknowledged_incident(app: App) -> None:
     inc_id, _ = await paged(app)
-    number = (await app.incident(inc_id)).number
+    number = (await app.record(inc_id)).number
     resp = await app.client.post(
         f"/api/v1/incidents/{inc_id}/ack", headers={"Authorization": "Bearer api-write"}
     )
     assert resp.status == 200
-    reply = await app.twilio.press(app.only_call(), "1")
+    reply = await app.twilio.press(only_call(app), "1")
     assert reply.text == (
         f"{DECL}<Response><Say>Incident {number} is no longer waiting for an acknowledgement. "
         "Goodbye.</Say><Hangup /></Response>"
@@ -292,7 +279,7 @@ async def test_pressing_1_on_an_already_acknowledged_incident(app: PhoneApp) -> 
     assert [e[1] for e in events(await app.timeline(inc_id), "ack")] == ["writer"]
 
 
-async def test_a_keypress_for_an_unknown_row(app: PhoneApp) -> None:
+async def test_a_keypress_for_an_unknown_row(app: App) -> None:
     await paged(app)
     status, text = await post(
         app, f"{GATHER}?row=nope:0:page", call_params("in-progress", Digits="1")
@@ -304,9 +291,9 @@ async def test_a_keypress_for_an_unknown_row(app: PhoneApp) -> None:
     )
 
 
-async def test_pressing_2_on_the_last_tier_says_there_is_none(app: PhoneApp) -> None:
+async def test_pressing_2_on_the_last_tier_says_there_is_none(app: App) -> None:
     inc_id, _ = await paged(app)
-    number = (await app.incident(inc_id)).number
+    number = (await app.record(inc_id)).number
     for _ in range(3):  # ollie → lee → max → vic, each escalating from the newest call
         sid = list(app.twilio.calls)[-1]
         await app.twilio.press(sid, "2")
@@ -325,22 +312,20 @@ async def test_pressing_2_on_the_last_tier_says_there_is_none(app: PhoneApp) -> 
     )
 
 
-async def test_one_keypress_acknowledges_every_incident_of_a_bundled_call(app: PhoneApp) -> None:
-    body = json.loads((FIXTURES / FIRING).read_bytes())
+async def test_one_keypress_acknowledges_every_incident_of_a_bundled_call(app: App) -> None:
+    body = sample(FIRING)
     other = json.loads(json.dumps(body))
     other["groupKey"] = '{}:{alertname="DiskFull"}'
     other["groupLabels"] = {"alertname": "DiskFull"}
     other["alerts"][0]["labels"]["alertname"] = "DiskFull"
     other["alerts"][0]["fingerprint"] = "0123456789abcdef"
     for doc in (body, other):
-        resp = await app.client.post(
-            "/api/v1/alertmanager", data=json.dumps(doc), headers=RECEIVER_HEADERS
-        )
+        resp = await app.client.post("/api/v1/alertmanager", data=json.dumps(doc), headers=AM)
         assert resp.status == 200
     incidents = await app.rt.store.list_incidents(IncidentFilter())
     assert len(incidents) == 2
     await app.tick()
-    sid = app.only_call()  # both pages to ollie travel as one call
+    sid = only_call(app)  # both pages to ollie travel as one call
     action = app.twilio.gather_of(sid).get("action") or ""
     assert action.count("row=") == 2
     assert "&amp;row=" in app.twilio.calls[sid]["twiml"]  # escaped in the XML, '&' once parsed
@@ -348,13 +333,13 @@ async def test_one_keypress_acknowledges_every_incident_of_a_bundled_call(app: P
     numbers = sorted(i.number for i in incidents)
     assert all(f"Incident {n} acknowledged." in reply.text for n in numbers)
     for inc in incidents:
-        assert (await app.incident(inc.id)).status == Status.ACKNOWLEDGED
+        assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
 
 
 # -- texts -------------------------------------------------------------------------------------
 
 
-async def test_a_text_from_an_unknown_number_is_ignored(app: PhoneApp) -> None:
+async def test_a_text_from_an_unknown_number_is_ignored(app: App) -> None:
     inc_id, _ = await paged(app)
     before = await snapshot(app, inc_id)
     reply = await app.twilio.text_in(f"{PUBLIC}{SMS}", "+14155550999", "1")
@@ -375,7 +360,7 @@ async def test_a_text_from_an_unknown_number_is_ignored(app: PhoneApp) -> None:
     ],
 )
 async def test_texts_that_acknowledge_nothing(
-    app: PhoneApp, sender: str, body: str, answer: str
+    app: App, sender: str, body: str, answer: str
 ) -> None:
     inc_id, _ = await paged(app)
     before = await snapshot(app, inc_id)
@@ -384,9 +369,9 @@ async def test_texts_that_acknowledge_nothing(
     assert await snapshot(app, inc_id) == before
 
 
-async def test_the_same_text_delivered_twice_acts_once(app: PhoneApp) -> None:
+async def test_the_same_text_delivered_twice_acts_once(app: App) -> None:
     inc_id, _ = await paged(app)
-    number = (await app.incident(inc_id)).number
+    number = (await app.record(inc_id)).number
     params = sms_params(f"ACK {number}")
     first = await post(app, SMS, params)
     second = await post(app, SMS, params)
@@ -398,9 +383,9 @@ async def test_the_same_text_delivered_twice_acts_once(app: PhoneApp) -> None:
     assert len(events(await app.timeline(inc_id), "ack")) == 1
 
 
-async def test_replying_1_after_a_missed_call_acknowledges_that_page(app: PhoneApp) -> None:
+async def test_replying_1_after_a_missed_call_acknowledges_that_page(app: App) -> None:
     inc_id, _ = await paged(app)
-    number = (await app.incident(inc_id)).number
+    number = (await app.record(inc_id)).number
     reply = await app.twilio.text_in(f"{PUBLIC}{SMS}", OLLIE_PHONE, "ACK")
     assert reply.text == (
         f"{DECL}<Response><Message>tocsin: #{number} acknowledged.</Message></Response>"
@@ -414,7 +399,7 @@ async def test_replying_1_after_a_missed_call_acknowledges_that_page(app: PhoneA
 
 
 async def test_while_the_store_is_down_callers_are_told_and_nothing_is_remembered(
-    app: PhoneApp,
+    app: App,
 ) -> None:
     inc_id, row_id = await paged(app)
     press = call_params("in-progress", Digits="1")
@@ -441,4 +426,4 @@ async def test_while_the_store_is_down_callers_are_told_and_nothing_is_remembere
     # The failed keypress was not remembered: the same one again acts.
     again = await post(app, f"{GATHER}?row={row_id}", press)
     assert "acknowledged. Thank you." in again[1]
-    assert (await app.incident(inc_id)).status == Status.ACKNOWLEDGED
+    assert (await app.record(inc_id)).status == Status.ACKNOWLEDGED

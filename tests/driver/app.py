@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
@@ -31,6 +31,9 @@ from escalation.store.base import IncidentFilter
 from router.app import create_app
 from router.runtime import Runtime
 from tests.driver.config import READ_TOKEN, RECEIVER_TOKEN, WRITE_TOKEN
+from tests.fakes.pagerduty import FakePagerDuty
+from tests.fakes.smtp import SmtpServer
+from tests.fakes.twilio import FakeTwilio
 
 __all__ = ["AM", "READ", "START", "WRITE", "App", "Client", "MakeApp", "make_app", "start_app"]
 
@@ -43,6 +46,8 @@ WRITE = {"Authorization": f"Bearer {WRITE_TOKEN}"}
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 
 RECEIVER = "/api/v1/alertmanager"
+
+_F = TypeVar("_F")
 
 Client = TestClient[web.Request, web.Application]
 """pytest-aiohttp's client for a served ``web.Application``."""
@@ -57,6 +62,26 @@ class App:
     clock: VirtualClock
     path: Path
     start: datetime
+    fakes: dict[type, object] = field(default_factory=dict)
+    """The local fake servers the config points at, by type (see ``fake``)."""
+
+    def fake(self, kind: type[_F]) -> _F:
+        """The fake server of type ``kind`` this app was wired to."""
+        found = self.fakes[kind]
+        assert isinstance(found, kind)
+        return found
+
+    @property
+    def pagerduty(self) -> FakePagerDuty:
+        return self.fake(FakePagerDuty)
+
+    @property
+    def twilio(self) -> FakeTwilio:
+        return self.fake(FakeTwilio)
+
+    @property
+    def smtp(self) -> SmtpServer:
+        return self.fake(SmtpServer)
 
     @property
     def now(self) -> datetime:
@@ -202,21 +227,25 @@ async def start_app(
     start: datetime = START,
     serve: Serve = _serve_standalone,
     env: dict[str, str] | None = None,
+    fakes: tuple[object, ...] = (),
+    **runtime: Any,
 ) -> App:
     """Load ``path``, start its Runtime (no engine loop) on a virtual clock, serve it.
 
     ``serve`` defaults to a stand-alone test server (the caller closes ``app.client``); the
     ``make_app`` fixture serves through pytest-aiohttp's ``aiohttp_client`` instead.
+    ``fakes`` are the fake servers the config points at (``App.fake`` finds them by type);
+    further keyword arguments go to ``Runtime``.
     """
     clock = VirtualClock(start)
-    rt = Runtime(load_config(path, env=env or {}), clock=clock)
+    rt = Runtime(load_config(path, env=env or {}), clock=clock, **runtime)
     await rt.start(run_engine=False)
     try:
         client = await serve(create_app(rt))
     except BaseException:
         await rt.stop()
         raise
-    return App(rt, client, clock, path, start)
+    return App(rt, client, clock, path, start, {type(f): f for f in fakes})
 
 
 MakeApp = Callable[..., Awaitable[App]]
@@ -226,7 +255,7 @@ MakeApp = Callable[..., Awaitable[App]]
 async def make_app(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[MakeApp]:
     """Factory: ``await make_app(path)`` → a started App; every one is stopped at teardown.
 
-    Keyword arguments go to ``start_app`` (``start``, ``env``).
+    Keyword arguments go to ``start_app`` (``start``, ``env``, ``fakes``, Runtime's).
     """
     started: list[Runtime] = []
 

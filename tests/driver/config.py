@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "LONDON_BUSINESS_HOURS",
     "PUBLIC",
     "READ_TOKEN",
     "RECEIVER_TOKEN",
@@ -49,6 +50,17 @@ rules:
 """The rule most tests need: an alert's ``severity`` label decides (``critical`` is P0)."""
 
 Section = Mapping[str, Any] | str | None
+
+LONDON_BUSINESS_HOURS: dict[str, Any] = {
+    "calendars": {
+        "business-hours": {
+            "timezone": "Europe/London",
+            "days": ["mon", "tue", "wed", "thu", "fri"],
+            "hours": "09:00-17:30",
+        }
+    }
+}
+"""A ``calendars:`` section: business hours Mon-Fri 09:00-17:30 London time."""
 
 
 def sqlite_store(path: Path) -> dict[str, Any]:
@@ -118,7 +130,6 @@ def email_adapter(host: str, port: int, *, link_secret: str, **options: Any) -> 
         "start_tls": False,
         "from_address": "tocsin@example.com",
         "link_secret": link_secret,
-        "link_ttl": "1h",
         **options,
     }
 

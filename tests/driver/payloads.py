@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rules.alerts import fingerprint
 
-__all__ = ["FIXTURES", "T0", "alert", "notification", "rfc3339", "sample", "sample_bytes"]
+__all__ = [
+    "FIXTURES",
+    "T0",
+    "alert",
+    "am_body",
+    "notification",
+    "rfc3339",
+    "sample",
+    "sample_bytes",
+    "severity_body",
+]
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -86,3 +97,67 @@ def sample_bytes(name: str) -> bytes:
 def sample(name: str) -> dict[str, Any]:
     """A captured Alertmanager body, decoded (for building variants)."""
     return dict(json.loads(sample_bytes(name)))
+
+
+def severity_body(
+    severity_label: str,
+    *,
+    alertname: str = "X",
+    status: str = "firing",
+    starts_at: datetime = datetime(2026, 1, 5, 9, 59, tzinfo=UTC),
+    ends_at: datetime | None = None,
+) -> bytes:
+    """A webhook body (version 4) with one alert labelled only ``alertname`` and ``severity``."""
+    labels = {"alertname": alertname, "severity": severity_label}
+    end = ends_at if ends_at is not None else (starts_at if status == "resolved" else None)
+    one: dict[str, Any] = {
+        "status": status,
+        "labels": labels,
+        "annotations": {"summary": f"{alertname} is {severity_label}"},
+        "startsAt": rfc3339(starts_at),
+        "endsAt": rfc3339(end),
+        "generatorURL": "http://prometheus:9090/graph",
+    }
+    body = {
+        "version": "4",
+        "receiver": "tocsin",
+        "status": status,
+        "alerts": [one],
+        "groupLabels": {"alertname": alertname},
+        "commonLabels": labels,
+        "commonAnnotations": one["annotations"],
+        "externalURL": "http://alertmanager:9093",
+        "groupKey": f'{{}}:{{alertname="{alertname}"}}',
+        "truncatedAlerts": 0,
+    }
+    return json.dumps(body).encode()
+
+
+def am_body(name: str, starts: datetime | None = None, *, status: str = "firing") -> dict[str, Any]:
+    """A webhook body (version 4) with one alert ``name``, its own group (so its own incident).
+
+    ``starts`` defaults to now: these bodies go to real ``tocsin serve`` processes.
+    """
+    now = datetime.now(UTC)
+    labels = {"alertname": name, "service": "api", "env": "production", "severity": "error"}
+    one = {
+        "status": status,
+        "labels": labels,
+        "annotations": {"summary": f"{name} is failing"},
+        "startsAt": rfc3339(starts or now),
+        "endsAt": rfc3339(now if status == "resolved" else None),
+        "generatorURL": "http://prometheus:9090/graph",
+        "fingerprint": uuid.uuid5(uuid.NAMESPACE_URL, name).hex[:16],
+    }
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{name}"}}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "faults",
+        "groupLabels": {"alertname": name},
+        "commonLabels": labels,
+        "commonAnnotations": {"summary": f"{name} is failing"},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [one],
+    }

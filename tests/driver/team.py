@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.driver.app import App, MakeApp
-from tests.driver.config import write_config
+from tests.driver.config import LONDON_BUSINESS_HOURS, write_config
 from tests.driver.payloads import T0
 
 __all__ = ["T0", "TEAM_RULES", "MakeTeamApp", "make_team_app", "team_config"]
@@ -35,11 +35,6 @@ server:
   listen: "127.0.0.1:9095"
   public_url: "http://tocsin.test"
   log_format: text
-calendars:
-  business-hours:
-    timezone: Europe/London
-    days: [mon, tue, wed, thu, fri]
-    hours: "09:00-17:30"
 people:
   alice: {name: Alice, channels: [log]}
   bob: {name: Bob, channels: [log]}
@@ -84,6 +79,7 @@ def team_config(
     return write_config(
         tmp,
         _TEAM,
+        LONDON_BUSINESS_HOURS,
         matrix_section,
         _body("people", people),
         _body("policies", policies),

@@ -7,42 +7,22 @@ naming the missing binary, where the packages are not installed (``.ci/run`` ins
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.driver.config import pagerduty_adapter, write_config
+from tests.driver.process import ServeProc, free_port, wait_for
+from tests.driver.threaded import ThreadedPagerDuty
+
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(
-    predicate: Callable[[], object], *, timeout: float, what: str, every: float = 0.2
-) -> object:
-    """Poll ``predicate`` until truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 class Exporter:
@@ -113,8 +93,9 @@ def exporter() -> Iterator[Exporter]:
 
 
 @pytest.fixture
-def procs(request: pytest.FixtureRequest) -> Iterator[list[Proc]]:
-    started: list[Proc] = []
+def procs(request: pytest.FixtureRequest) -> Iterator[list[Proc | ServeProc]]:
+    """Processes a test started (the binaries and tocsin); stopped, output shown on failure."""
+    started: list[Proc | ServeProc] = []
     yield started
     failed = getattr(request.node, "rep_call", None)
     for p in reversed(started):
@@ -122,13 +103,6 @@ def procs(request: pytest.FixtureRequest) -> Iterator[list[Proc]]:
     if failed is not None and failed.failed:
         for p in started:
             print(f"----- {p.name} -----\n{p.output()}")
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
-    rep = yield
-    setattr(item, "rep_" + rep.when, rep)
-    return rep
 
 
 def need_binaries() -> None:
@@ -140,34 +114,19 @@ def need_binaries() -> None:
         )
 
 
-def start_tocsin(tmp: Path, config: Path, port: int, procs: list[Proc], token: str) -> Proc:
-    env = dict(os.environ, TOCSIN_RECEIVER_TOKEN=token, TOCSIN_API_TOKEN="api-token")
-    p = Proc(
-        "tocsin",
-        [
-            sys.executable,
-            "-m",
-            "router.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        tmp / "tocsin.log",
-        env,
-    )
+def start_tocsin(
+    tmp: Path, config: Path, port: int, procs: list[Proc | ServeProc], token: str
+) -> ServeProc:
+    """``tocsin serve`` on ``port`` with its tokens in the environment, as a deployment has."""
+    env = {"TOCSIN_RECEIVER_TOKEN": token, "TOCSIN_API_TOKEN": "api-token"}
+    p = ServeProc("tocsin", config, tmp / "tocsin.log", env=env, port=port)
     procs.append(p)
-    wait_for(
-        lambda: _http_ok(f"http://127.0.0.1:{port}/readyz") or not p.alive(),
-        timeout=30,
-        what="tocsin /readyz",
-    )
-    assert p.alive(), p.output()
-    return p
+    return p.wait_ready()
 
 
-def start_prometheus(tmp: Path, exporter: Exporter, am_ports: list[int], procs: list[Proc]) -> int:
+def start_prometheus(
+    tmp: Path, exporter: Exporter, am_ports: list[int], procs: list[Proc | ServeProc]
+) -> int:
     port = free_port()
     (tmp / "rules.yml").write_text(
         """groups:
@@ -220,7 +179,7 @@ def start_alertmanager(
     name: str,
     tocsin_port: int,
     token: str,
-    procs: list[Proc],
+    procs: list[Proc | ServeProc],
     *,
     cluster_port: int | None = None,
     peers: list[int] = (),  # type: ignore[assignment]
@@ -279,50 +238,13 @@ def _http_ok(url: str) -> bool:
 
     with contextlib.suppress(OSError):
         with urllib.request.urlopen(url, timeout=2) as r:
-            return 200 <= r.status < 300
+            return bool(200 <= r.status < 300)
     return False
 
 
-class ThreadedFakePagerDuty:
-    """The fake PagerDuty on its own event loop thread, so blocking waits here never stall it."""
-
-    def __init__(self, tmp: Path) -> None:
-        import asyncio
-
-        from tests.fakes.pagerduty import FakePagerDuty
-
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.fake = asyncio.run_coroutine_threadsafe(FakePagerDuty(tmp).start(), self.loop).result(
-            30
-        )
-
-    def triggers(self) -> list[dict]:
-        return [
-            r.json
-            for r in self.fake.event_requests
-            if r.status == 202 and r.json.get("event_action") == "trigger"
-        ]
-
-    def resolves(self) -> list[dict]:
-        return [
-            r.json
-            for r in self.fake.event_requests
-            if r.status == 202 and r.json.get("event_action") == "resolve"
-        ]
-
-    def close(self) -> None:
-        import asyncio
-
-        asyncio.run_coroutine_threadsafe(self.fake.close(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-
 @pytest.fixture
-def fake_pd(tmp_path: Path) -> Iterator[ThreadedFakePagerDuty]:
-    f = ThreadedFakePagerDuty(tmp_path)
+def fake_pd(tmp_path: Path) -> Iterator[ThreadedPagerDuty]:
+    f = ThreadedPagerDuty(tmp_path)
     yield f
     f.close()
 
@@ -330,39 +252,39 @@ def fake_pd(tmp_path: Path) -> Iterator[ThreadedFakePagerDuty]:
 ROUTING_KEY = "e2eroutingkey0000000000000000001"  # 32 characters, as PagerDuty requires
 
 
-def tocsin_config(tmp: Path, port: int, events_url: str) -> Path:
-    (tmp / "rules").mkdir(exist_ok=True)
-    (tmp / "rules" / "e2e.yaml").write_text(
-        """rules:
+E2E_RULES = """\
+rules:
   - name: trust-severity
     match: '{severity=~".+"}'
     severity_from: [severity]
     title: "{{ labels.alertname }} on {{ labels.service }}"
 """
+
+
+def tocsin_config(tmp: Path, port: int, events_url: str) -> Path:
+    """Tokens from the environment; the on-call is the PagerDuty service ``api``."""
+    url = f"127.0.0.1:{port}"
+    return write_config(
+        tmp,
+        {
+            "server": {"listen": url, "public_url": f"http://{url}", "log_level": "info"},
+            "auth": {
+                "receiver": {"bearer_tokens": ["${TOCSIN_RECEIVER_TOKEN}"]},
+                "api_tokens": [{"name": "e2e", "token": "${TOCSIN_API_TOKEN}", "scope": "write"}],
+            },
+            "rules": {"files": ["rules/*.yaml"]},
+            "people": {"alice": {"channels": ["log"]}},
+            "roles": {
+                "oncall": ["pagerduty:api"],
+                "lead": ["person:alice"],
+                "manager": ["person:alice"],
+                "vp": ["person:alice"],
+            },
+            "adapters": {"pagerduty": pagerduty_adapter(events_url, {"api": ROUTING_KEY})},
+        },
+        rules=E2E_RULES,
+        rule_file="e2e.yaml",
     )
-    cfg = tmp / "tocsin.yaml"
-    cfg.write_text(
-        f"""server: {{listen: "127.0.0.1:{port}", public_url: "http://127.0.0.1:{port}", log_level: info}}
-auth:
-  receiver: {{bearer_tokens: ["${{TOCSIN_RECEIVER_TOKEN}}"]}}
-  api_tokens: [{{name: e2e, token: "${{TOCSIN_API_TOKEN}}", scope: write}}]
-store: {{backend: sqlite, path: "{tmp / "tocsin.db"}"}}
-matrix: {{preset: default}}
-rules: {{files: ["rules/*.yaml"]}}
-people:
-  alice: {{channels: [log]}}
-roles:
-  oncall: ["pagerduty:api"]
-  lead: ["person:alice"]
-  manager: ["person:alice"]
-  vp: ["person:alice"]
-adapters:
-  pagerduty:
-    events_url: "{events_url}"
-    services: {{api: "{ROUTING_KEY}"}}
-"""
-    )
-    return cfg
 
 
 def api_get(port: int, path: str) -> object:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.driver.process import ServeProc, free_port, wait_for
+from tests.driver.threaded import ThreadedPagerDuty
 from tests.e2e.conftest import (
     Exporter,
     Proc,
-    ThreadedFakePagerDuty,
     api_get,
-    free_port,
     metric,
     need_binaries,
     start_alertmanager,
     start_prometheus,
     start_tocsin,
     tocsin_config,
-    wait_for,
 )
 
 TOKEN = "e2e-receiver-token"
@@ -30,7 +29,7 @@ def _incidents(port: int) -> list[dict]:
 
 
 def test_fire_repeat_resolve_pages_once(
-    tmp_path: Path, exporter: Exporter, procs: list[Proc], fake_pd: ThreadedFakePagerDuty
+    tmp_path: Path, exporter: Exporter, procs: list[Proc | ServeProc], fake_pd: ThreadedPagerDuty
 ) -> None:
     need_binaries()
     tport = free_port()
@@ -41,11 +40,13 @@ def test_fire_repeat_resolve_pages_once(
     start_prometheus(tmp_path, exporter, [am], procs)
 
     exporter.value = 10  # the rule `tocsin_e2e_errors > 5` starts firing
-    wait_for(lambda: fake_pd.triggers(), timeout=60, what="the PagerDuty trigger")
+    wait_for(
+        lambda: fake_pd.snapshot().accepted("trigger"), timeout=60, what="the PagerDuty trigger"
+    )
     incidents = _incidents(tport)
     assert [(i["severity"], i["status"]) for i in incidents] == [("P0", "triggered")]
     inc = incidents[0]
-    trigger = fake_pd.triggers()[0]
+    trigger = fake_pd.snapshot().accepted("trigger")[0]
     assert trigger["dedup_key"] == inc["id"]
     assert trigger["routing_key"] == "e2eroutingkey0000000000000000001"
     assert trigger["payload"]["severity"] == "critical"
@@ -58,21 +59,23 @@ def test_fire_repeat_resolve_pages_once(
         timeout=40,
         what="two more Alertmanager deliveries (repeats)",
     )
-    assert len(fake_pd.triggers()) == 1
+    assert len(fake_pd.snapshot().accepted("trigger")) == 1
     assert len(_incidents(tport)) == 1
 
     exporter.value = 0  # the condition clears
-    wait_for(lambda: fake_pd.resolves(), timeout=60, what="the PagerDuty resolve")
-    assert fake_pd.resolves()[0]["dedup_key"] == inc["id"]
+    wait_for(
+        lambda: fake_pd.snapshot().accepted("resolve"), timeout=60, what="the PagerDuty resolve"
+    )
+    assert fake_pd.snapshot().accepted("resolve")[0]["dedup_key"] == inc["id"]
     final = _incidents(tport)
     assert [(i["id"], i["status"]) for i in final] == [(inc["id"], "resolved")]
-    assert len(fake_pd.triggers()) == 1
+    assert len(fake_pd.snapshot().accepted("trigger")) == 1
     alert = fake_pd.fake.alert(inc["id"])
     assert alert is not None and alert.status == "resolved"
 
 
 def test_ha_pair_pages_once(
-    tmp_path: Path, exporter: Exporter, procs: list[Proc], fake_pd: ThreadedFakePagerDuty
+    tmp_path: Path, exporter: Exporter, procs: list[Proc | ServeProc], fake_pd: ThreadedPagerDuty
 ) -> None:
     need_binaries()
     tport = free_port()
@@ -85,7 +88,9 @@ def test_ha_pair_pages_once(
     start_prometheus(tmp_path, exporter, [am1, am2], procs)
 
     exporter.value = 10
-    wait_for(lambda: fake_pd.triggers(), timeout=60, what="the PagerDuty trigger")
+    wait_for(
+        lambda: fake_pd.snapshot().accepted("trigger"), timeout=60, what="the PagerDuty trigger"
+    )
     # Both replicas deliver (gossip may or may not suppress one); give them time to repeat.
     seen = metric(tport, "tocsin_http_requests_total", AM_ROUTE)
     wait_for(
@@ -95,9 +100,11 @@ def test_ha_pair_pages_once(
     )
     incidents = _incidents(tport)
     assert len(incidents) == 1
-    assert len(fake_pd.triggers()) == 1
+    assert len(fake_pd.snapshot().accepted("trigger")) == 1
     exporter.value = 0
-    wait_for(lambda: fake_pd.resolves(), timeout=60, what="the PagerDuty resolve")
-    assert len(fake_pd.resolves()) >= 1
-    assert {r["dedup_key"] for r in fake_pd.resolves()} == {incidents[0]["id"]}
-    assert len(fake_pd.triggers()) == 1
+    wait_for(
+        lambda: fake_pd.snapshot().accepted("resolve"), timeout=60, what="the PagerDuty resolve"
+    )
+    assert len(fake_pd.snapshot().accepted("resolve")) >= 1
+    assert {r["dedup_key"] for r in fake_pd.snapshot().accepted("resolve")} == {incidents[0]["id"]}
+    assert len(fake_pd.snapshot().accepted("trigger")) == 1

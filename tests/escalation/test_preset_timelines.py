@@ -10,7 +10,7 @@ clock (``router.simulate``) from Monday 10:00 UTC (inside business hours), in fo
 and, as the tables also say what a mitigation cancels, (d) mitigated just before it.
 
 Each scenario compares the FULL list of ``(t, target, person, channel)`` notifications, so an
-unexpected page fails it, and ``no_error_logs`` fails any test that logged an error.
+unexpected page fails it, and ``strict_logs`` fails any test that logged an error.
 
 The tables below are transcribed from the seed documents in /work/shared/seeds (the quoted
 phrase is the source of each time), NOT computed from rules/presets/*.yaml. Where a document
@@ -29,23 +29,19 @@ from pathlib import Path
 import pytest
 
 from config.load import load_config
-from router.simulate import Simulation, simulate
+from router.simulate import SimEvent, Simulation, simulate
 from rules.matrix import load_preset
-from tests.escalation.harness import (
+from tests.driver.payloads import severity_body as payload
+from tests.driver.roles import (
     FRIDAY_EVENING,
     MONDAY_MORNING,
     PRESETS,
-    events,
-    no_error_logs,  # noqa: F401  (pytest fixture, used through pytestmark)
-    notifications,
-    payload,
     person_of,
     preset_roles,
-    reminders,
-    write_config,
+    roles_config,
 )
 
-pytestmark = pytest.mark.usefixtures("no_error_logs")
+pytestmark = pytest.mark.usefixtures("strict_logs")
 
 MIN = 60
 HOUR = 60 * MIN
@@ -57,6 +53,25 @@ MONDAY_OPENING = 61 * HOUR
 ACK = "acknowledged"
 MITIGATED = "mitigated"
 RESOLVED = "resolved"
+
+
+def events(sim: Simulation, kind: str) -> list[SimEvent]:
+    """The events of one kind (``notify``, ``reminder``, ``resolve``...), in time order."""
+    return [e for e in sim.events if e.event == kind]
+
+
+def notifications(sim: Simulation) -> list[tuple[float, str, str, str]]:
+    """Every page as ``(t seconds, target, person, channel)``, in time order."""
+    return [
+        (e.t, str(e.data["target"]), str(e.data["person"]), str(e.data["channel"]))
+        for e in events(sim, "notify")
+    ]
+
+
+def reminders(sim: Simulation) -> list[float]:
+    """The times (seconds from t=0) of every status-update reminder."""
+    return [e.t for e in events(sim, "reminder")]
+
 
 Notification = tuple[float, str, str, str]
 
@@ -389,7 +404,7 @@ async def _run(
     resolve_at: int | None = None,
     start: datetime = MONDAY_MORNING,
 ) -> Simulation:
-    loaded = load_config(write_config(tmp_path, preset=preset), env={})
+    loaded = load_config(roles_config(tmp_path, preset=preset), env={})
     return await simulate(
         loaded,
         payload(severity, starts_at=start - timedelta(minutes=1)),

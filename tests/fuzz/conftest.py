@@ -31,25 +31,32 @@ import traceback
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from adapters.email.links import LinkSigner
-from config.load import load_config
 from escalation.engine.clock import VirtualClock
 from escalation.incidents.model import OutboxRecord
 from escalation.store.base import IncidentFilter
-from router.app import create_app
 from router.logs import quiet_client_protocol_errors
 from router.runtime import Runtime
+from tests.driver import payloads
+from tests.driver.app import App, Client, start_app
+from tests.driver.config import (
+    PUBLIC,
+    email_adapter,
+    pagerduty_adapter,
+    phone_adapter,
+    sqlite_store,
+    write_config,
+)
 from tests.fakes.pagerduty import sign
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, FakeTwilio, twilio_signature
 
@@ -58,10 +65,7 @@ from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, FakeTwili
 CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 SCALE = float(os.environ.get("TOCSIN_FUZZ_SCALE", "1") or 1)
 
-PUBLIC = "https://tocsin.example.com"
 MAX_BODY = 65536  # server.max_body_bytes: the receiver's and the API's body limit
-START = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)  # shortly after the samples' startsAt
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FIRING = "alertmanager-0.25-firing.json"  # severity critical → P0
 TWO = "alertmanager-0.25-firing-two-alerts.json"  # severity warning → P2
 
@@ -99,31 +103,7 @@ rules:
 """
 
 
-def config_text(tmp_path: Path, twilio_url: str) -> str:
-    """The fuzz app's config: every inbound endpoint enabled, outbound only to the fake Twilio."""
-    return f"""\
-server:
-  listen: "127.0.0.1:9095"
-  public_url: "{PUBLIC}"
-  max_body_bytes: {MAX_BODY}
-  log_format: text
-auth:
-  receiver:
-    bearer_tokens: ["{AM_TOKEN}"]
-    basic_auth:
-      - {{username: {AM_USER}, password: {AM_PASSWORD}}}
-  api_tokens:
-    - {{name: writer, token: {WRITE_TOKEN}, scope: write}}
-    - {{name: reader, token: {READ_TOKEN}, scope: read}}
-store:
-  backend: sqlite
-  path: {json.dumps(str(tmp_path / "fuzz.db"))}
-matrix:
-  preset: default
-rules:
-  files: ["rules/*.yaml"]
-  default:
-    severity: P3
+_FUZZ_PEOPLE = f"""\
 people:
   ollie:
     name: Ollie Oncall
@@ -141,26 +121,45 @@ roles:
   lead: [lee]
   manager: [lee]
   vp: [lee]
-adapters:
-  pagerduty:
-    events_url: "http://127.0.0.1:9"
-    services: {{main: "0123456789abcdef0123456789abcdef"}}
-    webhook_secrets: {json.dumps(list(PD_SECRETS))}
-  email:
-    host: 127.0.0.1
-    port: 9
-    start_tls: false
-    from_address: tocsin@example.com
-    link_secret: "{LINK_SECRET}"
-    link_ttl: 1h
-  phone:
-    base_url: {json.dumps(twilio_url)}
-    account_sid: {ACCOUNT_SID}
-    auth_token: {AUTH_TOKEN}
-    from_number: "{TWILIO_NUMBER}"
-    ring_timeout: 25s
-    timeout: 2s
 """
+
+
+def fuzz_config(tmp_path: Path, twilio_url: str) -> Path:
+    """The fuzz app's config: every inbound endpoint enabled, outbound only to the fake Twilio."""
+    server = {"listen": "127.0.0.1:9095", "public_url": PUBLIC, "log_format": "text"}
+    auth = {
+        "receiver": {
+            "bearer_tokens": [AM_TOKEN],
+            "basic_auth": [{"username": AM_USER, "password": AM_PASSWORD}],
+        },
+        "api_tokens": [
+            {"name": "writer", "token": WRITE_TOKEN, "scope": "write"},
+            {"name": "reader", "token": READ_TOKEN, "scope": "read"},
+        ],
+    }
+    adapters = {
+        # Nothing listens on port 9: PagerDuty and email are there for their inbound routes.
+        "pagerduty": pagerduty_adapter(
+            "http://127.0.0.1:9",
+            {"main": "0123456789abcdef0123456789abcdef"},
+            webhook_secrets=list(PD_SECRETS),
+        ),
+        "email": email_adapter("127.0.0.1", 9, link_secret=LINK_SECRET, link_ttl="1h"),
+        "phone": phone_adapter(
+            twilio_url, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=TWILIO_NUMBER
+        ),
+    }
+    return write_config(
+        tmp_path,
+        {
+            "server": {**server, "max_body_bytes": MAX_BODY},
+            "auth": auth,
+            "store": sqlite_store(tmp_path / "fuzz.db"),
+        },
+        _FUZZ_PEOPLE,
+        {"adapters": adapters},
+        rules=RULES_YAML,
+    )
 
 
 def fuzz_settings(max_examples: int = 200) -> settings:
@@ -183,12 +182,12 @@ def fuzz_settings(max_examples: int = 200) -> settings:
 
 def sample_bytes(name: str = FIRING) -> bytes:
     """A captured Alertmanager 0.25 body, byte for byte."""
-    return (FIXTURES / name).read_bytes()
+    return payloads.sample_bytes(name)
 
 
 def sample(name: str = FIRING) -> dict[str, Any]:
     """A captured Alertmanager 0.25 body, decoded."""
-    return json.loads(sample_bytes(name))
+    return payloads.sample(name)
 
 
 # -- logs --------------------------------------------------------------------------------------
@@ -294,19 +293,28 @@ class Seeded:
 
 @dataclass
 class FuzzApp:
-    """One started Runtime served on a real port, its fake Twilio, and the checks."""
+    """One started app (the whole-app driver's) served on a real port, its fake Twilio, and
+    the checks."""
 
-    rt: Runtime
-    client: TestClient
-    clock: VirtualClock
-    twilio: FakeTwilio
-    db_path: Path
+    app: App
     trap: LogTrap
     seeded: Seeded
     signer: LinkSigner
     requests: int = 0
     changes: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def rt(self) -> Runtime:
+        return self.app.rt
+
+    @property
+    def client(self) -> Client:
+        return self.app.client
+
+    @property
+    def clock(self) -> VirtualClock:
+        return self.app.clock
 
     @property
     def port(self) -> int:
@@ -339,7 +347,7 @@ class FuzzApp:
 
     def snapshot(self) -> Snapshot:
         """Row count and content hash of every table the request path may write."""
-        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{self.app.db_path}?mode=ro", uri=True)
         try:
             names = [
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -412,7 +420,7 @@ class FuzzApp:
         self.assert_quiet()
 
 
-async def _seed(rt: Runtime, client: TestClient, signer: LinkSigner) -> Seeded:
+async def _seed(rt: Runtime, client: Client, signer: LinkSigner) -> Seeded:
     for name in (FIRING, TWO):
         resp = await client.post(RECEIVER, data=sample_bytes(name), headers=AM_HEADERS)
         assert resp.status == 200, await resp.text()
@@ -445,25 +453,17 @@ async def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fu
     root = logging.getLogger()
     root.addHandler(trap)
     twilio = await FakeTwilio().start()
-    (tmp / "rules").mkdir()
-    (tmp / "rules" / "main.yaml").write_text(RULES_YAML)
-    path = tmp / "tocsin.yaml"
-    path.write_text(config_text(tmp, twilio.url))
-    clock = VirtualClock(START)
-    rt = Runtime(load_config(path, env={}), clock=clock)
-    await rt.start(run_engine=False)
-    client = TestClient(TestServer(create_app(rt)))
-    await client.start_server()
-    twilio.route(PUBLIC, str(client.make_url("/")).rstrip("/"))
+    app = await start_app(fuzz_config(tmp, twilio.url), fakes=(twilio,))
+    twilio.route(PUBLIC, str(app.client.make_url("/")).rstrip("/"))
     signer = LinkSigner(LINK_SECRET, LINK_TTL, PUBLIC)
     try:
-        seeded = await _seed(rt, client, signer)
-        app = FuzzApp(rt, client, clock, twilio, tmp / "fuzz.db", trap, seeded, signer)
-        app.assert_quiet()
-        yield app
+        seeded = await _seed(app.rt, app.client, signer)
+        fuzz = FuzzApp(app, trap, seeded, signer)
+        fuzz.assert_quiet()
+        yield fuzz
     finally:
-        await client.close()
-        await rt.stop()
+        await app.client.close()
+        await app.rt.stop()
         await twilio.close()
         root.removeHandler(trap)
         server_log.filters[:] = filters_before

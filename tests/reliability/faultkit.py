@@ -1,7 +1,5 @@
 """Fault-injection helpers for the reliability tests: what breaks, and how the tests watch it.
 
-- ``LoopThread`` / ``ThreadedPagerDuty``: the fake PagerDuty on its own event loop thread, so
-  the synchronous tests that drive ``tocsin serve`` subprocesses can block without stalling it.
 - ``TcpProxy``: an asyncio TCP forwarder between tocsin and something it talks to (PostgreSQL,
   PagerDuty). ``cut()`` aborts every open connection and stops listening, so new connections are
   refused, as when the server is stopped; ``restore()`` listens again on the same port.
@@ -12,152 +10,39 @@
   ``RLIMIT_FSIZE`` soft limit to 0 (``prlimit``) makes every write to a regular file fail with
   EFBIG (Python ignores SIGXFSZ), exactly like a disk that refuses writes; it needs no
   privileges (only the soft limit is lowered and later put back) and no mounts. Pipes are not
-  affected, so the child's log lines still arrive: ``ServeProc`` reads them through a pipe.
-- ``ServeProc``: a ``tocsin serve`` child whose output is read through a pipe into memory and a
-  log file (shown by the tests when they fail).
-- ``serve_config``: a config file for those processes, written as JSON (valid YAML).
+  affected, so the child's log lines still arrive: the driver's ``ServeProc`` reads them
+  through a pipe.
+- ``Poster``: Alertmanager's retries against processes that come and go.
+
+The processes themselves, their config and the fakes on their own threads are the whole-app
+driver's (``tests.driver.process``, ``tests.driver.threaded``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import copy
-import http.client
-import json
-import os
 import resource
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import web
 
-from tests.fakes.pagerduty import FakeAlert, FakePagerDuty, Recorded
-from tests.reliability.conftest import free_port, http_status, wait_for
+from tests.driver.process import free_port, post
 
 __all__ = [
-    "API_TOKEN",
-    "RECEIVER_TOKEN",
-    "REPO",
     "HttpGate",
-    "LoopThread",
-    "PdSnapshot",
     "Poster",
-    "ServeProc",
     "TcpProxy",
-    "ThreadedPagerDuty",
-    "am_body",
     "dsn_via",
     "eventually",
     "pg_target",
-    "post",
-    "postgres_section",
     "refuse_file_writes",
     "restore_file_writes",
-    "serve_config",
-    "sqlite_section",
 ]
-
-REPO = Path(__file__).resolve().parents[2]
-RECEIVER_TOKEN = "fault-receiver-token"
-API_TOKEN = "fault-api-token"
-
-_T = TypeVar("_T")
-
-
-# -- an event loop on a thread ------------------------------------------------------------------
-
-
-class LoopThread:
-    """An asyncio loop running on a daemon thread; ``run`` a coroutine on it from any thread."""
-
-    def __init__(self, name: str = "fault-loop") -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, _T], timeout: float = 30) -> _T:
-        """Run ``coro`` on the loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn: Callable[[], _T], timeout: float = 30) -> _T:
-        """Run ``fn`` on the loop thread (to read state only that thread mutates)."""
-
-        async def go() -> _T:
-            return fn()
-
-        return self.run(go(), timeout)
-
-    def close(self) -> None:
-        """Stop the loop and join the thread."""
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
-
-
-# -- the fake PagerDuty on a thread -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PdSnapshot:
-    """A consistent copy of what the fake PagerDuty has received and holds."""
-
-    requests: list[Recorded]
-    alerts: list[FakeAlert]
-    dropped: list[dict[str, Any]]
-
-    @property
-    def events(self) -> list[Recorded]:
-        """``/v2/enqueue`` requests, in arrival order."""
-        return [r for r in self.requests if r.path == "/v2/enqueue"]
-
-    def actions(self, action: str) -> list[tuple[str, str]]:
-        """(routing_key, dedup_key) of every accepted (202) event with ``event_action``."""
-        return [
-            (r.json["routing_key"], r.json["dedup_key"])
-            for r in self.events
-            if r.status == 202 and r.json.get("event_action") == action
-        ]
-
-
-class ThreadedPagerDuty:
-    """``FakePagerDuty`` served from its own loop thread; close with ``close()``."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.thread = LoopThread("fake-pagerduty")
-        self.fake = self.thread.run(FakePagerDuty(tmp).start())
-
-    @property
-    def http_url(self) -> str:
-        return self.fake.http_url
-
-    def snapshot(self) -> PdSnapshot:
-        """Copies taken on the fake's own thread."""
-        return self.thread.call(
-            lambda: PdSnapshot(
-                list(self.fake.requests),
-                copy.deepcopy(self.fake.alerts),
-                copy.deepcopy(self.fake.dropped),
-            )
-        )
-
-    def close(self) -> None:
-        self.thread.run(self.fake.close())
-        self.thread.close()
-
 
 # -- network faults -----------------------------------------------------------------------------
 
@@ -334,170 +219,7 @@ def restore_file_writes(pid: int, old: tuple[int, int]) -> None:
     resource.prlimit(pid, resource.RLIMIT_FSIZE, old)
 
 
-# -- tocsin serve -------------------------------------------------------------------------------
-
-
-class ServeProc:
-    """A ``tocsin serve`` child; its output (stdout and stderr) is read through a pipe."""
-
-    def __init__(self, name: str, config: Path, log: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._lines: list[str] = []
-        self._lock = threading.Lock()
-        self._fh = open(log, "a", encoding="utf-8")
-        args = [sys.executable, "-m", "router.cli", "serve", "--config", str(config)]
-        self.p = subprocess.Popen(
-            [*args, "--listen", f"127.0.0.1:{self.port}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env={k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"},
-        )
-        self._reader = threading.Thread(target=self._pump, name=f"{name}-output", daemon=True)
-        self._reader.start()
-
-    def _pump(self) -> None:
-        assert self.p.stdout is not None
-        try:
-            for raw in self.p.stdout:
-                line = raw.decode("utf-8", errors="replace")
-                with self._lock:
-                    self._lines.append(line.rstrip("\n"))
-                self._fh.write(f"[{self.name}] {line}")
-                self._fh.flush()
-        finally:
-            self._fh.close()
-
-    @property
-    def pid(self) -> int:
-        return self.p.pid
-
-    def alive(self) -> bool:
-        return self.p.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs; leases and open transactions are left behind."""
-        self.p.send_signal(signal.SIGKILL)
-        self.p.wait(timeout=10)
-        self._reader.join(10)
-
-    def stop(self) -> None:
-        """SIGTERM (SIGKILL after 10 s) and wait for the output to be read."""
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait(timeout=10)
-        self._reader.join(10)
-
-    def output(self) -> str:
-        with self._lock:
-            return "\n".join(self._lines)
-
-    def json_lines(self) -> list[dict[str, Any]]:
-        """The JSON log lines so far (a line cut short by SIGKILL is skipped)."""
-        with self._lock:
-            lines = list(self._lines)
-        out = []
-        for line in lines:
-            with contextlib.suppress(ValueError):
-                obj = json.loads(line)
-                if isinstance(obj, dict):
-                    out.append(obj)
-        return out
-
-    def errors(self) -> list[str]:
-        """``logger: msg`` of every line logged at error level or above."""
-        return [
-            f"{r.get('logger')}: {r.get('msg')}"
-            for r in self.json_lines()
-            if r.get("level") in ("error", "critical")
-        ]
-
-    def wait_ready(self, timeout: float = 30) -> ServeProc:
-        """Poll ``/readyz`` until 200; fail (with the output) if the process exits."""
-        wait_for(
-            lambda: not self.alive() or http_status(f"{self.url}/readyz") == 200,
-            timeout=timeout,
-            what=f"{self.name} /readyz",
-            every=0.05,
-        )
-        assert self.alive(), f"{self.name} exited:\n{self.output()[-4000:]}"
-        return self
-
-    def get(self, path: str) -> tuple[int, str]:
-        """(status, body) of a GET; status 0 when unreachable."""
-        try:
-            with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as r:
-                return int(r.status), r.read().decode()
-        except urllib.error.HTTPError as e:
-            return int(e.code), e.read().decode(errors="replace")
-        except OSError:
-            return 0, ""
-
-    def metrics(self) -> str:
-        status, text = self.get("/metrics")
-        assert status == 200, (status, text)
-        return text
-
-
 # -- Alertmanager -------------------------------------------------------------------------------
-
-
-def _ts(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def am_body(name: str, starts: datetime, *, status: str = "firing") -> dict[str, Any]:
-    """An Alertmanager v4 body with one alert ``name`` (its own group, so its own incident)."""
-    labels = {"alertname": name, "service": "api", "env": "production", "severity": "error"}
-    alert = {
-        "status": status,
-        "labels": labels,
-        "annotations": {"summary": f"{name} is failing"},
-        "startsAt": _ts(starts),
-        "endsAt": _ts(datetime.now(UTC)) if status == "resolved" else "0001-01-01T00:00:00Z",
-        "generatorURL": "http://prometheus:9090/graph",
-        "fingerprint": uuid.uuid5(uuid.NAMESPACE_URL, name).hex[:16],
-    }
-    return {
-        "version": "4",
-        "groupKey": f'{{}}:{{alertname="{name}"}}',
-        "truncatedAlerts": 0,
-        "status": status,
-        "receiver": "faults",
-        "groupLabels": {"alertname": name},
-        "commonLabels": labels,
-        "commonAnnotations": {"summary": f"{name} is failing"},
-        "externalURL": "http://alertmanager:9093",
-        "alerts": [alert],
-    }
-
-
-def post(url: str, body: Mapping[str, Any], timeout: float = 10) -> tuple[int, Any]:
-    """POST a webhook body to ``url``'s receiver: (status, decoded JSON); (0, None) when
-    unreachable."""
-    req = urllib.request.Request(
-        f"{url}/api/v1/alertmanager",
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {RECEIVER_TOKEN}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return int(r.status), json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        with contextlib.suppress(ValueError):
-            return int(e.code), json.loads(raw)
-        return int(e.code), raw.decode(errors="replace")
-    except (OSError, http.client.HTTPException):
-        # Refused, reset, or cut short (the process was killed mid-answer): no answer.
-        return 0, None
 
 
 class Poster(threading.Thread):
@@ -538,71 +260,6 @@ class Poster(threading.Thread):
     def retried(self) -> int:
         """Attempts that were not answered 200."""
         return sum(1 for s in self.statuses if s != 200)
-
-
-# -- config -------------------------------------------------------------------------------------
-
-
-def sqlite_section(path: Path) -> dict[str, Any]:
-    """The ``store:`` section for a SQLite file."""
-    return {"backend": "sqlite", "path": str(path)}
-
-
-def postgres_section(dsn: str, schema: str, pool_max: int = 10) -> dict[str, Any]:
-    """The ``store:`` section for PostgreSQL at ``dsn``, in its own ``schema``."""
-    return {
-        "backend": "postgres",
-        "dsn": dsn,
-        "schema": schema,
-        "pool_min": 1,
-        "pool_max": pool_max,
-    }
-
-
-def serve_config(
-    tmp: Path,
-    store: Mapping[str, Any],
-    *,
-    steps: Sequence[Mapping[str, Any]],
-    people: Sequence[str],
-    pagerduty: Mapping[str, Any] | None = None,
-    dispatch: Mapping[str, Any] | None = None,
-    lease: str = "2s",
-    poll: str = "1s",
-) -> Path:
-    """``tocsin.yaml`` for ``tocsin serve``: every alert is P1 on policy ``faults`` (``steps``).
-
-    People are on the ``log`` channel; reminders are off so only the steps page. Rate limits
-    are lifted unless ``dispatch`` says otherwise: the storms here are meant to go through.
-    """
-    adapters: dict[str, Any] = {
-        "log": {"enabled": True},
-        "dispatch": {
-            "channel_rate": {},
-            "person_rate": {"count": 10_000, "per": "1m"},
-            "backoff_initial": "1s",
-            "backoff_max": "2s",
-            **(dispatch or {}),
-        },
-    }
-    if pagerduty is not None:
-        adapters["pagerduty"] = dict(pagerduty)
-    cfg = {
-        "server": {"log_format": "json", "log_level": "info", "public_url": "http://tocsin.test"},
-        "auth": {
-            "receiver": {"bearer_tokens": [RECEIVER_TOKEN]},
-            "api_tokens": [{"name": "ops", "token": API_TOKEN, "scope": "write"}],
-        },
-        "store": dict(store),
-        "engine": {"lease": lease, "poll": poll},
-        "rules": {"default": {"severity": "P1", "policy": "faults"}},
-        "people": {p: {"name": p, "channels": ["log"]} for p in people},
-        "policies": {"faults": {"reminders": False, "steps": [dict(s) for s in steps]}},
-        "adapters": adapters,
-    }
-    path = tmp / "tocsin.yaml"
-    path.write_text(json.dumps(cfg, indent=2))
-    return path
 
 
 async def eventually(predicate: Callable[[], bool], *, within: float, what: str) -> None:

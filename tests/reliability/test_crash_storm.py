@@ -38,16 +38,12 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import Db, wait_for
-from tests.reliability.faultkit import (
-    Poster,
-    ServeProc,
-    ThreadedPagerDuty,
-    am_body,
-    postgres_section,
-    serve_config,
-    sqlite_section,
-)
+from tests.driver.config import postgres_store, sqlite_store
+from tests.driver.payloads import am_body
+from tests.driver.process import ServeProc, serve_config, wait_for
+from tests.driver.threaded import ThreadedPagerDuty
+from tests.reliability.conftest import Db
+from tests.reliability.faultkit import Poster
 
 INCIDENTS = 40
 KILLS = 3
@@ -83,9 +79,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, Any
     """(the ``store:`` section, a reader of that store) for each backend."""
     if request.param == "sqlite":
         path = tmp_path / "tocsin.db"
-        return sqlite_section(path), Db(sqlite_path=path)
+        return sqlite_store(path), Db(sqlite_path=path)
     dsn, schema = request.getfixturevalue("pg_schema")
-    return postgres_section(dsn, schema), Db(dsn=dsn, schema=schema)
+    return postgres_store(dsn, schema), Db(dsn=dsn, schema=schema)
 
 
 class Service:

@@ -21,33 +21,28 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
-from config.load import load_config
-from escalation.engine.clock import VirtualClock
 from escalation.engine.loop import Engine
 from escalation.incidents.model import Changes, IncidentRecord, Status, StepRecord
 from escalation.store.migrations import MIGRATIONS
 from escalation.store.postgres import PostgresStore
 from escalation.store.sqlite import SINGLE_REPLICA_MESSAGE
 from escalation.store.wakeup import WAKEUP_CHANNEL, NullWakeup, PgWakeupListener, listener_for
-from router.runtime import Runtime
 from rules.alerts import Notification
+from tests.driver.app import MakeApp
+from tests.driver.payloads import am_body
+from tests.driver.process import ServeProc, http_status, post_alert, start_serve, wait_for
+from tests.driver.threaded import ThreadedPagerDuty
 from tests.reliability.conftest import (
-    Proc,
-    alert_body,
-    http_status,
-    post_alert,
-    postgres_store,
-    sqlite_store,
-    start_serve,
+    ladder_config,
+    postgres_backend,
+    sqlite_backend,
     unfinished,
-    wait_for,
-    write_config,
 )
-from tests.reliability.faultkit import ThreadedPagerDuty
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -225,72 +220,68 @@ async def test_listener_survives_an_unreachable_server_and_sqlite_has_none(tmp_p
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store_section(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_section(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     """The ``store:`` section for each backend."""
     if request.param == "sqlite":
-        return sqlite_store(tmp_path)[0]
+        return sqlite_backend(tmp_path)[0]
     dsn, schema = request.getfixturevalue("pg_schema")
-    return postgres_store(dsn, schema)[0]
+    return postgres_backend(dsn, schema)[0]
 
 
 async def test_a_replica_whose_lease_ran_out_does_not_fire_the_step_again(
-    tmp_path: Path, store_section: str
+    make_app: MakeApp, tmp_path: Path, store_section: dict[str, Any]
 ) -> None:
-    config = write_config(tmp_path, store_section, tiers=[("1m", ["p0", "p1"])], lease="10s")
-    clock = VirtualClock(datetime.now(UTC).replace(microsecond=0))
-    rt = Runtime(load_config(config, env={}), clock=clock)
-    await rt.start(run_engine=False)
-    try:
-        await rt.pipeline.submit(Notification.model_validate(alert_body("Stalled")))
-        clock.set(clock.now() + timedelta(minutes=1))
-        due = clock.now()
-        # A slow replica claims the due step, then stalls for longer than its lease...
-        async with rt.store.transaction() as tx:
-            (claimed,) = await tx.claim_due_steps(due, "slow", due + timedelta(seconds=10), 10)
-        clock.set(due + timedelta(seconds=11))
-        # ...so this replica takes the step over and fires it.
-        await rt.engine.tick()
-        inc = claimed.incident_id
-        timeline = await rt.store.timeline(inc)
-        assert sorted(e.data["person"] for e in timeline if e.kind == "notify") == ["p0", "p1"]
-        fired = rt.registry.get_sample_value(
+    config = ladder_config(tmp_path, store_section, tiers=[("1m", ["p0", "p1"])], lease="10s")
+    app = await make_app(config, start=datetime.now(UTC).replace(microsecond=0))
+    rt, clock = app.rt, app.clock
+    await rt.pipeline.submit(Notification.model_validate(am_body("Stalled")))
+    clock.set(clock.now() + timedelta(minutes=1))
+    due = clock.now()
+    # A slow replica claims the due step, then stalls for longer than its lease...
+    async with rt.store.transaction() as tx:
+        (claimed,) = await tx.claim_due_steps(due, "slow", due + timedelta(seconds=10), 10)
+    clock.set(due + timedelta(seconds=11))
+    # ...so this replica takes the step over and fires it.
+    await rt.engine.tick()
+    inc = claimed.incident_id
+    timeline = await rt.store.timeline(inc)
+    assert sorted(e.data["person"] for e in timeline if e.kind == "notify") == ["p0", "p1"]
+    fired = rt.registry.get_sample_value(
+        "tocsin_escalation_steps_fired_total", {"tier": "0", "kind": "page"}
+    )
+    assert fired == 1
+
+    # The slow replica wakes up and fires what it claimed: nothing happens.
+    slow = Engine(
+        rt.store, clock, lambda: rt.directory, rt.dispatcher, rt.esc_metrics, owner="slow"
+    )
+    clock.set(due + timedelta(seconds=12))
+    await slow._fire(claimed)  # the stalled replica's next statement after its claim
+    assert await rt.store.timeline(inc) == timeline
+    assert (
+        rt.registry.get_sample_value(
             "tocsin_escalation_steps_fired_total", {"tier": "0", "kind": "page"}
         )
-        assert fired == 1
-
-        # The slow replica wakes up and fires what it claimed: nothing happens.
-        slow = Engine(
-            rt.store, clock, lambda: rt.directory, rt.dispatcher, rt.esc_metrics, owner="slow"
-        )
-        clock.set(due + timedelta(seconds=12))
-        await slow._fire(claimed)  # the stalled replica's next statement after its claim
-        assert await rt.store.timeline(inc) == timeline
-        assert (
-            rt.registry.get_sample_value(
-                "tocsin_escalation_steps_fired_total", {"tier": "0", "kind": "page"}
-            )
-            == fired
-        )
-        async with rt.store.transaction() as tx:
-            (step,) = await tx.steps_of(inc)
-        assert (step.state, step.fired_at) == ("fired", due + timedelta(seconds=11))
-    finally:
-        await rt.stop()
+        == fired
+    )
+    async with rt.store.transaction() as tx:
+        (step,) = await tx.steps_of(inc)
+    assert (step.state, step.fired_at) == ("fired", due + timedelta(seconds=11))
 
 
 # -- processes on one PostgreSQL ----------------------------------------------------------------
 
 
 def test_an_idle_replica_is_woken_to_fire_what_another_replica_scheduled(
-    tmp_path: Path, procs: list[Proc], pg_schema: tuple[str, str]
+    tmp_path: Path, procs: list[ServeProc], pg_schema: tuple[str, str]
 ) -> None:
     dsn, schema = pg_schema
-    store_yaml, db = postgres_store(dsn, schema)
+    store, db = postgres_backend(dsn, schema)
     # A 60 s poll: without a notification the idle replica would not look again for a minute.
-    config = write_config(tmp_path, store_yaml, tiers=[("3s", ["p0"])], lease="2s", poll="60s")
+    config = ladder_config(tmp_path, store, tiers=[("3s", ["p0"])], lease="2s", poll="60s")
     busy = start_serve(procs, "busy", config, tmp_path)
     idle = start_serve(procs, "idle", config, tmp_path)
-    assert post_alert(busy.url, alert_body("WakeMe")) == 200
+    assert post_alert(busy.url, am_body("WakeMe")) == 200
     busy.kill()  # the replica that scheduled the step is gone before it comes due
 
     (step,) = db.steps()
@@ -322,22 +313,22 @@ def ha_pagerduty(tmp_path: Path) -> Iterator[ThreadedPagerDuty]:
 
 def test_three_replicas_a_storm_and_one_killed_fire_every_step_exactly_once(
     tmp_path: Path,
-    procs: list[Proc],
+    procs: list[ServeProc],
     pg_schema: tuple[str, str],
     ha_pagerduty: ThreadedPagerDuty,
 ) -> None:
     dsn, schema = pg_schema
-    store_yaml, db = postgres_store(dsn, schema)
+    store, db = postgres_backend(dsn, schema)
     pd = ha_pagerduty
-    config = write_config(
-        tmp_path, store_yaml, tiers=HA_TIERS, lease="2s", poll="1s", pagerduty_url=pd.http_url
+    config = ladder_config(
+        tmp_path, store, tiers=HA_TIERS, lease="2s", poll="1s", pagerduty_url=pd.http_url
     )
     replicas = [start_serve(procs, f"replica-{n}", config, tmp_path, wait=False) for n in range(3)]
     for r in replicas:
         r.wait_ready()
 
     def post(i: int) -> int:
-        return post_alert(replicas[i % 3].url, alert_body(f"Storm{i:02d}"))
+        return post_alert(replicas[i % 3].url, am_body(f"Storm{i:02d}"))
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         assert list(pool.map(post, range(STORM))) == [200] * STORM
@@ -404,7 +395,7 @@ def test_three_replicas_a_storm_and_one_killed_fire_every_step_exactly_once(
 
     # Delivered: every page reached the log channel of some replica; a page went out twice
     # only if the killed replica sent it and died before recording that (at-least-once).
-    def sent_by(p: Proc) -> Counter[tuple[str, int, str]]:
+    def sent_by(p: ServeProc) -> Counter[tuple[str, int, str]]:
         return Counter(
             (line["incident"], line["tier"], line["person"])
             for line in p.json_lines()
@@ -419,17 +410,17 @@ def test_three_replicas_a_storm_and_one_killed_fire_every_step_exactly_once(
 
 
 def test_three_replicas_starting_together_migrate_the_schema_once(
-    tmp_path: Path, procs: list[Proc], pg_schema: tuple[str, str]
+    tmp_path: Path, procs: list[ServeProc], pg_schema: tuple[str, str]
 ) -> None:
     dsn, schema = pg_schema
-    store_yaml, db = postgres_store(dsn, schema)
-    config = write_config(tmp_path, store_yaml, tiers=[("0s", ["p0"])])
+    store, db = postgres_backend(dsn, schema)
+    config = ladder_config(tmp_path, store, tiers=[("0s", ["p0"])])
     replicas = [start_serve(procs, f"replica-{n}", config, tmp_path, wait=False) for n in range(3)]
     for r in replicas:
         r.wait_ready()
     assert sorted(db.migrations()) == [m.version for m in MIGRATIONS]
     for n, r in enumerate(replicas):
-        assert post_alert(r.url, alert_body(f"Together{n}")) == 200
+        assert post_alert(r.url, am_body(f"Together{n}")) == 200
     wait_for(lambda: len(db.outbox()) == 3, timeout=10, what="each replica's incident paged")
     assert sorted(r["person"] for r in db.outbox()) == ["p0", "p0", "p0"]
 
@@ -438,10 +429,10 @@ def test_three_replicas_starting_together_migrate_the_schema_once(
 
 
 def test_a_second_replica_on_sqlite_is_refused_with_a_clear_message(
-    tmp_path: Path, procs: list[Proc]
+    tmp_path: Path, procs: list[ServeProc]
 ) -> None:
-    store_yaml, db = sqlite_store(tmp_path)
-    config = write_config(tmp_path, store_yaml, tiers=[("0s", ["p0"])])
+    store, db = sqlite_backend(tmp_path)
+    config = ladder_config(tmp_path, store, tiers=[("0s", ["p0"])])
     first = start_serve(procs, "first", config, tmp_path)
     second = start_serve(procs, "second", config, tmp_path, wait=False)
     wait_for(lambda: not second.alive(), timeout=30, what="the second replica to exit")
@@ -453,7 +444,7 @@ def test_a_second_replica_on_sqlite_is_refused_with_a_clear_message(
     assert http_status(f"{second.url}/healthz") == 0  # it never listened
     # The first replica carries on undisturbed.
     assert http_status(f"{first.url}/readyz") == 200
-    assert post_alert(first.url, alert_body("StillServing")) == 200
+    assert post_alert(first.url, am_body("StillServing")) == 200
     wait_for(
         lambda: [(r["person"], r["state"]) for r in db.outbox()] == [("p0", "sent")],
         timeout=10,

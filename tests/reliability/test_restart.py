@@ -17,22 +17,20 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from escalation.incidents.firing import LATE_AFTER
+from tests.driver.payloads import am_body
+from tests.driver.process import ServeProc, post_alert, start_serve, wait_for
 from tests.reliability.conftest import (
     Db,
-    Proc,
-    alert_body,
+    ladder_config,
     metric_value,
-    post_alert,
-    postgres_store,
-    sqlite_store,
-    start_serve,
+    postgres_backend,
+    sqlite_backend,
     unfinished,
-    wait_for,
-    write_config,
 )
 
 TIERS = [("0s", ["p0"]), ("3s", ["p1"]), ("6s", ["p2"]), ("12s", ["p3"])]
@@ -43,12 +41,12 @@ _TIER_IN_MESSAGE = re.compile(r"\(tier (\d+), round 0\)")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Db]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, Any], Db]:
     """(the ``store:`` section, a reader of that store) for each backend."""
     if request.param == "sqlite":
-        return sqlite_store(tmp_path)
+        return sqlite_backend(tmp_path)
     dsn, schema = request.getfixturevalue("pg_schema")
-    return postgres_store(dsn, schema)
+    return postgres_backend(dsn, schema)
 
 
 def _seconds_until(when: datetime) -> float:
@@ -56,14 +54,14 @@ def _seconds_until(when: datetime) -> float:
 
 
 def test_sigkill_mid_escalation_then_restart_fires_every_step_exactly_once(
-    tmp_path: Path, procs: list[Proc], store: tuple[str, Db]
+    tmp_path: Path, procs: list[ServeProc], store: tuple[dict[str, Any], Db]
 ) -> None:
     store_yaml, db = store
-    config = write_config(tmp_path, store_yaml, tiers=TIERS, lease="2s", poll="1s")
+    config = ladder_config(tmp_path, store_yaml, tiers=TIERS, lease="2s", poll="1s")
 
     first = start_serve(procs, "first", config, tmp_path)
     for i in range(INCIDENTS):
-        assert post_alert(first.url, alert_body(f"RestartTest{i}")) == 200
+        assert post_alert(first.url, am_body(f"RestartTest{i}")) == 200
     incidents = {r["id"] for r in db.incidents()}
     assert len(incidents) == INCIDENTS
 

@@ -37,22 +37,18 @@ from config.load import load_config
 from escalation.store.factory import make_store
 from router.app import create_app
 from router.runtime import Runtime
-from tests.reliability.conftest import Db, metric_value, wait_for
+from tests.driver.config import RECEIVER_TOKEN, postgres_store, sqlite_store
+from tests.driver.payloads import am_body
+from tests.driver.process import ServeProc, post, serve_config, wait_for
+from tests.driver.threaded import LoopThread
+from tests.reliability.conftest import Db, metric_value
 from tests.reliability.faultkit import (
-    RECEIVER_TOKEN,
-    LoopThread,
-    ServeProc,
     TcpProxy,
-    am_body,
     dsn_via,
     eventually,
     pg_target,
-    post,
-    postgres_section,
     refuse_file_writes,
     restore_file_writes,
-    serve_config,
-    sqlite_section,
 )
 
 STEPS = [
@@ -91,14 +87,14 @@ def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
         def restore_sqlite(p: ServeProc) -> None:
             restore_file_writes(p.pid, saved.pop(p.pid))
 
-        yield Outage(sqlite_section(path), Db(sqlite_path=path), cut_sqlite, restore_sqlite)
+        yield Outage(sqlite_store(path), Db(sqlite_path=path), cut_sqlite, restore_sqlite)
         return
     dsn, schema = request.getfixturevalue("pg_schema")
     thread = LoopThread("pg-proxy")
     proxy = thread.run(TcpProxy(*pg_target(dsn)).start())
     try:
         yield Outage(
-            postgres_section(dsn_via(dsn, proxy.port), schema),
+            postgres_store(dsn_via(dsn, proxy.port), schema),
             Db(dsn=dsn, schema=schema),  # the test reads PostgreSQL directly, not through the proxy
             lambda _p: thread.run(proxy.cut()),
             lambda _p: thread.run(proxy.restore()),
@@ -250,7 +246,7 @@ async def test_an_unexpected_store_exception_does_not_stop_the_engine(
     tmp_path: Path, aiohttp_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "tocsin.db"
-    config = serve_config(tmp_path, sqlite_section(path), steps=STEPS, people=["p0", "p1", "p2"])
+    config = serve_config(tmp_path, sqlite_store(path), steps=STEPS, people=["p0", "p1", "p2"])
     loaded = load_config(config, env={})
     store = UntranslatedFailure(make_store(loaded.config.store))
     rt = Runtime(loaded, store=store)

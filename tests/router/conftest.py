@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from escalation.store.base import IncidentFilter
 from router.runtime import Runtime
 from tests.driver.app import App, Client, MakeApp
-from tests.driver.config import base_config, sqlite_store, write_config
+from tests.driver.config import LONDON_BUSINESS_HOURS, base_config, sqlite_store, write_config
 from tests.driver.payloads import sample, sample_bytes
 
 __all__ = ["App", "MakeApp", "sample", "sample_bytes"]
@@ -98,13 +98,7 @@ def router_config(
             "auth": auth,
             "store": sqlite_store(tmp_path / "t.db"),
             "rules": {"files": ["rules/*.yaml"], "default": {"severity": default_severity}},
-            "calendars": {
-                "business-hours": {
-                    "timezone": "Europe/London",
-                    "days": ["mon", "tue", "wed", "thu", "fri"],
-                    "hours": "09:00-17:30",
-                }
-            },
+            **LONDON_BUSINESS_HOURS,
         },
         extra,
         rules=RULES_YAML,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -25,16 +24,11 @@ import pytest
 
 from tests.driver.app import AM
 from tests.driver.payloads import alert, notification
+from tests.driver.process import ServeProc, free_port
 from tests.driver.team import team_config
 
 DATA = Path(__file__).resolve().parent.parent / "fixtures"
 ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -73,47 +67,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("serve")
     path = team_config(tmp)
     path.write_text(path.read_text().replace("log_format: text", "log_format: json"))
-    port = free_port()
     log = tmp / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "router.cli",
-                "serve",
-                "--config",
-                str(path),
-                "--listen",
-                f"127.0.0.1:{port}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=ROOT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    proc = ServeProc("tocsin", path, log)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert time.monotonic() < deadline, "tocsin serve did not become ready"
-            time.sleep(0.1)
-        yield Server(url, log, {**env, "TOCSIN_URL": url, "TOCSIN_API_TOKEN": "api-write"})
+        proc.wait_ready()
+        yield Server(
+            proc.url, log, {**env, "TOCSIN_URL": proc.url, "TOCSIN_API_TOKEN": "api-write"}
+        )
     finally:
-        proc.terminate()
-        rc = proc.wait(timeout=30)
-    lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
-    errors = [x for x in lines if x["level"] in ("error", "critical")]
-    assert not errors, errors
-    assert rc == 0, log.read_text()
+        rc = proc.stop()
+    assert not proc.errors(), proc.errors()
+    assert rc == 0, proc.output()
 
 
 def open_incident(server: Server, name: str) -> dict[str, Any]:

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +18,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.driver.process import ServeProc, start_serve
 from tests.router.conftest import (
     AM_HEADERS,
     READ_TOKEN,
@@ -246,70 +243,32 @@ async def test_incident_api_still_works_after_a_failed_reload(harness: App) -> N
 # -- SIGHUP on a real `tocsin serve` ----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _output(log: Path) -> str:
-    """The server's log so far (for failure messages and log assertions)."""
-    return log.read_text(errors="replace")
-
-
-async def _until(
-    check: Callable[[], Awaitable[bool]], proc: subprocess.Popen[bytes], what: str, log: Path
-) -> None:
+async def _until(check: Callable[[], Awaitable[bool]], proc: ServeProc, what: str) -> None:
     """Poll ``check`` with short sleeps until true; fail (with the server log) after a deadline."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        assert proc.poll() is None, f"tocsin exited ({proc.returncode}):\n{_output(log)}"
+        assert proc.alive(), f"tocsin exited ({proc.p.returncode}):\n{proc.output()}"
         try:
             if await check():
                 return
         except aiohttp.ClientError:
             pass
         await asyncio.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}:\n{_output(log)}")
+    pytest.fail(f"timed out waiting for {what}:\n{proc.output()}")
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path, Path]]:
-    """``tocsin serve`` as a real process on a free port; terminated at teardown."""
+def served(tmp_path: Path, procs: list[ServeProc]) -> tuple[ServeProc, Path]:
+    """``tocsin serve`` as a real process on a free port (stopped at teardown), its config."""
     path = router_config(tmp_path)
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "router.cli",
-                "serve",
-                "--config",
-                str(path),
-                "--listen",
-                f"127.0.0.1:{port}",
-            ],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    try:
-        yield proc, f"http://127.0.0.1:{port}", path, log
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+    return start_serve(procs, "tocsin", path, tmp_path, wait=False), path
 
 
 async def test_sighup_reload_keeps_old_config_on_error_then_applies_fix(
-    served: tuple[subprocess.Popen[bytes], str, Path, Path],
+    served: tuple[ServeProc, Path],
 ) -> None:
-    proc, base, path, log = served
-    async with aiohttp.ClientSession(base) as http:
+    proc, path = served
+    async with aiohttp.ClientSession(proc.url) as http:
 
         async def healthy() -> bool:
             async with http.get("/healthz") as r:
@@ -325,35 +284,35 @@ async def test_sighup_reload_keeps_old_config_on_error_then_applies_fix(
                 text = await r.text()
             return metric_value(text, OK), metric_value(text, TS)
 
-        await _until(healthy, proc, "tocsin to serve", log)
+        await _until(healthy, proc, "tocsin to serve")
         assert await severity(1) == "P3"
         ok, ts0 = await gauges()
         assert ok == 1
 
         # a broken file: SIGHUP is refused, the process keeps serving the old config
         set_default(path, "    severity: P1: 2")
-        proc.send_signal(signal.SIGHUP)
+        proc.p.send_signal(signal.SIGHUP)
 
         async def failed() -> bool:
             return (await gauges())[0] == 0
 
-        await _until(failed, proc, "the failed reload to be recorded", log)
+        await _until(failed, proc, "the failed reload to be recorded")
         assert await severity(2) == "P3"
         assert (await gauges())[1] == ts0
-        assert proc.poll() is None
-        assert "reload failed; keeping the running config" in _output(log)
+        assert proc.alive()
+        assert "reload failed; keeping the running config" in proc.output()
 
         # fixed: SIGHUP again and the new default applies
         router_config(path.parent, default_severity="P1")
-        proc.send_signal(signal.SIGHUP)
+        proc.p.send_signal(signal.SIGHUP)
 
         async def succeeded() -> bool:
             return (await gauges())[0] == 1
 
-        await _until(succeeded, proc, "the good reload", log)
+        await _until(succeeded, proc, "the good reload")
         assert await severity(3) == "P1"
         ts1 = (await gauges())[1]
         assert ts1 is not None and ts0 is not None and ts1 > ts0
 
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0
+    proc.p.send_signal(signal.SIGTERM)
+    assert proc.p.wait(timeout=20) == 0
