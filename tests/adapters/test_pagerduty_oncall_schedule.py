@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from config.errors import ConfigError
 from config.load import load_config
+from escalation.incidents.model import OutboxRecord, TimelineEvent
 from escalation.store.base import IncidentFilter
 from router.receiver import parse_notification
 from router.runtime import Runtime
@@ -59,7 +60,7 @@ async def fake(tmp_path: Path) -> AsyncIterator[FakePagerDuty]:
 
 async def _page(
     make_app: MakeApp, tmp_path: Path, fake: FakePagerDuty, schedule: str
-) -> tuple[Runtime, list, list]:
+) -> tuple[Runtime, list[OutboxRecord], list[TimelineEvent]]:
     path = _config(tmp_path, fake, schedule=schedule)
     app = await make_app(path, start=T0, registry=CollectorRegistry(), fakes=(fake,))
     rt = app.rt

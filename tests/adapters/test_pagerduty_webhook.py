@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ async def paged(app: App) -> IncidentRecord:
 
 
 async def post(
-    app: App, payload: dict, *secrets: str, webhook_id: str | None = None
+    app: App, payload: dict[str, Any], *secrets: str, webhook_id: str | None = None
 ) -> WebhookReply:
     return await send_webhook(
         app.client, payload, secrets=secrets or (PD_SECRET_A,), webhook_id=webhook_id

@@ -90,7 +90,7 @@ async def snapshot(app: App, inc_id: str) -> tuple[Any, ...]:
 
 # -- signatures --------------------------------------------------------------------------------
 
-FORGERIES = {
+FORGERIES: dict[str, dict[str, Any]] = {
     "missing": {"signature": None},
     "empty": {"signature": ""},
     "wrong-token": {"token": "not-the-auth-token"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tests.driver.process import ServeProc, free_port, wait_for
 from tests.driver.threaded import ThreadedPagerDuty
@@ -22,10 +23,10 @@ TOKEN = "e2e-receiver-token"
 AM_ROUTE = {"route": "/api/v1/alertmanager", "code": "200"}
 
 
-def _incidents(port: int) -> list[dict]:
-    return api_get(port, "/api/v1/incidents?status=triggered,acknowledged,mitigated,resolved")[
-        "incidents"
-    ]  # type: ignore[index]
+def _incidents(port: int) -> list[dict[str, Any]]:
+    body = api_get(port, "/api/v1/incidents?status=triggered,acknowledged,mitigated,resolved")
+    assert isinstance(body, dict)
+    return list(body["incidents"])
 
 
 def test_fire_repeat_resolve_pages_once(

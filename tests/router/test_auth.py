@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from config.errors import ConfigError
 from config.load import load_config
 from router.serve import bind_address
+from tests.driver.app import Client
 from tests.router.conftest import (
     BEARER_A,
     BEARER_B,
@@ -39,7 +39,7 @@ RECEIVER_CHALLENGE = 'Bearer realm="tocsin", Basic realm="tocsin"'
 API_CHALLENGE = 'Bearer realm="tocsin-api"'
 
 
-async def post_receiver(client: TestClient, headers: dict[str, str]) -> tuple[int, Any, Any]:
+async def post_receiver(client: Client, headers: dict[str, str]) -> tuple[int, Any, Any]:
     resp = await client.post(RECEIVER, data=FIRING, headers={**JSON, **headers})
     return resp.status, resp.headers.get("WWW-Authenticate"), await resp.json()
 
@@ -123,7 +123,7 @@ async def test_basic_auth_right_credentials(harness: App) -> None:
     assert body["alerts"][0]["severity"] == "P0"
 
 
-async def _raw_post(client: TestClient, authorization: bytes) -> bytes:
+async def _raw_post(client: Client, authorization: bytes) -> bytes:
     """Send header bytes aiohttp's client would refuse to encode; return the status line."""
     assert client.server.host is not None and client.server.port is not None
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)

@@ -412,10 +412,10 @@ async def test_bad_body_is_refused_precisely(harness: App, case: Case) -> None:
 
 # Every field Alertmanager sends, and values of the wrong JSON type for it: each is a 400
 # naming that exact field. (Empty strings/maps are legitimate for some fields and left out.)
-_NOT_STRING = [None, 0, True, [], {}]
-_NOT_MAP = [None, 0, True, "", []]
-_NOT_TIME = [0, True, "", [], {}]
-_ANY = [None, 0, True, "", [], {}]
+_NOT_STRING: list[Any] = [None, 0, True, [], {}]
+_NOT_MAP: list[Any] = [None, 0, True, "", []]
+_NOT_TIME: list[Any] = [0, True, "", [], {}]
+_ANY: list[Any] = [None, 0, True, "", [], {}]
 GRID: list[tuple[str, Any, str, str]] = [
     *[("receiver", v, "receiver", "valid string") for v in _NOT_STRING],
     *[("status", v, "status", "'firing' or 'resolved'") for v in _ANY],

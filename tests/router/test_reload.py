@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 
+from tests.driver.app import Client
 from tests.driver.process import ServeProc, start_serve
 from tests.router.conftest import (
     AM_HEADERS,
@@ -49,7 +49,7 @@ def probe_body(n: int = 0, alertname: str = "DiskFull") -> bytes:
     return json.dumps(d).encode()
 
 
-async def classify(client: TestClient, n: int = 0, alertname: str = "DiskFull") -> tuple[str, str]:
+async def classify(client: Client, n: int = 0, alertname: str = "DiskFull") -> tuple[str, str]:
     """(severity, rule) tocsin gives the probe alert now."""
     resp = await client.post(RECEIVER, data=probe_body(n, alertname), headers=AM_HEADERS)
     assert resp.status == 200
@@ -57,12 +57,12 @@ async def classify(client: TestClient, n: int = 0, alertname: str = "DiskFull") 
     return alert["severity"], alert["rule"]
 
 
-async def reload(client: TestClient) -> tuple[int, dict[str, Any]]:
+async def reload(client: Client) -> tuple[int, dict[str, Any]]:
     resp = await client.post("/-/reload", headers=WRITE_TOKEN)
     return resp.status, await resp.json()
 
 
-async def reload_gauges(client: TestClient) -> tuple[float | None, float | None]:
+async def reload_gauges(client: Client) -> tuple[float | None, float | None]:
     text = await scrape(client)
     return metric_value(text, OK), metric_value(text, TS)
 

@@ -13,9 +13,9 @@ import json
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from rules.alerts import fingerprint
+from tests.driver.app import Client
 from tests.router.conftest import (
     AM_HEADERS,
     READ_TOKEN,
@@ -61,12 +61,12 @@ EXPECTED: dict[str, list[dict[str, Any]]] = {
 }
 
 
-async def post(client: TestClient, body: bytes | str, **headers: str) -> tuple[int, Any]:
+async def post(client: Client, body: bytes | str, **headers: str) -> tuple[int, Any]:
     resp = await client.post(RECEIVER, data=body, headers={**AM_HEADERS, **headers})
     return resp.status, await resp.json()
 
 
-async def show(client: TestClient, ref: str) -> dict[str, Any]:
+async def show(client: Client, ref: str) -> dict[str, Any]:
     resp = await client.get(f"/api/v1/incidents/{ref}", headers=READ_TOKEN)
     assert resp.status == 200
     data: dict[str, Any] = await resp.json()
