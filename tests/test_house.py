@@ -1,4 +1,4 @@
-"""The house stays in order: imports flow one way between the rooms and never in a circle.
+"""The house stays in order: one-way imports, no circles, small modules, strict types.
 
 ARCHITECTURE.md draws the rooms; this test holds the code to that drawing. Every import counts:
 module level, inside functions (a lazy import still ties two modules together) and under
@@ -8,6 +8,8 @@ module level, inside functions (a lazy import still ties two modules together) a
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -202,3 +204,44 @@ def test_a_function_level_import_counts(tmp_path: Path) -> None:
     src.write_text("def f():\n    from rules.matrix import Matrix\n    return Matrix\n")
     modules = {"rules.matrix": ROOT / "rules" / "matrix.py", "escalation.x": src}
     assert list(imports_of("escalation.x", src, modules)) == [(2, "rules.matrix")]
+
+
+# -- small rooms: no module over 600 lines, no function over 60 ------------------------------
+
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 60
+
+
+def oversized() -> list[str]:
+    """Every product module and function over its size limit, as ``path:line: what``."""
+    found: list[str] = []
+    for path in product_modules().values():
+        rel = path.relative_to(ROOT)
+        source = path.read_text()
+        lines = source.count("\n")
+        if lines > MAX_MODULE_LINES:
+            found.append(f"{rel}: {lines} lines (limit {MAX_MODULE_LINES})")
+        for node in ast.walk(ast.parse(source, str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    found.append(
+                        f"{rel}:{node.lineno}: {node.name} is {length} lines "
+                        f"(limit {MAX_FUNCTION_LINES})"
+                    )
+    return found
+
+
+def test_no_module_or_function_over_its_size() -> None:
+    found = oversized()
+    assert not found, "split these:\n" + "\n".join(found)
+
+
+def test_mypy_strict_is_clean() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", *PACKAGES],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
