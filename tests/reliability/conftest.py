@@ -14,6 +14,7 @@ gets its own schema, dropped afterwards. Every wait is bounded and polls.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import sqlite3
@@ -27,6 +28,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.driver import metrics
 from tests.driver.config import postgres_store, sqlite_store
 from tests.driver.process import serve_config
 
@@ -191,15 +193,5 @@ def postgres_backend(dsn: str, schema: str, pool_max: int = 5) -> tuple[dict[str
 
 # -- metrics ------------------------------------------------------------------------------------
 
-
-def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float | None:
-    """The value of one sample in Prometheus text format, or None if absent."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and (
-                labels is None or all(s.labels.get(k) == v for k, v in labels.items())
-            ):
-                return float(s.value)
-    return None
+# The reliability tests read one sample by the labels that matter to them.
+metric_value = functools.partial(metrics.metric_value, exact=False)

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from escalation.store.base import IncidentFilter
 from router.runtime import Runtime
 from tests.driver.app import App, Client, MakeApp
 from tests.driver.config import LONDON_BUSINESS_HOURS, base_config, sqlite_store, write_config
+from tests.driver.metrics import metric_value
 from tests.driver.payloads import sample, sample_bytes
 
-__all__ = ["App", "MakeApp", "sample", "sample_bytes"]
+__all__ = ["App", "MakeApp", "metric_value", "sample", "sample_bytes"]
 
 SAMPLE_NAMES = (
     "alertmanager-0.25-firing.json",
@@ -121,16 +121,6 @@ async def harness(make_app: MakeApp, config_path: Path) -> App:
 def client(harness: App) -> Client:
     """The standard app's client."""
     return harness.client
-
-
-def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float | None:
-    """The value of sample ``name`` with exactly ``labels`` in exposition ``text``, or None."""
-    want = labels or {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and s.labels == want:
-                return float(s.value)
-    return None
 
 
 async def scrape(client: Client) -> str:
