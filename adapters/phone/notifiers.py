@@ -102,22 +102,6 @@ def sms_body(d: Delivery) -> str:
     return clean_text(" | ".join(parts), _BUNDLE_SMS_LIMIT - len(suffix)) + suffix
 
 
-class CallNotifier:
-    """The ``phone`` channel: a page is a call with a keypress menu; other kinds are texted."""
-
-    def __init__(self, provider: PhoneProvider) -> None:
-        self.provider = provider
-
-    async def notify(self, delivery: Delivery) -> DeliveryResult:
-        """Ring the person (page) or text them (resolved, reminder); one attempt."""
-        to = _phone_of(delivery)
-        if to is None:
-            return _no_phone(delivery)
-        if delivery.row.kind != "page":
-            return await self.provider.send_sms(to, sms_body(delivery))
-        return await self.provider.place_call(to, voice_page(delivery))
-
-
 class SmsNotifier:
     """The ``sms`` channel: one text per delivery (a bundle names every incident)."""
 
@@ -129,4 +113,17 @@ class SmsNotifier:
         to = _phone_of(delivery)
         if to is None:
             return _no_phone(delivery)
+        return await self.reach(to, delivery)
+
+    async def reach(self, to: str, delivery: Delivery) -> DeliveryResult:
         return await self.provider.send_sms(to, sms_body(delivery))
+
+
+class CallNotifier(SmsNotifier):
+    """The ``phone`` channel: a page is a call with a keypress menu; other kinds are texted."""
+
+    async def reach(self, to: str, delivery: Delivery) -> DeliveryResult:
+        """Ring the person (page) or text them (resolved, reminder); one attempt."""
+        if delivery.row.kind != "page":
+            return await super().reach(to, delivery)
+        return await self.provider.place_call(to, voice_page(delivery))

@@ -18,6 +18,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
 
+from prometheus_client import Histogram
+
 from escalation.engine.clock import Clock
 from escalation.engine.metrics import EscalationMetrics
 from escalation.incidents.actions import Action, IllegalTransition, decide_action
@@ -501,22 +503,29 @@ class EscalationService:
             self._observe_resolved(new)
 
     def _observe_ack(self, inc: IncidentRecord) -> None:
-        if inc.acknowledged_at is None:
-            return
-        took = (inc.acknowledged_at - inc.opened_at).total_seconds()
-        self.metrics.ack_seconds.labels(inc.severity).observe(took)
-        target = inc.level.get("ack_target")
-        if target is not None and took > float(target):
-            self.metrics.sla_breaches.labels("ack", inc.severity).inc()
+        self._observe(inc, inc.acknowledged_at, "ack", self.metrics.ack_seconds, "ack_target")
 
     def _observe_resolved(self, inc: IncidentRecord) -> None:
-        if inc.resolved_at is None:
+        self._observe(
+            inc, inc.resolved_at, "resolve", self.metrics.resolution_seconds, "resolve_target"
+        )
+
+    def _observe(
+        self,
+        inc: IncidentRecord,
+        at: datetime | None,
+        kind: str,
+        histogram: Histogram,
+        target_key: str,
+    ) -> None:
+        """Time from open to ``at`` into ``histogram``; a breach of the level's target counted."""
+        if at is None:
             return
-        took = (inc.resolved_at - inc.opened_at).total_seconds()
-        self.metrics.resolution_seconds.labels(inc.severity).observe(took)
-        target = inc.level.get("resolve_target")
+        took = (at - inc.opened_at).total_seconds()
+        histogram.labels(inc.severity).observe(took)
+        target = inc.level.get(target_key)
         if target is not None and took > float(target):
-            self.metrics.sla_breaches.labels("resolve", inc.severity).inc()
+            self.metrics.sla_breaches.labels(kind, inc.severity).inc()
 
     def _after(self, ch: Changes) -> None:
         if ch.new_steps or ch.new_outbox or ch.step_reschedules:
