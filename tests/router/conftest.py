@@ -1,7 +1,7 @@
 """The HTTP receiver's tests: their config, and the app (the whole-app driver's) serving it.
 
 The config (``router_config``) has a SQLite store, two rotated bearer tokens, one basic-auth
-pair, a read and a write API token, one rule file and the default matrix preset; ``harness`` is
+pair, a read and a write API token, one rule file and the default matrix preset; ``app`` is
 the app in-process on a virtual clock, with no engine loop.
 """
 
@@ -112,15 +112,15 @@ def config_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def harness(make_app: MakeApp, config_path: Path) -> App:
+async def app(make_app: MakeApp, config_path: Path) -> App:
     """The standard app: the standard config, served in-process (no engine loop)."""
     return await make_app(config_path, start=START)
 
 
 @pytest.fixture
-def client(harness: App) -> Client:
+def client(app: App) -> Client:
     """The standard app's client."""
-    return harness.client
+    return app.client
 
 
 async def scrape(client: Client) -> str:

@@ -48,16 +48,16 @@ async def post_receiver(client: Client, headers: dict[str, str]) -> tuple[int, A
 
 
 @pytest.mark.parametrize("headers", [BEARER_A, BEARER_B], ids=["tok-a", "tok-b"])
-async def test_each_rotated_bearer_token_is_accepted(harness: App, headers: dict[str, str]) -> None:
-    status, challenge, body = await post_receiver(harness.client, headers)
+async def test_each_rotated_bearer_token_is_accepted(app: App, headers: dict[str, str]) -> None:
+    status, challenge, body = await post_receiver(app.client, headers)
     assert status == 200
     assert challenge is None
     assert body["status"] == "accepted"
-    assert await incident_count(harness.rt) == 1
+    assert await incident_count(app.rt) == 1
 
 
-async def test_bearer_scheme_name_is_case_insensitive(harness: App) -> None:
-    status, _, _ = await post_receiver(harness.client, {"Authorization": "bearer tok-a"})
+async def test_bearer_scheme_name_is_case_insensitive(app: App) -> None:
+    status, _, _ = await post_receiver(app.client, {"Authorization": "bearer tok-a"})
     assert status == 200
 
 
@@ -105,19 +105,19 @@ UNAUTHORIZED: list[tuple[str, dict[str, str], str]] = [
     ("headers", "detail"), [u[1:] for u in UNAUTHORIZED], ids=[u[0] for u in UNAUTHORIZED]
 )
 async def test_bad_credentials_get_401_with_challenge(
-    harness: App, headers: dict[str, str], detail: str
+    app: App, headers: dict[str, str], detail: str
 ) -> None:
-    status, challenge, body = await post_receiver(harness.client, headers)
+    status, challenge, body = await post_receiver(app.client, headers)
     assert status == 401
     assert challenge == RECEIVER_CHALLENGE
     assert body["error"] == "unauthorized"
     assert detail in body["detail"]
     assert body["path"] == ""
-    assert await incident_count(harness.rt) == 0
+    assert await incident_count(app.rt) == 0
 
 
-async def test_basic_auth_right_credentials(harness: App) -> None:
-    status, challenge, body = await post_receiver(harness.client, basic("am", "pw"))
+async def test_basic_auth_right_credentials(app: App) -> None:
+    status, challenge, body = await post_receiver(app.client, basic("am", "pw"))
     assert status == 200
     assert challenge is None
     assert body["alerts"][0]["severity"] == "P0"
@@ -148,16 +148,16 @@ async def _raw_post(client: Client, authorization: bytes) -> bytes:
     [b"Bearer t\xffk", b"Bearer t\xc3\xb6k", b"Basic t\xffk", b"Basic \xc3\xa9"],
     ids=["bearer-invalid-utf8", "bearer-utf8", "basic-invalid-utf8", "basic-utf8"],
 )
-async def test_non_ascii_credentials_are_401_not_500(harness: App, authorization: bytes) -> None:
-    response = await _raw_post(harness.client, authorization)
+async def test_non_ascii_credentials_are_401_not_500(app: App, authorization: bytes) -> None:
+    response = await _raw_post(app.client, authorization)
     assert response.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
     assert b"\r\nWWW-Authenticate: " + RECEIVER_CHALLENGE.encode() + b"\r\n" in response
     assert b'"error": "unauthorized"' in response
 
 
-async def test_authentication_comes_before_reading_the_body(harness: App) -> None:
+async def test_authentication_comes_before_reading_the_body(app: App) -> None:
     """An unauthenticated caller learns nothing about size limits or payload validation."""
-    resp = await harness.client.post(
+    resp = await app.client.post(
         RECEIVER, data=b"x" * (MAX_BODY + 1), headers={"Content-Type": "text/plain"}
     )
     assert resp.status == 401
@@ -280,8 +280,8 @@ def _ids(endpoints: list[tuple[str, str]]) -> list[str]:
 
 
 @pytest.mark.parametrize(("method", "path"), WRITE_ENDPOINTS, ids=_ids(WRITE_ENDPOINTS))
-async def test_read_token_on_write_endpoint_is_403(harness: App, method: str, path: str) -> None:
-    resp = await harness.client.request(method, path, headers=READ_TOKEN)
+async def test_read_token_on_write_endpoint_is_403(app: App, method: str, path: str) -> None:
+    resp = await app.client.request(method, path, headers=READ_TOKEN)
     assert resp.status == 403
     assert "WWW-Authenticate" not in resp.headers
     assert await resp.json() == {
@@ -305,26 +305,24 @@ API_UNAUTHORIZED = [
     ("headers", "detail"), [a[1:] for a in API_UNAUTHORIZED], ids=[a[0] for a in API_UNAUTHORIZED]
 )
 async def test_api_without_valid_token_is_401(
-    harness: App, method: str, path: str, headers: dict[str, str], detail: str
+    app: App, method: str, path: str, headers: dict[str, str], detail: str
 ) -> None:
-    resp = await harness.client.request(method, path, headers=headers)
+    resp = await app.client.request(method, path, headers=headers)
     assert resp.status == 401
     assert resp.headers["WWW-Authenticate"] == API_CHALLENGE
     assert await resp.json() == {"error": "unauthorized", "detail": detail, "path": ""}
 
 
-async def test_write_token_may_reload(harness: App) -> None:
-    resp = await harness.client.post("/-/reload", headers=WRITE_TOKEN)
+async def test_write_token_may_reload(app: App) -> None:
+    resp = await app.client.post("/-/reload", headers=WRITE_TOKEN)
     assert resp.status == 200
     assert await resp.json() == {"status": "reloaded"}
 
 
 @pytest.mark.parametrize("token", [READ_TOKEN, WRITE_TOKEN], ids=["read", "write"])
-async def test_read_and_write_tokens_may_list_incidents(
-    harness: App, token: dict[str, str]
-) -> None:
-    await post_receiver(harness.client, BEARER_A)
-    resp = await harness.client.get("/api/v1/incidents", headers=token)
+async def test_read_and_write_tokens_may_list_incidents(app: App, token: dict[str, str]) -> None:
+    await post_receiver(app.client, BEARER_A)
+    resp = await app.client.get("/api/v1/incidents", headers=token)
     assert resp.status == 200
     incidents = (await resp.json())["incidents"]
     assert [(i["key"], i["severity"], i["status"]) for i in incidents] == [
@@ -332,8 +330,8 @@ async def test_read_and_write_tokens_may_list_incidents(
     ]
 
 
-async def test_write_token_reaches_the_write_handler(harness: App) -> None:
+async def test_write_token_reaches_the_write_handler(app: App) -> None:
     """Past auth, acking a missing incident is the handler's own 404."""
-    resp = await harness.client.post("/api/v1/incidents/1/ack", headers=WRITE_TOKEN)
+    resp = await app.client.post("/api/v1/incidents/1/ack", headers=WRITE_TOKEN)
     assert resp.status == 404
     assert await resp.json() == {"error": "not found", "detail": "no incident '1'", "path": "id"}

@@ -20,56 +20,54 @@ from tests.router.conftest import (
 ROUTE = {"route": RECEIVER}
 
 
-async def test_healthz(harness: App) -> None:
-    resp = await harness.client.get("/healthz")
+async def test_healthz(app: App) -> None:
+    resp = await app.client.get("/healthz")
     assert resp.status == 200
     assert await resp.json() == {"status": "ok"}
 
 
-async def test_readyz_with_store_open(harness: App) -> None:
-    resp = await harness.client.get("/readyz")
+async def test_readyz_with_store_open(app: App) -> None:
+    resp = await app.client.get("/readyz")
     assert resp.status == 200
     assert await resp.json() == {"status": "ready"}
 
 
-async def test_readyz_503_once_store_closed_while_healthz_stays_200(harness: App) -> None:
-    await harness.rt.store.close()
-    resp = await harness.client.get("/readyz")
+async def test_readyz_503_once_store_closed_while_healthz_stays_200(app: App) -> None:
+    await app.rt.store.close()
+    resp = await app.client.get("/readyz")
     assert resp.status == 503
     body = await resp.json()
     assert body["status"] == "unavailable"
-    assert body["problems"] == [f"store: SQLite store {harness.db_path} is not open"]
-    resp = await harness.client.get("/healthz")
+    assert body["problems"] == [f"store: SQLite store {app.db_path} is not open"]
+    resp = await app.client.get("/healthz")
     assert resp.status == 200
 
 
-async def test_readyz_503_when_database_file_vanishes(harness: App) -> None:
-    harness.db_path.unlink()
-    resp = await harness.client.get("/readyz")
+async def test_readyz_503_when_database_file_vanishes(app: App) -> None:
+    app.db_path.unlink()
+    resp = await app.client.get("/readyz")
     assert resp.status == 503
     (problem,) = (await resp.json())["problems"]
     assert problem.startswith("store: SQLite file ")
     assert "t.db is gone" in problem
 
 
-async def test_receiver_answers_503_not_4xx_when_store_is_down(harness: App) -> None:
+async def test_receiver_answers_503_not_4xx_when_store_is_down(app: App) -> None:
     """Alertmanager retries 5xx only: a store outage must not look like bad input."""
-    await harness.rt.store.close()
-    resp = await harness.client.post(
-        RECEIVER, data=sample_bytes(SAMPLE_NAMES[0]), headers=AM_HEADERS
-    )
+    await app.rt.store.close()
+    resp = await app.client.post(RECEIVER, data=sample_bytes(SAMPLE_NAMES[0]), headers=AM_HEADERS)
     assert resp.status == 503
     assert await resp.json() == {
         "error": "store unavailable",
         "detail": "the notification was not stored; retry",
         "path": "",
     }
-    text = await scrape(harness.client)
+    text = await scrape(app.client)
     assert metric_value(text, "tocsin_http_requests_total", {**ROUTE, "code": "503"}) == 1
 
 
-async def test_metrics_exposition_format(harness: App) -> None:
-    resp = await harness.client.get("/metrics")
+async def test_metrics_exposition_format(app: App) -> None:
+    resp = await app.client.get("/metrics")
     assert resp.status == 200
     assert resp.content_type == "text/plain"
     text = await resp.text()
@@ -79,8 +77,8 @@ async def test_metrics_exposition_format(harness: App) -> None:
     assert "# TYPE tocsin_alerts_classified_total counter" in text
 
 
-async def test_metrics_count_exactly_after_the_samples(harness: App) -> None:
-    c = harness.client
+async def test_metrics_count_exactly_after_the_samples(app: App) -> None:
+    c = app.client
     for name in SAMPLE_NAMES:
         resp = await c.post(RECEIVER, data=sample_bytes(name), headers=AM_HEADERS)
         assert resp.status == 200
@@ -125,15 +123,15 @@ async def test_metrics_count_exactly_after_the_samples(harness: App) -> None:
     assert metric_value(text, "tocsin_alerts_unknown_severity_total") == 0
 
 
-async def test_unknown_trusted_severity_is_counted_not_dropped(harness: App) -> None:
+async def test_unknown_trusted_severity_is_counted_not_dropped(app: App) -> None:
     d = sample("alertmanager-0.25-firing.json")
     d["alerts"][0]["labels"]["severity"] = "apocalyptic"
     d["alerts"][0].pop("fingerprint")
-    resp = await harness.client.post(RECEIVER, data=json.dumps(d), headers=AM_HEADERS)
+    resp = await app.client.post(RECEIVER, data=json.dumps(d), headers=AM_HEADERS)
     assert resp.status == 200
     (alert,) = (await resp.json())["alerts"]
     assert alert["severity"] == "P3"  # the config's default severity
-    text = await scrape(harness.client)
+    text = await scrape(app.client)
     assert metric_value(text, "tocsin_alerts_unknown_severity_total") == 1
     assert (
         metric_value(
@@ -145,8 +143,8 @@ async def test_unknown_trusted_severity_is_counted_not_dropped(harness: App) -> 
     )
 
 
-async def test_health_and_metrics_routes_are_counted(harness: App) -> None:
-    c = harness.client
+async def test_health_and_metrics_routes_are_counted(app: App) -> None:
+    c = app.client
     for _ in range(3):
         assert (await c.get("/healthz")).status == 200
     assert (await c.get("/readyz")).status == 200
@@ -159,9 +157,9 @@ async def test_health_and_metrics_routes_are_counted(harness: App) -> None:
     )
 
 
-async def test_unknown_paths_share_one_route_label(harness: App) -> None:
+async def test_unknown_paths_share_one_route_label(app: App) -> None:
     """Arbitrary paths must not mint new label values (unbounded metric cardinality)."""
-    c = harness.client
+    c = app.client
     for path in ("/nope", "/api/v1/nope/1", "/x" * 20):
         resp = await c.get(path)
         assert resp.status == 404
@@ -173,19 +171,19 @@ async def test_unknown_paths_share_one_route_label(harness: App) -> None:
     assert "/nope" not in text
 
 
-async def test_wrong_method_on_receiver_is_json_405(harness: App) -> None:
-    resp = await harness.client.get(RECEIVER, headers=AM_HEADERS)
+async def test_wrong_method_on_receiver_is_json_405(app: App) -> None:
+    resp = await app.client.get(RECEIVER, headers=AM_HEADERS)
     assert resp.status == 405
     assert resp.headers["Allow"] == "POST"
     assert (await resp.json())["path"] == RECEIVER
 
 
 async def test_the_incident_api_answers_503_with_the_stores_words_when_it_is_down(
-    harness: App,
+    app: App,
 ) -> None:
     """Store failures leave the service as one error type; the API says what the store said."""
-    await harness.rt.store.close()
-    resp = await harness.client.get("/api/v1/incidents", headers=READ_TOKEN)
+    await app.rt.store.close()
+    resp = await app.client.get("/api/v1/incidents", headers=READ_TOKEN)
     body = await resp.json()
     assert resp.status == 503
     assert (body["error"], body["path"]) == ("store unavailable", "")

@@ -393,8 +393,8 @@ async def _assert_nothing_stored(h: App) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-async def test_bad_body_is_refused_precisely(harness: App, case: Case) -> None:
-    resp = await harness.client.post(
+async def test_bad_body_is_refused_precisely(app: App, case: Case) -> None:
+    resp = await app.client.post(
         RECEIVER,
         data=case.body,
         headers={**BEARER_A, **case.headers},
@@ -407,7 +407,7 @@ async def test_bad_body_is_refused_precisely(harness: App, case: Case) -> None:
     assert body["error"] == case.error
     assert case.detail in body["detail"]
     assert body["path"] == case.path
-    await _assert_nothing_stored(harness)
+    await _assert_nothing_stored(app)
 
 
 # Every field Alertmanager sends, and values of the wrong JSON type for it: each is a 400
@@ -456,22 +456,22 @@ def _set(dotted: str, value: Any) -> bytes:
     ids=[f"{f}={json.dumps(v)}" for f, v, _, _ in GRID],
 )
 async def test_wrong_type_names_the_field(
-    harness: App, field: str, value: Any, path: str, detail: str
+    app: App, field: str, value: Any, path: str, detail: str
 ) -> None:
-    resp = await harness.client.post(RECEIVER, data=_set(field, value), headers=AM_HEADERS)
+    resp = await app.client.post(RECEIVER, data=_set(field, value), headers=AM_HEADERS)
     assert resp.status == 400
     body = await resp.json()
     assert body["path"] == path
     assert body["error"] == ("unsupported version" if field == "version" else INVALID_PAYLOAD)
     assert detail in body["detail"]
-    assert await incident_count(harness.rt) == 0
+    assert await incident_count(app.rt) == 0
 
 
 # -- size limits ------------------------------------------------------------------------------
 
 
 async def test_declared_length_over_limit_is_refused_before_the_body_is_read(
-    harness: App,
+    app: App,
 ) -> None:
     """The body generator stalls after its first chunk: a 413 can only come from the header."""
     stalled = asyncio.Event()
@@ -489,7 +489,7 @@ async def test_declared_length_over_limit_is_refused_before_the_body_is_read(
 
     try:
         resp = await asyncio.wait_for(
-            harness.client.post(
+            app.client.post(
                 RECEIVER,
                 data=body(),
                 headers={**AM_HEADERS, "Content-Length": str(MAX_BODY * 10)},
@@ -506,28 +506,28 @@ async def test_declared_length_over_limit_is_refused_before_the_body_is_read(
         assert chunks_sent == 1
     finally:
         release.set()
-    await _assert_nothing_stored(harness)
+    await _assert_nothing_stored(app)
 
 
-async def test_declared_length_one_over_limit(harness: App) -> None:
+async def test_declared_length_one_over_limit(app: App) -> None:
     raw = sample_bytes(FIRING)
     body = raw + b" " * (MAX_BODY + 1 - len(raw))
     assert len(body) == MAX_BODY + 1
-    resp = await harness.client.post(RECEIVER, data=body, headers=AM_HEADERS)
+    resp = await app.client.post(RECEIVER, data=body, headers=AM_HEADERS)
     assert resp.status == 413
     assert await resp.json() == {
         "error": "body too large",
         "detail": f"{MAX_BODY + 1} bytes declared; the limit is {MAX_BODY}",
         "path": "",
     }
-    await _assert_nothing_stored(harness)
+    await _assert_nothing_stored(app)
 
 
-async def test_body_exactly_at_limit_is_accepted(harness: App) -> None:
+async def test_body_exactly_at_limit_is_accepted(app: App) -> None:
     raw = sample_bytes(FIRING)
     body = raw + b" " * (MAX_BODY - len(raw))  # JSON allows trailing whitespace
     assert len(body) == MAX_BODY
-    resp = await harness.client.post(RECEIVER, data=body, headers=AM_HEADERS)
+    resp = await app.client.post(RECEIVER, data=body, headers=AM_HEADERS)
     assert resp.status == 200
     assert (await resp.json())["alerts"][0]["fingerprint"] == "7db01aa399468675"
 
@@ -540,10 +540,10 @@ def _chunked(payload: bytes, size: int = 1024) -> Callable[[], AsyncIterator[byt
     return gen
 
 
-async def test_chunked_body_growing_past_limit_is_refused(harness: App) -> None:
+async def test_chunked_body_growing_past_limit_is_refused(app: App) -> None:
     raw = sample_bytes(FIRING)
     payload = raw + b" " * (MAX_BODY * 3)
-    resp = await harness.client.post(RECEIVER, data=_chunked(payload)(), headers=AM_HEADERS)
+    resp = await app.client.post(RECEIVER, data=_chunked(payload)(), headers=AM_HEADERS)
     assert "Content-Length" not in resp.request_info.headers
     assert resp.request_info.headers["Transfer-Encoding"] == "chunked"
     assert resp.status == 413
@@ -552,36 +552,36 @@ async def test_chunked_body_growing_past_limit_is_refused(harness: App) -> None:
         "detail": f"more than {MAX_BODY} bytes sent; the limit is {MAX_BODY}",
         "path": "",
     }
-    await _assert_nothing_stored(harness)
+    await _assert_nothing_stored(app)
 
 
-async def test_chunked_body_within_limit_is_accepted(harness: App) -> None:
+async def test_chunked_body_within_limit_is_accepted(app: App) -> None:
     raw = sample_bytes(FIRING)
     payload = raw + b" " * (MAX_BODY - len(raw))
-    resp = await harness.client.post(RECEIVER, data=_chunked(payload, 100)(), headers=AM_HEADERS)
+    resp = await app.client.post(RECEIVER, data=_chunked(payload, 100)(), headers=AM_HEADERS)
     assert resp.request_info.headers["Transfer-Encoding"] == "chunked"
     assert resp.status == 200
-    assert await incident_count(harness.rt) == 1
+    assert await incident_count(app.rt) == 1
 
 
 # -- the server survives all of it ------------------------------------------------------------
 
 
-async def test_server_keeps_serving_after_every_bad_case(harness: App) -> None:
+async def test_server_keeps_serving_after_every_bad_case(app: App) -> None:
     for case in CASES:
-        resp = await harness.client.post(
+        resp = await app.client.post(
             RECEIVER,
             data=case.body,
             headers={**BEARER_A, **case.headers},
             skip_auto_headers=case.skip_auto,
         )
         assert resp.status == case.status, case.id
-    assert await incident_count(harness.rt) == 0
+    assert await incident_count(app.rt) == 0
     for name in SAMPLE_NAMES:
-        resp = await harness.client.post(RECEIVER, data=sample_bytes(name), headers=AM_HEADERS)
+        resp = await app.client.post(RECEIVER, data=sample_bytes(name), headers=AM_HEADERS)
         assert resp.status == 200
-    assert await incident_count(harness.rt) == 2
-    text = await scrape(harness.client)
+    assert await incident_count(app.rt) == 2
+    text = await scrape(app.client)
     code = {"route": RECEIVER}
     assert metric_value(text, "tocsin_http_requests_total", {**code, "code": "200"}) == 3
     expected = {str(s): sum(1 for c in CASES if c.status == s) for s in {c.status for c in CASES}}

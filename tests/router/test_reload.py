@@ -81,13 +81,13 @@ def line_of(path: Path, needle: str) -> int:
 # -- POST /-/reload ---------------------------------------------------------------------------
 
 
-async def test_reload_applies_a_changed_default(harness: App) -> None:
-    c = harness.client
+async def test_reload_applies_a_changed_default(app: App) -> None:
+    c = app.client
     assert await classify(c, 1) == ("P3", "default")
     ok, ts0 = await reload_gauges(c)
     assert ok == 1
     assert ts0 is not None
-    set_default(harness.path, "    severity: P2")
+    set_default(app.path, "    severity: P2")
     assert await reload(c) == (200, {"status": "reloaded"})
     assert await classify(c, 2) == ("P2", "default")
     ok, ts1 = await reload_gauges(c)
@@ -95,10 +95,10 @@ async def test_reload_applies_a_changed_default(harness: App) -> None:
     assert ts1 is not None and ts1 > ts0
 
 
-async def test_reload_picks_up_a_new_rule_file(harness: App) -> None:
-    c = harness.client
+async def test_reload_picks_up_a_new_rule_file(app: App) -> None:
+    c = app.client
     assert await classify(c, 1) == ("P3", "default")
-    (harness.path.parent / "rules" / "zz-disk.yaml").write_text(
+    (app.path.parent / "rules" / "zz-disk.yaml").write_text(
         "rules:\n  - name: disk-full\n    match: 'alertname=\"DiskFull\"'\n    severity: high\n"
     )
     assert (await reload(c))[0] == 200
@@ -106,10 +106,10 @@ async def test_reload_picks_up_a_new_rule_file(harness: App) -> None:
     assert await classify(c, 3, "Other") == ("P3", "default")
 
 
-async def test_reload_rotates_receiver_credentials(harness: App) -> None:
-    c = harness.client
+async def test_reload_rotates_receiver_credentials(app: App) -> None:
+    c = app.client
     receiver = '    bearer_tokens: ["tok-b", "tok-c"]\n    basic_auth:\n      - {username: am, password: pw}'
-    router_config(harness.path.parent, receiver_auth=receiver)
+    router_config(app.path.parent, receiver_auth=receiver)
     assert (await reload(c))[0] == 200
     resp = await c.post(RECEIVER, data=probe_body(), headers=AM_HEADERS)  # tok-a
     assert resp.status == 401
@@ -153,11 +153,9 @@ BROKEN: dict[str, Callable[[Path], tuple[int, int, str]]] = {
 
 
 @pytest.mark.parametrize("breakage", list(BROKEN), ids=list(BROKEN))
-async def test_broken_config_is_refused_and_old_one_keeps_running(
-    harness: App, breakage: str
-) -> None:
-    c = harness.client
-    path = harness.path
+async def test_broken_config_is_refused_and_old_one_keeps_running(app: App, breakage: str) -> None:
+    c = app.client
+    path = app.path
     good = path.read_text()
     _, ts0 = await reload_gauges(c)
     line, column, message = BROKEN[breakage](path)
@@ -184,10 +182,10 @@ async def test_broken_config_is_refused_and_old_one_keeps_running(
     assert ts1 is not None and ts0 is not None and ts1 > ts0
 
 
-async def test_broken_rule_file_points_into_that_file(harness: App) -> None:
-    c = harness.client
+async def test_broken_rule_file_points_into_that_file(app: App) -> None:
+    c = app.client
     _, ts0 = await reload_gauges(c)
-    rules = harness.path.parent / "rules" / "main.yaml"
+    rules = app.path.parent / "rules" / "main.yaml"
     good_rules = rules.read_text()
     rules.write_text(
         good_rules.replace("match: 'alertname=\"InstanceDown\"'", "match: 'alertname=~\"(\"'")
@@ -203,9 +201,9 @@ async def test_broken_rule_file_points_into_that_file(harness: App) -> None:
     assert await classify(c, 1) == ("P3", "default")
 
 
-async def test_rule_naming_an_unknown_severity_is_refused(harness: App) -> None:
-    c = harness.client
-    extra = harness.path.parent / "rules" / "zz.yaml"
+async def test_rule_naming_an_unknown_severity_is_refused(app: App) -> None:
+    c = app.client
+    extra = app.path.parent / "rules" / "zz.yaml"
     extra.write_text(
         "rules:\n  - name: bogus\n    match: 'alertname=\"DiskFull\"'\n    severity: P9\n"
     )
@@ -218,22 +216,22 @@ async def test_rule_naming_an_unknown_severity_is_refused(harness: App) -> None:
     assert await classify(c, 1) == ("P3", "default")
 
 
-async def test_missing_config_file_is_refused(harness: App) -> None:
-    c = harness.client
-    harness.path.unlink()
+async def test_missing_config_file_is_refused(app: App) -> None:
+    c = app.client
+    app.path.unlink()
     status, body = await reload(c)
     assert status == 400
     (problem,) = body["problems"]
-    assert problem["file"] == str(harness.path)
+    assert problem["file"] == str(app.path)
     assert "cannot read file" in problem["message"]
     assert (await reload_gauges(c))[0] == 0
     assert await classify(c, 1) == ("P3", "default")
 
 
-async def test_incident_api_still_works_after_a_failed_reload(harness: App) -> None:
-    c = harness.client
+async def test_incident_api_still_works_after_a_failed_reload(app: App) -> None:
+    c = app.client
     await classify(c, 1)
-    set_default(harness.path, "    severity: P1: 2")
+    set_default(app.path, "    severity: P1: 2")
     assert (await reload(c))[0] == 400
     resp = await c.get("/api/v1/incidents", headers=READ_TOKEN)
     assert resp.status == 200

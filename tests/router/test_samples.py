@@ -95,20 +95,20 @@ def test_go_style_encoder_reproduces_the_fixtures() -> None:
 
 
 @pytest.mark.parametrize("name", SAMPLE_NAMES)
-async def test_sample_is_accepted_byte_for_byte(harness: App, name: str) -> None:
-    status, body = await post(harness.client, sample_bytes(name))
+async def test_sample_is_accepted_byte_for_byte(app: App, name: str) -> None:
+    status, body = await post(app.client, sample_bytes(name))
     assert status == 200
     assert body["status"] == "accepted"
     assert body["alerts"] == EXPECTED[name]
 
 
-async def test_firing_then_resolved_opens_and_resolves_one_incident(harness: App) -> None:
-    status, opened = await post(harness.client, sample_bytes(FIRING))
+async def test_firing_then_resolved_opens_and_resolves_one_incident(app: App) -> None:
+    status, opened = await post(app.client, sample_bytes(FIRING))
     assert status == 200
     assert [(i["key"], i["action"], i["status"]) for i in opened["incidents"]] == [
         ("HighErrorRate/api", "opened", "triggered")
     ]
-    status, resolved = await post(harness.client, sample_bytes(RESOLVED))
+    status, resolved = await post(app.client, sample_bytes(RESOLVED))
     assert status == 200
     assert [(i["key"], i["action"], i["status"]) for i in resolved["incidents"]] == [
         ("HighErrorRate/api", "resolved", "resolved")
@@ -116,9 +116,9 @@ async def test_firing_then_resolved_opens_and_resolves_one_incident(harness: App
     assert resolved["incidents"][0]["incident"] == opened["incidents"][0]["incident"]
 
 
-async def test_go_escapes_and_quoted_receiver_are_decoded(harness: App) -> None:
-    _, body = await post(harness.client, sample_bytes(FIRING))
-    inc = await show(harness.client, body["incidents"][0]["incident"])
+async def test_go_escapes_and_quoted_receiver_are_decoded(app: App) -> None:
+    _, body = await post(app.client, sample_bytes(FIRING))
+    inc = await show(app.client, body["incidents"][0]["incident"])
     assert inc["receiver"] == "web.hook"
     assert inc["group_key"] == '{}:{alertname="HighErrorRate", service="api"}'
     (alert,) = inc["alerts"]
@@ -130,34 +130,34 @@ async def test_go_escapes_and_quoted_receiver_are_decoded(harness: App) -> None:
     assert alert["ends_at"] is None
 
 
-async def test_resolved_alert_keeps_its_real_end(harness: App) -> None:
-    await post(harness.client, sample_bytes(FIRING))
-    _, body = await post(harness.client, sample_bytes(RESOLVED))
-    inc = await show(harness.client, body["incidents"][0]["incident"])
+async def test_resolved_alert_keeps_its_real_end(app: App) -> None:
+    await post(app.client, sample_bytes(FIRING))
+    _, body = await post(app.client, sample_bytes(RESOLVED))
+    inc = await show(app.client, body["incidents"][0]["incident"])
     assert inc["alerts"][0]["status"] == "resolved"
     assert inc["alerts"][0]["ends_at"] == "2026-11-22T12:53:28.310000+00:00"
 
 
-async def test_nine_fractional_digits_and_non_utc_offset(harness: App) -> None:
+async def test_nine_fractional_digits_and_non_utc_offset(app: App) -> None:
     d = sample(FIRING)
     d["alerts"][0]["startsAt"] = "2023-03-25T14:41:06.68943305+08:00"
     raw = encode(d)
     assert b'"startsAt":"2023-03-25T14:41:06.68943305+08:00"' in raw
-    status, body = await post(harness.client, raw)
+    status, body = await post(app.client, raw)
     assert status == 200
     assert body["alerts"] == [_HER]
-    inc = await show(harness.client, body["incidents"][0]["incident"])
+    inc = await show(app.client, body["incidents"][0]["incident"])
     # converted to UTC; Python keeps microseconds (the ninth digit is dropped, not rounded)
     assert inc["alerts"][0]["starts_at"] == "2023-03-25T06:41:06.689433+00:00"
 
 
-async def test_negative_offset_resolved_time(harness: App) -> None:
+async def test_negative_offset_resolved_time(app: App) -> None:
     d = sample(RESOLVED)
     d["alerts"][0]["endsAt"] = "2026-11-22T07:53:28.310000001-05:00"
-    await post(harness.client, sample_bytes(FIRING))
-    status, body = await post(harness.client, encode(d))
+    await post(app.client, sample_bytes(FIRING))
+    status, body = await post(app.client, encode(d))
     assert status == 200
-    inc = await show(harness.client, body["incidents"][0]["incident"])
+    inc = await show(app.client, body["incidents"][0]["incident"])
     assert inc["alerts"][0]["ends_at"] == "2026-11-22T12:53:28.310000+00:00"
 
 
@@ -177,25 +177,25 @@ def _v034(d: dict[str, Any], reason: str, route_labels: dict[str, str]) -> dict[
     ("name", "reason"),
     [(FIRING, "first notification"), (RESOLVED, "all alerts resolved"), (TWO, "new alerts added")],
 )
-async def test_notification_reason_and_route_labels(harness: App, name: str, reason: str) -> None:
+async def test_notification_reason_and_route_labels(app: App, name: str, reason: str) -> None:
     raw = encode(_v034(sample(name), reason, {"team": "api", "tier": "1"}))
     assert f'"notification_reason":"{reason}"'.encode() in raw
     assert b'"routeLabels":{"team":"api","tier":"1"}' in raw
-    status, body = await post(harness.client, raw)
+    status, body = await post(app.client, raw)
     assert status == 200
     assert body["alerts"] == EXPECTED[name]
 
 
 @pytest.mark.parametrize("name", SAMPLE_NAMES)
 async def test_v018_payload_without_fingerprint_gets_alertmanagers_fingerprint(
-    harness: App, name: str
+    app: App, name: str
 ) -> None:
     d = sample(name)
     originals = [a.pop("fingerprint") for a in d["alerts"]]
     d.pop("truncatedAlerts")  # also absent before v0.21
     raw = encode(d)
     assert b"fingerprint" not in raw
-    status, body = await post(harness.client, raw)
+    status, body = await post(app.client, raw)
     assert status == 200
     assert [a["fingerprint"] for a in body["alerts"]] == originals
     assert body["alerts"] == EXPECTED[name]
@@ -210,23 +210,23 @@ def test_fingerprint_function_matches_alertmanager_on_every_captured_alert() -> 
     assert seen == 4
 
 
-async def test_v020_payload_without_truncated_alerts(harness: App) -> None:
+async def test_v020_payload_without_truncated_alerts(app: App) -> None:
     d = sample(TWO)
     del d["truncatedAlerts"]
-    status, body = await post(harness.client, encode(d))
+    status, body = await post(app.client, encode(d))
     assert status == 200
     assert body["alerts"] == EXPECTED[TWO]
 
 
-async def test_truncated_group_is_accepted(harness: App) -> None:
+async def test_truncated_group_is_accepted(app: App) -> None:
     d = sample(TWO)
     d["truncatedAlerts"] = 3
-    status, body = await post(harness.client, encode(d))
+    status, body = await post(app.client, encode(d))
     assert status == 200
     assert body["alerts"] == EXPECTED[TWO]
 
 
-async def test_regex_escaped_receiver_names_the_default_incident_key(harness: App) -> None:
+async def test_regex_escaped_receiver_names_the_default_incident_key(app: App) -> None:
     """No rule sets a key for staging alerts, so the key is receiver + groupKey, unescaped."""
     d = sample(FIRING)
     d["receiver"] = "team-a\\.pager \\(prod\\)"  # QuoteMeta("team-a.pager (prod)")
@@ -234,39 +234,39 @@ async def test_regex_escaped_receiver_names_the_default_incident_key(harness: Ap
     del d["alerts"][0]["fingerprint"]
     raw = encode(d)
     assert b'"receiver":"team-a\\\\.pager \\\\(prod\\\\)"' in raw
-    status, body = await post(harness.client, raw)
+    status, body = await post(app.client, raw)
     assert status == 200
     (alert,) = body["alerts"]
     assert alert["incident_key"] is None
     assert alert["severity"] == "P0"  # still critical by its label
     (inc,) = body["incidents"]
     assert inc["key"] == 'team-a.pager (prod)/{}:{alertname="HighErrorRate", service="api"}'
-    full = await show(harness.client, inc["incident"])
+    full = await show(app.client, inc["incident"])
     assert full["receiver"] == "team-a.pager (prod)"
 
 
-async def test_unknown_fields_of_future_versions_are_ignored(harness: App) -> None:
+async def test_unknown_fields_of_future_versions_are_ignored(app: App) -> None:
     d = copy.deepcopy(sample(FIRING))
     d["someFutureField"] = {"nested": [1, 2]}
     d["alerts"][0]["silencedBy"] = []
-    status, body = await post(harness.client, encode(d))
+    status, body = await post(app.client, encode(d))
     assert status == 200
     assert body["alerts"] == [_HER]
 
 
-async def test_charset_parameter_on_content_type_is_accepted(harness: App) -> None:
+async def test_charset_parameter_on_content_type_is_accepted(app: App) -> None:
     status, body = await post(
-        harness.client, sample_bytes(FIRING), **{"Content-Type": "application/json; charset=utf-8"}
+        app.client, sample_bytes(FIRING), **{"Content-Type": "application/json; charset=utf-8"}
     )
     assert status == 200
     assert body["alerts"] == [_HER]
 
 
-async def test_alert_matching_no_rule_gets_the_default(harness: App) -> None:
+async def test_alert_matching_no_rule_gets_the_default(app: App) -> None:
     d = sample(FIRING)
     d["alerts"][0]["labels"] = {"alertname": "DiskFull", "instance": "db1"}
     del d["alerts"][0]["fingerprint"]
-    status, body = await post(harness.client, encode(d))
+    status, body = await post(app.client, encode(d))
     assert status == 200
     (alert,) = body["alerts"]
     assert (alert["severity"], alert["severity_name"], alert["rule"]) == ("P3", "SEV-4", "default")
