@@ -37,6 +37,7 @@ _INCIDENT: dict[str, _Kind] = {
     "labels": "json",
 }
 _ALERT: dict[str, _Kind] = {
+    "status": model.AlertStatus,
     "starts_at": "time",
     "ends_at": "time?",
     "labels": "json",
@@ -44,15 +45,21 @@ _ALERT: dict[str, _Kind] = {
     "first_seen": "time",
     "last_seen": "time",
 }
-_STEP: dict[str, _Kind] = {"due_at": "time", "state": model.StepState, "fired_at": "time?"}
+_STEP: dict[str, _Kind] = {
+    "kind": model.StepKind,
+    "due_at": "time",
+    "state": model.StepState,
+    "fired_at": "time?",
+}
 _OUTBOX: dict[str, _Kind] = {
+    "kind": model.OutboxKind,
     "created_at": "time",
     "not_before": "time",
     "state": model.OutboxState,
     "sent_at": "time?",
     "payload": "json",
 }
-_EVENT: dict[str, _Kind] = {"at": "time", "data": "json"}
+_EVENT: dict[str, _Kind] = {"at": "time", "kind": model.EventKind, "data": "json"}
 
 # The incident columns a statement binds besides id, number and version (which an insert and a
 # compare-and-set place differently).

@@ -4,14 +4,20 @@ statements, and the query protocol both backends drive."""
 from __future__ import annotations
 
 from dataclasses import fields
+from enum import Enum
 from typing import Any
 
 import pytest
 
 from escalation.incidents.model import (
+    AlertStatus,
     Changes,
     DeliveryOutcome,
+    EventKind,
+    OutboxKind,
     OutboxState,
+    Status,
+    StepKind,
     StepState,
 )
 from escalation.store.base import Conflict
@@ -86,6 +92,26 @@ def test_every_record_survives_params_then_read(dialect: Dialect) -> None:
         names = [f.name for f in fields(record)]
         row = dict(zip(names, table.params(record), strict=True))
         assert table.read(row) == record
+
+
+@pytest.mark.parametrize("dialect", [SQLITE, POSTGRES], ids=["sqlite", "postgres"])
+def test_kinds_and_statuses_read_back_as_their_enums(dialect: Dialect) -> None:
+    # The database hands back plain strings; records carry the domain's enums, not look-alikes.
+    t = tables(dialect)
+    cases: list[tuple[Table[Any], Any, str, type[Enum]]] = [
+        (t.incident, incident("a"), "status", Status),
+        (t.alert, alert("a", "fp-1"), "status", AlertStatus),
+        (t.step, step("s1", "a", due=m(5)), "kind", StepKind),
+        (t.step, step("s1", "a", due=m(5)), "state", StepState),
+        (t.outbox, outbox("o1", "a"), "kind", OutboxKind),
+        (t.outbox, outbox("o1", "a"), "state", OutboxState),
+        (t.event, event("a", m(7), "open", "opened"), "kind", EventKind),
+    ]
+    for table, record, name, enum in cases:
+        names = [f.name for f in fields(record)]
+        row = dict(zip(names, table.params(record), strict=True))
+        row = {k: v.value if isinstance(v, Enum) else v for k, v in row.items()}
+        assert type(getattr(table.read(row), name)) is enum, (table, name)
 
 
 def test_sqlite_params_store_instants_as_microseconds_and_json_as_text() -> None:
