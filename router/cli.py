@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from config.errors import ConfigError
 from config.load import LoadedConfig, load_config, load_rule_file
 from escalation.incidents.steps import level_tiers
+from router.terminal import escaped_output
 from rules.alerts import Alert, Notification
 from rules.classifier import Classifier
 from rules.durations import format_duration, parse_duration
@@ -148,7 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "incidents": _incidents,
         "review": _review,
     }
-    return handler[args.command](args)
+    if args.command == "serve":  # its output is the service's log, not a person's reading
+        return handler[args.command](args)
+    # Alert text reaches most of what the CLI prints: no print site may pass ESC through raw.
+    with escaped_output():
+        return handler[args.command](args)
 
 
 def _print_problems(e: ConfigError) -> None:

@@ -560,3 +560,27 @@ def test_a_usage_error_as_a_real_process() -> None:
     proc = run_subprocess("explain", "--config", "config/example.yaml", "--labels", "oops")
     assert proc.returncode == 2
     assert proc.stderr == "tocsin: error: --labels expects k=v[,k2=v2], got 'oops'\n"
+
+
+def test_explain_escapes_control_characters_from_alert_text(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An alert's labels and annotations must not drive the operator's terminal."""
+    code, out, err = run(
+        capsys,
+        "explain",
+        "--config",
+        "config/example.yaml",
+        "--labels",
+        "alertname=High\x1b[2J\x1b]0;owned\x07,env=production,service=api\u202e,severity=critical",
+        "--annotations",
+        "summary=fine\x1b[8m hidden\x9b31m",
+        "--at",
+        "2026-01-05T10:00:00Z",
+    )
+    assert (code, err) == (0, "")
+    assert not any(c in out for c in "\x1b\x07\x9b\u202e")
+    assert (
+        "Title:        High\\x1b[2J\\x1b]0;owned\\x07: fine\\x1b[8m hidden\\x9b31m"
+        in out.splitlines()
+    )

@@ -331,3 +331,16 @@ def test_simulate_with_a_missing_payload_exits_1(tmp_path: Path) -> None:
     r = run_cli("simulate", "--config", str(path), "--payload", str(tmp_path / "nope.json"))
     assert r.returncode == 1
     assert r.stderr.startswith(f"tocsin: error: cannot read {tmp_path / 'nope.json'}")
+
+
+def test_list_and_show_escape_control_characters(server: Server) -> None:
+    """A label value carrying ANSI escapes reaches the operator's screen visibly, not obeyed."""
+    inc_id = open_incident(server, "Evil\x1b[2J\x1b]0;owned\x07")["incident"]
+    for args in (("incidents", "list"), ("incidents", "show", inc_id), ("review", inc_id)):
+        r = server.cli(*args)
+        assert r.returncode == 0, r.stderr
+        assert "\x1b" not in r.stdout and "\x07" not in r.stdout, args
+        assert "Evil\\x1b[2J\\x1b]0;owned\\x07" in r.stdout, args
+    # JSON output stays JSON: the exact label value, escaped by JSON itself.
+    r = server.cli("incidents", "show", inc_id, "--json")
+    assert json.loads(r.stdout)["labels"]["alertname"] == "Evil\x1b[2J\x1b]0;owned\x07"
