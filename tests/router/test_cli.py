@@ -68,7 +68,7 @@ def test_check_the_example_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert err == ""
     assert out == (
         "SUCCESS: config/example.yaml: matrix 'default' (5 levels), 1 rule file(s), "
-        "3 rule(s), 0 polic(ies)\n"
+        "3 rule(s), 1 polic(ies)\n"
     )
 
 

@@ -1,0 +1,484 @@
+"""The README stays honest: what it tells a newcomer to run works as written.
+
+Each test reads the README itself, so it fails when the README drifts from the code (a command
+that no longer parses, a setting missing from the reference, a preset missing from the table)
+or the code drifts from the README (a route that answers differently, a quick start that no
+longer gets through).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import types
+import typing
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from config.schema import TocsinConfig
+from escalation.incidents.steps import Step
+from router.cli import build_parser, main
+from rules.matrix import load_preset, preset_names
+from tests.driver.app import MakeApp
+from tests.driver.process import free_port, http_status, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- reading the README
+
+
+def section(title: str) -> str:
+    """The README's section headed ``title`` (``## title`` or ``### title``), up to the next
+    heading of the same or a higher level (a ``#`` line inside a code block is no heading)."""
+    lines = README.splitlines(keepends=True)
+    start = next(
+        (i for i, line in enumerate(lines) if re.fullmatch(rf"#+ {re.escape(title)}\n", line)), None
+    )
+    assert start is not None, f"README.md has no section {title!r}"
+    level = len(lines[start]) - len(lines[start].lstrip("#"))
+    fenced = False
+    for i in range(start + 1, len(lines)):
+        fenced ^= lines[i].lstrip().startswith("```")
+        hashes = len(lines[i]) - len(lines[i].lstrip("#"))
+        if not fenced and 0 < hashes <= level and lines[i][hashes : hashes + 1] == " ":
+            return "".join(lines[start + 1 : i])
+    return "".join(lines[start + 1 :])
+
+
+def code_blocks(text: str, lang: str) -> list[str]:
+    """The ``lang`` fenced code blocks of ``text``, dedented (blocks may sit in a list item)."""
+    blocks = []
+    for m in re.finditer(rf"^( *)```{lang}\n(.*?)^ *```", text, re.M | re.S):
+        indent = len(m.group(1))
+        blocks.append("".join(line[indent:] for line in m.group(2).splitlines(keepends=True)))
+    return blocks
+
+
+def table(text: str, header: str) -> list[list[str]]:
+    """The rows (cells stripped, ``\\|`` unescaped) of the table whose header row starts with
+    ``| header |``."""
+    m = re.search(rf"^\| {re.escape(header)} \|.*\n\|[-| ]+\|\n((?:\|.*\|\n)*)", text, re.M)
+    assert m is not None, f"no table headed {header!r} in the README section"
+    rows = []
+    for line in m.group(1).splitlines():
+        cells = re.split(r"(?<!\\)\|", line.strip())[1:-1]
+        rows.append([c.strip().replace("\\|", "|") for c in cells])
+    return rows
+
+
+@dataclass
+class Command:
+    """One shell command of a README block: its ``NAME=value`` prefixes and its words."""
+
+    env: dict[str, str]
+    argv: list[str]
+
+
+def commands(block: str) -> list[Command]:
+    """The commands of a ``sh`` block: continuations joined, ``&&`` split, comments dropped;
+    ``export NAME=value`` becomes a command with an empty ``argv``."""
+    out = []
+    for line in _lines(block):
+        words = shlex.split(line, comments=True)
+        while words:
+            cut = words.index("&&") if "&&" in words else len(words)
+            cmd, words = words[:cut], words[cut + 1 :]
+            if cmd[:1] == ["export"]:
+                out.append(Command(dict(w.split("=", 1) for w in cmd[1:]), []))
+                continue
+            env = {}
+            while cmd and re.match(r"^[A-Z_][A-Z0-9_]*=", cmd[0]):
+                name, _, value = cmd.pop(0).partition("=")
+                env[name] = value
+            out.append(Command(env, cmd))
+    return out
+
+
+def _lines(block: str) -> Iterator[str]:
+    """The block's command lines: continuations joined, a quote left open spanning lines."""
+    pending = ""
+    for line in block.replace("\\\n", " ").splitlines():
+        pending = f"{pending}\n{line}" if pending else line
+        try:
+            shlex.split(pending, comments=True)
+        except ValueError:  # "No closing quotation": the command goes on
+            continue
+        yield pending
+        pending = ""
+    assert not pending, f"unterminated quote in a README block: {pending!r}"
+
+
+def tocsin_commands(text: str) -> list[Command]:
+    return [c for b in code_blocks(text, "sh") for c in commands(b) if c.argv[:1] == ["tocsin"]]
+
+
+# --------------------------------------------------------------------------- commands parse
+
+
+def test_every_tocsin_command_in_the_readme_parses() -> None:
+    found = tocsin_commands(README)
+    assert len(found) >= 5, "the README's code blocks should show tocsin commands"
+    for cmd in found:
+        try:
+            build_parser().parse_args(cmd.argv[1:])
+        except SystemExit as e:
+            pytest.fail(f"README command does not parse (exit {e.code}): {shlex.join(cmd.argv)}")
+
+
+# --------------------------------------------------------------------------- the quick start
+
+
+def newcomer_checkout(tmp: Path) -> Path:
+    """The files the quick start reads, at the paths it names (a fresh clone, in small)."""
+    shutil.copytree(ROOT / "config" / "rules", tmp / "config" / "rules")
+    shutil.copy(ROOT / "config" / "example.yaml", tmp / "config" / "example.yaml")
+    fixture = Path("tests/fixtures/alertmanager-0.25-firing.json")
+    (tmp / fixture.parent).mkdir(parents=True)
+    shutil.copy(ROOT / fixture, tmp / fixture)
+    return tmp
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without tocsin's settings (a newcomer's shell has none)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
+    env.pop("PYTHONWARNINGS", None)
+    path = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return {**env, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def run_tocsin(cmd: Command, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "router.cli", *cmd.argv[1:]],
+        cwd=cwd,
+        env={**env, **cmd.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def curl(cmd: Command, port: int, cwd: Path) -> tuple[int, Any]:
+    """Do what the README's ``curl`` line does (headers, ``--data-binary @file``, the URL)."""
+    headers: dict[str, str] = {}
+    data: bytes | None = None
+    url = ""
+    args = iter(cmd.argv[1:])
+    for arg in args:
+        if arg == "-H":
+            name, _, value = next(args).partition(":")
+            headers[name.strip()] = value.strip()
+        elif arg == "--data-binary":
+            data = (cwd / next(args).removeprefix("@")).read_bytes()
+        elif not arg.startswith("-"):
+            url = arg.replace("127.0.0.1:9095", f"127.0.0.1:{port}")
+    req = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return int(r.status), json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return int(e.code), e.read().decode(errors="replace")
+
+
+@dataclass
+class QuickStart:
+    """The quick start's commands, in the order the README gives them."""
+
+    serve: Command
+    curl: Command
+    others: list[Command] = field(default_factory=list)
+
+    @classmethod
+    def read(cls) -> QuickStart:
+        serve: Command | None = None
+        posted: Command | None = None
+        others: list[Command] = []
+        for block in code_blocks(section("Quick start"), "sh"):
+            for cmd in commands(block):
+                if cmd.argv[:2] == ["tocsin", "serve"]:
+                    serve = cmd
+                elif cmd.argv[:1] == ["curl"]:
+                    posted = cmd
+                elif not cmd.argv or cmd.argv[0] == "tocsin":
+                    others.append(cmd)
+        assert serve is not None, "the quick start should start `tocsin serve`"
+        assert posted is not None, "the quick start should post the sample payload with curl"
+        return cls(serve, posted, others)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """The quick start's ``tocsin serve`` line, run in a fresh checkout on a free port."""
+    cwd = newcomer_checkout(tmp_path)
+    qs = QuickStart.read()
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "router.cli", *qs.serve.argv[1:], "--listen", f"127.0.0.1:{port}"],
+        cwd=cwd,
+        env=clean_env(**qs.serve.env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(
+            lambda: (
+                proc.poll() is not None or http_status(f"http://127.0.0.1:{port}/readyz") == 200
+            ),
+            timeout=60,
+            what="tocsin serve /readyz",
+            describe=lambda: (tmp_path / "serve.log").read_text(errors="replace")[-2000:],
+        )
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text(errors="replace")
+        yield proc, port, cwd
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+        log.close()
+
+
+def _notification_lines(log: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            rec = json.loads(line)
+            if rec.get("msg") == "notification":
+                out.append(rec)
+    return out
+
+
+def test_the_quick_start_works_as_written(
+    served: tuple[subprocess.Popen[bytes], int, Path],
+) -> None:
+    proc, port, cwd = served
+    qs = QuickStart.read()
+
+    status, answer = curl(qs.curl, port, cwd)
+    assert status == 200, answer
+    (opened,) = answer["incidents"]
+    assert (opened["action"], opened["severity"]) == ("opened", "P0")
+
+    # "the on-call at once": the first tier's notification line appears without moving time.
+    log = cwd / "serve.log"
+    pages = wait_for(
+        lambda: [r for r in _notification_lines(log) if r.get("tier") == 0],
+        timeout=60,
+        what="the on-call's notification line",
+        describe=lambda: log.read_text(errors="replace")[-2000:],
+    )
+    assert pages[0]["incident"] == opened["incident"]
+
+    env = clean_env(TOCSIN_URL=f"http://127.0.0.1:{port}")
+    ran: dict[str, str] = {}
+    for cmd in qs.others:
+        if not cmd.argv:  # `export NAME=value`: the rest of that shell sees it
+            env.update(cmd.env)
+            continue
+        r = run_tocsin(cmd, cwd, env)
+        assert r.returncode == 0, f"{shlex.join(cmd.argv)} exited {r.returncode}:\n{r.stderr}"
+        ran[" ".join(cmd.argv[1:3])] = r.stdout
+    assert proc.poll() is None
+
+    steps = ("simulate --config", "incidents list", "incidents show", "incidents ack")
+    assert [s for s in steps if s not in ran] == [], "quick start steps a newcomer needs"
+    # The whole timeline without waiting, including the VP at +30m the text promises.
+    assert "tier 3 (VP)" in ran["simulate --config"], ran["simulate --config"]
+    # The incident just opened is listed, shown and acknowledged with the README's token.
+    assert opened["incident"] in ran["incidents list"], ran["incidents list"]
+    assert opened["incident"] in ran["incidents show"]
+    assert ran["incidents ack"].rstrip().endswith("is now acknowledged"), ran["incidents ack"]
+
+
+# --------------------------------------------------------------------------- rule examples
+
+
+def readme_rule_files(tmp: Path) -> Path:
+    """A copy of ``config/example.yaml`` whose rules directory also holds the README's
+    rule-file example and its rule unit test example; the copied config's path."""
+    checkout = newcomer_checkout(tmp)
+    blocks = code_blocks(section("Rule-file reference"), "yaml")
+    rules = next(b for b in blocks if b.startswith("rules:"))
+    (checkout / "config" / "rules" / "readme.yaml").write_text(rules, encoding="utf-8")
+    unit = next(b for b in blocks if "\ntests:" in b)
+    (checkout / "config" / "rules" / "readme_test.yaml").write_text(unit, encoding="utf-8")
+    return checkout / "config" / "example.yaml"
+
+
+def test_the_rule_example_passes_check_against_the_example_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = readme_rule_files(tmp_path)
+    monkeypatch.setenv("TOCSIN_RECEIVER_TOKEN", "secret")
+    code = main(["check", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "2 rule file(s)" in out, out
+
+
+def test_the_rule_unit_test_example_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = readme_rule_files(tmp_path)
+    monkeypatch.setenv("TOCSIN_RECEIVER_TOKEN", "secret")
+    code = main(["test", str(config.parent / "rules" / "readme_test.yaml")])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "SUCCESS" in out, out
+
+
+# --------------------------------------------------------------------------- configuration reference
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a field's annotation holds (``M``, ``M | None``, ``list[M]``...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is not None:
+        return [m for a in typing.get_args(annotation) for m in _models(a)]
+    return []
+
+
+def _unnamed(path: str, annotation: Any, rows: dict[str, str]) -> Iterator[str]:
+    """``path.field`` for each field of ``annotation``'s models that its row does not name;
+    a field with a row of its own is checked in that row."""
+    for model in _models(annotation):
+        for name, info in model.model_fields.items():
+            sub = f"{path}.{name}"
+            if sub in rows:
+                yield from _unnamed(sub, info.annotation, rows)
+            elif path not in rows or not re.search(
+                rf"(?<![\w-]){re.escape(name)}(?![\w-])", rows[path]
+            ):
+                yield sub
+
+
+def test_the_configuration_reference_names_every_setting() -> None:
+    rows = {m.group(1): r[1] for r in table(section("Configuration reference"), "section")
+            if (m := re.fullmatch(r"`([\w.]+)`", r[0]))}  # fmt: skip
+    adapters = TocsinConfig.model_fields["adapters"].annotation
+    assert isinstance(adapters, type) and issubclass(adapters, BaseModel)
+    need = [*TocsinConfig.model_fields, *(f"adapters.{a}" for a in adapters.model_fields)]
+    unlisted = [s for s in need if s not in rows and not any(r.startswith(f"{s}.") for r in rows)]
+    assert unlisted == [], "sections without a row of their own"
+    missing = [
+        s
+        for top, info in TocsinConfig.model_fields.items()
+        for s in _unnamed(top, info.annotation, rows)
+    ]
+    assert missing == [], "settings the configuration reference does not name"
+
+
+def test_a_step_without_unless_is_documented_as_the_default() -> None:
+    text = " ".join(section("Policies and escalation").split())
+    m = re.search(r"without `unless` means `unless: (\w+)`", text)
+    assert m is not None, "the README should say what a step without `unless` means"
+    assert m.group(1) == Step.model_fields["unless"].default
+
+
+async def test_routes_without_their_secret_or_adapter_answer_as_documented(
+    tmp_path: Path, make_app: MakeApp
+) -> None:
+    config = newcomer_checkout(tmp_path) / "config" / "example.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("path: tocsin.db", f"path: {tmp_path / 'tocsin.db'}"))
+    app = await make_app(config, env={"TOCSIN_RECEIVER_TOKEN": "secret"})
+    rows = table(section("Configuration reference"), "route")
+    assert rows, "the configuration reference should list the routes that need configuring"
+    checked = []
+    for cells in rows:
+        expected = int(re.match(r"\d+", cells[1]).group())  # type: ignore[union-attr]
+        for route in re.findall(r"`([A-Z|]+ /[^`]+)`", cells[0]):
+            for method, path in _expand(route):
+                r = await app.client.request(method, path, **_request_for(path))
+                assert r.status == expected, (method, path, r.status, await r.text())
+                checked.append(path)
+    assert len(checked) >= 10, checked
+
+
+def _expand(route: str) -> Iterator[tuple[str, str]]:
+    """``GET|POST /a/{b|c}/{id}`` → (GET, /a/b/1), (GET, /a/c/1), (POST, /a/b/1)..."""
+    methods, _, path = route.partition(" ")
+    paths = [path]
+    while any("{" in p for p in paths):
+        nxt = []
+        for p in paths:
+            m = re.search(r"\{([^}]*)\}", p)
+            if m is None:
+                nxt.append(p)
+                continue
+            choices = m.group(1).split("|") if "|" in m.group(1) else ["1"]
+            nxt += [p[: m.start()] + c + p[m.end() :] for c in choices]
+        paths = nxt
+    for method in methods.split("|"):
+        for p in paths:
+            yield method, p
+
+
+def _request_for(path: str) -> dict[str, Any]:
+    """What the caller of ``path`` would send: a credential of the kind the route checks."""
+    if path.startswith("/api/v1/pagerduty/"):
+        return {"data": b"{}", "headers": {"X-PagerDuty-Signature": "v1=00"}}
+    if path.startswith("/api/v1/email/"):
+        return {"params": {"token": "x"}}
+    if path.startswith("/api/v1/phone/"):
+        return {"data": {"From": "+15005550006"}, "headers": {"X-Twilio-Signature": "x"}}
+    return {"headers": {"Authorization": "Bearer some-token"}, "json": {}}
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def test_the_presets_table_lists_every_preset_as_it_is() -> None:
+    text = section("Severity presets")
+    rows = {re.match(r"`([\w-]+)`", r[0]).group(1): r  # type: ignore[union-attr]
+            for r in table(text, "preset")}  # fmt: skip
+    assert sorted(rows) == sorted(preset_names())
+    words = ("critical", "error", "warning", "info")
+    for name, (_, seed, levels, resolved) in rows.items():
+        m = load_preset(name)
+        assert seed == (f"`{m.source}`" if m.source else "— (tocsin's own)"), name
+        described = levels.split(", P")
+        assert len(described) == len(m.levels), (name, levels)
+        for (key, level), text_ in zip(m.levels.items(), described, strict=True):
+            text_ = text_ if text_.startswith("P") else "P" + text_
+            assert text_.startswith(f"{key} → {level.name}"), (name, text_)
+            assert text_.endswith(f"({level.label})"), (name, text_)
+        assert resolved == " / ".join(str(m.resolve(w)) for w in words), name
+        assert re.search(rf"^### `{re.escape(name)}`", README, re.M), f"no section for {name}"
+
+
+# --------------------------------------------------------------------------- the test command
+
+
+def test_what_the_test_suite_needs_is_listed_in_the_quick_start() -> None:
+    binaries: set[str] = set()
+    variables: set[str] = set()
+    for path in (ROOT / "tests").rglob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        binaries |= set(re.findall(r"shutil\.which\(\"([\w.-]+)\"\)", source))
+        variables |= set(re.findall(r"environ(?:\.get)?[(\[]\"(TOCSIN_\w+)\"", source))
+        variables |= set(re.findall(r"_ENV = \"(TOCSIN_\w+)\"", source))
+    assert {"helm", "hadolint", "prometheus"} <= binaries  # the scan still finds them
+    text = section("Quick start")
+    unlisted = sorted(
+        n for n in binaries | variables if f"`{n}`" not in text and f"{n}=" not in text
+    )
+    assert unlisted == [], "tools or settings the tests use that the quick start does not list"
