@@ -31,6 +31,7 @@ from config.errors import ConfigError, Problem
 from config.load import load_config
 from config.yaml12 import Loader
 from router.cli import main
+from router.terminal import escape
 from rules.matchers import MatcherError, format_matchers, parse_matchers
 from tests.fuzz.conftest import fuzz_settings, json_values, texts
 
@@ -142,7 +143,7 @@ def check_both(cfg: Path, rule: Path) -> list[Problem]:
         assert lines[-1] == f"FAILED: {len(problems)} problem(s) in {cfg}", lines[-1:]
         assert lines[:-1] == [str(p) for p in problems] or len(lines) - 1 >= len(problems)
         for p in problems:
-            assert str(p) in err.getvalue()
+            assert escape(str(p)) in err.getvalue()  # control characters shown, not obeyed
     else:
         assert code == 0, err.getvalue()
         assert out.getvalue().startswith(f"SUCCESS: {cfg}:"), out.getvalue()
