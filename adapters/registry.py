@@ -11,7 +11,12 @@ from adapters.context import AdapterContext
 from adapters.delivery.notifier import Notifier
 from adapters.log import LogNotifier
 
-__all__ = ["AdapterBuildError", "AdapterContext", "build_notifiers"]  # AdapterContext re-exported
+__all__ = [
+    "AdapterBuildError",
+    "AdapterContext",
+    "adapter_problems",
+    "build_notifiers",
+]  # AdapterContext re-exported
 
 
 class AdapterBuildError(ValueError):
@@ -20,6 +25,19 @@ class AdapterBuildError(ValueError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         super().__init__("; ".join(f"adapters.{c}: {m}" for c, m in problems))
         self.problems = problems
+
+
+def adapter_problems(cfg: AdaptersConfig, public_url: str) -> list[tuple[tuple[str, ...], str]]:
+    """What would keep the configured adapters from being built, as (path, message).
+
+    The config loader applies these, so ``tocsin check`` refuses what ``serve`` would.
+    """
+    out: list[tuple[tuple[str, ...], str]] = []
+    if cfg.email is not None:
+        out += [(("email", *loc), m) for loc, m in email.check(cfg.email, public_url)]
+    if cfg.pagerduty is not None:
+        out += [(("pagerduty", *loc), m) for loc, m in pagerduty.check(cfg.pagerduty)]
+    return out
 
 
 def build_notifiers(cfg: AdaptersConfig, ctx: AdapterContext) -> dict[str, Notifier]:

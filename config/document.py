@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from config.errors import Problem
+
 __all__ = ["Document", "Loc", "clip", "format_path", "is_secret_loc"]
 
 Loc = tuple[str | int, ...]
@@ -44,12 +46,14 @@ class Document:
     """Parsed YAML: plain ``data`` plus the position of every mapping key and list item.
 
     ``positions`` maps a path tuple to a 1-based ``(line, column)``: for a mapping entry the
-    key's position, for a list item the item's; ``()`` is the root.
+    key's position, for a list item the item's; ``()`` is the root. ``warnings`` are findings
+    that do not stop offline tools (secrets left unset, see ``parse_document``).
     """
 
     file: str
     data: Any
     positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)
 
     def position(self, loc: Sequence[str | int]) -> tuple[int | None, int | None]:
         """Position of ``loc``, or of its nearest ancestor that has one; (None, None) if none."""

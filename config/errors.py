@@ -44,15 +44,21 @@ class ConfigError(Exception):
     """A configuration file could not be loaded or is invalid; ``problems`` lists every finding.
 
     ``str()`` gives one problem per line, so the whole list can be printed to an operator at once.
+    ``warnings`` are findings made on the way that are not errors by themselves (a secret left
+    unset for an offline tool), so ``tocsin check`` can show them next to the problems.
     """
 
     problems: list[Problem]
+    warnings: list[Problem]
 
-    def __init__(self, problems: Problem | Iterable[Problem]) -> None:
+    def __init__(
+        self, problems: Problem | Iterable[Problem], warnings: Iterable[Problem] = ()
+    ) -> None:
         """Wrap a single Problem or several; at least one is expected."""
         if isinstance(problems, Problem):
             problems = [problems]
         self.problems = list(problems)
+        self.warnings = list(warnings)
         super().__init__(self._render())
 
     def _render(self) -> str:
@@ -64,7 +70,7 @@ class ConfigError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Exception pickles through args, which hold the rendered text, not the Problems.
-        return (type(self), (self.problems,))
+        return (type(self), (self.problems, self.warnings))
 
 
 def sorted_problems(problems: Iterable[Problem]) -> list[Problem]:

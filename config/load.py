@@ -12,22 +12,30 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 
+from adapters.registry import adapter_problems
 from config.errors import ConfigError, Problem
 from config.loader import Document, load_document, problems_from_validation_error
 from config.schema import TocsinConfig, cross_check, known_names
 from escalation.incidents.steps import MatrixTiers
 from escalation.oncall.calendars import Calendar
 from rules.classifier import Classifier
-from rules.matrix import BUSINESS_HOURS, LEVELS, Matrix, build_matrix, load_preset
+from rules.matrix import (
+    BUSINESS_HOURS,
+    LEVELS,
+    Matrix,
+    MatrixConfig,
+    build_matrix,
+    load_preset,
+)
 from rules.schema import Outcome, RuleFile
 
-__all__ = ["LoadedConfig", "load_config", "load_rule_file"]
+__all__ = ["LoadedConfig", "SecretsMode", "load_config", "load_rule_file"]
 
 _TEST_SUFFIXES = ("_test.yaml", "_test.yml")
 
@@ -41,6 +49,8 @@ class LoadedConfig:
     matrix: Matrix
     rule_files: list[tuple[str, RuleFile]]
     classifier: Classifier
+    # Secrets left unset, found while loading with secrets="deferred" (offline tools).
+    warnings: list[Problem] = field(default_factory=list)
 
 
 def _problem(doc: Document, loc: tuple[str | int, ...], message: str) -> Problem:
@@ -54,6 +64,21 @@ def load_rule_file(
     path: str | Path, env: Mapping[str, str] | None = None
 ) -> tuple[Document, RuleFile]:
     """One rule file, validated on its own; raises ConfigError."""
+    doc, rf, problems = _read_rule_file(path, env)
+    if rf is None or problems:
+        raise ConfigError(problems)
+    return doc, rf
+
+
+def _read_rule_file(
+    path: str | Path, env: Mapping[str, str] | None
+) -> tuple[Document, RuleFile | None, list[Problem]]:
+    """A rule file's document, its model (None if invalid) and its own problems.
+
+    The document is returned even when the model is invalid, so that checks against the
+    config (an unknown severity next to an unknown key) still run on what the file says.
+    Raises ConfigError only when the file cannot be read or parsed at all.
+    """
     doc = load_document(path, env=env, read_secret_files=False)
     duplicates = _duplicate_rule_names(doc)
     try:
@@ -62,10 +87,8 @@ def load_rule_file(
         problems = problems_from_validation_error(e, doc, model=RuleFile)
         if duplicates:  # the model's own, unlocated, duplicate-name error is replaced
             problems = [p for p in problems if p.path or "is used twice" not in p.message]
-        raise ConfigError(sorted(duplicates + problems, key=_by_position)) from None
-    if duplicates:
-        raise ConfigError(duplicates)
-    return doc, rf
+        return doc, None, sorted(duplicates + problems, key=_by_position)
+    return doc, rf, duplicates
 
 
 def _duplicate_rule_names(doc: Document) -> list[Problem]:
@@ -90,32 +113,93 @@ def _by_position(p: Problem) -> tuple[bool, int, int]:
     return (p.line is None, p.line or 0, p.column or 0)
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
-    """Load, validate and cross-check ``path``; raises ConfigError listing every problem."""
+SecretsMode = Literal["required", "deferred"]
+
+
+def load_config(
+    path: str | Path, env: Mapping[str, str] | None = None, *, secrets: SecretsMode = "required"
+) -> LoadedConfig:
+    """Load, validate and cross-check ``path``; raises ConfigError listing every problem.
+
+    Every file is checked even when an earlier one has problems: config errors do not hide
+    rule-file errors. ``secrets="deferred"`` is for offline tools: an unset ``${VAR}`` in a
+    secret position is a warning (``LoadedConfig.warnings``), not an error, and the config is
+    validated with a placeholder in its place.
+    """
     path = Path(path)
-    doc = load_document(path, env=env)
+    model = TocsinConfig if secrets == "deferred" else None
+    doc = load_document(path, env=env, defer_secrets=model)
+    problems: list[Problem] = []
     try:
         cfg = TocsinConfig.model_validate(doc.data)
     except pydantic.ValidationError as e:
-        raise ConfigError(problems_from_validation_error(e, doc, model=TocsinConfig)) from None
+        problems = problems_from_validation_error(e, doc, model=TocsinConfig)
+        rules = _RuleFiles(doc, None, _Names.as_written(doc), env)
+        rules.load(path.parent, _raw_rule_patterns(doc))
+        raise ConfigError(problems + rules.problems, doc.warnings) from None
 
     if BUSINESS_HOURS not in cfg.calendars:
         # The presets' business-hours tiers need this calendar; without one configured it is
         # Mon-Fri 09:00-17:00 UTC, so a minimal config (auth only) is valid as documented.
         cfg.calendars[BUSINESS_HOURS] = Calendar()
-    matrix, tiers = _build_matrix(cfg, doc)
-    problems = [
-        _problem(doc, _as_written(doc, loc), msg) for loc, msg in cross_check(cfg, tiers.levels)
+    matrix: Matrix | None = None
+    try:
+        matrix, tiers = _build_matrix(cfg, doc)
+    except ConfigError as e:
+        problems += e.problems
+    else:
+        problems += [
+            _problem(doc, _as_written(doc, loc), msg) for loc, msg in cross_check(cfg, tiers.levels)
+        ]
+    problems += [
+        _problem(doc, ("adapters", *loc), msg)
+        for loc, msg in adapter_problems(cfg.adapters, cfg.server.public_url)
     ]
-    rules = _RuleFiles(doc, cfg, matrix, env)
-    rules.load(path.parent)
+    names = _Names(cfg.policies, cfg.teams, cfg.calendars, matrix)
+    rules = _RuleFiles(doc, cfg.rules.default, names, env)
+    rules.load(path.parent, cfg.rules.files)
     problems += rules.problems
-    if problems:
-        raise ConfigError(problems)
+    if problems or matrix is None:
+        raise ConfigError(problems, doc.warnings)
     classifier = Classifier(
         [(f, rf.rules) for f, rf in rules.loaded], matrix, rules.default, calendars=cfg.calendars
     )
-    return LoadedConfig(path, cfg, matrix, rules.loaded, classifier)
+    return LoadedConfig(path, cfg, matrix, rules.loaded, classifier, doc.warnings)
+
+
+@dataclass(frozen=True)
+class _Names:
+    """What rule files may refer to: the config's policies, teams, calendars and matrix."""
+
+    policies: Mapping[str, Any]
+    teams: Mapping[str, Any]
+    calendars: Mapping[str, Any]
+    matrix: Matrix | None  # None: the matrix is invalid, severities are not checked
+
+    @classmethod
+    def as_written(cls, doc: Document) -> _Names:
+        """The names a config that did not validate defines, so rule files are still checked."""
+        data = doc.data if isinstance(doc.data, dict) else {}
+
+        def section(name: str) -> dict[str, Any]:
+            value = data.get(name)
+            return value if isinstance(value, dict) else {}
+
+        try:
+            matrix: Matrix | None = build_matrix(
+                MatrixConfig.model_validate(data.get("matrix") or {"preset": "default"})
+            )
+        except (pydantic.ValidationError, ValueError):
+            matrix = None  # the config's own errors say why
+        calendars = {BUSINESS_HOURS: None, **section("calendars")}
+        return cls(section("policies"), section("teams"), calendars, matrix)
+
+
+def _raw_rule_patterns(doc: Document) -> list[str]:
+    """``rules.files`` as written, for a config whose model did not validate."""
+    section = doc.data.get("rules") if isinstance(doc.data, dict) else None
+    files = section.get("files") if isinstance(section, dict) else None
+    return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
 
 
 class _RuleFiles:
@@ -125,18 +209,22 @@ class _RuleFiles:
     """
 
     def __init__(
-        self, doc: Document, cfg: TocsinConfig, matrix: Matrix, env: Mapping[str, str] | None
+        self,
+        doc: Document,
+        default: Outcome | None,
+        names: _Names,
+        env: Mapping[str, str] | None,
     ) -> None:
-        self.doc, self.cfg, self.matrix, self.env = doc, cfg, matrix, env
-        self.default: Outcome | None = cfg.rules.default
+        self.doc, self.names, self.env = doc, names, env
+        self.default = default
         self.default_from = "the config's rules.default"
         self.loaded: list[tuple[str, RuleFile]] = []
         self.docs: dict[str, Document] = {}
         self.problems: list[Problem] = []
 
-    def load(self, config_dir: Path) -> None:
-        """Load every file ``rules.files`` names, relative paths from ``config_dir``."""
-        for i, pattern in enumerate(self.cfg.rules.files):
+    def load(self, config_dir: Path, patterns: list[str]) -> None:
+        """Load every file ``patterns`` (``rules.files``) name, relative to ``config_dir``."""
+        for i, pattern in enumerate(patterns):
             full = os.path.normpath(
                 pattern if Path(pattern).is_absolute() else config_dir / pattern
             )
@@ -152,11 +240,13 @@ class _RuleFiles:
 
     def _add(self, file: str) -> None:
         try:
-            rdoc, rf = load_rule_file(file, self.env)
+            rdoc, rf, problems = _read_rule_file(file, self.env)
         except ConfigError as e:
             self.problems += e.problems
             return
-        self.problems += _check_rules(rdoc, rf, self.cfg, self.matrix)
+        self.problems += sorted(problems + _check_rules(rdoc, self.names), key=_by_position)
+        if rf is None:
+            return
         if rf.default is not None:
             if self.default is not None:
                 message = f"a default is already given by {self.default_from}"
@@ -176,45 +266,47 @@ class _RuleFiles:
                 names.setdefault(r.name, file)
 
 
-def _check_rules(doc: Document, rf: RuleFile, cfg: TocsinConfig, matrix: Matrix) -> list[Problem]:
-    out: list[Problem] = []
-    entries: list[tuple[tuple[str | int, ...], Outcome]] = [
-        (("rules", i), r) for i, r in enumerate(rf.rules)
+def _check_rules(doc: Document, names: _Names) -> list[Problem]:
+    """Names a rule file uses that the config does not define.
+
+    Reads the document as written, not the model, so these are found even in a file that has
+    other errors (an unknown key must not hide an unknown severity).
+    """
+    data = doc.data if isinstance(doc.data, dict) else {}
+    rules = data.get("rules")
+    entries: list[tuple[tuple[str | int, ...], Any]] = [
+        (("rules", i), r) for i, r in enumerate(rules if isinstance(rules, list) else [])
     ]
-    if rf.default is not None:
-        entries.append((("default",), rf.default))
+    entries.append((("default",), data.get("default")))
+    out: list[Problem] = []
     for loc, o in entries:
-        if o.severity is not None and matrix.resolve(o.severity) is None:
-            levels = ", ".join(f"{k} ({lv.name})" for k, lv in matrix.levels.items())
-            out.append(
-                _problem(
-                    doc,
-                    (*loc, "severity"),
-                    f"unknown severity {o.severity!r}; matrix {matrix.name!r} has {levels}",
-                )
+        if isinstance(o, dict):
+            out += [_problem(doc, (*loc, *where), msg) for where, msg in _unknown(o, names)]
+    return out
+
+
+def _unknown(o: dict[str, Any], names: _Names) -> list[tuple[tuple[str, ...], str]]:
+    out: list[tuple[tuple[str, ...], str]] = []
+    severity, policy, team = o.get("severity"), o.get("policy"), o.get("team")
+    matrix = names.matrix
+    if isinstance(severity, str) and matrix is not None and matrix.resolve(severity) is None:
+        levels = ", ".join(f"{k} ({lv.name})" for k, lv in matrix.levels.items())
+        out.append(
+            (
+                ("severity",),
+                f"unknown severity {severity!r}; matrix {matrix.name!r} has {levels}",
             )
-        if o.policy is not None and o.policy not in cfg.policies:
-            out.append(
-                _problem(
-                    doc, (*loc, "policy"), f"unknown policy {o.policy!r}{known_names(cfg.policies)}"
-                )
-            )
-        if o.team is not None and o.team not in cfg.teams:
-            out.append(
-                _problem(doc, (*loc, "team"), f"unknown team {o.team!r}{known_names(cfg.teams)}")
-            )
-        when = getattr(o, "when", None)
-        if when is not None:
-            for field in ("calendar", "outside_calendar"):
-                cal = getattr(when, field)
-                if cal is not None and cal not in cfg.calendars:
-                    out.append(
-                        _problem(
-                            doc,
-                            (*loc, "when", field),
-                            f"unknown calendar {cal!r}{known_names(cfg.calendars)}",
-                        )
-                    )
+        )
+    if isinstance(policy, str) and policy not in names.policies:
+        out.append((("policy",), f"unknown policy {policy!r}{known_names(names.policies)}"))
+    if isinstance(team, str) and team not in names.teams:
+        out.append((("team",), f"unknown team {team!r}{known_names(names.teams)}"))
+    when = o.get("when")
+    for key in ("calendar", "outside_calendar"):
+        cal = when.get(key) if isinstance(when, dict) else None
+        if isinstance(cal, str) and cal not in names.calendars:
+            message = f"unknown calendar {cal!r}{known_names(names.calendars)}"
+            out.append((("when", key), message))
     return out
 
 

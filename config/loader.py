@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import yaml
+from pydantic import BaseModel
 
 from config.document import Document, Loc, clip, format_path, is_secret_loc
 from config.errors import ConfigError, Problem, sorted_problems
+from config.model_types import is_secret_field
 from config.validation import BaseModelT, problems_from_validation_error, validate
 from config.yaml12 import (
     BOOL,
@@ -51,10 +53,12 @@ def load_document(
     env: Mapping[str, str] | None = None,
     substitute_env: bool = True,
     read_secret_files: bool = True,
+    defer_secrets: type[BaseModel] | None = None,
 ) -> Document:
     """Read and parse a YAML file; ``*_file`` paths resolve against the file's directory.
 
-    Raises ConfigError (naming the file) if it cannot be read or is not valid.
+    Raises ConfigError (naming the file) if it cannot be read or is not valid. With
+    ``defer_secrets`` (the model the file is validated against), see ``parse_document``.
     """
     file = str(path)
     try:
@@ -75,6 +79,7 @@ def load_document(
         env=env,
         substitute_env=substitute_env,
         read_secret_files=read_secret_files,
+        defer_secrets=defer_secrets,
     )
 
 
@@ -86,11 +91,18 @@ def parse_document(
     env: Mapping[str, str] | None = None,
     substitute_env: bool = True,
     read_secret_files: bool = True,
+    defer_secrets: type[BaseModel] | None = None,
 ) -> Document:
     """Parse YAML text into a Document, collecting every problem before raising ConfigError.
 
     ``env`` defaults to ``os.environ``; relative ``*_file`` paths resolve against ``base_dir``
     (the current directory when None). An empty document gives ``{}``.
+
+    ``defer_secrets``: offline tools (check, test, explain, simulate) run where production
+    secrets are absent, as in a rules repository's CI. With the model the document is
+    validated against, an unset ``${VAR}`` in a secret position (a SecretStr field or a
+    secret-looking key) becomes a placeholder and a warning in ``Document.warnings`` instead of
+    an error; anything else unset stays an error.
     """
     try:
         root = yaml.compose(text, Loader=Loader)
@@ -115,12 +127,13 @@ def parse_document(
         substitute_env=substitute_env,
         read_secret_files=read_secret_files,
         max_values=len(text) + _MAX_ALIASED_VALUES,
+        defer_secrets=defer_secrets,
     )
     builder.positions[()] = _mark(root)
     data = builder.build(root, ())
     if builder.problems:
         raise ConfigError(sorted_problems(builder.problems))
-    return Document(file=file, data=data, positions=builder.positions)
+    return Document(file=file, data=data, positions=builder.positions, warnings=builder.warnings)
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, file: str) -> Problem:
@@ -144,6 +157,15 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
 # repeating anchors ("billion laughs") would otherwise expand to billions of values.
 _MAX_ALIASED_VALUES = 100_000
 
+# Long enough for every length rule a secret has (link_secret's minimum, a PagerDuty routing
+# key's exact 32), so a deferred secret does not turn into a spurious length error.
+SECRET_PLACEHOLDER_LENGTH = 32
+
+
+def _placeholder(name: str) -> str:
+    return f"unset-{name}"[:SECRET_PLACEHOLDER_LENGTH].ljust(SECRET_PLACEHOLDER_LENGTH, "-")
+
+
 _ENV_REF = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|\$\{")
 
 
@@ -159,8 +181,11 @@ class _Builder:
         substitute_env: bool,
         read_secret_files: bool,
         max_values: int,
+        defer_secrets: type[BaseModel] | None = None,
     ) -> None:
         self.file = file
+        self.defer_secrets = defer_secrets
+        self.warnings: list[Problem] = []
         self.base_dir = base_dir
         self.env = env
         self.substitute_env = substitute_env
@@ -249,11 +274,20 @@ class _Builder:
             if default is not None and not value:
                 return default  # like the shell: ':-' also covers a variable set to ""
             if value is None:
-                self.problem(_mark(node), loc, f"environment variable {name} is not set")
-                return whole
+                return self._unset(name, whole, node, loc)
             return value
 
         return _ENV_REF.sub(replace, text)
+
+    def _unset(self, name: str, whole: str, node: yaml.ScalarNode, loc: Loc) -> str:
+        model = self.defer_secrets
+        if model is not None and (is_secret_loc(loc) or is_secret_field(model, loc)):
+            line, col = _mark(node)
+            message = f"serve will refuse to start: {name} is not set"
+            self.warnings.append(Problem(self.file, line, col, format_path(loc), message))
+            return _placeholder(name)
+        self.problem(_mark(node), loc, f"environment variable {name} is not set")
+        return whole
 
     # ----- collections
 

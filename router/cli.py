@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-from config.errors import ConfigError
+from config.errors import ConfigError, Problem, sorted_problems
 from config.load import LoadedConfig, load_config, load_rule_file
 from escalation.incidents.steps import level_tiers
 from router.terminal import escaped_output
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="validate a config and every rule file it names")
     c.add_argument("config")
+    c.add_argument("--strict", action="store_true", help="warnings (unset secrets) are errors")
 
     t = sub.add_parser("test", help="run rule unit tests")
     t.add_argument("files", nargs="+")
@@ -176,17 +177,29 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    # Secrets are deferred: a rules repository's CI has no production secrets. Unset ones are
+    # warnings, errors only with --strict (serve always refuses them).
+    problems: list[Problem] = []
     try:
-        loaded = load_config(args.config)
+        loaded = load_config(args.config, secrets="deferred")
+        warnings = loaded.warnings
     except ConfigError as e:
-        _print_problems(e)
-        print(f"FAILED: {len(e.problems)} problem(s) in {args.config}", file=sys.stderr)
+        problems, warnings = e.problems, e.warnings
+    if args.strict:
+        problems, warnings = sorted_problems([*problems, *warnings]), []
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if problems:
+        for p in problems:
+            print(str(p), file=sys.stderr)
+        print(f"FAILED: {len(problems)} problem(s) in {args.config}", file=sys.stderr)
         return 1
     rules = sum(len(rf.rules) for _, rf in loaded.rule_files)
     print(
         f"SUCCESS: {args.config}: matrix {loaded.matrix.name!r} "
         f"({len(loaded.matrix.levels)} levels), {len(loaded.rule_files)} rule file(s), "
         f"{rules} rule(s), {len(loaded.config.policies)} polic(ies)"
+        + (f", {len(warnings)} warning(s)" if warnings else "")
     )
     return 0
 
@@ -224,7 +237,6 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _classifier_for_test(file: Path, tf: object) -> Classifier:
-    from config.errors import Problem
     from rules.testing import TestFile
 
     assert isinstance(tf, TestFile)
@@ -232,7 +244,7 @@ def _classifier_for_test(file: Path, tf: object) -> Classifier:
         raise ConfigError(
             Problem(str(file), None, None, "config", "a rule test file needs 'config:'")
         )
-    loaded = load_config(os.path.normpath(file.parent / tf.config))
+    loaded = load_config(os.path.normpath(file.parent / tf.config), secrets="deferred")
     if tf.rule_files is None:
         return loaded.classifier
     files = []
@@ -256,7 +268,7 @@ def _explain(args: argparse.Namespace) -> int:
         print("tocsin: error: --labels must name at least one label", file=sys.stderr)
         return 2
     try:
-        loaded = load_config(args.config)
+        loaded = load_config(args.config, secrets="deferred")  # offline: needs no secrets
     except ConfigError as e:
         _print_problems(e)
         return 1
@@ -337,7 +349,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from router.simulate import render_json, render_text, simulate
 
     try:
-        loaded = load_config(args.config)
+        loaded = load_config(args.config, secrets="deferred")  # offline: needs no secrets
     except ConfigError as e:
         _print_problems(e)
         return 1

@@ -347,6 +347,93 @@ def test_rule_file_schema_errors_and_env_in_rule_files(tmp_path: Path) -> None:
         f"{rules}:3:5: rules[0].match: bad matcher 'a=~\"(\"': invalid regular expression: "
         "missing closing ) at offset 4 in 'a=~\"(\"'",
         f"{rules}:4:5: rules[0].severty: unknown key 'severty'; did you mean 'severity'?",
+        # A key error in the file does not hide what the rest of it refers to.
+        f"{rules}:5:5: rules[0].team: unknown team 'x' (none are configured)",
+    ]
+
+
+def test_a_key_error_does_not_hide_an_unknown_severity(tmp_path: Path) -> None:
+    rules = write(
+        tmp_path,
+        "r.yaml",
+        """        rules:
+          - name: a
+            severity: SEV-9
+            severity_form: [severity]
+        """,
+    )
+    path = write(tmp_path, "tocsin.yaml", AUTH + "rules: {files: [r.yaml]}\n")
+    found = problems(path)
+    assert len(found) == 2
+    assert found[0].startswith(f"{rules}:3:5: rules[0].severity: unknown severity 'SEV-9'")
+    assert found[1].startswith(f"{rules}:4:5: rules[0].severity_form: unknown key")
+
+
+def test_config_errors_do_not_hide_rule_file_errors(tmp_path: Path) -> None:
+    rules = write(tmp_path, "r.yaml", "rules:\n  - name: a\n    severity: SEV-9\n    tema: x\n")
+    path = write(
+        tmp_path,
+        "tocsin.yaml",
+        AUTH + "matrix: {preset: default}\nserver: {lisen: x}\nrules: {files: [r.yaml]}\n",
+    )
+    found = problems(path)
+    assert found[0] == f"{path}:5:10: server.lisen: unknown key 'lisen'; did you mean 'listen'?"
+    assert found[1].startswith(f"{rules}:3:5: rules[0].severity: unknown severity 'SEV-9'")
+    assert found[2].startswith(f"{rules}:4:5: rules[0].tema: unknown key 'tema'")
+    assert len(found) == 3
+
+
+def test_an_email_link_secret_serve_would_refuse_is_refused_here(tmp_path: Path) -> None:
+    """check and serve share one validation path: what build would refuse, load refuses."""
+    path = write(
+        tmp_path,
+        "tocsin.yaml",
+        AUTH + "adapters:\n  email:\n    host: localhost\n    link_secret: short\n",
+    )
+    assert problems(path) == [
+        f"{path}:7:5: adapters.email.link_secret: link_secret must be at least 16 characters "
+        "(it signs the acknowledge links in emails)"
+    ]
+    path.write_text(AUTH + "adapters:\n  pagerduty:\n    services: {api: abc}\n")
+    assert problems(path) == [
+        f"{path}:6:16: adapters.pagerduty.services.api: a PagerDuty routing "
+        "(integration) key is 32 characters long; this one has 3"
+    ]
+
+
+def test_unset_secrets_are_deferred_for_offline_tools(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "tocsin.yaml",
+        """        auth:
+          receiver:
+            bearer_tokens: ["${RECEIVER}"]
+        adapters:
+          email: {link_secret: "${LINK}"}
+          pagerduty: {services: {api: "${ROUTING_KEY}"}}
+        server: {public_url: "${PUBLIC_URL}"}
+        """,
+    )
+    # serve: every unset variable is an error
+    assert [p.split(": ", 2)[-1] for p in problems(path)] == [
+        "environment variable RECEIVER is not set",
+        "environment variable LINK is not set",
+        "environment variable ROUTING_KEY is not set",
+        "environment variable PUBLIC_URL is not set",
+    ]
+    # offline: secrets are warnings; a non-secret value stays an error
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={}, secrets="deferred")
+    assert [str(p) for p in info.value.problems] == [
+        f"{path}:7:22: server.public_url: environment variable PUBLIC_URL is not set"
+    ]
+    loaded = load_config(path, env={"PUBLIC_URL": "https://x"}, secrets="deferred")
+    assert [str(w) for w in loaded.warnings] == [
+        f"{path}:3:21: auth.receiver.bearer_tokens[0]: "
+        "serve will refuse to start: RECEIVER is not set",
+        f"{path}:5:24: adapters.email.link_secret: serve will refuse to start: LINK is not set",
+        f"{path}:6:31: adapters.pagerduty.services.api: "
+        "serve will refuse to start: ROUTING_KEY is not set",
     ]
 
 

@@ -79,23 +79,78 @@ def test_check_the_example_config_as_a_real_process() -> None:
     assert proc.stderr == ""
 
 
-def test_check_without_the_token_fails_with_the_position() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "TOCSIN_RECEIVER_TOKEN"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "router.cli", "check", "config/example.yaml"],
+def _without_secrets() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TOCSIN_RECEIVER_TOKEN", "TOCSIN_API_TOKEN")
+    }
+
+
+def _offline(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``tocsin argv...`` as a real process with no secrets set, as in a rules repo's CI."""
+    return subprocess.run(
+        [sys.executable, "-m", "router.cli", *argv],
         cwd=REPO,
-        env=env,
+        env=_without_secrets(),
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+UNSET_TOKEN = (
+    "config/example.yaml:18:9: auth.receiver.bearer_tokens[0]: "
+    "serve will refuse to start: TOCSIN_RECEIVER_TOKEN is not set"
+)
+
+
+def test_check_without_the_token_warns_with_the_position() -> None:
+    proc = _offline("check", "config/example.yaml")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == f"warning: {UNSET_TOKEN}\n"
+    assert proc.stdout == (
+        "SUCCESS: config/example.yaml: matrix 'default' (5 levels), 1 rule file(s), "
+        "3 rule(s), 0 polic(ies), 1 warning(s)\n"
+    )
+
+
+def test_check_strict_refuses_an_unset_secret() -> None:
+    proc = _offline("check", "--strict", "config/example.yaml")
     assert proc.returncode == 1
     assert proc.stdout == ""
+    assert proc.stderr == f"{UNSET_TOKEN}\nFAILED: 1 problem(s) in config/example.yaml\n"
+
+
+def test_serve_refuses_an_unset_secret() -> None:
+    proc = _offline("serve", "--config", "config/example.yaml", "--listen", "127.0.0.1:1")
+    assert proc.returncode == 1
     assert proc.stderr == (
         "config/example.yaml:18:9: auth.receiver.bearer_tokens[0]: "
         "environment variable TOCSIN_RECEIVER_TOKEN is not set\n"
-        "FAILED: 1 problem(s) in config/example.yaml\n"
     )
+
+
+def test_test_explain_and_simulate_need_no_secrets(tmp_path: Path) -> None:
+    test = _offline("test", "config/rules/example_test.yaml")
+    assert test.returncode == 0, test.stdout + test.stderr
+    assert "SUCCESS" in test.stdout
+    explain = _offline("explain", "--config", "config/example.yaml", "--labels", "a=b")
+    assert explain.returncode == 0, explain.stderr
+    assert explain.stderr == ""
+    assert "Severity:" in explain.stdout
+    payload = tmp_path / "payload.json"
+    payload.write_text(
+        '{"version": "4", "status": "firing", "receiver": "r", "groupKey": "{}:{}",'
+        ' "alerts": [{"status": "firing", "labels": {"alertname": "A"},'
+        ' "startsAt": "2026-01-05T10:00:00Z"}]}'
+    )
+    sim = _offline(
+        "simulate", "--config", "config/example.yaml", "--payload", str(payload), "--json"
+    )
+    assert sim.returncode == 0, sim.stderr
+    assert sim.stderr == ""
+    assert '"event": "open"' in sim.stdout
 
 
 def test_check_a_broken_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -123,9 +178,13 @@ rules:
     assert code == 1
     assert out == ""
     levels = "P0 (SEV-1), P1 (SEV-2), P2 (SEV-3), P3 (SEV-4), P4 (SEV-5)"
+    # The config's own error does not hide the rule files' (checked against it as written).
     assert err.splitlines() == [
         f"{config}:4:1: polices: unknown key 'polices'; did you mean 'policies'?",
-        f"FAILED: 1 problem(s) in {config}",
+        f"{rules}:3:5: rules[0].severity: unknown severity 'SEV-9'; matrix 'default' has {levels}",
+        f"{rules}:4:5: rules[0].policy: unknown policy 'nope' (none are configured)",
+        f"{config}:6:27: rules.files[1]: no rule file matches 'missing/*.yaml'",
+        f"FAILED: 4 problem(s) in {config}",
     ]
     config.write_text(config.read_text().replace("polices: {}\n", ""))
     code, out, err = run(capsys, "check", str(config))
