@@ -25,31 +25,25 @@ Parse modes (Alertmanager's ``--enable-feature`` flags):
 A missing label is the empty string: ``foo=""`` matches when ``foo`` is absent, ``foo!=""``
 requires it, ``foo=~".*"`` matches an absent label, ``foo=~".+"`` requires a non-empty one.
 
-Regular expressions are Go RE2 syntax, fully anchored (``^(?:re)$``). They are translated to
-an equivalent Python pattern rather than handed to ``re`` as they are, because the two
-dialects disagree silently: Python's ``$`` also matches before a final newline, ``\\d``/``\\w``
-/``\\b`` are Unicode-aware, ``\\10`` is a backreference, ``a{,3}`` is a repetition, and an
-inline ``(?i)`` that is not at the very start is an error. Constructs RE2 rejects are rejected
-here too, with the offset: backreferences (``\\1``, ``(?P=n)``), lookarounds (``(?=``,
-``(?!``, ``(?<=``, ``(?<!``), atomic groups, possessive quantifiers (``a*+``), conditionals,
-comments, ``\\Z``, ``\\u1234``, ``\\e``, repeat counts above 1000, ``\\C``.
+Regular expressions are compiled by RE2 (Google's C++ library, the model of Go's ``regexp``)
+as Alertmanager compiles them: ``^(?:re)$``, matched with a search, so RE2's syntax and semantics
+apply and matching takes linear time. See ``regex`` for the few things RE2 accepts and Go rejects
+(they are rejected here too).
 
 Deliberate differences from Alertmanager (kept small and on the safe side):
 
 * An empty label name (``""="x"``, accepted by Alertmanager's UTF-8 parser) is an error: no
   Prometheus label has an empty name, so such a matcher is always a mistake.
-* ``\\p{Script}`` classes (``\\p{Greek}``) are rejected; general categories (``\\pL``,
-  ``\\p{Lu}``, ``\\PN``, ``\\p{^Z}``) and ``\\p{Any}`` are supported.
-* Python's regex engine backtracks; RE2's linear-time guarantee does not hold for pathological
-  patterns such as ``(a+)+$``. Patterns come from the (trusted) rule files.
+* RE2 (C++) and Go's ``regexp`` still differ in a few corners: RE2 refuses a pattern whose
+  compiled program exceeds its memory budget (``\\pL{1000}``), accepts nesting deeper than
+  Go's 1000 levels, and its Unicode tables may be a Unicode version apart from Go's.
 * When both parsers reject an input in fallback mode, Alertmanager reports the classic parser's
   "bad matcher format"; we report the UTF-8 parser's diagnosis (it names what was expected and
   where), or the regex error if either parser got as far as compiling the regex.
 
 The package, from the top down: ``matcher`` (the Matcher type and the parsing API), ``classic``
 and ``utf8`` (the two parsers), ``spec`` (what a parser hands back), ``syntax`` (operators,
-errors, Go's characters and quoting), ``re2`` (RE2 -> Python regex) and ``charclasses``
-(character classes as code point ranges).
+errors, Go's characters and quoting) and ``regex`` (matcher regexes, compiled by RE2).
 """
 
 from __future__ import annotations

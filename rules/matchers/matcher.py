@@ -6,7 +6,6 @@ parse mode (see the package docstring) and turn what they read into Matchers.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
@@ -16,6 +15,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from rules.matchers.classic import classic_parse_many, classic_parse_one
+from rules.matchers.regex import Regex
 from rules.matchers.spec import MatcherSpec, compile_value
 from rules.matchers.syntax import (
     MODES,
@@ -53,9 +53,7 @@ class Matcher:
     name: str
     type: MatchType
     value: str
-    _regex: re.Pattern[str] | None = field(
-        init=False, default=None, repr=False, compare=False, hash=False
-    )
+    _regex: Regex | None = field(init=False, default=None, repr=False, compare=False, hash=False)
     _cache: dict[str, bool] = field(
         init=False, default_factory=dict, repr=False, compare=False, hash=False
     )
@@ -94,7 +92,7 @@ class Matcher:
         if cached is not None:
             return cached
         assert self._regex is not None
-        result = self._regex.fullmatch(value) is not None
+        result = self._regex.matches(value)
         if len(self._cache) >= _MATCH_CACHE_LIMIT:
             self._cache.clear()  # bounded: label values can be unbounded in number
         self._cache[value] = result

@@ -8,11 +8,10 @@ is looked at.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from rules.matchers.re2 import RegexError, compile_re2
+from rules.matchers.regex import Regex, RegexError, compile_regex
 from rules.matchers.syntax import MatcherError, MatchType
 
 
@@ -24,10 +23,10 @@ class MatcherSpec(NamedTuple):
     value: str
 
 
-def compile_value(value: str) -> re.Pattern[str]:
+def compile_value(value: str) -> Regex:
     """Compile a matcher's RE2 value (invalid -> MatcherError whose ``text`` is the value)."""
     try:
-        return compile_re2(value)
+        return compile_regex(value)
     except RegexError as exc:
         raise MatcherError(
             value, exc.pos, f"invalid regular expression: {exc.message}", is_regex=True
