@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from rules.matchers import Matcher, MatcherError, parse_matchers
-from rules.templates import Template, TemplateSyntaxProblem
+from rules.templates import Template, TemplateLimitExceeded, TemplateSyntaxProblem
 
 __all__ = ["Compare", "Conditions", "Outcome", "Rule", "RuleFile"]
 
@@ -75,9 +75,12 @@ class Outcome(BaseModel):
     def _compiles(cls, v: str | None) -> str | None:
         if v is not None:
             try:
-                Template(v)
+                Template(v).check_limits()
             except TemplateSyntaxProblem as e:
                 raise ValueError(str(e)) from None
+            except TemplateLimitExceeded as e:
+                # Refused here rather than failing on every alert at run time.
+                raise ValueError(f"template {v!r} exceeds a rendering limit: {e}") from None
         return v
 
     def model_post_init(self, _ctx: Any) -> None:

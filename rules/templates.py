@@ -3,44 +3,280 @@
 Rule authors write ``{{ labels.alertname }}/{{ labels.service }}``; a missing label renders as the
 empty string, as in Alertmanager's templates. The sandbox refuses attribute tricks that would
 reach Python internals, so a rule file cannot execute code.
+
+Rendering is also bounded, because a template runs on the event loop for every alert it names:
+every loop iteration, call and lookup spends one step of a per-render budget and the render is
+abandoned past a wall-clock limit; integers handed to functions and filters (``range``, widths,
+counts) are capped, as are the values ``*``, ``+``, ``%``, formatting and namespaces build, and the
+output. A template past a limit fails like any other failing template (its caller falls back),
+and ``check_limits`` lets ``check`` refuse it on a sample alert. Filters and ``%`` are never
+evaluated while a template compiles, so a huge constant costs nothing at load.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
-from jinja2 import TemplateError
+from jinja2 import TemplateError, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.runtime import LoopContext
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
+from jinja2.utils import Namespace
 
-__all__ = ["Template", "TemplateSyntaxProblem", "compile_template"]
+__all__ = [
+    "SAMPLE_CONTEXT",
+    "Template",
+    "TemplateLimitExceeded",
+    "TemplateSyntaxProblem",
+    "compile_template",
+]
 
 _MAX_RENDERED = 1024
-# Bounds for the two operators that can build huge values from small ones ('x' * 10**9,
-# 10 ** 999 ** 999): a template must not exhaust memory or CPU before its output is capped.
-_MAX_REPEAT = 100_000
+# The caps. Keys and titles are short; these leave room for any sensible template while keeping
+# one render to a few milliseconds and a few megabytes.
+MAX_STEPS = 20_000  # loop iterations + calls + attribute and item lookups, per render
+MAX_INT_ARGUMENT = 10_000  # range(n), center(n), truncate(n), '%0nd': counts and widths
+MAX_VALUE = 100_000  # characters (or items) of a value built by *, +, %, a call or a namespace
+MAX_WORK = 10_000_000  # product of the two largest argument sizes of one call (join, replace)
+MAX_BUILT = 2_000_000  # characters (or items) of all checked values one render builds
+MAX_OUTPUT = 65_536  # characters a render may produce before it is cut to _MAX_RENDERED
+TIME_LIMIT = 0.1  # seconds of wall clock per render
+# Steps between two looks at the clock. An ordinary key or title takes fewer steps than this,
+# so a busy machine can never make it fall back (which would change an incident's key).
+_CLOCK_EVERY = 64
 _MAX_POWER_BITS = 4096
+_COUNTED = "tocsin_counted"  # the filter every {% for %} iterable is wrapped in
+_DIGITS = re.compile(r"\d+")
+# The width and precision of a printf-style conversion, and the spec of a str.format field.
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?([#0 +-]*[0-9*]*(?:\.[0-9*]*)?)")
+_BRACE_SPEC = re.compile(r"\{[^{}:]*:([^{}]*)")
+# Filters whose integer arguments are widths or counts (not values, as in default(123456)).
+_COUNTING_FILTERS = frozenset({"center", "indent", "truncate", "wordwrap", "batch", "slice"})
+# str methods whose integer arguments are widths.
+_PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+
+
+class TemplateLimitExceeded(SecurityError):
+    """A render went past one of the caps (steps, time, sizes)."""
+
+
+class _Budget:
+    """The steps and the deadline left to one render."""
+
+    __slots__ = ("chars", "deadline", "steps")
+
+    def __init__(self) -> None:
+        self.steps = MAX_STEPS
+        self.chars = MAX_BUILT
+        self.deadline = time.monotonic() + TIME_LIMIT
+
+    def charge(self, size: int) -> None:
+        self.chars -= size
+        if self.chars < 0:
+            raise TemplateLimitExceeded(f"template built more than {MAX_BUILT} characters")
+
+    def spend(self) -> None:
+        self.steps -= 1
+        if self.steps < 0:
+            raise TemplateLimitExceeded(f"template took more than {MAX_STEPS} steps")
+        if self.steps % _CLOCK_EVERY == 0 and time.monotonic() >= self.deadline:
+            raise TemplateLimitExceeded(f"template took longer than {TIME_LIMIT}s to render")
+
+
+# The budget of the render in progress; None while a template compiles (nothing is spent then).
+_BUDGET: ContextVar[_Budget | None] = ContextVar("template_budget", default=None)
+
+
+def _spend() -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.spend()
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str | bytes | list | tuple | dict | set | frozenset):
+        return len(value)
+    return 1
+
+
+def _check_value(value: Any, what: str) -> Any:
+    size = _size(value)
+    if size > MAX_VALUE:
+        raise TemplateLimitExceeded(f"{what} would hold more than {MAX_VALUE} characters")
+    budget = _BUDGET.get()
+    if budget is not None and size > 1:
+        budget.charge(size)
+    return value
+
+
+def _materialized(value: Any) -> Any:
+    """An iterator argument as a list, one step per item, so its size can be checked."""
+    if isinstance(value, Iterator) and not isinstance(value, LoopContext):
+        return _check_value(list(_counted(value)), "an iterated value")
+    return value
+
+
+def _check_counts(values: Iterable[Any]) -> None:
+    """Integers that say how many (range's length, a width, a count of lines) are capped."""
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > MAX_INT_ARGUMENT:
+                raise TemplateLimitExceeded(
+                    f"count {value} exceeds the template limit of {MAX_INT_ARGUMENT}"
+                )
+
+
+def _check_work(values: Iterable[Any], *, counts: bool = False) -> None:
+    """One call may not combine two large inputs (a long separator joining many items, many
+    lines each indented by a wide margin); with ``counts``, integers are sizes too."""
+    sizes = sorted(
+        abs(v) if counts and isinstance(v, int) and not isinstance(v, bool) else _size(v)
+        for v in values
+    )
+    if len(sizes) >= 2 and sizes[-1] * sizes[-2] > MAX_WORK:
+        raise TemplateLimitExceeded("call on values too large for a template")
+
+
+def _check_format(fmt: str) -> None:
+    """A width or precision in a format string is a count too ('%0200000000d', '{:>200000}')."""
+    specs = [m.group(1) or "" for m in _PERCENT_SPEC.finditer(fmt)]
+    specs += [m.group(1) for m in _BRACE_SPEC.finditer(fmt)]
+    for digits in _DIGITS.findall(" ".join(specs)):
+        if int(digits) > MAX_INT_ARGUMENT:
+            raise TemplateLimitExceeded(f"format width {digits} exceeds the template limit")
+
+
+def _counted(iterable: Any) -> Iterator[Any]:
+    """What a {% for %} loop iterates: the same items, one step each."""
+    for item in iterable:
+        _spend()
+        yield item
+
+
+def _guarded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    # Context-passing filters get the context first, then the value.
+    first = 2 if getattr(func, "jinja_pass_arg", None) is not None else 1
+
+    @functools.wraps(func)  # keeps Jinja's pass_context/pass_environment marks
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        _spend()
+        args = tuple(_materialized(a) for a in args)
+        counting = name in _COUNTING_FILTERS
+        _check_work((*args, *kwargs.values()), counts=counting)
+        if name == "format" and args and isinstance(args[0], str):
+            _check_format(args[0])
+            if "*" in args[0]:  # '%*d': the width comes from an argument
+                _check_counts(args[1:])
+        elif counting:
+            _check_counts((*args[first:], *kwargs.values()))
+        return _check_value(func(*args, **kwargs), f"the {name} filter's result")
+
+    return guarded
+
+
+class _BoundedNamespace(Namespace):
+    """``namespace()``, the only value a template can grow across loop iterations: bounded."""
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        super().__setitem__(name, _check_value(value, "a namespace attribute"))
 
 
 class _BoundedSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox with ``*`` and ``**`` refusing results that would be huge."""
+    """The immutable sandbox with a step budget, a deadline and capped values (module doc)."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    # Intercepted operators are also never folded into constants while compiling.
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def __init__(self) -> None:
+        super().__init__(autoescape=False, keep_trailing_newline=False)
+        self.filters = {name: _guarded_filter(name, f) for name, f in self.filters.items()}
+        self.filters[_COUNTED] = _counted
+        self.globals["namespace"] = _BoundedNamespace
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Filter(loop.iter, _COUNTED, [], [], None, None, lineno=loop.lineno)
+        return tree
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _spend()
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
                 if isinstance(seq, str | list | tuple) and isinstance(n, int):
-                    if len(seq) * n > _MAX_REPEAT:
-                        raise SecurityError("repetition too large for a template")
-        elif isinstance(left, int) and isinstance(right, int) and right > 0:
-            if max(abs(left).bit_length(), 1) * right > _MAX_POWER_BITS:
-                raise SecurityError("power too large for a template")
-        return super().call_binop(context, operator, left, right)
+                    if len(seq) * n > MAX_VALUE:
+                        raise TemplateLimitExceeded("repetition too large for a template")
+        elif operator == "**":
+            if isinstance(left, int) and isinstance(right, int) and right > 0:
+                if max(abs(left).bit_length(), 1) * right > _MAX_POWER_BITS:
+                    raise TemplateLimitExceeded("power too large for a template")
+        elif operator == "%" and isinstance(left, str):
+            _check_format(left)
+            if "*" in left:
+                _check_counts(right if isinstance(right, tuple) else (right,))
+        elif operator == "+" and _size(left) + _size(right) > MAX_VALUE:
+            raise TemplateLimitExceeded("sum too large for a template")
+        return _check_value(super().call_binop(context, operator, left, right), "a value")
+
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _spend()
+        if isinstance(__obj, LoopContext) and args:
+            args = (_counted(args[0]), *args[1:])  # a recursive loop's next level
+        args = tuple(_materialized(a) for a in args)
+        # The sandbox hands out str.format wrapped; the bound method is underneath.
+        target = getattr(__obj, "__wrapped__", __obj)
+        owner = getattr(target, "__self__", None)
+        method = getattr(target, "__name__", "") if isinstance(owner, str) else ""
+        counting = __obj is safe_range or method in _PADDING_METHODS
+        _check_work((owner, *args, *kwargs.values()), counts=counting)
+        if counting:
+            _check_counts((*args, *kwargs.values()))
+        elif isinstance(owner, str) and method in ("format", "format_map"):
+            _check_format(owner)
+            if ":{" in owner:  # '{:{}}': the width comes from an argument
+                _check_counts((*args, *kwargs.values()))
+        result = super().call(__context, __obj, *args, **kwargs)
+        return _check_value(result, "a call's result")
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _spend()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _spend()
+        return super().getitem(obj, argument)
 
 
-_ENV = _BoundedSandbox(autoescape=False, keep_trailing_newline=False)
+_ENV = _BoundedSandbox()
+
+# A plausible alert for ``check_limits``: what ``check`` renders every template against.
+SAMPLE_CONTEXT: dict[str, Any] = {
+    "labels": {
+        "alertname": "SampleAlert",
+        "severity": "critical",
+        "service": "api",
+        "instance": "host-1:9100",
+        "job": "node",
+    },
+    "annotations": {"summary": "Sample summary", "description": "Sample description"},
+    "status": "firing",
+    "fingerprint": "0123456789abcdef",
+    "startsAt": "2024-01-01T00:00:00+00:00",
+    "generatorURL": "http://prometheus.example/graph",
+    "severity": "critical",
+    "receiver": "tocsin",
+    "groupKey": '{}:{alertname="SampleAlert"}',
+    "groupLabels": {"alertname": "SampleAlert"},
+    "commonLabels": {"alertname": "SampleAlert"},
+    "commonAnnotations": {},
+    "externalURL": "http://alertmanager.example",
+    "firing": 1,
+}
 
 
 class TemplateSyntaxProblem(ValueError):
@@ -64,10 +300,37 @@ class Template:
     def render(self, context: Mapping[str, Any]) -> str | None:
         """Render with ``context``; None when rendering fails (the caller falls back)."""
         try:
-            out = self._tpl.render(context)
+            out = self._bounded_render(context)
         except Exception:  # a template must never take the receiver down
             return None
         return out.strip()[:_MAX_RENDERED]
+
+    def check_limits(self, context: Mapping[str, Any] = SAMPLE_CONTEXT) -> None:
+        """Raise TemplateLimitExceeded if rendering ``context`` goes past a cap.
+
+        Other failures (a missing label used as a number, say) are not reported: they depend
+        on the alert, and at run time they fall back like any failing template.
+        """
+        try:
+            self._bounded_render(context)
+        except TemplateLimitExceeded:
+            raise
+        except Exception:
+            return
+
+    def _bounded_render(self, context: Mapping[str, Any]) -> str:
+        token = _BUDGET.set(_Budget())
+        try:
+            pieces: list[str] = []
+            length = 0
+            for piece in self._tpl.generate(context):
+                length += len(piece)
+                if length > MAX_OUTPUT:
+                    raise TemplateLimitExceeded(f"template output exceeds {MAX_OUTPUT} characters")
+                pieces.append(piece)
+            return "".join(pieces)
+        finally:
+            _BUDGET.reset(token)
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"

@@ -33,6 +33,7 @@ from config.yaml12 import Loader
 from router.cli import main
 from router.terminal import escape
 from rules.matchers import MatcherError, format_matchers, parse_matchers
+from rules.templates import SAMPLE_CONTEXT, Template, TemplateLimitExceeded, TemplateSyntaxProblem
 from tests.fuzz.conftest import fuzz_settings, json_values, texts
 
 CONFIG = """\
@@ -482,3 +483,39 @@ def test_parse_matchers_raises_only_matcher_error(text: str, mode: Any) -> None:
     for m in matchers:
         for labels in LABELS:
             assert m.matches_labels(labels) in (True, False)
+
+
+# -- templates ---------------------------------------------------------------------------------
+
+_NUMBERS = st.sampled_from(["0", "3", "10000", "100000", "200000000", "labels.n | int"])
+_VALUES = st.sampled_from(["'x'", "labels.alertname", "'\\n' * 5000", "'{:>9}'", "'%05d'", "ns.s"])
+TEMPLATE_ATOMS = st.one_of(
+    st.builds("{{% for i in range({}) %}}".format, _NUMBERS),
+    st.just("{% endfor %}"),
+    st.builds("{{{{ {} * {} }}}}".format, _VALUES, _NUMBERS),
+    st.builds("{{{{ {} | center({}) }}}}".format, _VALUES, _NUMBERS),
+    st.builds("{{{{ {} | indent({}) }}}}".format, _VALUES, _NUMBERS),
+    st.builds("{{{{ {} % {} }}}}".format, _VALUES, _NUMBERS),
+    st.builds("{{{{ {}.format({}) }}}}".format, _VALUES, _NUMBERS),
+    st.builds("{{{{ {}.join(range({}) | map('string')) }}}}".format, _VALUES, _NUMBERS),
+    st.builds("{{% set ns.s = ns.s ~ {} %}}".format, _VALUES),
+    st.just("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"),
+    st.builds("{{{{ f({}) }}}}".format, _NUMBERS),
+)
+templates = st.lists(TEMPLATE_ATOMS, max_size=6).map(
+    lambda atoms: "{% set ns = namespace(s='') %}" + "".join(atoms)
+)
+
+
+@fuzz_settings(80)
+@given(source=templates, n=st.sampled_from(["3", "100000", "x"]))
+def test_random_templates_render_bounded_or_fall_back(source: str, n: str) -> None:
+    try:
+        template = Template(source)
+    except TemplateSyntaxProblem:
+        return
+    context = {**SAMPLE_CONTEXT, "labels": {**SAMPLE_CONTEXT["labels"], "n": n}}
+    rendered = template.render(context)
+    assert rendered is None or len(rendered) <= 1024
+    with contextlib.suppress(TemplateLimitExceeded):
+        template.check_limits(context)

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import signal
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rules.templates import Template, TemplateSyntaxProblem, compile_template
+import rules.templates
+from config.errors import ConfigError
+from config.load import load_rule_file
+from rules.templates import (
+    SAMPLE_CONTEXT,
+    Template,
+    TemplateLimitExceeded,
+    TemplateSyntaxProblem,
+    compile_template,
+)
+from tests.rules.test_classifier import classify, make
 
 CTX: dict[str, Any] = {
     "labels": {"alertname": "HighErrorRate", "service": "api"},
@@ -133,3 +147,164 @@ def test_compile_template() -> None:
     assert tpl is not None and tpl.source == "{{ labels.service }}"
     assert repr(tpl) == "Template('{{ labels.service }}')"
     assert tpl.render(CTX) == "api"
+
+
+# --------------------------------------------------------------------------------------------
+# Bounded rendering: steps, time, sizes
+# --------------------------------------------------------------------------------------------
+
+
+def _too_slow(signum: int, frame: object) -> None:
+    raise AssertionError("rendering did not finish: the template is not bounded")
+
+
+@pytest.fixture
+def hang_guard() -> Iterator[None]:
+    """Turns an unbounded render (minutes to forever before the sandbox had limits) into a
+    failure; the limits stop each of these in well under a second."""
+    previous = signal.signal(signal.SIGALRM, _too_slow)
+    signal.alarm(120)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+UNBOUNDED = [
+    # (template, the limit it hits)
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "count"),
+    ("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}", "steps"),
+    (
+        "{% for a in labels.alertname * 9000 %}{% for b in 'x' * 9000 %}{% endfor %}{% endfor %}",
+        "steps",
+    ),
+    (
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+        "steps",
+    ),
+    ("{% for i in range(10000) %}{{ 'x' * 100 }}{% endfor %}", "output"),
+    (
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+        "{% endfor %}{{ ns.s | length }}",
+        "namespace",
+    ),
+    ("{{ range(10000) | map('center', 10000) | join }}", "built"),
+]
+
+
+@pytest.mark.parametrize(("source", "limit"), UNBOUNDED)
+def test_unbounded_templates_fail_and_check_refuses_them(
+    hang_guard: None, monkeypatch: pytest.MonkeyPatch, source: str, limit: str
+) -> None:
+    # The wall-clock limit is lifted so that the step and size caps are what stops each render.
+    monkeypatch.setattr(rules.templates, "TIME_LIMIT", 3600.0)
+    template = Template(source)
+    assert template.render(SAMPLE_CONTEXT) is None
+    with pytest.raises(TemplateLimitExceeded, match=limit):
+        template.check_limits()
+
+
+HUGE_CONSTANTS = [
+    "{{ '' | center(200000000) }}",
+    "{{ '%0200000000d' % 1 }}",
+    "{{ '%0200000000d' | format(1) }}",
+    "{{ '%*d' % (200000000, 1) }}",
+    "{{ ''.ljust(200000000) }}",
+    "{{ 'x'.zfill(200000000) }}",
+    "{{ '{:>200000000}'.format(1) }}",
+    "{{ '{:{}}'.format(1, 200000000) }}",
+    "{{ ('x' * 100000).join('y' * 100000) }}",
+    "{{ ('x' * 50000).replace('', 'y' * 50000) }}",
+    "{{ 'x' * 60000 + 'y' * 60000 }}",
+    "{{ ('\\t' * 100000).expandtabs(10000) }}",
+    "{{ ('\\n' * 100000) | indent(10000) }}",
+    "{{ '%(a)0200000d' % {'a': 1} }}",
+]
+
+
+@pytest.mark.parametrize("source", HUGE_CONSTANTS)
+def test_huge_values_are_refused_before_they_are_built(source: str) -> None:
+    # These once cost seconds and hundreds of megabytes, at load (constant folding) and render.
+    tracemalloc.start()
+    try:
+        template = Template(source)
+        assert template.render(SAMPLE_CONTEXT) is None
+        with pytest.raises(TemplateLimitExceeded):
+            template.check_limits()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+
+
+def test_the_render_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With no time at all, a render stops at its first look at the clock (64 steps in).
+    monkeypatch.setattr(rules.templates, "TIME_LIMIT", 0.0)
+    template = Template("{% for i in range(1000) %}{% endfor %}done")
+    assert template.render({}) is None
+    with pytest.raises(TemplateLimitExceeded, match="longer than"):
+        template.check_limits()
+    assert Template("{{ labels.alertname }}").render(SAMPLE_CONTEXT) == "SampleAlert"
+
+
+@pytest.mark.parametrize(
+    ("source", "rendered"),
+    [
+        ("{{ '%05d' % 42 }} {{ '%d' | format(123456789) }}", "00042 123456789"),
+        (
+            "{{ 'host 123456 down: %s' % 'x' }}, {{ 'port 123456 {}'.format(1) }}",
+            "host 123456 down: x, port 123456 1",
+        ),
+        ("x{{ '{:>5}'.format('a') }}|{{ '{} and {}'.format('a', 123456) }}", "x    a|a and 123456"),
+        ("{{ labels.nope | default(123456) }} {{ 123456789 | filesizeformat }}", "123456 123.5 MB"),
+        ("{{ labels.service.center(7, '*') }}{{ labels.service | truncate(5) }}", "**api**api"),
+        ("{{ range(3) | list }}", "[0, 1, 2]"),
+        (
+            "{% for k, v in labels | dictsort %}{{ loop.index }}{{ k }}={{ v }};{% endfor %}",
+            "1alertname=HighErrorRate;2service=api;",
+        ),
+        (
+            "{% for x in [1, [2, [3]]] recursive %}{% if x is iterable %}{{ loop(x) }}"
+            "{% else %}{{ x }}{% endif %}{% endfor %}",
+            "123",
+        ),
+        (
+            "{% set ns = namespace(n=0) %}{% for i in range(5) %}{% set ns.n = ns.n + i %}"
+            "{% endfor %}{{ ns.n }}",
+            "10",
+        ),
+        ("{{ 'ab' * 3 }}{{ [1] + [2] }}{{ 'x' ~ 'y' }}", "ababab[1, 2]xy"),
+    ],
+)
+def test_ordinary_templates_stay_within_the_limits(source: str, rendered: str) -> None:
+    template = Template(source)
+    assert template.render(CTX) == rendered
+    template.check_limits(CTX)
+
+
+def test_check_reports_a_template_over_the_limits_at_its_place(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "rules:\n  - name: a\n    severity: P1\n    title: \"{{ '' | center(200000000) }}\"\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_rule_file(path)
+    [problem] = info.value.problems
+    assert str(problem).startswith(f"{path}:4:5: rules[0].title: ")
+    assert "exceeds a rendering limit: count 200000000 exceeds the template limit" in str(problem)
+
+
+def test_a_template_over_the_limits_only_on_real_data_falls_back_at_run_time() -> None:
+    # The sample alert has no "big" label, so check accepts the rule; the alert that has one
+    # makes the key template run out of steps, and the classifier falls back to the group key.
+    c = make("""
+rules:
+  - name: r
+    severity: P1
+    incident_key: "{% for a in labels.big %}{% for b in labels.big %}{% endfor %}{% endfor %}k"
+""")
+    got = classify(c, {"alertname": "X", "big": "x" * 5000})
+    assert got.incident_key is None
+    assert "r: incident_key template failed or was empty; using the group key" in got.reasons
+    assert classify(c, {"alertname": "X", "big": "xy"}).incident_key == "k"
