@@ -326,7 +326,7 @@ def test_the_rule_example_passes_check_against_the_example_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = readme_rule_files(tmp_path)
-    monkeypatch.setenv("TOCSIN_RECEIVER_TOKEN", "secret")
+    monkeypatch.delenv("TOCSIN_RECEIVER_TOKEN", raising=False)  # a rules CI has no secrets
     code = main(["check", str(config)])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -337,7 +337,7 @@ def test_the_rule_unit_test_example_passes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = readme_rule_files(tmp_path)
-    monkeypatch.setenv("TOCSIN_RECEIVER_TOKEN", "secret")
+    monkeypatch.delenv("TOCSIN_RECEIVER_TOKEN", raising=False)  # a rules CI has no secrets
     code = main(["test", str(config.parent / "rules" / "readme_test.yaml")])
     out, err = capsys.readouterr()
     assert code == 0, out + err
