@@ -18,11 +18,13 @@ from typing import Any, NoReturn
 
 from config.errors import ConfigError, Problem, sorted_problems
 from config.load import LoadedConfig, load_config, load_rule_file
-from escalation.incidents.steps import level_tiers
+from escalation.incidents.policy import due_time
+from escalation.incidents.steps import Step, level_tiers
 from router.terminal import escaped_output
 from rules.alerts import Alert, Notification
-from rules.classifier import Classifier
+from rules.classifier import Classification, Classifier
 from rules.durations import format_duration, parse_duration
+from rules.schema import Outcome, Rule
 
 __all__ = ["main"]
 
@@ -123,7 +125,12 @@ def _instant(text: str) -> datetime:
         t = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an ISO 8601 instant, got {text!r}") from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    if t.tzinfo is None:
+        # Neither UTC nor local time is a safe guess for calendars and shift handoffs: ask.
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no UTC offset; add one, e.g. {text}Z or {text}+01:00"
+        )
+    return t
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
@@ -140,6 +147,17 @@ def _client_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (``tocsin simulate | head``): what it wanted, it got. Point stdout
+        # at /dev/null so the interpreter's final flush does not fail again with a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     handler = {
         "serve": _serve,
@@ -301,12 +319,46 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"  because {r}")
     if result.unknown_severity is not None:
         print(f"  note: severity label value {result.unknown_severity!r} is not in the matrix")
+    for note in _untrusted_severity(loaded, labels, result):
+        print(f"  note: {note}")
     print()
-    _print_tiers(loaded, result.severity, result.policy)
+    _print_tiers(loaded, result.severity, result.policy, now)
     return 0
 
 
-def _print_tiers(loaded: LoadedConfig, severity: str, policy_name: str | None) -> None:
+# Labels that look like the alert's own severity: trusting one is a rule's choice.
+_SEVERITY_LABELS = ("severity", "priority")
+
+
+def _untrusted_severity(
+    loaded: LoadedConfig, labels: dict[str, str], result: Classification
+) -> list[str]:
+    """Why a severity label the matrix knows did not set the level (no rule trusts it)."""
+    outcomes: list[Outcome] = [r for _, rf in loaded.rule_files for r in rf.rules]
+    applied = {r.name for r in outcomes if isinstance(r, Rule) and r.name in result.matched}
+    trusted = {
+        label
+        for o in [*outcomes, loaded.classifier.default]
+        if not isinstance(o, Rule) or o.name in applied
+        for label in o.severity_from
+    }
+    notes = []
+    for label in _SEVERITY_LABELS:
+        value = labels.get(label)
+        level = loaded.matrix.resolve(value) if value else None
+        if level is None or label in trusted:
+            continue
+        notes.append(
+            f"{label}={value!r} would be {level} ({loaded.matrix.level(level).name}), but no "
+            f"rule trusts the {label} label; add severity_from: [{label}] to a rule (or the "
+            "default) to use it"
+        )
+    return notes
+
+
+def _print_tiers(
+    loaded: LoadedConfig, severity: str, policy_name: str | None, now: datetime
+) -> None:
     level = loaded.matrix.level(severity)
     cfg = loaded.config
     if policy_name is None:
@@ -325,7 +377,7 @@ def _print_tiers(loaded: LoadedConfig, severity: str, policy_name: str | None) -
     for i, st in enumerate(steps):
         when = f"+{format_duration(st.after)}"
         if st.at:
-            when += f" then at {st.at}"
+            when += f" then at {st.at}{_calendar_instant(loaded, st, now)}"
         if st.during:
             when += f" (only during {st.during})"
         unless = f"unless {st.unless}" if st.unless else "regardless of status"
@@ -342,6 +394,16 @@ def _print_tiers(loaded: LoadedConfig, severity: str, policy_name: str | None) -
     for label, value in targets:
         if value is not None:
             print(f"  {label}: {format_duration(value)}")
+
+
+def _calendar_instant(loaded: LoadedConfig, step: Step, now: datetime) -> str:
+    """When a step moved to a calendar point would fire, in the calendar's own zone."""
+    calendars = loaded.config.calendars
+    cal = calendars.get(step.at.partition(":")[0]) if step.at else None
+    if cal is None:
+        return ""
+    due = due_time(step, now, calendars).astimezone(cal.zone)
+    return f" = {due.isoformat()} ({cal.timezone})"
 
 
 def _simulate(args: argparse.Namespace) -> int:

@@ -37,6 +37,15 @@ _EVENTS = {
     "severity": "severity",
     "reminder": "reminder",
     "skip": "skip",
+    # A step held until its calendar opens: without it a `during:` step looks lost.
+    "deferred": "deferred",
+}
+
+# Extra keys each event carries in --json, beyond t / event / incident / severity / message.
+_EXTRA = {
+    "notify": ("tier", "round", "target", "person", "channel"),
+    "deferred": ("tier", "until"),
+    "pending": ("steps",),
 }
 
 
@@ -58,9 +67,8 @@ class SimEvent:
             "incident": self.incident,
             "severity": self.severity,
         }
-        if self.event == "notify":
-            for k in ("tier", "round", "target", "person", "channel"):
-                out[k] = self.data.get(k)
+        for k in _EXTRA.get(self.event, ()):
+            out[k] = self.data.get(k)
         out["message"] = self.message
         return out
 
@@ -72,6 +80,8 @@ class Simulation:
     start: datetime
     events: list[SimEvent]
     all_events: list[SimEvent]
+    # Per incident still open at --until, the steps it still has to run (event "pending").
+    pending: list[SimEvent] = field(default_factory=list)
 
 
 def _resolved_copy(n: Notification, at: datetime) -> Notification:
@@ -106,10 +116,11 @@ async def simulate(
             actions = _actions(rt, notification, t0, ack_at, mitigate_at, resolve_at)
             await _run(rt, clock, actions, t0 + until)
             events = await _timeline(rt, t0)
+            pending = await _pending(rt, t0, t0 + until)
         finally:
             await rt.stop()
     events.sort(key=lambda e: e.t)
-    return Simulation(t0, [e for e in events if e.event in _EVENTS.values()], events)
+    return Simulation(t0, [e for e in events if e.event in _EVENTS.values()], events, pending)
 
 
 _Scheduled = list[tuple[datetime, Callable[[], Awaitable[object]]]]
@@ -180,6 +191,42 @@ async def _timeline(rt: Runtime, t0: datetime) -> list[SimEvent]:
     return events
 
 
+async def _pending(rt: Runtime, t0: datetime, end: datetime) -> list[SimEvent]:
+    """What each incident still has scheduled past ``end``: the run stopped, the escalation not."""
+    out: list[SimEvent] = []
+    for inc in await rt.service.list_incidents(
+        status=["triggered", "acknowledged", "mitigated"], limit=1000
+    ):
+        detail = await rt.service.detail(inc.id)
+        steps = [s for s in (detail.steps if detail else []) if s.state.value == "pending"]
+        if not steps:
+            continue
+        steps.sort(key=lambda s: s.due_at)
+        listed = [
+            {
+                "kind": s.kind.value,
+                "tier": s.tier,
+                "round": s.round,
+                "t": round((s.due_at - t0).total_seconds(), 3),
+            }
+            for s in steps
+        ]
+        first = _stamp((steps[0].due_at - t0).total_seconds())
+        message = (
+            f"{len(steps)} step(s) still pending at the end of the run "
+            f"({inc.status.value}); the next at {first}"
+        )
+        t = (end - t0).total_seconds()
+        out.append(SimEvent(t, "pending", inc.id, inc.severity, message, {"steps": listed}))
+    return out
+
+
+def _stamp(seconds: float) -> str:
+    mins, secs = divmod(int(seconds), 60)
+    hours, mins = divmod(mins, 60)
+    return f"+{hours:d}:{mins:02d}:{secs:02d}"
+
+
 def _sim_event(e: TimelineEvent, t0: datetime, severity: str) -> SimEvent:
     return SimEvent(
         t=(e.at - t0).total_seconds(),
@@ -194,14 +241,11 @@ def _sim_event(e: TimelineEvent, t0: datetime, severity: str) -> SimEvent:
 def render_text(sim: Simulation) -> str:
     """A human timeline: ``+MM:SS  event  message``."""
     lines = [f"Simulation from {sim.start.isoformat()}"]
-    for e in sim.all_events:
-        mins, secs = divmod(int(e.t), 60)
-        hours, mins = divmod(mins, 60)
-        stamp = f"+{hours:d}:{mins:02d}:{secs:02d}"
-        lines.append(f"{stamp:>10}  {e.event:<10} {e.message}")
+    for e in [*sim.all_events, *sim.pending]:
+        lines.append(f"{_stamp(e.t):>10}  {e.event:<10} {e.message}")
     return "\n".join(lines)
 
 
 def render_json(sim: Simulation) -> str:
-    """One JSON object per line (DESIGN.md §10)."""
-    return "\n".join(json.dumps(e.as_json()) for e in sim.events)
+    """One JSON object per line (DESIGN.md §10), then one ``pending`` line per open incident."""
+    return "\n".join(json.dumps(e.as_json()) for e in [*sim.events, *sim.pending])

@@ -140,5 +140,19 @@ def _compare(classifier: Classifier, exp: Expect, got: Classification) -> list[s
         want_v = getattr(exp, field)
         got_v = getattr(got, field)
         if want_v is not None and want_v != got_v:
-            fails.append(f"{field}: expected {want_v!r}, got {got_v!r}")
+            shown = repr(got_v) if got_v is not None else _NOT_SET[field]
+            fails.append(f"{field}: expected {want_v!r}, got {shown}")
     return fails
+
+
+# What an unset field means, so a failure never reads "got None".
+_NOT_SET = {
+    "policy": "no policy: no matching rule or default sets one (the matrix tiers apply)",
+    "team": "no team: no matching rule or default sets one",
+    "rule": "no rule",
+    "incident_key": (
+        "no incident key: no matching rule sets one, or its template failed or rendered "
+        "empty (receiver + groupKey is used)"
+    ),
+    "title": "no title",
+}

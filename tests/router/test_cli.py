@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from router.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
+CLI = (sys.executable, "-m", "router.cli")
 
 AUTH = """\
 auth:
@@ -488,7 +490,7 @@ def test_explain_lists_matched_but_not_applied_rules_and_unknown_severities(
         "--labels",
         "alertname=Slow, team=web, service=api, severity=disaster",
         "--at",
-        "2026-01-05T20:00:00",
+        "2026-01-05T20:00:00Z",
     )
     assert (code, err) == (0, "")
     assert out.splitlines() == [
@@ -641,3 +643,158 @@ def test_explain_escapes_control_characters_from_alert_text(
         "Title:        High\\x1b[2J\\x1b]0;owned\\x07: fine\\x1b[8m hidden\\x9b31m"
         in out.splitlines()
     )
+
+
+# --------------------------------------------------------------------------- issue 10: offline
+
+OFFICE = (
+    AUTH
+    + """\
+calendars:
+  business-hours: {timezone: Europe/Berlin, days: [mon, tue, wed, thu, fri], hours: "09:00-17:00"}
+people:
+  alice: {name: Alice, channels: [log]}
+policies:
+  office:
+    steps:
+      - {name: first, after: 0s, notify: [person:alice], via: [log], during: business-hours}
+      - {name: morning, after: 30m, at: "business-hours:next-day", notify: [person:alice]}
+rules:
+  default: {severity: P3, policy: office}
+"""
+)
+
+EVENING_ALERT = (
+    '{"version": "4", "status": "firing", "receiver": "r", "groupKey": "{}:{}", "alerts":'
+    ' [{"status": "firing", "labels": {"alertname": "A"}, "startsAt": "2026-01-05T20:00:00Z"}]}'
+)
+
+
+def _office(tmp_path: Path) -> tuple[Path, Path]:
+    config = write(tmp_path, "tocsin.yaml", OFFICE)
+    return config, write(tmp_path, "payload.json", EVENING_ALERT)
+
+
+def test_simulate_json_shows_deferred_steps_and_what_is_pending_past_until(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config, payload = _office(tmp_path)
+    argv = ["simulate", "--config", str(config), "--payload", str(payload), "--json"]
+    code, out, err = run(capsys, *argv, "--start", "2026-01-05T20:00:00Z", "--until", "1h")
+    assert (code, err) == (0, "")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [x["event"] for x in lines] == ["open", "deferred", "pending"]
+    deferred = lines[1]
+    assert (deferred["t"], deferred["tier"]) == (0.0, 0)
+    assert deferred["until"] == "2026-01-06T08:00:00+00:00"  # 09:00 in Berlin
+    pending = lines[2]
+    assert pending["t"] == 3600.0  # at --until
+    assert pending["incident"] == lines[0]["incident"]
+    assert pending["steps"] == [
+        {"kind": "page", "tier": 0, "round": 0, "t": 43200.0},
+        {"kind": "page", "tier": 1, "round": 0, "t": 43200.0},
+    ]
+    assert "2 step(s) still pending" in pending["message"]
+
+
+def test_explain_at_prints_calendar_steps_in_the_calendars_zone(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config, _ = _office(tmp_path)
+    argv = ["explain", "--config", str(config), "--labels", "alertname=A"]
+    code, out, err = run(capsys, *argv, "--at", "2026-01-05T20:00:00Z")
+    assert (code, err) == (0, "")
+    assert (
+        "tier 1: +30m then at business-hours:next-day = 2026-01-06T09:00:00+01:00 "
+        "(Europe/Berlin) notify person:alice" in out
+    )
+
+
+@pytest.mark.parametrize("flag", ["--start", "--at"])
+def test_an_instant_without_an_offset_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str
+) -> None:
+    config, payload = _office(tmp_path)
+    if flag == "--start":
+        argv = ["simulate", "--config", str(config), "--payload", str(payload)]
+    else:
+        argv = ["explain", "--config", str(config), "--labels", "a=b"]
+    code, out, err = run(capsys, *argv, flag, "2026-01-05T20:00:00")
+    assert (code, out) == (2, "")
+    assert err.splitlines()[-1].endswith(
+        f"error: argument {flag}: '2026-01-05T20:00:00' has no UTC offset; add one, "
+        "e.g. 2026-01-05T20:00:00Z or 2026-01-05T20:00:00+01:00"
+    )
+
+
+def test_output_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    """``tocsin simulate | head``: the reader is gone before anything is written."""
+    config, payload = _office(tmp_path)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE, deterministically
+    try:
+        proc = subprocess.run(
+            [*CLI, "simulate", "--config", str(config), "--payload", str(payload), "--json"],
+            cwd=REPO,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.stderr == ""
+    assert proc.returncode == 0
+
+
+def test_explain_says_why_a_known_severity_label_is_not_used(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config, _ = _office(tmp_path)
+    argv = ["explain", "--config", str(config), "--labels", "alertname=A,severity=critical"]
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    assert "Severity:     P3 (SEV-4)" in out
+    assert (
+        "  note: severity='critical' would be P0 (SEV-1), but no rule trusts the severity "
+        "label; add severity_from: [severity] to a rule (or the default) to use it\n" in out
+    )
+    # A rule that trusts the label: no note, and the label decides.
+    rules = write(
+        tmp_path,
+        "rules/main.yaml",
+        "rules:\n  - {name: trust, match: 'severity=~\".+\"', severity_from: [severity]}\n",
+    )
+    config.write_text(OFFICE.replace("rules:\n", f"rules:\n  files: [{rules}]\n"))
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    assert "Severity:     P0 (SEV-1)" in out
+    assert "no rule trusts" not in out
+
+
+def test_a_failing_rule_test_never_prints_got_none(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config, _ = _office(tmp_path)
+    config.write_text(OFFICE.replace("policy: office", "policy: null"))
+    test = write(
+        tmp_path,
+        "t_test.yaml",
+        """\
+        config: tocsin.yaml
+        tests:
+          - name: expects what nothing sets
+            alerts:
+              - labels: {alertname: A}
+                expect: {policy: office, team: web, incident_key: A/x}
+        """,
+    )
+    code, out, err = run(capsys, "test", str(test))
+    assert (code, err) == (1, "")
+    assert "None" not in out
+    assert (
+        "      policy: expected 'office', got no policy: no matching rule or default sets one "
+        "(the matrix tiers apply)\n" in out
+    )
+    assert "      team: expected 'web', got no team: no matching rule or default sets one\n" in out
+    assert "      incident_key: expected 'A/x', got no incident key: " in out

@@ -323,7 +323,10 @@ def test_simulate_json_without_ack_climbs_every_tier(tmp_path: Path) -> None:
         "notify",
         "notify",
         "reminder",
+        "pending",  # what --until cut off: the summary line comes last
     ]
+    assert lines[-1]["t"] == 2700.0
+    assert lines[-1]["steps"]
 
 
 def test_simulate_with_a_missing_payload_exits_1(tmp_path: Path) -> None:
