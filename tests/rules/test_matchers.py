@@ -532,6 +532,16 @@ def test_lookalikes_of_go_rejections_stay_valid(pattern: str) -> None:
     Matcher("l", MatchType.REGEX, pattern)
 
 
+def test_where_re2_and_go_still_differ_as_documented() -> None:
+    # Go compiles \pL{1000} (about 1,000 instructions); RE2 spells \pL out in UTF-8 ranges
+    # and the program passes its memory budget: refused, loudly, never matched differently.
+    with pytest.raises(MatcherError, match="expression too large"):
+        Matcher("l", MatchType.REGEX, "\\pL{1000}")
+    # Go refuses nesting past 1000 levels; RE2 accepts it.
+    deep = "(" * 1001 + "a" + ")" * 1001
+    assert Matcher("l", MatchType.REGEX, deep).matches("a")
+
+
 def test_a_backtracking_pattern_matches_in_linear_time() -> None:
     # Python's re needs 2**n steps here (hours for n=40); RE2 never backtracks. The alarm only
     # turns a hang into a failure: it is minutes away from what the match takes.
