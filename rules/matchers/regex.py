@@ -50,7 +50,7 @@ _HINTS = (
     (re.compile(r"\\[1-9]"), "backreferences are not supported"),
     (re.compile(r"\\Z"), "RE2 spells end of text \\z"),
     (re.compile(r"\(\?<?[=!]"), "lookarounds are not supported"),
-    (re.compile(r"\\[ux]"), "RE2 spells a code point \\x{...}"),
+    (re.compile(r"\\u"), "RE2 spells a code point \\x{...}"),
 )
 
 
