@@ -7,15 +7,35 @@ reads these models, config composes them.
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-__all__ = ["ApiToken", "AuthConfig", "BasicCredential", "ReceiverAuth", "ServerConfig"]
+from rules.durations import Duration
+
+__all__ = [
+    "REPLAY_CLOCK_SKEW",
+    "ApiToken",
+    "AuthConfig",
+    "BasicCredential",
+    "ReceiverAuth",
+    "ServerConfig",
+]
+
+# A signed webhook's clock and ours may disagree a little: an event this far in the future is
+# accepted, and its dedup id is kept this much longer than the replay window.
+REPLAY_CLOCK_SKEW = timedelta(minutes=5)
 
 
 class ServerConfig(BaseModel):
-    """Where tocsin listens and how big a request may be."""
+    """Where tocsin listens, how big and how slow a request may be, how old a webhook may be.
+
+    ``replay_window``: a signed webhook event (PagerDuty's ``occurred_at``) older than this is
+    refused, so a captured delivery cannot be replayed later; its dedup id is kept this long.
+    ``header_timeout`` / ``body_timeout``: a client that has not sent its request headers (or
+    its whole body) by then is disconnected, so slow clients cannot hold connections forever.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -24,6 +44,16 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
+    replay_window: Duration = timedelta(hours=1)
+    header_timeout: Duration = timedelta(seconds=10)
+    body_timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("replay_window", "header_timeout", "body_timeout")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("must be positive")
+        return v
 
     @field_validator("listen")
     @classmethod

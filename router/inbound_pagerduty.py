@@ -1,9 +1,12 @@
 """``POST /api/v1/pagerduty/webhook``: signed PagerDuty v3 webhooks acting on tocsin incidents.
 
 Order matters: the raw bytes are read (size-limited) and the ``X-PagerDuty-Signature`` checked
-before anything is parsed or stored. A delivery is remembered by ``X-Webhook-Id`` in the same
-transaction that applies its action, so a replay is refused and a delivery that failed (503) is
-retried by PagerDuty and acts then.
+before anything is parsed or stored. A delivery is remembered by its signed ``event.id`` (never
+the unsigned ``X-Webhook-Id`` header, which a replayer can change) in the same transaction that
+applies its action, so a replay is refused and a delivery that failed (503) is retried by
+PagerDuty and acts then. An event is also refused ("stale") when its signed ``occurred_at`` is
+older than ``server.replay_window`` (or in the future by more than a clock skew), or older than
+the incident's last state change: a captured ack cannot re-silence a reopened incident.
 
 Status codes (PagerDuty retries 5xx, 429 and timeouts; it drops any other 4xx):
 
@@ -14,7 +17,8 @@ Status codes (PagerDuty retries 5xx, 429 and timeouts; it drops any other 4xx):
   payloads itself);
 - 503: the store failed: PagerDuty retries;
 - 200 for everything else, including events tocsin ignores (``pagey.ping``, other event types,
-  incidents tocsin did not create) and actions that no longer apply (already acknowledged).
+  incidents tocsin did not create), actions that no longer apply (already acknowledged) and
+  stale events (``{"status": "stale"}``: retrying would not make them fresher).
 
 Incidents are matched by ``data.incident_key``, which is the Events API ``dedup_key`` tocsin
 sent (the tocsin incident id). ``incident.annotated`` carries only PagerDuty's own incident id,
@@ -29,13 +33,15 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from config.server import REPLAY_CLOCK_SKEW
 from escalation.engine.service import ActOn, Delivery, EscalationService, Outcome
 from escalation.incidents.actions import Action
-from escalation.incidents.model import IncidentRecord
+from escalation.incidents.model import EventKind, IncidentRecord
 from router.errors import ApiError, Outage, on_store_outage
 from router.keys import RUNTIME
 from router.receiver import clean_text, read_body
@@ -59,6 +65,18 @@ SOURCE = "pagerduty"
 ALIAS_PREFIX = "pagerduty-incident:"
 _MAX_NOTE = 4000
 _MAX_ACTOR = 200
+# Timeline kinds that change an incident's state: an event from before the latest is stale.
+_STATE_CHANGES = frozenset(
+    {
+        EventKind.OPEN,
+        EventKind.REOPEN,
+        EventKind.SEVERITY,
+        EventKind.ACK,
+        EventKind.ACK_TIMEOUT,
+        EventKind.MITIGATE,
+        EventKind.RESOLVE,
+    }
+)
 
 EVENT_ACTIONS: dict[str, Action] = {
     "incident.acknowledged": Action.ACK,
@@ -97,6 +115,18 @@ class _Event:
     data: dict[str, Any]
     actor: str
     event_id: str
+    occurred_at: datetime | None
+
+
+def _instant(v: Any) -> datetime | None:
+    """An ISO 8601 instant with an offset (PagerDuty sends ``...Z``), else None."""
+    if not isinstance(v, str):
+        return None
+    try:
+        at = datetime.fromisoformat(v)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
 
 
 def _parse(body: bytes) -> _Event:
@@ -118,6 +148,7 @@ def _parse(body: bytes) -> _Event:
         data=data if isinstance(data, dict) else {},
         actor=actor,
         event_id=_str(event.get("id")),
+        occurred_at=_instant(event.get("occurred_at")),
     )
 
 
@@ -180,8 +211,8 @@ async def receive_pagerduty_webhook(request: web.Request) -> web.Response:
         log.warning("pagerduty webhook with no valid signature", extra={"path": request.path})
         raise ApiError(403, "signature not verified", "no v1 signature matches a configured secret")
     ev = _parse(body)
-    header_id = clean_text(request.headers.get("X-Webhook-Id", "").strip())
-    webhook_id = header_id[:200] or ev.event_id[:200]
+    # The signed event id; a body without one is its own id (the body is what is signed).
+    webhook_id = ev.event_id[:200] or "sha256:" + hashlib.sha256(body).hexdigest()
     if ev.resource_type != "incident" or not ev.event_type.startswith("incident."):
         log.info("pagerduty webhook ignored", extra={"event_type": ev.event_type})
         return _reply("ignored", ev)
@@ -209,12 +240,20 @@ async def _apply(rt: Runtime, ev: _Event, action: Action, webhook_id: str) -> we
     # Seen check, alias and action commit together: the same delivery twice (even at once, or
     # on another replica) acts once, and one that failed is not refused when retried.
     inc, pd_id = await _find_incident(rt.service, ev)
+    stale = _too_old(rt, ev) or (await _before_last_change(rt, ev, inc) if inc else "")
+    if stale:
+        log.warning(
+            "pagerduty webhook refused as stale",
+            extra={"event_type": ev.event_type, "event_id": ev.event_id, "reason": stale},
+        )
+        return _reply("stale", ev, inc.id if inc is not None else None)
     note = ""
     if action == Action.NOTE:
         note = _str(ev.data.get("content")).strip()[:_MAX_NOTE] or "(empty note)"
     acted = await rt.service.act_once(
-        Delivery(SOURCE, webhook_id) if webhook_id else None,
-        [ActOn(inc.id, ev.actor, note)] if inc is not None else [],
+        Delivery(SOURCE, webhook_id),
+        # The epoch read with the timeline: a reopen committed since then makes this stale too.
+        [ActOn(inc.id, ev.actor, note, inc.epoch)] if inc is not None else [],
         action,
         source=SOURCE,
         alias=_alias(ev, pd_id),
@@ -239,6 +278,28 @@ async def _apply(rt: Runtime, ev: _Event, action: Action, webhook_id: str) -> we
         },
     )
     return _reply(outcome, ev, inc.id)
+
+
+def _too_old(rt: Runtime, ev: _Event) -> str:
+    """Why the event's signed time refuses it ("" when it is fresh)."""
+    if ev.occurred_at is None:
+        return "no valid event.occurred_at"
+    now = rt.clock.now()
+    window = rt.loaded.config.server.replay_window
+    if ev.occurred_at < now - window:
+        return f"occurred more than {window} ago (server.replay_window)"
+    if ev.occurred_at > now + REPLAY_CLOCK_SKEW:
+        return "occurred in the future"
+    return ""
+
+
+async def _before_last_change(rt: Runtime, ev: _Event, inc: IncidentRecord) -> str:
+    """Why the event predates the incident's current state ("" when it does not)."""
+    assert ev.occurred_at is not None
+    changes = [e.at for e in await rt.service.timeline(inc.id) if e.kind in _STATE_CHANGES]
+    if changes and ev.occurred_at < max(changes):
+        return "occurred before the incident's last state change"
+    return ""
 
 
 def add_pagerduty_routes(app: web.Application) -> None:

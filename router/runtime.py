@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +23,7 @@ from adapters.delivery.policy import ConfiguredPolicy
 from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
 from config.errors import ConfigError, Problem
 from config.load import LoadedConfig, load_config
+from config.server import REPLAY_CLOCK_SKEW
 from escalation.engine.clock import Clock, RealClock
 from escalation.engine.loop import Engine
 from escalation.engine.metrics import EscalationMetrics
@@ -107,6 +109,7 @@ class Runtime:
             lease=engine_cfg.lease,
             poll=engine_cfg.poll,
             batch=engine_cfg.batch,
+            replay_windows=self._replay_windows,
         )
         self.service = EscalationService(
             self.store, self.clock, lambda: self._directory, self.esc_metrics, wake=self.engine.wake
@@ -118,6 +121,11 @@ class Runtime:
         self.wakeup: WakeupListener = listener_for(self.store, self.engine.wake)
         self.metrics.reload_ok.set(1)
         self.metrics.reload_ts.set(time.time())
+
+    def _replay_windows(self) -> dict[str, timedelta]:
+        # A PagerDuty event older than the window (+ skew) is refused by its age, so its id can
+        # go ("pagerduty" is the webhook route's delivery source).
+        return {"pagerduty": self.loaded.config.server.replay_window + REPLAY_CLOCK_SKEW}
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -37,6 +37,7 @@ __all__ = ["Engine", "OutboxDelivery", "decide_step"]
 log = logging.getLogger("tocsin.engine")
 
 _P = TypeVar("_P")
+_PRUNE_EVERY = timedelta(minutes=1)
 
 
 class OutboxDelivery(Protocol[_P]):
@@ -68,6 +69,7 @@ class Engine:
         lease: timedelta = timedelta(seconds=30),
         batch: int = 200,
         poll: timedelta = timedelta(seconds=5),
+        replay_windows: Callable[[], Mapping[str, timedelta]] = dict,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -78,6 +80,8 @@ class Engine:
         self.lease = lease
         self.batch = batch
         self.poll = poll
+        self.replay_windows = replay_windows
+        self._next_prune: datetime | None = None
         self._wake = asyncio.Event()
         self._stopping = False
         self.on_change: Callable[[], None] | None = None
@@ -101,7 +105,22 @@ class Engine:
                 await self.delivery.finish(prepared)
             if len(rows) < self.batch:
                 break
+        await self._prune(now)
         return await self.store.next_due()
+
+    async def _prune(self, now: datetime) -> None:
+        """Forget inbound delivery ids past their source's replay window, once a minute.
+
+        Only sources whose deliveries carry a signed time (``replay_windows``) are pruned: a
+        replay of those is refused by its age, so the id is no longer needed. Ids of sources
+        without one (Twilio) are what refuses their replays, so they are kept.
+        """
+        if self._next_prune is not None and now < self._next_prune:
+            return
+        self._next_prune = now + _PRUNE_EVERY
+        for source, window in self.replay_windows().items():
+            async with self.store.transaction() as tx:
+                await tx.prune_deliveries(source, now - window)
 
     async def _claim_and_fire(self, now: datetime) -> int:
         """Claim due steps and fire them in the same transaction (one commit per batch).

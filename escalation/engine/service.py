@@ -80,6 +80,9 @@ class ActOn:
     ref: str
     actor: str
     note: str = ""
+    # Act only while the incident is still in this escalation run (a reopen, severity raise or
+    # ack timeout starts a new one): a signed webhook about the old run must not act on the new.
+    epoch: int | None = None
 
 
 class Outcome(StrEnum):
@@ -398,6 +401,10 @@ class EscalationService:
             if alias:
                 await _alias_in(tx, alias, inc.id, changes)
                 alias = ""
+            if t.epoch is not None and inc.epoch != t.epoch:
+                stale = "the incident changed state after the event"
+                decided.append(_Decided(None, Acted(t.ref, Outcome.ILLEGAL, inc, stale)))
+                continue
             if inc.id in done:  # the same incident by two references: one action
                 decided.append(_Decided(None, done[inc.id].acted))
                 continue

@@ -124,6 +124,9 @@ class Tx(Protocol):
     async def seen_delivery(self, source: str, delivery_id: str, now: datetime) -> bool:
         """Remember an inbound delivery id; True if it was already seen (dedup of webhooks)."""
 
+    async def prune_deliveries(self, source: str, before: datetime) -> int:
+        """Forget ``source``'s delivery ids seen before ``before`` (past its replay window)."""
+
     async def apply(self, changes: Changes) -> None:
         """Write ``changes``; raises Conflict if an updated incident's version moved."""
 

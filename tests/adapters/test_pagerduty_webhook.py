@@ -1,4 +1,4 @@
-"""``POST /api/v1/pagerduty/webhook``: signatures, dedup by X-Webhook-Id, each event's effect."""
+"""``POST /api/v1/pagerduty/webhook``: signatures, dedup by signed event id, each event's effect."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from escalation.incidents.model import IncidentRecord, Status
 from router.inbound_pagerduty import signature_valid
 from tests.adapters.conftest import PD_SECRET_A, PD_SECRET_B, MakeAdapterApp
 from tests.adapters.test_pagerduty_flow import fire
-from tests.driver.app import App
+from tests.driver.app import START, App
 from tests.fakes.pagerduty import (
     WebhookReply,
     incident_webhook,
@@ -347,3 +347,94 @@ async def test_answers_well_within_pagerdutys_five_seconds(app: App) -> None:
     reply = await post(app, incident_webhook("incident.acknowledged", inc.id))
     assert reply.status == 200
     assert time.perf_counter() - started < 5.0
+
+
+# -- replays: the signed event id and time decide, never the unsigned headers --------------------
+
+
+def _iso(delta: timedelta) -> str:
+    return (START + delta).isoformat().replace("+00:00", "Z")
+
+
+async def test_a_replay_with_a_new_webhook_id_header_is_a_duplicate(app: App) -> None:
+    inc = await paged(app)
+    ack = incident_webhook("incident.acknowledged", inc.id, occurred_at=_iso(timedelta(minutes=1)))
+    first = await post(app, ack, webhook_id="W-original")
+    # The attacker reopens nothing yet: the same signed body under a fresh header value.
+    replay = await post(app, ack, webhook_id="W-forged-new-id")
+
+    assert (first.body["status"], replay.body["status"]) == ("applied", "duplicate")
+    assert sum("acknowledged by" in e for e in await app.messages(inc.id)) == 1
+
+
+async def test_a_captured_ack_cannot_silence_a_reopened_incident(app: App) -> None:
+    inc = await paged(app)
+    # Signed at 13:01 and captured; meanwhile the incident is resolved and reopened by 13:03.
+    captured = incident_webhook(
+        "incident.acknowledged", inc.id, occurred_at=_iso(timedelta(minutes=1))
+    )
+    await app.at(timedelta(minutes=2))
+    resolved = incident_webhook("incident.resolved", inc.id, occurred_at=_iso(timedelta(minutes=2)))
+    assert (await post(app, resolved)).body["status"] == "applied"
+    await app.at(timedelta(minutes=3))
+    reopened = incident_webhook("incident.reopened", inc.id, occurred_at=_iso(timedelta(minutes=3)))
+    assert (await post(app, reopened)).body["status"] == "applied"
+
+    replay = await post(app, captured, webhook_id="W-anything")
+
+    assert replay == WebhookReply(
+        200, {"status": "stale", "event_type": "incident.acknowledged", "incident": inc.id}
+    )
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+
+
+async def test_an_event_older_than_the_replay_window_is_refused(app: App) -> None:
+    inc = await paged(app)
+    ack = incident_webhook("incident.acknowledged", inc.id, occurred_at=_iso(timedelta(minutes=1)))
+    # Default server.replay_window is 1 h: delivered 1 h 2 min after it occurred.
+    app.clock.set(START + timedelta(hours=1, minutes=2))
+
+    reply = await post(app, ack)
+
+    assert reply.body["status"] == "stale"
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+
+
+@pytest.mark.parametrize(
+    "occurred_at", [None, "yesterday", "2026-11-22T13:01:00", "2026-11-22T14:00:00Z"]
+)
+async def test_an_event_without_a_valid_recent_time_is_refused(
+    app: App, occurred_at: str | None
+) -> None:
+    inc = await paged(app)
+    ack = incident_webhook("incident.acknowledged", inc.id)
+    ack["event"]["occurred_at"] = occurred_at  # missing, unparseable, no offset, 1 h ahead
+
+    reply = await post(app, ack)
+
+    assert reply.body["status"] == "stale"
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+
+
+async def test_delivery_ids_are_pruned_past_the_replay_window(app: App) -> None:
+    inc = await paged(app)
+    ack = incident_webhook("incident.acknowledged", inc.id, occurred_at=_iso(timedelta(minutes=1)))
+    assert (await post(app, ack)).body["status"] == "applied"
+    store = app.rt.store
+    async with store.transaction() as tx:
+        assert await tx.seen_delivery("pagerduty", ack["event"]["id"], START) is True
+
+    # Window (1 h) + clock skew (5 min) later, the engine's housekeeping forgets the id...
+    await app.at(timedelta(hours=1, minutes=7))
+
+    async with store.transaction() as tx:
+        assert await tx.seen_delivery("pagerduty", ack["event"]["id"], START) is False
+    # ...and a replay of it is still refused, by its age.
+    await post(
+        app,
+        incident_webhook(
+            "incident.unacknowledged", inc.id, occurred_at=_iso(timedelta(hours=1, minutes=7))
+        ),
+    )
+    assert (await post(app, ack)).body["status"] == "stale"
+    assert (await app.record(inc.id)).status == Status.TRIGGERED

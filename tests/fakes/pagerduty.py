@@ -487,6 +487,7 @@ def incident_webhook(
     status: str = "acknowledged",
     event_id: str | None = None,
     title: str = "A little bump in the road",
+    occurred_at: str = "2026-11-22T13:01:00.000Z",
 ) -> dict[str, Any]:
     """A v3 webhook body for an ``incident.*`` event whose data is an incident."""
     return {
@@ -494,7 +495,7 @@ def incident_webhook(
             "id": event_id or uuid.uuid4().hex,
             "event_type": event_type,
             "resource_type": "incident",
-            "occurred_at": "2026-11-22T13:01:00.000Z",
+            "occurred_at": occurred_at,
             "agent": _agent(agent),
             "client": {"name": "PagerDuty"},
             "data": {

@@ -42,7 +42,7 @@ from tests.fuzz.conftest import (
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 EVENT_TYPES = [*EVENT_ACTIONS, "incident.triggered", "incident.priority_updated", "pagey.ping"]
-OUTCOMES = {"applied", "no change", "ignored", "duplicate"}
+OUTCOMES = {"applied", "no change", "ignored", "duplicate", "stale"}
 
 
 @st.composite

@@ -238,6 +238,14 @@ class Queries(ABC):
         )
         return count == 0
 
+    def prune_deliveries(self, source: str, before: datetime) -> Query[int]:
+        count = yield from execute(
+            "DELETE FROM inbound_deliveries WHERE source = ? AND seen_at < ?",
+            source,
+            self.d.time_out(before),
+        )
+        return count
+
     def apply(self, changes: Changes) -> Query[None]:
         yield from apply_changes(self.d, self.t, changes)
 

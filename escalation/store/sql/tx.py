@@ -124,6 +124,10 @@ class SqlTx(ABC):
         """Remember an inbound delivery id; True if it was already seen."""
         return await self._run(self._q.seen_delivery(source, delivery_id, now))
 
+    async def prune_deliveries(self, source: str, before: datetime) -> int:
+        """Forget ``source``'s delivery ids seen before ``before``; how many were forgotten."""
+        return await self._run(self._q.prune_deliveries(source, before))
+
 
 class SqlReads(ABC):
     """The read side of ``Store`` over ``Queries``: committed data only."""

@@ -558,6 +558,20 @@ async def test_seen_delivery(store: Store) -> None:
         assert await tx.seen_delivery("email", "d-2", m(2)) is False
 
 
+async def test_prune_deliveries_forgets_one_source_past_its_window(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.seen_delivery("pagerduty", "old", T0)
+        await tx.seen_delivery("pagerduty", "new", m(10))
+        await tx.seen_delivery("twilio-sms", "old", T0)
+    async with store.transaction() as tx:
+        assert await tx.prune_deliveries("pagerduty", m(5)) == 1
+    async with store.transaction() as tx:
+        # Forgotten: seen again as new. The newer id and the other source's are still known.
+        assert await tx.seen_delivery("pagerduty", "old", m(11)) is False
+        assert await tx.seen_delivery("pagerduty", "new", m(11)) is True
+        assert await tx.seen_delivery("twilio-sms", "old", m(11)) is True
+
+
 async def _three_incidents(store: Store) -> None:
     await apply(
         store,
