@@ -60,7 +60,9 @@ def verify_signature(auth_token: str, url: str, params: Params, signature: str |
     """True when ``signature`` is Twilio's signature of this request; compared in constant time."""
     if not signature or not auth_token:
         return False
-    given = signature.strip().encode()
+    # Header bytes that are not UTF-8 reach us as lone surrogates: such a value can never be a
+    # base64 signature, but it must compare unequal (403), not fail to encode (500).
+    given = signature.strip().encode("utf-8", "replace")
     pairs = _pairs(params)  # an iterator would be spent by the first candidate
     ok = False
     for candidate in signature_urls(url):

@@ -658,3 +658,9 @@ def test_voice_page_of_a_single_page() -> None:
         prompt="Press 1 to acknowledge. Press 2 to escalate to the next tier now.",
         goodbye="No key pressed. The alert stays open and will escalate. Goodbye.",
     )
+
+
+@pytest.mark.parametrize("signature", ["\udcff\udcfe", "é" * 28, "\x00", "caf\u00e9=="])
+def test_a_non_ascii_or_undecodable_signature_is_simply_wrong(signature: str) -> None:
+    # aiohttp hands header bytes that are not UTF-8 over as lone surrogates.
+    assert verify_signature("token", "https://x.example/sms", [("Body", "1")], signature) is False

@@ -1,0 +1,119 @@
+"""Every route, with arbitrary bytes in the headers that carry credentials and signatures.
+
+aiohttp decodes header bytes that are not UTF-8 with ``surrogateescape``, so a handler sees lone
+surrogates (and any non-ASCII text) where a token or signature should be. Properties: on every
+registered route, any bytes in ``Authorization``, ``X-Twilio-Signature``,
+``X-PagerDuty-Signature``, ``Content-Type`` and a few arbitrary headers give a 4xx or a 2xx
+(never a 5xx, never a logged error or traceback), and nothing changes in the store.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.fuzz.conftest import (
+    GATHER,
+    INCIDENTS,
+    PD_WEBHOOK,
+    RECEIVER,
+    SMS,
+    STATUS,
+    FuzzApp,
+    build_request,
+    fuzz_settings,
+    raw_header_bytes,
+    raw_http,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+HOP_BY_HOP = {b"host", b"content-length", b"transfer-encoding", b"connection", b"expect"}
+# Every route the app registers, by (method, path pattern), with a concrete target for it.
+ROUTES: dict[tuple[str, str], str] = {
+    ("POST", RECEIVER): RECEIVER,
+    ("POST", PD_WEBHOOK): PD_WEBHOOK,
+    ("POST", GATHER): GATHER + "?row=$row0",
+    ("POST", STATUS): STATUS + "?row=$row0",
+    ("POST", SMS): SMS,
+    ("GET", "/api/v1/email/{action}"): "/api/v1/email/ack?token=$token",
+    ("POST", "/api/v1/email/{action}"): "/api/v1/email/resolve?token=$token",
+    ("GET", INCIDENTS): INCIDENTS,
+    ("GET", INCIDENTS + "/{id}"): INCIDENTS + "/$inc0",
+    ("POST", INCIDENTS + "/{id}/{action}"): INCIDENTS + "/$inc0/ack",
+    ("GET", "/healthz"): "/healthz",
+    ("GET", "/readyz"): "/readyz",
+    ("GET", "/metrics"): "/metrics",
+    ("POST", "/-/reload"): "/-/reload",
+}
+# Bytes that are not valid UTF-8, non-ASCII UTF-8, controls, and plausible-looking prefixes.
+octets = st.one_of(
+    st.binary(max_size=60),
+    st.sampled_from([b"\xff\xfe", b"\xc3\x28", b"\xe2\x82", b"caf\xc3\xa9", b"\x80" * 30]),
+    st.builds(
+        bytes.__add__,
+        st.sampled_from([b"Bearer ", b"Basic ", b"v1=", b"t=1,v1=", b""]),
+        st.binary(max_size=40),
+    ),
+).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+content_types = (
+    st.sampled_from([b"application/x-www-form-urlencoded", b"application/json", b"text/plain"])
+    | octets
+)
+
+
+async def test_the_route_list_covers_every_registered_route(fuzz_app: FuzzApp) -> None:
+    registered = {
+        (r.method, r.resource.canonical.replace("{id:[^/]+}", "{id}"))
+        for r in fuzz_app.client.server.app.router.routes()
+        if r.method != "HEAD" and r.resource is not None
+    }
+    assert registered == set(ROUTES)
+
+
+def _target(app: FuzzApp, template: str) -> bytes:
+    s = app.seeded
+    token = s.ack_tokens[s.incident_ids[0]]
+    return (
+        template.replace("$row0", quote(s.row_ids[0], safe=":"))
+        .replace("$inc0", s.incident_ids[0])
+        .replace("$token", quote(token, safe=""))
+        .encode("ascii")
+    )
+
+
+@fuzz_settings(300)
+@given(
+    route=st.sampled_from(sorted(ROUTES)),
+    authorization=octets,
+    twilio=octets,
+    pagerduty=octets,
+    ctype=content_types,
+    extra=raw_header_bytes(),
+    body=st.sampled_from([b"", b"{}", b"Digits=1&CallSid=CA1&From=%2B14155550100&Body=ACK+1"]),
+)
+async def test_any_header_bytes_on_any_route_are_never_a_server_error(
+    batch: FuzzApp,
+    route: tuple[str, str],
+    authorization: bytes,
+    twilio: bytes,
+    pagerduty: bytes,
+    ctype: bytes,
+    extra: list[tuple[bytes, bytes]],
+    body: bytes,
+) -> None:
+    method, _ = route
+    lines = [h for h in extra if h[0].strip().lower() not in HOP_BY_HOP] + [
+        (b"Authorization", authorization),
+        (b"X-Twilio-Signature", twilio),
+        (b"X-PagerDuty-Signature", pagerduty),
+        (b"Content-Type", ctype),
+    ]
+    request = build_request(method, _target(batch, ROUTES[route]), lines, body)
+    before = batch.begin()
+    resp = await raw_http(batch.port, request)
+    # No valid credential can come out of these bytes: nothing may change.
+    batch.finish(before, resp.status, may_change=False, what=f"{route} {lines!r}")
