@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.errors import ConfigError
 from router.auth import require_api_token, require_receiver_auth
-from router.errors import Outage, error_middleware, on_store_outage
+from router.errors import ApiError, Outage, error_middleware, on_store_outage
 from router.inbound_email import add_email_routes
 from router.inbound_pagerduty import add_pagerduty_routes
 from router.inbound_phone import add_phone_routes
@@ -43,6 +44,28 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         rt.metrics.requests.labels(route, str(status)).inc()
         rt.metrics.latency.labels(route).observe(time.perf_counter() - start)
+
+
+@web.middleware
+async def body_deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A body still incomplete ``server.body_timeout`` after its headers is answered 408.
+
+    The deadline is set on the body stream itself, so every way a route reads its body (raw,
+    form, JSON) fails the same way, and a route that never reads one is not affected.
+    """
+    limit = request.app[RUNTIME].loaded.config.server.body_timeout.total_seconds()
+    content = request.content
+
+    def expire() -> None:
+        if not content.is_eof() and content.exception() is None:
+            detail = f"the body did not arrive within {limit:g}s (server.body_timeout)"
+            content.set_exception(ApiError(408, "request timeout", detail))
+
+    deadline = asyncio.get_running_loop().call_later(limit, expire)
+    try:
+        return await handler(request)
+    finally:
+        deadline.cancel()
 
 
 async def receive_alertmanager(request: web.Request) -> web.Response:
@@ -128,7 +151,7 @@ _NOT_STORED = Outage(
 def create_app(runtime: Runtime) -> web.Application:
     """Build the application around ``runtime``."""
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware],
+        middlewares=[metrics_middleware, error_middleware, body_deadline_middleware],
         # aiohttp refuses bodies *larger* than client_max_size (request.read/post): exactly
         # max_body_bytes is allowed, one more is a 413, as the receiver's own read_body does.
         client_max_size=runtime.loaded.config.server.max_body_bytes,

@@ -98,6 +98,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         headers = {k: v for k, v in e.headers.items() if k.lower() in ("allow", "www-authenticate")}
         return json_error(e.status, e.reason, e.text or "", request.path, headers)
-    except Exception:
+    except Exception as e:
+        if _client_went_away(request, e):
+            # Not our fault and nobody is there to read an answer: no ERROR, no 5xx.
+            log.info(
+                "client closed the connection before sending the whole body",
+                extra={"path": request.path, "method": request.method},
+            )
+            return json_error(400, "incomplete request", "the body ended early", request.path)
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return json_error(500, "internal error", "see the server log", request.path)
+
+
+def _client_went_away(request: web.Request, e: Exception) -> bool:
+    """True when ``e`` is the body stream's own failure: the client disconnected mid-body or
+    broke its framing (aiohttp sets that exception on the stream, and every read raises it)."""
+    return e is request.content.exception() or (
+        isinstance(e, ConnectionResetError) and request.transport is None
+    )

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
 
 from aiohttp import web
 
 from config.errors import ConfigError
 from config.load import load_config
-from config.server import is_loopback, split_listen
+from config.server import ServerConfig, is_loopback, split_listen
 from router.app import create_app
 from router.logs import setup_logging
 from router.runtime import Runtime
 
-__all__ = ["serve"]
+__all__ = ["runner_options", "serve", "start_http"]
 
 log = logging.getLogger("tocsin.serve")
 
@@ -42,14 +43,34 @@ def serve(config_path: str, listen: str | None = None) -> int:
     return asyncio.run(_serve(Runtime(loaded), listen or loaded.config.server.listen))
 
 
+def runner_options(server: ServerConfig) -> dict[str, Any]:
+    """How ``web.AppRunner`` is set up to serve tocsin (see ``start_http``)."""
+    return {
+        "access_log": None,
+        "handler_cancellation": False,
+        "keepalive_timeout": server.header_timeout.total_seconds(),
+    }
+
+
+async def start_http(runtime: Runtime, host: str, port: int) -> web.AppRunner:
+    """Serve ``runtime``'s app on ``host:port`` as ``tocsin serve`` does; the caller cleans up.
+
+    A connection that has not sent a whole request's headers within ``server.header_timeout``
+    (or sits idle between requests that long) is closed: aiohttp's keep-alive timer also runs
+    while a request's headers are arriving, so it bounds slow-header clients (slowloris). Body
+    reads are bounded by ``server.body_timeout`` where they happen. A client that disconnects
+    does not cancel its handler: what it sent is handled, and a half-read body ends as a 400.
+    """
+    runner = web.AppRunner(create_app(runtime), **runner_options(runtime.loaded.config.server))
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
 async def _serve(runtime: Runtime, listen: str) -> int:
     host, port = bind_address(listen, runtime.loaded.config.auth.receiver.insecure)
     await runtime.start()
-    app = create_app(runtime)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    runner = await start_http(runtime, host, port)
     log.info(
         "tocsin listening", extra={"host": host, "port": port, "config": str(runtime.config_path)}
     )

@@ -38,6 +38,8 @@ from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -45,8 +47,10 @@ from adapters.email.links import LinkSigner
 from escalation.engine.clock import VirtualClock
 from escalation.incidents.model import OutboxRecord
 from escalation.store.base import IncidentFilter
+from router.keys import RUNTIME
 from router.logs import quiet_client_protocol_errors
 from router.runtime import Runtime
+from router.serve import runner_options
 from tests.driver import payloads
 from tests.driver.app import App, Client, start_app
 from tests.driver.config import (
@@ -442,6 +446,24 @@ async def _seed(rt: Runtime, client: Client, signer: LinkSigner) -> Seeded:
     )
 
 
+class _ServedAsTocsin(TestServer):
+    """aiohttp's test server, but its runner set up as ``tocsin serve`` sets its own up.
+
+    (The test server cancels a handler when its client disconnects; ``tocsin serve`` does not,
+    and the header timeout is its keep-alive timeout.)
+    """
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        kwargs |= runner_options(self.app[RUNTIME].loaded.config.server)
+        return web.AppRunner(self.app, **kwargs)
+
+
+async def _serve_as_tocsin(app: web.Application) -> Client:
+    client: Client = TestClient(_ServedAsTocsin(app))
+    await client.start_server()
+    return client
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FuzzApp]:
     """ONE app for the whole test module, seeded, with the log trap on the root logger."""
@@ -453,7 +475,7 @@ async def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fu
     root = logging.getLogger()
     root.addHandler(trap)
     twilio = await FakeTwilio().start()
-    app = await start_app(fuzz_config(tmp, twilio.url), fakes=(twilio,))
+    app = await start_app(fuzz_config(tmp, twilio.url), fakes=(twilio,), serve=_serve_as_tocsin)
     twilio.route(PUBLIC, str(app.client.make_url("/")).rstrip("/"))
     signer = LinkSigner(LINK_SECRET, LINK_TTL, PUBLIC)
     try:

@@ -1,0 +1,130 @@
+"""No log line and no metric ever carries a credential.
+
+Every route is driven with the configured secrets (correctly, and misused: a secret sent where
+another belongs, inside an Authorization header longer than aiohttp's header limit, in a
+form field, in a query string), with every log record at every level captured. Then every
+record (its message, its extras, its traceback) and the ``/metrics`` exposition are searched for
+each secret's value.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import traceback
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+
+from router.logs import JsonFormatter
+from tests.fakes.pagerduty import incident_webhook, sign
+from tests.fakes.twilio import AUTH_TOKEN
+from tests.fuzz.conftest import (
+    AM_PASSWORD,
+    AM_TOKEN,
+    AM_USER,
+    GATHER,
+    INCIDENTS,
+    LINK_SECRET,
+    OLLIE_PHONE,
+    PD_SECRETS,
+    PD_WEBHOOK,
+    READ_TOKEN,
+    RECEIVER,
+    SMS,
+    STATUS,
+    WRITE_TOKEN,
+    FuzzApp,
+    build_request,
+    raw_http,
+    sample_bytes,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+SECRETS = [AM_TOKEN, AM_PASSWORD, READ_TOKEN, WRITE_TOKEN, *PD_SECRETS, LINK_SECRET, AUTH_TOKEN]
+
+
+class _Everything(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.json = JsonFormatter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.json.format(record))
+        if record.exc_info:
+            self.lines.append("".join(traceback.format_exception(*record.exc_info)))
+
+
+@pytest.fixture
+def captured() -> Iterator[_Everything]:
+    handler = _Everything()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def _drive_every_route(app: FuzzApp) -> None:
+    c = app.client
+    am = {"Content-Type": "application/json"}
+    body = sample_bytes()
+    for auth in (f"Bearer {AM_TOKEN}", _basic(AM_USER, AM_PASSWORD), f"Bearer {WRITE_TOKEN}"):
+        await c.post(RECEIVER, data=body, headers=am | {"Authorization": auth})
+    await c.post(RECEIVER, data=b"{", headers=am | {"Authorization": f"Bearer {AM_TOKEN}"})
+    for token in (READ_TOKEN, WRITE_TOKEN, AM_TOKEN, LINK_SECRET):
+        bearer = {"Authorization": f"Bearer {token}"}
+        await c.get(INCIDENTS, headers=bearer)
+        await c.get(f"{INCIDENTS}/{app.seeded.incident_ids[1]}", headers=bearer)
+        await c.post(f"{INCIDENTS}/{app.seeded.incident_ids[1]}/notes", json={}, headers=bearer)
+        await c.post("/-/reload", headers=bearer)
+    ping = incident_webhook("incident.acknowledged", app.seeded.incident_ids[1])
+    raw = str(ping).encode()
+    for secret in (*PD_SECRETS, AUTH_TOKEN):
+        await c.post(PD_WEBHOOK, data=raw, headers={"X-PagerDuty-Signature": sign(raw, secret)})
+        await c.post(PD_WEBHOOK, data=raw, headers={"X-PagerDuty-Signature": f"v1={secret}"})
+    row = quote(app.seeded.row_ids[0], safe=":")
+    for path, params in (
+        (f"{GATHER}?row={row}", [("Digits", "7"), ("CallSid", "CA1")]),
+        (f"{STATUS}?row={row}", [("CallStatus", "completed"), ("CallSid", "CA1")]),
+        (SMS, [("From", OLLIE_PHONE), ("Body", "hello"), ("MessageSid", "SM1")]),
+        (f"{SMS}?token={AUTH_TOKEN}", [("From", OLLIE_PHONE), ("Body", AUTH_TOKEN)]),
+    ):
+        good = app.twilio_sign(path, params)
+        await c.post(path, data=params, headers={"X-Twilio-Signature": good})
+        await c.post(path, data=params, headers={"X-Twilio-Signature": AUTH_TOKEN})
+    token = app.seeded.ack_tokens[app.seeded.incident_ids[1]]
+    for link in (token, LINK_SECRET, token + "x"):
+        await c.get("/api/v1/email/ack", params={"token": link})
+        await c.post("/api/v1/email/ack", params={"token": link}, data={"token": link})
+    # Longer than aiohttp's 8190-byte header line limit: rejected before any route runs.
+    for secret in SECRETS:
+        long_auth = b"Bearer " + secret.encode() + b"A" * 9000
+        request = build_request("GET", INCIDENTS.encode(), [(b"Authorization", long_auth)])
+        await raw_http(app.port, request)
+        request = build_request("GET", INCIDENTS.encode(), [(secret.encode() * 700, b"x")])
+        await raw_http(app.port, request)
+
+
+async def test_no_log_record_or_metric_contains_a_secret(
+    fuzz_app: FuzzApp, captured: _Everything
+) -> None:
+    await _drive_every_route(fuzz_app)
+    metrics = await (await fuzz_app.client.get("/metrics")).text()
+
+    assert len(captured.lines) > 20  # the routes did log: the search below is not vacuous
+    for secret in SECRETS:
+        leaks = [line[:300] for line in captured.lines if secret in line]
+        assert not leaks, f"{secret!r} was logged:\n" + "\n".join(leaks)
+        assert secret not in metrics
