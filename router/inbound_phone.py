@@ -8,7 +8,8 @@
   channel (a timeline event either way); ``completed`` changes nothing.
 - ``POST /api/v1/phone/twilio/sms``: a text to the Twilio number (configure it as the number's
   messaging webhook). ``ACK <incident number>`` from a configured person's phone acknowledges
-  that incident; ``1`` (or ``ACK``) the latest page that person got by text or call (see
+  that incident if that person was paged for it (by any channel; others are refused);
+  ``1`` (or ``ACK``) the latest page that person got by text or call (see
   ``adapters.phone.codes``). Texts from unknown numbers are ignored.
 
 Every request must carry a valid ``X-Twilio-Signature`` computed over the PUBLIC URL Twilio
@@ -194,6 +195,15 @@ def _person_by_phone(rt: Runtime, number: str) -> str | None:
     return None
 
 
+async def _paged_for(rt: Runtime, person: str, code: str) -> bool:
+    """True when ``person`` was a target of any notification of incident ``#code``.
+
+    (Outbox rows are never removed, so nothing committed later can make this answer wrong.)
+    """
+    detail = await rt.service.detail(f"#{code}")
+    return detail is None or any(r.person == person for r in detail.outbox)
+
+
 async def sms_reply(request: web.Request) -> web.Response:
     """A text to the Twilio number: ``ACK <code>`` or ``1`` from a known person acknowledges."""
     rt, form = await _verified(request)
@@ -205,6 +215,13 @@ async def sms_reply(request: web.Request) -> web.Response:
     if reply is None:
         return _twiml(message_twiml("tocsin: reply ACK <incident number>, or 1, to acknowledge."))
     message_sid = form.get("MessageSid", "") or form.get("SmsSid", "")
+    if reply.code and not await _paged_for(rt, person, reply.code):
+        # Incident numbers are sequential: a known number must not acknowledge any of them.
+        log.warning(
+            "refused a text acknowledging an incident not paged to its sender",
+            extra={"person": person, "incident_number": reply.code},
+        )
+        return _twiml(message_twiml(f"tocsin: #{reply.code} was not paged to you."))
     refs = [f"#{reply.code}"] if reply.code else await rt.service.latest_page(person, _TEXTED)
     acted = await rt.service.act_once(
         Delivery("twilio-sms", message_sid) if message_sid else None,

@@ -427,3 +427,18 @@ async def test_while_the_store_is_down_callers_are_told_and_nothing_is_remembere
     again = await post(app, f"{GATHER}?row={row_id}", press)
     assert "acknowledged. Thank you." in again[1]
     assert (await app.record(inc_id)).status == Status.ACKNOWLEDGED
+
+
+async def test_ack_by_number_from_a_person_not_paged_for_it_is_refused(app: App) -> None:
+    # Incident numbers are sequential: lee (configured, with a phone) was not paged for this one.
+    inc_id, _ = await paged(app)
+    number = (await app.record(inc_id)).number
+    before = await snapshot(app, inc_id)
+
+    reply = await app.twilio.text_in(f"{PUBLIC}{SMS}", LEE_PHONE, f"ACK {number}")
+
+    assert reply.text == (
+        f"{DECL}<Response><Message>tocsin: #{number} was not paged to you.</Message></Response>"
+    )
+    assert await snapshot(app, inc_id) == before
+    assert (await app.record(inc_id)).status == Status.TRIGGERED
