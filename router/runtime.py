@@ -23,7 +23,7 @@ from adapters.delivery.policy import ConfiguredPolicy
 from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
 from config.errors import ConfigError, Problem
 from config.load import LoadedConfig, load_config
-from config.server import REPLAY_CLOCK_SKEW
+from config.server import REPLAY_CLOCK_SKEW, is_loopback
 from escalation.engine.clock import Clock, RealClock
 from escalation.engine.loop import Engine
 from escalation.engine.metrics import EscalationMetrics
@@ -121,6 +121,8 @@ class Runtime:
         self.wakeup: WakeupListener = listener_for(self.store, self.engine.wake)
         self.metrics.reload_ok.set(1)
         self.metrics.reload_ts.set(time.time())
+        # Where the HTTP server listens, once it does (set by ``router.serve.start_http``).
+        self.bound_host: str | None = None
 
     def _replay_windows(self) -> dict[str, timedelta]:
         # A PagerDuty event older than the window (+ skew) is refused by its age, so its id can
@@ -217,6 +219,7 @@ class Runtime:
                 self.metrics.reload_ok.set(0)
                 problem = Problem(str(self.loaded.path), None, None, "", f"reload failed: {e}")
                 raise ConfigError(problem) from e
+            self._check_receiver_exposure(new)
             if new.config.store != self.loaded.config.store:
                 log.warning("the store section changed; it takes effect only after a restart")
             if new.config.adapters.dispatch != self.loaded.config.adapters.dispatch:
@@ -230,6 +233,31 @@ class Runtime:
             self.metrics.reload_ts.set(time.time())
             self.engine.wake()
             log.info("configuration reloaded", extra={"path": str(new.path)})
+
+    def _check_receiver_exposure(self, new: LoadedConfig) -> None:
+        """Refuse a reload into an unauthenticated receiver unless we listen on loopback only.
+
+        ``tocsin serve`` binds an insecure receiver to 127.0.0.1 at start; a reload cannot move
+        the socket, so it is refused when the socket is reachable from elsewhere (or unknown).
+        """
+        if not new.config.auth.receiver.insecure or self.loaded.config.auth.receiver.insecure:
+            return
+        host = self.bound_host
+        if host is None or not is_loopback(host):
+            self.metrics.reload_ok.set(0)
+            raise ConfigError(
+                Problem(
+                    str(new.path),
+                    None,
+                    None,
+                    "auth.receiver.insecure",
+                    f"refused: the server listens on {host or 'an unknown address'}, not only "
+                    "on loopback; an unauthenticated receiver needs a restart on 127.0.0.1",
+                )
+            )
+        log.warning(
+            "auth.receiver.insecure is now true: the receiver accepts unauthenticated requests"
+        )
 
     # -- classification ----------------------------------------------------------------------
 

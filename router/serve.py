@@ -64,6 +64,7 @@ async def start_http(runtime: Runtime, host: str, port: int) -> web.AppRunner:
     runner = web.AppRunner(create_app(runtime), **runner_options(runtime.loaded.config.server))
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
+    runtime.bound_host = host
     return runner
 
 
