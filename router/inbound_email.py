@@ -19,8 +19,8 @@ from aiohttp import web
 
 from adapters.email import link_signer
 from adapters.email.links import LINK_ACTIONS, BadLink, LinkClaims, LinkSigner, link_path
-from escalation.engine.service import IncidentNotFound
-from escalation.incidents.actions import Action, IllegalTransition
+from escalation.engine.service import ActOn, Outcome
+from escalation.incidents.actions import Action
 from escalation.incidents.model import IncidentRecord, Status, status_reached
 from router.errors import Outage, on_store_outage
 from router.keys import RUNTIME
@@ -124,6 +124,16 @@ async def _verified(
     return claims, inc
 
 
+def _out_of_date(inc: IncidentRecord) -> web.Response:
+    return _page(
+        403,
+        "This link is out of date",
+        "<p>The incident changed (it was reopened, escalated or its severity raised) after "
+        "this email was sent. Nothing was changed; use the links of the latest page.</p>"
+        + _describe(inc),
+    )
+
+
 def _already(action: str, inc: IncidentRecord) -> web.Response:
     word = "resolved" if inc.status == Status.RESOLVED else inc.status.value
     return _page(200, f"Incident #{inc.number} is already {word}", _describe(inc))
@@ -136,6 +146,8 @@ async def show_link(request: web.Request) -> web.Response:
     if isinstance(checked, web.Response):
         return checked
     claims, inc = checked
+    if claims.epoch != inc.epoch:
+        return _out_of_date(inc)
     if status_reached(inc.status, _DONE[action]):
         return _already(action, inc)
     verb = _VERB[action]
@@ -160,17 +172,25 @@ async def perform_link(request: web.Request) -> web.Response:
     if isinstance(checked, web.Response):
         return checked
     claims, inc = checked
+    if claims.epoch != inc.epoch:
+        return _out_of_date(inc)
     if status_reached(inc.status, _DONE[action]):
         return _already(action, inc)
     rt = _runtime(request)
-    try:
-        new = await rt.service.act(inc.id, _ACTION[action], actor=claims.person, source="email")
-    except IllegalTransition:
-        # Someone else got there between our read and our write: same answer as above.
-        current = await rt.service.get_incident(inc.id)
-        return _already(action, current or inc)
-    except IncidentNotFound:
+    # The epoch is checked again in the action's own transaction: a reopen committed since our
+    # read makes the link out of date rather than acting on the new run.
+    outcomes = await rt.service.act_once(
+        None, [ActOn(inc.id, claims.person, "", claims.epoch)], _ACTION[action], source="email"
+    )
+    assert outcomes is not None  # no delivery: never refused as a replay
+    [acted] = outcomes
+    if acted.outcome == Outcome.MISSING:
         return _page(404, "No such incident", "<p>Nothing was changed.</p>")
+    current = acted.incident or inc
+    if acted.outcome == Outcome.ILLEGAL:
+        # Someone else got there between our read and our write, or a new run began.
+        return _out_of_date(current) if current.epoch != claims.epoch else _already(action, current)
+    new = current
     done = "acknowledged" if action == "ack" else "resolved"
     log.info(
         "incident %s via email link",

@@ -1,11 +1,13 @@
 """Signed, expiring acknowledge / resolve links for emails.
 
 A link is ``{public_url}/api/v1/email/{action}?token=<payload>.<mac>``: ``payload`` is the
-base64url of a compact JSON object naming the incident, the action, the expiry (Unix seconds)
-and the person the email went to; ``mac`` is the base64url of HMAC-SHA256 over a fixed domain
-string and the payload bytes, keyed with ``adapters.email.link_secret``. Verification is
-constant-time, rejects non-canonical base64 (so flipping a character can never yield the same
-bytes) and checks the action named by the URL path against the signed one.
+base64url of a compact JSON object naming the incident, the action, the expiry (Unix seconds),
+the person the email went to and the incident's epoch when it was sent (its escalation run: a
+reopen, severity raise or ack timeout starts a new one, and then the link no longer acts);
+``mac`` is the base64url of HMAC-SHA256 over a fixed domain string and the payload bytes, keyed
+with ``adapters.email.link_secret``. Verification is constant-time, rejects non-canonical
+base64 (so flipping a character can never yield the same bytes) and checks the action named by
+the URL path against the signed one.
 
 Pure: the caller passes the current time (the runtime clock), so the virtual clock drives tests.
 """
@@ -68,6 +70,7 @@ class LinkClaims:
     action: str
     person: str
     expires: datetime
+    epoch: int = 0  # the incident's state the link was sent for
 
 
 def _b64encode(raw: bytes) -> str:
@@ -107,21 +110,26 @@ class LinkSigner:
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._key, _DOMAIN + payload, hashlib.sha256).digest()
 
-    def token(self, incident_id: str, action: str, person: str, now: datetime) -> str:
-        """A token letting ``person`` perform ``action`` on the incident until ``now + ttl``."""
+    def token(
+        self, incident_id: str, action: str, person: str, now: datetime, *, epoch: int = 0
+    ) -> str:
+        """A token letting ``person`` perform ``action`` on the incident until ``now + ttl``,
+        while the incident is still in escalation run ``epoch``."""
         if action not in LINK_ACTIONS:
             raise ValueError(f"unknown link action {action!r}")
         expires = int((now + self.ttl).timestamp())
         payload = json.dumps(
-            {"i": incident_id, "a": action, "e": expires, "p": person},
+            {"i": incident_id, "a": action, "e": expires, "p": person, "v": epoch},
             separators=(",", ":"),
             sort_keys=True,
         ).encode()
         return f"{_b64encode(payload)}.{_b64encode(self._mac(payload))}"
 
-    def url(self, incident_id: str, action: str, person: str, now: datetime) -> str:
+    def url(
+        self, incident_id: str, action: str, person: str, now: datetime, *, epoch: int = 0
+    ) -> str:
         """The full link to put into an email."""
-        query = urlencode({"token": self.token(incident_id, action, person, now)})
+        query = urlencode({"token": self.token(incident_id, action, person, now, epoch=epoch)})
         return f"{self.public_url}{link_path(action)}?{query}"
 
     def verify(self, token: str, action: str, now: datetime) -> LinkClaims:
@@ -137,13 +145,17 @@ class LinkSigner:
             data = json.loads(payload)
             incident_id, signed_action = data["i"], data["a"]
             person, expires = data["p"], data["e"]
-        except (ValueError, KeyError, TypeError):
+            epoch = data.get("v", 0)  # links sent before epochs were signed: the first run
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise BadLink("malformed") from None  # signed by us, so only an old format
         if not (
             isinstance(incident_id, str)
             and isinstance(signed_action, str)
             and isinstance(person, str)
             and isinstance(expires, int)
+            and isinstance(epoch, int)
+            and not isinstance(epoch, bool)
+            and epoch >= 0
             and 0 < expires < 253402300800  # before 10000-01-01: a datetime can hold it
         ):
             raise BadLink("malformed")
@@ -156,4 +168,5 @@ class LinkSigner:
             action=signed_action,
             person=person,
             expires=datetime.fromtimestamp(expires, UTC),
+            epoch=epoch,
         )

@@ -168,12 +168,12 @@ def sections_of(delivery: Delivery, signer: LinkSigner, now: datetime) -> list[S
         )
         actionable = row.kind in ("page", "reminder")
         ack = (
-            signer.url(inc.id, "ack", row.person, now)
+            signer.url(inc.id, "ack", row.person, now, epoch=inc.epoch)
             if actionable and inc.status == Status.TRIGGERED
             else None
         )
         resolve = (
-            signer.url(inc.id, "resolve", row.person, now)
+            signer.url(inc.id, "resolve", row.person, now, epoch=inc.epoch)
             if actionable and inc.status != Status.RESOLVED
             else None
         )

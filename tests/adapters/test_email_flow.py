@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aiohttp import ClientResponse
 
+from escalation.incidents.actions import Action
 from escalation.incidents.model import IncidentRecord, Status
 from tests.driver.app import START, App, MakeApp
 from tests.driver.config import PUBLIC, email_adapter, write_config
@@ -261,3 +262,26 @@ async def test_while_the_store_is_down_the_link_says_so_and_works_later(app: App
     status, html = await post(app, path, token)
     assert (status, "<h1>Incident #1 acknowledged</h1>" in html) == (200, True)
     assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
+
+
+async def test_links_do_not_act_on_a_reopened_incident(app: App) -> None:
+    inc = await alert(app)
+    await app.at(timedelta(0))
+    msg = app.smtp.messages[0].message
+    ack_path, ack = link(msg, "ack")
+    resolve_path, resolve = link(msg, "resolve")
+    # Resolved, then reopened: a new escalation run the old email knows nothing about.
+    await app.rt.service.act(inc.id, Action.RESOLVE, actor="ops", source="api")
+    await app.rt.service.act(inc.id, Action.REOPEN, actor="ops", source="api")
+    reopened = await app.record(inc.id)
+    assert (reopened.status, reopened.epoch) == (Status.TRIGGERED, inc.epoch + 1)
+    before = await app.timeline(inc.id)
+
+    for path, token in ((ack_path, ack), (resolve_path, resolve)):
+        status, html = await get(app, path, token)
+        assert (status, "<h1>This link is out of date</h1>" in html) == (403, True)
+        status, html = await post(app, path, token)
+        assert (status, "<h1>This link is out of date</h1>" in html) == (403, True)
+
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+    assert await app.timeline(inc.id) == before

@@ -32,10 +32,10 @@ def signer() -> LinkSigner:
 
 
 def test_token_is_payload_dot_hmac_exactly(signer: LinkSigner) -> None:
-    token = signer.token("inc-1", "ack", "alice", NOW)
+    token = signer.token("inc-1", "ack", "alice", NOW, epoch=3)
     payload_b64, mac_b64 = token.split(".")
     expires = int((NOW + TTL).timestamp())
-    payload = f'{{"a":"ack","e":{expires},"i":"inc-1","p":"alice"}}'.encode()
+    payload = f'{{"a":"ack","e":{expires},"i":"inc-1","p":"alice","v":3}}'.encode()
     assert unb64(payload_b64) == payload
     want = hmac.new(SECRET.encode(), b"tocsin-email-link-v1\x00" + payload, hashlib.sha256)
     assert unb64(mac_b64) == want.digest()
@@ -85,7 +85,8 @@ def test_wrong_action_is_refused(signer: LinkSigner) -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("i", "inc-2"), ("p", "mallory"), ("e", 4102444800), ("a", "resolve")]
+    ("field", "value"),
+    [("i", "inc-2"), ("p", "mallory"), ("e", 4102444800), ("a", "resolve"), ("v", 1)],
 )
 def test_a_payload_edited_under_the_old_mac_is_refused(
     signer: LinkSigner, field: str, value: object
@@ -155,3 +156,8 @@ def test_weak_configuration_is_refused() -> None:
         LinkSigner(SECRET, timedelta(0), "https://x")
     with pytest.raises(ValueError, match="unknown link action 'mitigate'"):
         LinkSigner(SECRET, TTL, "https://x").token("i", "mitigate", "p", NOW)
+
+
+def test_the_signed_epoch_comes_back_in_the_claims(signer: LinkSigner) -> None:
+    assert signer.verify(signer.token("inc-1", "ack", "alice", NOW, epoch=2), "ack", NOW).epoch == 2
+    assert signer.verify(signer.token("inc-1", "ack", "alice", NOW), "ack", NOW).epoch == 0
