@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from config.errors import ConfigError
 from config.load import load_config
 from config.server import ServerConfig, is_loopback, split_listen
 from router.app import create_app
+from router.errors import json_error
 from router.logs import setup_logging
 from router.runtime import Runtime
 
-__all__ = ["runner_options", "serve", "start_http"]
+__all__ = ["TocsinRunner", "runner_options", "serve", "start_http"]
 
 log = logging.getLogger("tocsin.serve")
 
@@ -43,8 +47,53 @@ def serve(config_path: str, listen: str | None = None) -> int:
     return asyncio.run(_serve(Runtime(loaded), listen or loaded.config.server.listen))
 
 
+class _JsonErrorsHandler(RequestHandler):
+    """aiohttp's connection handler, answering requests it cannot parse in JSON like the app.
+
+    aiohttp answers a malformed request (bad request line, a header over its size limit) itself,
+    before any route or middleware runs, in plain text that quotes the offending bytes (a
+    credential, for an oversized Authorization header). The README promises JSON errors.
+    """
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs it; checks nothing was sent
+        try:
+            error = HTTPStatus(status).phrase.lower()
+        except ValueError:
+            error = "bad request"
+        detail = f"the request could not be parsed ({type(exc).__name__})" if exc else ""
+        resp = json_error(status, error, detail)
+        resp.force_close()
+        return resp
+
+
+class _JsonErrorsServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        handler = super().__call__()
+        # Same slots, one method overridden: aiohttp offers no hook to choose the class.
+        handler.__class__ = _JsonErrorsHandler
+        return handler
+
+
+class TocsinRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer even unparseable requests in JSON."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _JsonErrorsServer
+        return server
+
+
 def runner_options(server: ServerConfig) -> dict[str, Any]:
-    """How ``web.AppRunner`` is set up to serve tocsin (see ``start_http``)."""
+    """How ``TocsinRunner`` is set up to serve tocsin (see ``start_http``)."""
     return {
         "access_log": None,
         "handler_cancellation": False,
@@ -61,7 +110,7 @@ async def start_http(runtime: Runtime, host: str, port: int) -> web.AppRunner:
     reads are bounded by ``server.body_timeout`` where they happen. A client that disconnects
     does not cancel its handler: what it sent is handled, and a half-read body ends as a 400.
     """
-    runner = web.AppRunner(create_app(runtime), **runner_options(runtime.loaded.config.server))
+    runner = TocsinRunner(create_app(runtime), **runner_options(runtime.loaded.config.server))
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     runtime.bound_host = host

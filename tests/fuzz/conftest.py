@@ -50,7 +50,7 @@ from escalation.store.base import IncidentFilter
 from router.keys import RUNTIME
 from router.logs import quiet_client_protocol_errors
 from router.runtime import Runtime
-from router.serve import runner_options
+from router.serve import TocsinRunner, runner_options
 from tests.driver import payloads
 from tests.driver.app import App, Client, start_app
 from tests.driver.config import (
@@ -455,7 +455,7 @@ class _ServedAsTocsin(TestServer):
 
     async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
         kwargs |= runner_options(self.app[RUNTIME].loaded.config.server)
-        return web.AppRunner(self.app, **kwargs)
+        return TocsinRunner(self.app, **kwargs)
 
 
 async def _serve_as_tocsin(app: web.Application) -> Client:

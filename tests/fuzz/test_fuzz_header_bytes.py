@@ -9,6 +9,7 @@ registered route, any bytes in ``Authorization``, ``X-Twilio-Signature``,
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
 import pytest
@@ -117,3 +118,28 @@ async def test_any_header_bytes_on_any_route_are_never_a_server_error(
     resp = await raw_http(batch.port, request)
     # No valid credential can come out of these bytes: nothing may change.
     batch.finish(before, resp.status, may_change=False, what=f"{route} {lines!r}")
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        build_request("GET", b"/healthz", [(b"Authorization", b"Bearer " + b"s3cr3t" * 2000)]),
+        build_request("GET", b"/healthz", [(b"Bad Header Name", b"x")]),
+        b"GARBAGE\r\n\r\n",
+        build_request(
+            "POST", RECEIVER.encode(), [(b"Content-Length", b"-1")], content_length=False
+        ),
+    ],
+    ids=["header-too-long", "bad-header-name", "bad-request-line", "bad-content-length"],
+)
+async def test_requests_aiohttp_cannot_parse_are_answered_in_json(
+    fuzz_app: FuzzApp, request_bytes: bytes
+) -> None:
+    resp = await raw_http(fuzz_app.port, request_bytes)
+
+    assert resp.status == 400, resp
+    assert resp.headers["content-type"].startswith("application/json"), resp
+    body = json.loads(resp.body)
+    assert set(body) == {"error", "detail", "path"}
+    assert body["error"] == "bad request"
+    assert b"s3cr3t" not in resp.body  # the offending bytes are not echoed back
