@@ -88,6 +88,14 @@ def link(msg: EmailMessage, action: str) -> tuple[str, str]:
     return parts.path, parse_qs(parts.query)["token"][0]
 
 
+async def first_links(app: App) -> tuple[IncidentRecord, tuple[str, str], tuple[str, str]]:
+    """The incident the firing sample opened, and its first email's ack and resolve links."""
+    inc = await alert(app)
+    await app.at(timedelta(0))
+    msg = app.smtp.messages[0].message
+    return inc, link(msg, "ack"), link(msg, "resolve")
+
+
 def flip(token: str, at: int) -> str:
     """``token`` with one base64url character changed."""
     ch = token[at]
@@ -175,11 +183,7 @@ async def test_ack_link_acknowledges_on_post_not_on_get(app: App) -> None:
 
 
 async def test_expired_link_is_refused_and_changes_nothing(app: App) -> None:
-    inc = await alert(app)
-    await app.at(timedelta(0))
-    msg = app.smtp.messages[0].message
-    ack_path, ack = link(msg, "ack")
-    resolve_path, resolve = link(msg, "resolve")
+    inc, (ack_path, ack), (resolve_path, resolve) = await first_links(app)
     before = await app.timeline(inc.id)
 
     app.clock.set(START + timedelta(minutes=59, seconds=59))  # still valid (ttl 1h)
@@ -265,11 +269,7 @@ async def test_while_the_store_is_down_the_link_says_so_and_works_later(app: App
 
 
 async def test_links_do_not_act_on_a_reopened_incident(app: App) -> None:
-    inc = await alert(app)
-    await app.at(timedelta(0))
-    msg = app.smtp.messages[0].message
-    ack_path, ack = link(msg, "ack")
-    resolve_path, resolve = link(msg, "resolve")
+    inc, (ack_path, ack), (resolve_path, resolve) = await first_links(app)
     # Resolved, then reopened: a new escalation run the old email knows nothing about.
     await app.rt.service.act(inc.id, Action.RESOLVE, actor="ops", source="api")
     await app.rt.service.act(inc.id, Action.REOPEN, actor="ops", source="api")
