@@ -95,6 +95,9 @@ class PhoneConfig(_Section):
     from_number: str
     ring_timeout: Duration = Field(default=timedelta(seconds=30))
     timeout: Duration = Field(default=timedelta(seconds=15))
+    # Roles whose people (named in ``roles:`` directly) may text ``ACK <number>`` for any
+    # incident; everyone else only for incidents they were paged for.
+    sms_responders: list[str] = Field(default_factory=list)
 
 
 class WebhookEndpoint(_Section):

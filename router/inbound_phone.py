@@ -196,10 +196,16 @@ def _person_by_phone(rt: Runtime, number: str) -> str | None:
 
 
 async def _paged_for(rt: Runtime, person: str, code: str) -> bool:
-    """True when ``person`` was a target of any notification of incident ``#code``.
+    """True when ``person`` was a target of any notification of incident ``#code``, or is
+    named in a role of ``adapters.phone.sms_responders``.
 
     (Outbox rows are never removed, so nothing committed later can make this answer wrong.)
     """
+    cfg = rt.loaded.config
+    phone = cfg.adapters.phone
+    for role in phone.sms_responders if phone is not None else []:
+        if any(ref.removeprefix("person:") == person for ref in cfg.roles.get(role, [])):
+            return True
     detail = await rt.service.detail(f"#{code}")
     return detail is None or any(r.person == person for r in detail.outbox)
 

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 
 from escalation.incidents.model import OutboxState, Status
 from escalation.store.base import IncidentFilter
@@ -442,3 +443,21 @@ async def test_ack_by_number_from_a_person_not_paged_for_it_is_refused(app: App)
     )
     assert await snapshot(app, inc_id) == before
     assert (await app.record(inc_id)).status == Status.TRIGGERED
+
+
+async def test_a_configured_responder_role_may_ack_any_incident_by_number(app: App) -> None:
+    inc_id, _ = await paged(app)
+    number = (await app.record(inc_id)).number
+    cfg = yaml.safe_load(app.path.read_text())
+    cfg["adapters"]["phone"]["sms_responders"] = ["lead"]  # roles: lead: [lee]
+    app.path.write_text(yaml.safe_dump(cfg))
+    await app.rt.reload()
+
+    reply = await app.twilio.text_in(f"{PUBLIC}{SMS}", LEE_PHONE, f"ACK {number}")
+
+    assert reply.text == (
+        f"{DECL}<Response><Message>tocsin: #{number} acknowledged.</Message></Response>"
+    )
+    assert events(await app.timeline(inc_id), "ack") == [
+        ("ack", "lee", "sms", "acknowledged by lee: replied by text")
+    ]
