@@ -16,10 +16,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from adapters.delivery.notifier import Delivery, DeliveryResult
 from config.load import LoadedConfig
 from escalation.engine.clock import VirtualClock
 from escalation.incidents.actions import Action, IllegalTransition
 from escalation.incidents.model import TimelineEvent
+from escalation.oncall.targets import CHANNELS
 from escalation.store.factory import StoreConfig, make_store
 from router.runtime import Runtime
 from rules.alerts import Notification
@@ -84,6 +86,24 @@ class Simulation:
     pending: list[SimEvent] = field(default_factory=list)
 
 
+class _NotSent:
+    """Every channel of a simulation: the page is recorded as delivered, never sent.
+
+    A simulation runs where secrets may be placeholders (they are deferred), and it must never
+    page a real person whatever the config's adapters are.
+    """
+
+    async def notify(self, delivery: Delivery) -> DeliveryResult:
+        return DeliveryResult(ok=True, provider_id=f"simulate:{delivery.row.id}")
+
+
+def _offline_channels(loaded: LoadedConfig) -> dict[str, _NotSent]:
+    """Every channel name a step may use (``webhook:<name>`` too), each one not sent."""
+    webhook = loaded.config.adapters.webhook
+    names = [*CHANNELS, *(f"webhook:{n}" for n in (webhook.endpoints if webhook else {}))]
+    return {name: _NotSent() for name in names}
+
+
 def _resolved_copy(n: Notification, at: datetime) -> Notification:
     alerts = [a.model_copy(update={"status": "resolved", "ends_at": at}) for a in n.alerts]
     return n.model_copy(update={"status": "resolved", "alerts": alerts})
@@ -109,7 +129,13 @@ async def simulate(
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(store_dir or tmp) / "simulate.db"
         store = make_store(StoreConfig(backend="sqlite", path=str(db)))
-        rt = Runtime(loaded, clock=clock, registry=CollectorRegistry(), store=store)
+        rt = Runtime(
+            loaded,
+            clock=clock,
+            registry=CollectorRegistry(),
+            store=store,
+            notifiers=_offline_channels(loaded),
+        )
         await rt.start(run_engine=False)
         try:
             await rt.pipeline.submit(notification)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -798,3 +799,30 @@ def test_a_failing_rule_test_never_prints_got_none(
     )
     assert "      team: expected 'web', got no team: no matching rule or default sets one\n" in out
     assert "      incident_key: expected 'A/x', got no incident key: " in out
+
+
+def test_simulate_never_sends_through_the_configured_adapters(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Secrets are deferred and the config's adapters are real: a simulation pages nobody."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        hook = "  hook:\n    steps:\n      - {after: 0s, notify: [person:alice], via: [webhook]}\n"
+        adapters = (
+            "adapters:\n  webhook:\n    endpoints:\n"
+            f'      ops: {{url: "http://127.0.0.1:{port}/hook", secret: "${{HOOK_SECRET}}"}}\n'
+        )
+        text = OFFICE.replace("policy: office", "policy: hook")
+        config = write(tmp_path, "tocsin.yaml", text.replace("policies:\n", "policies:\n" + hook))
+        config.write_text(config.read_text() + adapters)
+        payload = write(tmp_path, "payload.json", EVENING_ALERT)
+        argv = ["simulate", "--config", str(config), "--payload", str(payload), "--json"]
+        code, out, err = run(capsys, *argv, "--until", "10m")
+        assert (code, err) == (0, "")
+        channels = [json.loads(x).get("channel") for x in out.splitlines()]
+        assert channels.count("webhook") == 1
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nothing ever connected
