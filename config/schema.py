@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.config import AdaptersConfig
+from config.channels import channel_refs
 from config.server import AuthConfig, ServerConfig
 from escalation.engine.config import EngineConfig
 from escalation.incidents.steps import Policy, Step
@@ -67,6 +68,7 @@ def cross_check(cfg: TocsinConfig, matrix_levels: dict[str, Any]) -> list[tuple[
         *_team_refs(cfg),
         *_schedule_refs(cfg),
         *_default_refs(cfg),
+        *channel_refs(cfg, matrix_levels),
     ]
 
 

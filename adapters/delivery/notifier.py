@@ -26,6 +26,9 @@ class FailureReason(StrEnum):
     PERMANENT = "permanent"  # needs a person to fix an address or configuration first
     UNKNOWN_OUTCOME = "unknown outcome"  # the provider may have acted: never blindly repeated
     RATE_LIMITED = "rate limited"  # the provider asked us to slow down (HTTP 429)
+    # Nothing was attempted: no adapter is configured for the channel. The person's fallback
+    # carries it, else the ``log`` channel: such a page is never silently dropped.
+    NO_ADAPTER = "no adapter"
 
 
 @dataclass(frozen=True)

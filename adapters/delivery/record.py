@@ -15,12 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from adapters.delivery.notifier import DeliveryResult
+from adapters.delivery.notifier import DeliveryResult, FailureReason
 from adapters.delivery.retry import Verdict
 from adapters.delivery.stages import BUNDLED_KINDS, Bundle, Hold, Round, pending
 from escalation.engine.metrics import EscalationMetrics
 from escalation.incidents.directory import Directory
-from escalation.incidents.fallback import fallback_row
+from escalation.incidents.fallback import fallback_row, fallback_to, tried_channels
 from escalation.incidents.model import (
     Changes,
     DeliveryOutcome,
@@ -139,12 +139,20 @@ class Record:
         # The incident as it is now: no fallback once someone has acknowledged.
         inc = current.get(r.incident_id)
         if v.state == OutboxState.FAILED and inc is not None:
-            self._fall_back(ch, r, inc, now)
+            self._fall_back(ch, r, inc, now, unattempted=result.reason == FailureReason.NO_ADAPTER)
 
-    def _fall_back(self, ch: Changes, r: OutboxRecord, inc: IncidentRecord, now: datetime) -> None:
-        if r.kind != "page" or inc.status != Status.TRIGGERED:
+    def _fall_back(
+        self, ch: Changes, r: OutboxRecord, inc: IncidentRecord, now: datetime, *, unattempted: bool
+    ) -> None:
+        """The person's next channel; for a row that could not even be attempted (no adapter),
+        for any kind of message, and past the person's channels the ``log`` channel."""
+        if r.kind == "page" and inc.status != Status.TRIGGERED:
+            return  # someone is on it: the page is moot
+        if r.kind != "page" and not unattempted:
             return
         nxt = fallback_row(r, self.directory().people.get(r.person), now)
+        if nxt is None and unattempted:
+            nxt = self._undeliverable(r, inc, now)
         if nxt is None:
             return
         ch.new_outbox.append(nxt)
@@ -159,6 +167,28 @@ class Record:
                 {"outbox": r.id, "next": nxt.id},
             )
         )
+
+    def _undeliverable(
+        self, r: OutboxRecord, inc: IncidentRecord, now: datetime
+    ) -> OutboxRecord | None:
+        """No channel of the person's can carry ``r``: say so loudly, and write it to ``log``."""
+        self.metrics.notifications.labels(r.channel, "undeliverable").inc()
+        to_log = "log" not in tried_channels(r)
+        log.error(
+            "%s to %s is undeliverable: no configured channel can carry it; %s",
+            _WHAT.get(r.kind, r.kind),
+            r.person,
+            "writing it to the log channel" if to_log else "the log channel is not configured",
+            extra={
+                "channel": r.channel,
+                "outbox": r.id,
+                "incident": inc.id,
+                "number": inc.number,
+                "person": r.person,
+                "title": inc.title,
+            },
+        )
+        return fallback_to(r, "log", now) if to_log else None
 
 
 def _hold(

@@ -34,6 +34,8 @@ RETRY_TABLE: Mapping[FailureReason, RetryRule] = MappingProxyType(
         # It may have gone out (a call may be ringing): not repeated, and no fallback either;
         # the next tier of the policy is the redundancy.
         FailureReason.UNKNOWN_OUTCOME: RetryRule(retry=False, gives_up_as=OutboxState.UNKNOWN),
+        # Retrying cannot create the missing adapter; delivery falls back instead.
+        FailureReason.NO_ADAPTER: RetryRule(retry=False, gives_up_as=OutboxState.FAILED),
     }
 )
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from adapters.delivery.channels import no_adapter
 from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason, Notifier
 from adapters.delivery.policy import DeliveryPolicy
 from adapters.delivery.retry import Verdict, verdict
@@ -229,13 +230,14 @@ class Route:
         self.notifiers = notifiers
 
     async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        notifiers = self.notifiers()
         for b in bundles:
             if not b.travelling:
                 continue
-            b.notifier = self.notifiers().get(b.head.channel)
+            b.notifier = notifiers.get(b.head.channel)
             if b.notifier is None:
-                error = f"no adapter is configured for channel {b.head.channel!r}"
-                b.result = DeliveryResult(ok=False, error=error)
+                error = no_adapter(b.head.channel, notifiers)
+                b.result = DeliveryResult(False, FailureReason.NO_ADAPTER, error)
         return bundles
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from escalation.incidents.model import OutboxRecord, OutboxState
 from escalation.oncall.people import Person
 
-__all__ = ["fallback_row", "tried_channels"]
+__all__ = ["fallback_row", "fallback_to", "tried_channels"]
 
 
 def tried_channels(row: OutboxRecord) -> list[str]:
@@ -27,16 +27,21 @@ def fallback_row(row: OutboxRecord, person: Person | None, now: datetime) -> Out
     start = order.index(row.channel) + 1 if row.channel in order else 0
     for channel in order[start:]:
         if channel not in tried:
-            return replace(
-                row,
-                id=f"{row.id}>{channel}",
-                channel=channel,
-                created_at=now,
-                not_before=now,
-                state=OutboxState.PENDING,
-                attempts=0,
-                last_error="",
-                sent_at=None,
-                provider_id="",
-            )
+            return fallback_to(row, channel, now)
     return None
+
+
+def fallback_to(row: OutboxRecord, channel: str, now: datetime) -> OutboxRecord:
+    """A fresh row carrying ``row``'s message over ``channel`` (the id records the chain)."""
+    return replace(
+        row,
+        id=f"{row.id}>{channel}",
+        channel=channel,
+        created_at=now,
+        not_before=now,
+        state=OutboxState.PENDING,
+        attempts=0,
+        last_error="",
+        sent_at=None,
+        provider_id="",
+    )

@@ -2,7 +2,7 @@
 
 ``make_pd_app`` serves the app paging the fake PagerDuty (``pagerduty:core`` at once, Carol by
 ``log`` five minutes later); ``make_phone_app`` serves it calling the fake Twilio (the default
-preset's P0 ladder, everyone by ``phone`` with ``fallback: [phone, sms, email]``). Both run on
+preset's P0 ladder, everyone by ``phone`` with ``fallback: [phone, sms, log]``). Both run on
 the driver's virtual clock with no engine loop (``tests/driver``).
 """
 
@@ -109,25 +109,26 @@ async def make_pd_app(tmp_path: Path, make_app: MakeApp) -> AsyncIterator[MakeAd
 OLLIE_PHONE = "+14155550100"
 LEE_PHONE = "+14155550101"
 
-_PHONE_PEOPLE = f"""\
+# Without the phone adapter everyone is on ``log``: check refuses channels that have no adapter.
+_PHONE_PEOPLE = """\
 people:
   ollie:
     name: Ollie Oncall
     phone: "+1 415 555 0100"
     email: ollie@example.com
-    channels: [phone]
-    fallback: [phone, sms, email]
+    channels: [{voice}]
+    fallback: [{fallback}]
   lee:
     name: Lee Lead
-    phone: "{LEE_PHONE}"
-    channels: [phone]
-    fallback: [phone, sms, email]
+    phone: "{lee_phone}"
+    channels: [{voice}]
+    fallback: [{fallback}]
   max:
     phone: "+14155550102"
-    channels: [phone]
+    channels: [{voice}]
   vic:
     phone: "+14155550103"
-    channels: [phone]
+    channels: [{voice}]
 roles:
   oncall: [ollie]
   lead: [lee]
@@ -139,12 +140,14 @@ roles:
 def phone_config(tmp_path: Path, twilio_url: str | None) -> Path:
     """The phone tests' config; ``twilio_url`` None leaves the phone adapter unconfigured."""
     adapters = None
+    voice, fallback = ("phone", "phone, sms, log") if twilio_url is not None else ("log", "log")
+    people = _PHONE_PEOPLE.format(lee_phone=LEE_PHONE, voice=voice, fallback=fallback)
     if twilio_url is not None:
         phone = phone_adapter(
             twilio_url, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=TWILIO_NUMBER
         )
         adapters = {"phone": phone}
-    return write_config(tmp_path, LONDON_BUSINESS_HOURS, _PHONE_PEOPLE, {"adapters": adapters})
+    return write_config(tmp_path, LONDON_BUSINESS_HOURS, people, {"adapters": adapters})
 
 
 @pytest.fixture

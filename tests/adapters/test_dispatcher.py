@@ -428,9 +428,68 @@ async def test_a_channel_without_an_adapter_fails_and_falls_back(world: World) -
     await world.tick()
     rows = await world.rows()
     assert rows[ALICE_PHONE].state == OutboxState.FAILED
-    assert rows[ALICE_PHONE].last_error == "no adapter is configured for channel 'phone'"
+    assert rows[ALICE_PHONE].last_error == (
+        "no adapter is configured for channel 'phone' (configured: pagerduty, email, sms, webhook)"
+    )
     await world.tick(T0 + S)
     assert (await world.row(f"{ALICE_PHONE}>sms")).state == OutboxState.SENT
+    assert world.count("phone", "undeliverable") == 0  # alice's own fallback carried it
+
+
+@pytest.mark.parametrize("kind", ["page", "resolve"])
+async def test_what_no_channel_can_carry_goes_to_log_with_an_error_line(
+    world: World, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.notifiers["log"] = Recorder("log", world.clock)
+    del world.notifiers["phone"]
+    row = page("dave", "phone", kind=kind)  # dave has no fallback
+    await world.add(incident(), row)
+    caplog.set_level(logging.INFO)
+    await world.tick()
+    rows = await world.rows()
+    assert (rows[row.id].state, rows[f"{row.id}>log"].state) == (
+        OutboxState.FAILED,
+        OutboxState.PENDING,
+    )
+    assert world.count("phone", "undeliverable") == 1
+    [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    what = "page" if kind == "page" else "resolved notice"
+    assert error.getMessage() == (
+        f"{what} to dave is undeliverable: no configured channel can carry it; "
+        "writing it to the log channel"
+    )
+    assert (error.__dict__["incident"], error.__dict__["channel"]) == ("inc1", "phone")
+    await world.tick(T0 + S)
+    assert (await world.row(f"{row.id}>log")).state == OutboxState.SENT
+    assert [c[1] for c in world.notifiers["log"].calls] == [f"{row.id}>log"]
+    assert [e[1:] for e in await world.timeline()][1] == (
+        "fallback",
+        "phone to dave failed; falling back to log",
+    )
+
+
+async def test_without_a_log_channel_an_undeliverable_page_is_still_an_error(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    del world.notifiers["phone"]
+    await world.add(incident(), page("dave", "phone"))
+    caplog.set_level(logging.INFO)
+    await world.tick()
+    await world.tick(T0 + S)
+    rows = await world.rows()
+    log_row = f"{page('dave', 'phone').id}>log"
+    assert {k: v.state for k, v in rows.items()} == {
+        page("dave", "phone").id: OutboxState.FAILED,
+        log_row: OutboxState.FAILED,
+    }
+    assert (world.count("phone", "undeliverable"), world.count("log", "undeliverable")) == (1, 1)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [
+        "page to dave is undeliverable: no configured channel can carry it; "
+        "writing it to the log channel",
+        "page to dave is undeliverable: no configured channel can carry it; "
+        "the log channel is not configured",
+    ]
 
 
 # -- circuit breaker ----------------------------------------------------------------------------

@@ -216,7 +216,7 @@ async def test_no_answer_after_an_acknowledgement_chases_nobody(app: App) -> Non
 async def test_a_person_without_a_fallback_order_gets_a_timeline_event_only(app: App) -> None:
     inc_id, _ = await paged(app)
     sid = only_call(app)
-    await app.twilio.press(sid, "2")  # escalate: lee is rung; lee's fallback is phone, sms, email
+    await app.twilio.press(sid, "2")  # escalate: lee is rung; lee's fallback is phone, sms, log
     await app.tick()
     # max (tier 2) has no fallback order: escalate again and let max's call go unanswered.
     lee_sid = next(s for s, c in app.twilio.calls.items() if c["resource"]["to"] == LEE_PHONE)

@@ -4,7 +4,8 @@ The app is served in-process; its ``server.public_url`` is ``https://tocsin.exam
 the fake Twilio delivers callbacks for that URL to the test server (as a reverse proxy would),
 signed over the public URL. The people: ollie is on call, lee is the lead (default preset's
 P0 ladder: on-call at 0, lead at 5m, manager at 15m, VP at 30m), everyone by ``phone`` with
-``fallback: [phone, sms, email]``; no email adapter is configured.
+``fallback: [phone, sms, log]`` (the ``log`` channel: no email adapter is configured, and
+``check`` refuses a fallback on a channel without one).
 
 The app comes from ``make_phone_app`` (tests/adapters/conftest.py), shared with
 test_phone_callbacks.py.
@@ -135,7 +136,7 @@ async def test_pressing_2_escalates_to_the_next_tier_now(app: App) -> None:
     ]
 
 
-async def test_no_answer_falls_back_to_sms_then_email_all_on_the_timeline(
+async def test_no_answer_falls_back_to_sms_then_log_all_on_the_timeline(
     app: App, no_errors: Callable[[], None]
 ) -> None:
     inc = await fire(app)
@@ -164,19 +165,17 @@ async def test_no_answer_falls_back_to_sms_then_email_all_on_the_timeline(
     }
     assert text.status == 400
 
-    # ... so email is next; there is no email adapter, so it fails too, visibly.
+    # ... so the log channel, last in ollie's order, carries the page.
     await app.tick()
     rows = {r.id: r for r in await app.outbox(inc.id)}
-    email_row = f"{sms_row}>email"
-    assert sorted(rows) == [call_row, sms_row, email_row]
+    log_row = f"{sms_row}>log"
+    assert sorted(rows) == [call_row, sms_row, log_row]
     assert rows[sms_row].state == OutboxState.FAILED
     assert (
         rows[sms_row].last_error
         == "twilio sms 400 21610: Attempt to send to unsubscribed recipient"
     )
-    assert rows[email_row].channel == "email"
-    assert rows[email_row].state == OutboxState.FAILED
-    assert rows[email_row].last_error == "no adapter is configured for channel 'email'"
+    assert (rows[log_row].channel, rows[log_row].state) == ("log", OutboxState.SENT)
 
     timeline = await app.timeline(inc.id)
     assert events(timeline, "fallback") == [
@@ -186,17 +185,17 @@ async def test_no_answer_falls_back_to_sms_then_email_all_on_the_timeline(
             "phone",
             "phone to ollie: call ended no-answer; falling back to sms",
         ),
-        ("fallback", "tocsin", "engine", "sms to ollie failed; falling back to email"),
+        ("fallback", "tocsin", "engine", "sms to ollie failed; falling back to log"),
     ]
     assert [e.data["outbox"] for e in timeline if e.kind == "delivery"] == [
         call_row,
         sms_row,
-        email_row,
+        log_row,
     ]
     assert [e.data["outcome"] for e in timeline if e.kind == "delivery"] == [
         "sent",
         "failed",
-        "failed",
+        "sent",
     ]
     assert (await app.record(inc.id)).status == Status.TRIGGERED  # still escalating
     no_errors()

@@ -1,0 +1,142 @@
+"""Every channel a step would page through must have an adapter: a page is never lost to config.
+
+A step's ``via`` (or, without one, each person's own ``channels``), a ``pagerduty:`` service
+target, and the ``fallback`` of each person a step reaches are checked against the adapters the
+config builds. A policy's step written in the config is refused outright; a preset's tier (the
+matrix levels' own ``tiers``, not written by the operator) is refused unless every person it
+reaches has a fallback on a configured channel, so that the page still arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from adapters.config import AdaptersConfig
+from adapters.delivery.channels import configured_channels, no_adapter
+from escalation.incidents.steps import LevelTiers, Policy, Step
+from escalation.oncall.people import Person, Team
+from escalation.oncall.schedules import Schedule
+from escalation.oncall.targets import parse_target
+
+__all__ = ["channel_refs"]
+
+Loc = tuple[str | int, ...]
+_MAX_DEPTH = 8  # roles naming roles: deeper than this is a cycle (reported elsewhere)
+
+
+class _Config(Protocol):
+    """The sections of the service config this check reads."""
+
+    @property
+    def adapters(self) -> AdaptersConfig: ...
+    @property
+    def policies(self) -> Mapping[str, Policy]: ...
+    @property
+    def people(self) -> Mapping[str, Person]: ...
+    @property
+    def roles(self) -> Mapping[str, list[str]]: ...
+    @property
+    def teams(self) -> Mapping[str, Team]: ...
+    @property
+    def schedules(self) -> Mapping[str, Schedule]: ...
+
+
+def channel_refs(cfg: _Config, matrix_levels: Mapping[str, LevelTiers]) -> list[tuple[Loc, str]]:
+    """Problems for channels that steps (and the people they reach) would use but lack."""
+    check = _Check(cfg, configured_channels(cfg.adapters))
+    for name, policy in cfg.policies.items():
+        for i, step in enumerate(policy.steps):
+            check.step(step, ("policies", name, "steps", i), preset=False)
+    for key, level in matrix_levels.items():
+        if level.policy is None:
+            for i, step in enumerate(level.tiers):
+                check.step(step, ("matrix", "levels", key, "tiers", i), preset=True)
+    return check.problems
+
+
+@dataclass
+class _Check:
+    cfg: _Config
+    configured: list[str]
+    problems: list[tuple[Loc, str]] = field(default_factory=list)
+    _seen: set[Loc] = field(default_factory=set)
+
+    def ok(self, channel: str) -> bool:
+        return channel in self.configured
+
+    def add(self, loc: Loc, message: str) -> None:
+        if loc not in self._seen:  # a person reached by several steps: said once
+            self._seen.add(loc)
+            self.problems.append((loc, message))
+
+    def step(self, step: Step, loc: Loc, *, preset: bool) -> None:
+        people: list[str] = []
+        for i, ref in enumerate(step.notify):
+            services = self._reach(ref, people)
+            if services and not self.ok("pagerduty"):
+                self.add((*loc, "notify", i), no_adapter("pagerduty", self.configured))
+        for p in dict.fromkeys(people):
+            self._person(p, step)
+        for i, channel in enumerate(step.via):
+            if self.ok(channel):
+                continue
+            message = no_adapter(channel, self.configured)
+            if not preset:
+                self.add((*loc, "via", i), message)
+                continue
+            stranded = [p for p in dict.fromkeys(people) if not self._has_fallback(p, channel)]
+            if stranded:
+                who = ", ".join(stranded)
+                self.add(
+                    (*loc, "via", i),
+                    f"{message}; this preset tier would page {who} through it, with no "
+                    "fallback on a configured channel (configure the adapter, or give them "
+                    "a `fallback`)",
+                )
+
+    def _person(self, name: str, step: Step) -> None:
+        person = self.cfg.people[name]
+        if not step.via:  # the person's own channels are what the step uses
+            for i, channel in enumerate(person.channels):
+                if not self.ok(channel):
+                    self.add(("people", name, "channels", i), no_adapter(channel, self.configured))
+        for i, channel in enumerate(person.fallback):
+            if not self.ok(channel):
+                self.add(("people", name, "fallback", i), no_adapter(channel, self.configured))
+
+    def _has_fallback(self, name: str, missing: str) -> bool:
+        return any(c != missing and self.ok(c) for c in self.cfg.people[name].fallback)
+
+    def _reach(self, ref: str, people: list[str], depth: int = 0, bare: str = "role") -> bool:
+        """Add the configured people ``ref`` can reach to ``people``; True if it names a
+        PagerDuty service (paged through the ``pagerduty`` channel whatever the step's via)."""
+        try:
+            kind, name = parse_target(ref) if ":" in ref else (bare, ref)
+        except ValueError:
+            return False  # reported by the target checks
+        if depth > _MAX_DEPTH:
+            return False
+        if kind == "pagerduty":
+            return True
+        if kind == "person":
+            people += [name] if name in self.cfg.people else []
+            return False
+        return any(self._reach(r, people, depth + 1) for r in self._refs(kind, name))
+
+    def _refs(self, kind: str, name: str) -> Sequence[str]:
+        cfg = self.cfg
+        if kind == "role":
+            return [r if ":" in r else f"person:{r}" for r in cfg.roles.get(name, [])]
+        if kind == "team" and name in cfg.teams:
+            team = cfg.teams[name]
+            # As escalation resolves a team: its schedule when it has one, else its members.
+            if team.schedule is not None:
+                return [f"schedule:{team.schedule}"]
+            return [f"person:{m}" for m in team.members]
+        if kind == "schedule" and name in cfg.schedules:
+            s = cfg.schedules[name]
+            members = [m for layer in s.layers for m in layer.members]
+            return [f"person:{m}" for m in [*members, *(o.person for o in s.overrides)]]
+        return []
