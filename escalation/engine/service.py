@@ -421,7 +421,8 @@ class EscalationService:
     async def _decide_action(
         self, tx: Tx, inc: IncidentRecord, action: Action, now: datetime, t: ActOn, source: str
     ) -> tuple[Changes, IncidentRecord]:
-        pending = await tx.steps_of(inc.id, pending_only=True) if action == Action.ESCALATE else []
+        # Escalate reads fired and cancelled steps too: an ack cancels the tiers it escalates to.
+        steps = await tx.steps_of(inc.id) if action == Action.ESCALATE else []
         paged = await tx.outbox_of(inc.id) if action in (Action.RESOLVE, Action.ACK) else []
         return decide_action(
             inc,
@@ -430,7 +431,7 @@ class EscalationService:
             actor=t.actor,
             source=source,
             note=t.note,
-            pending=pending,
+            steps=steps,
             paged=paged,
             directory=self.directory(),
         )

@@ -63,7 +63,7 @@ class _Act:
     actor: str
     source: str
     note: str
-    pending: Sequence[StepRecord]
+    steps: Sequence[StepRecord]
     paged: Sequence[OutboxRecord]
     directory: Directory | None
     ch: Changes = field(default_factory=Changes)
@@ -86,16 +86,19 @@ def decide_action(
     actor: str,
     source: str,
     note: str = "",
-    pending: Sequence[StepRecord] = (),
+    steps: Sequence[StepRecord] = (),
     paged: Sequence[OutboxRecord] = (),
     directory: Directory | None = None,
 ) -> tuple[Changes, IncidentRecord]:
-    """Changes for ``action`` by ``actor``; raises IllegalTransition when it does not apply."""
+    """Changes for ``action`` by ``actor``; raises IllegalTransition when it does not apply.
+
+    ``steps`` are the incident's steps, fired and cancelled ones too (escalate reads them).
+    """
     if inc.status not in _ALLOWED[action]:
         raise IllegalTransition(
             f"cannot {action.value} incident {inc.id}: it is {inc.status.value}"
         )
-    a = _Act(inc, now, actor, source, note, pending, paged, directory)
+    a = _Act(inc, now, actor, source, note, steps, paged, directory)
     if action == Action.NOTE:
         # A note changes nothing about the incident itself: only its timeline grows.
         a.event(EventKind.NOTE, note or "(empty note)")
@@ -148,25 +151,57 @@ def _settle(a: _Act, status: Status, kind: EventKind, verb: str) -> IncidentReco
 
 
 def _escalate(a: _Act) -> IncidentRecord:
-    # The next tier not yet due: a tier already brought forward (or due anyway) is about to
-    # fire, so escalating again goes one further.
-    nxt = next(
-        (
-            s
-            for s in sorted(a.pending, key=lambda s: (s.due_at, s.round, s.tier))
-            if s.kind == StepKind.PAGE and s.state == StepState.PENDING and s.due_at > a.now
-        ),
-        None,
+    """Page the tier after the furthest one reached, now.
+
+    Reached: fired, or already brought forward (due, about to fire), so escalating again goes
+    one further. That tier's step is brought forward while pending; when an acknowledgement or
+    mitigation cancelled it, it is planned anew (the person asking to escalate wants it paged).
+    """
+    inc = a.inc
+    pages = [s for s in a.steps if s.kind == StepKind.PAGE and s.epoch == inc.epoch]
+    pending = sorted(
+        (s for s in pages if s.state == StepState.PENDING), key=lambda s: (s.round, s.tier)
     )
-    if nxt is None:
-        raise IllegalTransition(f"incident {a.inc.id} has no further tier to escalate to")
-    a.ch.step_reschedules.append(StepReschedule(nxt.id, a.now, f"escalated now by {a.actor}"))
+    reached = [
+        s for s in pages if s.state == StepState.FIRED or (s in pending and s.due_at <= a.now)
+    ]
+    rnd = max((s.round for s in reached), default=0)
+    tier = max((s.tier for s in reached if s.round == rnd), default=-1) + 1
+    later = [s for s in pending if s.due_at > a.now and (s.round, s.tier) >= (rnd, tier)]
+    if tier < len(PolicySnapshot.of(inc.policy).steps):
+        same = [s for s in later if (s.round, s.tier) == (rnd, tier)]
+        nxt = same[0] if same else _replan(a, rnd, tier)
+    elif later:  # the last tier of this round was reached: the next round's first step
+        nxt = later[0]
+    else:
+        raise IllegalTransition(f"incident {inc.id} has no further tier to escalate to")
+    if nxt in pending:
+        a.ch.step_reschedules.append(StepReschedule(nxt.id, a.now, f"escalated now by {a.actor}"))
     a.event(
         EventKind.ESCALATE,
         f"escalated to tier {nxt.tier} now by {a.actor}{a.suffix}",
         {"tier": nxt.tier},
     )
-    return a.inc if a.inc.status == Status.TRIGGERED else replace(a.inc, status=Status.TRIGGERED)
+    return inc if inc.status == Status.TRIGGERED else replace(inc, status=Status.TRIGGERED)
+
+
+def _replan(a: _Act, rnd: int, tier: int) -> StepRecord:
+    """A new step for a tier whose step was cancelled, due now (its own id: ids are unique)."""
+    base = step_id(a.inc.id, a.inc.epoch, StepKind.PAGE, rnd, tier)
+    spec = PolicySnapshot.of(a.inc.policy).steps[tier]
+    step = StepRecord(
+        id=f"{base}:escalated@{a.now.isoformat()}",
+        incident_id=a.inc.id,
+        kind=StepKind.PAGE,
+        epoch=a.inc.epoch,
+        round=rnd,
+        tier=tier,
+        due_at=a.now,
+        unless=spec.unless,
+        note=f"escalated now by {a.actor}",
+    )
+    a.ch.new_steps.append(step)
+    return step
 
 
 def _reopen(a: _Act) -> IncidentRecord:

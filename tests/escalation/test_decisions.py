@@ -25,6 +25,7 @@ from escalation.incidents.model import (
     StepKind,
     StepRecord,
     StepReschedule,
+    StepState,
 )
 from escalation.incidents.policy import level_snapshot, policy_snapshot, step_id
 from rules.alerts import Alert
@@ -335,7 +336,7 @@ def test_resolve_keeps_an_earlier_ack_and_tells_who_was_paged() -> None:
 def test_escalate_brings_the_next_tier_not_yet_due_forward() -> None:
     pending = [pending_page(0, T0), pending_page(1, T0 + 10 * M), pending_page(2, T0 + 30 * M)]
     inc = incident(status=Status.ACKNOWLEDGED, acknowledged_at=T0)
-    ch, new = act(inc, Action.ESCALATE, pending=pending)
+    ch, new = act(inc, Action.ESCALATE, steps=pending)
     assert new.status == Status.TRIGGERED
     assert ch.step_reschedules == [
         StepReschedule(pending[1].id, T0 + 5 * M, "escalated now by alice")
@@ -344,8 +345,57 @@ def test_escalate_brings_the_next_tier_not_yet_due_forward() -> None:
 
 
 def test_escalate_without_a_further_tier_is_illegal() -> None:
+    # P2 of the default preset has two tiers; both have fired.
+    fired = [replace(pending_page(t, T0), state=StepState.FIRED) for t in (0, 1)]
     with pytest.raises(IllegalTransition, match="no further tier"):
-        act(incident(), Action.ESCALATE, pending=[pending_page(0, T0)])
+        act(incident(), Action.ESCALATE, steps=fired)
+
+
+@pytest.mark.parametrize("status", [Status.ACKNOWLEDGED, Status.MITIGATED])
+def test_escalate_after_an_ack_pages_the_tier_the_ack_cancelled(status: Status) -> None:
+    # Tier 0 paged; the ack (or mitigation) cancelled tier 1, so nothing is pending.
+    steps = [
+        replace(pending_page(0, T0), state=StepState.FIRED),
+        replace(pending_page(1, T0 + 60 * M), state=StepState.CANCELLED),
+    ]
+    inc = incident(status=status, acknowledged_at=T0 + M)
+    ch, new = act(inc, Action.ESCALATE, steps=steps)
+    assert new.status == Status.TRIGGERED
+    [step] = ch.new_steps
+    assert (step.kind, step.epoch, step.round, step.tier, step.due_at, step.state) == (
+        StepKind.PAGE,
+        0,
+        0,
+        1,
+        T0 + 5 * M,
+        StepState.PENDING,
+    )
+    assert step.id != steps[1].id  # ids are unique: the cancelled step keeps its own
+    assert step.unless == "acknowledged"
+    assert ch.step_reschedules == []
+    assert [(e.message, e.data) for e in ch.timeline] == [
+        ("escalated to tier 1 now by alice", {"tier": 1})
+    ]
+    # Escalating again, once that tier has fired, finds no further tier.
+    fired = [*steps, replace(step, state=StepState.FIRED)]
+    with pytest.raises(IllegalTransition, match="no further tier"):
+        act(new, Action.ESCALATE, steps=fired)
+
+
+def test_escalate_pages_the_next_tier_not_a_later_one_the_ack_left_pending() -> None:
+    # A P0 tier that only mitigation cancels stays pending after the ack; the tier before it,
+    # cancelled by the ack, is the next one.
+    snap = incident(severity="P0").policy
+    assert len(snap["steps"]) >= 3
+    steps = [
+        replace(pending_page(0, T0), state=StepState.FIRED),
+        replace(pending_page(1, T0 + 5 * M), state=StepState.CANCELLED),
+        pending_page(2, T0 + 60 * M),
+    ]
+    inc = incident(severity="P0", status=Status.ACKNOWLEDGED, acknowledged_at=T0 + M)
+    ch, _ = act(inc, Action.ESCALATE, steps=steps)
+    assert [(s.tier, s.due_at) for s in ch.new_steps] == [(1, T0 + 5 * M)]
+    assert ch.step_reschedules == []
 
 
 def test_a_note_only_grows_the_timeline() -> None:

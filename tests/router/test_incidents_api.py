@@ -318,6 +318,39 @@ async def test_escalate_moves_the_next_pending_tier_to_now(make_team_app: MakeTe
     ]
 
 
+@pytest.mark.parametrize("settle", ["ack", "mitigate"])
+async def test_escalate_after_an_ack_pages_the_next_tier(
+    make_team_app: MakeTeamApp, settle: str
+) -> None:
+    app = await make_team_app()
+    inc_id = (await app.post(notification([alert()])))["incidents"][0]["incident"]
+    await app.run_until(T0 + 1 * M)  # tier 0 (alice) paged
+    await app.act(inc_id, settle, actor="alice")  # cancels the tiers not yet fired
+    await app.run_until(T0 + 2 * M)
+    inc = await app.act(inc_id, "escalate", actor="alice", note="need the lead")
+    assert inc["status"] == "triggered"
+    await app.run_until(T0 + 2 * M)
+    inc = await app.incident(inc_id)
+    assert [(secs(n["created_at"]), n["tier"], n["person"]) for n in inc["notifications"]] == [
+        (0.0, 0, "alice"),
+        (120.0, 1, "carol"),
+    ]
+    assert [e["message"] for e in inc["timeline"] if e["kind"] == "escalate"] == [
+        "escalated to tier 1 now by alice: need the lead"
+    ]
+    # Each escalation goes one tier further, then there is none left.
+    for _ in range(2):
+        await app.act(inc_id, "escalate")
+        await app.run_until(T0 + 2 * M)
+    status, reply = await app.api("POST", f"/api/v1/incidents/{inc_id}/escalate")
+    assert (status, reply["detail"]) == (
+        409,
+        f"incident {inc_id} has no further tier to escalate to",
+    )
+    inc = await app.incident(inc_id)
+    assert [n["person"] for n in inc["notifications"]] == ["alice", "carol", "dave", "erin"]
+
+
 @pytest.mark.parametrize(
     ("setup", "action"),
     [
