@@ -212,12 +212,12 @@ class Runtime:
                 new = await asyncio.to_thread(load_config, self.loaded.path, self.env)
                 directory = build_directory(new, self.oncall.get)
                 notifiers = self._build_notifiers(new)
-            except ConfigError:
-                self.metrics.reload_ok.set(0)
+            except ConfigError as e:
+                self._refused(e)
                 raise
             except Exception as e:  # unreadable file etc.: still keep the old config
-                self.metrics.reload_ok.set(0)
                 problem = Problem(str(self.loaded.path), None, None, "", f"reload failed: {e}")
+                self._refused(ConfigError(problem))
                 raise ConfigError(problem) from e
             self._check_receiver_exposure(new)
             if new.config.store != self.loaded.config.store:
@@ -244,8 +244,7 @@ class Runtime:
             return
         host = self.bound_host
         if host is None or not is_loopback(host):
-            self.metrics.reload_ok.set(0)
-            raise ConfigError(
+            refused = ConfigError(
                 Problem(
                     str(new.path),
                     None,
@@ -255,8 +254,18 @@ class Runtime:
                     "on loopback; an unauthenticated receiver needs a restart on 127.0.0.1",
                 )
             )
+            self._refused(refused)
+            raise refused
         log.warning(
             "auth.receiver.insecure is now true: the receiver accepts unauthenticated requests"
+        )
+
+    def _refused(self, e: ConfigError) -> None:
+        # Logged here, not by the caller, so SIGHUP and ``POST /-/reload`` say it the same way.
+        self.metrics.reload_ok.set(0)
+        log.error(
+            "reload failed; keeping the running config",
+            extra={"path": str(self.loaded.path), "problems": [str(p) for p in e.problems]},
         )
 
     # -- classification ----------------------------------------------------------------------

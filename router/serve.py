@@ -132,11 +132,8 @@ async def _serve(runtime: Runtime, listen: str) -> int:
         async def go() -> None:
             try:
                 await runtime.reload()
-            except ConfigError as e:
-                log.error(
-                    "reload failed; keeping the running config",
-                    extra={"problems": [str(p) for p in e.problems]},
-                )
+            except ConfigError:
+                pass  # the runtime logged it, as it does for POST /-/reload
 
         task = loop.create_task(go())
         reloads.add(task)  # keep a reference until it is done (the loop holds only weak ones)

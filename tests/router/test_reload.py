@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -314,3 +315,20 @@ async def test_sighup_reload_keeps_old_config_on_error_then_applies_fix(
 
     proc.p.send_signal(signal.SIGTERM)
     assert proc.p.wait(timeout=20) == 0
+
+
+async def test_a_reload_refused_through_the_api_is_logged_as_sighup_logs_it(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    set_default(app.path, "    severity: P1: 2")
+    assert (await reload(app.client))[0] == 400
+    [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # The same line the SIGHUP path writes (see the serve test below), with the problems.
+    assert (record.name, record.getMessage()) == (
+        "tocsin.runtime",
+        "reload failed; keeping the running config",
+    )
+    assert record.__dict__["path"] == str(app.path)
+    [problem] = record.__dict__["problems"]
+    assert problem.startswith(f"{app.path}:")
