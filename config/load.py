@@ -128,7 +128,10 @@ def load_config(
     """
     path = Path(path)
     model = TocsinConfig if secrets == "deferred" else None
-    doc = load_document(path, env=env, defer_secrets=model)
+    try:
+        doc = load_document(path, env=env, defer_secrets=model)
+    except ConfigError as e:
+        raise ConfigError(e.problems + _rules_despite(path, env), e.warnings) from None
     problems: list[Problem] = []
     try:
         cfg = TocsinConfig.model_validate(doc.data)
@@ -193,6 +196,21 @@ class _Names:
             matrix = None  # the config's own errors say why
         calendars = {BUSINESS_HOURS: None, **section("calendars")}
         return cls(section("policies"), section("teams"), calendars, matrix)
+
+
+def _rules_despite(path: Path, env: Mapping[str, str] | None) -> list[Problem]:
+    """The rule files' problems when the config itself could not be read as written.
+
+    An unset variable must not hide the rule files: read the config again without
+    substituting, only to find ``rules.files`` (a YAML error leaves nothing to read).
+    """
+    try:
+        doc = load_document(path, env=env, substitute_env=False, read_secret_files=False)
+    except ConfigError:
+        return []
+    rules = _RuleFiles(doc, None, _Names.as_written(doc), env)
+    rules.load(path.parent, _raw_rule_patterns(doc))
+    return rules.problems
 
 
 def _raw_rule_patterns(doc: Document) -> list[str]:

@@ -383,6 +383,17 @@ def test_config_errors_do_not_hide_rule_file_errors(tmp_path: Path) -> None:
     assert len(found) == 3
 
 
+def test_an_unset_variable_in_the_config_does_not_hide_rule_file_errors(tmp_path: Path) -> None:
+    rules = write(tmp_path, "r.yaml", "rules:\n  - name: a\n    severity: SEV-9\n")
+    path = write(
+        tmp_path, "tocsin.yaml", AUTH + 'server: {public_url: "${URL}"}\nrules: {files: [r.yaml]}\n'
+    )
+    found = problems(path)
+    assert found[0] == f"{path}:4:22: server.public_url: environment variable URL is not set"
+    assert found[1].startswith(f"{rules}:3:5: rules[0].severity: unknown severity 'SEV-9'")
+    assert len(found) == 2
+
+
 def test_an_email_link_secret_serve_would_refuse_is_refused_here(tmp_path: Path) -> None:
     """check and serve share one validation path: what build would refuse, load refuses."""
     path = write(
