@@ -129,7 +129,9 @@ class ApiToken(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = "api"
+    # The name is the identity every action taken with this token is recorded under, so it is
+    # required and unique: an unnamed token would make the timeline say who acted by guesswork.
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
     token: SecretStr
     scope: Literal["read", "write"] = "read"
 
@@ -146,3 +148,16 @@ class AuthConfig(BaseModel):
     @classmethod
     def _drop_empty(cls, v: list[ApiToken]) -> list[ApiToken]:
         return [t for t in v if t.token.get_secret_value().strip()]
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _unique_names(cls, v: list[ApiToken]) -> list[ApiToken]:
+        seen: set[str] = set()
+        for t in v:
+            if t.name in seen:
+                raise ValueError(
+                    f"two API tokens are named {t.name!r}: each token's name is the identity "
+                    "its actions are recorded under, so names must differ"
+                )
+            seen.add(t.name)
+        return v

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
             ip.add_argument("--json", action="store_true")
         if name not in ("list", "show"):
             ip.add_argument("--note", default="")
-            ip.add_argument("--actor", help="who is acting (default: the token's name)")
+            ip.add_argument("--actor", help="on whose behalf (the token's name is who acts)")
 
     rv = sub.add_parser("review", help="print a post-incident review draft in markdown")
     rv.add_argument("id")

@@ -167,6 +167,8 @@ async def act_on_incident(request: web.Request) -> web.Response:
         if not isinstance(body, dict):
             raise ApiError(400, "invalid payload", "the body must be a JSON object", "")
     note = body.get("note", "")
+    # Who acts is who authenticated: the token's name. The body's `actor` is the caller's word
+    # only (a shared automation token acting for a person), so it is kept as "on behalf of".
     actor = body.get("actor", token.name)
     if not isinstance(note, str) or len(note) > _MAX_NOTE:
         raise ApiError(
@@ -179,12 +181,20 @@ async def act_on_incident(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid payload", "actor must be a non-empty string", "actor")
     # JSON strings may hold lone surrogates (\udc80 escapes); the store cannot encode them.
     note, actor = clean_text(note), clean_text(actor)
+    on_behalf_of = "" if actor == token.name else actor
     if action == Action.NOTE and not note.strip():
         raise ApiError(400, "invalid payload", "a note needs non-empty 'note'", "note")
     if action == Action.REOPEN:
         raise ApiError(404, "not found", "unknown action 'reopen'", "action")
     try:
-        await rt.service.act(request.match_info["id"], action, actor=actor, source="api", note=note)
+        await rt.service.act(
+            request.match_info["id"],
+            action,
+            actor=token.name,
+            source="api",
+            note=note,
+            on_behalf_of=on_behalf_of,
+        )
     except IncidentNotFound:
         raise ApiError(
             404, "not found", f"no incident {request.match_info['id']!r}", "id"

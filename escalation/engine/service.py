@@ -83,6 +83,7 @@ class ActOn:
     # Act only while the incident is still in this escalation run (a reopen, severity raise or
     # ack timeout starts a new one): a signed webhook about the old run must not act on the new.
     epoch: int | None = None
+    on_behalf_of: str = ""  # what an authenticated caller says about whom they act for
 
 
 class Outcome(StrEnum):
@@ -329,13 +330,22 @@ class EscalationService:
         return outcomes, all_changes
 
     async def act(
-        self, ref: str, action: Action, *, actor: str, source: str, note: str = ""
+        self,
+        ref: str,
+        action: Action,
+        *,
+        actor: str,
+        source: str,
+        note: str = "",
+        on_behalf_of: str = "",
     ) -> IncidentRecord:
         """Acknowledge / mitigate / resolve / escalate / note / reopen one incident.
 
         Raises IncidentNotFound, or IllegalTransition when the action does not apply.
         """
-        acted = await self.act_once(None, [ActOn(ref, actor, note)], action, source=source)
+        acted = await self.act_once(
+            None, [ActOn(ref, actor, note, on_behalf_of=on_behalf_of)], action, source=source
+        )
         assert acted is not None  # no delivery: never refused as a replay
         [one] = acted
         if one.outcome == Outcome.MISSING:
@@ -434,6 +444,7 @@ class EscalationService:
             steps=steps,
             paged=paged,
             directory=self.directory(),
+            on_behalf_of=t.on_behalf_of,
         )
 
     async def remember_alias(self, alias: str, incident_id: str) -> None:

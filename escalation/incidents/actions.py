@@ -66,15 +66,21 @@ class _Act:
     steps: Sequence[StepRecord]
     paged: Sequence[OutboxRecord]
     directory: Directory | None
+    on_behalf_of: str = ""
     ch: Changes = field(default_factory=Changes)
 
     @property
     def suffix(self) -> str:
-        return f": {self.note}" if self.note else ""
+        who = f" on behalf of {self.on_behalf_of}" if self.on_behalf_of else ""
+        return who + (f": {self.note}" if self.note else "")
 
     def event(self, kind: EventKind, message: str, data: dict[str, Any] | None = None) -> None:
+        # The actor is who authenticated; whom they claim to act for is only a note beside it.
+        extra = {"on_behalf_of": self.on_behalf_of} if self.on_behalf_of else {}
         self.ch.timeline.append(
-            TimelineEvent(self.inc.id, self.now, kind, self.actor, self.source, message, data or {})
+            TimelineEvent(
+                self.inc.id, self.now, kind, self.actor, self.source, message, (data or {}) | extra
+            )
         )
 
 
@@ -89,16 +95,20 @@ def decide_action(
     steps: Sequence[StepRecord] = (),
     paged: Sequence[OutboxRecord] = (),
     directory: Directory | None = None,
+    on_behalf_of: str = "",
 ) -> tuple[Changes, IncidentRecord]:
     """Changes for ``action`` by ``actor``; raises IllegalTransition when it does not apply.
 
     ``steps`` are the incident's steps, fired and cancelled ones too (escalate reads them).
+
+    ``actor`` is the authenticated identity; ``on_behalf_of`` what the caller says about whom
+    they act for (unverified, so it is recorded beside the actor, never instead of it).
     """
     if inc.status not in _ALLOWED[action]:
         raise IllegalTransition(
             f"cannot {action.value} incident {inc.id}: it is {inc.status.value}"
         )
-    a = _Act(inc, now, actor, source, note, steps, paged, directory)
+    a = _Act(inc, now, actor, source, note, steps, paged, directory, on_behalf_of)
     if action == Action.NOTE:
         # A note changes nothing about the incident itself: only its timeline grows.
         a.event(EventKind.NOTE, note or "(empty note)")

@@ -543,3 +543,23 @@ def test_yaml_syntax_error(tmp_path: Path) -> None:
 def test_unreadable_config(tmp_path: Path) -> None:
     path = tmp_path / "missing.yaml"
     assert problems(path) == [f"{path}: cannot read file: No such file or directory"]
+
+
+def test_api_tokens_need_distinct_names(tmp_path: Path) -> None:
+    """A token's name is who its actions are recorded as: required, and never shared."""
+    path = write(
+        tmp_path,
+        "tocsin.yaml",
+        AUTH
+        + "  api_tokens:\n"
+        + "    - {token: t1, scope: write}\n"
+        + "    - {name: ops, token: t2}\n"
+        + "    - {name: ops, token: t3}\n",
+    )
+    assert problems(path) == [
+        f"{path}:5:7: auth.api_tokens[0].name: missing required key 'name'",
+    ]
+    path.write_text(path.read_text().replace("{token: t1,", "{name: bot, token: t1,"))
+    [problem] = problems(path)
+    assert problem.startswith(f"{path}:4:3: auth.api_tokens: ")
+    assert "two API tokens are named 'ops'" in problem

@@ -117,13 +117,13 @@ async def test_triggered_acknowledged_mitigated_resolved(make_team_app: MakeTeam
         (0.0, "open", "alertmanager", "alert"),
         (0.0, "alert", "alertmanager", "alert"),
         (0.0, "notify", "tocsin", "engine"),
-        (180.0, "ack", "alice", "api"),
-        (1200.0, "mitigate", "alice", "api"),
-        (1800.0, "resolve", "bob", "api"),
+        (180.0, "ack", "writer", "api"),
+        (1200.0, "mitigate", "writer", "api"),
+        (1800.0, "resolve", "writer", "api"),
     ]
     messages = {e["kind"]: e["message"] for e in inc["timeline"]}
-    assert messages["ack"] == "acknowledged by alice: looking at it"
-    assert messages["resolve"] == "resolved by bob: disk cleaned"
+    assert messages["ack"] == "acknowledged by writer on behalf of alice: looking at it"
+    assert messages["resolve"] == "resolved by writer on behalf of bob: disk cleaned"
     # Every delivery is on the timeline too, attributed to the channel that carried it.
     assert events(inc, "delivery") == [
         (0.0, "delivery", "tocsin", "log"),
@@ -543,7 +543,7 @@ async def test_every_change_is_on_the_timeline_with_actor_and_source(
     # The raise to P0 kept alice (already paged); escalate brought the lead's tier forward.
     assert sent(app, inc) == [(0.0, 0, "alice"), (120.0, 1, "carol")]
     assert [e["message"] for e in inc["timeline"] if e["kind"] == "escalate"] == [
-        "escalated to tier 1 now by bob"
+        "escalated to tier 1 now by writer on behalf of bob"
     ]
     assert all(e["at"] and e["actor"] and e["source"] and e["message"] for e in inc["timeline"])
     changes = [
@@ -554,12 +554,12 @@ async def test_every_change_is_on_the_timeline_with_actor_and_source(
     assert changes == [
         (0.0, "open", "alertmanager", "alert"),
         (0.0, "alert", "alertmanager", "alert"),
-        (60.0, "note", "alice", "api"),
+        (60.0, "note", "writer", "api"),
         (60.0, "alert", "alertmanager", "alert"),
         (60.0, "severity", "alertmanager", "alert"),
-        (120.0, "escalate", "bob", "api"),
-        (180.0, "ack", "bob", "api"),
-        (180.0, "resolve", "bob", "api"),
+        (120.0, "escalate", "writer", "api"),
+        (180.0, "ack", "writer", "api"),
+        (180.0, "resolve", "writer", "api"),
     ]
 
 

@@ -150,7 +150,7 @@ def test_list_show_ack_resolve_review(server: Server) -> None:
         if e["kind"] in ("ack", "resolve")
     ]
     assert acts == [
-        ("ack", "alice", "api", "acknowledged by alice: on it"),
+        ("ack", "writer", "api", "acknowledged by writer on behalf of alice: on it"),
         ("resolve", "writer", "api", "resolved by writer: cleaned up"),
     ]
 
@@ -171,7 +171,7 @@ def test_list_show_ack_resolve_review(server: Server) -> None:
         ["open", "alertmanager", "alert"],
         ["alert", "alertmanager", "alert"],
     ]
-    assert ["ack", "alice", "api"] in [x.split(" | ")[1:4] for x in table]
+    assert ["ack", "writer", "api"] in [x.split(" | ")[1:4] for x in table]
     assert ["resolve", "writer", "api"] in [x.split(" | ")[1:4] for x in table]
     for section in (
         "## Summary",

@@ -268,10 +268,16 @@ async def test_actions_move_the_status_and_write_the_timeline(make_team_app: Mak
         for e in inc["timeline"]
         if e["kind"] in ("note", "ack", "mitigate", "resolve")
     ] == [
-        (60.0, "note", "alice", "api", "disk at 99%"),
-        (120.0, "ack", "alice", "api", "acknowledged by alice"),
+        (60.0, "note", "writer", "api", "disk at 99%"),
+        (120.0, "ack", "writer", "api", "acknowledged by writer on behalf of alice"),
         (180.0, "mitigate", "writer", "api", "mitigated by writer"),
-        (240.0, "resolve", "alice", "api", "resolved by alice: freed 20G"),
+        (240.0, "resolve", "writer", "api", "resolved by writer on behalf of alice: freed 20G"),
+    ]
+    assert [e["data"].get("on_behalf_of") for e in inc["timeline"] if e["source"] == "api"] == [
+        "alice",
+        "alice",
+        None,
+        "alice",
     ]
     # Notes are allowed on a resolved incident (the review adds them).
     inc = await app.act(inc_id, "notes", note="root cause: log rotation off")
@@ -297,7 +303,7 @@ async def test_escalate_moves_the_next_pending_tier_to_now(make_team_app: MakeTe
         (60.0, 1, "carol"),
     ]
     assert [e["message"] for e in inc["timeline"] if e["kind"] == "escalate"] == [
-        "escalated to tier 1 now by alice"
+        "escalated to tier 1 now by writer on behalf of alice"
     ]
     # Again and again until no tier is left.
     await app.act(inc_id, "escalate")
@@ -337,7 +343,7 @@ async def test_escalate_after_an_ack_pages_the_next_tier(
         (120.0, 1, "carol"),
     ]
     assert [e["message"] for e in inc["timeline"] if e["kind"] == "escalate"] == [
-        "escalated to tier 1 now by alice: need the lead"
+        "escalated to tier 1 now by writer on behalf of alice: need the lead"
     ]
     # Each escalation goes one tier further, then there is none left.
     for _ in range(2):
@@ -535,3 +541,24 @@ async def test_bad_reload_keeps_the_running_config(
     # Still running on the old config: the old API token works, the old policy applies.
     inc_id = (await app.post(notification([alert()])))["incidents"][0]["incident"]
     assert (await app.incident(inc_id))["policy"] == "matrix:default:P0"
+
+
+async def test_the_actor_is_the_authenticated_token_never_the_body(
+    make_team_app: MakeTeamApp,
+) -> None:
+    """A body's `actor` cannot pose as someone else: it is recorded only as "on behalf of"."""
+    app = await make_team_app()
+    inc_id = (await app.post(notification([alert()])))["incidents"][0]["incident"]
+    # Claiming to be the token itself adds nothing.
+    await app.act(inc_id, "notes", note="mine", actor="writer")
+    inc = await app.act(inc_id, "ack", actor="erin (VP)", note="stand down")
+    api = [e for e in inc["timeline"] if e["source"] == "api"]
+    assert [(e["kind"], e["actor"], e["message"], e["data"]) for e in api] == [
+        ("note", "writer", "mine", {}),
+        (
+            "ack",
+            "writer",
+            "acknowledged by writer on behalf of erin (VP): stand down",
+            {"on_behalf_of": "erin (VP)"},
+        ),
+    ]
