@@ -17,7 +17,9 @@ from pathlib import Path
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from adapters.config import DispatchConfig
 from adapters.delivery.dispatcher import OutboxDispatcher
+from adapters.delivery.limits import StoreRateLimits
 from adapters.delivery.notifier import Notifier
 from adapters.delivery.policy import ConfiguredPolicy
 from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
@@ -32,6 +34,7 @@ from escalation.incidents.directory import Directory
 from escalation.incidents.ingest import Classified
 from escalation.store.base import Store, StoreError
 from escalation.store.factory import make_store
+from escalation.store.postgres import PostgresStore
 from escalation.store.wakeup import WakeupListener, listener_for
 from router.metrics import RouterMetrics
 from router.oncall_sync import OncallSync
@@ -89,7 +92,7 @@ class Runtime:
         self._extra_notifiers = dict(notifiers or {})
         self._http: aiohttp.ClientSession | None = None
         self._notifiers = self._build_notifiers(loaded)
-        self._policy = ConfiguredPolicy(loaded.config.adapters.dispatch)
+        self._policy = self._make_policy(loaded.config.adapters.dispatch)
         self.dispatcher = OutboxDispatcher(
             self.store,
             self.clock,
@@ -185,6 +188,11 @@ class Runtime:
     def directory(self) -> Directory:
         return self._directory
 
+    def _make_policy(self, cfg: DispatchConfig) -> ConfiguredPolicy:
+        # Replicas share a PostgreSQL store: count the limits there, or N replicas allow N x.
+        shared = StoreRateLimits(self.store) if isinstance(self.store, PostgresStore) else None
+        return ConfiguredPolicy(cfg, shared)
+
     def _build_notifiers(self, loaded: LoadedConfig) -> dict[str, Notifier]:
         ctx = AdapterContext(loaded.config.server.public_url, self.http, self.clock)
         try:
@@ -223,7 +231,7 @@ class Runtime:
             if new.config.store != self.loaded.config.store:
                 log.warning("the store section changed; it takes effect only after a restart")
             if new.config.adapters.dispatch != self.loaded.config.adapters.dispatch:
-                self._policy = ConfiguredPolicy(new.config.adapters.dispatch)
+                self._policy = self._make_policy(new.config.adapters.dispatch)
             engine_cfg = new.config.engine
             self.engine.lease, self.engine.poll = engine_cfg.lease, engine_cfg.poll
             self.engine.batch = engine_cfg.batch

@@ -87,7 +87,7 @@ class OutboxDispatcher:
                     RateLimit(metrics),
                     Route(notifiers),
                     Breaker(metrics, directory),
-                    Reserve(),
+                    Reserve(metrics),
                     Compose(lambda p: self.person_details(p), self._links),
                 )
             ),

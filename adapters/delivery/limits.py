@@ -1,17 +1,42 @@
-"""Downstream protection kept in process: sliding-window rate limits and circuit breakers.
+"""Downstream protection: sliding-window rate limits and circuit breakers.
 
-All counters here are per process: with several replicas each one enforces the limits on what it
-sends, so the effective ceiling is replicas x limit (documented in the README).
+``SlidingWindow`` and ``CircuitBreaker`` count in process. That is exact for one process (SQLite
+is single-replica), but N replicas would allow N x each limit; so with a shared store the rate
+limits are counted there instead (``StoreRateLimits``: one row per send, each key locked while
+it is checked), and every replica sees every other's sends. Breakers stay per process.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from adapters.config import RateLimit
+from escalation.store.base import RateSlot, Store
 
-__all__ = ["CircuitBreaker", "SlidingWindow"]
+__all__ = ["CircuitBreaker", "SharedRateLimits", "SlidingWindow", "StoreRateLimits"]
+
+
+class SharedRateLimits(Protocol):
+    """Rate limits counted where every replica sees them."""
+
+    async def take(self, slots: Sequence[RateSlot], now: datetime) -> datetime | None:
+        """Count one send against every slot (None), or say when all have room (nothing counted)."""
+
+
+class StoreRateLimits:
+    """``SharedRateLimits`` in the store, each take its own short transaction."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def take(self, slots: Sequence[RateSlot], now: datetime) -> datetime | None:
+        if not slots:
+            return None
+        async with self.store.transaction() as tx:
+            return await tx.take_rate_slots(slots, now)
 
 
 class SlidingWindow:

@@ -1,8 +1,10 @@
 """What protects people and providers: bundling, retry spacing, rate limits, breakers.
 
-The dispatcher's stages ask a ``DeliveryPolicy``; all in-process state lives behind it.
+The dispatcher's stages ask a ``DeliveryPolicy``; all limit state lives behind it.
 ``ConfiguredPolicy`` is the configured one (tenacity's jittered exponential backoff, sliding
 windows per channel and per person, one breaker per channel); ``SimplePolicy`` has no limits.
+Given ``SharedRateLimits`` (several replicas on one store), the windows are counted there, so
+the limits hold for the cluster rather than for each process.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Protocol, TypeVar
 import tenacity
 
 from adapters.config import DispatchConfig
-from adapters.delivery.limits import CircuitBreaker, SlidingWindow
+from adapters.delivery.limits import CircuitBreaker, SharedRateLimits, SlidingWindow
 from adapters.delivery.notifier import DeliveryResult
 from escalation.incidents.model import OutboxRecord
+from escalation.store.base import RateSlot
 
 __all__ = ["ConfiguredPolicy", "DeliveryPolicy", "SimplePolicy"]
 
@@ -39,6 +42,12 @@ class DeliveryPolicy(Protocol):
 
     def sent(self, row: OutboxRecord, now: datetime) -> None:
         """Count a send against the rate limits (called as the attempt starts)."""
+
+    async def reserve(self, row: OutboxRecord, now: datetime) -> datetime | None:
+        """Count the send about to start (None), or say when the limits admit it (not counted).
+
+        ``admit`` may not know every other sender; this answer is the one that counts.
+        """
 
     def available(self, channel: str, now: datetime) -> bool:
         """False while the channel's circuit breaker is open (True may take the half-open probe)."""
@@ -74,6 +83,9 @@ class SimplePolicy:
     def sent(self, row: OutboxRecord, now: datetime) -> None:
         return None
 
+    async def reserve(self, row: OutboxRecord, now: datetime) -> datetime | None:
+        return None
+
     def available(self, channel: str, now: datetime) -> bool:
         return True
 
@@ -87,8 +99,9 @@ class SimplePolicy:
 class ConfiguredPolicy:
     """A DeliveryPolicy built from the ``adapters.dispatch`` configuration section."""
 
-    def __init__(self, cfg: DispatchConfig) -> None:
+    def __init__(self, cfg: DispatchConfig, shared: SharedRateLimits | None = None) -> None:
         self.cfg = cfg
+        self.shared = shared
         self.bundle_window = cfg.bundle_window
         self._bundle_channels = set(cfg.bundle_channels)
         # ``multiplier`` is the first delay (tenacity deprecated ``initial`` for it).
@@ -125,6 +138,8 @@ class ConfiguredPolicy:
         return delay
 
     def admit(self, row: OutboxRecord, now: datetime) -> datetime | None:
+        if self.shared is not None:
+            return None  # only the shared count knows what the other replicas sent: reserve()
         waits = []
         limiter = _per_channel(self._channel, row.channel)
         if limiter is not None:
@@ -140,6 +155,22 @@ class ConfiguredPolicy:
             limiter.add(row.channel, now)
         if _personal(row):
             self._person.add(row.person, now)
+
+    async def reserve(self, row: OutboxRecord, now: datetime) -> datetime | None:
+        if self.shared is None:
+            self.sent(row, now)  # admit() just said yes, with no await in between
+            return None
+        return await self.shared.take(self._slots(row), now)
+
+    def _slots(self, row: OutboxRecord) -> list[RateSlot]:
+        slots = []
+        limit = _per_channel(self.cfg.channel_rate, row.channel)
+        if limit is not None:
+            slots.append(RateSlot(f"channel:{row.channel}", limit.count, limit.per))
+        if _personal(row):
+            rate = self.cfg.person_rate
+            slots.append(RateSlot(f"person:{row.person}", rate.count, rate.per))
+        return slots
 
     def available(self, channel: str, now: datetime) -> bool:
         return self.breaker.available(channel, now)

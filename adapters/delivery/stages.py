@@ -8,8 +8,9 @@ later gates, so the last stage records everything in one write. ``Chain`` runs s
 order; ``OneAtATime`` runs a chain on each bundle in turn, so each bundle's gates see the limit
 slots and breaker probe the previous one took.
 
-Gates never await: every bundle's limit slot is reserved before the first send's await, so
-bundles sent concurrently from one claim cannot all pass the same limit check.
+Every bundle's limit slot is reserved before the first send's await, so bundles sent
+concurrently from one claim cannot all pass the same limit check. Gates never await, but for
+``Reserve`` with limits shared by replicas: that one check-and-count is atomic in the store.
 """
 
 from __future__ import annotations
@@ -270,12 +271,20 @@ class Breaker:
 
 
 class Reserve:
-    """Count the send against the rate limits now, before any await."""
+    """Count the send against the rate limits, before any send of the claim; hold it instead
+    when a limit shared with other replicas has no room after all."""
+
+    def __init__(self, metrics: EscalationMetrics) -> None:
+        self.metrics = metrics
 
     async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
         for b in bundles:
-            if b.travelling:
-                rnd.policy.sent(b.head, rnd.now)
+            if not b.travelling:
+                continue
+            until = await rnd.policy.reserve(b.head, rnd.now)
+            if until is not None:
+                self.metrics.notifications.labels(b.head.channel, "rate_limited").inc()
+                b.hold = Hold(until, "rate limited", note=False)
         return bundles
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from escalation.incidents.model import (
@@ -23,7 +23,15 @@ from escalation.incidents.model import (
     TimelineEvent,
 )
 
-__all__ = ["Conflict", "IncidentFilter", "IngestContext", "Store", "StoreError", "Tx"]
+__all__ = [
+    "Conflict",
+    "IncidentFilter",
+    "IngestContext",
+    "RateSlot",
+    "Store",
+    "StoreError",
+    "Tx",
+]
 
 
 class StoreError(Exception):
@@ -51,6 +59,15 @@ class IngestContext:
     incidents: dict[str, IncidentRecord]  # every incident named above, by id
     alerts: dict[str, list[AlertRecord]]  # incident id → its alert occurrences
     outbox: dict[str, list[OutboxRecord]]  # incident id → its notifications
+
+
+@dataclass(frozen=True)
+class RateSlot:
+    """One sliding-window limit a send counts against: at most ``count`` per ``per`` on ``key``."""
+
+    key: str
+    count: int
+    per: timedelta
 
 
 class Tx(Protocol):
@@ -126,6 +143,14 @@ class Tx(Protocol):
 
     async def prune_deliveries(self, source: str, before: datetime) -> int:
         """Forget ``source``'s delivery ids seen before ``before`` (past its replay window)."""
+
+    async def take_rate_slots(self, slots: Sequence[RateSlot], now: datetime) -> datetime | None:
+        """Count one send at ``now`` against every limit in ``slots``, all or none.
+
+        None when each limit had room (the send is counted); else the earliest instant all of
+        them will have room, and nothing is counted. Serialised per key across every process
+        sharing the store, so replicas together honour each limit once.
+        """
 
     async def apply(self, changes: Changes) -> None:
         """Write ``changes``; raises Conflict if an updated incident's version moved."""

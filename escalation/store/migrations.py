@@ -312,10 +312,27 @@ _LEASED_INDEXES: tuple[str, ...] = (
     " WHERE state = 'pending' AND lease_until IS NOT NULL",
 )
 
+# Sends counted against rate limits, shared by every replica (one row per send and limit key;
+# rows past their window are deleted as the key is next used).
+_SQLITE_RATE_EVENTS: tuple[str, ...] = (
+    "CREATE TABLE rate_events (key TEXT NOT NULL, at INTEGER NOT NULL)",
+    "CREATE INDEX rate_events_key_at ON rate_events (key, at)",
+)
+_POSTGRES_RATE_EVENTS: tuple[str, ...] = (
+    "CREATE TABLE rate_events (key text NOT NULL, at timestamptz NOT NULL)",
+    "CREATE INDEX rate_events_key_at ON rate_events (key, at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, name="initial schema", sqlite=_SQLITE_V1, postgres=_POSTGRES_V1),
     Migration(
         version=2, name="leased-row indexes", sqlite=_LEASED_INDEXES, postgres=_LEASED_INDEXES
+    ),
+    Migration(
+        version=3,
+        name="shared rate-limit events",
+        sqlite=_SQLITE_RATE_EVENTS,
+        postgres=_POSTGRES_RATE_EVENTS,
     ),
 )
 

@@ -35,10 +35,18 @@ from escalation.store.wakeup import WAKEUP_CHANNEL, NullWakeup, PgWakeupListener
 from rules.alerts import Notification
 from tests.driver.app import MakeApp
 from tests.driver.payloads import am_body
-from tests.driver.process import ServeProc, http_status, post_alert, start_serve, wait_for
+from tests.driver.process import (
+    ServeProc,
+    http_status,
+    post_alert,
+    serve_config,
+    start_serve,
+    wait_for,
+)
 from tests.driver.threaded import ThreadedPagerDuty
 from tests.reliability.conftest import (
     ladder_config,
+    metric_value,
     postgres_backend,
     sqlite_backend,
     unfinished,
@@ -311,6 +319,23 @@ def ha_pagerduty(tmp_path: Path) -> Iterator[ThreadedPagerDuty]:
     pd.close()
 
 
+def storm_three_replicas(
+    procs: list[ServeProc], config: Path, tmp_path: Path, name: str, count: int
+) -> list[ServeProc]:
+    """Start three replicas of ``config``; post ``count`` alerts (one incident each) round-robin,
+    six at a time, every one accepted."""
+    replicas = [start_serve(procs, f"replica-{n}", config, tmp_path, wait=False) for n in range(3)]
+    for r in replicas:
+        r.wait_ready()
+
+    def post(i: int) -> int:
+        return post_alert(replicas[i % 3].url, am_body(f"{name}{i:02d}"))
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert list(pool.map(post, range(count))) == [200] * count
+    return replicas
+
+
 def test_three_replicas_a_storm_and_one_killed_fire_every_step_exactly_once(
     tmp_path: Path,
     procs: list[ServeProc],
@@ -323,15 +348,7 @@ def test_three_replicas_a_storm_and_one_killed_fire_every_step_exactly_once(
     config = ladder_config(
         tmp_path, store, tiers=HA_TIERS, lease="2s", poll="1s", pagerduty_url=pd.http_url
     )
-    replicas = [start_serve(procs, f"replica-{n}", config, tmp_path, wait=False) for n in range(3)]
-    for r in replicas:
-        r.wait_ready()
-
-    def post(i: int) -> int:
-        return post_alert(replicas[i % 3].url, am_body(f"Storm{i:02d}"))
-
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        assert list(pool.map(post, range(STORM))) == [200] * STORM
+    replicas = storm_three_replicas(procs, config, tmp_path, "Storm", STORM)
     incidents = {r["id"] for r in db.incidents()}
     assert len(incidents) == STORM
 
@@ -423,6 +440,51 @@ def test_three_replicas_starting_together_migrate_the_schema_once(
         assert post_alert(r.url, am_body(f"Together{n}")) == 200
     wait_for(lambda: len(db.outbox()) == 3, timeout=10, what="each replica's incident paged")
     assert sorted(r["person"] for r in db.outbox()) == ["p0", "p0", "p0"]
+
+
+RATE_STORM = 12
+
+
+def test_three_replicas_honour_one_persons_rate_limit_together(
+    tmp_path: Path, procs: list[ServeProc], pg_schema: tuple[str, str]
+) -> None:
+    """``person_rate`` is for the cluster: three replicas page one person twice an hour, not 6x."""
+    dsn, schema = pg_schema
+    store, db = postgres_backend(dsn, schema)
+    config = serve_config(
+        tmp_path,
+        store,
+        steps=[{"after": "0s", "notify": ["person:p0"], "via": ["log"]}],
+        people=["p0"],
+        dispatch={"person_rate": {"count": 2, "per": "1h"}},
+    )
+    replicas = storm_three_replicas(procs, config, tmp_path, "Rate", RATE_STORM)
+
+    def sent() -> list[dict[str, Any]]:
+        return [r for r in db.outbox() if r["state"] == "sent"]
+
+    def held() -> float:
+        labels = {"channel": "log", "outcome": "rate_limited"}
+        return sum(
+            metric_value(r.metrics(), "tocsin_notifications_total", labels) or 0 for r in replicas
+        )
+
+    # Every page either went or was held for the next hour (a held row is not tried again
+    # before then, so each is counted once).
+    wait_for(
+        lambda: len(sent()) + held() == RATE_STORM,
+        timeout=30,
+        what="every page sent or held by the rate limit",
+        describe=lambda: (len(sent()), held()),
+    )
+    assert len(sent()) == 2
+    pages = [
+        line
+        for p in replicas
+        for line in p.json_lines()
+        if line.get("msg") == "notification" and line.get("person") == "p0"
+    ]
+    assert len(pages) == 2
 
 
 # -- SQLite -------------------------------------------------------------------------------------

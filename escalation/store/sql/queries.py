@@ -21,7 +21,7 @@ from escalation.incidents.model import (
     StepRecord,
     TimelineEvent,
 )
-from escalation.store.base import IncidentFilter, IngestContext, StoreError
+from escalation.store.base import IncidentFilter, IngestContext, RateSlot, StoreError
 from escalation.store.sql.changes import RECORD_DELIVERY, apply_changes, delivery_params
 from escalation.store.sql.dialect import (
     ALERT_COLS,
@@ -34,7 +34,7 @@ from escalation.store.sql.dialect import (
     Row,
 )
 from escalation.store.sql.rows import tables
-from escalation.store.sql.statement import Query, execute, fetch
+from escalation.store.sql.statement import Query, execute, execute_many, fetch
 
 __all__ = ["DeliveryState", "Queries", "StepContext", "due_ids"]
 
@@ -245,6 +245,27 @@ class Queries(ABC):
             self.d.time_out(before),
         )
         return count
+
+    def take_rate_slots(self, slots: Sequence[RateSlot], now: datetime) -> Query[datetime | None]:
+        """See ``Tx.take_rate_slots`` (the caller holds each key's lock)."""
+        d = self.d
+        later: list[datetime] = []
+        for s in slots:
+            # What fell out of the window is never read again: keep the table small.
+            yield from execute(
+                "DELETE FROM rate_events WHERE key = ? AND at <= ?", s.key, d.time_out(now - s.per)
+            )
+            rows = yield from fetch("SELECT at FROM rate_events WHERE key = ? ORDER BY at", s.key)
+            if len(rows) >= s.count:
+                freed = rows[len(rows) - s.count]["at"]  # the send whose expiry makes room
+                later.append((d.time_in(freed) if d.time_in else freed) + s.per)
+        if later:
+            return max(later)
+        yield from execute_many(
+            "INSERT INTO rate_events (key, at) VALUES (?, ?)",
+            [(s.key, d.time_out(now)) for s in slots],
+        )
+        return None
 
     def apply(self, changes: Changes) -> Query[None]:
         yield from apply_changes(self.d, self.t, changes)

@@ -20,7 +20,7 @@ from escalation.incidents.model import (
     StepRecord,
     TimelineEvent,
 )
-from escalation.store.base import IncidentFilter, IngestContext
+from escalation.store.base import IncidentFilter, IngestContext, RateSlot
 from escalation.store.sql.queries import DeliveryState, Queries, StepContext
 from escalation.store.sql.statement import Query
 
@@ -38,6 +38,10 @@ class SqlTx(ABC):
     @abstractmethod
     async def _run(self, query: Query[_T]) -> _T:
         """Run ``query`` inside this transaction (StoreError once it has finished)."""
+
+    @abstractmethod
+    async def lock_keys(self, keys: Sequence[str]) -> None:
+        """Serialise writers on ``keys`` until this transaction ends."""
 
     async def incidents_by_key(self, keys: Sequence[str]) -> dict[str, IncidentRecord]:
         """The latest incident each key (or key alias) points at."""
@@ -127,6 +131,14 @@ class SqlTx(ABC):
     async def prune_deliveries(self, source: str, before: datetime) -> int:
         """Forget ``source``'s delivery ids seen before ``before``; how many were forgotten."""
         return await self._run(self._q.prune_deliveries(source, before))
+
+    async def take_rate_slots(self, slots: Sequence[RateSlot], now: datetime) -> datetime | None:
+        """Count a send against ``slots`` if all have room, else say when they will."""
+        if not slots:
+            return None
+        # Read-then-insert is a race between replicas unless each key is held while it runs.
+        await self.lock_keys([f"rate:{s.key}" for s in slots])
+        return await self._run(self._q.take_rate_slots(slots, now))
 
 
 class SqlReads(ABC):
