@@ -46,7 +46,7 @@ rules: {{default: {{severity: P0}}}}
 people: {{alice: {{channels: [log]}}}}
 roles: {{oncall: ["pagerduty:svc"], lead: [alice], manager: [alice], vp: [alice]}}
 adapters:
-  log: {{enabled: false}}
+  log: {{enabled: true}}  # the later tiers page alice here (never reached in the run)
   pagerduty:
     events_url: "http://127.0.0.1:{pd_port}"
     services: {{svc: "{key}"}}

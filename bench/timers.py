@@ -33,7 +33,7 @@ CONFIG = (
 store: {store}
 people: {{alice: {{channels: [log]}}}}
 roles: {{oncall: [alice], lead: [alice], manager: [alice], vp: [alice]}}
-adapters: {{log: {{enabled: false}}}}
+adapters: {{log: {{enabled: true}}}}
 """
 )
 
