@@ -139,10 +139,12 @@ def _already(action: str, inc: IncidentRecord) -> web.Response:
     return _page(200, f"Incident #{inc.number} is already {word}", _describe(inc))
 
 
-async def show_link(request: web.Request) -> web.Response:
-    """``GET``: a confirmation page with a form that POSTs; nothing changes here."""
-    action = request.match_info["action"]
-    checked = await _verified(request, action, request.query.get("token"))
+async def _actionable(
+    request: web.Request, action: str, token: str | None
+) -> web.Response | tuple[LinkClaims, IncidentRecord]:
+    """A verified link whose incident is still in the run it was sent for and not yet past
+    ``action``; otherwise the page that says why nothing will happen."""
+    checked = await _verified(request, action, token)
     if isinstance(checked, web.Response):
         return checked
     claims, inc = checked
@@ -150,6 +152,16 @@ async def show_link(request: web.Request) -> web.Response:
         return _out_of_date(inc)
     if status_reached(inc.status, _DONE[action]):
         return _already(action, inc)
+    return claims, inc
+
+
+async def show_link(request: web.Request) -> web.Response:
+    """``GET``: a confirmation page with a form that POSTs; nothing changes here."""
+    action = request.match_info["action"]
+    checked = await _actionable(request, action, request.query.get("token"))
+    if isinstance(checked, web.Response):
+        return checked
+    claims, inc = checked
     verb = _VERB[action]
     form = (
         f'<form method="post" action="{escape(link_path(action), quote=True)}">'
@@ -168,14 +180,10 @@ async def perform_link(request: web.Request) -> web.Response:
         value = form.get("token")
         token = value if isinstance(value, str) else None
     token = token or request.query.get("token")
-    checked = await _verified(request, action, token)
+    checked = await _actionable(request, action, token)
     if isinstance(checked, web.Response):
         return checked
     claims, inc = checked
-    if claims.epoch != inc.epoch:
-        return _out_of_date(inc)
-    if status_reached(inc.status, _DONE[action]):
-        return _already(action, inc)
     rt = _runtime(request)
     # The epoch is checked again in the action's own transaction: a reopen committed since our
     # read makes the link out of date rather than acting on the new run.
