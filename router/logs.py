@@ -1,17 +1,26 @@
-"""Structured JSON log lines (one object per line) for everything tocsin logs."""
+"""Log lines for everything tocsin logs: one JSON object per line, or one text line.
+
+Messages and fields carry what clients sent (label values, titles, header values), so neither
+format lets them break a line or reach the operator's terminal as control characters: JSON
+escapes them by encoding, the text format writes them out visibly (``router.terminal``).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
 from aiohttp.http_exceptions import HttpProcessingError
 
+from router.terminal import escape, escape_line
+
 __all__ = [
     "ClientProtocolErrorFilter",
     "JsonFormatter",
+    "TextFormatter",
     "quiet_client_protocol_errors",
     "setup_logging",
 ]
@@ -29,12 +38,54 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for k, v in record.__dict__.items():
-            if k not in _STD and not k.startswith("_"):
-                out[k] = v
+        out.update(_extras(record))
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
+        # ensure_ascii (the default) also escapes C1 controls and bidirectional overrides.
         return json.dumps(out, default=str)
+
+
+def _extras(record: logging.LogRecord) -> dict[str, object]:
+    """The fields a call passed as ``extra={...}``."""
+    return {k: v for k, v in record.__dict__.items() if k not in _STD and not k.startswith("_")}
+
+
+# A field value shown bare; anything else is quoted, so a value cannot pose as another field.
+_BARE = re.compile(r"[\w.,:/@+\-\[\]]+", re.ASCII)
+
+
+def _text_value(value: object) -> str:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, list | tuple | dict):
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    else:
+        text = str(value)
+    if _BARE.fullmatch(text):
+        return text
+    return '"' + escape_line(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
+class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message key=value ...``: one line per record, whatever it carries.
+
+    Control characters in the message and the fields are written out (``\\x1b``, ``\\n``), and a
+    field value that is not a plain word is quoted. A traceback follows on lines of its own, each
+    indented, so nothing a client sent can start a line that looks like another record.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        head = f"{self.formatTime(record)} {record.levelname} {record.name}: "
+        line = head + escape_line(record.getMessage())
+        fields = " ".join(f"{k}={_text_value(v)}" for k, v in _extras(record).items())
+        if fields:
+            line += " " + fields
+        tail = [self.formatException(record.exc_info)] if record.exc_info else []
+        if record.stack_info:
+            tail.append(self.formatStack(record.stack_info))
+        for block in tail:
+            line += "".join(f"\n    {escape(x)}" for x in block.splitlines())
+        return line
 
 
 class ClientProtocolErrorFilter(logging.Filter):
@@ -71,7 +122,7 @@ def setup_logging(level: str = "info", fmt: str = "json") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

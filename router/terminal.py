@@ -15,12 +15,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-__all__ = ["EscapingWriter", "escape", "escaped_output"]
+__all__ = ["EscapingWriter", "escape", "escape_line", "escaped_output"]
 
 # C0 controls but newline and tab (the CLI's own layout), DEL, C1 controls (0x9b is a one-byte
 # CSI on some terminals), and the bidirectional overrides and isolates that reorder what is
 # shown ("Trojan Source").
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# The same, newline and tab too, and the Unicode line and paragraph separators: for text that
+# must stay on one line (a log line's fields), where a line break would forge another log line.
+_CONTROL_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def _visible(m: re.Match[str]) -> str:
@@ -31,6 +34,11 @@ def _visible(m: re.Match[str]) -> str:
 def escape(text: str) -> str:
     """``text`` with every control character a terminal would act on written out visibly."""
     return _CONTROL.sub(_visible, text)
+
+
+def escape_line(text: str) -> str:
+    """``escape(text)``, newlines and tabs written out too: the result is one line."""
+    return _CONTROL_LINE.sub(_visible, text)
 
 
 class EscapingWriter:
