@@ -44,6 +44,8 @@ class PagerDutyConfig(_Section):
     events_url: str = (
         "https://events.pagerduty.com"  # base; tocsin posts to {events_url}/v2/enqueue
     )
+    # PagerDuty takes events over https only; plain http is for a local fake in tests.
+    allow_insecure_events_url: bool = False
     services: dict[str, SecretStr] = Field(default_factory=dict)  # name -> 32-char routing key
     default_service: str | None = None  # used for person targets paged via the pagerduty channel
     api_url: str = "https://api.pagerduty.com"

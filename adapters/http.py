@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from urllib.parse import quote, urlsplit
 
-__all__ = ["parse_retry_after"]
+__all__ = ["absolute_http_url", "parse_retry_after"]
+
+# RFC 3986's reserved and unreserved characters, and '%' of what is already percent-encoded:
+# everything else (non-ASCII, '{', '|', ...) is percent-encoded, as a browser would send it.
+_URL_SAFE = ":/?#[]@!$&'()*+,;=-._~%"
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -27,3 +34,27 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if math.isnan(seconds) or math.isinf(seconds):
         return None
     return max(0.0, seconds)
+
+
+def absolute_http_url(value: str) -> tuple[str, str]:
+    """(the URL to send, "") for an absolute http(s) URL, else ("", why it is not one).
+
+    Surrounding whitespace is trimmed and characters RFC 3986 does not allow are percent-encoded;
+    whitespace or control characters inside mean prose or a broken template, never a URL.
+    """
+    text = value.strip()
+    if not text:
+        return "", "empty"
+    if any(c.isspace() or not c.isprintable() for c in text):
+        return "", "contains whitespace or control characters"
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+    except ValueError:
+        return "", "not a valid URL"
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = f"a {parts.scheme}: URL" if parts.scheme else "a relative reference"
+        return "", f"{scheme}, not an absolute http(s) URL"
+    if not host:
+        return "", "has no host"
+    return quote(_STRAY_PERCENT.sub("%25", text), safe=_URL_SAFE), ""

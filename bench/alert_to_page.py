@@ -49,6 +49,7 @@ adapters:
   log: {{enabled: true}}  # the later tiers page alice here (never reached in the run)
   pagerduty:
     events_url: "http://127.0.0.1:{pd_port}"
+    allow_insecure_events_url: true  # the bench's local receiver speaks plain http
     services: {{svc: "{key}"}}
   dispatch:
     channel_rate: {{pagerduty: {{count: 1000000, per: 1m}}}}

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import pydantic
 
@@ -22,6 +23,7 @@ from adapters.registry import adapter_problems
 from config.errors import ConfigError, Problem
 from config.loader import Document, load_document, problems_from_validation_error
 from config.schema import TocsinConfig, cross_check, known_names
+from config.server import is_loopback
 from escalation.incidents.steps import MatrixTiers
 from escalation.oncall.calendars import Calendar
 from rules.classifier import Classifier
@@ -167,7 +169,24 @@ def load_config(
     classifier = Classifier(
         [(f, rf.rules) for f, rf in rules.loaded], matrix, rules.default, calendars=cfg.calendars
     )
-    return LoadedConfig(path, cfg, matrix, rules.loaded, classifier, doc.warnings)
+    warnings = doc.warnings + _public_url_warnings(cfg, doc)
+    return LoadedConfig(path, cfg, matrix, rules.loaded, classifier, warnings)
+
+
+def _public_url_warnings(cfg: TocsinConfig, doc: Document) -> list[Problem]:
+    """A loopback ``server.public_url`` while a channel sends links (or takes callbacks) from
+    outside: they would open nothing on anyone else's machine."""
+    a = cfg.adapters
+    if a.pagerduty is None and a.email is None and a.phone is None:
+        return []
+    host = urlsplit(cfg.server.public_url.strip()).hostname or ""
+    if not is_loopback(host):
+        return []
+    message = (
+        f"{cfg.server.public_url!r} is a loopback address: links in pages and emails, and phone "
+        "callbacks, will not reach tocsin from anywhere else"
+    )
+    return [_problem(doc, ("server", "public_url"), message)]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from adapters.http import absolute_http_url
 from rules.durations import Duration
 
 __all__ = [
@@ -53,6 +54,16 @@ class ServerConfig(BaseModel):
     def _positive(cls, v: timedelta) -> timedelta:
         if v <= timedelta(0):
             raise ValueError("must be positive")
+        return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_url(cls, v: str) -> str:
+        # Links in pages and emails, and the phone provider's callbacks, are built on it: a
+        # relative or empty one would send people (and PagerDuty) links that open nothing.
+        url, why = absolute_http_url(v)
+        if not url:
+            raise ValueError(f"must be an absolute http(s) URL: {why}")
         return v
 
     @field_validator("listen")

@@ -5,6 +5,8 @@ Signed v3 webhooks coming back in are handled by ``router.inbound_pagerduty``.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from adapters.config import PagerDutyConfig
 from adapters.context import AdapterContext
 from adapters.delivery.notifier import Notifier
@@ -23,8 +25,7 @@ def check(cfg: PagerDutyConfig) -> list[tuple[tuple[str, ...], str]]:
     loader), so a config ``check`` accepts is never refused at start.
     """
     out: list[tuple[tuple[str, ...], str]] = []
-    if not cfg.events_url.startswith(("https://", "http://")):
-        out.append((("events_url",), "must be an http:// or https:// URL"))
+    out += [(("events_url",), m) for m in _events_url_problems(cfg)]
     for name, key in cfg.services.items():
         n = len(key.get_secret_value())
         if n != ROUTING_KEY_LENGTH:
@@ -34,6 +35,20 @@ def check(cfg: PagerDutyConfig) -> list[tuple[tuple[str, ...], str]]:
             )
             out.append((("services", name), message))
     return out
+
+
+def _events_url_problems(cfg: PagerDutyConfig) -> list[str]:
+    url = urlsplit(cfg.events_url)
+    if url.scheme == "http" and url.hostname:
+        if cfg.allow_insecure_events_url:
+            return []
+        return [
+            "PagerDuty takes events over https only (an event sent over http carries the routing "
+            "key in clear); allow_insecure_events_url: true allows http for a local test fake"
+        ]
+    if url.scheme != "https" or not url.hostname:
+        return [f"must be an absolute https:// URL, not {cfg.events_url!r}"]
+    return []
 
 
 def build(cfg: PagerDutyConfig, ctx: AdapterContext) -> dict[str, Notifier]:

@@ -154,6 +154,7 @@ def make_notifier(fake: FakePagerDuty, session: aiohttp.ClientSession) -> MakeNo
     def make(**overrides: Any) -> PagerDutyEventsNotifier:
         fields: dict[str, Any] = {
             "events_url": fake.http_url,
+            "allow_insecure_events_url": True,
             "services": {"core": CORE_KEY, "default": DEFAULT_KEY},
             "default_service": "default",
             "timeout": 2,

@@ -172,6 +172,7 @@ def ladder_config(
         steps.append({"after": "0s", "notify": ["pagerduty:svc"]})
         pagerduty = {
             "events_url": pagerduty_url,
+            "allow_insecure_events_url": True,  # a local fake over plain http
             "services": {"svc": "hafakeroutingkey0000000000000001"},
         }
     people = sorted({p for _, who in tiers for p in who})

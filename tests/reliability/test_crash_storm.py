@@ -139,7 +139,12 @@ def test_sigkill_storm_every_due_step_fires_exactly_once(
     record_property: Callable[[str, object], None],
 ) -> None:
     section, db = store
-    pd_cfg = {"events_url": pagerduty.http_url, "services": KEYS, "timeout": "5s"}
+    pd_cfg = {
+        "events_url": pagerduty.http_url,
+        "allow_insecure_events_url": True,  # a local fake over plain http
+        "services": KEYS,
+        "timeout": "5s",
+    }
     config = serve_config(
         tmp_path, section, steps=STEPS, people=["p1", "p2", "p3"], pagerduty=pd_cfg
     )

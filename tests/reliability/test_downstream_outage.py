@@ -77,6 +77,7 @@ def adapters(url: str, *, breaker_failures: int, deadline: str) -> str:
 adapters:
   pagerduty:
     events_url: "{url}"
+    allow_insecure_events_url: true  # a local fake (behind a gate) over plain http
     services: {{core: "{KEY}"}}
     default_service: core
     timeout: 2s

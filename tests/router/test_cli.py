@@ -826,3 +826,69 @@ def test_simulate_never_sends_through_the_configured_adapters(
         assert channels.count("webhook") == 1
         with pytest.raises(BlockingIOError):
             listener.accept()  # nothing ever connected
+
+
+# ------------------------------------------------------------------ PagerDuty and public_url
+
+_PD_KEY = "R0UT1NGKEY0000000000000000000001"
+
+
+def test_check_refuses_events_url_over_http_unless_allowed_for_a_fake(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    adapters = (
+        "server: {public_url: 'https://tocsin.example.com'}\n"
+        f"adapters:\n  pagerduty:\n    events_url: http://events.example.com\n"
+        f"    services: {{api: {_PD_KEY}}}\n"
+    )
+    config = write(tmp_path, "tocsin.yaml", AUTH + adapters)
+    code, _out, err = run(capsys, "check", str(config))
+    assert code == 1
+    assert err.splitlines()[0] == (
+        f"{config}:7:5: adapters.pagerduty.events_url: PagerDuty takes events over https only "
+        "(an event sent over http carries the routing key in clear); "
+        "allow_insecure_events_url: true allows http for a local test fake"
+    )
+    config.write_text(config.read_text() + "    allow_insecure_events_url: true\n")
+    code, _out, err = run(capsys, "check", str(config))
+    assert (code, err) == (0, "")
+    config.write_text(config.read_text().replace("http://events", "https://events"))
+    code, _out, err = run(capsys, "check", str(config))
+    assert (code, err) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("''", "empty"),
+        ("/tocsin", "a relative reference, not an absolute http(s) URL"),
+        ("tocsin.example.com", "a relative reference, not an absolute http(s) URL"),
+        ("ftp://tocsin.example.com", "a ftp: URL, not an absolute http(s) URL"),
+    ],
+)
+def test_check_refuses_a_public_url_that_is_not_absolute(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, url: str, why: str
+) -> None:
+    config = write(tmp_path, "tocsin.yaml", AUTH + f"server: {{public_url: {url}}}\n")
+    code, _out, err = run(capsys, "check", str(config))
+    assert code == 1
+    assert err.splitlines()[0].startswith(
+        f"{config}:4:10: server.public_url: must be an absolute http(s) URL: {why}, got "
+    )
+
+
+def test_check_warns_on_a_loopback_public_url_when_pages_carry_links(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pd = f"adapters:\n  pagerduty:\n    services: {{api: {_PD_KEY}}}\n"
+    config = write(tmp_path, "tocsin.yaml", AUTH + "server: {public_url: 'http://[::1]:9095'}\n")
+    assert run(capsys, "check", str(config))[::2] == (0, "")  # nothing sends links outward
+    config.write_text(config.read_text() + pd)
+    code, _out, err = run(capsys, "check", str(config))
+    assert code == 0
+    assert err.splitlines() == [
+        f"warning: {config}:4:10: server.public_url: 'http://[::1]:9095' is a loopback address: "
+        "links in pages and emails, and phone callbacks, will not reach tocsin from anywhere else"
+    ]
+    code, _out, err = run(capsys, "check", "--strict", str(config))
+    assert code == 1
