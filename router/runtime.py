@@ -49,12 +49,15 @@ log = logging.getLogger("tocsin.runtime")
 def build_directory(
     loaded: LoadedConfig,
     pagerduty_oncall: Callable[[tuple[str | None, str | None]], list[str] | None] | None = None,
+    *,
+    pagerduty_offline: bool = False,
 ) -> Directory:
     """The escalation view of a loaded config."""
     cfg = loaded.config
     extra = {"pagerduty_oncall": pagerduty_oncall} if pagerduty_oncall is not None else {}
     return Directory(
         **extra,
+        pagerduty_offline=pagerduty_offline,
         matrix=loaded.matrix,
         policies=cfg.policies,
         people=cfg.people,
@@ -67,7 +70,11 @@ def build_directory(
 
 
 class Runtime:
-    """Holds the current LoadedConfig and the store, engine and service built around it."""
+    """Holds the current LoadedConfig and the store, engine and service built around it.
+
+    ``offline`` (``tocsin simulate``): no background task touches the network, so PagerDuty-backed
+    schedules are never looked up; the directory says so where a step reaches one.
+    """
 
     def __init__(
         self,
@@ -78,8 +85,10 @@ class Runtime:
         env: Mapping[str, str] | None = None,
         store: Store | None = None,
         notifiers: Mapping[str, Notifier] | None = None,
+        offline: bool = False,
     ) -> None:
         self.loaded = loaded
+        self.offline = offline
         self.clock: Clock = clock or RealClock()
         self.registry = registry or CollectorRegistry()
         self.metrics = RouterMetrics(self.registry)
@@ -87,8 +96,9 @@ class Runtime:
         self.env = env
         self.store: Store = store or make_store(loaded.config.store)
         self.oncall = OncallSync(self.registry, self.clock)
-        self.oncall.configure(loaded)
-        self._directory = build_directory(loaded, self.oncall.get)
+        if not offline:
+            self.oncall.configure(loaded)
+        self._directory = self._make_directory(loaded)
         self._extra_notifiers = dict(notifiers or {})
         self._http: aiohttp.ClientSession | None = None
         self._notifiers = self._build_notifiers(loaded)
@@ -137,7 +147,8 @@ class Runtime:
     async def start(self, *, run_engine: bool = True) -> None:
         """Open the store (migrations) and start the engine loop."""
         await self.store.open()
-        await self.oncall.start()  # who PagerDuty has on call, before the first step fires
+        if not self.offline:
+            await self.oncall.start()  # who PagerDuty has on call, before the first step fires
         if run_engine:
             await self.wakeup.start()
             self._engine_task = asyncio.create_task(self.engine.run(), name="tocsin-engine")
@@ -188,6 +199,11 @@ class Runtime:
     def directory(self) -> Directory:
         return self._directory
 
+    def _make_directory(self, loaded: LoadedConfig) -> Directory:
+        if self.offline:
+            return build_directory(loaded, pagerduty_offline=True)
+        return build_directory(loaded, self.oncall.get)
+
     def _make_policy(self, cfg: DispatchConfig) -> ConfiguredPolicy:
         # Replicas share a PostgreSQL store: count the limits there, or N replicas allow N x.
         shared = StoreRateLimits(self.store) if isinstance(self.store, PostgresStore) else None
@@ -218,7 +234,7 @@ class Runtime:
         async with self._reload_lock:
             try:
                 new = await asyncio.to_thread(load_config, self.loaded.path, self.env)
-                directory = build_directory(new, self.oncall.get)
+                directory = self._make_directory(new)
                 notifiers = self._build_notifiers(new)
             except ConfigError as e:
                 self._refused(e)
@@ -236,7 +252,8 @@ class Runtime:
             self.engine.lease, self.engine.poll = engine_cfg.lease, engine_cfg.poll
             self.engine.batch = engine_cfg.batch
             self.loaded, self._directory, self._notifiers = new, directory, notifiers
-            self.oncall.configure(new)
+            if not self.offline:
+                self.oncall.configure(new)
             self.metrics.reload_ok.set(1)
             self.metrics.reload_ts.set(time.time())
             self.engine.wake()

@@ -84,6 +84,8 @@ class Simulation:
     all_events: list[SimEvent]
     # Per incident still open at --until, the steps it still has to run (event "pending").
     pending: list[SimEvent] = field(default_factory=list)
+    # What the run could not simulate (PagerDuty-backed schedules), said before the timeline.
+    notes: list[str] = field(default_factory=list)
 
 
 class _NotSent:
@@ -135,6 +137,7 @@ async def simulate(
             registry=CollectorRegistry(),
             store=store,
             notifiers=_offline_channels(loaded),
+            offline=True,  # never asks PagerDuty who is on call (nor anything else)
         )
         await rt.start(run_engine=False)
         try:
@@ -146,7 +149,17 @@ async def simulate(
         finally:
             await rt.stop()
     events.sort(key=lambda e: e.t)
-    return Simulation(t0, [e for e in events if e.event in _EVENTS.values()], events, pending)
+    shown = [e for e in events if e.event in _EVENTS.values()]
+    return Simulation(t0, shown, events, pending, _not_simulated(loaded))
+
+
+def _not_simulated(loaded: LoadedConfig) -> list[str]:
+    return [
+        f"schedule {name!r} is PagerDuty-backed: who is on call there is not simulated "
+        "(a step that reaches it shows a skip)"
+        for name, sched in loaded.config.schedules.items()
+        if sched.pagerduty is not None
+    ]
 
 
 _Scheduled = list[tuple[datetime, Callable[[], Awaitable[object]]]]
@@ -267,6 +280,7 @@ def _sim_event(e: TimelineEvent, t0: datetime, severity: str) -> SimEvent:
 def render_text(sim: Simulation) -> str:
     """A human timeline: ``+MM:SS  event  message``."""
     lines = [f"Simulation from {sim.start.isoformat()}"]
+    lines += [f"note: {n}" for n in sim.notes]
     for e in [*sim.all_events, *sim.pending]:
         lines.append(f"{_stamp(e.t):>10}  {e.event:<10} {e.message}")
     return "\n".join(lines)

@@ -46,6 +46,8 @@ class Directory:
     pagerduty_oncall: Callable[[tuple[str | None, str | None]], list[str] | None] = lambda _key: (
         None
     )
+    # An offline run (``tocsin simulate``) never asks PagerDuty: such schedules are not simulated.
+    pagerduty_offline: bool = False
 
     def resolve(self, ref: str, t: datetime) -> tuple[list[Recipient], list[str]]:
         """People behind ``ref`` at ``t`` (deduplicated, in order) and problems found on the way."""
@@ -120,6 +122,12 @@ class Directory:
         out: list[Recipient],
         problems: list[str],
     ) -> None:
+        if self.pagerduty_offline:
+            problems.append(
+                f"{top}: schedule {name!r} is PagerDuty-backed: who is on call is not simulated "
+                "(offline runs never ask PagerDuty)"
+            )
+            return
         emails = self.pagerduty_oncall(key)
         if emails is None:
             problems.append(f"{top}: PagerDuty has not answered who is on call for {name!r} yet")
