@@ -59,6 +59,8 @@ class DeliveryResult:
     error: str = ""
     provider_id: str = ""
     retry_after: float | None = None  # seconds the provider asked us to wait (Retry-After)
+    # What the channel had to leave out or change to send it (a dropped link): for the timeline.
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.ok and self.reason is not None:

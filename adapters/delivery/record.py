@@ -135,6 +135,10 @@ class Record:
             msg = f"{what} delivered to {r.person} via {r.channel}{bundled}"
         else:
             msg = f"{tried} {v.outcome} {attempt}"
+        if result.notes:
+            # What the channel left out to send it (a link that was no URL): said where people look.
+            msg += "; " + "; ".join(result.notes)
+            data["notes"] = list(result.notes)
         ch.timeline.append(_event(r, now, msg, data))
         # The incident as it is now: no fallback once someone has acknowledged.
         inc = current.get(r.incident_id)

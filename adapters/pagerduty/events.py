@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,14 @@ from adapters.config import PagerDutyConfig
 from adapters.context import AdapterContext
 from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
 from adapters.http import parse_retry_after
+from adapters.pagerduty.fit import (
+    MAX_EVENT_BYTES,
+    MAX_SUMMARY,
+    SIZE_ERROR_DETAILS,
+    EventTooLarge,
+    fit_event,
+    truncate,
+)
 from adapters.pagerduty.tls import config_ssl_context, redact
 from escalation.incidents.model import IncidentRecord, OutboxRecord
 
@@ -41,13 +50,6 @@ __all__ = [
 
 log = logging.getLogger("tocsin.pagerduty")
 
-MAX_SUMMARY = 1024  # characters (payload.summary)
-MAX_EVENT_BYTES = 512_000  # the encoded event, as Alertmanager counts PagerDuty's 512 KB
-# Alertmanager's wording, so operators see the same note whichever tool sent the event.
-SIZE_ERROR_DETAILS = {
-    "error": "Custom details have been removed because the original event exceeds the "
-    "maximum size of 512KB"
-}
 SEVERITIES = ("critical", "error", "warning", "info")
 _SEVERITY_BY_LEVEL = {"P0": "critical", "P1": "error", "P2": "warning", "P3": "info", "P4": "info"}
 ACTIONS: dict[str, str] = {"page": "trigger", "resolve": "resolve", "acknowledge": "acknowledge"}
@@ -58,10 +60,6 @@ _MAX_ERROR = 500
 
 class RouteError(ValueError):
     """The row names no PagerDuty service tocsin has a routing key for."""
-
-
-class EventTooLarge(ValueError):
-    """The event exceeds 512000 bytes even without its custom details."""
 
 
 def routing_service(row: OutboxRecord, cfg: PagerDutyConfig) -> str:
@@ -84,9 +82,7 @@ def routing_service(row: OutboxRecord, cfg: PagerDutyConfig) -> str:
 
 def truncate_summary(text: str, limit: int = MAX_SUMMARY) -> str:
     """At most ``limit`` characters; when cut, the last one is '…' (as Alertmanager does)."""
-    if len(text) <= limit:
-        return text
-    return text[: limit - 1] + "…"
+    return truncate(text, limit)
 
 
 def pagerduty_severity(inc: IncidentRecord) -> str:
@@ -121,11 +117,13 @@ def _alert_json(a: Any) -> dict[str, Any]:
 
 
 def _first(keys: Sequence[str], *maps: Mapping[str, str]) -> str:
+    """The first of ``keys`` with a value in the first map that has one; blank values do not
+    count (PagerDuty refuses a blank ``source``, and a blank field tells nobody anything)."""
     for m in maps:
         for k in keys:
-            v = m.get(k)
+            v = str(m.get(k) or "").strip()
             if v:
-                return str(v)
+                return v
     return ""
 
 
@@ -255,24 +253,8 @@ def _links(inc: IncidentRecord, url: str, alert_json: list[dict[str, Any]]) -> l
 
 
 def encode_event(event: dict[str, Any]) -> bytes:
-    """The JSON bytes to send, under ``MAX_EVENT_BYTES``: custom details are dropped if needed."""
-    body = _dumps(event)
-    if len(body) <= MAX_EVENT_BYTES:
-        return body
-    payload = event.get("payload")
-    if isinstance(payload, dict) and "custom_details" in payload:
-        slim = event | {"payload": payload | {"custom_details": SIZE_ERROR_DETAILS}}
-        body = _dumps(slim)
-        if len(body) <= MAX_EVENT_BYTES:
-            return body
-    raise EventTooLarge(
-        f"the event is {len(body)} bytes even without custom details; PagerDuty's limit is "
-        f"{MAX_EVENT_BYTES}"
-    )
-
-
-def _dumps(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """The JSON bytes to send, fitted to PagerDuty's limits (see ``fit.fit_event``)."""
+    return fit_event(event)[0]
 
 
 class PagerDutyEventsNotifier:
@@ -326,10 +308,11 @@ class PagerDutyEventsNotifier:
             public_url=self.ctx.public_url,
         )
         try:
-            body = encode_event(event)
+            body, notes = fit_event(event)
         except EventTooLarge as e:
             return DeliveryResult(ok=False, error=str(e))
-        return await self._post(body, delivery)
+        result = await self._post(body, delivery)
+        return replace(result, notes=tuple(notes)) if notes else result
 
     async def _post(self, body: bytes, delivery: Delivery) -> DeliveryResult:
         session = self.ctx.http()

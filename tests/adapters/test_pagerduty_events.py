@@ -29,7 +29,13 @@ from adapters.pagerduty.events import (
 from adapters.pagerduty.tls import config_ssl_context
 from adapters.registry import AdapterContext
 from escalation.engine.clock import VirtualClock
-from escalation.incidents.model import IncidentRecord, OutboxRecord, Status
+from escalation.incidents.model import (
+    AlertRecord,
+    AlertStatus,
+    IncidentRecord,
+    OutboxRecord,
+    Status,
+)
 from tests.fakes.pagerduty import FakePagerDuty, Scripted
 
 T0 = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
@@ -430,7 +436,7 @@ async def test_a_long_title_is_cut_and_pagerduty_accepts_it(
     assert len(summary) == 1024
 
 
-async def test_an_oversized_event_drops_custom_details_like_alertmanager(
+async def test_an_oversized_event_cuts_long_detail_values_before_dropping_details(
     fake: FakePagerDuty, make_notifier: MakeNotifier
 ) -> None:
     huge = incident(labels=LABELS | {f"big{i}": "z" * 10_000 for i in range(60)})
@@ -440,8 +446,25 @@ async def test_an_oversized_event_drops_custom_details_like_alertmanager(
     req = fake.requests[0]
     assert req.status == 202
     assert len(req.body) <= MAX_EVENT_BYTES
-    assert req.json["payload"]["custom_details"] == SIZE_ERROR_DETAILS
+    assert req.json["payload"]["custom_details"]["labels"]["big0"] == "z" * 1023 + "…"
+    assert req.json["payload"]["custom_details"]["labels"]["alertname"] == "DiskFull"
     assert req.json["payload"]["summary"] == "[SEV-1] DiskFull on db1"
+    assert result.notes == (
+        "long values in the PagerDuty event's custom details were cut to 1024 characters "
+        "(the event was over 512 KB)",
+    )
+
+
+async def test_an_event_of_many_small_details_drops_them_like_alertmanager(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    many = incident(labels=LABELS | {f"label{i:05}": "v" * 20 for i in range(20_000)})
+    result = await make_notifier().notify(delivery(inc=many))
+
+    assert result.ok is True
+    req = fake.requests[0]
+    assert (req.status, req.json["payload"]["custom_details"]) == (202, SIZE_ERROR_DETAILS)
+    assert result.notes == ("the PagerDuty event's custom details were left out (over 512 KB)",)
 
 
 def test_encode_event_keeps_small_events_whole() -> None:
@@ -449,16 +472,30 @@ def test_encode_event_keeps_small_events_whole() -> None:
     assert json.loads(encode_event(event)) == event
 
 
-async def test_an_event_too_big_even_without_details_is_a_permanent_failure(
+async def test_one_label_larger_than_the_event_limit_still_pages(
     fake: FakePagerDuty, make_notifier: MakeNotifier
 ) -> None:
-    huge = incident(labels={"alertname": "X", "service": "s" * 600_000})
+    """A 600 KB label in source, component, class, group and the runbook: each field is cut to
+    its limit (or the link dropped, a URL cut short being another URL), and the page goes."""
+    big = "s" * 600_000
+    labels = {
+        "alertname": big,
+        "instance": big,
+        "service": big,
+        "cluster": big,
+        "runbook_url": "https://runbooks.example.com/" + big,
+    }
+    huge = incident(labels=labels, team="")
     result = await make_notifier().notify(delivery(inc=huge))
 
-    assert (result.ok, result.retryable) == (False, False)
-    assert result.error.startswith("the event is ")
-    assert result.error.endswith("bytes even without custom details; PagerDuty's limit is 512000")
-    assert fake.requests == []
+    assert result.ok is True
+    req = fake.requests[0]
+    assert req.status == 202
+    payload = req.json["payload"]
+    cut = "s" * 1023 + "…"
+    assert [payload[f] for f in ("source", "component", "group", "class")] == [cut] * 4
+    assert req.json["links"] == [{"href": INC_URL, "text": "tocsin incident #42"}]
+    assert result.notes[0] == "link 'Runbook' not sent to PagerDuty: longer than 2048 characters"
 
 
 async def test_fake_rejects_what_pagerduty_rejects(
@@ -585,3 +622,125 @@ async def test_an_extra_ca_given_as_pem_text_is_trusted_too(
     with pytest.raises(ValueError) as err:
         config_ssl_context(SimpleNamespace(tls_ca_path=None, tls_ca="not a certificate"))
     assert str(err.value).startswith("the extra TLS CA cannot be loaded: ")
+
+
+# -- links and fields PagerDuty would refuse -------------------------------------------------------
+
+
+def _alert(annotations: dict[str, str], generator_url: str, **labels: str) -> AlertRecord:
+    return AlertRecord(
+        incident_id=INC_ID,
+        fingerprint="fa65a21db3335b7d",
+        starts_at=T0,
+        status=AlertStatus.FIRING,
+        ends_at=None,
+        labels={"alertname": "DiskFull", **labels},
+        annotations=annotations,
+        generator_url=generator_url,
+        severity="P0",
+        rule="default",
+        first_seen=T0,
+        last_seen=T0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("runbook", "generator", "notes"),
+    [
+        (
+            "see the wiki, section Disk",
+            "/graph?g0.expr=disk",
+            [
+                "link 'Runbook' not sent to PagerDuty: contains whitespace or control characters",
+                "link 'Source' not sent to PagerDuty: a relative reference, not an absolute "
+                "http(s) URL",
+            ],
+        ),
+        (
+            "javascript:alert(1)",
+            "prometheus:9090/graph",
+            [
+                "link 'Runbook' not sent to PagerDuty: a javascript: URL, not an absolute "
+                "http(s) URL",
+                "link 'Source' not sent to PagerDuty: a prometheus: URL, not an absolute "
+                "http(s) URL",
+            ],
+        ),
+        (
+            "https://runbooks.example.com/disk full",
+            "http://",
+            [
+                "link 'Runbook' not sent to PagerDuty: contains whitespace or control characters",
+                "link 'Source' not sent to PagerDuty: has no host",
+            ],
+        ),
+    ],
+)
+async def test_links_that_are_not_absolute_http_urls_are_dropped_and_said(
+    fake: FakePagerDuty,
+    make_notifier: MakeNotifier,
+    runbook: str,
+    generator: str,
+    notes: list[str],
+) -> None:
+    inc = incident(labels={"alertname": "DiskFull", "instance": "db1:9100"})
+    d = replace(delivery(inc=inc), alerts=(_alert({"runbook_url": runbook}, generator),))
+    result = await make_notifier().notify(d)
+
+    assert result.ok is True
+    assert fake.requests[0].status == 202
+    assert fake.requests[0].json["links"] == [{"href": INC_URL, "text": "tocsin incident #42"}]
+    assert list(result.notes) == notes
+
+
+async def test_usable_links_are_sent_percent_encoded_where_rfc_3986_needs_it(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    inc = incident(labels={"alertname": "DiskFull", "instance": "db1:9100"})
+    runbook = "  https://wiki.example.com/Plattenplatz_voll_ü?q={disk}  "
+    d = replace(delivery(inc=inc), alerts=(_alert({"runbook_url": runbook}, ""),))
+    result = await make_notifier().notify(d)
+
+    assert (result.ok, result.notes) == (True, ())
+    assert fake.requests[0].json["links"][1] == {
+        "href": "https://wiki.example.com/Plattenplatz_voll_%C3%BC?q=%7Bdisk%7D",
+        "text": "Runbook",
+    }
+
+
+async def test_a_relative_incident_link_is_sent_neither_as_link_nor_as_client_url(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    d = Delivery(row(), incident(), {}, {"incident": f"/api/v1/incidents/{INC_ID}"})
+    result = await make_notifier().notify(d)
+
+    assert result.ok is True
+    sent = fake.requests[0].json
+    assert "client_url" not in sent
+    assert [link["text"] for link in sent["links"]] == ["Runbook"]
+    assert result.notes[:2] == (
+        "client_url not sent to PagerDuty: a relative reference, not an absolute http(s) URL",
+        "link 'tocsin incident #42' not sent to PagerDuty: a relative reference, not an "
+        "absolute http(s) URL",
+    )
+
+
+@pytest.mark.parametrize("blank", ["   ", "\t", ""])
+async def test_a_blank_instance_falls_back_to_the_next_source_candidate(
+    fake: FakePagerDuty, make_notifier: MakeNotifier, blank: str
+) -> None:
+    inc = incident(labels={"alertname": "DiskFull", "instance": blank, "job": "node"})
+    result = await make_notifier().notify(delivery(inc=inc))
+
+    assert result.ok is True
+    assert fake.requests[0].json["payload"]["source"] == "node"
+
+
+async def test_no_source_candidate_at_all_is_tocsin(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    inc = incident(labels={"alertname": "DiskFull", "instance": "  ", "host": " "})
+    result = await make_notifier().notify(delivery(inc=inc))
+
+    assert result.ok is True
+    assert fake.requests[0].json["payload"]["source"] == "tocsin"

@@ -243,3 +243,21 @@ async def test_no_secret_reaches_logs_api_responses_or_error_texts(
 
     assert "[redacted]" in "\n".join(texts)  # the 400's echoed key was seen, and hidden
     assert secrets_in(texts, SECRETS) == []
+
+
+async def test_a_link_that_is_no_url_is_left_out_and_the_timeline_says_so(app: App) -> None:
+    body = alertmanager()
+    body["alerts"][0]["annotations"]["runbook_url"] = "ask the storage team"
+    body["alerts"][0]["generatorURL"] = "/graph?g0.expr=disk"
+    inc = await app.fire(body, headers=PD_AM)
+    await app.at(timedelta(0))
+
+    [req] = app.pagerduty.event_requests
+    assert req.status == 202
+    assert [link["text"] for link in req.json["links"]] == [f"tocsin incident #{inc.number}"]
+    delivered = [m for m in await app.messages(inc.id) if m.startswith("page delivered")]
+    assert delivered == [
+        "page delivered to pagerduty:core via pagerduty; "
+        "link 'Runbook' not sent to PagerDuty: contains whitespace or control characters; "
+        "link 'Source' not sent to PagerDuty: a relative reference, not an absolute http(s) URL"
+    ]
