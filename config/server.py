@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from adapters.http import absolute_http_url
+from config.console import ConsoleAuth
 from rules.durations import Duration
 
 __all__ = [
@@ -154,6 +155,7 @@ class AuthConfig(BaseModel):
 
     receiver: ReceiverAuth
     api_tokens: list[ApiToken] = Field(default_factory=list)
+    console: ConsoleAuth = Field(default_factory=ConsoleAuth)
 
     @field_validator("api_tokens")
     @classmethod

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.errors import ConfigError
 from router.auth import require_api_token, require_receiver_auth
+from router.console import add_console_routes
 from router.errors import ApiError, Outage, error_middleware, on_store_outage
 from router.inbound_email import add_email_routes
 from router.inbound_pagerduty import add_pagerduty_routes
@@ -167,4 +168,5 @@ def create_app(runtime: Runtime) -> web.Application:
     add_pagerduty_routes(app)
     add_email_routes(app)
     add_phone_routes(app)
+    add_console_routes(app)
     return app

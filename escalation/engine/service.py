@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client import Histogram
 
+from escalation.engine.board import BoardPage, BoardQuery, read_board
 from escalation.engine.clock import Clock
 from escalation.engine.metrics import EscalationMetrics
 from escalation.incidents.actions import Action, IllegalTransition, decide_action
@@ -152,6 +153,8 @@ class EscalationService:
         self.directory = directory
         self.metrics = metrics
         self.wake = wake
+        # Told after every commit that changed an incident (the console's live board).
+        self.on_change: Callable[[], None] | None = None
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -190,6 +193,11 @@ class EscalationService:
                 outbox = await tx.outbox_of(inc.id)
             timeline = await self.store.timeline(inc.id)
         return IncidentDetail(inc, alerts, steps, outbox, timeline)
+
+    async def board(self, query: BoardQuery) -> BoardPage:
+        """The console's board: one page of incidents with their last page and next step."""
+        with _unavailable():
+            return await read_board(self.store, query, self.clock.now())
 
     async def timeline(self, incident_id: str) -> list[TimelineEvent]:
         """In time order."""
@@ -549,6 +557,8 @@ class EscalationService:
     def _after(self, ch: Changes) -> None:
         if ch.new_steps or ch.new_outbox or ch.step_reschedules:
             self.wake()
+        if self.on_change is not None and ch:
+            self.on_change()
 
 
 async def _alias_in(tx: Tx, alias: str, incident_id: str, changes: Changes) -> None:

@@ -1,0 +1,102 @@
+"""The incident page and its buttons: the same service calls as the API, as the viewer."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote, urlsplit
+
+from aiohttp import web
+
+from escalation.engine.service import IncidentNotFound
+from escalation.incidents.actions import Action, IllegalTransition
+from escalation.incidents.model import StepState
+from router.console.pages import Visit, error_page, page
+from router.console.view import base_path, render, see_other
+from router.keys import RUNTIME
+from router.receiver import clean_text
+
+__all__ = ["act", "incident_page", "is_web_link"]
+
+_MAX_NOTE = 4000
+# The buttons, in the order a responder reaches for them: action → label.
+BUTTONS = {
+    Action.ACK: "Acknowledge",
+    Action.MITIGATE: "Mitigate",
+    Action.RESOLVE: "Resolve",
+    Action.ESCALATE: "Escalate now",
+}
+_DONE = {
+    Action.ACK: "Acknowledged.",
+    Action.MITIGATE: "Marked mitigated.",
+    Action.RESOLVE: "Resolved.",
+    Action.ESCALATE: "Escalated to the next tier.",
+    Action.NOTE: "Note added.",
+}
+
+
+def is_web_link(value: str) -> bool:
+    """Only http(s) URLs become links: a ``javascript:`` or ``data:`` annotation stays text."""
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+async def _show(
+    request: web.Request, ref: str, *, status: int = 200, message: str = "", problem: str = ""
+) -> web.Response:
+    rt = request.app[RUNTIME]
+    d = await rt.service.detail(ref)
+    if d is None:
+        return error_page(request, 404, "No such incident", f"No incident {ref[:100]!r}.")
+    return render(
+        request,
+        "incident.html",
+        status=status,
+        d=d,
+        pending=[s for s in d.steps if s.state == StepState.PENDING],
+        policy=json.dumps(d.incident.policy, indent=2, sort_keys=True, default=str),
+        buttons=BUTTONS,
+        is_web_link=is_web_link,
+        message=message,
+        problem=problem,
+        here=f"{base_path(request)}/incidents/{quote(d.incident.id, safe='')}",
+    )
+
+
+@page("read")
+async def incident_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    done = request.query.get("done", "")
+    message = _DONE.get(Action(done), "") if done in Action.__members__.values() else ""
+    return await _show(request, request.match_info["id"], message=message)
+
+
+@page("write")
+async def act(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """A button: act as the signed-in viewer, then show the incident (409: say why not)."""
+    rt = request.app[RUNTIME]
+    assert visit.viewer is not None  # the gate let a write viewer through
+    ref = request.match_info["id"]
+    try:
+        action = Action(request.match_info["action"])
+    except ValueError:
+        action = Action.REOPEN  # refused just below, as any action without a button
+    if action not in BUTTONS and action != Action.NOTE:
+        return error_page(request, 404, "No such action", "That action has no button here.")
+    form = await request.post()
+    note = clean_text(str(form.get("note", "")))
+    if len(note) > _MAX_NOTE or (action == Action.NOTE and not note.strip()):
+        problem = f"A note needs some text (at most {_MAX_NOTE} characters)."
+        return await _show(request, ref, status=400, problem=problem)
+    try:
+        inc = await rt.service.act(
+            ref, action, actor=visit.viewer.name, source="console", note=note
+        )
+    except IncidentNotFound:
+        return error_page(request, 404, "No such incident", f"No incident {ref[:100]!r}.")
+    except IllegalTransition as e:
+        problem = f"Not done: {e}"
+        return await _show(request, ref, status=409, problem=problem)
+    where = f"{base_path(request)}/incidents/{quote(inc.id, safe='')}?done={action.value}"
+    return see_other(where)
