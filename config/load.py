@@ -22,6 +22,7 @@ import pydantic
 from adapters.registry import adapter_problems
 from config.errors import ConfigError, Problem
 from config.loader import Document, load_document, problems_from_validation_error
+from config.salvage import Salvaged, salvage_document
 from config.schema import TocsinConfig, cross_check, known_names
 from config.server import is_loopback
 from escalation.incidents.steps import MatrixTiers
@@ -193,10 +194,23 @@ def _public_url_warnings(cfg: TocsinConfig, doc: Document) -> list[Problem]:
 class _Names:
     """What rule files may refer to: the config's policies, teams, calendars and matrix."""
 
-    policies: Mapping[str, Any]
-    teams: Mapping[str, Any]
-    calendars: Mapping[str, Any]
+    # None: not known (the section could not be read), names of that kind are not checked.
+    policies: Mapping[str, Any] | None
+    teams: Mapping[str, Any] | None
+    calendars: Mapping[str, Any] | None
     matrix: Matrix | None  # None: the matrix is invalid, severities are not checked
+
+    @classmethod
+    def salvaged(cls, s: Salvaged) -> _Names:
+        """What a config with a YAML syntax error certainly defines (``config.salvage``): the
+        names of a section that could not be wholly read are unknown, not absent."""
+        names = cls.as_written(s.doc)
+        return cls(
+            names.policies if s.readable("policies") else None,
+            names.teams if s.readable("teams") else None,
+            names.calendars if s.readable("calendars") else None,
+            names.matrix if s.readable("matrix") else None,
+        )
 
     @classmethod
     def as_written(cls, doc: Document) -> _Names:
@@ -221,13 +235,19 @@ def _rules_despite(path: Path, env: Mapping[str, str] | None) -> list[Problem]:
     """The rule files' problems when the config itself could not be read as written.
 
     An unset variable must not hide the rule files: read the config again without
-    substituting, only to find ``rules.files`` (a YAML error leaves nothing to read).
+    substituting, only to find ``rules.files``. Nor must a YAML syntax error: then the sections
+    that still parse on their own are read (``config.salvage``), and the rule files are checked
+    only against the names those sections certainly define.
     """
     try:
         doc = load_document(path, env=env, substitute_env=False, read_secret_files=False)
+        names = _Names.as_written(doc)
     except ConfigError:
-        return []
-    rules = _RuleFiles(doc, None, _Names.as_written(doc), env)
+        salvaged = salvage_document(path)
+        if salvaged is None:
+            return []
+        doc, names = salvaged.doc, _Names.salvaged(salvaged)
+    rules = _RuleFiles(doc, None, names, env)
     rules.load(path.parent, _raw_rule_patterns(doc))
     return rules.problems
 
@@ -334,15 +354,16 @@ def _unknown(o: dict[str, Any], names: _Names) -> list[tuple[tuple[str, ...], st
                 f"unknown severity {severity!r}; matrix {matrix.name!r} has {levels}",
             )
         )
-    if isinstance(policy, str) and policy not in names.policies:
-        out.append((("policy",), f"unknown policy {policy!r}{known_names(names.policies)}"))
-    if isinstance(team, str) and team not in names.teams:
-        out.append((("team",), f"unknown team {team!r}{known_names(names.teams)}"))
+    policies, teams, calendars = names.policies, names.teams, names.calendars
+    if isinstance(policy, str) and policies is not None and policy not in policies:
+        out.append((("policy",), f"unknown policy {policy!r}{known_names(policies)}"))
+    if isinstance(team, str) and teams is not None and team not in teams:
+        out.append((("team",), f"unknown team {team!r}{known_names(teams)}"))
     when = o.get("when")
     for key in ("calendar", "outside_calendar"):
         cal = when.get(key) if isinstance(when, dict) else None
-        if isinstance(cal, str) and cal not in names.calendars:
-            message = f"unknown calendar {cal!r}{known_names(names.calendars)}"
+        if isinstance(cal, str) and calendars is not None and cal not in calendars:
+            message = f"unknown calendar {cal!r}{known_names(calendars)}"
             out.append((("when", key), message))
     return out
 

@@ -198,6 +198,77 @@ rules:
     ]
 
 
+BROKEN_RULES = """\
+rules:
+  - name: disk
+    severity: SEV-9
+    policy: nope
+  - name: ok
+    policy: office
+    team: web
+"""
+
+SECTIONS = """\
+people:
+  alice: {name: Alice, channels: [log]}
+policies:
+  office:
+    steps:
+      - {after: 0s, notify: [person:alice]}
+rules:
+  files: ["rules/*.yaml", "missing/*.yaml"]
+  default: {severity: P3, policy: office}
+"""
+
+
+@pytest.mark.parametrize(
+    ("broken", "syntax_error", "policy_known"),
+    [
+        # In another section: the rules section is read whole.
+        (
+            ("channels: [log]}", "channels: [log]"),
+            "6:1: invalid YAML: expected ',' or '}', but got '<scalar>' "
+            "(while parsing a flow mapping at line 5, column 10)",
+            True,
+        ),
+        # In the rules section itself, beside `files:`: that key is still read.
+        (
+            ("policy: office}", "policy: office"),
+            "13:1: invalid YAML: expected ',' or '}', but got '<stream end>' "
+            "(while parsing a flow mapping at line 12, column 12)",
+            True,
+        ),
+        # In the policies: which policies exist is not known, so none is called unknown.
+        (
+            ("notify: [person:alice]}", "notify: [person:alice]"),
+            "10:1: invalid YAML: expected ',' or '}', but got '<scalar>' "
+            "(while parsing a flow mapping at line 9, column 9)",
+            False,
+        ),
+    ],
+)
+def test_a_yaml_syntax_error_in_the_config_does_not_hide_the_rule_files(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    broken: tuple[str, str],
+    syntax_error: str,
+    policy_known: bool,
+) -> None:
+    rules = write(tmp_path, "rules/main.yaml", BROKEN_RULES)
+    config = write(tmp_path, "tocsin.yaml", AUTH + SECTIONS.replace(*broken))
+    code, out, err = run(capsys, "check", str(config))
+    assert (code, out) == (1, "")
+    levels = "P0 (SEV-1), P1 (SEV-2), P2 (SEV-3), P3 (SEV-4), P4 (SEV-5)"
+    expected = [
+        f"{config}:{syntax_error}",
+        f"{rules}:3:5: rules[0].severity: unknown severity 'SEV-9'; matrix 'default' has {levels}",
+        *([f"{rules}:4:5: rules[0].policy: unknown policy 'nope' (known: office)"] * policy_known),
+        f"{rules}:7:5: rules[1].team: unknown team 'web' (none are configured)",
+        f"{config}:11:27: rules.files[1]: no rule file matches 'missing/*.yaml'",
+    ]
+    assert err.splitlines() == [*expected, f"FAILED: {len(expected)} problem(s) in {config}"]
+
+
 def test_check_a_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, err = run(capsys, "check", str(tmp_path / "nope.yaml"))
     assert out == ""
