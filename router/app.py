@@ -14,11 +14,13 @@ from config.errors import ConfigError
 from router.auth import require_api_token, require_receiver_auth
 from router.console import add_console_routes
 from router.errors import ApiError, Outage, error_middleware, on_store_outage
+from router.ics import add_calendar_routes
 from router.inbound_email import add_email_routes
 from router.inbound_pagerduty import add_pagerduty_routes
 from router.inbound_phone import add_phone_routes
 from router.incidents_api import add_incident_routes
 from router.keys import RUNTIME
+from router.oncall_api import add_oncall_routes
 from router.receiver import check_content_type, parse_notification, read_body
 from router.runtime import Runtime
 
@@ -165,6 +167,8 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/-/reload", reload)
     add_incident_routes(app)
+    add_oncall_routes(app)
+    add_calendar_routes(app)
     add_pagerduty_routes(app)
     add_email_routes(app)
     add_phone_routes(app)

@@ -20,6 +20,7 @@ from config.errors import ConfigError, Problem, sorted_problems
 from config.load import LoadedConfig, load_config, load_rule_file
 from escalation.incidents.policy import due_time
 from escalation.incidents.steps import Step, level_tiers
+from router.oncall_cli import add_oncall_parser, run_oncall
 from router.terminal import escaped_output
 from rules.alerts import Alert, Notification
 from rules.classifier import Classification, Classifier
@@ -74,9 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--at", type=_instant, help="ISO 8601 instant to judge calendars at (default: now)"
     )
 
-    sim = sub.add_parser(
-        "simulate", help="run a payload through the real engine on a virtual clock"
-    )
+    sim = sub.add_parser("simulate", help="run a payload through the real engine, virtual clock")
     sim.add_argument("--config", required=True)
     sim.add_argument("--payload", required=True, help="an Alertmanager webhook body (JSON file)")
     for flag in ("--ack-at", "--mitigate-at", "--resolve-at"):
@@ -107,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
             ip.add_argument("--note", default="")
             ip.add_argument("--actor", help="on whose behalf (the token's name is who acts)")
 
+    add_oncall_parser(sub, _client_args, _instant)
     rv = sub.add_parser("review", help="print a post-incident review draft in markdown")
     rv.add_argument("id")
     _client_args(rv)
@@ -167,6 +167,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "simulate": _simulate,
         "incidents": _incidents,
         "review": _review,
+        "oncall": _oncall,
     }
     if args.command == "serve":  # its output is the service's log, not a person's reading
         return handler[args.command](args)
@@ -517,6 +518,10 @@ def _incidents(args: argparse.Namespace) -> int:
         return 1
     print(f"incident #{data['number']} {data['id']} is now {data['status']}")
     return 0
+
+
+def _oncall(args: argparse.Namespace) -> int:
+    return run_oncall(args, _call)
 
 
 def _print_incident(d: dict[str, Any]) -> None:

@@ -16,9 +16,29 @@ from aiohttp import web
 
 from escalation.engine.service import StoreUnavailable
 
-__all__ = ["ApiError", "Outage", "error_middleware", "json_error", "on_store_outage"]
+__all__ = [
+    "SECRET_PATH_PREFIXES",
+    "ApiError",
+    "Outage",
+    "error_middleware",
+    "json_error",
+    "loggable_path",
+    "on_store_outage",
+]
 
 log = logging.getLogger("tocsin.http")
+
+# Paths whose last segment is a secret (a calendar feed's token): logged without it.
+SECRET_PATH_PREFIXES = ("/calendar/",)
+
+
+def loggable_path(request: web.Request) -> str:
+    """The request path as it may be logged or echoed: a secret in it is replaced."""
+    path = request.path
+    for prefix in SECRET_PATH_PREFIXES:
+        if path.startswith(prefix):
+            return prefix + "<redacted>"
+    return path
 
 
 class ApiError(Exception):
@@ -70,7 +90,7 @@ class Outage:
             logging.getLogger(self.logger).error(self.log, extra={"error": str(e)})
         if self.page is not None:
             return self.page()
-        path = request.path if self.with_path else ""
+        path = loggable_path(request) if self.with_path else ""
         return json_error(503, "store unavailable", self.detail or str(e), path)
 
 
@@ -97,17 +117,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if e.status < 400:
             raise
         headers = {k: v for k, v in e.headers.items() if k.lower() in ("allow", "www-authenticate")}
-        return json_error(e.status, e.reason, e.text or "", request.path, headers)
+        return json_error(e.status, e.reason, e.text or "", loggable_path(request), headers)
     except Exception as e:
         if _client_went_away(request, e):
             # Not our fault and nobody is there to read an answer: no ERROR, no 5xx.
             log.info(
                 "client closed the connection before sending the whole body",
-                extra={"path": request.path, "method": request.method},
+                extra={"path": loggable_path(request), "method": request.method},
             )
-            return json_error(400, "incomplete request", "the body ended early", request.path)
-        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
-        return json_error(500, "internal error", "see the server log", request.path)
+            path = loggable_path(request)
+            return json_error(400, "incomplete request", "the body ended early", path)
+        path = loggable_path(request)
+        log.exception("unhandled error", extra={"path": path, "method": request.method})
+        return json_error(500, "internal error", "see the server log", path)
 
 
 def _client_went_away(request: web.Request, e: Exception) -> bool:

@@ -29,6 +29,7 @@ from config.server import REPLAY_CLOCK_SKEW, is_loopback
 from escalation.engine.clock import Clock, RealClock
 from escalation.engine.loop import Engine
 from escalation.engine.metrics import EscalationMetrics
+from escalation.engine.oncall import OncallService
 from escalation.engine.service import EscalationService
 from escalation.incidents.directory import Directory
 from escalation.incidents.ingest import Classified
@@ -127,6 +128,8 @@ class Runtime:
         self.service = EscalationService(
             self.store, self.clock, lambda: self._directory, self.esc_metrics, wake=self.engine.wake
         )
+        # Who is on call, overrides made at run time, calendar feeds.
+        self.schedules = OncallService(self.store, self.clock, lambda: self._directory)
         self.pipeline = IncidentPipeline(self)
         self._reload_lock = asyncio.Lock()
         self._engine_task: asyncio.Task[None] | None = None

@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from escalation.engine.clock import Clock
 from escalation.engine.metrics import EscalationMetrics
+from escalation.engine.oncall import live_directory
 from escalation.incidents.directory import Directory
 from escalation.incidents.firing import decide_step
 from escalation.incidents.model import (
@@ -129,12 +130,13 @@ class Engine:
         after the commit; if the whole batch rolls back (a deadlock), nothing was claimed and
         the next tick tries again.
         """
-        d = self.directory()
         fired: list[tuple[StepRecord, Changes, datetime]] = []
         retry: list[StepRecord] = []
         try:
             async with self.store.transaction() as tx:
                 steps = await tx.claim_due_steps(now, self.owner, now + self.lease, self.batch)
+                # Overrides made at run time count as soon as they commit, on every replica.
+                d = await live_directory(tx, self.directory(), now) if steps else self.directory()
                 # One lock order across replicas (by incident) so batches never deadlock.
                 for step in sorted(steps, key=lambda s: (s.incident_id, s.due_at, s.id)):
                     at = self.clock.now()
@@ -180,7 +182,8 @@ class Engine:
                 async with self.store.transaction() as tx:
                     # Row-locks the incident: firings of one incident's steps take turns.
                     inc, current, rows = await tx.step_context(step.id, step.incident_id)
-                    ch = self._decide(step, inc, current, rows, self.directory(), now)
+                    d = await live_directory(tx, self.directory(), now)
+                    ch = self._decide(step, inc, current, rows, d, now)
                     if ch is None:
                         return
                     await tx.apply(ch)

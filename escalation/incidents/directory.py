@@ -7,13 +7,13 @@ reload, while each incident keeps its own policy snapshot.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from escalation.incidents.steps import Policy
 from escalation.oncall.calendars import Calendar, MaintenanceWindow
 from escalation.oncall.people import Person, Team
-from escalation.oncall.schedules import Schedule
+from escalation.oncall.schedules import Override, Schedule
 from escalation.oncall.targets import parse_target
 from rules.matrix import Matrix
 
@@ -48,6 +48,16 @@ class Directory:
     )
     # An offline run (``tocsin simulate``) never asks PagerDuty: such schedules are not simulated.
     pagerduty_offline: bool = False
+
+    def with_overrides(self, extra: Mapping[str, Sequence[Override]]) -> Directory:
+        """This directory with ``extra`` overrides (schedule name → overrides made at run
+        time, kept in the store) on top of each schedule's configured ones."""
+        if not any(extra.get(name) for name in self.schedules):
+            return self
+        schedules = {
+            name: s.with_overrides(extra.get(name, ())) for name, s in self.schedules.items()
+        }
+        return replace(self, schedules=schedules)
 
     def resolve(self, ref: str, t: datetime) -> tuple[list[Recipient], list[str]]:
         """People behind ``ref`` at ``t`` (deduplicated, in order) and problems found on the way."""

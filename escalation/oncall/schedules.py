@@ -15,6 +15,7 @@ instants (outputs UTC); rotation arithmetic happens in the schedule's IANA timez
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -166,18 +167,29 @@ class Layer(BaseModel):
 
 
 class Override(BaseModel):
-    """``person`` is on call from ``start`` (inclusive) to ``end`` (exclusive), beating layers."""
+    """``person`` is on call from ``start`` (inclusive) to ``end`` (exclusive), beating layers.
+
+    With ``replaces``, the override covers only that person: it applies only while the
+    schedule would otherwise put ``replaces`` on call ("I'll cover Alice until 18:00" ends
+    early if Alice's shift does).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     person: str
     start: datetime
     end: datetime
+    replaces: str | None = None
 
     @field_validator("person")
     @classmethod
     def _check_person(cls, v: str) -> str:
         return _check_names([v], "override person")[0]
+
+    @field_validator("replaces")
+    @classmethod
+    def _check_replaces(cls, v: str | None) -> str | None:
+        return None if v is None else _check_names([v], "override replaces")[0]
 
     @field_validator("start", "end")
     @classmethod
@@ -284,16 +296,31 @@ class Schedule(BaseModel):
         Returns a list (currently of at most one name); empty before any layer starts or when
         every layer is restricted out at ``t``.
         """
-        t = _aware(t)
-        for o in reversed(self.overrides):
-            if o.covers(t):
+        return self._oncall(_aware(t), len(self.overrides))
+
+    def _oncall(self, t: datetime, upto: int) -> list[str]:
+        """Who is on call at ``t`` counting only the first ``upto`` overrides."""
+        for i in range(upto - 1, -1, -1):
+            o = self.overrides[i]
+            if not o.covers(t):
+                continue
+            if o.replaces is None:
                 return [o.person]
+            below = self._oncall(t, i)
+            return [o.person] if o.replaces in below else below
         tz = self.zone
         for layer in reversed(self.layers):
             person = layer.member_at(t, tz)
             if person is not None:
                 return [person]
         return []
+
+    def with_overrides(self, extra: Sequence[Override]) -> Schedule:
+        """This schedule with ``extra`` overrides after its own (so they win where they
+        overlap)."""
+        if not extra:
+            return self
+        return self.model_copy(update={"overrides": [*self.overrides, *extra]})
 
     def shifts(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime, str]]:
         """The final on-call timeline over [start, end): (from, to, person) in UTC, in order.
@@ -330,7 +357,7 @@ def validate_people(schedule: Schedule, known: set[str]) -> list[str]:
     """
     unknown: list[str] = []
     names = [m for layer in schedule.layers for m in layer.members]
-    names += [o.person for o in schedule.overrides]
+    names += [p for o in schedule.overrides for p in (o.person, o.replaces) if p is not None]
     for name in names:
         if name not in known and name not in unknown:
             unknown.append(name)

@@ -22,6 +22,7 @@ from escalation.incidents.model import (
     StepRecord,
     TimelineEvent,
 )
+from escalation.oncall.overrides import CalendarToken, StoredOverride
 
 __all__ = [
     "Conflict",
@@ -155,6 +156,30 @@ class Tx(Protocol):
     async def apply(self, changes: Changes) -> None:
         """Write ``changes``; raises Conflict if an updated incident's version moved."""
 
+    async def overrides(
+        self,
+        schedule: str | None = None,
+        *,
+        ending_after: datetime | None = None,
+        removed: bool = False,
+    ) -> list[StoredOverride]:
+        """Stored schedule overrides, oldest first (filters as ``Store.overrides``)."""
+
+    async def add_override(self, override: StoredOverride) -> None:
+        """Store a new override."""
+
+    async def remove_override(
+        self, schedule: str, override_id: str, at: datetime, by: str, on_behalf_of: str = ""
+    ) -> StoredOverride | None:
+        """Mark ``schedule``'s override removed (kept for the audit trail); None when there is
+        no such override not yet removed."""
+
+    async def add_calendar_token(self, token: CalendarToken) -> None:
+        """Store a new calendar-feed token (its hash only)."""
+
+    async def revoke_calendar_token(self, token_id: str, at: datetime, by: str) -> bool:
+        """Revoke a live token; False when there is none by that id."""
+
 
 class Store(Protocol):
     """A durable backend."""
@@ -189,3 +214,19 @@ class Store(Protocol):
 
     async def outbox_depth(self) -> dict[str, int]:
         """channel → pending rows."""
+
+    async def overrides(
+        self,
+        schedule: str | None = None,
+        *,
+        ending_after: datetime | None = None,
+        removed: bool = False,
+    ) -> list[StoredOverride]:
+        """Stored schedule overrides, oldest first: ``schedule``'s only if given, those ending
+        after ``ending_after`` only if given, removed ones too only if ``removed``."""
+
+    async def calendar_token(self, token_hash: str) -> CalendarToken | None:
+        """The live (not revoked) calendar token with that hash."""
+
+    async def calendar_tokens(self) -> list[CalendarToken]:
+        """Every live calendar token, oldest first."""

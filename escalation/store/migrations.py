@@ -323,6 +323,44 @@ _POSTGRES_RATE_EVENTS: tuple[str, ...] = (
     "CREATE INDEX rate_events_key_at ON rate_events (key, at)",
 )
 
+# Overrides made at run time and calendar-feed tokens (hashed), each with its audit trail: a
+# removed override or revoked token keeps its row.
+_OVERRIDES_AND_CALENDARS = (
+    """
+    CREATE TABLE schedule_overrides (
+        id {text} PRIMARY KEY,
+        schedule {text} NOT NULL,
+        person {text} NOT NULL,
+        starts_at {time} NOT NULL,
+        ends_at {time} NOT NULL,
+        replaces {text},
+        created_at {time} NOT NULL,
+        created_by {text} NOT NULL,
+        on_behalf_of {text} NOT NULL,
+        removed_at {time},
+        removed_by {text} NOT NULL,
+        removed_on_behalf_of {text} NOT NULL
+    )
+""",
+    "CREATE INDEX schedule_overrides_ends ON schedule_overrides (schedule, ends_at)",
+    """
+    CREATE TABLE calendar_tokens (
+        id {text} PRIMARY KEY,
+        kind {text} NOT NULL,
+        name {text} NOT NULL,
+        token_hash {text} NOT NULL UNIQUE,
+        created_at {time} NOT NULL,
+        created_by {text} NOT NULL,
+        revoked_at {time},
+        revoked_by {text} NOT NULL
+    )
+""",
+)
+_SQLITE_OVERRIDES = tuple(s.format(text="TEXT", time="INTEGER") for s in _OVERRIDES_AND_CALENDARS)
+_POSTGRES_OVERRIDES = tuple(
+    s.format(text="text", time="timestamptz") for s in _OVERRIDES_AND_CALENDARS
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, name="initial schema", sqlite=_SQLITE_V1, postgres=_POSTGRES_V1),
     Migration(
@@ -333,6 +371,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         name="shared rate-limit events",
         sqlite=_SQLITE_RATE_EVENTS,
         postgres=_POSTGRES_RATE_EVENTS,
+    ),
+    Migration(
+        version=4,
+        name="schedule overrides and calendar tokens",
+        sqlite=_SQLITE_OVERRIDES,
+        postgres=_POSTGRES_OVERRIDES,
     ),
 )
 

@@ -15,6 +15,7 @@ from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from escalation.incidents import model
+from escalation.oncall.overrides import CalendarToken, StoredOverride
 from escalation.store.sql.dialect import Dialect, Row
 
 __all__ = ["INCIDENT_VALUE_COLS", "Table", "Tables", "tables"]
@@ -60,6 +61,13 @@ _OUTBOX: dict[str, _Kind] = {
     "payload": "json",
 }
 _EVENT: dict[str, _Kind] = {"at": "time", "kind": model.EventKind, "data": "json"}
+_OVERRIDE: dict[str, _Kind] = {
+    "starts_at": "time",
+    "ends_at": "time",
+    "created_at": "time",
+    "removed_at": "time?",
+}
+_CALENDAR_TOKEN: dict[str, _Kind] = {"created_at": "time", "revoked_at": "time?"}
 
 # The incident columns a statement binds besides id, number and version (which an insert and a
 # compare-and-set place differently).
@@ -83,6 +91,8 @@ class Tables:
     step: Table[model.StepRecord]
     outbox: Table[model.OutboxRecord]
     event: Table[model.TimelineEvent]
+    override: Table[StoredOverride]
+    calendar_token: Table[CalendarToken]
 
 
 def tables(d: Dialect) -> Tables:
@@ -93,6 +103,8 @@ def tables(d: Dialect) -> Tables:
         step=_table(d, model.StepRecord, _STEP),
         outbox=_table(d, model.OutboxRecord, _OUTBOX),
         event=_table(d, model.TimelineEvent, _EVENT),
+        override=_table(d, StoredOverride, _OVERRIDE),
+        calendar_token=_table(d, CalendarToken, _CALENDAR_TOKEN),
     )
 
 

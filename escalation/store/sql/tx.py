@@ -20,7 +20,9 @@ from escalation.incidents.model import (
     StepRecord,
     TimelineEvent,
 )
+from escalation.oncall.overrides import CalendarToken, StoredOverride
 from escalation.store.base import IncidentFilter, IngestContext, RateSlot
+from escalation.store.sql import overrides as ov
 from escalation.store.sql.queries import DeliveryState, Queries, StepContext
 from escalation.store.sql.statement import Query
 
@@ -140,6 +142,36 @@ class SqlTx(ABC):
         await self.lock_keys([f"rate:{s.key}" for s in slots])
         return await self._run(self._q.take_rate_slots(slots, now))
 
+    async def overrides(
+        self,
+        schedule: str | None = None,
+        *,
+        ending_after: datetime | None = None,
+        removed: bool = False,
+    ) -> list[StoredOverride]:
+        """Stored schedule overrides, oldest first (see ``Store.overrides``)."""
+        q = self._q
+        return await self._run(ov.list_overrides(q.d, q.t, schedule, ending_after, removed))
+
+    async def add_override(self, override: StoredOverride) -> None:
+        await self._run(ov.add_override(self._q.t, override))
+
+    async def remove_override(
+        self, schedule: str, override_id: str, at: datetime, by: str, on_behalf_of: str = ""
+    ) -> StoredOverride | None:
+        """Mark the override removed; None when there is no such live override."""
+        q = self._q
+        return await self._run(
+            ov.remove_override(q.d, q.t, schedule, override_id, at, by, on_behalf_of)
+        )
+
+    async def add_calendar_token(self, token: CalendarToken) -> None:
+        await self._run(ov.add_calendar_token(self._q.t, token))
+
+    async def revoke_calendar_token(self, token_id: str, at: datetime, by: str) -> bool:
+        """True if a live token by that id is now revoked."""
+        return await self._run(ov.revoke_calendar_token(self._q.d, token_id, at, by))
+
 
 class SqlReads(ABC):
     """The read side of ``Store`` over ``Queries``: committed data only."""
@@ -178,6 +210,25 @@ class SqlReads(ABC):
     async def outbox_depth(self) -> dict[str, int]:
         """channel → pending rows (channels with none are absent)."""
         return await self._read(self._q.outbox_depth())
+
+    async def overrides(
+        self,
+        schedule: str | None = None,
+        *,
+        ending_after: datetime | None = None,
+        removed: bool = False,
+    ) -> list[StoredOverride]:
+        """Stored schedule overrides, oldest first (see ``Store.overrides``)."""
+        q = self._q
+        return await self._read(ov.list_overrides(q.d, q.t, schedule, ending_after, removed))
+
+    async def calendar_token(self, token_hash: str) -> CalendarToken | None:
+        """The live calendar token with that hash."""
+        return await self._read(ov.calendar_token(self._q.t, token_hash))
+
+    async def calendar_tokens(self) -> list[CalendarToken]:
+        """Every live calendar token, oldest first."""
+        return await self._read(ov.calendar_tokens(self._q.t))
 
     async def schema_versions(self) -> list[int]:
         """Versions recorded in ``schema_migrations``, ascending."""
