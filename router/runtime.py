@@ -8,6 +8,7 @@ snapshot; only new decisions see the new configuration.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -128,8 +129,6 @@ class Runtime:
         self.service = EscalationService(
             self.store, self.clock, lambda: self._directory, self.esc_metrics, wake=self.engine.wake
         )
-        # Who is on call, overrides made at run time, calendar feeds.
-        self.schedules = OncallService(self.store, self.clock, lambda: self._directory)
         self.pipeline = IncidentPipeline(self)
         self._reload_lock = asyncio.Lock()
         self._engine_task: asyncio.Task[None] | None = None
@@ -139,6 +138,11 @@ class Runtime:
         self.metrics.reload_ts.set(time.time())
         # Where the HTTP server listens, once it does (set by ``router.serve.start_http``).
         self.bound_host: str | None = None
+
+    @functools.cached_property
+    def schedules(self) -> OncallService:
+        """Who is on call, overrides made at run time, calendar feeds."""
+        return OncallService(self.store, self.clock, lambda: self._directory)
 
     def _replay_windows(self) -> dict[str, timedelta]:
         # A PagerDuty event older than the window (+ skew) is refused by its age, so its id can
