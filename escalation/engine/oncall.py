@@ -122,6 +122,15 @@ class OncallService:
         schedules, roles = oncall_view(await self.live(now), now)
         return now, schedules, roles
 
+    async def shifts(
+        self, schedule: str, start: datetime, end: datetime
+    ) -> list[tuple[datetime, datetime, str]]:
+        """``schedule``'s timeline over [start, end) with the stored overrides laid over it
+        (empty for a PagerDuty-kept schedule: PagerDuty knows its future, tocsin does not)."""
+        self._schedule(schedule)
+        sched = (await self.live(start)).schedules[schedule]
+        return [] if sched.pagerduty is not None else sched.shifts(start, end)
+
     def _schedule(self, name: str) -> None:
         if name not in self.directory().schedules:
             raise ScheduleNotFound(name)

@@ -110,10 +110,10 @@ def check_override(
         out.append(OverrideProblem("replaces", f"unknown person {new.replaces!r}"))
     if new.replaces is not None and new.replaces == new.person:
         out.append(OverrideProblem("replaces", "a person cannot replace themselves"))
-    if new.ends_at <= new.starts_at:
-        out.append(OverrideProblem("end", "end must be after start"))
-    elif new.ends_at <= now:
+    if new.ends_at <= now:
         out.append(OverrideProblem("end", f"end ({new.ends_at.isoformat()}) has already passed"))
+    elif new.ends_at <= new.starts_at:
+        out.append(OverrideProblem("end", "end must be after start"))
     elif new.ends_at - new.starts_at > MAX_OVERRIDE:
         out.append(OverrideProblem("end", f"an override may last at most {MAX_OVERRIDE.days} days"))
     if out:
