@@ -126,9 +126,10 @@ def _schedule_refs(cfg: TocsinConfig) -> Iterator[tuple[Loc, str]]:
                     loc: Loc = ("schedules", sname, "layers", li, "members", mi)
                     yield loc, _unknown("person", member, cfg.people)
         for oi, ov in enumerate(sched.overrides):
-            if ov.person not in cfg.people:
-                loc = ("schedules", sname, "overrides", oi, "person")
-                yield loc, _unknown("person", ov.person, cfg.people)
+            for field, name in (("person", ov.person), ("replaces", ov.replaces)):
+                if name is not None and name not in cfg.people:
+                    loc = ("schedules", sname, "overrides", oi, field)
+                    yield loc, _unknown("person", name, cfg.people)
 
 
 def _default_refs(cfg: TocsinConfig) -> Iterator[tuple[Loc, str]]:

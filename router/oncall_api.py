@@ -249,6 +249,8 @@ async def create_calendar(request: web.Request) -> web.Response:
         made, secret = await rt.schedules.create_calendar_token(kind, name, actor=token.name)
     except ScheduleNotFound:
         raise ApiError(404, "not found", f"no {kind} {name!r}", kind) from None
+    except OverrideRefused as e:
+        raise ApiError(400, "invalid payload", e.problems[0].message, kind) from None
     # The one answer that carries the secret: the caller asked for it, to subscribe with.
     return web.json_response(
         _token_json(made) | {"url": feed_url(rt, secret), "token": secret}, status=201

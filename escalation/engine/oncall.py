@@ -222,6 +222,9 @@ class OncallService:
         d = self.directory()
         if name not in (d.schedules if kind == "schedule" else d.people):
             raise ScheduleNotFound(name)
+        if kind == "schedule" and d.schedules[name].pagerduty is not None:
+            problem = OverrideProblem("schedule", "PagerDuty keeps this schedule; use its feed")
+            raise OverrideRefused([problem])
         secret = secrets.token_urlsafe(32)
         token = CalendarToken(
             id=f"cal-{secrets.token_hex(6)}",

@@ -285,6 +285,7 @@ schedules:
         shift: 1d
     overrides:
       - {person: quinn, start: "2026-01-06T00:00:00Z", end: "2026-01-07T00:00:00Z"}
+      - {person: bob, start: "2026-01-08T00:00:00Z", end: "2026-01-09T00:00:00Z", replaces: xia}
 """,
     )
     assert problems(path) == [
@@ -292,6 +293,8 @@ schedules:
         f"{path}:14:24: schedules.layered.layers[0].members[1]: unknown person 'yan' (known: "
         "alice, bob)",
         f"{path}:18:10: schedules.layered.overrides[0].person: unknown person 'quinn' (known: "
+        "alice, bob)",
+        f"{path}:19:83: schedules.layered.overrides[1].replaces: unknown person 'xia' (known: "
         "alice, bob)",
     ]
 
