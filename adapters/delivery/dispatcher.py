@@ -3,7 +3,9 @@
     claim (the engine, in its transaction: ``prepare`` reads the rows, their incidents and
            alerts, and cancels pages about incidents that are over)
     → drop what an ack made moot → hold for bundling → rate limit → route to the channel
-    → breaker → reserve the limit slot → compose the message     (each bundle in turn, no await)
+    → breaker → reserve the limit slot                          (each bundle in turn, no await)
+    → reserve the slots shared with other replicas (one store transaction for the round, and
+      only when a limit applies) → compose the message
     → send → classify the outcome → retry table → record            (all bundles together)
 
 Quiet hours and maintenance windows are decided when a step fires (the engine), so no row
@@ -32,6 +34,7 @@ from adapters.delivery.stages import (
     OneAtATime,
     RateLimit,
     Reserve,
+    ReserveShared,
     Retry,
     Round,
     Route,
@@ -87,10 +90,11 @@ class OutboxDispatcher:
                     RateLimit(metrics),
                     Route(notifiers),
                     Breaker(metrics, directory),
-                    Reserve(metrics),
-                    Compose(lambda p: self.person_details(p), self._links),
+                    Reserve(),
                 )
             ),
+            ReserveShared(metrics),
+            Compose(lambda p: self.person_details(p), self._links),
             Send(),
             Classify(self._last_sent),
             Retry(),

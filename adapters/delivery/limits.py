@@ -3,7 +3,8 @@
 ``SlidingWindow`` and ``CircuitBreaker`` count in process. That is exact for one process (SQLite
 is single-replica), but N replicas would allow N x each limit; so with a shared store the rate
 limits are counted there instead (``StoreRateLimits``: one row per send, each key locked while
-it is checked), and every replica sees every other's sends. Breakers stay per process.
+it is checked, one transaction for all the sends of a delivery round), and every replica sees
+every other's sends. Breakers stay per process.
 """
 
 from __future__ import annotations
@@ -22,21 +23,27 @@ __all__ = ["CircuitBreaker", "SharedRateLimits", "SlidingWindow", "StoreRateLimi
 class SharedRateLimits(Protocol):
     """Rate limits counted where every replica sees them."""
 
-    async def take(self, slots: Sequence[RateSlot], now: datetime) -> datetime | None:
-        """Count one send against every slot (None), or say when all have room (nothing counted)."""
+    async def take(
+        self, sends: Sequence[Sequence[RateSlot]], now: datetime
+    ) -> list[datetime | None]:
+        """For each send in order: counted against all its slots (None), or when all have room
+        (nothing counted)."""
 
 
 class StoreRateLimits:
-    """``SharedRateLimits`` in the store, each take its own short transaction."""
+    """``SharedRateLimits`` in the store: one short transaction per delivery round, none when
+    no send of the round is limited."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def take(self, slots: Sequence[RateSlot], now: datetime) -> datetime | None:
-        if not slots:
-            return None
+    async def take(
+        self, sends: Sequence[Sequence[RateSlot]], now: datetime
+    ) -> list[datetime | None]:
+        if not any(sends):
+            return [None] * len(sends)
         async with self.store.transaction() as tx:
-            return await tx.take_rate_slots(slots, now)
+            return await tx.take_rate_slots(sends, now)
 
 
 class SlidingWindow:

@@ -9,7 +9,7 @@ the limits hold for the cluster rather than for each process.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
@@ -43,10 +43,12 @@ class DeliveryPolicy(Protocol):
     def sent(self, row: OutboxRecord, now: datetime) -> None:
         """Count a send against the rate limits (called as the attempt starts)."""
 
-    async def reserve(self, row: OutboxRecord, now: datetime) -> datetime | None:
-        """Count the send about to start (None), or say when the limits admit it (not counted).
+    async def reserve(self, rows: Sequence[OutboxRecord], now: datetime) -> list[datetime | None]:
+        """For the sends about to start, in order: counted (None), or when the limits admit it
+        (not counted).
 
-        ``admit`` may not know every other sender; this answer is the one that counts.
+        ``admit`` and ``sent`` may not know every other sender; these answers are the ones that
+        count. One call covers a whole delivery round (one store transaction, if any).
         """
 
     def available(self, channel: str, now: datetime) -> bool:
@@ -83,8 +85,8 @@ class SimplePolicy:
     def sent(self, row: OutboxRecord, now: datetime) -> None:
         return None
 
-    async def reserve(self, row: OutboxRecord, now: datetime) -> datetime | None:
-        return None
+    async def reserve(self, rows: Sequence[OutboxRecord], now: datetime) -> list[datetime | None]:
+        return [None] * len(rows)
 
     def available(self, channel: str, now: datetime) -> bool:
         return True
@@ -150,17 +152,21 @@ class ConfiguredPolicy:
         return max(later) if later else None
 
     def sent(self, row: OutboxRecord, now: datetime) -> None:
+        if self.shared is not None:
+            return  # counted in the shared store by reserve()
         limiter = _per_channel(self._channel, row.channel)
         if limiter is not None:
             limiter.add(row.channel, now)
         if _personal(row):
             self._person.add(row.person, now)
 
-    async def reserve(self, row: OutboxRecord, now: datetime) -> datetime | None:
+    async def reserve(self, rows: Sequence[OutboxRecord], now: datetime) -> list[datetime | None]:
         if self.shared is None:
-            self.sent(row, now)  # admit() just said yes, with no await in between
-            return None
-        return await self.shared.take(self._slots(row), now)
+            return [None] * len(rows)  # ``sent`` counted each, right after ``admit`` said yes
+        sends = [self._slots(r) for r in rows]
+        if not any(sends):
+            return [None] * len(rows)  # no limit applies: nothing to count, no store trip
+        return await self.shared.take(sends, now)
 
     def _slots(self, row: OutboxRecord) -> list[RateSlot]:
         slots = []

@@ -10,7 +10,8 @@ slots and breaker probe the previous one took.
 
 Every bundle's limit slot is reserved before the first send's await, so bundles sent
 concurrently from one claim cannot all pass the same limit check. Gates never await, but for
-``Reserve`` with limits shared by replicas: that one check-and-count is atomic in the store.
+``ReserveShared`` with limits shared by replicas: one check-and-count for the whole round,
+atomic in the store.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ __all__ = [
     "OneAtATime",
     "RateLimit",
     "Reserve",
+    "ReserveShared",
     "Retry",
     "Round",
     "Route",
@@ -271,17 +273,27 @@ class Breaker:
 
 
 class Reserve:
-    """Count the send against the rate limits, before any send of the claim; hold it instead
-    when a limit shared with other replicas has no room after all."""
+    """Count the send against the in-process rate limits now, before the next bundle's gates."""
+
+    async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        for b in bundles:
+            if b.travelling:
+                rnd.policy.sent(b.head, rnd.now)
+        return bundles
+
+
+class ReserveShared:
+    """Count the round's sends against the rate limits shared with other replicas, in bundle
+    order and in one go (one store transaction, none when nothing is limited); hold each send
+    that has no room after all."""
 
     def __init__(self, metrics: EscalationMetrics) -> None:
         self.metrics = metrics
 
     async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
-        for b in bundles:
-            if not b.travelling:
-                continue
-            until = await rnd.policy.reserve(b.head, rnd.now)
+        going = [b for b in bundles if b.travelling]
+        untils = await rnd.policy.reserve([b.head for b in going], rnd.now)
+        for b, until in zip(going, untils, strict=True):
             if until is not None:
                 self.metrics.notifications.labels(b.head.channel, "rate_limited").inc()
                 b.hold = Hold(until, "rate limited", note=False)

@@ -145,12 +145,15 @@ class Tx(Protocol):
     async def prune_deliveries(self, source: str, before: datetime) -> int:
         """Forget ``source``'s delivery ids seen before ``before`` (past its replay window)."""
 
-    async def take_rate_slots(self, slots: Sequence[RateSlot], now: datetime) -> datetime | None:
-        """Count one send at ``now`` against every limit in ``slots``, all or none.
+    async def take_rate_slots(
+        self, sends: Sequence[Sequence[RateSlot]], now: datetime
+    ) -> list[datetime | None]:
+        """Count sends at ``now``, in order, each against every limit in its slots, all or none.
 
-        None when each limit had room (the send is counted); else the earliest instant all of
-        them will have room, and nothing is counted. Serialised per key across every process
-        sharing the store, so replicas together honour each limit once.
+        One answer per send: None when each of its limits had room (the send is counted, and
+        the sends after it see it); else the earliest instant all of them will have room, and
+        nothing is counted for it. Serialised per key across every process sharing the store,
+        so replicas together honour each limit once. One call answers a whole delivery round.
         """
 
     async def apply(self, changes: Changes) -> None:

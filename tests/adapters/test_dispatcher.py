@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from adapters.config import DispatchConfig
 from adapters.delivery.dispatcher import OutboxDispatcher, Prepared
+from adapters.delivery.limits import StoreRateLimits
 from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
 from adapters.delivery.policy import ConfiguredPolicy, SimplePolicy
 from adapters.delivery.stages import Bundle, Chain, OneAtATime, Round
@@ -33,7 +34,7 @@ from escalation.engine.metrics import EscalationMetrics
 from escalation.incidents.directory import Directory
 from escalation.incidents.model import Changes, IncidentRecord, OutboxRecord, OutboxState, Status
 from escalation.oncall.people import Person
-from escalation.store.base import Tx
+from escalation.store.base import RateSlot, Tx
 from escalation.store.sqlite import SqliteStore
 from rules.matrix import load_preset
 
@@ -820,6 +821,48 @@ async def test_the_channel_limit_holds_within_one_claim(world: World) -> None:
     assert len(world.notifiers["pagerduty"].calls) == 5
 
 
+class CountedStoreLimits:
+    """``StoreRateLimits`` (the store's own count, as replicas share it), noting each call."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.inner = StoreRateLimits(store)
+        self.calls: list[int] = []  # how many sends each call counted
+
+    async def take(
+        self, sends: Sequence[Sequence[RateSlot]], now: datetime
+    ) -> list[datetime | None]:
+        self.calls.append(len(sends))
+        return await self.inner.take(sends, now)
+
+
+async def test_limits_shared_through_the_store_are_taken_once_per_claim(world: World) -> None:
+    """Replicas' shared limits cost one store transaction per claim, not one per send, and
+    still hold within the claim; with no limit on the channel, none at all."""
+    limits = CountedStoreLimits(world.store)
+    cfg = DispatchConfig.model_validate(
+        {**world.config, "channel_rate": {"pagerduty": {"count": 3, "per": "1m"}}}
+    )
+    policy = ConfiguredPolicy(cfg, limits)
+    world.dispatcher.policy = lambda: policy
+    incs = [incident(f"inc{i}", number=i) for i in range(1, 6)]
+    await world.add(*incs, *(page("pagerduty:payments", "pagerduty", iid=i.id) for i in incs))
+    await world.tick()
+    assert limits.calls == [5]
+    assert len(world.notifiers["pagerduty"].calls) == 3
+    assert world.count("pagerduty", "rate_limited") == 2
+    await world.tick(T0 + M)
+    assert limits.calls == [5, 2]
+    assert len(world.notifiers["pagerduty"].calls) == 5
+    # No limit applies to a PagerDuty service's webhook channel: no store transaction.
+    policy = ConfiguredPolicy(DispatchConfig.model_validate(world.config), limits)
+    world.dispatcher.policy = lambda: policy
+    more = [incident(f"inc{i}", number=i) for i in range(6, 8)]
+    await world.add(*more, *(page("pagerduty:payments", "webhook", iid=i.id) for i in more))
+    await world.tick(T0 + 2 * M)
+    assert len(world.notifiers["webhook"].calls) == 2
+    assert limits.calls == [5, 2]
+
+
 # -- the chain of stages ------------------------------------------------------------------------
 
 
@@ -831,6 +874,7 @@ def test_the_stages_run_in_delivery_order(world: World) -> None:
         "Route",
         "Breaker",
         "Reserve",
+        "ReserveShared",
         "Compose",
         "Send",
         "Classify",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -246,26 +246,55 @@ class Queries(ABC):
         )
         return count
 
-    def take_rate_slots(self, slots: Sequence[RateSlot], now: datetime) -> Query[datetime | None]:
-        """See ``Tx.take_rate_slots`` (the caller holds each key's lock)."""
+    def take_rate_slots(
+        self, sends: Sequence[Sequence[RateSlot]], now: datetime
+    ) -> Query[list[datetime | None]]:
+        """See ``Tx.take_rate_slots`` (the caller holds each key's lock).
+
+        Each key's window is counted once (not read row by row): the statements per call are
+        two per key plus one insert, however many sends it answers.
+        """
         d = self.d
-        later: list[datetime] = []
-        for s in slots:
+        stored: dict[str, int] = {}  # key -> sends in its window before this call
+        for s in (s for slots in sends for s in slots if s.key not in stored):
             # What fell out of the window is never read again: keep the table small.
             yield from execute(
                 "DELETE FROM rate_events WHERE key = ? AND at <= ?", s.key, d.time_out(now - s.per)
             )
-            rows = yield from fetch("SELECT at FROM rate_events WHERE key = ? ORDER BY at", s.key)
-            if len(rows) >= s.count:
-                freed = rows[len(rows) - s.count]["at"]  # the send whose expiry makes room
-                later.append((d.time_in(freed) if d.time_in else freed) + s.per)
-        if later:
-            return max(later)
-        yield from execute_many(
-            "INSERT INTO rate_events (key, at) VALUES (?, ?)",
-            [(s.key, d.time_out(now)) for s in slots],
+            rows = yield from fetch("SELECT count(*) AS n FROM rate_events WHERE key = ?", s.key)
+            stored[s.key] = int(rows[0]["n"])
+        held = dict(stored)  # ... and with the sends this call has counted so far
+        answers: list[datetime | None] = []
+        for slots in sends:
+            later: list[datetime] = []
+            for s in slots:
+                if held[s.key] >= s.count:
+                    later.append((yield from self._room_at(s, held[s.key] - s.count, stored, now)))
+            answers.append(max(later) if later else None)
+            if not later:
+                for s in slots:
+                    held[s.key] += 1
+        taken = [s.key for slots, a in zip(sends, answers, strict=True) if a is None for s in slots]
+        if taken:
+            yield from execute_many(
+                "INSERT INTO rate_events (key, at) VALUES (?, ?)",
+                [(key, d.time_out(now)) for key in taken],
+            )
+        return answers
+
+    def _room_at(
+        self, s: RateSlot, index: int, stored: Mapping[str, int], now: datetime
+    ) -> Query[datetime]:
+        """When ``s`` has room again: once the send at ``index`` (oldest first) of its window
+        expires. Sends counted by this call come after the stored ones, all at ``now``."""
+        if index >= stored[s.key]:
+            return now + s.per
+        d = self.d
+        rows = yield from fetch(
+            "SELECT at FROM rate_events WHERE key = ? ORDER BY at LIMIT 1 OFFSET ?", s.key, index
         )
-        return None
+        freed = rows[0]["at"]
+        return (d.time_in(freed) if d.time_in else freed) + s.per
 
     def apply(self, changes: Changes) -> Query[None]:
         yield from apply_changes(self.d, self.t, changes)

@@ -134,13 +134,16 @@ class SqlTx(ABC):
         """Forget ``source``'s delivery ids seen before ``before``; how many were forgotten."""
         return await self._run(self._q.prune_deliveries(source, before))
 
-    async def take_rate_slots(self, slots: Sequence[RateSlot], now: datetime) -> datetime | None:
-        """Count a send against ``slots`` if all have room, else say when they will."""
-        if not slots:
-            return None
+    async def take_rate_slots(
+        self, sends: Sequence[Sequence[RateSlot]], now: datetime
+    ) -> list[datetime | None]:
+        """Count each send against its slots if all have room, else say when they will."""
+        keys = sorted({s.key for slots in sends for s in slots})
+        if not keys:
+            return [None] * len(sends)
         # Read-then-insert is a race between replicas unless each key is held while it runs.
-        await self.lock_keys([f"rate:{s.key}" for s in slots])
-        return await self._run(self._q.take_rate_slots(slots, now))
+        await self.lock_keys([f"rate:{k}" for k in keys])
+        return await self._run(self._q.take_rate_slots(sends, now))
 
     async def overrides(
         self,

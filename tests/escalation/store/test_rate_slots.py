@@ -22,7 +22,8 @@ SMS = RateSlot("channel:sms", 3, M)
 
 async def take(store: Store, slots: Sequence[RateSlot], at: datetime) -> datetime | None:
     async with store.transaction() as tx:
-        return await tx.take_rate_slots(slots, at)
+        [answer] = await tx.take_rate_slots([slots], at)
+        return answer
 
 
 async def test_a_window_admits_count_sends_then_says_when_the_oldest_expires(
@@ -52,7 +53,7 @@ async def test_all_slots_or_none(store: Store) -> None:
 async def test_a_rolled_back_take_counts_nothing(store: Store) -> None:
     try:
         async with store.transaction() as tx:
-            assert await tx.take_rate_slots([RateSlot("person:carol", 1, M)], T0) is None
+            assert await tx.take_rate_slots([[RateSlot("person:carol", 1, M)]], T0) == [None]
             raise RuntimeError("the claim failed")
     except RuntimeError:
         pass
@@ -71,3 +72,40 @@ async def test_stores_sharing_one_database_share_the_limit(pg_schema: tuple[str,
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_one_call_counts_a_rounds_sends_in_order(store: Store) -> None:
+    """A delivery round's sends in one call: each sees the ones before it, as separate calls
+    would, and a refusal says when the send whose expiry makes room leaves the window."""
+    pair = RateSlot("channel:pagerduty", 2, 10 * M)
+    async with store.transaction() as tx:
+        assert await tx.take_rate_slots([[pair]], T0) == [None]
+    async with store.transaction() as tx:
+        # One stored send (T0) and one counted here: the third waits for T0's to expire.
+        assert await tx.take_rate_slots([[pair], [pair], [pair]], T0 + M) == [
+            None,
+            T0 + 10 * M,
+            T0 + 10 * M,
+        ]
+    one = RateSlot("person:dave", 1, M)
+    async with store.transaction() as tx:
+        # The send this call counted is the one whose expiry makes room.
+        assert await tx.take_rate_slots([[one], [one]], T0) == [None, T0 + M]
+    assert await take(store, [one], T0 + M) is None
+
+
+async def test_one_call_all_or_none_per_send(store: Store) -> None:
+    sms = RateSlot("channel:sms", 2, M)
+    erin, frank = RateSlot("person:erin", 1, M), RateSlot("person:frank", 2, M)
+    async with store.transaction() as tx:
+        answers = await tx.take_rate_slots(
+            [[erin, sms], [erin, sms], [frank, sms], [frank, sms]], T0
+        )
+    # Erin's second send is refused and charges neither window; frank's first takes the
+    # channel's second slot, his second finds the channel full.
+    assert answers == [None, T0 + M, None, T0 + M]
+    assert await take(store, [frank], T0) is None  # frank's window held one send, not two
+    assert await take(store, [frank], T0) == T0 + M
+    async with store.transaction() as tx:
+        assert await tx.take_rate_slots([], T0) == []
+        assert await tx.take_rate_slots([[], []], T0) == [None, None]
