@@ -49,6 +49,27 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/readyz"): "/readyz",
     ("GET", "/metrics"): "/metrics",
     ("POST", "/-/reload"): "/-/reload",
+    ("GET", "/api/v1/oncall"): "/api/v1/oncall",
+    ("GET", "/api/v1/schedules/{name}/overrides"): "/api/v1/schedules/primary/overrides",
+    ("POST", "/api/v1/schedules/{name}/overrides"): "/api/v1/schedules/primary/overrides",
+    ("DELETE", "/api/v1/schedules/{name}/overrides/{id}"): "/api/v1/schedules/primary/overrides/o1",
+    ("GET", "/api/v1/calendars"): "/api/v1/calendars",
+    ("POST", "/api/v1/calendars"): "/api/v1/calendars",
+    ("DELETE", "/api/v1/calendars/{id}"): "/api/v1/calendars/cal-1",
+    ("GET", "/calendar/{token}.ics"): "/calendar/" + "x" * 43 + ".ics",
+    # The console (pages answer the sign-in page to a visitor nobody vouches for).
+    ("GET", "/"): "/",
+    ("GET", "/board/rows"): "/board/rows",
+    ("GET", "/events"): "/events",
+    ("GET", "/signin"): "/signin",
+    ("POST", "/signin"): "/signin",
+    ("POST", "/signout"): "/signout",
+    ("GET", "/incidents/{id}"): "/incidents/$inc0",
+    ("POST", "/incidents/{id}/{action}"): "/incidents/$inc0/ack",
+    ("GET", "/static/{name}"): "/static/console.css",
+    ("GET", "/oncall"): "/oncall",
+    ("POST", "/oncall/{schedule}/overrides"): "/oncall/primary/overrides",
+    ("POST", "/oncall/{schedule}/overrides/{id}/remove"): "/oncall/primary/overrides/o1/remove",
 }
 # Bytes that are not valid UTF-8, non-ASCII UTF-8, controls, and plausible-looking prefixes.
 octets = st.one_of(
