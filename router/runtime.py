@@ -20,9 +20,8 @@ from prometheus_client import CollectorRegistry
 
 from adapters.config import DispatchConfig
 from adapters.delivery.dispatcher import OutboxDispatcher
-from adapters.delivery.limits import StoreRateLimits
 from adapters.delivery.notifier import Notifier
-from adapters.delivery.policy import ConfiguredPolicy
+from adapters.delivery.policy import ConfiguredPolicy, store_policy
 from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
 from config.errors import ConfigError, Problem
 from config.load import LoadedConfig, load_config
@@ -212,9 +211,9 @@ class Runtime:
         return build_directory(loaded, self.oncall.get)
 
     def _make_policy(self, cfg: DispatchConfig) -> ConfiguredPolicy:
-        # Replicas share a PostgreSQL store: count the limits there, or N replicas allow N x.
-        shared = StoreRateLimits(self.store) if isinstance(self.store, PostgresStore) else None
-        return ConfiguredPolicy(cfg, shared)
+        # Breakers and bundling windows live in the store on both backends; replicas share a
+        # PostgreSQL store, so the rate limits are counted there too, or N replicas allow N x.
+        return store_policy(cfg, self.store, shared_rates=isinstance(self.store, PostgresStore))
 
     def _build_notifiers(self, loaded: LoadedConfig) -> dict[str, Notifier]:
         ctx = AdapterContext(loaded.config.server.public_url, self.http, self.clock)

@@ -3,7 +3,7 @@
     claim (the engine, in its transaction: ``prepare`` reads the rows, their incidents and
            alerts, and cancels pages about incidents that are over)
     → drop what an ack made moot → hold for bundling → rate limit → route to the channel
-    → breaker → reserve the limit slot                          (each bundle in turn, no await)
+    → breaker → reserve the limit slot                                     (each bundle in turn)
     → reserve the slots shared with other replicas (one store transaction for the round, and
       only when a limit applies) → compose the message
     → send → classify the outcome → retry table → record            (all bundles together)
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from adapters.delivery.notifier import Notifier
@@ -80,13 +79,11 @@ class OutboxDispatcher:
         self.directory = directory
         self.public_url = public_url
         self.person_details = person_details or self._person_details
-        # When something last went (or may have gone) to a person on a channel: bundling.
-        self._last_sent: dict[tuple[str, str], datetime] = {}
         self.stages = Chain(
             OneAtATime(
                 Chain(
                     DropMoot(),
-                    HoldForBundling(self._last_sent),
+                    HoldForBundling(),
                     RateLimit(metrics),
                     Route(notifiers),
                     Breaker(metrics, directory),
@@ -96,7 +93,7 @@ class OutboxDispatcher:
             ReserveShared(metrics),
             Compose(lambda p: self.person_details(p), self._links),
             Send(),
-            Classify(self._last_sent),
+            Classify(),
             Retry(),
             Record(store, metrics, directory),
         )

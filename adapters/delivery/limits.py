@@ -1,10 +1,12 @@
-"""Downstream protection: sliding-window rate limits and circuit breakers.
+"""Downstream protection: sliding-window rate limits, circuit breakers, bundling windows.
 
 ``SlidingWindow`` and ``CircuitBreaker`` count in process. That is exact for one process (SQLite
-is single-replica), but N replicas would allow N x each limit; so with a shared store the rate
-limits are counted there instead (``StoreRateLimits``: one row per send, each key locked while
-it is checked, one transaction for all the sends of a delivery round), and every replica sees
-every other's sends. Breakers stay per process.
+is single-replica), but N replicas would allow N x each limit and try a failing channel N times;
+so the store keeps them instead (``Store*``), and every replica sees every other's sends:
+rate limits (one row per send, each key locked while it is checked, one transaction for all the
+sends of a delivery round) on PostgreSQL, breakers (one row per channel, the half-open probe
+taken by one conditional update) and bundling windows (one row per person and channel) on both
+backends.
 """
 
 from __future__ import annotations
@@ -17,7 +19,18 @@ from typing import Protocol
 from adapters.config import RateLimit
 from escalation.store.base import RateSlot, Store
 
-__all__ = ["CircuitBreaker", "SharedRateLimits", "SlidingWindow", "StoreRateLimits"]
+__all__ = [
+    "Breakers",
+    "BundleWindows",
+    "CircuitBreaker",
+    "LocalBreakers",
+    "LocalWindows",
+    "SharedRateLimits",
+    "SlidingWindow",
+    "StoreBreakers",
+    "StoreRateLimits",
+    "StoreWindows",
+]
 
 
 class SharedRateLimits(Protocol):
@@ -44,6 +57,97 @@ class StoreRateLimits:
             return [None] * len(sends)
         async with self.store.transaction() as tx:
             return await tx.take_rate_slots(sends, now)
+
+
+class Breakers(Protocol):
+    """One circuit breaker per channel."""
+
+    async def check(self, channel: str, now: datetime) -> datetime | None:
+        """None if a send may go (perhaps as the one half-open probe); else when to try again."""
+
+    async def outcomes(self, results: Sequence[tuple[str, bool]], now: datetime) -> None:
+        """Feed the breakers with sends' outcomes (channel, ok), in order."""
+
+
+class BundleWindows(Protocol):
+    """When the last message to a person on a channel went: the next waits out the window."""
+
+    async def take(self, person: str, channel: str, now: datetime) -> datetime | None:
+        """Start a window for a message now (None), or say when the open one ends."""
+
+    async def release(self, person: str, channel: str, at: datetime) -> None:
+        """Give back the window taken at ``at``: nothing reached the person after all."""
+
+
+class StoreBreakers:
+    """``Breakers`` in the store: failures seen by any replica open the breaker for all, and
+    one replica in the cluster gets the half-open probe."""
+
+    def __init__(self, store: Store, failures: int, reset: timedelta) -> None:
+        self.store = store
+        self.failures = failures
+        self.reset = reset
+
+    async def check(self, channel: str, now: datetime) -> datetime | None:
+        async with self.store.transaction() as tx:
+            return await tx.check_breaker(channel, now, self.reset)
+
+    async def outcomes(self, results: Sequence[tuple[str, bool]], now: datetime) -> None:
+        if not results:
+            return
+        async with self.store.transaction() as tx:
+            await tx.record_breaker_outcomes(results, now, self.failures)
+
+
+class StoreWindows:
+    """``BundleWindows`` in the store: one window per person and channel for the cluster."""
+
+    def __init__(self, store: Store, window: timedelta) -> None:
+        self.store = store
+        self.window = window
+
+    async def take(self, person: str, channel: str, now: datetime) -> datetime | None:
+        async with self.store.transaction() as tx:
+            return await tx.take_bundle_window(person, channel, now, self.window)
+
+    async def release(self, person: str, channel: str, at: datetime) -> None:
+        async with self.store.transaction() as tx:
+            await tx.release_bundle_window(person, channel, at)
+
+
+class LocalBreakers:
+    """``Breakers`` in this process (a policy without a store: tests, tools)."""
+
+    def __init__(self, failures: int, reset: timedelta) -> None:
+        self.breaker = CircuitBreaker(failures, reset)
+
+    async def check(self, channel: str, now: datetime) -> datetime | None:
+        if self.breaker.available(channel, now):
+            return None
+        return self.breaker.reopens_at(channel, now)
+
+    async def outcomes(self, results: Sequence[tuple[str, bool]], now: datetime) -> None:
+        for channel, ok in results:
+            self.breaker.outcome(channel, ok, now)
+
+
+class LocalWindows:
+    """``BundleWindows`` in this process."""
+
+    def __init__(self, window: timedelta) -> None:
+        self.window = window
+        self._taken: dict[tuple[str, str], datetime] = {}
+
+    async def take(self, person: str, channel: str, now: datetime) -> datetime | None:
+        last = self._taken.get((person, channel))
+        if last is not None and now < last + self.window:
+            return last + self.window
+        self._taken[(person, channel)] = now
+        return None
+
+    async def release(self, person: str, channel: str, at: datetime) -> None:
+        if self._taken.get((person, channel)) == at:
+            del self._taken[(person, channel)]
 
 
 class SlidingWindow:

@@ -2,9 +2,10 @@
 
 The dispatcher's stages ask a ``DeliveryPolicy``; all limit state lives behind it.
 ``ConfiguredPolicy`` is the configured one (tenacity's jittered exponential backoff, sliding
-windows per channel and per person, one breaker per channel); ``SimplePolicy`` has no limits.
-Given ``SharedRateLimits`` (several replicas on one store), the windows are counted there, so
-the limits hold for the cluster rather than for each process.
+windows per channel and per person, one breaker per channel, one bundling window per person and
+channel); ``SimplePolicy`` has no limits. ``store_policy`` keeps the breakers and bundling
+windows in the store, and (several replicas on one store) the rate limits too, so they hold for
+the cluster rather than for each process.
 """
 
 from __future__ import annotations
@@ -16,12 +17,22 @@ from typing import Protocol, TypeVar
 import tenacity
 
 from adapters.config import DispatchConfig
-from adapters.delivery.limits import CircuitBreaker, SharedRateLimits, SlidingWindow
+from adapters.delivery.limits import (
+    Breakers,
+    BundleWindows,
+    LocalBreakers,
+    LocalWindows,
+    SharedRateLimits,
+    SlidingWindow,
+    StoreBreakers,
+    StoreRateLimits,
+    StoreWindows,
+)
 from adapters.delivery.notifier import DeliveryResult
 from escalation.incidents.model import OutboxRecord
-from escalation.store.base import RateSlot
+from escalation.store.base import RateSlot, Store
 
-__all__ = ["ConfiguredPolicy", "DeliveryPolicy", "SimplePolicy"]
+__all__ = ["ConfiguredPolicy", "DeliveryPolicy", "SimplePolicy", "store_policy"]
 
 
 class DeliveryPolicy(Protocol):
@@ -51,14 +62,19 @@ class DeliveryPolicy(Protocol):
         count. One call covers a whole delivery round (one store transaction, if any).
         """
 
-    def available(self, channel: str, now: datetime) -> bool:
-        """False while the channel's circuit breaker is open (True may take the half-open probe)."""
+    async def breaker(self, channel: str, now: datetime) -> datetime | None:
+        """None if a send may go on ``channel`` now (perhaps as the one half-open probe); while
+        its circuit breaker is open, when a try may go again."""
 
-    def outcome(self, channel: str, ok: bool, now: datetime) -> None:
-        """Feed the breaker."""
+    async def outcomes(self, results: Sequence[tuple[str, bool]], now: datetime) -> None:
+        """Feed the breakers with sends' outcomes (channel, ok), in order."""
 
-    def reopens_at(self, channel: str, now: datetime) -> datetime | None:
-        """While the breaker is open, when a try may go again (None: unknown or now)."""
+    async def take_window(self, person: str, channel: str, now: datetime) -> datetime | None:
+        """Start the bundling window of a message to ``person`` on ``channel`` now (None), or
+        say when the open one ends (the message waits for it, to go with the others)."""
+
+    async def release_window(self, person: str, channel: str, at: datetime) -> None:
+        """Give back the window taken at ``at``: nothing reached the person after all."""
 
 
 class SimplePolicy:
@@ -88,20 +104,30 @@ class SimplePolicy:
     async def reserve(self, rows: Sequence[OutboxRecord], now: datetime) -> list[datetime | None]:
         return [None] * len(rows)
 
-    def available(self, channel: str, now: datetime) -> bool:
-        return True
-
-    def outcome(self, channel: str, ok: bool, now: datetime) -> None:
+    async def breaker(self, channel: str, now: datetime) -> datetime | None:
         return None
 
-    def reopens_at(self, channel: str, now: datetime) -> datetime | None:
+    async def outcomes(self, results: Sequence[tuple[str, bool]], now: datetime) -> None:
+        return None
+
+    async def take_window(self, person: str, channel: str, now: datetime) -> datetime | None:
+        return None
+
+    async def release_window(self, person: str, channel: str, at: datetime) -> None:
         return None
 
 
 class ConfiguredPolicy:
     """A DeliveryPolicy built from the ``adapters.dispatch`` configuration section."""
 
-    def __init__(self, cfg: DispatchConfig, shared: SharedRateLimits | None = None) -> None:
+    def __init__(
+        self,
+        cfg: DispatchConfig,
+        shared: SharedRateLimits | None = None,
+        *,
+        breakers: Breakers | None = None,
+        windows: BundleWindows | None = None,
+    ) -> None:
         self.cfg = cfg
         self.shared = shared
         self.bundle_window = cfg.bundle_window
@@ -114,7 +140,8 @@ class ConfiguredPolicy:
         )
         self._channel = {c: SlidingWindow(limit) for c, limit in cfg.channel_rate.items()}
         self._person = SlidingWindow(cfg.person_rate)
-        self.breaker = CircuitBreaker(cfg.breaker_failures, cfg.breaker_reset)
+        self.breakers = breakers or LocalBreakers(cfg.breaker_failures, cfg.breaker_reset)
+        self.windows = windows or LocalWindows(cfg.bundle_window)
 
     def bundles(self, channel: str) -> bool:
         """Pages on ``channel`` (or its kind, for ``webhook:ops``) may be bundled."""
@@ -178,14 +205,29 @@ class ConfiguredPolicy:
             slots.append(RateSlot(f"person:{row.person}", rate.count, rate.per))
         return slots
 
-    def available(self, channel: str, now: datetime) -> bool:
-        return self.breaker.available(channel, now)
+    async def breaker(self, channel: str, now: datetime) -> datetime | None:
+        return await self.breakers.check(channel, now)
 
-    def outcome(self, channel: str, ok: bool, now: datetime) -> None:
-        self.breaker.outcome(channel, ok, now)
+    async def outcomes(self, results: Sequence[tuple[str, bool]], now: datetime) -> None:
+        await self.breakers.outcomes(results, now)
 
-    def reopens_at(self, channel: str, now: datetime) -> datetime | None:
-        return self.breaker.reopens_at(channel, now)
+    async def take_window(self, person: str, channel: str, now: datetime) -> datetime | None:
+        return await self.windows.take(person, channel, now)
+
+    async def release_window(self, person: str, channel: str, at: datetime) -> None:
+        await self.windows.release(person, channel, at)
+
+
+def store_policy(cfg: DispatchConfig, store: Store, *, shared_rates: bool) -> ConfiguredPolicy:
+    """The configured policy with its breakers and bundling windows in ``store`` (so they hold
+    for every process on it, and across restarts), and its rate limits too if ``shared_rates``
+    (several replicas; in one process the in-memory count is exact and cheaper)."""
+    return ConfiguredPolicy(
+        cfg,
+        StoreRateLimits(store) if shared_rates else None,
+        breakers=StoreBreakers(store, cfg.breaker_failures, cfg.breaker_reset),
+        windows=StoreWindows(store, cfg.bundle_window),
+    )
 
 
 def _kind(channel: str) -> str:

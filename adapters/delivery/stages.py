@@ -8,10 +8,13 @@ later gates, so the last stage records everything in one write. ``Chain`` runs s
 order; ``OneAtATime`` runs a chain on each bundle in turn, so each bundle's gates see the limit
 slots and breaker probe the previous one took.
 
-Every bundle's limit slot is reserved before the first send's await, so bundles sent
-concurrently from one claim cannot all pass the same limit check. Gates never await, but for
-``ReserveShared`` with limits shared by replicas: one check-and-count for the whole round,
-atomic in the store.
+Every bundle's limit slot, bundling window and breaker probe is taken before the first send's
+await, so bundles sent concurrently from one claim cannot all pass the same check. The gates
+that take a bundling window or the breaker's probe (``HoldForBundling``, ``Breaker``) await the
+policy, whose check-and-take is atomic where it is kept (in the store: every replica sees it);
+``ReserveShared``, with limits shared by replicas, makes one check-and-count for the whole
+round, atomic in the store; ``Classify`` gives back a bundling window that nothing reached the
+person through.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from adapters.delivery.channels import no_adapter
@@ -65,8 +68,6 @@ __all__ = [
 log = logging.getLogger("tocsin.dispatch")
 
 BUNDLED_KINDS = ("page", "reminder")
-# How long to hold rows when the breaker is open but the policy cannot say until when.
-_BREAKER_RECHECK = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,13 @@ class Bundle:
     delivery: Delivery | None = None
     raised: Exception | None = None  # what the notifier raised instead of answering
     verdict: Verdict | None = None
+    window: datetime | None = None  # when this message's bundling window was taken
+
+    @property
+    def reached(self) -> bool:
+        """Something may have reached the person (the bundling window stands)."""
+        r = self.result
+        return self.delivery is not None and r is not None and (r.ok or r.unknown)
 
     @property
     def head(self) -> OutboxRecord:
@@ -171,7 +179,7 @@ def falls_back(row: OutboxRecord, inc: IncidentRecord, directory: Directory, now
     )
 
 
-# -- gates: no await in any of them ---------------------------------------------------------
+# -- gates: one bundle at a time -------------------------------------------------------------
 
 
 class DropMoot:
@@ -192,22 +200,21 @@ class DropMoot:
 
 
 class HoldForBundling:
-    """Something went to this person moments ago: hold these and send them together."""
-
-    def __init__(self, last_sent: Mapping[tuple[str, str], datetime]) -> None:
-        self.last_sent = last_sent
+    """Something went to this person moments ago (from any replica): hold these until its
+    bundling window ends, to go together; else this message starts the window."""
 
     async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
-        window = rnd.policy.bundle_window
         for b in bundles:
             head = b.head
             if not b.travelling or not (
                 rnd.policy.bundles(head.channel) and head.kind in BUNDLED_KINDS
             ):
                 continue
-            last = self.last_sent.get((head.person, head.channel))
-            if last is not None and rnd.now < last + window:
-                b.hold = Hold(last + window, "bundling", note=False)
+            until = await rnd.policy.take_window(head.person, head.channel, rnd.now)
+            if until is None:
+                b.window = rnd.now
+            else:
+                b.hold = Hold(until, "bundling", note=False)
         return bundles
 
 
@@ -256,7 +263,8 @@ class Breaker:
         out: list[Bundle] = []
         for b in bundles:
             channel = b.head.channel
-            if not b.travelling or rnd.policy.available(channel, rnd.now):
+            reopen = await rnd.policy.breaker(channel, rnd.now) if b.travelling else None
+            if reopen is None:
                 out.append(b)
                 continue
             why = f"circuit breaker open for {channel}"
@@ -265,10 +273,10 @@ class Breaker:
             held = [r for r in b.rows if r not in now_fb]
             if held:
                 self.metrics.notifications.labels(channel, "breaker_open").inc()
-                reopen = rnd.policy.reopens_at(channel, rnd.now) or rnd.now + _BREAKER_RECHECK
-                out.append(Bundle(held, hold=Hold(reopen, why, note=True)))
+                out.append(Bundle(held, hold=Hold(reopen, why, note=True), window=b.window))
             if now_fb:
-                out.append(Bundle(now_fb, result=DeliveryResult(ok=False, error=why)))
+                failed = DeliveryResult(ok=False, error=why)
+                out.append(Bundle(now_fb, result=failed, window=b.window))
         return out
 
 
@@ -349,31 +357,31 @@ class Send:
 
 
 class Classify:
-    """Map what came back into a result (a raise is retryable), feed the breaker, and note when
-    something may have reached the person (the bundling window starts there)."""
-
-    def __init__(self, last_sent: dict[tuple[str, str], datetime]) -> None:
-        self.last_sent = last_sent
+    """Map what came back into a result (a raise is retryable), feed the breakers, and give
+    back the bundling window of a message that reached no one (failed, or never sent)."""
 
     async def __call__(self, rnd: Round, bundles: list[Bundle]) -> list[Bundle]:
+        outcomes: list[tuple[str, bool]] = []
+        unused: set[tuple[str, str, datetime]] = set()
         for b in bundles:
-            if b.delivery is None:
-                continue  # settled before any attempt: nothing reached the channel
             head = b.head
-            if b.raised is not None:
-                e = b.raised
-                log.error(
-                    "notifier raised",
-                    exc_info=e,
-                    extra={"channel": head.channel, "outbox": head.id},
-                )
-                error = f"{type(e).__name__}: {e}"
-                b.result = DeliveryResult(ok=False, reason=FailureReason.RETRYABLE, error=error)
-            assert b.result is not None
-            rnd.policy.outcome(head.channel, b.result.ok, rnd.now)
-            if b.result.ok or b.result.unknown:
-                self.last_sent[(head.person, head.channel)] = rnd.now
+            if b.delivery is not None:  # an attempt was made: it reached the channel
+                if b.raised is not None:
+                    b.result = _raised(b.raised, head)
+                assert b.result is not None
+                outcomes.append((head.channel, b.result.ok))
+            if b.window is not None and not b.reached:
+                unused.add((head.person, head.channel, b.window))
+        await rnd.policy.outcomes(outcomes, rnd.now)
+        for person, channel, at in sorted(unused):
+            await rnd.policy.release_window(person, channel, at)
         return bundles
+
+
+def _raised(e: Exception, head: OutboxRecord) -> DeliveryResult:
+    log.error("notifier raised", exc_info=e, extra={"channel": head.channel, "outbox": head.id})
+    error = f"{type(e).__name__}: {e}"
+    return DeliveryResult(ok=False, reason=FailureReason.RETRYABLE, error=error)
 
 
 class Retry:

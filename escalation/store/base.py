@@ -156,6 +156,29 @@ class Tx(Protocol):
         so replicas together honour each limit once. One call answers a whole delivery round.
         """
 
+    async def check_breaker(self, channel: str, now: datetime, reset: timedelta) -> datetime | None:
+        """May a send go out on ``channel`` now? None if so; else when a try may go again.
+
+        While the breaker is open nothing goes; once ``reset`` has passed since it opened, the
+        first caller (in every process sharing the store) gets the half-open probe, which
+        re-arms the breaker for another ``reset``: everyone else keeps holding.
+        """
+
+    async def record_breaker_outcomes(
+        self, outcomes: Sequence[tuple[str, bool]], now: datetime, failures: int
+    ) -> None:
+        """Feed the breakers, in order: a success closes the channel's breaker and clears its
+        run of failures; the ``failures``-th failure in a row opens it at ``now``."""
+
+    async def take_bundle_window(
+        self, person: str, channel: str, now: datetime, window: timedelta
+    ) -> datetime | None:
+        """Start a bundling window for a message to ``person`` on ``channel`` (None), or say when
+        the current one, begun by any process sharing the store, ends (nothing taken)."""
+
+    async def release_bundle_window(self, person: str, channel: str, at: datetime) -> None:
+        """Give back the window taken at ``at`` (nothing reached the person after all)."""
+
     async def apply(self, changes: Changes) -> None:
         """Write ``changes``; raises Conflict if an updated incident's version moved."""
 

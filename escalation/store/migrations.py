@@ -361,6 +361,22 @@ _POSTGRES_OVERRIDES = tuple(
     s.format(text="text", time="timestamptz") for s in _OVERRIDES_AND_CALENDARS
 )
 
+# Circuit breakers and bundling windows, shared by every replica: one row per channel (its run
+# of consecutive failures; opened_at is set while it is open, and re-set by the half-open probe)
+# and one per (person, channel) that bundles (when the last message to them went or is going).
+_SQLITE_BREAKERS_WINDOWS: tuple[str, ...] = (
+    "CREATE TABLE breakers (channel TEXT PRIMARY KEY, failures INTEGER NOT NULL,"
+    " opened_at INTEGER)",
+    "CREATE TABLE bundle_windows (person TEXT NOT NULL, channel TEXT NOT NULL,"
+    " sent_at INTEGER NOT NULL, PRIMARY KEY (person, channel))",
+)
+_POSTGRES_BREAKERS_WINDOWS: tuple[str, ...] = (
+    "CREATE TABLE breakers (channel text PRIMARY KEY, failures integer NOT NULL,"
+    " opened_at timestamptz)",
+    "CREATE TABLE bundle_windows (person text NOT NULL, channel text NOT NULL,"
+    " sent_at timestamptz NOT NULL, PRIMARY KEY (person, channel))",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, name="initial schema", sqlite=_SQLITE_V1, postgres=_POSTGRES_V1),
     Migration(
@@ -377,6 +393,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         name="schedule overrides and calendar tokens",
         sqlite=_SQLITE_OVERRIDES,
         postgres=_POSTGRES_OVERRIDES,
+    ),
+    Migration(
+        version=5,
+        name="shared breakers and bundling windows",
+        sqlite=_SQLITE_BREAKERS_WINDOWS,
+        postgres=_POSTGRES_BREAKERS_WINDOWS,
     ),
 )
 

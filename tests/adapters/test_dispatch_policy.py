@@ -349,17 +349,28 @@ def test_bundles_only_configured_channels_with_a_window() -> None:
     assert DispatchConfig().bundle_channels == ["email", "sms", "phone"]
 
 
-def test_policy_breaker_follows_outcomes() -> None:
+async def test_policy_breaker_follows_outcomes() -> None:
     p = policy(breaker_failures=2, breaker_reset="1m")
-    p.outcome("phone", False, T0)
-    assert p.available("phone", T0) is True
-    p.outcome("phone", False, T0)
-    assert p.available("phone", T0) is False
-    assert p.reopens_at("phone", T0 + S) == T0 + M
-    assert p.available("email", T0) is True
-    assert p.available("phone", T0 + M) is True
-    p.outcome("phone", True, T0 + M)
-    assert p.reopens_at("phone", T0 + M) is None
+    await p.outcomes([("phone", False)], T0)
+    assert await p.breaker("phone", T0) is None
+    await p.outcomes([("phone", False)], T0)
+    assert await p.breaker("phone", T0 + S) == T0 + M
+    assert await p.breaker("email", T0) is None
+    assert await p.breaker("phone", T0 + M) is None  # the half-open probe
+    assert await p.breaker("phone", T0 + M) == T0 + 2 * M  # everyone else waits for it
+    await p.outcomes([("phone", True)], T0 + M)
+    assert await p.breaker("phone", T0 + M) is None
+
+
+async def test_policy_bundling_windows_are_taken_and_given_back() -> None:
+    p = policy(bundle_window="30s")
+    assert await p.take_window("alice", "sms", T0) is None
+    assert await p.take_window("alice", "sms", T0 + S) == T0 + 30 * S
+    assert await p.take_window("alice", "email", T0 + S) is None
+    await p.release_window("alice", "sms", T0)
+    assert await p.take_window("alice", "sms", T0 + S) is None
+    await p.release_window("alice", "sms", T0)  # not the window taken at T0+1s
+    assert await p.take_window("alice", "sms", T0 + 2 * S) == T0 + 31 * S
 
 
 def test_channel_instances_use_their_kinds_settings(jitter_low: None) -> None:

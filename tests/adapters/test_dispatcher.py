@@ -26,7 +26,7 @@ from adapters.config import DispatchConfig
 from adapters.delivery.dispatcher import OutboxDispatcher, Prepared
 from adapters.delivery.limits import StoreRateLimits
 from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
-from adapters.delivery.policy import ConfiguredPolicy, SimplePolicy
+from adapters.delivery.policy import ConfiguredPolicy, SimplePolicy, store_policy
 from adapters.delivery.stages import Bundle, Chain, OneAtATime, Round
 from escalation.engine.clock import VirtualClock
 from escalation.engine.loop import Engine
@@ -104,9 +104,12 @@ class World:
     config: dict[str, Any] = field(default_factory=dict)
 
     def configure(self, **kw: Any) -> None:
-        """Replace the delivery policy (fresh counters and breakers)."""
+        """Replace the delivery policy as a reload does: fresh rate counters; the breakers and
+        bundling windows are the store's, as ``serve`` keeps them."""
         self.config = {**self.config, **kw}
-        policy = ConfiguredPolicy(DispatchConfig.model_validate(self.config))
+        policy = store_policy(
+            DispatchConfig.model_validate(self.config), self.store, shared_rates=False
+        )
         self.dispatcher.policy = lambda: policy
 
     async def add(self, *records: IncidentRecord | OutboxRecord) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 from escalation.incidents.model import (
@@ -295,6 +295,84 @@ class Queries(ABC):
         )
         freed = rows[0]["at"]
         return (d.time_in(freed) if d.time_in else freed) + s.per
+
+    def check_breaker(
+        self, channel: str, now: datetime, reset: timedelta
+    ) -> Query[datetime | None]:
+        """See ``Tx.check_breaker``: one conditional UPDATE takes the probe, so of several
+        callers past the cool-down exactly one matches (the others see the re-armed row)."""
+        d = self.d
+        probe = yield from execute(
+            "UPDATE breakers SET opened_at = ? WHERE channel = ? AND opened_at <= ?",
+            d.time_out(now),
+            channel,
+            d.time_out(now - reset),
+        )
+        if probe:
+            return None
+        rows = yield from fetch("SELECT opened_at FROM breakers WHERE channel = ?", channel)
+        opened = rows[0]["opened_at"] if rows else None
+        if opened is None:
+            return None  # closed
+        until: datetime = (d.time_in(opened) if d.time_in else opened) + reset
+        return max(until, now)
+
+    def record_breaker_outcomes(
+        self, outcomes: Sequence[tuple[str, bool]], now: datetime, failures: int
+    ) -> Query[None]:
+        """See ``Tx.record_breaker_outcomes``."""
+        at = self.d.time_out(now)
+        for channel, ok in outcomes:
+            if ok:
+                # Most sends succeed on a closed breaker: then nothing is written.
+                yield from execute(
+                    "UPDATE breakers SET failures = 0, opened_at = NULL"
+                    " WHERE channel = ? AND (failures <> 0 OR opened_at IS NOT NULL)",
+                    channel,
+                )
+                continue
+            yield from execute(
+                "INSERT INTO breakers (channel, failures, opened_at) VALUES (?, 1, ?)"
+                " ON CONFLICT (channel) DO UPDATE SET failures = breakers.failures + 1,"
+                " opened_at = CASE WHEN breakers.failures + 1 >= ? THEN ?"
+                " ELSE breakers.opened_at END",
+                channel,
+                at if failures <= 1 else None,
+                failures,
+                at,
+            )
+
+    def take_bundle_window(
+        self, person: str, channel: str, now: datetime, window: timedelta
+    ) -> Query[datetime | None]:
+        """See ``Tx.take_bundle_window`` (the caller holds the pair's lock)."""
+        d = self.d
+        rows = yield from fetch(
+            "SELECT sent_at FROM bundle_windows WHERE person = ? AND channel = ?", person, channel
+        )
+        if rows:
+            sent = rows[0]["sent_at"]
+            ends: datetime = (d.time_in(sent) if d.time_in else sent) + window
+            if now < ends:
+                return ends
+        yield from execute(
+            "INSERT INTO bundle_windows (person, channel, sent_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (person, channel) DO UPDATE SET sent_at = excluded.sent_at",
+            person,
+            channel,
+            d.time_out(now),
+        )
+        return None
+
+    def release_bundle_window(self, person: str, channel: str, at: datetime) -> Query[None]:
+        """See ``Tx.release_bundle_window``: only the window taken at ``at`` (a later one was
+        taken by a send that went)."""
+        yield from execute(
+            "DELETE FROM bundle_windows WHERE person = ? AND channel = ? AND sent_at = ?",
+            person,
+            channel,
+            self.d.time_out(at),
+        )
 
     def apply(self, changes: Changes) -> Query[None]:
         yield from apply_changes(self.d, self.t, changes)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from escalation.incidents.model import (
@@ -174,6 +174,29 @@ class SqlTx(ABC):
     async def revoke_calendar_token(self, token_id: str, at: datetime, by: str) -> bool:
         """True if a live token by that id is now revoked."""
         return await self._run(ov.revoke_calendar_token(self._q.d, token_id, at, by))
+
+    async def check_breaker(self, channel: str, now: datetime, reset: timedelta) -> datetime | None:
+        """None if a send may go on ``channel`` now (perhaps as the one half-open probe)."""
+        return await self._run(self._q.check_breaker(channel, now, reset))
+
+    async def record_breaker_outcomes(
+        self, outcomes: Sequence[tuple[str, bool]], now: datetime, failures: int
+    ) -> None:
+        """Feed the channels' breakers with sends' outcomes, in order."""
+        if outcomes:
+            await self._run(self._q.record_breaker_outcomes(outcomes, now, failures))
+
+    async def take_bundle_window(
+        self, person: str, channel: str, now: datetime, window: timedelta
+    ) -> datetime | None:
+        """Start a bundling window for ``person`` on ``channel``, or say when the open one ends."""
+        # Read-then-write is a race between replicas unless the pair is held while it runs.
+        await self.lock_keys([f"bundle:{person}|{channel}"])
+        return await self._run(self._q.take_bundle_window(person, channel, now, window))
+
+    async def release_bundle_window(self, person: str, channel: str, at: datetime) -> None:
+        """Give back the window taken at ``at``."""
+        await self._run(self._q.release_bundle_window(person, channel, at))
 
 
 class SqlReads(ABC):
