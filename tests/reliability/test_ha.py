@@ -10,6 +10,8 @@
   process SIGKILLed mid-escalation: every step fires exactly once, within the lease plus a
   margin of its due time, and every page is delivered.
 - Three processes starting together on an empty schema migrate it exactly once.
+- Limits hold for the cluster: one person's ``person_rate``; a channel's circuit breaker (opened
+  by failures one replica saw, one half-open probe at a time); one bundling window per person.
 - A second process on the same SQLite file is refused with the single-replica message.
 """
 
@@ -44,6 +46,7 @@ from tests.driver.process import (
     wait_for,
 )
 from tests.driver.threaded import ThreadedPagerDuty
+from tests.fakes.pagerduty import Scripted
 from tests.reliability.conftest import (
     ladder_config,
     metric_value,
@@ -485,6 +488,108 @@ def test_three_replicas_honour_one_persons_rate_limit_together(
         if line.get("msg") == "notification" and line.get("person") == "p0"
     ]
     assert len(pages) == 2
+
+
+BREAKER_RESET = timedelta(seconds=4)
+SVC_KEY = "hafakeroutingkey0000000000000001"
+
+
+def test_a_breaker_opened_on_one_replica_holds_the_others_and_one_probe_goes_at_a_time(
+    tmp_path: Path,
+    procs: list[ServeProc],
+    pg_schema: tuple[str, str],
+    ha_pagerduty: ThreadedPagerDuty,
+) -> None:
+    """PagerDuty fails: two failures seen by one replica open its breaker for the cluster.
+
+    Replicas started afterwards hold their pages too; while it is open the cluster tries
+    PagerDuty once per ``breaker_reset`` (one half-open probe), not once per replica; when a
+    probe succeeds the breaker closes for everyone and every page goes, once.
+    """
+    dsn, schema = pg_schema
+    store, db = postgres_backend(dsn, schema)
+    pd = ha_pagerduty
+    # Two failures open the breaker; the next three probes fail too; then PagerDuty is back.
+    pd.thread.call(lambda: pd.fake.script_events(*[Scripted.error(503)] * 5))
+    config = serve_config(
+        tmp_path,
+        store,
+        steps=[{"after": "0s", "notify": ["pagerduty:svc"]}],
+        people=["p0"],
+        pagerduty={"events_url": pd.http_url, "services": {"svc": SVC_KEY}},
+        dispatch={"breaker_failures": 2, "breaker_reset": "4s", "max_attempts": 100},
+    )
+
+    def attempts() -> list[datetime]:
+        """When each attempt was made (the instant its replica's round began), in order."""
+        return sorted(
+            e["at"] for e in db.timeline() if e["kind"] == "delivery" and "attempt" in e["data"]
+        )
+
+    first = start_serve(procs, "replica-0", config, tmp_path)
+    for n in range(2):
+        assert post_alert(first.url, am_body(f"Opens{n}")) == 200
+    wait_for(lambda: len(attempts()) == 2, timeout=15, what="two failed pages on replica-0")
+    late = [start_serve(procs, f"replica-{n}", config, tmp_path) for n in (1, 2)]
+    for n in range(4):
+        assert post_alert(late[n % 2].url, am_body(f"Held{n}")) == 200
+
+    wait_for(
+        lambda: len(db.outbox()) == 6 and all(r["state"] == "sent" for r in db.outbox()),
+        timeout=60,
+        what="every page sent once PagerDuty is back",
+        describe=lambda: ([(r["state"], r["attempts"]) for r in db.outbox()], attempts()),
+    )
+    tried = attempts()
+    # Once open (at the second failure), one try per reset for the whole cluster: three failed
+    # probes, then the one that closed the breaker; then everything else went.
+    probes = tried[2:6]
+    gaps = [b - a for a, b in zip(tried[1:5], probes, strict=True)]
+    assert all(g >= BREAKER_RESET for g in gaps), gaps
+    snap = pd.snapshot()
+    assert len(snap.events) == len(tried) == 5 + 6  # every request was an attempt, none lost
+    assert sorted(a.dedup_key for a in snap.alerts) == sorted(r["id"] for r in db.incidents())
+    held = {"channel": "pagerduty", "outcome": "breaker_open"}
+    assert sum(metric_value(r.metrics(), "tocsin_notifications_total", held) or 0 for r in procs)
+
+
+BUNDLE_WINDOW = timedelta(seconds=3)
+BUNDLE_STORM = 9
+
+
+def test_three_replicas_send_one_person_one_message_per_bundling_window(
+    tmp_path: Path, procs: list[ServeProc], pg_schema: tuple[str, str]
+) -> None:
+    """Pages to one person posted to three replicas at once: one message per window for the
+    cluster (the rest wait and go together), not one per replica."""
+    dsn, schema = pg_schema
+    store, db = postgres_backend(dsn, schema)
+    config = serve_config(
+        tmp_path,
+        store,
+        steps=[{"after": "0s", "notify": ["person:p0"], "via": ["log"]}],
+        people=["p0"],
+        dispatch={"bundle_window": "3s", "bundle_channels": ["log"]},
+    )
+    replicas = storm_three_replicas(procs, config, tmp_path, "Bundle", BUNDLE_STORM)
+    wait_for(
+        lambda: [r["state"] for r in db.outbox()] == ["sent"] * BUNDLE_STORM,
+        timeout=30,
+        what="every page sent",
+        describe=lambda: [(r["state"], r["sent_at"]) for r in db.outbox()],
+    )
+    # The rows of one message share its instant; messages are a window apart or more.
+    messages = sorted({r["sent_at"] for r in db.outbox()})
+    gaps = [b - a for a, b in zip(messages, messages[1:], strict=False)]
+    assert all(g >= BUNDLE_WINDOW for g in gaps), gaps
+    assert 1 < len(messages) < BUNDLE_STORM
+    lines = [
+        line
+        for p in replicas
+        for line in p.json_lines()
+        if line.get("msg") == "notification" and line.get("person") == "p0"
+    ]
+    assert len(lines) == len(messages)
 
 
 # -- SQLite -------------------------------------------------------------------------------------
