@@ -28,7 +28,7 @@ from escalation.incidents.model import (
 from escalation.incidents.notices import pagerduty_acks, resolve_notices
 from escalation.incidents.policy import PolicySnapshot, plan_steps, step_id
 
-__all__ = ["Action", "IllegalTransition", "decide_action"]
+__all__ = ["Action", "IllegalTransition", "applies", "decide_action"]
 
 
 class Action(StrEnum):
@@ -52,6 +52,11 @@ _ALLOWED: dict[Action, tuple[Status, ...]] = {
     Action.NOTE: tuple(Status),
     Action.REOPEN: (Status.ACKNOWLEDGED, Status.MITIGATED, Status.RESOLVED),
 }
+
+
+def applies(action: Action, status: Status) -> bool:
+    """Whether ``action`` may be taken on an incident in ``status`` (else IllegalTransition)."""
+    return status in _ALLOWED[action]
 
 
 @dataclass(frozen=True)

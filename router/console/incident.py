@@ -8,7 +8,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from escalation.engine.service import IncidentNotFound
-from escalation.incidents.actions import Action, IllegalTransition
+from escalation.incidents.actions import Action, IllegalTransition, applies
 from escalation.incidents.model import StepState
 from router.console.pages import Visit, error_page, page
 from router.console.view import base_path, render, see_other
@@ -57,7 +57,8 @@ async def _show(
         d=d,
         pending=[s for s in d.steps if s.state == StepState.PENDING],
         policy=json.dumps(d.incident.policy, indent=2, sort_keys=True, default=str),
-        buttons=BUTTONS,
+        # Only the buttons that apply now; an older page's button still gets a clear 409.
+        buttons={a: label for a, label in BUTTONS.items() if applies(a, d.incident.status)},
         is_web_link=is_web_link,
         message=message,
         problem=problem,

@@ -1,0 +1,98 @@
+"""The incident page and its buttons: the same actions as the API, recorded as the viewer."""
+
+from __future__ import annotations
+
+import re
+
+from tests.driver.app import App
+from tests.driver.payloads import alert, notification
+from tests.router.console.conftest import ALICE_TOKEN, VIEWER_TOKEN, csrf_of, sign_in
+
+
+async def _incident_page(app: App, ref: str = "1") -> tuple[str, str]:
+    inc = await app.incident(ref)
+    r = await app.client.get(f"/incidents/{inc['id']}")
+    assert r.status == 200
+    return inc["id"], await r.text()
+
+
+def _pending_pages(html: str) -> int:
+    pending = html.partition('id="pending"')[2].partition("</section>")[0]
+    return len(re.findall(r"<td>\d+</td><td>page</td>", pending))
+
+
+async def test_acknowledge_from_the_page_is_recorded_as_the_signed_in_person(console: App) -> None:
+    await console.post(notification([alert("DiskFull")]))
+    await sign_in(console.client, "alice", ALICE_TOKEN)
+    inc_id, html = await _incident_page(console)
+    assert _pending_pages(html) == 4  # the escalation tiers wait
+    r = await console.client.post(
+        f"/incidents/{inc_id}/ack", data={"csrf": csrf_of(html)}, allow_redirects=False
+    )
+    assert r.status == 303
+    after = await (await console.client.get(r.headers["Location"])).text()
+    assert "Acknowledged." in after and _pending_pages(after) == 0
+    assert "Acknowledge</button>" not in after  # no longer applies
+    [event] = [e for e in await console.timeline(inc_id) if e.kind.value == "ack"]
+    assert (event.actor, event.source) == ("alice", "console")
+
+
+async def test_an_illegal_transition_is_a_clear_409(console: App) -> None:
+    await console.post(notification([alert("DiskFull")]))
+    await console.act("1", "resolve")
+    await sign_in(console.client, "alice", ALICE_TOKEN)
+    inc_id, html = await _incident_page(console)
+    r = await console.client.post(f"/incidents/{inc_id}/ack", data={"csrf": csrf_of(html)})
+    assert r.status == 409
+    assert "Not done:" in await r.text()
+
+
+async def test_a_note_is_added_as_the_viewer(console: App) -> None:
+    await console.post(notification([alert("DiskFull")]))
+    await sign_in(console.client, "alice", ALICE_TOKEN)
+    inc_id, html = await _incident_page(console)
+    note = "restarted <b>db-1</b>"
+    r = await console.client.post(
+        f"/incidents/{inc_id}/notes", data={"csrf": csrf_of(html), "note": note}
+    )
+    text = await r.text()
+    assert r.status == 200 and "Note added." in text
+    assert "restarted &lt;b&gt;db-1&lt;/b&gt;" in text  # escaped, never markup
+
+
+async def test_a_read_only_viewer_sees_no_buttons_and_a_forged_post_is_refused(
+    console: App,
+) -> None:
+    await console.post(notification([alert("DiskFull")]))
+    await sign_in(console.client, "vic", VIEWER_TOKEN)
+    inc_id, html = await _incident_page(console)
+    assert "Acknowledge</button>" not in html and "Add note" not in html
+    r = await console.client.post(f"/incidents/{inc_id}/ack", data={"csrf": csrf_of(html)})
+    assert r.status == 403
+    assert (await console.incident(inc_id))["status"] == "triggered"
+
+
+async def test_a_post_without_this_browsers_csrf_token_is_refused(console: App) -> None:
+    await console.post(notification([alert("DiskFull")]))
+    await sign_in(console.client, "alice", ALICE_TOKEN)
+    inc_id, html = await _incident_page(console)
+    for sent in ({}, {"csrf": "x" * 43}, {"csrf": csrf_of(html)[:-1] + "A"}):
+        r = await console.client.post(f"/incidents/{inc_id}/ack", data=sent)
+        assert r.status == 403
+    assert (await console.incident(inc_id))["status"] == "triggered"
+
+
+async def test_only_http_links_become_links(console: App) -> None:
+    one = alert("DiskFull")
+    one["annotations"] = {
+        "runbook_url": "https://runbooks.example.com/disk",
+        "dashboard": "javascript:alert(1)",
+    }
+    one["generatorURL"] = "javascript:alert(2)"
+    await console.post(notification([one]))
+    await sign_in(console.client, "vic", VIEWER_TOKEN)
+    _, html = await _incident_page(console)
+    assert '<a href="https://runbooks.example.com/disk"' in html
+    assert not re.search(r'href="javascript:', html)
+    assert "javascript:alert(1)" in html  # shown as text
+    assert "Source (generatorURL)" not in html
