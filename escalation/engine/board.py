@@ -1,6 +1,7 @@
 """The board: open incidents in the order a responder works them, one page at a time.
 
-Triggered first, then acknowledged, then mitigated (newest first within each), then the ones
+Triggered first, then acknowledged, then mitigated (most severe first within each, then
+newest first), then the ones
 resolved in the last ``RECENT`` when the board shows open incidents. Only the page shown reads
 its incidents' steps and notifications: who was paged last and which step is due next.
 """
@@ -72,8 +73,9 @@ async def read_board(store: Store, q: BoardQuery, now: datetime) -> BoardPage:
         IncidentFilter(status=statuses, severity=q.severity, team=q.team, limit=_ALL)
     )
     found = [i for i in found if q.matches(i)]
-    # Stable sort: the store's newest-first order is kept within each status.
-    found.sort(key=lambda i: _ORDER[i.status])
+    # Stable sort: the store's newest-first order is kept within a status and level (level keys
+    # P0 … P4 sort most severe first).
+    found.sort(key=lambda i: (_ORDER[i.status], i.severity))
     pages = max(1, -(-len(found) // q.per_page))
     page = min(max(1, q.page), pages)
     shown = found[(page - 1) * q.per_page : page * q.per_page]

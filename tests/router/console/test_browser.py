@@ -1,0 +1,165 @@
+"""The console in a real browser, as a responder uses it.
+
+Sign in; see an incident appear on the board the moment Alertmanager posts it; open it and
+acknowledge; look around as a read-only viewer; use the board on a phone-sized screen. Every
+page is checked with axe-core (no serious or critical violation) and must not trip the
+Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.driver.app import App, MakeApp
+from tests.driver.payloads import alert, notification
+from tests.router.console.browser import axe_violations, describe, launch, screenshot
+from tests.router.console.conftest import ALICE_TOKEN, VIEWER_TOKEN, console_config
+
+WAIT = 15_000  # ms: how long a wait for the page may take on a loaded machine (not a threshold)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async for b in launch():
+        yield b
+
+
+@pytest.fixture
+async def app(tmp_path: Path, make_app: MakeApp) -> App:
+    return await make_app(console_config(tmp_path))
+
+
+class Tab:
+    """One browser page on the app, remembering every CSP violation it reports."""
+
+    def __init__(self, page: Any, app: App) -> None:
+        self.page = page
+        self.app = app
+        self.csp: list[str] = []
+        page.on("console", self._console)
+
+    def _console(self, msg: Any) -> None:
+        if "Content Security Policy" in msg.text:
+            self.csp.append(msg.text)
+
+    def url(self, path: str) -> str:
+        return str(self.app.client.make_url(path))
+
+    async def sign_in(self, name: str, token: str) -> None:
+        await self.page.goto(self.url("/"))
+        await self.page.get_by_label("Name").fill(name)
+        await self.page.get_by_label("Token").fill(token)
+        await self.page.get_by_role("button", name="Sign in").click()
+        await self.page.get_by_role("heading", name="Incidents", exact=True).wait_for(timeout=WAIT)
+
+    async def accessible(self) -> None:
+        found = await axe_violations(self.page)
+        assert found == [], describe(found)
+        assert self.csp == []
+
+
+async def _tab(browser: Any, app: App, **context: Any) -> Tab:
+    ctx = await browser.new_context(**context)
+    return Tab(await ctx.new_page(), app)
+
+
+def _group(name: str) -> str:
+    return f'{{}}:{{alertname="{name}"}}'
+
+
+async def _fire(app: App, name: str, severity: str = "critical", team: str = "") -> None:
+    labels = {"team": team} if team else None
+    one = alert(name, severity=severity, labels=labels, instance=f"{name.lower()}-1")
+    one["annotations"]["runbook_url"] = f"https://runbooks.example.com/{name}"
+    await app.post(notification([one], group_key=_group(name)))
+
+
+async def test_sign_in_and_a_new_incident_appears_live(browser: Any, app: App) -> None:
+    tab = await _tab(browser, app)
+    page = tab.page
+    await page.goto(tab.url("/"))
+    await page.get_by_role("heading", name="Sign in to tocsin").wait_for(timeout=WAIT)
+    await tab.accessible()
+    await tab.sign_in("alice", ALICE_TOKEN)
+    await page.get_by_text("0 incidents open").wait_for(timeout=WAIT)
+    await page.wait_for_function("() => window.htmx !== undefined", timeout=WAIT)
+    # Mark this document: a reload would lose the mark.
+    await page.evaluate("window.sameDocument = true")
+    await _fire(app, "DiskFull", team="db")
+    await page.get_by_role("link", name=re.compile("DiskFull")).wait_for(timeout=WAIT)
+    assert await page.evaluate("window.sameDocument === true"), "the page was reloaded"
+    await page.get_by_text("1 incident open").wait_for(timeout=WAIT)
+    for name, severity, team in (("ApiLatency", "warning", "api"), ("QueueBacklog", "info", "")):
+        await _fire(app, name, severity, team)
+    await page.get_by_text("3 incidents open").wait_for(timeout=WAIT)
+    await app.act("3", "ack")
+    await app.tick()  # the first tiers fire: the board says who was paged
+    await page.get_by_text("paged alice").first.wait_for(timeout=WAIT)
+    await tab.accessible()
+    await screenshot(page, "console-board")
+
+
+async def test_open_an_incident_and_acknowledge_it(browser: Any, app: App) -> None:
+    await _fire(app, "DiskFull", team="db")
+    await app.tick()  # tier 0 pages the on-call; tiers 1-3 wait
+    tab = await _tab(browser, app)
+    page = tab.page
+    await tab.sign_in("alice", ALICE_TOKEN)
+    await page.get_by_role("link", name=re.compile("DiskFull")).click()
+    await page.get_by_role("heading", name="Pending steps").wait_for(timeout=WAIT)
+    pending = page.locator("#pending tbody tr", has_text="page")
+    events = page.locator("#timeline li")
+    assert await pending.count() == 3
+    assert await page.locator("#notifications tbody tr").count() == 1
+    before = await events.count()
+    runbook = page.get_by_role("link", name="https://runbooks.example.com/DiskFull")
+    assert await runbook.get_attribute("href") == "https://runbooks.example.com/DiskFull"
+    await tab.accessible()
+    await screenshot(page, "console-incident")
+    await page.get_by_role("button", name="Acknowledge").click()
+    await page.get_by_role("status").filter(has_text="Acknowledged.").wait_for(timeout=WAIT)
+    assert await pending.count() == 0
+    assert await events.count() == before + 1
+    assert "by alice" in await events.last.inner_text()
+    await tab.accessible()
+
+
+async def test_a_read_only_viewer_sees_no_buttons_and_cannot_forge_one(
+    browser: Any, app: App
+) -> None:
+    await _fire(app, "DiskFull")
+    tab = await _tab(browser, app)
+    page = tab.page
+    await tab.sign_in("vic", VIEWER_TOKEN)
+    await page.get_by_role("link", name=re.compile("DiskFull")).click()
+    await page.get_by_role("heading", name="Timeline").wait_for(timeout=WAIT)
+    for label in ("Acknowledge", "Mitigate", "Resolve", "Escalate now", "Add note"):
+        assert await page.get_by_role("button", name=label).count() == 0
+    # The form token this browser holds (the sign-out form carries it), posted by hand.
+    csrf = await page.locator('input[name="csrf"]').first.get_attribute("value")
+    inc = await app.incident("1")
+    r = await page.request.post(tab.url(f"/incidents/{inc['id']}/ack"), form={"csrf": csrf})
+    assert r.status == 403
+    assert (await app.incident("1"))["status"] == "triggered"
+    await tab.accessible()
+
+
+async def test_the_board_is_usable_on_a_phone(browser: Any, app: App) -> None:
+    await _fire(app, "DiskFullOnAVeryLongHostNameThatWouldOverflowANarrowScreen", team="db")
+    tab = await _tab(browser, app, viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = tab.page
+    await tab.sign_in("alice", ALICE_TOKEN)
+    overflow = "() => document.documentElement.scrollWidth - window.innerWidth"
+    assert await page.evaluate(overflow) <= 0, "the board scrolls sideways at 390 px"
+    await page.get_by_label("Search").fill("diskfull")
+    await page.get_by_role("button", name="Filter").click()
+    await page.wait_for_url(re.compile(r"q=diskfull"), timeout=WAIT)
+    await page.get_by_role("link", name=re.compile("DiskFull")).click()
+    await page.get_by_role("button", name="Acknowledge").wait_for(timeout=WAIT)
+    assert await page.evaluate(overflow) <= 0, "the incident page scrolls sideways at 390 px"
+    await tab.accessible()
