@@ -1,16 +1,17 @@
 """The board: open incidents in the order a responder works them, one page at a time.
 
-Triggered first, then acknowledged, then mitigated (most severe first within each, then
-newest first), then the ones
-resolved in the last ``RECENT`` when the board shows open incidents. Only the page shown reads
-its incidents' steps and notifications: who was paged last and which step is due next.
+Triggered first, then acknowledged, then mitigated (most severe first within each, then newest
+first), then the ones resolved in the last ``RECENT`` when the board shows open incidents. Only
+the page shown reads its incidents' steps and notifications: who was paged last and which step
+is due next.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from escalation.incidents.model import (
     IncidentRecord,
@@ -28,8 +29,6 @@ __all__ = ["OPEN", "RECENT", "BoardPage", "BoardQuery", "BoardRow", "read_board"
 OPEN = (Status.TRIGGERED, Status.ACKNOWLEDGED, Status.MITIGATED)
 RECENT = timedelta(hours=24)  # how long a resolved incident stays on the open board
 _RECENT_ROWS = 10
-_ORDER = {s: i for i, s in enumerate((*OPEN, Status.RESOLVED))}
-_ALL = 1_000_000  # the store's limit when the board reads every incident it filters
 
 
 @dataclass(frozen=True)
@@ -39,16 +38,19 @@ class BoardQuery:
     status: Sequence[Status] = ()
     severity: Sequence[str] = ()
     team: str | None = None
-    text: str = ""
+    text: str = ""  # a case-insensitive part of the title, key or team, or the number
     page: int = 1
     per_page: int = 50
 
-    def matches(self, inc: IncidentRecord) -> bool:
-        if not self.text:
-            return True
-        needle = self.text.casefold()
-        hay = (inc.title, inc.key, inc.team or "", f"#{inc.number}", inc.severity_name)
-        return any(needle in h.casefold() for h in hay)
+    def filter(self, status: Sequence[Status], **more: Any) -> IncidentFilter:
+        return IncidentFilter(
+            status=list(status),
+            severity=self.severity,
+            team=self.team,
+            text=self.text.strip(),
+            board_order=True,
+            **more,
+        )
 
 
 @dataclass(frozen=True)
@@ -68,29 +70,27 @@ class BoardPage:
 
 
 async def read_board(store: Store, q: BoardQuery, now: datetime) -> BoardPage:
+    """One page of the board; filtering, ordering and paging happen in the store, so only the
+    incidents shown are read (10,000 open incidents cost one count and one page)."""
     statuses = list(q.status) or list(OPEN)
-    found = await store.list_incidents(
-        IncidentFilter(status=statuses, severity=q.severity, team=q.team, limit=_ALL)
-    )
-    found = [i for i in found if q.matches(i)]
-    # Stable sort: the store's newest-first order is kept within a status and level (level keys
-    # P0 … P4 sort most severe first).
-    found.sort(key=lambda i: (_ORDER[i.status], i.severity))
-    pages = max(1, -(-len(found) // q.per_page))
+    total = await store.count_incidents(q.filter(statuses))
+    pages = max(1, -(-total // q.per_page))
     page = min(max(1, q.page), pages)
-    shown = found[(page - 1) * q.per_page : page * q.per_page]
+    shown = await store.list_incidents(
+        q.filter(statuses, limit=q.per_page, offset=(page - 1) * q.per_page)
+    )
     recent: list[IncidentRecord] = []
     if not q.status:
-        resolved = await store.list_incidents(
-            IncidentFilter(status=[Status.RESOLVED], severity=q.severity, team=q.team, limit=200)
-        )
-        recent = [
-            i
-            for i in resolved
-            if i.resolved_at is not None and now - i.resolved_at <= RECENT and q.matches(i)
-        ][:_RECENT_ROWS]
+        # Newest opened first: an incident resolved lately was (almost always) opened lately.
+        newest = q.filter([Status.RESOLVED], limit=_RECENT_ROWS * 20)
+        resolved = await store.list_incidents(replace(newest, board_order=False))
+        recent = sorted(
+            (i for i in resolved if i.resolved_at is not None and now - i.resolved_at <= RECENT),
+            key=lambda i: i.resolved_at or now,
+            reverse=True,
+        )[:_RECENT_ROWS]
     rows = await _rows(store, [*shown, *recent])
-    return BoardPage(rows[: len(shown)], len(found), page, pages, rows[len(shown) :])
+    return BoardPage(rows[: len(shown)], total, page, pages, rows[len(shown) :])
 
 
 async def _rows(store: Store, incidents: list[IncidentRecord]) -> list[BoardRow]:

@@ -49,6 +49,12 @@ class IncidentFilter:
     severity: Sequence[str] = ()
     team: str | None = None
     limit: int = 100
+    # Case-insensitive (ASCII) substring of the title, key or team, or the number (``42``/``#42``).
+    text: str = ""
+    offset: int = 0
+    # The console board's order: triggered, acknowledged, mitigated, resolved; then by level
+    # (P0 first), then newest. Otherwise newest first.
+    board_order: bool = False
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,9 @@ class Store(Protocol):
 
     async def list_incidents(self, flt: IncidentFilter) -> list[IncidentRecord]:
         """Newest first."""
+
+    async def count_incidents(self, flt: IncidentFilter) -> int:
+        """How many incidents ``flt`` matches, ignoring its limit and offset."""
 
     async def timeline(self, incident_id: str) -> list[TimelineEvent]:
         """In time order (ties in insertion order)."""

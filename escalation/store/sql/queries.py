@@ -40,6 +40,11 @@ __all__ = ["DeliveryState", "Queries", "StepContext", "due_ids"]
 
 _T = TypeVar("_T")
 _NUMBER_REF = re.compile(r"#?(\d+)")
+# The board's status order: what needs someone first.
+_BOARD_STATUS = (
+    "CASE status WHEN 'triggered' THEN 0 WHEN 'acknowledged' THEN 1"
+    " WHEN 'mitigated' THEN 2 ELSE 3 END"
+)
 
 DeliveryState = tuple[
     dict[str, IncidentRecord], dict[str, OutboxRecord], dict[str, list[AlertRecord]]
@@ -401,7 +406,7 @@ class Queries(ABC):
         )
         return self.t.incident.read(rows[0]) if rows else None
 
-    def list_incidents(self, flt: IncidentFilter) -> Query[list[IncidentRecord]]:
+    def _incident_where(self, flt: IncidentFilter) -> tuple[str, list[Any]]:
         where: list[str] = []
         args: list[Any] = []
         for column, values in (
@@ -415,13 +420,34 @@ class Queries(ABC):
         if flt.team is not None:
             where.append("team = ?")
             args.append(flt.team)
-        sql = f"SELECT {INCIDENT_COLS} FROM incidents"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY opened_at DESC, number DESC LIMIT ?"
-        args.append(max(0, flt.limit))
+        if flt.text:
+            like = "%" + re.sub(r"([\\%_])", r"\\\1", flt.text.lower()) + "%"
+            found = [f"lower({c}) LIKE ? ESCAPE '\\'" for c in ("title", "key", "team")]
+            args.extend([like] * 3)
+            m = _NUMBER_REF.fullmatch(flt.text.strip())
+            if m is not None and len(m.group(1)) <= 18:
+                found.append("number = ?")
+                args.append(int(m.group(1)))
+            where.append("(" + " OR ".join(found) + ")")
+        return (" WHERE " + " AND ".join(where)) if where else "", args
+
+    def list_incidents(self, flt: IncidentFilter) -> Query[list[IncidentRecord]]:
+        where, args = self._incident_where(flt)
+        order = "opened_at DESC, number DESC"
+        if flt.board_order:
+            order = f"{_BOARD_STATUS}, severity, {order}"
+        # Order and page narrow rows (ids) first: sorting whole rows would drag every policy
+        # snapshot through the sorter. Only the page's rows are then read in full.
+        page = f"SELECT id FROM incidents{where} ORDER BY {order} LIMIT ? OFFSET ?"
+        sql = f"SELECT {INCIDENT_COLS} FROM incidents WHERE id IN ({page}) ORDER BY {order}"
+        args += [max(0, flt.limit), max(0, flt.offset)]
         rows = yield from fetch(sql, *args)
         return [self.t.incident.read(r) for r in rows]
+
+    def count_incidents(self, flt: IncidentFilter) -> Query[int]:
+        where, args = self._incident_where(flt)
+        rows = yield from fetch(f"SELECT count(*) AS n FROM incidents{where}", *args)
+        return int(rows[0]["n"])
 
     def timeline(self, incident_id: str) -> Query[list[TimelineEvent]]:
         rows = yield from fetch(

@@ -225,6 +225,10 @@ class SqlReads(ABC):
         """Newest first (by opened_at, then number), filtered and limited."""
         return await self._read(self._q.list_incidents(flt))
 
+    async def count_incidents(self, flt: IncidentFilter) -> int:
+        """How many incidents ``flt`` matches, ignoring its limit and offset."""
+        return await self._read(self._q.count_incidents(flt))
+
     async def timeline(self, incident_id: str) -> list[TimelineEvent]:
         """In time order (ties in insertion order)."""
         return await self._read(self._q.timeline(incident_id))
