@@ -626,6 +626,30 @@ async def test_list_incidents_newest_first_with_filters(store: Store) -> None:
     assert await ids(limit=0) == []
 
 
+async def test_list_incidents_in_board_order_by_text_and_by_page(store: Store) -> None:
+    await _three_incidents(store)
+
+    async def ids(**kw: Any) -> list[str]:
+        return [i.id for i in await store.list_incidents(IncidentFilter(**kw))]
+
+    async def count(**kw: Any) -> int:
+        return await store.count_incidents(IncidentFilter(**kw))
+
+    # Triggered (most severe first), acknowledged, then resolved.
+    assert await ids(board_order=True) == ["a", "d", "b", "c"]
+    assert await ids(board_order=True, limit=2, offset=1) == ["d", "b"]
+    assert await ids(board_order=True, offset=9) == []
+    assert await ids(text="TITLE B") == ["b"]  # title, any case
+    assert await ids(text="kc") == ["c"]  # key
+    assert await ids(text="we") == ["b"]  # team
+    assert await ids(text="#4") == ["d"]  # number
+    assert await ids(text="%") == [] and await ids(text="_") == []  # no wildcards
+    assert await count() == 4
+    assert await count(status=["triggered"], limit=1, offset=1) == 2
+    assert await count(text="title", team="db") == 2
+    assert await count(text="nothing like it") == 0
+
+
 async def test_counts_and_outbox_depth(store: Store) -> None:
     assert await store.counts() == {}
     assert await store.outbox_depth() == {}
