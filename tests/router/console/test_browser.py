@@ -163,3 +163,20 @@ async def test_the_board_is_usable_on_a_phone(browser: Any, app: App) -> None:
     await page.get_by_role("button", name="Acknowledge").wait_for(timeout=WAIT)
     assert await page.evaluate(overflow) <= 0, "the incident page scrolls sideways at 390 px"
     await tab.accessible()
+
+
+async def test_the_on_call_page_is_accessible_and_fits_a_phone(
+    browser: Any, tmp_path: Path, make_app: MakeApp
+) -> None:
+    from tests.driver.team import T0
+    from tests.router.console.test_oncall_page import oncall_config
+
+    app = await make_app(oncall_config(tmp_path), start=T0)
+    tab = await _tab(browser, app, viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = tab.page
+    await tab.sign_in("alice", ALICE_TOKEN)
+    await page.goto(tab.url("/oncall"))
+    await page.locator('p.now[data-schedule="primary"]').wait_for(timeout=WAIT)
+    overflow = "() => document.documentElement.scrollWidth - window.innerWidth"
+    assert await page.evaluate(overflow) <= 0, "the on-call page scrolls sideways at 390 px"
+    await tab.accessible()

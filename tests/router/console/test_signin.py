@@ -122,3 +122,20 @@ async def test_after_sign_in_the_visitor_returns_where_they_were_going_but_never
         )
         assert r.headers["Location"] == landed
         console.client.session.cookie_jar.clear(lambda c: c.key == "tocsin_session")
+
+
+async def test_removing_or_demoting_a_token_ends_its_sessions_at_the_next_reload(
+    tmp_path: Path, make_app: MakeApp
+) -> None:
+    app = await make_app(console_config(tmp_path))
+    await sign_in(app.client, "alice", ALICE_TOKEN)
+    html = await (await app.client.get("/")).text()
+    assert "alice <small>(write)</small>" in html
+    demoted = {"users": [{"name": "alice", "token": ALICE_TOKEN, "scope": "read"}]}
+    console_config(tmp_path, demoted)
+    await app.rt.reload()
+    assert "alice <small>(read)</small>" in await (await app.client.get("/")).text()
+    rotated = {"users": [{"name": "alice", "token": "a-new-token-for-alice-0123456789"}]}
+    console_config(tmp_path, rotated)
+    await app.rt.reload()
+    assert (await app.client.get("/")).status == 401
