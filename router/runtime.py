@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -135,6 +135,9 @@ class Runtime:
         self.wakeup: WakeupListener = listener_for(self.store, self.engine.wake)
         self.metrics.reload_ok.set(1)
         self.metrics.reload_ts.set(time.time())
+        # The last reload refused (the Status page): when, and where its problems were.
+        self.refused_at: datetime | None = None
+        self.refused_where: list[str] = []
         # Where the HTTP server listens, once it does (set by ``router.serve.start_http``).
         self.bound_host: str | None = None
 
@@ -294,6 +297,11 @@ class Runtime:
     def _refused(self, e: ConfigError) -> None:
         # Logged here, not by the caller, so SIGHUP and ``POST /-/reload`` say it the same way.
         self.metrics.reload_ok.set(0)
+        self.refused_at = self.clock.now()
+        # Where, not what: a problem's message may quote a value, and the Status page shows these.
+        self.refused_where = [
+            f"{p.file}:{p.line or '?'}:{p.column or '?'}: {p.path}" for p in e.problems
+        ]
         log.error(
             "reload failed; keeping the running config",
             extra={"path": str(self.loaded.path), "problems": [str(p) for p in e.problems]},

@@ -1,4 +1,5 @@
-"""The web console: sign-in, the live board, incident pages, on call (server-rendered, htmx, SSE).
+"""The web console: sign-in, live board, incident pages, on call, status (server-rendered, htmx,
+SSE).
 
 ``add_console_routes`` serves it at ``/`` and, when ``server.public_url`` has a path (tocsin
 behind a proxy at ``https://ops.example.com/tocsin``), under that path too, so it works whether
@@ -15,6 +16,7 @@ from router.console.board import board, board_rows, events
 from router.console.incident import act, incident_page
 from router.console.oncall import oncall_page, override_create, override_remove
 from router.console.signin import show_signin, sign_in, sign_out
+from router.console.status import status_page
 from router.console.view import CONSOLE, SECURITY_HEADERS, Console
 from router.errors import Outage, on_store_outage
 from router.keys import RUNTIME
@@ -81,6 +83,7 @@ def add_console_routes(app: web.Application) -> None:
         r.add_post(f"{prefix}/incidents/{{id:[^/]+}}/{{action}}", act)
         r.add_get(f"{prefix}/static/{{name}}", static_file)
         r.add_get(f"{prefix}/oncall", oncall_page)
+        r.add_get(f"{prefix}/status", status_page)
         r.add_post(f"{prefix}/oncall/{{schedule:[^/]+}}/overrides", override_create)
         r.add_post(
             f"{prefix}/oncall/{{schedule:[^/]+}}/overrides/{{id:[^/]+}}/remove", override_remove

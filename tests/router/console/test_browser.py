@@ -180,3 +180,13 @@ async def test_the_on_call_page_is_accessible_and_fits_a_phone(
     overflow = "() => document.documentElement.scrollWidth - window.innerWidth"
     assert await page.evaluate(overflow) <= 0, "the on-call page scrolls sideways at 390 px"
     await tab.accessible()
+
+
+async def test_the_status_page_is_accessible(browser: Any, app: App) -> None:
+    await _fire(app, "DiskFull")
+    await app.tick()
+    tab = await _tab(browser, app)
+    await tab.sign_in("vic", VIEWER_TOKEN)
+    await tab.page.get_by_role("link", name="Status").click()
+    await tab.page.get_by_role("heading", name="Engine").wait_for(timeout=WAIT)
+    await tab.accessible()
