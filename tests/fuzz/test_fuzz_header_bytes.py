@@ -68,6 +68,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/incidents/{id}/{action}"): "/incidents/$inc0/ack",
     ("GET", "/static/{name}"): "/static/console.css",
     ("GET", "/oncall"): "/oncall",
+    ("GET", "/status"): "/status",
     ("POST", "/oncall/{schedule}/overrides"): "/oncall/primary/overrides",
     ("POST", "/oncall/{schedule}/overrides/{id}/remove"): "/oncall/primary/overrides/o1/remove",
 }
