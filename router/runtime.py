@@ -77,6 +77,10 @@ class Runtime:
     schedules are never looked up; the directory says so where a step reaches one.
     """
 
+    # The last reload refused (the Status page): when, and where its problems were.
+    refused_at: datetime | None = None
+    refused_where: tuple[str, ...] = ()
+
     def __init__(
         self,
         loaded: LoadedConfig,
@@ -135,9 +139,6 @@ class Runtime:
         self.wakeup: WakeupListener = listener_for(self.store, self.engine.wake)
         self.metrics.reload_ok.set(1)
         self.metrics.reload_ts.set(time.time())
-        # The last reload refused (the Status page): when, and where its problems were.
-        self.refused_at: datetime | None = None
-        self.refused_where: list[str] = []
         # Where the HTTP server listens, once it does (set by ``router.serve.start_http``).
         self.bound_host: str | None = None
 
@@ -299,9 +300,9 @@ class Runtime:
         self.metrics.reload_ok.set(0)
         self.refused_at = self.clock.now()
         # Where, not what: a problem's message may quote a value, and the Status page shows these.
-        self.refused_where = [
+        self.refused_where = tuple(
             f"{p.file}:{p.line or '?'}:{p.column or '?'}: {p.path}" for p in e.problems
-        ]
+        )
         log.error(
             "reload failed; keeping the running config",
             extra={"path": str(self.loaded.path), "problems": [str(p) for p in e.problems]},
