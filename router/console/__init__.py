@@ -15,6 +15,7 @@ from aiohttp import web
 from router.console.board import board, board_rows, events
 from router.console.incident import act, incident_page
 from router.console.oncall import oncall_page, override_create, override_remove
+from router.console.rules import rules_page
 from router.console.signin import show_signin, sign_in, sign_out
 from router.console.status import status_page
 from router.console.view import CONSOLE, SECURITY_HEADERS, Console
@@ -84,6 +85,7 @@ def add_console_routes(app: web.Application) -> None:
         r.add_get(f"{prefix}/static/{{name}}", static_file)
         r.add_get(f"{prefix}/oncall", oncall_page)
         r.add_get(f"{prefix}/status", status_page)
+        r.add_get(f"{prefix}/rules", rules_page)
         r.add_post(f"{prefix}/oncall/{{schedule:[^/]+}}/overrides", override_create)
         r.add_post(
             f"{prefix}/oncall/{{schedule:[^/]+}}/overrides/{{id:[^/]+}}/remove", override_remove

@@ -69,6 +69,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/static/{name}"): "/static/console.css",
     ("GET", "/oncall"): "/oncall",
     ("GET", "/status"): "/status",
+    ("GET", "/rules"): "/rules",
     ("POST", "/oncall/{schedule}/overrides"): "/oncall/primary/overrides",
     ("POST", "/oncall/{schedule}/overrides/{id}/remove"): "/oncall/primary/overrides/o1/remove",
 }

@@ -190,3 +190,18 @@ async def test_the_status_page_is_accessible(browser: Any, app: App) -> None:
     await tab.page.get_by_role("link", name="Status").click()
     await tab.page.get_by_role("heading", name="Engine").wait_for(timeout=WAIT)
     await tab.accessible()
+
+
+async def test_the_rules_page_explains_and_charts_accessibly(browser: Any, app: App) -> None:
+    tab = await _tab(browser, app)
+    page = tab.page
+    await tab.sign_in("vic", VIEWER_TOKEN)
+    await page.get_by_role("link", name="Rules").click()
+    await page.get_by_label("Alert labels").fill("alertname=DiskFull\nseverity=critical")
+    await page.get_by_label("Acknowledged after").fill("10")
+    await page.get_by_role("button", name="Explain").click()
+    await page.get_by_role("img", name=re.compile("Escalation of this alert")).wait_for(
+        timeout=WAIT
+    )
+    assert await page.locator("#simulation rect.bar").count() >= 1
+    await tab.accessible()
