@@ -128,6 +128,10 @@ class DispatchConfig(_Section):
     max_attempts: int = Field(default=6, ge=1)
     backoff_initial: Duration = Field(default=timedelta(seconds=1))
     backoff_max: Duration = Field(default=timedelta(minutes=2))
+    # A provider's 429 (PagerDuty sends no Retry-After and asks for minutes): its own, slower
+    # backoff, and no attempt budget: the page is retried up to the channel's deadline.
+    rate_limit_backoff_initial: Duration = Field(default=timedelta(seconds=30))
+    rate_limit_backoff_max: Duration = Field(default=timedelta(minutes=4))
     deadline: dict[str, Duration] = Field(
         default_factory=lambda: {
             "pagerduty": timedelta(minutes=15),

@@ -28,7 +28,7 @@ from adapters.delivery.limits import (
     StoreRateLimits,
     StoreWindows,
 )
-from adapters.delivery.notifier import DeliveryResult
+from adapters.delivery.notifier import DeliveryResult, FailureReason
 from escalation.incidents.model import OutboxRecord
 from escalation.store.base import RateSlot, Store
 
@@ -138,6 +138,11 @@ class ConfiguredPolicy:
             max=cfg.backoff_max.total_seconds(),
             jitter=cfg.backoff_initial.total_seconds(),
         )
+        self._wait_rate_limited = tenacity.wait_exponential_jitter(
+            multiplier=cfg.rate_limit_backoff_initial.total_seconds(),
+            max=cfg.rate_limit_backoff_max.total_seconds(),
+            jitter=cfg.rate_limit_backoff_initial.total_seconds(),
+        )
         self._channel = {c: SlidingWindow(limit) for c, limit in cfg.channel_rate.items()}
         self._person = SlidingWindow(cfg.person_rate)
         self.breakers = breakers or LocalBreakers(cfg.breaker_failures, cfg.breaker_reset)
@@ -152,19 +157,31 @@ class ConfiguredPolicy:
     def retry_delay(
         self, row: OutboxRecord, attempts: int, result: DeliveryResult, now: datetime
     ) -> float | None:
+        deadline = _per_channel(self.cfg.deadline, row.channel)
+        if result.reason == FailureReason.RATE_LIMITED and deadline is not None:
+            return self._rate_limited_delay(attempts, result, now, row.created_at + deadline)
         if attempts >= self.cfg.max_attempts:
             return None
-        state = tenacity.RetryCallState(
-            retry_object=tenacity.Retrying(), fn=None, args=(), kwargs={}
-        )
-        state.attempt_number = attempts
-        delay = self._wait(state)
+        delay = self._wait(_attempt(attempts))
         if result.retry_after is not None:
             delay = max(delay, result.retry_after)  # the provider said when; never sooner
-        deadline = _per_channel(self.cfg.deadline, row.channel)
         if deadline is not None and now + timedelta(seconds=delay) > row.created_at + deadline:
             return None
         return delay
+
+    def _rate_limited_delay(
+        self, attempts: int, result: DeliveryResult, now: datetime, until: datetime
+    ) -> float | None:
+        """A 429: the page is still owed, so no attempt budget, and the last try lands on the
+        deadline rather than giving up early because the next wait overshoots. Without a
+        Retry-After (PagerDuty's Events API sends none), a slower backoff of its own."""
+        left = (until - now).total_seconds()
+        if left <= 0:
+            return None
+        if result.retry_after is not None:
+            # The provider said when: that, not our guess (and no try before it).
+            return result.retry_after if result.retry_after <= left else None
+        return min(self._wait_rate_limited(_attempt(attempts)), left)
 
     def admit(self, row: OutboxRecord, now: datetime) -> datetime | None:
         if self.shared is not None:
@@ -228,6 +245,12 @@ def store_policy(cfg: DispatchConfig, store: Store, *, shared_rates: bool) -> Co
         breakers=StoreBreakers(store, cfg.breaker_failures, cfg.breaker_reset),
         windows=StoreWindows(store, cfg.bundle_window),
     )
+
+
+def _attempt(attempts: int) -> tenacity.RetryCallState:
+    state = tenacity.RetryCallState(retry_object=tenacity.Retrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = attempts
+    return state
 
 
 def _kind(channel: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -235,6 +236,31 @@ def test_retry_delay_gives_up_past_the_channel_deadline(jitter_low: None) -> Non
     assert p.retry_delay(r, 1, wait, T0 + 3 * M) == 120.0  # lands exactly on 5m
     # Channels without a deadline are bounded by max_attempts only.
     assert p.retry_delay(row(channel="email"), 1, RETRY, T0 + 365 * 24 * 60 * M) == 2.0
+
+
+THROTTLED = DeliveryResult(ok=False, reason=FailureReason.RATE_LIMITED, error="HTTP 429")
+
+
+def test_a_429_without_retry_after_backs_off_slowly_to_its_own_cap(jitter_low: None) -> None:
+    p = policy(deadline={"pagerduty": "1h"})
+    r = row("pagerduty:core", "pagerduty")
+    delays = [p.retry_delay(r, n, THROTTLED, T0) for n in range(1, 7)]
+    assert delays == [30.0, 60.0, 120.0, 240.0, 240.0, 240.0]
+
+
+def test_a_429_has_no_attempt_budget_only_the_deadline(jitter_low: None) -> None:
+    """The page is still owed: max_attempts (6 by default) does not end it; the deadline does,
+    and the last try lands on it instead of giving up because the next wait overshoots."""
+    p = policy(max_attempts=3, deadline={"pagerduty": "15m"})
+    r = row("pagerduty:core", "pagerduty")
+    assert p.retry_delay(r, 3, RETRY, T0 + M) is None  # a 503 still has its budget
+    assert p.retry_delay(r, 3, THROTTLED, T0 + M) == 120.0
+    assert p.retry_delay(r, 40, THROTTLED, T0 + 10 * M) == 240.0
+    assert p.retry_delay(r, 41, THROTTLED, T0 + 14 * M) == 60.0  # lands on 15m
+    assert p.retry_delay(r, 42, THROTTLED, T0 + 15 * M) is None
+    # A Retry-After past the deadline is obeyed: no try before it, so none at all.
+    late = replace(THROTTLED, retry_after=61.0)
+    assert p.retry_delay(r, 41, late, T0 + 14 * M) is None
 
 
 def test_default_deadlines_cover_every_channel() -> None:

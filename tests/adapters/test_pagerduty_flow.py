@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -261,3 +262,28 @@ async def test_a_link_that_is_no_url_is_left_out_and_the_timeline_says_so(app: A
         "link 'Runbook' not sent to PagerDuty: contains whitespace or control characters; "
         "link 'Source' not sent to PagerDuty: a relative reference, not an absolute http(s) URL"
     ]
+
+
+async def test_429s_without_retry_after_are_retried_to_the_deadline_and_the_page_goes(
+    app: App,
+) -> None:
+    """PagerDuty's Events API sends no Retry-After on 429 and asks for a backoff of minutes:
+    the page is still owed, so it is retried past max_attempts (6) until the deadline (15m)."""
+    app.pagerduty.script_events(*[Scripted.rate_limited()] * 6)
+    inc = await fire(app)
+    await app.at(timedelta(0))
+    await app.run_until(app.start + timedelta(minutes=15))
+
+    assert [r.status for r in app.pagerduty.event_requests] == [429] * 6 + [202]
+    assert "Retry-After" not in app.pagerduty.event_requests[0].headers
+    [row] = [r for r in await app.outbox(inc.id) if r.channel == "pagerduty"]
+    assert (row.state, row.attempts, row.provider_id) == (OutboxState.SENT, 7, inc.id)
+    events = [e for e in await app.timeline(inc.id) if e.source == "pagerduty"]
+    assert [e.message for e in events] == [
+        f"page to pagerduty:core via pagerduty retry (attempt {n}): "
+        "rate limited by PagerDuty (HTTP 429): Too many API calls at a time."
+        for n in range(1, 7)
+    ] + ["page delivered to pagerduty:core via pagerduty"]
+    gaps = [(b.at - a.at).total_seconds() for a, b in pairwise(events)]
+    assert min(gaps) >= 30  # rate_limit_backoff_initial, not the 1s of other failures
+    assert events[-1].at <= row.created_at + timedelta(minutes=15)
