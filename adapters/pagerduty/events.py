@@ -374,6 +374,9 @@ class PagerDutyEventsNotifier:
         errors = answer.get("errors")
         if isinstance(errors, list) and errors:
             parts.append("; ".join(str(e) for e in errors))
+        rest = answer.get("error")  # PagerDuty's REST error shape, e.g. 2009 for plain HTTP
+        if isinstance(rest, dict) and isinstance(rest.get("message"), str):
+            parts.append(f"{rest['message']} ({rest.get('code')})")
         return (": " + ": ".join(parts)) if parts else ""
 
     def _fail(

@@ -24,8 +24,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _pairs(params: Params) -> list[tuple[str, str]]:
+    # Sorted by name, then value, each distinct pair once (twilio-python and twilio-php do the
+    # same; their published vector with a repeated parameter shows it).
     items = params.items() if isinstance(params, Mapping) else params
-    return sorted((str(k), str(v)) for k, v in items)
+    return sorted({(str(k), str(v)) for k, v in items})
 
 
 def compute_signature(auth_token: str, url: str, params: Params = ()) -> str:

@@ -501,6 +501,7 @@ async def test_one_label_larger_than_the_event_limit_still_pages(
 async def test_fake_rejects_what_pagerduty_rejects(
     fake: FakePagerDuty, session: aiohttp.ClientSession
 ) -> None:
+    fake.expect_violations()
     bad = {
         "routing_key": "short",
         "event_action": "trigger",
@@ -512,10 +513,10 @@ async def test_fake_rejects_what_pagerduty_rejects(
             "status": "invalid event",
             "message": "Event object is invalid",
             "errors": [
+                "'payload.severity' 'fatal' is not one of ['critical', 'warning', 'error', 'info']",
                 "Length of 'routing_key' is incorrect (should be 32 characters)",
                 "'payload.source' is missing or blank",
                 "Length of 'payload.summary' is incorrect (should be at most 1024 characters)",
-                "'payload.severity' is invalid (must be one of critical, error, warning, info)",
             ],
         }
     async with session.post(
@@ -524,6 +525,78 @@ async def test_fake_rejects_what_pagerduty_rejects(
         assert resp.status == 400
         assert (await resp.json())["errors"] == ["Event object exceeds the maximum size of 512KB"]
     assert fake.alerts == []
+    assert len(fake.violations) == 2
+
+
+_GOOD: dict[str, Any] = {
+    "routing_key": CORE_KEY,
+    "event_action": "trigger",
+    "dedup_key": INC_ID,
+    "payload": {"summary": "s", "source": "db1", "severity": "critical"},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"links": [{"href": "see the wiki"}]}, "'links[0].href' 'see the wiki' is not a 'url'"),
+        ({"links": [{"href": "/runbooks/x"}]}, "'links[0].href' '/runbooks/x' is not a 'url'"),
+        ({"links": [{"href": "https://a.example", "text": 3}]}, "'links[0].text' 3 is not of"),
+        ({"links": [{"text": "no href"}]}, "'links[0]' 'href' is a required property"),
+        ({"client_url": "/api/v1/incidents/x"}, "'client_url' '/api/v1/incidents/x' is not a"),
+        ({"client_url": "javascript:alert(1)"}, "'client_url' 'javascript:alert(1)' is not a"),
+        ({"dedup_key": 7}, "'dedup_key' 7 is not of type 'string'"),
+        ({"event_action": "page"}, "'event_action' 'page' is not one of"),
+        (
+            {"payload": _GOOD["payload"] | {"timestamp": "2026-11-22T13:00:00"}},
+            "'payload.timestamp' '2026-11-22T13:00:00' is not a 'date-time'",
+        ),
+        ({"payload": _GOOD["payload"] | {"component": ["db"]}}, "'payload.component' ['db']"),
+        ({"payload": {"summary": "s", "severity": "info"}}, "'payload' 'source' is a required"),
+    ],
+)
+async def test_fake_validates_events_against_the_published_schema(
+    fake: FakePagerDuty, session: aiohttp.ClientSession, change: dict[str, Any], error: str
+) -> None:
+    fake.expect_violations()
+    async with session.post(f"{fake.https_url}/v2/enqueue", json=_GOOD, ssl=False) as resp:
+        assert resp.status == 202
+    async with session.post(f"{fake.https_url}/v2/enqueue", json=_GOOD | change, ssl=False) as resp:
+        assert resp.status == 400
+        answer = await resp.json()
+    assert (answer["status"], answer["message"]) == ("invalid event", "Event object is invalid")
+    assert [e for e in answer["errors"] if e.startswith(error)] != [], answer["errors"]
+
+
+async def test_fake_keeps_invalid_events_it_was_scripted_to_answer(
+    fake: FakePagerDuty, session: aiohttp.ClientSession
+) -> None:
+    """A scripted answer (a 429 here) does not hide an event PagerDuty would refuse."""
+    fake.script_events(Scripted.rate_limited())
+    async with session.post(f"{fake.http_url}/v2/enqueue", json={"event_action": "x"}) as resp:
+        assert (resp.status, resp.headers.get("Retry-After")) == (429, None)
+    assert fake.violations == [
+        [
+            "'event' 'routing_key' is a required property",
+            "'event_action' 'x' is not one of ['trigger', 'acknowledge', 'resolve']",
+        ]
+    ]
+    with pytest.raises(AssertionError, match="events PagerDuty would refuse were sent"):
+        await fake.close()
+    fake.violations.clear()
+
+
+async def test_events_over_http_to_an_https_only_pagerduty_fail_with_its_error_2009(
+    fake: FakePagerDuty, make_notifier: MakeNotifier
+) -> None:
+    fake.events_https_only = True
+    result = await make_notifier().notify(delivery())
+
+    assert (result.ok, result.reason) == (False, FailureReason.PERMANENT)
+    assert result.error == "PagerDuty answered HTTP 403: Only HTTPS Allowed For This Call (2009)"
+    assert [r.status for r in fake.requests] == [403]
+    ok = await make_notifier(events_url=fake.https_url, tls_ca_path=fake.ca_file).notify(delivery())
+    assert ok.ok is True
 
 
 # -- routing problems and secrets ------------------------------------------------------------------

@@ -175,6 +175,60 @@ def test_signature_sorts_repeated_parameters_by_value_like_twilio() -> None:
     assert compute_signature(DOC_TOKEN, DOC_URL, params) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
 
 
+def test_a_parameter_repeated_with_the_same_value_is_signed_once_like_twilio() -> None:
+    """twilio-php's vector: Digits sent as 5678, 1234, 1234 signs as 1234, 5678."""
+    params = [
+        ("Sid", "CA123"),
+        ("SidAccount", "AC123"),
+        ("Digits", "5678"),
+        ("Digits", "1234"),
+        ("Digits", "1234"),
+    ]
+    assert compute_signature(DOC_TOKEN, DOC_URL, params) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+    assert verify_signature(DOC_TOKEN, DOC_URL, params, "IK+Dwps556ElfBT0I3Rgjkr1wJU=") is True
+
+
+def test_the_fake_signs_callbacks_as_twilios_published_vectors_show() -> None:
+    """The fake's signing is checked against Twilio's vectors, not against tocsin's code."""
+    assert twilio_signature(DOC_TOKEN, DOC_URL, DOC_PARAMS.items()) == DOC_SIGNATURE
+    repeated = [("Sid", "CA123"), ("SidAccount", "AC123")] + [
+        ("Digits", d) for d in ("5678", "1234", "1234")
+    ]
+    assert twilio_signature(DOC_TOKEN, DOC_URL, repeated) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+    with_port = DOC_URL.replace(".com", ".com:443")
+    assert twilio_signature(DOC_TOKEN, with_port, DOC_PARAMS.items()) == (
+        "kvajT1Ptam85bY51eRf/AJRuM3w="
+    )
+
+
+async def test_the_fake_validates_create_requests_against_twilios_openapi_document(
+    fake: FakeTwilio, session: aiohttp.ClientSession
+) -> None:
+    fake.expect_violations()
+    auth = aiohttp.BasicAuth(ACCOUNT_SID, AUTH_TOKEN)
+    url = f"{fake.url}/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
+    form = [
+        ("To", "+14155550100"),
+        ("From", TWILIO_NUMBER),
+        ("Twiml", "<Response><Say>x</Say>"),
+        ("StatusCallback", "/api/v1/phone/twilio/status"),
+        ("StatusCallbackMethod", "PUT"),
+        ("Timeout", "thirty"),
+        ("Ringtone", "loud"),
+    ]
+    async with session.post(url, data=form, auth=auth) as resp:
+        assert resp.status in (201, 400)
+    assert fake.violations == [
+        [
+            "Calls: unknown parameter 'Ringtone'",
+            "Calls: StatusCallback: '/api/v1/phone/twilio/status' is not a 'uri'",
+            "Calls: StatusCallbackMethod: 'PUT' is not one of ['GET', 'POST']",
+            "Calls: Timeout: 'thirty' is not of type 'integer'",
+            "Calls: Twiml: '<Response><Say>x</Say>' is not a 'twiml'",
+        ]
+    ]
+
+
 def test_signature_accepts_the_url_with_or_without_the_default_port() -> None:
     # twilio-python's vectors: the same request signed over ...com:443/... and over ...com/...
     assert compute_signature(DOC_TOKEN, DOC_URL.replace(".com", ".com:443"), DOC_PARAMS) == (
@@ -611,6 +665,7 @@ async def test_connection_refused_is_retryable_even_for_a_call(make_provider: Ma
 async def test_the_fake_checks_required_fields_and_the_twiml_limit(
     fake: FakeTwilio, session: aiohttp.ClientSession
 ) -> None:
+    fake.expect_violations()
     auth = {
         "Authorization": "Basic "
         + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()

@@ -4,8 +4,12 @@ One aiohttp application served twice on 127.0.0.1: over plain HTTP (``http_url``
 (``https_url``) with a certificate from a throw-away trustme CA (``ca_file``), because
 python-pagerduty refuses any base URL that is not https.
 
-Events (``POST /v2/enqueue``) are validated as PagerDuty documents them and answered with its
-documented bodies; accepted events drive an alert state machine keyed by (routing_key, dedup_key):
+Events (``POST /v2/enqueue``) are validated against PagerDuty's published Events v2 OpenAPI
+document and documented limits (``pagerduty_events``) and answered with its documented bodies;
+every event that fails is also kept in ``violations``, and ``close()`` fails the test unless it
+said ``expect_violations()``: every event tocsin sends in the test-suite has to validate, scripted
+answers included. With ``events_https_only`` set, an event over plain HTTP is refused with
+PagerDuty's error code 2009 (Only HTTPS Allowed For This Call). accepted events drive an alert state machine keyed by (routing_key, dedup_key):
 a trigger opens an alert (or adds to the open one), acknowledge/resolve apply only to an open
 alert and are otherwise dropped silently with 202, as PagerDuty does. Every request is recorded.
 ``script_events`` / ``script_rest`` queue canned answers (500, 429 + Retry-After, 400, delays).
@@ -23,13 +27,14 @@ import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+
+from tests.fakes.pagerduty_events import INVALID_EVENT, MAX_EVENT_BYTES, validate_event
 
 __all__ = [
     "INVALID_EVENT",
@@ -44,11 +49,6 @@ __all__ = [
     "send_webhook",
     "sign",
 ]
-
-MAX_EVENT_BYTES = 512_000
-SEVERITIES = ("critical", "error", "warning", "info")
-EVENT_ACTIONS = ("trigger", "acknowledge", "resolve")
-INVALID_EVENT = {"status": "invalid event", "message": "Event object is invalid"}
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,9 @@ class FakePagerDuty:
         self.requests: list[Recorded] = []
         self.alerts: list[FakeAlert] = []
         self.dropped: list[dict[str, Any]] = []  # ack/resolve events with no open alert
+        self.violations: list[list[str]] = []  # schema errors of each invalid event received
+        self._violations_expected = False
+        self.events_https_only = False
         self._events_script: deque[Scripted] = deque()
         self._rest_script: deque[Scripted] = deque()
         self._oncalls: list[_Oncall] = []
@@ -162,6 +165,12 @@ class FakePagerDuty:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.violations and not self._violations_expected:
+            raise AssertionError(f"events PagerDuty would refuse were sent: {self.violations}")
+
+    def expect_violations(self) -> None:
+        """This test sends invalid events on purpose: ``close()`` does not fail on them."""
+        self._violations_expected = True
 
     @property
     def ca_pem(self) -> str:
@@ -248,12 +257,17 @@ class FakePagerDuty:
 
     async def _enqueue(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        errors, event = validate_event(body)
+        if errors:
+            self.violations.append(errors)
+        if self.events_https_only and not request.secure:
+            await self._record(request, 403, body)
+            return _rest_error(403, "Only HTTPS Allowed For This Call", 2009)
         scripted = self._events_script.popleft() if self._events_script else None
         if scripted is not None and scripted.status is not None:
             return await self._answer(request, body, scripted)
         if scripted is not None and scripted.delay:
             await asyncio.sleep(scripted.delay)
-        errors, event = validate_event(body)
         if errors:
             await self._record(request, 400, body)
             return web.json_response(INVALID_EVENT | {"errors": errors}, status=400)
@@ -375,91 +389,6 @@ def _oncall_json(o: _Oncall, full_user: bool) -> dict[str, Any]:
         "start": None,
         "end": None,
     }
-
-
-def validate_event(body: bytes) -> tuple[list[str], dict[str, Any]]:
-    """PagerDuty's checks on an alert event: (errors, the decoded event)."""
-    if len(body) > MAX_EVENT_BYTES:
-        return ["Event object exceeds the maximum size of 512KB"], {}
-    try:
-        event = json.loads(body)
-    except ValueError:
-        return ["Event object is not valid JSON"], {}
-    if not isinstance(event, dict):
-        return ["Event object must be a JSON object"], {}
-    errors: list[str] = []
-    key = event.get("routing_key")
-    if not isinstance(key, str) or not key:
-        errors.append("'routing_key' is missing or blank")
-    elif len(key) != 32:
-        errors.append("Length of 'routing_key' is incorrect (should be 32 characters)")
-    action = event.get("event_action")
-    if not isinstance(action, str) or not action:
-        errors.append("'event_action' is missing or blank")
-    elif action not in EVENT_ACTIONS:
-        errors.append("'event_action' is invalid (must be one of trigger, acknowledge, resolve)")
-    dedup = event.get("dedup_key")
-    if dedup is not None and not isinstance(dedup, str):
-        errors.append("'dedup_key' must be a string")
-    elif isinstance(dedup, str) and len(dedup) > 255:
-        errors.append("Length of 'dedup_key' is incorrect (should be at most 255 characters)")
-    if action in ("acknowledge", "resolve") and not dedup:
-        errors.append("'dedup_key' is missing or blank")
-    if action == "trigger":
-        errors.extend(_payload_errors(event.get("payload")))
-    for name in ("client", "client_url"):
-        if name in event and not isinstance(event[name], str):
-            errors.append(f"'{name}' must be a string")
-    errors.extend(_list_errors(event, "links", "href"))
-    errors.extend(_list_errors(event, "images", "src"))
-    return errors, event
-
-
-def _payload_errors(payload: Any) -> list[str]:
-    if not isinstance(payload, dict):
-        return ["'payload' is missing or invalid"]
-    errors = []
-    for name in ("summary", "source", "severity"):
-        v = payload.get(name)
-        if not isinstance(v, str) or not v.strip():
-            errors.append(f"'payload.{name}' is missing or blank")
-    summary = payload.get("summary")
-    if isinstance(summary, str) and len(summary) > 1024:
-        errors.append(
-            "Length of 'payload.summary' is incorrect (should be at most 1024 characters)"
-        )
-    severity = payload.get("severity")
-    if isinstance(severity, str) and severity.strip() and severity not in SEVERITIES:
-        errors.append(
-            "'payload.severity' is invalid (must be one of critical, error, warning, info)"
-        )
-    ts = payload.get("timestamp")
-    if ts is not None:
-        try:
-            datetime.fromisoformat(str(ts))
-        except ValueError:
-            errors.append("'payload.timestamp' is invalid (should be an ISO 8601 timestamp)")
-    for name in ("component", "group", "class"):
-        if name in payload and not isinstance(payload[name], str):
-            errors.append(f"'payload.{name}' must be a string")
-    if "custom_details" in payload and not isinstance(payload["custom_details"], dict):
-        errors.append("'payload.custom_details' must be an object")
-    return errors
-
-
-def _list_errors(event: Mapping[str, Any], name: str, required: str) -> list[str]:
-    value = event.get(name)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        return [f"'{name}' must be an array"]
-    errors = []
-    for i, item in enumerate(value):
-        if not isinstance(item, dict) or not isinstance(item.get(required), str):
-            errors.append(f"'{name}[{i}].{required}' is missing or blank")
-        elif name == "images" and not item[required].startswith("https://"):
-            errors.append(f"'images[{i}].src' must be an HTTPS URL")
-    return errors
 
 
 # -- webhooks v3 towards tocsin ---------------------------------------------------------------

@@ -1,6 +1,9 @@
 """A fake Twilio: the REST contract for Calls and Messages, and Twilio's signed callbacks to tocsin.
 
-A real aiohttp server on 127.0.0.1 (random port). Requests are checked as Twilio checks them:
+A real aiohttp server on 127.0.0.1 (random port). Every create request is validated against
+Twilio's published OpenAPI document (``twilio_schema``); what it refuses is kept in ``violations``
+and fails the test at ``close()`` unless the test said ``expect_violations()``. Requests are also
+checked as Twilio checks them:
 HTTP basic auth ``AccountSid:AuthToken`` (else 401 with error 20003), the account in the path,
 form-encoded PascalCase parameters, required ``To`` / ``From`` / call content, the 4000-character
 ``Twiml`` limit, E.164 numbers (else 400 with 21211). Accepted requests are answered 201 with a
@@ -39,6 +42,8 @@ import aiohttp
 import yarl
 from aiohttp import web
 
+from tests.fakes.twilio_schema import form_violations
+
 __all__ = [
     "ACCOUNT_SID",
     "AUTH_TOKEN",
@@ -60,9 +65,11 @@ E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 
 
 def twilio_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> str:
-    """Twilio's callback signature: base64 HMAC-SHA1 of the URL + sorted name/value pairs."""
+    """Twilio's callback signature: base64 HMAC-SHA1 of the URL followed by each POST parameter's
+    name and value, sorted by name (then value), each distinct pair once, as Twilio's security
+    documentation and its helper libraries' published vectors show."""
     data = url
-    for name, value in sorted(params):
+    for name, value in sorted(set(params)):
         data += name + value
     digest = hmac.new(auth_token.encode("utf-8"), data.encode("utf-8"), hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
@@ -147,6 +154,9 @@ class FakeTwilio:
         self.calls: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, dict[str, Any]] = {}
         self.callbacks: list[CallbackReply] = []
+        # What Twilio's OpenAPI document refuses in each create request received (see close()).
+        self.violations: list[list[str]] = []
+        self._violations_expected = False
         self._script: dict[str, deque[Scripted]] = {"Calls": deque(), "Messages": deque()}
         self._routes: list[tuple[str, str]] = []
         self._runner: web.AppRunner | None = None
@@ -179,6 +189,14 @@ class FakeTwilio:
             await self._session.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.violations and not self._violations_expected:
+            raise AssertionError(
+                f"requests Twilio's API document refuses were sent: {self.violations}"
+            )
+
+    def expect_violations(self) -> None:
+        """This test sends invalid requests on purpose: ``close()`` does not fail on them."""
+        self._violations_expected = True
 
     # -- scripting ---------------------------------------------------------------------------
 
@@ -240,6 +258,9 @@ class FakeTwilio:
         if request.method != "POST":
             return _error(405, 20004, "Method not allowed")
         name = resource.removesuffix(".json")
+        violations = form_violations(name, form)
+        if violations:
+            self.violations.append(violations)
         scripted = self._script[name].popleft() if self._script[name] else None
         if scripted is not None and scripted.status is not None:
             return _error(
