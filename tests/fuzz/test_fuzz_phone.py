@@ -144,7 +144,10 @@ def _forged(kind: str, app: FuzzApp, target: str, form: list[tuple[str, str]]) -
     if kind == "internal-url":
         return twilio_signature(AUTH_TOKEN, f"http://127.0.0.1:{app.port}{target}", form)
     if kind == "other-params":
-        return twilio_signature(AUTH_TOKEN, PUBLIC + target, [*form, ("Digits", "1")])
+        # A pair the form does not have: Twilio signs each distinct pair once, so adding one
+        # already there would sign the very same parameters.
+        extra = next(("Digits", d) for d in ("1", "2", "3") if ("Digits", d) not in form)
+        return twilio_signature(AUTH_TOKEN, PUBLIC + target, [*form, extra])
     sep = "&" if "?" in target else "?"
     return twilio_signature(AUTH_TOKEN, PUBLIC + target + sep + "row=x", form)
 
