@@ -82,7 +82,8 @@ def _blocks(lines: list[str], lo: int, hi: int, indent: int) -> list[tuple[int, 
         and _indent(lines[i]) == indent
         and lines[i].lstrip(" ")[0] not in "-]}"
     ]
-    return list(zip(starts, [*starts[1:], hi], strict=True))
+    # No line opens a block (a section that is a list, say): nothing to cut.
+    return list(zip(starts, [*starts[1:], hi], strict=True)) if starts else []
 
 
 def _parse(file: str, first_line: int, lines: list[str]) -> Document | None:
