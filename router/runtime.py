@@ -41,6 +41,7 @@ from router.metrics import RouterMetrics
 from router.oncall_sync import OncallSync
 from router.pipeline import PipelineResult
 from rules.alerts import Notification
+from rules.templates import notification_budget
 
 __all__ = ["IncidentPipeline", "Runtime", "build_directory"]
 
@@ -315,13 +316,15 @@ class Runtime:
         classifier = self.loaded.classifier
         now = self.clock.now()
         out = []
-        for alert in notification.alerts:
-            self.metrics.alerts_received.labels(alert.status).inc()
-            c = classifier.classify(alert, notification, now)
-            self.metrics.alerts_classified.labels(c.severity, c.rule).inc()
-            if c.unknown_severity is not None:
-                self.metrics.unknown_severity.inc()
-            out.append(Classified(alert, c))
+        # One deadline for all the notification's template renders (rules.templates).
+        with notification_budget():
+            for alert in notification.alerts:
+                self.metrics.alerts_received.labels(alert.status).inc()
+                c = classifier.classify(alert, notification, now)
+                self.metrics.alerts_classified.labels(c.severity, c.rule).inc()
+                if c.unknown_severity is not None:
+                    self.metrics.unknown_severity.inc()
+                out.append(Classified(alert, c))
         return out
 
 

@@ -19,6 +19,7 @@ import functools
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "TemplateLimitExceeded",
     "TemplateSyntaxProblem",
     "compile_template",
+    "notification_budget",
 ]
 
 _MAX_RENDERED = 1024
@@ -46,6 +48,11 @@ MAX_WORK = 10_000_000  # product of the two largest argument sizes of one call (
 MAX_BUILT = 2_000_000  # characters (or items) of all checked values one render builds
 MAX_OUTPUT = 65_536  # characters a render may produce before it is cut to _MAX_RENDERED
 TIME_LIMIT = 0.1  # seconds of wall clock per render
+# Seconds of wall clock for all the renders of one notification: without it, a notification of
+# many alerts whose template hits the time limit each time would hold the event loop for
+# alerts x templates x TIME_LIMIT. Ordinary templates never look at the clock (below), so only
+# costly ones fall back once it is spent.
+NOTIFICATION_TIME_LIMIT = 0.25
 # Steps between two looks at the clock. An ordinary key or title takes fewer steps than this,
 # so a busy machine can never make it fall back (which would change an incident's key).
 _CLOCK_EVERY = 64
@@ -68,12 +75,16 @@ class TemplateLimitExceeded(SecurityError):
 class _Budget:
     """The steps and the deadline left to one render."""
 
-    __slots__ = ("chars", "deadline", "steps")
+    __slots__ = ("chars", "deadline", "shared", "steps")
 
     def __init__(self) -> None:
         self.steps = MAX_STEPS
         self.chars = MAX_BUILT
         self.deadline = time.monotonic() + TIME_LIMIT
+        shared = _SHARED_DEADLINE.get()
+        self.shared = shared is not None and shared < self.deadline
+        if shared is not None and self.shared:
+            self.deadline = shared
 
     def charge(self, size: int) -> None:
         self.chars -= size
@@ -85,7 +96,25 @@ class _Budget:
         if self.steps < 0:
             raise TemplateLimitExceeded(f"template took more than {MAX_STEPS} steps")
         if self.steps % _CLOCK_EVERY == 0 and time.monotonic() >= self.deadline:
+            if self.shared:
+                raise TemplateLimitExceeded(
+                    f"templates took longer than {NOTIFICATION_TIME_LIMIT}s for one notification"
+                )
             raise TemplateLimitExceeded(f"template took longer than {TIME_LIMIT}s to render")
+
+
+# The deadline every render of the notification in progress shares (notification_budget).
+_SHARED_DEADLINE: ContextVar[float | None] = ContextVar("notification_deadline", default=None)
+
+
+@contextmanager
+def notification_budget() -> Iterator[None]:
+    """Renders inside share one deadline, NOTIFICATION_TIME_LIMIT from now."""
+    token = _SHARED_DEADLINE.set(time.monotonic() + NOTIFICATION_TIME_LIMIT)
+    try:
+        yield
+    finally:
+        _SHARED_DEADLINE.reset(token)
 
 
 # The budget of the render in progress; None while a template compiles (nothing is spent then).
