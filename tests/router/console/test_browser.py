@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.driver.app import App, MakeApp
+from tests.driver.app import READ, App, MakeApp
 from tests.driver.payloads import alert, notification
 from tests.router.console.browser import axe_violations, describe, launch, screenshot
 from tests.router.console.conftest import ALICE_TOKEN, VIEWER_TOKEN, console_config
@@ -182,6 +183,49 @@ async def test_the_on_call_page_is_accessible_and_fits_a_phone(
     await tab.accessible()
 
 
+async def _on_call_now(app: App) -> list[str]:
+    status, body = await app.api("GET", "/api/v1/oncall", headers=READ)
+    assert status == 200, body
+    [primary] = [s for s in body["schedules"] if s["schedule"] == "primary"]
+    return [s["person"] for s in primary["now"]]
+
+
+async def test_cover_someone_from_the_on_call_page_and_remove_it(
+    browser: Any, tmp_path: Path, make_app: MakeApp
+) -> None:
+    from tests.driver.team import T0
+    from tests.router.console.test_oncall_page import oncall_config
+
+    # At T0 (Tuesday 10:00 UTC) alice is on call for primary; bob covers her until 18:00 UTC.
+    app = await make_app(oncall_config(tmp_path), start=T0)
+    tab = await _tab(browser, app)
+    page = tab.page
+    await tab.sign_in("alice", ALICE_TOKEN)
+    await page.get_by_role("link", name="On call").click()
+    now = page.locator('p.now[data-schedule="primary"]')
+    await now.wait_for(timeout=WAIT)
+    assert (await now.inner_text()).startswith("On call now: alice until")
+    await page.get_by_label("Show times in").fill("UTC")
+    await page.get_by_role("button", name="Show").click()
+    await page.wait_for_url(re.compile(r"tz=UTC"), timeout=WAIT)
+    await page.get_by_label("Who covers").select_option("bob")
+    await page.get_by_label("Only while this person is on call").select_option("alice")
+    await page.get_by_label("Until (UTC)").fill("2026-01-06T18:00")
+    await page.get_by_role("button", name="Create override").click()
+    await page.get_by_role("status").filter(has_text="Override created.").wait_for(timeout=WAIT)
+    text = await now.inner_text()
+    assert text.startswith("On call now: bob until Tue 06 Jan 18:00 (UTC)"), text
+    # Stored and in force for everyone at once: the API says so too.
+    assert await _on_call_now(app) == ["bob"]
+    await tab.accessible()
+    await page.get_by_role("button", name=re.compile("Remove the override of bob")).click()
+    await page.get_by_role("status").filter(has_text="Override removed.").wait_for(timeout=WAIT)
+    assert (await now.inner_text()).startswith("On call now: alice until")
+    assert await page.get_by_role("button", name=re.compile("Remove the override")).count() == 0
+    assert await _on_call_now(app) == ["alice"]
+    await tab.accessible()
+
+
 async def test_the_status_page_is_accessible(browser: Any, app: App) -> None:
     await _fire(app, "DiskFull")
     await app.tick()
@@ -192,16 +236,32 @@ async def test_the_status_page_is_accessible(browser: Any, app: App) -> None:
     await tab.accessible()
 
 
-async def test_the_rules_page_explains_and_charts_accessibly(browser: Any, app: App) -> None:
+async def test_the_rules_page_explains_and_charts_accessibly(
+    browser: Any, tmp_path: Path, make_app: MakeApp
+) -> None:
+    roles = {"oncall": ["alice"], "lead": ["bob"], "manager": ["bob"], "vp": ["alice"]}
+    # A Monday afternoon: the default matrix's manager and VP tiers run in business hours.
+    monday = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
+    app = await make_app(console_config(tmp_path, roles=roles), start=monday)
     tab = await _tab(browser, app)
     page = tab.page
     await tab.sign_in("vic", VIEWER_TOKEN)
     await page.get_by_role("link", name="Rules").click()
     await page.get_by_label("Alert labels").fill("alertname=DiskFull\nseverity=critical")
+    await page.get_by_role("button", name="Explain").click()
+    chart = page.get_by_role("img", name=re.compile("Escalation of this alert"))
+    await chart.wait_for(timeout=WAIT)
+    bars = page.locator("#simulation rect.bar")
+    tiers = app.rt.loaded.matrix.levels["P0"].tiers
+    assert [await b.get_attribute("data-tier") for b in await bars.all()] == [
+        str(i) for i in range(len(tiers))
+    ]
+    assert await page.locator("#simulation line.marker").count() == 0
+    await tab.accessible()
     await page.get_by_label("Acknowledged after").fill("10")
     await page.get_by_role("button", name="Explain").click()
-    await page.get_by_role("img", name=re.compile("Escalation of this alert")).wait_for(
-        timeout=WAIT
+    await page.locator('#simulation line.marker[data-kind="ack"]').wait_for(
+        state="attached", timeout=WAIT
     )
-    assert await page.locator("#simulation rect.bar").count() >= 1
-    await tab.accessible()
+    # The matrix pages tier 1 at +5m; the ack at +10m stops the rest.
+    assert [await b.get_attribute("data-tier") for b in await bars.all()] == ["0", "1"]
