@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +24,42 @@ async def test_a_stranger_gets_the_sign_in_page_and_never_data(console: App) -> 
         assert "SecretProjectDown" not in text
     for path in ("/healthz", "/readyz", "/metrics"):
         assert (await console.client.get(path)).status == 200
+
+
+async def test_every_console_route_answers_a_stranger_with_the_sign_in_page(
+    tmp_path: Path, make_app: MakeApp
+) -> None:
+    # Behind a proxy at /tocsin: every route exists twice, with and without the prefix.
+    app = await make_app(console_config(tmp_path, public_url="http://ops.example.com/tocsin"))
+    await app.post(notification([alert("SecretProjectDown")]))
+    inc = await app.incident("1")
+    csrf = csrf_of(await (await app.client.get("/signin")).text())
+    values = {"id": inc["id"], "action": "ack", "schedule": "oncall"}
+    gated = [
+        r
+        for r in app.client.server.app.router.routes()
+        if getattr(r.handler, "__module__", "").startswith("router.console")
+        and r.method != "HEAD"
+        and not re.search(
+            r"/(static/|signin$|signout$)", r.resource.canonical if r.resource else ""
+        )
+    ]
+    seen = set()
+    for route in gated:
+        assert route.resource is not None
+        path = re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: values[m.group(1)], route.resource.canonical)
+        r = await app.client.request(route.method, path, data={"csrf": csrf, "note": "x"})
+        text = await r.text()
+        assert r.status == 401, (route.method, path, r.status)
+        assert "Sign in to tocsin" in text, path
+        assert "SecretProjectDown" not in text, path
+        seen.add(route.resource.canonical.removeprefix("/tocsin"))
+    # Not vacuous: every page and every form is among them, at both roots.
+    assert len(gated) == 2 * len(seen)
+    assert {"/", "/board/rows", "/events", "/oncall", "/status", "/rules"} <= seen
+    assert {"/incidents/{id}/{action}", "/oncall/{schedule}/overrides"} <= seen
+    assert (await app.incident("1"))["status"] == "triggered"
+    assert await app.rt.store.overrides() == []
 
 
 async def test_the_session_cookie_is_secure_when_the_public_url_is_https(
