@@ -25,6 +25,7 @@ __all__ = [
     "RateLimit",
     "WebhookConfig",
     "WebhookEndpoint",
+    "WebhookPreset",
 ]
 
 
@@ -102,11 +103,37 @@ class PhoneConfig(_Section):
     sms_responders: list[str] = Field(default_factory=list)
 
 
+WebhookPreset = Literal["google_chat", "mattermost", "discord", "telegram"]
+"""Chat platforms whose documented incoming-webhook request tocsin builds itself."""
+
+
 class WebhookEndpoint(_Section):
-    url: str
+    url: str = ""  # required, except for ``preset: telegram`` (built from api_url and bot_token)
     secret: SecretStr | None = None  # HMAC-SHA256 of the body in X-Tocsin-Signature
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Duration = Field(default=timedelta(seconds=10))
+    preset: WebhookPreset | None = None  # the platform's own request shape instead of tocsin's
+    template: str | None = None  # a Jinja2 body (bounded sandbox) over tocsin's JSON document
+    content_type: str = "application/json"  # of a templated body; JSON is checked to parse
+    username: str | None = None  # mattermost / discord: the name the post appears under
+    bot_token: SecretStr | None = None  # telegram: the token is part of the request's path
+    chat_id: str | None = None  # telegram: a numeric id or @channelusername
+    api_url: str = "https://api.telegram.org"  # telegram: Bot API base (a local fake in tests)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> WebhookEndpoint:
+        if self.preset is not None and self.template is not None:
+            raise ValueError("preset and template are mutually exclusive")
+        if self.preset == "telegram":
+            if self.bot_token is None or not self.chat_id:
+                raise ValueError("preset telegram needs bot_token (or bot_token_file) and chat_id")
+            if self.url:
+                raise ValueError("preset telegram takes no url: it is built from api_url")
+        elif not self.url:
+            raise ValueError("url is required")
+        elif self.bot_token is not None or self.chat_id is not None:
+            raise ValueError("bot_token and chat_id belong to preset telegram")
+        return self
 
 
 class WebhookConfig(_Section):

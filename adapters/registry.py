@@ -37,6 +37,8 @@ def adapter_problems(cfg: AdaptersConfig, public_url: str) -> list[tuple[tuple[s
         out += [(("email", *loc), m) for loc, m in email.check(cfg.email, public_url)]
     if cfg.pagerduty is not None:
         out += [(("pagerduty", *loc), m) for loc, m in pagerduty.check(cfg.pagerduty)]
+    if cfg.webhook is not None:
+        out += [(("webhook", *loc), m) for loc, m in webhook.check(cfg.webhook)]
     return out
 
 

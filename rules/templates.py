@@ -334,6 +334,14 @@ class Template:
             return None
         return out.strip()[:_MAX_RENDERED]
 
+    def render_document(self, context: Mapping[str, Any]) -> str:
+        """The whole output, unstripped and uncut (a message body, not a one-line key);
+        ValueError when the render fails or goes past a cap."""
+        try:
+            return self._bounded_render(context)
+        except Exception as e:  # any template failure: the caller reports it, never crashes
+            raise ValueError(f"template failed: {type(e).__name__}: {e}") from None
+
     def check_limits(self, context: Mapping[str, Any] = SAMPLE_CONTEXT) -> None:
         """Raise TemplateLimitExceeded if rendering ``context`` goes past a cap.
 

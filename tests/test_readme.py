@@ -482,3 +482,36 @@ def test_what_the_test_suite_needs_is_listed_in_the_quick_start() -> None:
         n for n in binaries | variables if f"`{n}`" not in text and f"{n}=" not in text
     )
     assert unlisted == [], "tools or settings the tests use that the quick start does not list"
+
+
+# --------------------------------------------------------------------------- channel examples
+
+CHANNEL_EXAMPLES = ("Chat webhooks: presets and templates",)
+
+
+@pytest.mark.parametrize("title", CHANNEL_EXAMPLES)
+def test_the_channel_examples_pass_check(
+    title: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each ``adapters:`` example, added to the example config with its secrets set, passes
+    ``tocsin check`` (templates rendered on the sample notification included)."""
+    config = newcomer_checkout(tmp_path) / "config" / "example.yaml"
+    blocks = code_blocks(section(title), "yaml")
+    assert blocks, f"the README's {title!r} section should show its configuration"
+    text = config.read_text(encoding="utf-8")
+    for block in blocks:
+        assert block.startswith("adapters:\n"), block
+        # The example config ends with its adapters section: the example's keys join it.
+        added = block.removeprefix("adapters:\n").replace("/run/secrets/", f"{tmp_path}/")
+        text += added
+        for name in re.findall(r"\$\{(\w+)\}", added):
+            monkeypatch.setenv(name, f"https://chat.example.com/{name.lower()}-0123456789abcdef")
+        for secret in re.findall(rf"{re.escape(str(tmp_path))}/([\w.-]+)", added):
+            (tmp_path / secret).write_text("0123456789:secret-value-0123456789abcdef\n")
+    config.write_text(text, encoding="utf-8")
+    code = main(["check", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 0, err + out

@@ -25,13 +25,15 @@ from typing import Any
 
 import aiohttp
 
-from adapters.config import WebhookEndpoint
+from adapters.config import WebhookEndpoint, WebhookPreset
 from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
 from adapters.http import parse_retry_after
+from adapters.webhook.bodies import body_for, content_type_of, url_of
+from adapters.webhook.presets import retry_after_in_body
 from escalation.engine.clock import Clock
 from escalation.incidents.model import AlertRecord, IncidentRecord, OutboxRecord
 
-__all__ = ["SIGNATURE_HEADER", "WebhookNotifier", "payload", "sign"]
+__all__ = ["SIGNATURE_HEADER", "WebhookNotifier", "payload", "post_body", "sign"]
 
 SIGNATURE_HEADER = "X-Tocsin-Signature"
 DELIVERY_HEADER = "X-Tocsin-Delivery"
@@ -143,11 +145,12 @@ class WebhookNotifier:
         if not self.endpoints:
             return DeliveryResult(ok=False, error="no webhook endpoints are configured")
         now = self._clock.now()
-        body = json.dumps(payload(delivery, now), separators=(",", ":")).encode()
+        doc = payload(delivery, now)
+        plain = json.dumps(doc, separators=(",", ":")).encode()
         done = self._done.get(delivery.row.id, set())
         todo = [(n, ep) for n, ep in self.endpoints.items() if n not in done]
         sent = await asyncio.gather(
-            *(self._post(n, ep, body, delivery.row.id, now) for n, ep in todo)
+            *(self._send(n, ep, doc, plain, delivery.row.id, now) for n, ep in todo)
         )
         results = {n: r for (n, _), r in zip(todo, sent, strict=True)}
         done |= {n for n, r in results.items() if r.ok}
@@ -166,44 +169,88 @@ class WebhookNotifier:
         while len(self._done) > _REMEMBER:
             self._done.popitem(last=False)
 
-    async def _post(
-        self, name: str, ep: WebhookEndpoint, body: bytes, row_id: str, now: datetime
+    async def _send(
+        self,
+        name: str,
+        ep: WebhookEndpoint,
+        doc: Mapping[str, Any],
+        plain: bytes,
+        row_id: str,
+        now: datetime,
     ) -> DeliveryResult:
-        headers = {**ep.headers, "Content-Type": "application/json", DELIVERY_HEADER: row_id}
-        if ep.secret is not None:
-            headers[SIGNATURE_HEADER] = sign(ep.secret.get_secret_value(), body)
-        timeout = aiohttp.ClientTimeout(total=ep.timeout.total_seconds())
         try:
-            # No redirects: a signed page must not be re-posted wherever a 30x points.
-            async with self._http().post(
-                ep.url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-            ) as resp:
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
-                await resp.read()
-        except aiohttp.InvalidURL:
-            return DeliveryResult(ok=False, error=f"webhook {name}: invalid URL")
-        except TimeoutError:
-            return DeliveryResult(False, FailureReason.RETRYABLE, f"webhook {name}: timed out")
-        except aiohttp.ClientError as e:
-            err = getattr(e, "os_error", None)
-            reason = (
-                os.strerror(err.errno)
-                if isinstance(err, OSError) and err.errno
-                else type(e).__name__
-            )
-            return DeliveryResult(False, FailureReason.RETRYABLE, f"webhook {name}: {reason}")
-        if 200 <= status < 300:
-            return DeliveryResult(ok=True, provider_id=name)
-        error = f"webhook {name}: HTTP {status}"
-        if status == 429 or status >= 500:
-            return DeliveryResult(
-                ok=False,
-                reason=FailureReason.RATE_LIMITED if status == 429 else FailureReason.RETRYABLE,
-                error=error,
-                retry_after=parse_retry_after(retry_after, now),
-            )
-        return DeliveryResult(ok=False, error=error)
+            body = body_for(ep, doc, plain)
+        except ValueError as e:
+            return DeliveryResult(ok=False, error=f"webhook {name}: {e}")
+        return await post_body(
+            self._http(),
+            f"webhook {name}",
+            url_of(ep),
+            body,
+            headers=_headers(ep, body, row_id),
+            limit=ep.timeout.total_seconds(),
+            now=now,
+            preset=ep.preset,
+            provider_id=name,
+        )
+
+
+def _headers(ep: WebhookEndpoint, body: bytes, row_id: str) -> dict[str, str]:
+    headers = {**ep.headers, "Content-Type": content_type_of(ep), DELIVERY_HEADER: row_id}
+    if ep.secret is not None:
+        headers[SIGNATURE_HEADER] = sign(ep.secret.get_secret_value(), body)
+    return headers
+
+
+async def post_body(
+    http: aiohttp.ClientSession,
+    label: str,
+    url: str,
+    body: bytes,
+    *,
+    headers: Mapping[str, str],
+    limit: float,
+    now: datetime,
+    preset: WebhookPreset | None = None,
+    provider_id: str = "",
+) -> DeliveryResult:
+    """One POST of ``body``; its outcome as a ``DeliveryResult`` whose errors name ``label``,
+    never the URL (chat webhook URLs carry their secret)."""
+    try:
+        # No redirects: a signed page must not be re-posted wherever a 30x points.
+        async with http.post(
+            url,
+            data=body,
+            headers=dict(headers),
+            timeout=aiohttp.ClientTimeout(total=limit),
+            allow_redirects=False,
+        ) as resp:
+            status = resp.status
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"), now)
+            answer = await resp.read()
+    except aiohttp.InvalidURL:
+        return DeliveryResult(ok=False, error=f"{label}: invalid URL")
+    except TimeoutError:
+        return DeliveryResult(False, FailureReason.RETRYABLE, f"{label}: timed out")
+    except aiohttp.ClientError as e:
+        err = getattr(e, "os_error", None)
+        reason = (
+            os.strerror(err.errno) if isinstance(err, OSError) and err.errno else type(e).__name__
+        )
+        return DeliveryResult(False, FailureReason.RETRYABLE, f"{label}: {reason}")
+    if 200 <= status < 300:
+        return DeliveryResult(ok=True, provider_id=provider_id)
+    error = f"{label}: HTTP {status}"
+    if status == 429 or status >= 500:
+        if retry_after is None:
+            retry_after = retry_after_in_body(preset, answer)
+        return DeliveryResult(
+            ok=False,
+            reason=FailureReason.RATE_LIMITED if status == 429 else FailureReason.RETRYABLE,
+            error=error,
+            retry_after=retry_after,
+        )
+    return DeliveryResult(ok=False, error=error)
 
 
 def _combined(failed: list[DeliveryResult]) -> DeliveryResult:
