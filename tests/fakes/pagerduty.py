@@ -1,4 +1,5 @@
-"""A fake PagerDuty: Events API v2 and REST ``/oncalls``, plus signed v3 webhooks towards tocsin.
+"""A fake PagerDuty: Events API v2, REST ``/oncalls`` and ``/incidents/{id}/alerts``, plus signed
+v3 webhooks towards tocsin.
 
 One aiohttp application served twice on 127.0.0.1: over plain HTTP (``http_url``) and over TLS
 (``https_url``) with a certificate from a throw-away trustme CA (``ca_file``), because
@@ -12,29 +13,49 @@ answers included. With ``events_https_only`` set, an event over plain HTTP is re
 PagerDuty's error code 2009 (Only HTTPS Allowed For This Call). accepted events drive an alert state machine keyed by (routing_key, dedup_key):
 a trigger opens an alert (or adds to the open one), acknowledge/resolve apply only to an open
 alert and are otherwise dropped silently with 202, as PagerDuty does. Every request is recorded.
-``script_events`` / ``script_rest`` queue canned answers (500, 429 + Retry-After, 400, delays).
+``script_events`` / ``script_rest`` queue canned answers (500, 429 + Retry-After, 400, delays;
+``Scripted.rest_rate_limited`` is a REST 429 with PagerDuty's ``ratelimit-*`` headers).
+
+As in PagerDuty, every new alert opens its own incident (``FakeAlert.incident_id``, no grouping);
+``GET /incidents/{id}/alerts`` lists them (paginated with limit/offset/more) and every REST body
+is validated against PagerDuty's REST OpenAPI document (``pagerduty_rest``). ``delivery`` builds
+the v3 webhook PagerDuty sends about that incident: ``incident_key`` null, as captured from a real
+delivery (``pagerduty_webhooks``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import socket
 import ssl
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import trustme
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from tests.fakes.pagerduty_events import INVALID_EVENT, MAX_EVENT_BYTES, validate_event
+from tests.fakes.pagerduty_rest import RATE_LIMITED, rest_violations
+from tests.fakes.pagerduty_webhooks import (
+    WebhookReply,
+    incident_delivery,
+    incident_webhook,
+    note_webhook,
+    ping_webhook,
+    secrets_in,
+    send_webhook,
+    sign,
+)
+from tests.fakes.pagerduty_webhooks import (
+    pd_ref as _ref,
+)
 
 __all__ = [
     "INVALID_EVENT",
@@ -46,6 +67,7 @@ __all__ = [
     "incident_webhook",
     "note_webhook",
     "ping_webhook",
+    "secrets_in",
     "send_webhook",
     "sign",
 ]
@@ -92,6 +114,12 @@ class Scripted:
         )
 
     @classmethod
+    def rest_rate_limited(cls, reset: int = 20) -> Scripted:
+        """A REST 429 as PagerDuty documents it: ``ratelimit-*`` headers, ``reset`` seconds."""
+        headers = {"ratelimit-limit": "960", "ratelimit-remaining": "0"}
+        return cls(429, RATE_LIMITED, headers | {"ratelimit-reset": str(reset)})
+
+    @classmethod
     def invalid(cls, *errors: str) -> Scripted:
         return cls(400, INVALID_EVENT | {"errors": list(errors)})
 
@@ -110,6 +138,11 @@ class FakeAlert:
     status: str  # triggered | acknowledged | resolved
     payload: dict[str, Any]
     actions: list[str] = field(default_factory=list)  # every event applied, in order
+    incident_id: str = field(default_factory=lambda: _pd_id("Q", 13))  # its own incident
+    alert_id: str = field(default_factory=lambda: _pd_id("P", 6))
+    created_at: str = field(
+        default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
 
 
 @dataclass(frozen=True)
@@ -120,6 +153,12 @@ class _Oncall:
     schedule_id: str | None
     escalation_policy_id: str
     level: int
+    start: datetime | None = None  # None: a permanent on-call
+    end: datetime | None = None
+
+
+def _pd_id(prefix: str, n: int) -> str:
+    return prefix + uuid.uuid4().hex.upper()[: n - 1]
 
 
 class FakePagerDuty:
@@ -131,6 +170,7 @@ class FakePagerDuty:
         self.alerts: list[FakeAlert] = []
         self.dropped: list[dict[str, Any]] = []  # ack/resolve events with no open alert
         self.violations: list[list[str]] = []  # schema errors of each invalid event received
+        self.rest_violations: list[str] = []  # the fake's own REST bodies the document refuses
         self._violations_expected = False
         self.events_https_only = False
         self._events_script: deque[Scripted] = deque()
@@ -149,6 +189,7 @@ class FakePagerDuty:
         app = web.Application(client_max_size=4 * MAX_EVENT_BYTES)
         app.router.add_post("/v2/enqueue", self._enqueue)
         app.router.add_get("/oncalls", self._oncalls_handler)
+        app.router.add_get("/incidents/{id}/alerts", self._alerts_handler)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -167,6 +208,8 @@ class FakePagerDuty:
             self._runner = None
         if self.violations and not self._violations_expected:
             raise AssertionError(f"events PagerDuty would refuse were sent: {self.violations}")
+        if self.rest_violations:
+            raise AssertionError(f"REST bodies PagerDuty would not send: {self.rest_violations}")
 
     def expect_violations(self) -> None:
         """This test sends invalid events on purpose: ``close()`` does not fail on them."""
@@ -202,14 +245,57 @@ class FakePagerDuty:
         schedule_id: str | None = None,
         escalation_policy_id: str = "PEPDEF1",
         level: int = 1,
+        start: datetime | None = None,
+        end: datetime | None = None,
     ) -> None:
-        """Someone on call now (permanently: start/end null)."""
+        """Someone on call from ``start`` to ``end`` (both None: permanently, start/end null)."""
         uid = user_id or "PU" + hashlib.sha1(email.encode()).hexdigest()[:5].upper()
+        display = name or email.split("@")[0]
         self._oncalls.append(
-            _Oncall(
-                uid, name or email.split("@")[0], email, schedule_id, escalation_policy_id, level
-            )
+            _Oncall(uid, display, email, schedule_id, escalation_policy_id, level, start, end)
         )
+
+    def incident_of(self, dedup_key: str) -> str:
+        """PagerDuty's id of the incident holding the newest alert with ``dedup_key``."""
+        alert = self.alert(dedup_key)
+        assert alert is not None, f"no alert with dedup key {dedup_key!r} was triggered"
+        return alert.incident_id
+
+    def delivery(
+        self,
+        event_type: str,
+        dedup_key: str,
+        *,
+        occurred_at: str,
+        agent: str | None = "Test User",
+        event_id: str | None = None,
+    ) -> dict[str, Any]:
+        """The v3 delivery PagerDuty sends when its incident for ``dedup_key`` changes.
+
+        ``incident_key`` is null, as for every incident opened through the Events API. A resolve
+        in PagerDuty resolves the incident's alerts here too (a later trigger opens a new one).
+        """
+        alert = self.alert(dedup_key)
+        assert alert is not None, f"no alert with dedup key {dedup_key!r} was triggered"
+        if event_type == "incident.resolved":
+            alert.status = "resolved"
+        summary = str(alert.payload.get("summary", ""))
+        return incident_delivery(
+            event_type,
+            alert.incident_id,
+            agent=agent,
+            occurred_at=occurred_at,
+            event_id=event_id,
+            title=summary,
+        )
+
+    def note_delivery(
+        self, dedup_key: str, content: str, *, occurred_at: str, agent: str | None = "Test User"
+    ) -> dict[str, Any]:
+        """The v3 ``incident.annotated`` delivery for a note added to that incident."""
+        doc = note_webhook(self.incident_of(dedup_key), content, agent=agent)
+        doc["event"]["occurred_at"] = occurred_at
+        return doc
 
     @property
     def event_requests(self) -> list[Recorded]:
@@ -302,7 +388,8 @@ class FakePagerDuty:
             open_.status = "acknowledged" if action == "acknowledge" else "resolved"
         return dedup
 
-    async def _oncalls_handler(self, request: web.Request) -> web.StreamResponse:
+    async def _rest_gate(self, request: web.Request) -> web.StreamResponse | None:
+        """A scripted answer or PagerDuty's refusal, else None: serve the request."""
         scripted = self._rest_script.popleft() if self._rest_script else None
         if scripted is not None and scripted.status is not None:
             return await self._answer(request, b"", scripted)
@@ -314,35 +401,74 @@ class FakePagerDuty:
         if request.headers.get("Authorization") != f"Token token={self.api_token}":
             await self._record(request, 401, b"")
             return _rest_error(401, "Authentication failed", 2006)
+        return None
+
+    async def _page(
+        self, request: web.Request, template: str | None, key: str, items: list[dict[str, Any]]
+    ) -> web.StreamResponse:
+        """Classic offset pagination, as PagerDuty pages its index endpoints."""
         q = request.query
-        schedules = set(q.getall("schedule_ids[]", []))
-        policies = set(q.getall("escalation_policy_ids[]", []))
-        users = set(q.getall("user_ids[]", []))
-        include = set(q.getall("include[]", []))
         try:
             limit = min(int(q.get("limit", "25")), 100)
             offset = int(q.get("offset", "0"))
         except ValueError:
             await self._record(request, 400, b"")
             return _rest_error(400, "Invalid Input Provided", 2001)
+        body = {
+            key: items[offset : offset + limit],
+            "limit": limit,
+            "offset": offset,
+            "more": offset + limit < len(items),
+            "total": len(items) if q.get("total") == "true" else None,
+        }
+        if template is not None:
+            self.rest_violations.extend(rest_violations(template, 200, body))
+        await self._record(request, 200, b"")
+        return web.json_response(body)
+
+    async def _oncalls_handler(self, request: web.Request) -> web.StreamResponse:
+        refused = await self._rest_gate(request)
+        if refused is not None:
+            return refused
+        q = request.query
+        schedules = set(q.getall("schedule_ids[]", []))
+        policies = set(q.getall("escalation_policy_ids[]", []))
+        users = set(q.getall("user_ids[]", []))
+        try:
+            since = _instant(q.get("since")) or datetime.now(UTC)
+            until = _instant(q.get("until")) or since
+        except ValueError:
+            await self._record(request, 400, b"")
+            return _rest_error(400, "Invalid Input Provided", 2001)
         found = [
-            o
+            _oncall_json(o)
             for o in self._oncalls
             if (not schedules or o.schedule_id in schedules)
             and (not policies or o.escalation_policy_id in policies)
             and (not users or o.user_id in users)
+            # On call at some time in [since, until] (both "now" when not given).
+            and (o.start is None or o.start <= until)
+            and (o.end is None or o.end > since)
         ]
-        page = found[offset : offset + limit]
-        await self._record(request, 200, b"")
-        return web.json_response(
-            {
-                "oncalls": [_oncall_json(o, "users" in include) for o in page],
-                "limit": limit,
-                "offset": offset,
-                "more": offset + limit < len(found),
-                "total": len(found) if q.get("total") == "true" else None,
-            }
-        )
+        self.rest_violations.extend(rest_violations("/oncalls", 200, {"oncalls": found}))
+        if "users" in set(q.getall("include[]", [])):
+            emails = {o.user_id: o for o in self._oncalls}
+            for entry in found:
+                entry["user"] = _full_user(entry["user"], emails[entry["user"]["id"]].email)
+        # Validated above, before include[] expanded the references.
+        return await self._page(request, None, "oncalls", found)
+
+    async def _alerts_handler(self, request: web.Request) -> web.StreamResponse:
+        refused = await self._rest_gate(request)
+        if refused is not None:
+            return refused
+        incident_id = request.match_info["id"]
+        mine = [a for a in self.alerts if a.incident_id == incident_id]
+        if not mine:
+            await self._record(request, 404, b"")
+            return _rest_error(404, "Not Found", 2100)
+        alerts = [_alert_json(a) for a in mine]
+        return await self._page(request, "/incidents/{id}/alerts", "alerts", alerts)
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -361,177 +487,68 @@ def _rest_error(status: int, message: str, code: int) -> web.Response:
     return web.json_response({"error": {"message": message, "code": code}}, status=status)
 
 
-def _ref(kind: str, id_: str, summary: str) -> dict[str, Any]:
-    plural = {
-        "user": "users",
-        "service": "services",
-        "schedule": "schedules",
-        "escalation_policy": "escalation_policies",
-    }
+def _oncall_json(o: _Oncall) -> dict[str, Any]:
     return {
-        "id": id_,
-        "type": f"{kind}_reference",
-        "summary": summary,
-        "self": f"https://api.pagerduty.com/{plural[kind]}/{id_}",
-        "html_url": f"https://acme.pagerduty.com/{plural[kind]}/{id_}",
-    }
-
-
-def _oncall_json(o: _Oncall, full_user: bool) -> dict[str, Any]:
-    user = _ref("user", o.user_id, o.name)
-    if full_user:
-        user = user | {"type": "user", "name": o.name, "email": o.email, "time_zone": "UTC"}
-    return {
-        "user": user,
+        "user": _ref("user", o.user_id, o.name),
         "schedule": _ref("schedule", o.schedule_id, o.schedule_id) if o.schedule_id else None,
         "escalation_policy": _ref("escalation_policy", o.escalation_policy_id, "Policy"),
         "escalation_level": o.level,
-        "start": None,
-        "end": None,
+        "start": _iso(o.start),
+        "end": _iso(o.end),
     }
 
 
-# -- webhooks v3 towards tocsin ---------------------------------------------------------------
+def _full_user(ref: dict[str, Any], email: str) -> dict[str, Any]:
+    """What ``include[]=users`` puts in place of a user reference."""
+    name = ref["summary"]
+    return ref | {"type": "user", "name": name, "email": email, "time_zone": "UTC"}
 
 
-def sign(body: bytes, *secrets: str) -> str:
-    """``X-PagerDuty-Signature`` as PagerDuty sends it: one ``v1=`` entry per secret."""
-    return ",".join(
-        "v1=" + hmac.new(s.encode("utf-8"), body, hashlib.sha256).hexdigest() for s in secrets
+def _alert_json(a: FakeAlert) -> dict[str, Any]:
+    service = _ref("service", "PF9KMXH", "API Service")
+    return {
+        "id": a.alert_id,
+        "type": "alert",
+        "summary": str(a.payload.get("summary", "")),
+        "self": f"https://api.pagerduty.com/incidents/{a.incident_id}/alerts/{a.alert_id}",
+        "html_url": f"https://acme.pagerduty.com/alerts/{a.alert_id}",
+        "created_at": a.created_at,
+        # Acknowledgement is the incident's state; an alert is triggered or resolved.
+        "status": "resolved" if a.status == "resolved" else "triggered",
+        "alert_key": a.dedup_key,
+        "service": service,
+        "incident": {
+            "id": a.incident_id,
+            "type": "incident_reference",
+            "summary": str(a.payload.get("summary", "")),
+            "self": f"https://api.pagerduty.com/incidents/{a.incident_id}",
+            "html_url": f"https://acme.pagerduty.com/incidents/{a.incident_id}",
+        },
+        "suppressed": False,
+        "severity": str(a.payload.get("severity", "critical")),
+        "body": {
+            "type": "alert_body",
+            "contexts": [],
+            "details": a.payload.get("custom_details") or {},
+        },
+    }
+
+
+def _details(payload: dict[str, Any]) -> dict[str, Any]:
+    # The document types an alert's details as an object; other custom_details are wrapped.
+    details = payload.get("custom_details")
+    return (
+        details if isinstance(details, dict) else ({} if details is None else {"details": details})
     )
 
 
-def _agent(name: str | None) -> dict[str, Any] | None:
-    if name is None:
+def _iso(at: datetime | None) -> str | None:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at is not None else None
+
+
+def _instant(v: str | None) -> datetime | None:
+    """A ``since``/``until`` parameter (ValueError when it is not an ISO 8601 instant)."""
+    if not v:
         return None
-    return _ref("user", "PLH1HKV", name)
-
-
-def incident_webhook(
-    event_type: str,
-    incident_key: str | None,
-    *,
-    pd_incident_id: str = "PGR0VU2",
-    agent: str | None = "Tenex Engineer",
-    status: str = "acknowledged",
-    event_id: str | None = None,
-    title: str = "A little bump in the road",
-    occurred_at: str = "2026-11-22T13:01:00.000Z",
-) -> dict[str, Any]:
-    """A v3 webhook body for an ``incident.*`` event whose data is an incident."""
-    return {
-        "event": {
-            "id": event_id or uuid.uuid4().hex,
-            "event_type": event_type,
-            "resource_type": "incident",
-            "occurred_at": occurred_at,
-            "agent": _agent(agent),
-            "client": {"name": "PagerDuty"},
-            "data": {
-                "id": pd_incident_id,
-                "type": "incident",
-                "self": f"https://api.pagerduty.com/incidents/{pd_incident_id}",
-                "html_url": f"https://acme.pagerduty.com/incidents/{pd_incident_id}",
-                "number": 2,
-                "status": status,
-                "incident_key": incident_key,
-                "created_at": "2026-11-22T13:00:00Z",
-                "title": title,
-                "service": _ref("service", "PF9KMXH", "API Service"),
-                "assignees": [_ref("user", "PTUXL6G", "User 123")],
-                "escalation_policy": _ref("escalation_policy", "PUS0KTE", "Default"),
-                "teams": [],
-                "priority": None,
-                "urgency": "high",
-                "conference_bridge": None,
-                "resolve_reason": None,
-            },
-        }
-    }
-
-
-def note_webhook(
-    pd_incident_id: str, content: str, *, agent: str | None = "Tenex Engineer"
-) -> dict[str, Any]:
-    """A v3 ``incident.annotated`` body (data is an ``incident_note``: no incident_key)."""
-    return {
-        "event": {
-            "id": uuid.uuid4().hex,
-            "event_type": "incident.annotated",
-            "resource_type": "incident",
-            "occurred_at": "2026-11-22T13:02:00.000Z",
-            "agent": _agent(agent),
-            "client": None,
-            "data": {
-                "incident": {
-                    "html_url": f"https://acme.pagerduty.com/incidents/{pd_incident_id}",
-                    "id": pd_incident_id,
-                    "self": f"https://api.pagerduty.com/incidents/{pd_incident_id}",
-                    "summary": "A little bump in the road",
-                    "type": "incident_reference",
-                },
-                "id": "P2LA89X",
-                "content": content,
-                "trimmed": False,
-                "type": "incident_note",
-            },
-        }
-    }
-
-
-def ping_webhook() -> dict[str, Any]:
-    """The test delivery PagerDuty sends when a subscription is created or tested."""
-    return {
-        "event": {
-            "id": uuid.uuid4().hex,
-            "event_type": "pagey.ping",
-            "resource_type": "pagey",
-            "occurred_at": "2026-11-22T13:00:00.000Z",
-            "agent": None,
-            "client": None,
-            "data": {"type": "ping", "message": "Hello from your friend Pagey!"},
-        }
-    }
-
-
-@dataclass(frozen=True)
-class WebhookReply:
-    status: int
-    body: Any
-
-
-async def send_webhook(
-    client: TestClient,
-    payload: Mapping[str, Any] | bytes,
-    *,
-    secrets: Sequence[str] = (),
-    webhook_id: str | None = None,
-    signature: str | None = None,
-    extra_headers: Mapping[str, str] | None = None,
-    path: str = "/api/v1/pagerduty/webhook",
-) -> WebhookReply:
-    """POST a webhook to tocsin the way PagerDuty does (``signature`` overrides the computed one;
-    pass ``secrets=()`` and no signature to send none)."""
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "PagerDuty-Webhook/V3.0",
-        "X-Webhook-Id": webhook_id or str(uuid.uuid4()),
-        "X-Webhook-Subscription": "PY1OQ9Z",
-    }
-    sig = signature if signature is not None else (sign(body, *secrets) if secrets else None)
-    if sig is not None:
-        headers["X-PagerDuty-Signature"] = sig
-    headers.update(extra_headers or {})
-    resp = await client.post(path, data=body, headers=headers)
-    try:
-        answer = await resp.json(content_type=None)
-    except ValueError:
-        answer = await resp.text()
-    return WebhookReply(resp.status, answer)
-
-
-def secrets_in(texts: Iterable[str], secrets: Iterable[str]) -> list[str]:
-    """Which of ``secrets`` appear in any of ``texts`` (for leak checks)."""
-    blob = "\n".join(texts)
-    return [s for s in secrets if s and s in blob]
+    at = datetime.fromisoformat(v)
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
