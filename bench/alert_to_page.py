@@ -152,6 +152,19 @@ async def measure_served(
         proc.wait(20)
 
 
+def _for_tree(config: str, tree: Path | None) -> str:
+    """``config`` as an earlier checkout reads it: trees from before the https-only rule for
+    ``events_url`` know no ``allow_insecure_events_url`` (and refuse unknown keys)."""
+    if tree is None or any(
+        "allow_insecure_events_url" in p.read_text(encoding="utf-8")
+        for p in (tree / "adapters").rglob("*.py")
+    ):
+        return config
+    return "\n".join(
+        line for line in config.splitlines() if "allow_insecure_events_url" not in line
+    )
+
+
 async def main_async(rate: float, seconds: float, baseline: Path | None) -> None:
     receiver = Receiver()
     runner = await receiver.start()
@@ -187,7 +200,8 @@ async def main_async(rate: float, seconds: float, baseline: Path | None) -> None
             tport = free_port()
             cfg = Path(tmp) / f"tocsin{len(rows)}.yaml"
             db = Path(tmp) / f"b{len(rows)}.db"
-            cfg.write_text(CONFIG.format(port=tport, db=db, pd_port=receiver.port, key=ROUTING_KEY))
+            text = CONFIG.format(port=tport, db=db, pd_port=receiver.port, key=ROUTING_KEY)
+            cfg.write_text(_for_tree(text, tree))
             proc = serve_tocsin(cfg, Path(tmp) / f"t{len(rows)}.log", tree)
             base = f"http://127.0.0.1:{tport}"
             rows.append(

@@ -3,9 +3,9 @@
 The dispatcher's stages ask a ``DeliveryPolicy``; all limit state lives behind it.
 ``ConfiguredPolicy`` is the configured one (tenacity's jittered exponential backoff, sliding
 windows per channel and per person, one breaker per channel, one bundling window per person and
-channel); ``SimplePolicy`` has no limits. ``store_policy`` keeps the breakers and bundling
-windows in the store, and (several replicas on one store) the rate limits too, so they hold for
-the cluster rather than for each process.
+channel); ``SimplePolicy`` has no limits. ``store_policy`` keeps the breakers, bundling windows
+and rate limits in the store when several replicas share it (PostgreSQL), so they hold for the
+cluster rather than for each process.
 """
 
 from __future__ import annotations
@@ -235,13 +235,16 @@ class ConfiguredPolicy:
         await self.windows.release(person, channel, at)
 
 
-def store_policy(cfg: DispatchConfig, store: Store, *, shared_rates: bool) -> ConfiguredPolicy:
-    """The configured policy with its breakers and bundling windows in ``store`` (so they hold
-    for every process on it, and across restarts), and its rate limits too if ``shared_rates``
-    (several replicas; in one process the in-memory count is exact and cheaper)."""
+def store_policy(cfg: DispatchConfig, store: Store, *, shared: bool) -> ConfiguredPolicy:
+    """The configured policy; with ``shared`` (several replicas on one store), its breakers,
+    bundling windows and rate limits are kept in ``store`` so they hold for the cluster rather
+    than for each process. Without it (one process: SQLite's lock file allows no other) they are
+    kept in memory, exact and without a store transaction per send."""
+    if not shared:
+        return ConfiguredPolicy(cfg)
     return ConfiguredPolicy(
         cfg,
-        StoreRateLimits(store) if shared_rates else None,
+        StoreRateLimits(store),
         breakers=StoreBreakers(store, cfg.breaker_failures, cfg.breaker_reset),
         windows=StoreWindows(store, cfg.bundle_window),
     )

@@ -104,12 +104,10 @@ class World:
     config: dict[str, Any] = field(default_factory=dict)
 
     def configure(self, **kw: Any) -> None:
-        """Replace the delivery policy as a reload does: fresh rate counters; the breakers and
-        bundling windows are the store's, as ``serve`` keeps them."""
+        """Replace the delivery policy as a reload does on SQLite: fresh in-memory counters,
+        breakers and bundling windows (on PostgreSQL they are the store's: test_shared_breakers)."""
         self.config = {**self.config, **kw}
-        policy = store_policy(
-            DispatchConfig.model_validate(self.config), self.store, shared_rates=False
-        )
+        policy = store_policy(DispatchConfig.model_validate(self.config), self.store, shared=False)
         self.dispatcher.policy = lambda: policy
 
     async def add(self, *records: IncidentRecord | OutboxRecord) -> None:
