@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from adapters.config import DispatchConfig
 from adapters.delivery.dispatcher import OutboxDispatcher
+from adapters.delivery.limits import BREAKER_STATES, breaker_state
 from adapters.delivery.notifier import Notifier
 from adapters.delivery.policy import ConfiguredPolicy, store_policy
 from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
@@ -33,7 +34,7 @@ from escalation.engine.oncall import OncallService
 from escalation.engine.service import EscalationService
 from escalation.incidents.directory import Directory
 from escalation.incidents.ingest import Classified
-from escalation.store.base import Store, StoreError
+from escalation.store.base import BreakerRecord, Store, StoreError
 from escalation.store.factory import make_store
 from escalation.store.postgres import PostgresStore
 from escalation.store.wakeup import WakeupListener, listener_for
@@ -189,6 +190,7 @@ class Runtime:
         try:
             counts = await self.store.counts()
             depth = await self.store.outbox_depth()
+            breakers = {b.channel: b for b in await self.store.breakers()}
         except StoreError:
             return
         self.esc_metrics.open_incidents.clear()
@@ -199,6 +201,20 @@ class Runtime:
         # the queue empties reads as "no data" on a dashboard, not as "nothing waiting".
         for channel in sorted(set(self._notifiers) | set(depth)):
             self.esc_metrics.outbox_depth.labels(channel).set(depth.get(channel, 0))
+        self._breaker_gauges(breakers)
+
+    def _breaker_gauges(self, breakers: Mapping[str, BreakerRecord]) -> None:
+        """Every configured channel's breaker, closed when it never failed."""
+        m, now = self.esc_metrics, self.clock.now()
+        reset = self.loaded.config.adapters.dispatch.breaker_reset
+        m.breaker_state.clear()
+        m.breaker_failures.clear()
+        for channel in sorted(set(self._notifiers) | set(breakers)):
+            stored = breakers.get(channel)
+            state = breaker_state(stored, now, reset)
+            for s in BREAKER_STATES:
+                m.breaker_state.labels(channel, s).set(1 if s == state else 0)
+            m.breaker_failures.labels(channel).set(stored.failures if stored else 0)
 
     # -- configuration -----------------------------------------------------------------------
 

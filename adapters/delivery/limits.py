@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 
 from adapters.config import RateLimit
-from escalation.store.base import RateSlot, Store
+from escalation.store.base import BreakerRecord, RateSlot, Store
 
 __all__ = [
+    "BREAKER_STATES",
+    "BreakerState",
     "Breakers",
     "BundleWindows",
     "CircuitBreaker",
@@ -30,7 +32,20 @@ __all__ = [
     "StoreBreakers",
     "StoreRateLimits",
     "StoreWindows",
+    "breaker_state",
 ]
+
+BreakerState = Literal["closed", "open", "half-open"]
+BREAKER_STATES: tuple[BreakerState, ...] = ("closed", "open", "half-open")
+
+
+def breaker_state(stored: BreakerRecord | None, now: datetime, reset: timedelta) -> BreakerState:
+    """What a stored breaker means now: ``open`` while sends are held, ``half-open`` once
+    ``reset`` has passed (the next send is the probe), ``closed`` otherwise. While a probe
+    travels the row is re-armed, so it reads ``open`` until the probe's outcome."""
+    if stored is None or stored.opened_at is None:
+        return "closed"
+    return "open" if now < stored.opened_at + reset else "half-open"
 
 
 class SharedRateLimits(Protocol):

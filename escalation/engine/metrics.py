@@ -56,9 +56,30 @@ class EscalationMetrics:
             buckets=_LATENESS_BUCKETS,
             registry=r,
         )
+        self._channel_metrics(r)
+        self.engine_errors = Counter(
+            "tocsin_engine_errors_total",
+            "Engine loop iterations that failed (e.g. the store was unavailable).",
+            registry=r,
+        )
+
+    def _channel_metrics(self, r: CollectorRegistry) -> None:
+        """Per channel: what waits, its breaker, and every delivery attempt's outcome."""
         self.outbox_depth = Gauge(
             "tocsin_outbox_depth",
             "Notifications waiting to be delivered, by channel.",
+            ["channel"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "tocsin_breaker_state",
+            "Each channel's circuit breaker: 1 for its state (closed, open, half-open), 0 else.",
+            ["channel", "state"],
+            registry=r,
+        )
+        self.breaker_failures = Gauge(
+            "tocsin_breaker_failures",
+            "Sends that failed in a row on each channel (its breaker opens at the limit).",
             ["channel"],
             registry=r,
         )
@@ -66,10 +87,5 @@ class EscalationMetrics:
             "tocsin_notifications_total",
             "Notification delivery attempts by channel and outcome.",
             ["channel", "outcome"],
-            registry=r,
-        )
-        self.engine_errors = Counter(
-            "tocsin_engine_errors_total",
-            "Engine loop iterations that failed (e.g. the store was unavailable).",
             registry=r,
         )

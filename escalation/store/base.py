@@ -25,6 +25,7 @@ from escalation.incidents.model import (
 from escalation.oncall.overrides import CalendarToken, StoredOverride
 
 __all__ = [
+    "BreakerRecord",
     "Conflict",
     "IncidentFilter",
     "IngestContext",
@@ -66,6 +67,16 @@ class IngestContext:
     incidents: dict[str, IncidentRecord]  # every incident named above, by id
     alerts: dict[str, list[AlertRecord]]  # incident id → its alert occurrences
     outbox: dict[str, list[OutboxRecord]]  # incident id → its notifications
+
+
+@dataclass(frozen=True)
+class BreakerRecord:
+    """One channel's stored circuit breaker: sends failed in a row, and when it last opened
+    (or was re-armed for a probe); ``opened_at`` None means closed."""
+
+    channel: str
+    failures: int
+    opened_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -249,6 +260,9 @@ class Store(Protocol):
 
     async def outbox_depth(self) -> dict[str, int]:
         """channel → pending rows."""
+
+    async def breakers(self) -> list[BreakerRecord]:
+        """Every channel's stored breaker, by channel (a channel never failed has none)."""
 
     async def overrides(
         self,

@@ -1,5 +1,5 @@
-"""The Status page: the configuration in force, channels, outbox, engine — read from the same
-Prometheus registry ``/metrics`` exports, so the two never disagree."""
+"""The Status page: the configuration in force, channels (outbox, breakers), engine — read from
+the same Prometheus registry ``/metrics`` exports, so the two never disagree."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from router.console.pages import Visit, page
 from router.console.view import render
 from router.keys import RUNTIME
 
-__all__ = ["Sample", "samples", "status_page"]
+__all__ = ["Channel", "Sample", "samples", "status_page"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,32 @@ def _checksum(path: Path) -> str:
         return f"unreadable ({e.strerror})"
 
 
+@dataclass(frozen=True)
+class Channel:
+    """One channel's row: outbox depth, breaker state and failures in a row, from /metrics."""
+
+    name: str
+    waiting: int
+    breaker: str
+    failures: int
+
+
+def _channels(registry: CollectorRegistry) -> list[Channel]:
+    depth = {s.labels["channel"]: int(s.value) for s in samples(registry, "tocsin_outbox_depth")}
+    state = {
+        s.labels["channel"]: s.labels["state"]
+        for s in samples(registry, "tocsin_breaker_state")
+        if s.value == 1
+    }
+    failures = {
+        s.labels["channel"]: int(s.value) for s in samples(registry, "tocsin_breaker_failures")
+    }
+    return [
+        Channel(c, depth.get(c, 0), state.get(c, "closed"), failures.get(c, 0))
+        for c in sorted(set(depth) | set(state) | set(failures))
+    ]
+
+
 @page("read")
 async def status_page(request: web.Request, visit: Visit) -> web.StreamResponse:
     rt = request.app[RUNTIME]
@@ -63,7 +89,7 @@ async def status_page(request: web.Request, visit: Visit) -> web.StreamResponse:
         reloaded_at=datetime.fromtimestamp(reloaded, UTC) if reloaded else None,
         refused_at=rt.refused_at,
         refused_where=rt.refused_where,
-        outbox=sorted(samples(reg, "tocsin_outbox_depth"), key=lambda s: s.labels["channel"]),
+        channels=_channels(reg),
         sent=sorted(
             samples(reg, "tocsin_notifications_total"),
             key=lambda s: (s.labels["channel"], s.labels["outcome"]),

@@ -21,7 +21,7 @@ from escalation.incidents.model import (
     StepRecord,
     TimelineEvent,
 )
-from escalation.store.base import IncidentFilter, IngestContext, RateSlot, StoreError
+from escalation.store.base import BreakerRecord, IncidentFilter, IngestContext, RateSlot, StoreError
 from escalation.store.sql.changes import RECORD_DELIVERY, apply_changes, delivery_params
 from escalation.store.sql.dialect import (
     ALERT_COLS,
@@ -468,6 +468,18 @@ class Queries(ABC):
             "SELECT channel, count(*) AS n FROM outbox WHERE state = 'pending' GROUP BY channel"
         )
         return {r["channel"]: r["n"] for r in rows}
+
+    def breakers(self) -> Query[list[BreakerRecord]]:
+        d = self.d
+        # Sorted here, not by SQL: the two databases collate text differently.
+        rows = yield from fetch("SELECT channel, failures, opened_at FROM breakers")
+        out = []
+        for r in rows:
+            opened = r["opened_at"]
+            if opened is not None and d.time_in:
+                opened = d.time_in(opened)
+            out.append(BreakerRecord(r["channel"], r["failures"], opened))
+        return sorted(out, key=lambda b: b.channel)
 
     def schema_versions(self) -> Query[list[int]]:
         rows = yield from fetch("SELECT version FROM schema_migrations ORDER BY version")

@@ -21,7 +21,7 @@ from escalation.incidents.model import (
     TimelineEvent,
 )
 from escalation.oncall.overrides import CalendarToken, StoredOverride
-from escalation.store.base import IncidentFilter, IngestContext, RateSlot
+from escalation.store.base import BreakerRecord, IncidentFilter, IngestContext, RateSlot
 from escalation.store.sql import overrides as ov
 from escalation.store.sql.queries import DeliveryState, Queries, StepContext
 from escalation.store.sql.statement import Query
@@ -240,6 +240,10 @@ class SqlReads(ABC):
     async def outbox_depth(self) -> dict[str, int]:
         """channel → pending rows (channels with none are absent)."""
         return await self._read(self._q.outbox_depth())
+
+    async def breakers(self) -> list[BreakerRecord]:
+        """Every channel's stored breaker, by channel."""
+        return await self._read(self._q.breakers())
 
     async def overrides(
         self,

@@ -11,7 +11,8 @@ import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from escalation.store.base import Store
+from adapters.delivery.limits import breaker_state
+from escalation.store.base import BreakerRecord, Store
 from escalation.store.postgres import PostgresStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -58,6 +59,22 @@ async def test_a_breaker_opens_after_failures_in_a_row_and_a_success_clears_the_
     assert await check(store, "phone", T0 + 3 * S) == T0 + 2 * S + M
     assert await check(store, "phone", T0 + 50 * S) == T0 + 2 * S + M  # no side effect
     assert await check(store, "sms", T0 + 3 * S) is None  # each channel its own
+
+
+async def test_the_stored_breakers_can_be_read_for_the_status_page(store: Store) -> None:
+    assert await store.breakers() == []  # no channel ever failed
+    await outcomes(store, [("sms", False), ("phone", False), ("phone", False)], T0)
+    await outcomes(store, [("phone", False)], T0 + S)
+    assert await store.breakers() == [
+        BreakerRecord("phone", 3, T0 + S),
+        BreakerRecord("sms", 1, None),
+    ]
+    assert breaker_state((await store.breakers())[0], T0 + M, M) == "open"
+    assert breaker_state((await store.breakers())[0], T0 + S + M, M) == "half-open"
+    await outcomes(store, [("phone", True)], T0 + 2 * M)
+    [phone, _] = await store.breakers()
+    assert phone == BreakerRecord("phone", 0, None)
+    assert breaker_state(phone, T0 + 2 * M, M) == "closed"
 
 
 async def test_one_failure_opens_a_breaker_of_one(store: Store) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import timedelta
 
 from tests.driver.app import App
 from tests.driver.metrics import metric_value
@@ -45,3 +46,46 @@ async def test_a_refused_reload_is_shown_by_where_never_by_value(console: App) -
     assert _dd(html, "Last reload").startswith("refused")
     assert "server.log_format" in html
     assert "s3cr3t-value" not in html
+
+
+def _channel_row(html: str, channel: str) -> list[str]:
+    m = re.search(rf'<tr data-channel="{re.escape(channel)}">(.*?)</tr>', html, re.S)
+    assert m is not None, channel
+    return [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", m[1])]
+
+
+async def _page_and_metrics(app: App) -> tuple[list[str], str]:
+    html = await (await app.client.get("/status")).text()
+    return _channel_row(html, "log"), await (await app.client.get("/metrics")).text()
+
+
+async def test_each_channels_breaker_is_shown_as_metrics_says(console: App) -> None:
+    """The log channel fails five times in a row (the default limit): its breaker opens, is
+    half-open after ``breaker_reset`` (60 s), and a success closes it; page and /metrics agree."""
+    await sign_in(console.client, "vic", VIEWER_TOKEN)
+
+    async def state_in_metrics(metrics: str) -> str:
+        [state] = [
+            s
+            for s in ("closed", "open", "half-open")
+            if metric_value(metrics, "tocsin_breaker_state", {"channel": "log", "state": s}) == 1
+        ]
+        return state
+
+    row, metrics = await _page_and_metrics(console)
+    assert row == ["log", "0", "closed", "0"]
+    assert await state_in_metrics(metrics) == "closed"
+    now = console.clock.now()
+    async with console.rt.store.transaction() as tx:
+        await tx.record_breaker_outcomes([("log", False)] * 5, now, 5)
+    for later, state in ((0, "open"), (60, "half-open")):
+        console.clock.set(now + timedelta(seconds=later))
+        row, metrics = await _page_and_metrics(console)
+        assert row == ["log", "0", state, "5"]
+        assert await state_in_metrics(metrics) == state
+        assert metric_value(metrics, "tocsin_breaker_failures", {"channel": "log"}) == 5
+    async with console.rt.store.transaction() as tx:
+        await tx.record_breaker_outcomes([("log", True)], console.clock.now(), 5)
+    row, metrics = await _page_and_metrics(console)
+    assert row == ["log", "0", "closed", "0"]
+    assert await state_in_metrics(metrics) == "closed"
