@@ -23,6 +23,7 @@ __all__ = [
     "PagerDutyConfig",
     "PhoneConfig",
     "RateLimit",
+    "SlackConfig",
     "WebhookConfig",
     "WebhookEndpoint",
     "WebhookPreset",
@@ -142,6 +143,22 @@ class WebhookConfig(_Section):
     endpoints: dict[str, WebhookEndpoint] = Field(default_factory=dict)
 
 
+class SlackConfig(_Section):
+    """A Slack app: its bot token for the Web API, its signing secret for what Slack calls back."""
+
+    bot_token: SecretStr  # xoxb-…: chat:write, users:read.email, users:read (see the README)
+    signing_secret: SecretStr  # verifies X-Slack-Signature on interactivity and slash commands
+    base_url: str = "https://slack.com/api/"  # a local fake in tests
+    # Names a ``slack:<name>`` target may use for a channel (name -> channel id or #name);
+    # any other target name is taken as the channel itself (#incidents or an id).
+    channels: dict[str, str] = Field(default_factory=dict)
+    # People (by name in ``people:``) whose clicks and /tocsin commands may act; empty: every
+    # configured person. Anyone else is told so, privately, and nothing changes.
+    writers: list[str] = Field(default_factory=list)
+    user_cache_ttl: Duration = Field(default=timedelta(hours=1))  # email <-> Slack user id
+    timeout: Duration = Field(default=timedelta(seconds=10))
+
+
 class RateLimit(_Section):
     """At most ``count`` messages per ``per``."""
 
@@ -166,11 +183,17 @@ class DispatchConfig(_Section):
             "phone": timedelta(minutes=5),
             "sms": timedelta(minutes=10),
             "webhook": timedelta(minutes=10),
+            "slack": timedelta(minutes=10),
             "log": timedelta(minutes=1),
         }
     )
     channel_rate: dict[str, RateLimit] = Field(
-        default_factory=lambda: {"pagerduty": RateLimit(count=100, per=timedelta(minutes=1))}
+        default_factory=lambda: {
+            "pagerduty": RateLimit(count=100, per=timedelta(minutes=1)),
+            # Slack allows about one message a second per channel (chat.postMessage, bursts
+            # aside); one incident's updates are coalesced into one message besides.
+            "slack": RateLimit(count=60, per=timedelta(minutes=1)),
+        }
     )
     person_rate: RateLimit = Field(
         default_factory=lambda: RateLimit(count=10, per=timedelta(minutes=10))
@@ -203,4 +226,5 @@ class AdaptersConfig(_Section):
     email: EmailConfig | None = None
     phone: PhoneConfig | None = None
     webhook: WebhookConfig | None = None
+    slack: SlackConfig | None = None
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)

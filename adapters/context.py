@@ -5,12 +5,13 @@ Its own module so channel packages depend on it without importing the registry t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
 
 from escalation.engine.clock import Clock
+from escalation.engine.service import IncidentDetail
 
 __all__ = ["AdapterContext"]
 
@@ -22,3 +23,6 @@ class AdapterContext:
     public_url: str
     http: Callable[[], aiohttp.ClientSession]  # the shared client session (created in the loop)
     clock: Clock
+    # Reads an incident with its outbox and timeline (the service façade): channels that edit
+    # one message per incident (Slack) find the message they posted before through it.
+    incident_detail: Callable[[str], Awaitable[IncidentDetail | None]] | None = None

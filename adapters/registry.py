@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from adapters import email, pagerduty, phone, webhook
+from adapters import email, pagerduty, phone, slack, webhook
 from adapters.config import AdaptersConfig
 from adapters.context import AdapterContext
 from adapters.delivery.notifier import Notifier
@@ -39,6 +39,8 @@ def adapter_problems(cfg: AdaptersConfig, public_url: str) -> list[tuple[tuple[s
         out += [(("pagerduty", *loc), m) for loc, m in pagerduty.check(cfg.pagerduty)]
     if cfg.webhook is not None:
         out += [(("webhook", *loc), m) for loc, m in webhook.check(cfg.webhook)]
+    if cfg.slack is not None:
+        out += [(("slack", *loc), m) for loc, m in slack.check(cfg.slack)]
     return out
 
 
@@ -53,6 +55,7 @@ def build_notifiers(cfg: AdaptersConfig, ctx: AdapterContext) -> dict[str, Notif
         ("email", cfg.email, email.build),
         ("phone", cfg.phone, phone.build),
         ("webhook", cfg.webhook, webhook.build),
+        ("slack", cfg.slack, slack.build),
     ]
     for name, section, loader in table:
         if section is None:

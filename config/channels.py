@@ -18,7 +18,7 @@ from adapters.delivery.channels import configured_channels, no_adapter
 from escalation.incidents.steps import LevelTiers, Policy, Step
 from escalation.oncall.people import Person, Team
 from escalation.oncall.schedules import Schedule
-from escalation.oncall.targets import parse_target
+from escalation.oncall.targets import SERVICE_TARGETS, parse_target
 
 __all__ = ["channel_refs"]
 
@@ -74,9 +74,9 @@ class _Check:
     def step(self, step: Step, loc: Loc, *, preset: bool) -> None:
         people: list[str] = []
         for i, ref in enumerate(step.notify):
-            services = self._reach(ref, people)
-            if services and not self.ok("pagerduty"):
-                self.add((*loc, "notify", i), no_adapter("pagerduty", self.configured))
+            place = self._reach(ref, people)
+            if place and not self.ok(place):
+                self.add((*loc, "notify", i), no_adapter(place, self.configured))
         for p in dict.fromkeys(people):
             self._person(p, step)
         for i, channel in enumerate(step.via):
@@ -109,21 +109,23 @@ class _Check:
     def _has_fallback(self, name: str, missing: str) -> bool:
         return any(c != missing and self.ok(c) for c in self.cfg.people[name].fallback)
 
-    def _reach(self, ref: str, people: list[str], depth: int = 0, bare: str = "role") -> bool:
-        """Add the configured people ``ref`` can reach to ``people``; True if it names a
-        PagerDuty service (paged through the ``pagerduty`` channel whatever the step's via)."""
+    def _reach(self, ref: str, people: list[str], depth: int = 0, bare: str = "role") -> str:
+        """Add the configured people ``ref`` can reach to ``people``; the channel if it names
+        a place (a PagerDuty service, a Slack channel: reached through that channel whatever
+        the step's via), else ""."""
         try:
             kind, name = parse_target(ref) if ":" in ref else (bare, ref)
         except ValueError:
-            return False  # reported by the target checks
+            return ""  # reported by the target checks
         if depth > _MAX_DEPTH:
-            return False
-        if kind == "pagerduty":
-            return True
+            return ""
+        if kind in SERVICE_TARGETS:
+            return SERVICE_TARGETS[kind]
         if kind == "person":
             people += [name] if name in self.cfg.people else []
-            return False
-        return any(self._reach(r, people, depth + 1) for r in self._refs(kind, name))
+            return ""
+        places = [self._reach(r, people, depth + 1) for r in self._refs(kind, name)]
+        return next((p for p in places if p), "")
 
     def _refs(self, kind: str, name: str) -> Sequence[str]:
         cfg = self.cfg

@@ -238,7 +238,13 @@ class Runtime:
         return store_policy(cfg, self.store, shared=isinstance(self.store, PostgresStore))
 
     def _build_notifiers(self, loaded: LoadedConfig) -> dict[str, Notifier]:
-        ctx = AdapterContext(loaded.config.server.public_url, self.http, self.clock)
+        ctx = AdapterContext(
+            loaded.config.server.public_url,
+            self.http,
+            self.clock,
+            # The service is made after the notifiers: looked up when a channel reads.
+            incident_detail=lambda ref: self.service.detail(ref),
+        )
         try:
             out = build_notifiers(loaded.config.adapters, ctx)
         except AdapterBuildError as e:

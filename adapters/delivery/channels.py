@@ -28,6 +28,7 @@ def configured_channels(cfg: AdaptersConfig) -> list[str]:
         "phone": cfg.phone is not None,
         "sms": cfg.phone is not None,  # the phone provider also sends texts
         "webhook": cfg.webhook is not None,
+        "slack": cfg.slack is not None,
     }
     out = [k for k in CHANNELS if kinds.get(k)]
     if cfg.webhook is not None:

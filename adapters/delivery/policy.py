@@ -30,6 +30,7 @@ from adapters.delivery.limits import (
 )
 from adapters.delivery.notifier import DeliveryResult, FailureReason
 from escalation.incidents.model import OutboxRecord
+from escalation.oncall.targets import SERVICE_TARGETS
 from escalation.store.base import RateSlot, Store
 
 __all__ = ["ConfiguredPolicy", "DeliveryPolicy", "SimplePolicy", "store_policy"]
@@ -270,5 +271,6 @@ def _per_channel(table: Mapping[str, _V], channel: str) -> _V | None:
 
 
 def _personal(row: OutboxRecord) -> bool:
-    # PagerDuty service targets are not people; their channel limit protects them.
-    return row.kind in ("page", "reminder") and not row.person.startswith("pagerduty:")
+    # PagerDuty services and Slack channels are not people; their channel limit protects them.
+    place = row.person.split(":", 1)[0] if ":" in row.person else ""
+    return row.kind in ("page", "reminder") and place not in SERVICE_TARGETS

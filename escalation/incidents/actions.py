@@ -25,7 +25,7 @@ from escalation.incidents.model import (
     StepState,
     TimelineEvent,
 )
-from escalation.incidents.notices import pagerduty_acks, resolve_notices
+from escalation.incidents.notices import message_acks, pagerduty_acks, resolve_notices
 from escalation.incidents.policy import PolicySnapshot, plan_steps, step_id
 
 __all__ = ["Action", "IllegalTransition", "applies", "decide_action"]
@@ -129,6 +129,7 @@ def _ack(a: _Act) -> IncidentRecord:
     a.event(EventKind.ACK, f"acknowledged by {a.actor}{a.suffix}")
     if a.source != "pagerduty":
         a.ch.new_outbox.extend(pagerduty_acks(inc, a.paged, a.now))
+    a.ch.new_outbox.extend(message_acks(inc, a.paged, a.now))
     timeout = PolicySnapshot.of(inc.policy).ack_timeout
     if timeout:
         a.ch.new_steps.append(

@@ -14,7 +14,7 @@ from escalation.incidents.steps import Policy
 from escalation.oncall.calendars import Calendar, MaintenanceWindow
 from escalation.oncall.people import Person, Team
 from escalation.oncall.schedules import Override, Schedule
-from escalation.oncall.targets import parse_target
+from escalation.oncall.targets import SERVICE_TARGETS, parse_target
 from rules.matrix import Matrix
 
 __all__ = ["Directory", "Recipient"]
@@ -22,11 +22,13 @@ __all__ = ["Directory", "Recipient"]
 
 @dataclass(frozen=True)
 class Recipient:
-    """One person reached through one target ref (``pagerduty:svc`` targets are services)."""
+    """One person reached through one target ref (``pagerduty:svc`` and ``slack:#channel``
+    targets are places, not people)."""
 
-    person: str  # a PagerDuty service is "pagerduty:<service id>" (stored as the row's person)
+    person: str  # a place is "<kind>:<name>", e.g. "pagerduty:<service id>" (the row's person)
     target: str
-    service: bool = False  # a PagerDuty service rather than a person: reached through PagerDuty
+    service: bool = False  # a place rather than a person: reached through ``channel`` only
+    channel: str = "pagerduty"  # the one channel a place is reached through
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,8 @@ class Directory:
             else:
                 for m in team.members:
                     self._resolve(f"person:{m}", top, t, out, problems, depth + 1)
-        elif kind == "pagerduty":
-            out.append(Recipient(f"pagerduty:{name}", top, service=True))
+        elif kind in SERVICE_TARGETS:
+            out.append(Recipient(f"{kind}:{name}", top, True, SERVICE_TARGETS[kind]))
 
     def _from_pagerduty(
         self,
@@ -155,7 +157,7 @@ class Directory:
     def channels_for(self, recipient: Recipient, via: Sequence[str]) -> list[str]:
         """The channels to use: the step's ``via``, else the person's own defaults."""
         if recipient.service:
-            return ["pagerduty"]
+            return [recipient.channel]
         if via:
             return list(via)
         p = self.people.get(recipient.person)

@@ -1,4 +1,5 @@
-"""Telling the people already paged: "resolved" messages, and acks made elsewhere to PagerDuty."""
+"""Telling the people already paged: "resolved" messages, acks made elsewhere to PagerDuty, and
+acks to the channels that keep one message per incident (Slack), which edit that message."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from escalation.incidents.model import IncidentRecord, OutboxKind, OutboxRecord, OutboxState
+from escalation.oncall.targets import UPDATED_CHANNELS
 
-__all__ = ["pagerduty_acks", "resolve_notices"]
+__all__ = ["message_acks", "pagerduty_acks", "resolve_notices"]
 
 # A page that left (or may have left): its person knows about the incident.
 _REACHED = (OutboxState.SENT, OutboxState.UNKNOWN)
@@ -35,6 +37,24 @@ def pagerduty_acks(
         if row.channel == "pagerduty" and row.kind == OutboxKind.PAGE and row.state in _REACHED:
             if row.person not in out:
                 out[row.person] = _notice(inc, row, OutboxKind.ACKNOWLEDGE, "pagerduty", now)
+    return list(out.values())
+
+
+def message_acks(
+    inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime
+) -> list[OutboxRecord]:
+    """An ack to each message a channel in ``UPDATED_CHANNELS`` keeps for the incident (once per
+    place or person and channel): its card then shows who acknowledged, wherever they did."""
+    out: dict[tuple[str, str], OutboxRecord] = {}
+    for row in paged:
+        if (
+            row.channel in UPDATED_CHANNELS
+            and row.kind == OutboxKind.PAGE
+            and row.state in _REACHED
+        ):
+            pair = (row.person, row.channel)
+            if pair not in out:
+                out[pair] = _notice(inc, row, OutboxKind.ACKNOWLEDGE, row.channel, now)
     return list(out.values())
 
 

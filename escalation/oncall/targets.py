@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["CHANNELS", "TARGET_KINDS", "parse_target"]
+__all__ = ["CHANNELS", "SERVICE_TARGETS", "TARGET_KINDS", "UPDATED_CHANNELS", "parse_target"]
 
-TARGET_KINDS: tuple[str, ...] = ("role", "person", "schedule", "team", "pagerduty")
-"""Prefixes a notify target may carry; a bare name is a role."""
+TARGET_KINDS: tuple[str, ...] = ("role", "person", "schedule", "team", "pagerduty", "slack")
+"""Prefixes a notify target may carry; a bare name is a role. ``pagerduty:`` names a service and
+``slack:`` a chat channel: targets that are places, not people (``SERVICE_TARGETS``)."""
 
-CHANNELS: tuple[str, ...] = ("log", "pagerduty", "email", "phone", "sms", "webhook")
+SERVICE_TARGETS: dict[str, str] = {"pagerduty": "pagerduty", "slack": "slack"}
+"""Target kinds that name a place rather than people → the one channel that reaches it."""
+
+UPDATED_CHANNELS: tuple[str, ...] = ("slack",)
+"""Channels that keep one message per incident and edit it when the incident changes, so an
+acknowledgement made anywhere is told to them too."""
+
+CHANNELS: tuple[str, ...] = ("log", "pagerduty", "email", "phone", "sms", "webhook", "slack")
 """Channel kinds a step may name in ``via`` (optionally ``kind:instance``, e.g. ``webhook:ops``)."""
 
 _NAME_RE = re.compile(r"^[^\s:]+$")

@@ -271,6 +271,7 @@ def test_default_deadlines_cover_every_channel() -> None:
         "phone": 5 * M,
         "sms": 10 * M,
         "webhook": 10 * M,
+        "slack": 10 * M,
         "log": M,
     }
     assert (cfg.max_attempts, cfg.backoff_initial, cfg.backoff_max) == (6, S, 2 * M)
@@ -422,7 +423,7 @@ def test_dispatch_config_rejects_unknown_channels() -> None:
     for bad in (
         {"bundle_channels": ["emial"]},
         {"deadline": {"pager": "1m"}},
-        {"channel_rate": {"slack": {"count": 1, "per": "1m"}}},
+        {"channel_rate": {"slak": {"count": 1, "per": "1m"}}},
     ):
         with pytest.raises(ValidationError, match="unknown channel"):
             DispatchConfig.model_validate(bad)

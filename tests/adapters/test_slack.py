@@ -1,0 +1,218 @@
+"""The ``slack`` channel against the fake Slack: the card, one message per incident edited on every
+change with the timeline in its thread, direct messages by email, and Slack's errors mapped into
+delivery's failure reasons."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from adapters.config import SlackConfig
+from adapters.delivery.notifier import FailureReason
+from adapters.slack import SlackApi, SlackNotifier
+from config.load import ConfigError, load_config
+from escalation.engine.clock import VirtualClock
+from tests.adapters.test_webhook import INC_ID, PUBLIC, T0, delivery, incident, row
+from tests.driver.app import MakeApp
+from tests.driver.config import write_config
+from tests.driver.payloads import alert, notification
+from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackScripted
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    fake = await FakeSlack().start()
+    yield fake
+    await fake.close()
+
+
+def slack_cfg(fake: FakeSlack, **kw: Any) -> SlackConfig:
+    return SlackConfig(
+        bot_token=SecretStr(BOT_TOKEN),
+        signing_secret=SecretStr(SIGNING_SECRET),
+        base_url=fake.api_url,
+        **kw,
+    )
+
+
+def notifier(fake: FakeSlack, session: aiohttp.ClientSession, **kw: Any) -> SlackNotifier:
+    clock = VirtualClock(T0)
+    cfg = slack_cfg(fake, **kw)
+    return SlackNotifier(cfg, SlackApi(cfg, lambda: session, clock), clock, PUBLIC)
+
+
+def channel_row(**kw: Any) -> Any:
+    return row(person="slack:#incidents", channel="slack", target="slack:#incidents", **kw)
+
+
+# -- one attempt --------------------------------------------------------------------------------
+
+
+async def test_card_carries_severity_title_links_and_buttons(
+    slack: FakeSlack, session: aiohttp.ClientSession
+) -> None:
+    cid = slack.add_channel("incidents")
+    inc = incident(title="DiskFull <!channel> on db1 & db2", level={"name": "SEV-1"})
+    d = delivery(row=channel_row(), incident=inc)
+    result = await notifier(slack, session).notify(d)
+    assert result.ok, result
+    [msg] = slack.top_messages(cid)
+    assert result.provider_id == f"{cid}/{msg.ts}/0"
+    header = msg.blocks[0]["text"]["text"]
+    assert header.startswith(f"[{inc.severity_name}] #42 DiskFull")
+    assert header.endswith("<!channel> on db1 & db2")  # plain_text: Slack shows it as it is
+    # mrkdwn (the fallback text notifications show) is escaped: no mass mention, no fake link
+    assert "<!channel>" not in msg.text and "&lt;!channel&gt; on db1 &amp; db2" in msg.text
+    text = str(msg.blocks)
+    assert f"<{PUBLIC}/incidents/{INC_ID}|Incident #42>" in text
+    [actions] = [b for b in msg.blocks if b["type"] == "actions"]
+    assert [(e["action_id"], e["value"]) for e in actions["elements"]] == [
+        ("tocsin_ack", INC_ID),
+        ("tocsin_escalate", INC_ID),
+        ("tocsin_resolve", INC_ID),
+    ]
+
+
+async def test_named_channel_and_direct_message_by_email_cached(
+    slack: FakeSlack, session: aiohttp.ClientSession
+) -> None:
+    cid = slack.add_channel("sre-pages")
+    uid = slack.add_user("ollie@example.com")
+    n = notifier(slack, session, channels={"sre": cid})
+    assert (await n.notify(delivery(row=row(person="slack:sre", channel="slack")))).ok
+    assert len(slack.top_messages(cid)) == 1
+    for _ in range(2):
+        result = await n.notify(delivery(row=row(channel="slack")))
+        assert result.ok, result
+    dm = next(c for c in slack.channels.values() if c.is_im)
+    assert uid in dm.members and len(slack.top_messages(dm.id)) == 2
+    assert len(slack.calls_of("users.lookupByEmail")) == 1  # cached
+
+
+@pytest.mark.parametrize(
+    ("scripted", "reason", "retry_after"),
+    [
+        (SlackScripted.rate_limited(7), FailureReason.RATE_LIMITED, 7.0),
+        (SlackScripted.server_error(503), FailureReason.RETRYABLE, None),
+        (SlackScripted.error("internal_error"), FailureReason.RETRYABLE, None),
+        (SlackScripted.error("channel_not_found"), FailureReason.PERMANENT, None),
+    ],
+)
+async def test_slack_errors_map_to_failure_reasons(
+    slack: FakeSlack,
+    session: aiohttp.ClientSession,
+    scripted: SlackScripted,
+    reason: FailureReason,
+    retry_after: float | None,
+) -> None:
+    slack.add_channel("incidents")
+    slack.script("chat.postMessage", scripted)
+    result = await notifier(slack, session).notify(delivery(row=channel_row()))
+    assert (result.ok, result.reason, result.retry_after) == (False, reason, retry_after)
+    assert BOT_TOKEN not in result.error
+
+
+async def test_bad_token_unknown_person_and_missing_channel_are_permanent(
+    slack: FakeSlack, session: aiohttp.ClientSession
+) -> None:
+    slack.add_channel("incidents")
+    cfg = slack_cfg(slack).model_copy(update={"bot_token": SecretStr("xoxb-wrong")})
+    clock = VirtualClock(T0)
+    bad = SlackNotifier(cfg, SlackApi(cfg, lambda: session, clock), clock, PUBLIC)
+    r = await bad.notify(delivery(row=channel_row()))
+    assert (r.reason, r.error) == (FailureReason.PERMANENT, "slack chat.postMessage: invalid_auth")
+    n = notifier(slack, session)
+    r = await n.notify(delivery(row=row(channel="slack")))  # ollie has no Slack account
+    assert (r.reason, r.error) == (
+        FailureReason.PERMANENT,
+        "slack users.lookupByEmail: users_not_found",
+    )
+    r = await n.notify(delivery(row=row(person="slack:#nowhere", channel="slack")))
+    assert (r.reason, r.error) == (
+        FailureReason.PERMANENT,
+        "slack chat.postMessage: channel_not_found",
+    )
+
+
+# -- the whole app: one message per incident ---------------------------------------------------
+
+SLACK_POLICY = """\
+people:
+  ollie: {name: Ollie Oncall, email: ollie@example.com, channels: [log]}
+policies:
+  chat:
+    steps:
+      - {name: channel, after: 0, notify: ["slack:#incidents"]}
+      - {name: oncall, after: 5m, notify: ["person:ollie"], via: [log]}
+rules:
+  files: []
+  default: {severity: P0, policy: chat}
+"""
+
+
+def slack_app_config(tmp_path: Path, fake: FakeSlack | None) -> Path:
+    adapters = None
+    if fake is not None:
+        adapters = {
+            "adapters": {
+                "slack": {
+                    "bot_token": BOT_TOKEN,
+                    "signing_secret": SIGNING_SECRET,
+                    "base_url": fake.api_url,
+                }
+            }
+        }
+    return write_config(tmp_path, SLACK_POLICY, adapters, rules=None)
+
+
+async def test_one_message_per_incident_edited_on_ack_and_resolve_with_a_threaded_timeline(
+    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+) -> None:
+    cid = slack.add_channel("incidents")
+    app = await make_app(slack_app_config(tmp_path, slack), fakes=(slack,))
+    inc = await app.fire(notification([alert(labels={"team": "storage"})]))
+    await app.tick()
+    [card] = slack.top_messages(cid)
+    assert "(triggered)" in card.text
+    await app.act(inc.id, "ack")
+    await app.tick()
+    await app.act(inc.id, "resolve")
+    await app.tick()
+    assert slack.top_messages(cid) == [card]  # still the one message, edited twice
+    assert [e["text"].rsplit(" ", 1)[-1] for e in card.edits] == ["(triggered)", "(acknowledged)"]
+    assert card.text.endswith("(resolved)")
+    assert not [b for b in card.blocks if b["type"] == "actions"]  # nothing left to press
+    replies = [m.text for m in slack.thread(cid, card.ts)]
+    assert len(replies) == 2
+    assert "acknowledged by writer" in replies[0] and "resolved by writer" in replies[1]
+    rows = [r for r in await app.outbox(inc.id) if r.channel == "slack"]
+    assert {r.kind for r in rows} == {"page", "acknowledge", "resolve"}
+    assert {r.provider_id.rsplit("/", 1)[0] for r in rows} == {f"{cid}/{card.ts}"}
+
+
+async def test_reminders_go_to_the_thread(
+    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+) -> None:
+    cid = slack.add_channel("incidents")
+    app = await make_app(slack_app_config(tmp_path, slack), fakes=(slack,))
+    inc = await app.fire(notification([alert()]))
+    await app.tick()
+    [card] = slack.top_messages(cid)
+    every = timedelta(seconds=float((await app.record(inc.id)).level["update_every"]))
+    await app.advance(every + timedelta(minutes=1))
+    replies = slack.thread(cid, card.ts)
+    assert replies and "Status update due" in replies[0].text
+    assert "status update #1 due" in replies[0].text  # the timeline event, threaded
+    assert slack.top_messages(cid) == [card]
+
+
+async def test_check_refuses_a_slack_target_without_the_adapter(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(slack_app_config(tmp_path, None), env={})
+    assert "no adapter is configured for channel 'slack'" in str(e.value)
