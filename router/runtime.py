@@ -190,7 +190,8 @@ class Runtime:
         try:
             counts = await self.store.counts()
             depth = await self.store.outbox_depth()
-            breakers = {b.channel: b for b in await self.store.breakers()}
+            # Where the dispatcher keeps them: the store on PostgreSQL, memory on SQLite.
+            breakers = {b.channel: b for b in await self._policy.breakers.records()}
         except StoreError:
             return
         self.esc_metrics.open_incidents.clear()

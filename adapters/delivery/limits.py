@@ -83,6 +83,9 @@ class Breakers(Protocol):
     async def outcomes(self, results: Sequence[tuple[str, bool]], now: datetime) -> None:
         """Feed the breakers with sends' outcomes (channel, ok), in order."""
 
+    async def records(self) -> list[BreakerRecord]:
+        """Every breaker that ever saw a failure, by channel (for /metrics and the console)."""
+
 
 class BundleWindows(Protocol):
     """When the last message to a person on a channel went: the next waits out the window."""
@@ -112,6 +115,9 @@ class StoreBreakers:
             return
         async with self.store.transaction() as tx:
             await tx.record_breaker_outcomes(results, now, self.failures)
+
+    async def records(self) -> list[BreakerRecord]:
+        return await self.store.breakers()
 
 
 class StoreWindows:
@@ -144,6 +150,9 @@ class LocalBreakers:
     async def outcomes(self, results: Sequence[tuple[str, bool]], now: datetime) -> None:
         for channel, ok in results:
             self.breaker.outcome(channel, ok, now)
+
+    async def records(self) -> list[BreakerRecord]:
+        return self.breaker.records()
 
 
 class LocalWindows:
@@ -219,6 +228,11 @@ class CircuitBreaker:
         self._count[channel] += 1
         if self._count[channel] >= self.failures:
             self._opened[channel] = now
+
+    def records(self) -> list[BreakerRecord]:
+        """Each channel that ever failed: its failures in a row and when it opened, if open."""
+        channels = sorted(set(self._count) | set(self._opened))
+        return [BreakerRecord(c, self._count.get(c, 0), self._opened.get(c)) for c in channels]
 
     def is_open(self, channel: str, now: datetime) -> bool:
         """True while sends on ``channel`` are held (no side effect, unlike ``available``)."""

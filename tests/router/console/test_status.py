@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
-from tests.driver.app import App
+import pytest
+
+from tests.driver.app import App, MakeApp
 from tests.driver.metrics import metric_value
 from tests.driver.payloads import alert, notification
-from tests.router.console.conftest import VIEWER_TOKEN, sign_in
+from tests.fakes.webhook_sink import Reply, WebhookSink
+from tests.router.console.conftest import VIEWER_TOKEN, console_config, sign_in
 
 
 def _dd(html: str, term: str) -> str:
@@ -48,44 +53,59 @@ async def test_a_refused_reload_is_shown_by_where_never_by_value(console: App) -
     assert "s3cr3t-value" not in html
 
 
+OPS = "webhook"
+
+
 def _channel_row(html: str, channel: str) -> list[str]:
     m = re.search(rf'<tr data-channel="{re.escape(channel)}">(.*?)</tr>', html, re.S)
     assert m is not None, channel
     return [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", m[1])]
 
 
-async def _page_and_metrics(app: App) -> tuple[list[str], str]:
-    html = await (await app.client.get("/status")).text()
-    return _channel_row(html, "log"), await (await app.client.get("/metrics")).text()
+@pytest.fixture
+async def sink() -> AsyncIterator[WebhookSink]:
+    server = await WebhookSink().start()
+    yield server
+    await server.close()
 
 
-async def test_each_channels_breaker_is_shown_as_metrics_says(console: App) -> None:
-    """The log channel fails five times in a row (the default limit): its breaker opens, is
-    half-open after ``breaker_reset`` (60 s), and a success closes it; page and /metrics agree."""
-    await sign_in(console.client, "vic", VIEWER_TOKEN)
+async def test_each_channels_breaker_is_shown_as_metrics_says(
+    tmp_path: Path, make_app: MakeApp, sink: WebhookSink
+) -> None:
+    """alice is paged through a webhook that answers 500 once; with a breaker of one failure
+    it opens, is half-open after ``breaker_reset`` (60 s), and the retry's success closes it.
+    The page and /metrics say the same at every step."""
+    people = {"alice": {"name": "Alice", "channels": ["webhook"]}, "bob": {"channels": ["log"]}}
+    adapters = {
+        "webhook": {"endpoints": {"ops": {"url": f"{sink.url}/hook"}}},
+        "dispatch": {"breaker_failures": 1},
+    }
+    app = await make_app(console_config(tmp_path, people=people, adapters=adapters))
+    await sign_in(app.client, "vic", VIEWER_TOKEN)
 
-    async def state_in_metrics(metrics: str) -> str:
+    async def shown() -> tuple[list[str], str]:
+        html = await (await app.client.get("/status")).text()
+        metrics = await (await app.client.get("/metrics")).text()
         [state] = [
             s
             for s in ("closed", "open", "half-open")
-            if metric_value(metrics, "tocsin_breaker_state", {"channel": "log", "state": s}) == 1
+            if metric_value(metrics, "tocsin_breaker_state", {"channel": OPS, "state": s}) == 1
         ]
-        return state
+        failures = metric_value(metrics, "tocsin_breaker_failures", {"channel": OPS})
+        waiting = metric_value(metrics, "tocsin_outbox_depth", {"channel": OPS})
+        assert failures is not None and waiting is not None
+        row = _channel_row(html, OPS)
+        assert row == [OPS, str(int(waiting)), state, str(int(failures))]  # page == metrics
+        return row, _channel_row(html, "log")[2]
 
-    row, metrics = await _page_and_metrics(console)
-    assert row == ["log", "0", "closed", "0"]
-    assert await state_in_metrics(metrics) == "closed"
-    now = console.clock.now()
-    async with console.rt.store.transaction() as tx:
-        await tx.record_breaker_outcomes([("log", False)] * 5, now, 5)
-    for later, state in ((0, "open"), (60, "half-open")):
-        console.clock.set(now + timedelta(seconds=later))
-        row, metrics = await _page_and_metrics(console)
-        assert row == ["log", "0", state, "5"]
-        assert await state_in_metrics(metrics) == state
-        assert metric_value(metrics, "tocsin_breaker_failures", {"channel": "log"}) == 5
-    async with console.rt.store.transaction() as tx:
-        await tx.record_breaker_outcomes([("log", True)], console.clock.now(), 5)
-    row, metrics = await _page_and_metrics(console)
-    assert row == ["log", "0", "closed", "0"]
-    assert await state_in_metrics(metrics) == "closed"
+    assert await shown() == ([OPS, "0", "closed", "0"], "closed")
+    sink.script(Reply(status=500))
+    await app.post(notification([alert("DiskFull")]))
+    await app.tick()  # tier 0 pages alice: the webhook answers 500
+    assert len(sink.received) == 1
+    assert await shown() == ([OPS, "1", "open", "1"], "closed")
+    app.clock.set(app.clock.now() + timedelta(seconds=60))
+    assert await shown() == ([OPS, "1", "half-open", "1"], "closed")
+    await app.tick()  # the retry is the trial send, and it goes through
+    assert len(sink.received) == 2
+    assert (await shown())[0][2:] == ["closed", "0"]
