@@ -36,8 +36,10 @@ def loggable_path(request: web.Request) -> str:
     """The request path as it may be logged or echoed: a secret in it is replaced."""
     path = request.path
     for prefix in SECRET_PATH_PREFIXES:
-        if path.startswith(prefix):
-            return prefix + "<redacted>"
+        # Anywhere in the path: under server.public_url's path the feeds are /tocsin/calendar/.
+        at = path.find(prefix)
+        if at >= 0:
+            return path[: at + len(prefix)] + "<redacted>"
     return path
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -82,4 +83,9 @@ async def calendar_feed(request: web.Request) -> web.Response:
 
 
 def add_calendar_routes(app: web.Application) -> None:
-    app.router.add_get(CALENDAR_PREFIX + "{token:[A-Za-z0-9_-]{1,200}}.ics", calendar_feed)
+    # Also under server.public_url's path, as the feed URLs tocsin hands out say: a proxy at
+    # https://ops.example.com/tocsin/ that keeps the prefix must reach the feed too.
+    base = urlsplit(app[RUNTIME].loaded.config.server.public_url).path.rstrip("/")
+    for prefix in dict.fromkeys(("", base)):
+        path = f"{prefix}{CALENDAR_PREFIX}{{token:[A-Za-z0-9_-]{{1,200}}}}.ics"
+        app.router.add_get(path, calendar_feed)

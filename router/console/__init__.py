@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from router.console.board import board, board_rows, events
+from router.console.calendars import calendar_create, calendar_revoke
 from router.console.incident import act, incident_page
 from router.console.oncall import oncall_page, override_create, override_remove
 from router.console.rules import rules_page
@@ -90,6 +91,8 @@ def add_console_routes(app: web.Application) -> None:
         r.add_post(
             f"{prefix}/oncall/{{schedule:[^/]+}}/overrides/{{id:[^/]+}}/remove", override_remove
         )
+        r.add_post(f"{prefix}/oncall/calendars", calendar_create)
+        r.add_post(f"{prefix}/oncall/calendars/{{id:[^/]+}}/revoke", calendar_revoke)
     outage = Outage(page=_outage_page)
     pages = (board, board_rows, incident_page, act, oncall_page, override_create, override_remove)
-    on_store_outage(app, outage, *pages)
+    on_store_outage(app, outage, *pages, calendar_create, calendar_revoke)

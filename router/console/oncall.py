@@ -23,10 +23,14 @@ from router.console.view import base_path, render, see_other
 from router.keys import RUNTIME
 from router.receiver import clean_text
 
-__all__ = ["oncall_page", "override_create", "override_remove"]
+__all__ = ["oncall_page", "override_create", "override_remove", "show_oncall"]
 
 TWO_WEEKS = timedelta(days=14)
-_DONE = {"created": "Override created.", "removed": "Override removed."}
+_DONE = {
+    "created": "Override created.",
+    "removed": "Override removed.",
+    "revoked": "Calendar feed revoked: its URL no longer works.",
+}
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ def _viewer_zone(request: web.Request, visit: Visit) -> tuple[str, str]:
     return (person.timezone if person is not None else "UTC"), ""
 
 
-async def _show(
+async def show_oncall(
     request: web.Request,
     visit: Visit,
     *,
@@ -60,7 +64,9 @@ async def _show(
     message: str = "",
     problem: str = "",
     form: dict[str, str] | None = None,
+    feed: str = "",
 ) -> web.Response:
+    """The page; ``feed`` is a calendar-feed URL the viewer just asked for (shown this once)."""
     rt = request.app[RUNTIME]
     zone_name, zone_problem = _viewer_zone(request, visit)
     now, schedules, roles = await rt.schedules.view()
@@ -95,12 +101,14 @@ async def _show(
         problem=problem or (f"Ignored tz: {zone_problem}" if zone_problem else ""),
         form=form or {},
         quote=quote,
+        feed=feed,
+        feeds=await rt.schedules.calendar_tokens(),
     )
 
 
 @page("read")
 async def oncall_page(request: web.Request, visit: Visit) -> web.StreamResponse:
-    return await _show(request, visit, message=_DONE.get(request.query.get("done", ""), ""))
+    return await show_oncall(request, visit, message=_DONE.get(request.query.get("done", ""), ""))
 
 
 def _instant(text: str, zone: ZoneInfo, what: str) -> datetime:
@@ -131,7 +139,7 @@ async def override_create(request: web.Request, visit: Visit) -> web.StreamRespo
         end = _instant(form["until"], zone, "until")
         start = _instant(form["from"], zone, "from") if form["from"] else None
     except ValueError as e:
-        return await _show(request, visit, status=400, problem=str(e), form=form)
+        return await show_oncall(request, visit, status=400, problem=str(e), form=form)
     try:
         await rt.schedules.create_override(
             name,
@@ -146,7 +154,7 @@ async def override_create(request: web.Request, visit: Visit) -> web.StreamRespo
     except OverrideRefused as e:
         status = 409 if any(p.conflict for p in e.problems) else 400
         problem = "Not created: " + "; ".join(f"{p.path}: {p.message}" for p in e.problems)
-        return await _show(request, visit, status=status, problem=problem, form=form)
+        return await show_oncall(request, visit, status=status, problem=problem, form=form)
     return _back(request, "created", zone.key)
 
 
@@ -165,5 +173,5 @@ async def override_remove(request: web.Request, visit: Visit) -> web.StreamRespo
         return error_page(request, 404, "No such schedule", f"No schedule {name[:100]!r}.")
     except OverrideNotFound:
         problem = f"Override {override_id[:60]} is already gone."
-        return await _show(request, visit, status=404, problem=problem)
+        return await show_oncall(request, visit, status=404, problem=problem)
     return _back(request, "removed", str(post.get("zone", "UTC"))[:64])

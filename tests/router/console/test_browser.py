@@ -226,6 +226,43 @@ async def test_cover_someone_from_the_on_call_page_and_remove_it(
     await tab.accessible()
 
 
+async def test_get_a_calendar_feed_from_the_on_call_page_and_read_its_shifts(
+    browser: Any, tmp_path: Path, make_app: MakeApp
+) -> None:
+    from icalendar import Calendar
+
+    from tests.driver.team import T0
+    from tests.router.console.test_oncall_page import oncall_config
+
+    app = await make_app(oncall_config(tmp_path), start=T0)
+    tab = await _tab(browser, app)
+    page = tab.page
+    await tab.sign_in("alice", ALICE_TOKEN)
+    await page.get_by_role("link", name="On call").click()
+    await page.get_by_label("Feed of").select_option(label="schedule primary")
+    await page.get_by_role("button", name="Get a calendar feed").click()
+    url = await page.get_by_label("Feed URL").input_value(timeout=WAIT)
+    assert url.startswith("http://tocsin.test/calendar/")
+    await tab.accessible()
+    # What a calendar app does with it: fetch (no cookie, no header) and parse.
+    feed = await app.client.get(url.removeprefix("http://tocsin.test"))
+    assert feed.status == 200 and feed.content_type == "text/calendar"
+    cal = Calendar.from_ical(await feed.read())
+    shifts = [(str(e["SUMMARY"]), e.decoded("DTSTART").astimezone(UTC)) for e in cal.walk("VEVENT")]
+    # alice's week (from Monday 09:00 London), then bob's, then alice's again.
+    assert shifts[:3] == [
+        ("alice on call", datetime(2026, 1, 5, 9, tzinfo=UTC)),
+        ("bob on call", datetime(2026, 1, 12, 9, tzinfo=UTC)),
+        ("alice on call", datetime(2026, 1, 19, 9, tzinfo=UTC)),
+    ]
+    await page.goto(tab.url("/oncall"))
+    assert url not in await page.content()  # shown once, to the one who asked
+    await page.get_by_role("button", name=re.compile("Revoke the feed of schedule primary")).click()
+    await page.get_by_role("status").filter(has_text="Calendar feed revoked").wait_for(timeout=WAIT)
+    assert (await app.client.get(url.removeprefix("http://tocsin.test"))).status == 404
+    await tab.accessible()
+
+
 async def test_the_status_page_is_accessible(browser: Any, app: App) -> None:
     await _fire(app, "DiskFull")
     await app.tick()

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from icalendar import Calendar
 
 from tests.driver.app import App, MakeApp
 from tests.driver.config import log_people
@@ -161,3 +162,73 @@ async def test_without_sign_in_or_csrf_nothing_is_shown_or_done(app: App) -> Non
     )
     assert r.status == 403
     assert await app.rt.store.overrides() == []
+
+
+def feed_url_in(html: str) -> str:
+    m = re.search(r'<input id="feed-url" class="url" value="([^"]+)" readonly>', html)
+    assert m is not None, "the page shows no feed URL"
+    return m.group(1)
+
+
+async def test_a_feed_asked_for_on_the_page_lists_the_next_shifts_and_can_be_revoked(
+    app: App,
+) -> None:
+    await sign_in(app.client, "alice", ALICE_TOKEN)
+    html = await page(app)
+    assert "No feeds yet." in html
+    r = await app.client.post(
+        "/oncall/calendars", data={"csrf": csrf_of(html), "feed": "person:alice"}
+    )
+    assert r.status == 201
+    shown = await r.text()
+    url = feed_url_in(shown)
+    assert url.startswith("http://tocsin.test/calendar/") and url.endswith(".ics")
+    assert r.headers["Cache-Control"] == "no-store"
+    feed = await app.client.get(url.removeprefix("http://tocsin.test"))
+    assert feed.status == 200
+    cal = Calendar.from_ical(await feed.read())
+    shifts = [
+        (
+            str(e["SUMMARY"]),
+            e.decoded("DTSTART").astimezone(UTC),
+            e.decoded("DTEND").astimezone(UTC),
+        )
+        for e in cal.walk("VEVENT")
+    ]
+    # alice's weeks on primary: this one, then every other one (bob has those between).
+    assert shifts[:2] == [
+        ("On call: primary", utc(2026, 1, 5, 9), utc(2026, 1, 12, 9)),
+        ("On call: primary", utc(2026, 1, 19, 9), utc(2026, 1, 26, 9)),
+    ]
+    # Later pages list the feed, never its URL; who asked for it is recorded.
+    listed = await page(app)
+    secret = url.rsplit("/", 1)[1].removesuffix(".ics")
+    assert secret not in listed
+    [made] = await app.rt.schedules.calendar_tokens()
+    assert (made.kind, made.name, made.created_by) == ("person", "alice", "alice")
+    assert f'<tr data-feed="{made.id}"><td>person alice</td><td>alice</td>' in listed
+    r = await app.client.post(
+        f"/oncall/calendars/{made.id}/revoke",
+        data={"csrf": csrf_of(listed)},
+        allow_redirects=False,
+    )
+    assert r.status == 303 and r.headers["Location"] == "/oncall?done=revoked"
+    assert secret not in r.headers["Location"]
+    assert (await app.client.get(url.removeprefix("http://tocsin.test"))).status == 404
+    assert "Calendar feed revoked" in await page(app, "?done=revoked")
+    assert await app.rt.schedules.calendar_tokens() == []
+
+
+async def test_read_only_viewers_cannot_ask_for_a_feed(app: App) -> None:
+    await sign_in(app.client, "vic", VIEWER_TOKEN)
+    html = await page(app)
+    assert "Get a calendar feed" not in html
+    r = await app.client.post(
+        "/oncall/calendars", data={"csrf": csrf_of(html), "feed": "schedule:primary"}
+    )
+    assert r.status == 403
+    assert await app.rt.schedules.calendar_tokens() == []
+
+
+def utc(year: int, month: int, day: int, hour: int) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=UTC)

@@ -11,7 +11,7 @@ from tests.driver.app import App, MakeApp
 from tests.driver.payloads import alert, notification
 from tests.driver.team import T0
 from tests.router.console.conftest import ALICE_TOKEN, console_config, csrf_of, sign_in
-from tests.router.console.test_oncall_page import SCHEDULES
+from tests.router.console.test_oncall_page import SCHEDULES, feed_url_in
 
 PREFIX = "/tocsin"
 # Every attribute through which a page makes the browser request something.
@@ -100,6 +100,15 @@ async def test_every_url_on_every_page_carries_the_public_urls_path(
     events = await app.client.get(f"{PREFIX}/events")
     assert events.status == 200 and events.headers["Content-Type"] == "text/event-stream"
     events.close()
+    # A feed asked for here is served where its URL says, under the prefix too.
+    asked = await app.client.post(
+        f"{PREFIX}/oncall/calendars", data={"csrf": csrf_of(board), "feed": "schedule:primary"}
+    )
+    assert asked.status == 201
+    url = feed_url_in(await asked.text())
+    assert url.startswith(f"http://ops.example.com{PREFIX}/calendar/")
+    feed = await app.client.get(url.removeprefix("http://ops.example.com"))
+    assert feed.status == 200 and feed.content_type == "text/calendar"
     out = await app.client.post(
         f"{PREFIX}/signout", data={"csrf": csrf_of(board)}, allow_redirects=False
     )
