@@ -24,6 +24,7 @@ __all__ = [
     "PhoneConfig",
     "RateLimit",
     "SlackConfig",
+    "TeamsConfig",
     "WebhookConfig",
     "WebhookEndpoint",
     "WebhookPreset",
@@ -159,6 +160,17 @@ class SlackConfig(_Section):
     timeout: Duration = Field(default=timedelta(seconds=10))
 
 
+class TeamsConfig(_Section):
+    """Microsoft Teams: Adaptive Cards posted to Teams Workflows (Power Automate) webhooks."""
+
+    # name -> the workflow's "When a Teams webhook request is received" URL: its sig= is the
+    # secret, so the whole URL is one.
+    webhooks: dict[str, SecretStr] = Field(default_factory=dict)
+    link_secret: SecretStr | None = None  # HMAC key for the cards' acknowledge / resolve links
+    link_ttl: Duration = Field(default=timedelta(hours=24))
+    timeout: Duration = Field(default=timedelta(seconds=10))
+
+
 class RateLimit(_Section):
     """At most ``count`` messages per ``per``."""
 
@@ -184,6 +196,7 @@ class DispatchConfig(_Section):
             "sms": timedelta(minutes=10),
             "webhook": timedelta(minutes=10),
             "slack": timedelta(minutes=10),
+            "teams": timedelta(minutes=10),
             "log": timedelta(minutes=1),
         }
     )
@@ -227,4 +240,5 @@ class AdaptersConfig(_Section):
     phone: PhoneConfig | None = None
     webhook: WebhookConfig | None = None
     slack: SlackConfig | None = None
+    teams: TeamsConfig | None = None
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from adapters import email, pagerduty, phone, slack, webhook
+from adapters import email, pagerduty, phone, slack, teams, webhook
 from adapters.config import AdaptersConfig
 from adapters.context import AdapterContext
 from adapters.delivery.notifier import Notifier
@@ -41,6 +41,8 @@ def adapter_problems(cfg: AdaptersConfig, public_url: str) -> list[tuple[tuple[s
         out += [(("webhook", *loc), m) for loc, m in webhook.check(cfg.webhook)]
     if cfg.slack is not None:
         out += [(("slack", *loc), m) for loc, m in slack.check(cfg.slack)]
+    if cfg.teams is not None:
+        out += [(("teams", *loc), m) for loc, m in teams.check(cfg.teams, public_url)]
     return out
 
 
@@ -56,6 +58,7 @@ def build_notifiers(cfg: AdaptersConfig, ctx: AdapterContext) -> dict[str, Notif
         ("phone", cfg.phone, phone.build),
         ("webhook", cfg.webhook, webhook.build),
         ("slack", cfg.slack, slack.build),
+        ("teams", cfg.teams, teams.build),
     ]
     for name, section, loader in table:
         if section is None:

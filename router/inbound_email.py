@@ -1,8 +1,10 @@
-"""The acknowledge / resolve links in emails: ``/api/v1/email/{ack,resolve}?token=...``.
+"""The acknowledge / resolve links in emails and Teams cards:
+``/api/v1/{email,teams}/{ack,resolve}?token=...``.
 
-``GET`` only shows a confirmation page with a form (mail scanners and link previews fetch links;
-they must not acknowledge anything). ``POST`` verifies the signed token and performs the action
-as the person the email went to, with source ``email``. A tampered, mis-directed or expired
+``GET`` only shows a confirmation page with a form (mail scanners, link previews and Teams'
+unfurling fetch links; they must not acknowledge anything). ``POST`` verifies the signed token
+(with the channel's own secret) and performs the action as the person the message went to, with
+the channel as source. A tampered, mis-directed or expired
 token answers 403 and changes nothing; acting on an incident that is already past that point
 answers 200 saying so. Pages are HTML (a person reads them), never cached, never framed, and
 send no Referer (the token is a credential).
@@ -17,8 +19,15 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from adapters.email import link_signer
-from adapters.email.links import LINK_ACTIONS, BadLink, LinkClaims, LinkSigner, link_path
+from adapters import email, teams
+from adapters.email.links import (
+    LINK_ACTIONS,
+    LINK_CHANNELS,
+    BadLink,
+    LinkClaims,
+    LinkSigner,
+    link_path,
+)
 from escalation.engine.service import ActOn, Outcome
 from escalation.incidents.actions import Action
 from escalation.incidents.model import IncidentRecord, Status, status_reached
@@ -73,19 +82,21 @@ def _describe(inc: IncidentRecord) -> str:
     )
 
 
-def _signer(rt: Runtime) -> LinkSigner | None:
+def _signer(rt: Runtime, channel: str) -> LinkSigner | None:
     cfg = rt.loaded.config
-    section = cfg.adapters.email
-    if section is None:
-        return None
+    public_url = cfg.server.public_url
     try:
-        return link_signer(section, cfg.server.public_url)
+        if channel == "teams":
+            section = cfg.adapters.teams
+            return teams.link_signer(section, public_url) if section is not None else None
+        mail = cfg.adapters.email
+        return email.link_signer(mail, public_url) if mail is not None else None
     except ValueError:
         return None  # the config loader refuses this; a stale runtime must not sign anything
 
 
-def _rejected(action: str, e: BadLink) -> web.Response:
-    log.warning("email link rejected", extra={"action": action, "reason": e.reason})
+def _rejected(channel: str, action: str, e: BadLink) -> web.Response:
+    log.warning("%s link rejected", channel, extra={"action": action, "reason": e.reason})
     if e.expired:
         return _page(
             403,
@@ -99,9 +110,10 @@ async def _verified(
     request: web.Request, action: str, token: str | None
 ) -> tuple[LinkClaims, IncidentRecord] | web.Response:
     rt = _runtime(request)
-    signer = _signer(rt)
+    channel = request.match_info["channel"]
+    signer = _signer(rt, channel)
     if signer is None:
-        return _page(404, "Email links are not enabled")
+        return _page(404, f"{channel.capitalize()} links are not enabled")
     if not token:
         return _page(
             403, "This link is not valid", "<p>It carries no token. Nothing was changed.</p>"
@@ -109,11 +121,11 @@ async def _verified(
     try:
         claims = signer.verify(token, action, rt.clock.now())
     except BadLink as e:
-        return _rejected(action, e)
+        return _rejected(channel, action, e)
     except (OverflowError, ValueError, OSError):
         # Correctly signed, but an expiry no datetime holds (only the secret's holder can
         # make one): refused like any malformed link rather than a 500.
-        return _rejected(action, BadLink("malformed"))
+        return _rejected(channel, action, BadLink("malformed"))
     # Signed JSON may carry lone surrogates (\udc80 escapes); the store cannot encode them.
     claims = replace(
         claims, incident_id=clean_text(claims.incident_id), person=clean_text(claims.person)
@@ -129,7 +141,7 @@ def _out_of_date(inc: IncidentRecord) -> web.Response:
         403,
         "This link is out of date",
         "<p>The incident changed (it was reopened, escalated or its severity raised) after "
-        "this email was sent. Nothing was changed; use the links of the latest page.</p>"
+        "this link was sent. Nothing was changed; use the links of the latest page.</p>"
         + _describe(inc),
     )
 
@@ -163,8 +175,9 @@ async def show_link(request: web.Request) -> web.Response:
         return checked
     claims, inc = checked
     verb = _VERB[action]
+    path = link_path(action, request.match_info["channel"])
     form = (
-        f'<form method="post" action="{escape(link_path(action), quote=True)}">'
+        f'<form method="post" action="{escape(path, quote=True)}">'
         f'<input type="hidden" name="token" value="{escape(request.query["token"], quote=True)}">'
         f'<button type="submit">{escape(verb)} as {escape(claims.person)}</button></form>'
     )
@@ -172,7 +185,7 @@ async def show_link(request: web.Request) -> web.Response:
 
 
 async def perform_link(request: web.Request) -> web.Response:
-    """``POST``: verify the token and perform the action as its person, source ``email``."""
+    """``POST``: verify the token and perform the action as its person, source the channel."""
     action = request.match_info["action"]
     token: str | None = None
     if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
@@ -185,10 +198,11 @@ async def perform_link(request: web.Request) -> web.Response:
         return checked
     claims, inc = checked
     rt = _runtime(request)
+    channel = request.match_info["channel"]
     # The epoch is checked again in the action's own transaction: a reopen committed since our
     # read makes the link out of date rather than acting on the new run.
     outcomes = await rt.service.act_once(
-        None, [ActOn(inc.id, claims.person, "", claims.epoch)], _ACTION[action], source="email"
+        None, [ActOn(inc.id, claims.person, "", claims.epoch)], _ACTION[action], source=channel
     )
     assert outcomes is not None  # no delivery: never refused as a replay
     [acted] = outcomes
@@ -201,8 +215,9 @@ async def perform_link(request: web.Request) -> web.Response:
     new = current
     done = "acknowledged" if action == "ack" else "resolved"
     log.info(
-        "incident %s via email link",
+        "incident %s via %s link",
         done,
+        channel,
         extra={"incident": new.id, "person": claims.person, "action": action},
     )
     return _page(
@@ -213,8 +228,10 @@ async def perform_link(request: web.Request) -> web.Response:
 
 
 def add_email_routes(app: web.Application) -> None:
-    """Register ``GET`` / ``POST`` ``/api/v1/email/{ack,resolve}``."""
-    path = link_path("{action:" + "|".join(LINK_ACTIONS) + "}")
+    """Register ``GET`` / ``POST`` ``/api/v1/{email,teams}/{ack,resolve}``."""
+    path = link_path(
+        "{action:" + "|".join(LINK_ACTIONS) + "}", "{channel:" + "|".join(LINK_CHANNELS) + "}"
+    )
     app.router.add_get(path, show_link)
     app.router.add_post(path, perform_link)
     on_store_outage(app, Outage(page=_store_unavailable), show_link, perform_link)

@@ -101,8 +101,9 @@ class _NotSent:
 
 def _offline_channels(loaded: LoadedConfig) -> dict[str, _NotSent]:
     """Every channel name a step may use (``webhook:<name>`` too), each one not sent."""
-    webhook = loaded.config.adapters.webhook
+    webhook, teams = loaded.config.adapters.webhook, loaded.config.adapters.teams
     names = [*CHANNELS, *(f"webhook:{n}" for n in (webhook.endpoints if webhook else {}))]
+    names += [f"teams:{n}" for n in (teams.webhooks if teams else {})]
     return {name: _NotSent() for name in names}
 
 

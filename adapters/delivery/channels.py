@@ -29,10 +29,13 @@ def configured_channels(cfg: AdaptersConfig) -> list[str]:
         "sms": cfg.phone is not None,  # the phone provider also sends texts
         "webhook": cfg.webhook is not None,
         "slack": cfg.slack is not None,
+        "teams": cfg.teams is not None,
     }
     out = [k for k in CHANNELS if kinds.get(k)]
     if cfg.webhook is not None:
         out += [f"webhook:{name}" for name in cfg.webhook.endpoints]
+    if cfg.teams is not None:
+        out += [f"teams:{name}" for name in cfg.teams.webhooks]
     return out
 
 

@@ -1,13 +1,14 @@
-"""Signed, expiring acknowledge / resolve links for emails.
+"""Signed, expiring acknowledge / resolve links for emails and Teams cards.
 
-A link is ``{public_url}/api/v1/email/{action}?token=<payload>.<mac>``: ``payload`` is the
+A link is ``{public_url}/api/v1/{channel}/{action}?token=<payload>.<mac>`` (``channel``: ``email``
+or ``teams``, each with its own secret): ``payload`` is the
 base64url of a compact JSON object naming the incident, the action, the expiry (Unix seconds),
 the person the email went to and the incident's epoch when it was sent (its escalation run: a
 reopen, severity raise or ack timeout starts a new one, and then the link no longer acts);
-``mac`` is the base64url of HMAC-SHA256 over a fixed domain string and the payload bytes, keyed
-with ``adapters.email.link_secret``. Verification is constant-time, rejects non-canonical
-base64 (so flipping a character can never yield the same bytes) and checks the action named by
-the URL path against the signed one.
+``mac`` is the base64url of HMAC-SHA256 over a domain string naming the channel and the
+payload bytes, keyed with the channel's ``link_secret``. Verification is constant-time, rejects
+non-canonical base64 (so flipping a character can never yield the same bytes) and checks the
+action named by the URL path against the signed one.
 
 Pure: the caller passes the current time (the runtime clock), so the virtual clock drives tests.
 """
@@ -26,6 +27,7 @@ from urllib.parse import urlencode
 
 __all__ = [
     "LINK_ACTIONS",
+    "LINK_CHANNELS",
     "MIN_SECRET_LENGTH",
     "BadLink",
     "LinkClaims",
@@ -36,18 +38,26 @@ __all__ = [
 LINK_ACTIONS: tuple[str, ...] = ("ack", "resolve")
 """Actions an email link can perform (the values of ``escalation.actions.Action``)."""
 
+LINK_CHANNELS: tuple[str, ...] = ("email", "teams")
+"""Channels whose messages carry signed links (each its own path, domain and secret)."""
+
 MIN_SECRET_LENGTH = 16
 """Shorter keys could be brute-forced offline from one received link."""
 
-# Domain separation: a MAC made for anything else with the same key never verifies here.
-_DOMAIN = b"tocsin-email-link-v1\x00"
+
+# Domain separation: a MAC made for anything else with the same key (another channel's link
+# included) never verifies here.
+def _domain(channel: str) -> bytes:
+    return f"tocsin-{channel}-link-v1\x00".encode()
+
+
 _B64 = re.compile(r"^[A-Za-z0-9_-]+$")
 _MAX_TOKEN = 4096  # incident ids and person names are short; anything longer is not ours
 
 
-def link_path(action: str) -> str:
-    """The HTTP path of ``action``'s link endpoint."""
-    return f"/api/v1/email/{action}"
+def link_path(action: str, channel: str = "email") -> str:
+    """The HTTP path of ``action``'s link endpoint for ``channel``'s links."""
+    return f"/api/v1/{channel}/{action}"
 
 
 class BadLink(Exception):
@@ -94,7 +104,11 @@ def _b64decode(text: str) -> bytes:
 class LinkSigner:
     """Makes and verifies link tokens with one secret, ttl and public base URL."""
 
-    def __init__(self, secret: str | bytes, ttl: timedelta, public_url: str) -> None:
+    def __init__(
+        self, secret: str | bytes, ttl: timedelta, public_url: str, *, channel: str = "email"
+    ) -> None:
+        if channel not in LINK_CHANNELS:
+            raise ValueError(f"unknown link channel {channel!r}")
         key = secret.encode() if isinstance(secret, str) else secret
         if len(key) < MIN_SECRET_LENGTH:
             raise ValueError(
@@ -104,11 +118,13 @@ class LinkSigner:
         if ttl <= timedelta(0):
             raise ValueError("link_ttl must be positive")
         self._key = key
+        self.channel = channel
+        self._domain = _domain(channel)
         self.ttl = ttl
         self.public_url = public_url.rstrip("/")
 
     def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, _DOMAIN + payload, hashlib.sha256).digest()
+        return hmac.new(self._key, self._domain + payload, hashlib.sha256).digest()
 
     def token(
         self, incident_id: str, action: str, person: str, now: datetime, *, epoch: int = 0
@@ -128,9 +144,9 @@ class LinkSigner:
     def url(
         self, incident_id: str, action: str, person: str, now: datetime, *, epoch: int = 0
     ) -> str:
-        """The full link to put into an email."""
+        """The full link to put into a message."""
         query = urlencode({"token": self.token(incident_id, action, person, now, epoch=epoch)})
-        return f"{self.public_url}{link_path(action)}?{query}"
+        return f"{self.public_url}{link_path(action, self.channel)}?{query}"
 
     def verify(self, token: str, action: str, now: datetime) -> LinkClaims:
         """The claims of a genuine, unexpired ``token`` for ``action``; BadLink otherwise."""

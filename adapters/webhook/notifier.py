@@ -33,7 +33,7 @@ from adapters.webhook.presets import retry_after_in_body
 from escalation.engine.clock import Clock
 from escalation.incidents.model import AlertRecord, IncidentRecord, OutboxRecord
 
-__all__ = ["SIGNATURE_HEADER", "WebhookNotifier", "payload", "post_body", "sign"]
+__all__ = ["SIGNATURE_HEADER", "WebhookNotifier", "combined", "payload", "post_body", "sign"]
 
 SIGNATURE_HEADER = "X-Tocsin-Signature"
 DELIVERY_HEADER = "X-Tocsin-Delivery"
@@ -159,7 +159,7 @@ class WebhookNotifier:
             self._done.pop(delivery.row.id, None)
             return DeliveryResult(ok=True, provider_id=",".join(sorted(done)))
         self._remember(delivery.row.id, done)
-        return _combined(list(failed.values()))
+        return combined(list(failed.values()))
 
     def _remember(self, row_id: str, done: set[str]) -> None:
         if not done:
@@ -253,7 +253,7 @@ async def post_body(
     return DeliveryResult(ok=False, error=error)
 
 
-def _combined(failed: list[DeliveryResult]) -> DeliveryResult:
+def combined(failed: list[DeliveryResult]) -> DeliveryResult:
     """Several endpoints' failures as one: retried if any endpoint may still accept it.
 
     Rate limited only when every endpoint worth retrying said so; the longest Retry-After wins.

@@ -17,7 +17,16 @@ UPDATED_CHANNELS: tuple[str, ...] = ("slack",)
 """Channels that keep one message per incident and edit it when the incident changes, so an
 acknowledgement made anywhere is told to them too."""
 
-CHANNELS: tuple[str, ...] = ("log", "pagerduty", "email", "phone", "sms", "webhook", "slack")
+CHANNELS: tuple[str, ...] = (
+    "log",
+    "pagerduty",
+    "email",
+    "phone",
+    "sms",
+    "webhook",
+    "slack",
+    "teams",
+)
 """Channel kinds a step may name in ``via`` (optionally ``kind:instance``, e.g. ``webhook:ops``)."""
 
 _NAME_RE = re.compile(r"^[^\s:]+$")

@@ -22,6 +22,7 @@ from adapters.delivery.notifier import DeliveryResult, FailureReason
 from adapters.delivery.policy import ConfiguredPolicy
 from adapters.delivery.retry import RETRY_TABLE, Verdict, verdict
 from escalation.incidents.model import OutboxRecord, OutboxState
+from escalation.oncall.targets import CHANNELS
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -272,8 +273,10 @@ def test_default_deadlines_cover_every_channel() -> None:
         "sms": 10 * M,
         "webhook": 10 * M,
         "slack": 10 * M,
+        "teams": 10 * M,
         "log": M,
     }
+    assert set(cfg.deadline) == set(CHANNELS)
     assert (cfg.max_attempts, cfg.backoff_initial, cfg.backoff_max) == (6, S, 2 * M)
 
 
