@@ -15,14 +15,21 @@ Status codes (PagerDuty retries 5xx, 429 and timeouts; it drops any other 4xx):
   configured, so nothing can be verified); nothing changes;
 - 400: correctly signed but not a JSON webhook body; 413: over 256 KiB (PagerDuty drops such
   payloads itself);
-- 503: the store failed: PagerDuty retries;
+- 503: the store failed, or PagerDuty's REST API could not tell which incident the event is
+  about (down, 5xx, 429 past the lookup's budget, timeout): PagerDuty retries, and the delivery
+  is not remembered as seen, so the retry acts;
 - 200 for everything else, including events tocsin ignores (``pagey.ping``, other event types,
-  incidents tocsin did not create), actions that no longer apply (already acknowledged) and
-  stale events (``{"status": "stale"}``: retrying would not make them fresher).
+  incidents that are definitively not tocsin's), actions that no longer apply (already
+  acknowledged) and stale events (``{"status": "stale"}``: retrying would not make them fresher).
 
-Incidents are matched by ``data.incident_key``, which is the Events API ``dedup_key`` tocsin
-sent (the tocsin incident id). ``incident.annotated`` carries only PagerDuty's own incident id,
-so the first event seen with both ids records an alias ``pagerduty-incident:<id>`` for it.
+Matching, as PagerDuty works: the Events API ``dedup_key`` tocsin sent is its incident id, but
+PagerDuty's incidents for Events API alerts carry ``"incident_key": null`` in webhooks. So, in
+order: (a) ``incident_key``, when present, naming a tocsin incident (free); (b) the alias
+``pagerduty-incident:<PagerDuty incident id>`` recorded earlier; (c) the incident's alerts over
+PagerDuty's REST API (``adapters.pagerduty.alerts``, cached): an alert's ``alert_key`` is the
+dedup key. A match by (a) or (c) records the alias in the transaction that applies the event,
+so later events, notes included, match with no lookup. Without a REST API token only (a) and
+(b) can match (``tocsin check`` warns).
 """
 
 from __future__ import annotations
@@ -38,8 +45,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from adapters.pagerduty.alerts import AlertLookupError
 from config.server import REPLAY_CLOCK_SKEW
-from escalation.engine.service import ActOn, Delivery, EscalationService, Outcome
+from escalation.engine.service import ActOn, Delivery, Outcome
 from escalation.incidents.actions import Action
 from escalation.incidents.model import EventKind, IncidentRecord
 from router.errors import ApiError, Outage, on_store_outage
@@ -157,29 +165,52 @@ def _str(v: Any) -> str:
     return clean_text(v) if isinstance(v, str) else ""
 
 
-async def _find_incident(svc: EscalationService, ev: _Event) -> tuple[IncidentRecord | None, str]:
-    """The tocsin incident the event is about, and PagerDuty's own id for that incident."""
+def _pd_refs(ev: _Event) -> tuple[str, str]:
+    """(PagerDuty's incident id, its incident_key) as the event carries them ("" when absent)."""
     data = ev.data
-    if data.get("type") == "incident":
-        pd_id = _str(data.get("id"))
-        key = _str(data.get("incident_key"))
-        # By id only: an arbitrary incident_key must never match an incident number or key.
-        inc = await svc.get_incident(key) if key else None
-        return inc, pd_id
-    ref = data.get("incident")
-    pd_id = _str(ref.get("id")) if isinstance(ref, dict) else ""
-    key = _str(ref.get("incident_key")) if isinstance(ref, dict) else ""
-    if key:
-        return await svc.get_incident(key), pd_id
-    if pd_id:
-        alias = await svc.find_incident(ALIAS_PREFIX + pd_id)
-        return alias, pd_id
-    return None, pd_id
+    ref = data if data.get("type") == "incident" else data.get("incident")
+    if not isinstance(ref, dict):
+        return "", ""
+    return _str(ref.get("id")), _str(ref.get("incident_key"))
 
 
-def _alias(ev: _Event, pd_id: str) -> str:
-    """The alias to record for PagerDuty's incident id ("" when this event cannot tell it)."""
-    return ALIAS_PREFIX + pd_id if pd_id and ev.data.get("type") == "incident" else ""
+async def _find_incident(
+    rt: Runtime, ev: _Event, *, lookup: bool
+) -> tuple[IncidentRecord | None, str]:
+    """The tocsin incident the event is about, and the alias to record for it ("": none).
+
+    ``lookup`` allows asking PagerDuty's REST API; its failure raises ApiError 503.
+    """
+    svc = rt.service
+    pd_id, key = _pd_refs(ev)
+    alias = ALIAS_PREFIX + pd_id if pd_id else ""
+    # By id only: an arbitrary incident_key must never match an incident number or key.
+    inc = await svc.get_incident(key) if key else None
+    if inc is not None or not pd_id:
+        return inc, alias if inc is not None else ""
+    inc = await svc.find_incident(alias)
+    if inc is not None:
+        return inc, ""  # already recorded
+    alerts = rt.incident_alerts() if lookup else None
+    if alerts is None:
+        return None, ""
+    try:
+        keys = await alerts.alert_keys(pd_id)
+    except AlertLookupError as e:
+        log.warning(
+            "pagerduty webhook not matched: PagerDuty's REST API did not answer",
+            extra={"event_type": ev.event_type, "pagerduty_incident": pd_id, "error": str(e)},
+        )
+        raise ApiError(
+            503,
+            "pagerduty unavailable",
+            "the incident could not be matched through PagerDuty's REST API; retry",
+        ) from None
+    for k in keys:
+        inc = await svc.get_incident(k)
+        if inc is not None:
+            return inc, alias
+    return None, ""
 
 
 def _reply(outcome: str, ev: _Event | None = None, incident: str | None = None) -> web.Response:
@@ -225,8 +256,9 @@ async def receive_pagerduty_webhook(request: web.Request) -> web.Response:
 
 
 async def _observe(rt: Runtime, ev: _Event) -> web.Response:
-    inc, pd_id = await _find_incident(rt.service, ev)
-    alias = _alias(ev, pd_id)
+    # Free matching only: an event tocsin ignores is not worth a REST call (notes and state
+    # changes look their incident up when they come).
+    inc, alias = await _find_incident(rt, ev, lookup=False)
     if inc is not None and alias:
         await rt.service.remember_alias(alias, inc.id)
     log.info("pagerduty webhook ignored", extra={"event_type": ev.event_type})
@@ -239,8 +271,9 @@ _REPLIES = {Outcome.DONE: "applied", Outcome.ILLEGAL: "no change", Outcome.MISSI
 async def _apply(rt: Runtime, ev: _Event, action: Action, webhook_id: str) -> web.Response:
     # Seen check, alias and action commit together: the same delivery twice (even at once, or
     # on another replica) acts once, and one that failed is not refused when retried.
-    inc, pd_id = await _find_incident(rt.service, ev)
-    stale = _too_old(rt, ev) or (await _before_last_change(rt, ev, inc) if inc else "")
+    too_old = _too_old(rt, ev)  # before any lookup: its age alone refuses it
+    inc, alias = (None, "") if too_old else await _find_incident(rt, ev, lookup=True)
+    stale = too_old or (await _before_last_change(rt, ev, inc) if inc else "")
     if stale:
         log.warning(
             "pagerduty webhook refused as stale",
@@ -256,14 +289,14 @@ async def _apply(rt: Runtime, ev: _Event, action: Action, webhook_id: str) -> we
         [ActOn(inc.id, ev.actor, note, inc.epoch)] if inc is not None else [],
         action,
         source=SOURCE,
-        alias=_alias(ev, pd_id),
+        alias=alias,
     )
     if acted is None:
         return _reply("duplicate", ev)
     if inc is None:
         log.info(
             "pagerduty webhook for an incident tocsin does not know",
-            extra={"event_type": ev.event_type, "pagerduty_incident": pd_id},
+            extra={"event_type": ev.event_type, "pagerduty_incident": _pd_refs(ev)[0]},
         )
         return _reply("ignored", ev)
     # ILLEGAL: e.g. acknowledged in tocsin before PagerDuty told us.

@@ -23,6 +23,7 @@ from adapters.delivery.dispatcher import OutboxDispatcher
 from adapters.delivery.limits import BREAKER_STATES, breaker_state
 from adapters.delivery.notifier import Notifier
 from adapters.delivery.policy import ConfiguredPolicy, store_policy
+from adapters.pagerduty.alerts import IncidentAlerts
 from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
 from config.errors import ConfigError, Problem
 from config.load import LoadedConfig, load_config
@@ -82,6 +83,9 @@ class Runtime:
     # The last reload refused (the Status page): when, and where its problems were.
     refused_at: datetime | None = None
     refused_where: tuple[str, ...] = ()
+    # PagerDuty incidents' alerts over REST (built on first use), and those a reload replaced.
+    _alerts: IncidentAlerts | None = None
+    _retired_alerts: tuple[IncidentAlerts, ...] = ()
 
     def __init__(
         self,
@@ -165,7 +169,26 @@ class Runtime:
             await self.wakeup.start()
             self._engine_task = asyncio.create_task(self.engine.run(), name="tocsin-engine")
 
+    def incident_alerts(self) -> IncidentAlerts | None:
+        """PagerDuty incidents' alerts over REST, to match webhooks (None: no API token)."""
+        cfg = self.loaded.config.adapters.pagerduty
+        if cfg is None or cfg.api_token is None or self.offline:
+            return None
+        if self._alerts is None or self._alerts.cfg != cfg:
+            try:
+                fresh = IncidentAlerts(cfg, clock=self.clock)
+            except ValueError as e:  # e.g. api_url not https: ``tocsin check`` says so too
+                log.warning("PagerDuty REST lookups are off", extra={"error": str(e)})
+                return None
+            if self._alerts is not None:
+                self._retired_alerts += (self._alerts,)  # closed at stop
+            self._alerts = fresh
+        return self._alerts
+
     async def stop(self) -> None:
+        for alerts in [*self._retired_alerts, *([self._alerts] if self._alerts else [])]:
+            await alerts.close()
+        self._retired_alerts, self._alerts = (), None
         await self.oncall.stop()
         await self.wakeup.stop()
         self.engine.stop()

@@ -1,25 +1,24 @@
 """Who is on call in PagerDuty: ``GET /oncalls`` through python-pagerduty, cached with a TTL.
 
-python-pagerduty is synchronous (its retry loop calls ``time.sleep``), so every call runs in a
-worker thread. Its unlimited 429 retries are bounded, and results are kept in a
+python-pagerduty is synchronous, so every call runs in a worker thread through the shared
+``RestClient`` (``rest.py``: 429s wait for ``ratelimit-reset``, bounded). Results are kept in a
 ``cachetools.TTLCache`` for ``oncall_cache_ttl`` so a page storm asks PagerDuty once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from cachetools import TTLCache
 from prometheus_client import CollectorRegistry, Counter
 
 from adapters.config import PagerDutyConfig
-from adapters.pagerduty.tls import config_ssl_context, redact
+from adapters.pagerduty.rest import RestClient, RestError
 from escalation.engine.clock import Clock
 
 __all__ = ["OncallLookup", "OncallLookupError"]
@@ -82,14 +81,10 @@ class OncallLookup:
         max_429_retries: int = 2,
         retry_delay: float = 1.5,
     ) -> None:
-        if importlib.util.find_spec("pagerduty") is None:
-            raise ValueError("on-call lookups need the python-pagerduty package (`pagerduty`)")
         if cfg.api_token is None:
             raise ValueError("adapters.pagerduty.api_token is needed for on-call lookups")
-        if not cfg.api_url.startswith("https://"):
-            raise ValueError("adapters.pagerduty.api_url must use https:// (PagerDuty's REST API)")
         self.cfg = cfg
-        self._token = cfg.api_token.get_secret_value()
+        self._rest = RestClient(cfg, max_429_retries=max_429_retries, retry_delay=retry_delay)
         self._metrics = _metrics(registry)
         timer: Callable[[], float] = (
             (lambda: clock.now().timestamp()) if clock is not None else time.monotonic
@@ -97,10 +92,6 @@ class OncallLookup:
         ttl = max(cfg.oncall_cache_ttl.total_seconds(), 0.0)
         self._cache: TTLCache[Key, tuple[str, ...]] = TTLCache(_CACHE_SIZE, ttl, timer=timer)
         self._inflight: dict[Key, asyncio.Future[tuple[str, ...]]] = {}
-        self._max_429 = max_429_retries
-        self._retry_delay = retry_delay
-        self._client: Any = None
-        self._client_lock = threading.Lock()
 
     async def oncall(
         self, schedule_id: str | None = None, escalation_policy_id: str | None = None
@@ -139,34 +130,10 @@ class OncallLookup:
 
     async def close(self) -> None:
         """Close the HTTP client (in a thread: it is synchronous)."""
-        client, self._client = self._client, None
-        if client is not None:
-            await asyncio.to_thread(client.close)
-
-    # -- in the worker thread -------------------------------------------------------------------
-
-    def _client_now(self) -> Any:
-        import pagerduty  # only deployments that look up on-call load the client library
-
-        with self._client_lock:
-            if self._client is None:
-                ctx = config_ssl_context(self.cfg)
-                kw: dict[str, Any] = {"verify": ctx} if ctx is not None else {}
-                client = pagerduty.RestApiV2Client(
-                    self._token, default_from=self.cfg.from_email, base_url=self.cfg.api_url, **kw
-                )
-                # Typed as int by the library; requests takes seconds as a float.
-                cast(Any, client).timeout = self.cfg.timeout.total_seconds()
-                # The library retries 429 forever by default (and treats 0 as "default").
-                client.retry[429] = max(1, self._max_429)
-                client.max_network_attempts = 0  # no retry in the thread: the caller decides
-                client.sleep_timer = self._retry_delay / client.sleep_timer_base
-                self._client = client
-            return self._client
+        await asyncio.to_thread(self._rest.close)
 
     def _fetch(self, key: Key) -> tuple[str, ...]:
-        import pagerduty
-
+        """In the worker thread: ask PagerDuty."""
         schedule_id, policy_id = key
         params: dict[str, Any] = {"include": ["users"]}
         if schedule_id:
@@ -174,20 +141,9 @@ class OncallLookup:
         if policy_id:
             params["escalation_policy_ids"] = [policy_id]
         try:
-            entries = list(self._client_now().iter_all("oncalls", params=params))
-        except pagerduty.HttpError as e:
-            status = getattr(getattr(e, "response", None), "status_code", None)
-            raise OncallLookupError(
-                f"PagerDuty GET /oncalls failed: HTTP {status}"
-                if status
-                else "PagerDuty GET /oncalls failed"
-            ) from None
-        except pagerduty.Error as e:
-            raise OncallLookupError(
-                redact(f"PagerDuty GET /oncalls failed ({type(e).__name__})", [self._token])
-            ) from None
-        except Exception as e:  # httpx2 transport errors and the like
-            raise OncallLookupError(f"PagerDuty GET /oncalls failed ({type(e).__name__})") from None
+            entries = self._rest.list_all("/oncalls", params)
+        except RestError as e:
+            raise OncallLookupError(str(e)) from None
         return _emails(entries, first_level_only=bool(policy_id))
 
 

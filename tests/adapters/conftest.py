@@ -84,6 +84,7 @@ def pd_config(tmp_path: Path, fake: FakePagerDuty, secrets: Sequence[str]) -> Pa
         api_token=PD_API_TOKEN,
         webhook_secrets=list(secrets),
         timeout="2s",
+        tls_ca_path=fake.ca_file,  # REST over https to the fake, trusting its test CA
     )
     adapters = {"pagerduty": pagerduty, "dispatch": {"backoff_initial": "1s", "backoff_max": "2s"}}
     return write_config(tmp_path, _PD_POLICY, {"adapters": adapters}, rules=None)

@@ -186,6 +186,23 @@ async def test_a_429_then_success_answers(env: Env, fake: FakePagerDuty) -> None
     assert [r.status for r in fake.requests] == [429, 200]
 
 
+async def test_a_429_waits_for_ratelimit_reset(env: Env, fake: FakePagerDuty) -> None:
+    fake.script_rest(Scripted.rest_rate_limited(reset=0))
+    assert await env.lookup().oncall(schedule_id="PSCHED1") == ["alice@example.com"]
+    assert [r.status for r in fake.requests] == [429, 200]
+
+
+async def test_a_ratelimit_reset_past_the_budget_is_not_waited_for(
+    env: Env, fake: FakePagerDuty
+) -> None:
+    # timeout 5 s, 2 retries: a call may take 15 s; PagerDuty asks for an hour.
+    fake.script_rest(Scripted.rest_rate_limited(reset=3600))
+    with pytest.raises(OncallLookupError) as err:
+        await env.lookup().oncall(schedule_id="PSCHED1")
+    assert str(err.value) == "PagerDuty GET /oncalls failed: HTTP 429"
+    assert [r.status for r in fake.requests] == [429]
+
+
 async def test_tls_without_the_test_ca_fails(env: Env, fake: FakePagerDuty) -> None:
     with pytest.raises(OncallLookupError) as err:
         await env.lookup(tls_ca_path=None).oncall(schedule_id="PSCHED1")

@@ -1,0 +1,88 @@
+"""Which dedup keys a PagerDuty incident holds: ``GET /incidents/{id}/alerts``, cached.
+
+A v3 webhook about an incident PagerDuty opened for an Events API alert carries
+``"incident_key": null`` ("Incidents with child alerts do not have an incident key", PagerDuty's
+REST reference); only the incident's alerts tell the ``alert_key``, which is the ``dedup_key``
+tocsin sent (its incident id). The answer is kept in a ``cachetools.TTLCache`` for a few
+minutes, so a burst of deliveries about one incident asks PagerDuty once; the webhook route
+then records an alias, so later deliveries need no lookup at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+
+from cachetools import TTLCache
+
+from adapters.config import PagerDutyConfig
+from adapters.pagerduty.rest import RestClient, RestError
+from escalation.engine.clock import Clock
+
+__all__ = ["LOOKUP_BUDGET", "AlertLookupError", "IncidentAlerts"]
+
+# PagerDuty waits 5 s for a webhook's answer; the lookup (429 waits included) must fit well
+# inside, leaving time for the store.
+LOOKUP_BUDGET = 3.0
+_CACHE_TTL = 300.0
+_CACHE_SIZE = 4096
+# PagerDuty's object ids are letters and digits; anything else is not an id of theirs.
+_PD_ID = re.compile(r"[A-Za-z0-9]{1,64}")
+
+
+class AlertLookupError(RuntimeError):
+    """PagerDuty could not say (down, 5xx, 429 past the budget, timeout, credentials refused)."""
+
+
+class IncidentAlerts:
+    """``await alert_keys(pd_incident_id)`` → the ``alert_key`` of each of its alerts.
+
+    An incident PagerDuty does not know (404) has none: it is not tocsin's. Any other failure
+    raises ``AlertLookupError`` and is not cached.
+    """
+
+    def __init__(
+        self,
+        cfg: PagerDutyConfig,
+        *,
+        clock: Clock | None = None,
+        budget: float = LOOKUP_BUDGET,
+        ttl: float = _CACHE_TTL,
+        max_429_retries: int = 2,
+        retry_delay: float = 0.5,
+    ) -> None:
+        self.cfg = cfg
+        self._rest = RestClient(
+            cfg, budget=budget, max_429_retries=max_429_retries, retry_delay=retry_delay
+        )
+        timer: Callable[[], float] = (
+            (lambda: clock.now().timestamp()) if clock is not None else time.monotonic
+        )
+        self._cache: TTLCache[str, tuple[str, ...]] = TTLCache(_CACHE_SIZE, ttl, timer=timer)
+
+    async def alert_keys(self, pd_incident_id: str) -> tuple[str, ...]:
+        """The dedup keys of the incident's alerts (empty: none, or not an incident of ours)."""
+        if not _PD_ID.fullmatch(pd_incident_id):
+            return ()
+        cached = self._cache.get(pd_incident_id)
+        if cached is not None:
+            return cached
+        keys = await asyncio.to_thread(self._fetch, pd_incident_id)
+        self._cache[pd_incident_id] = keys
+        return keys
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._rest.close)
+
+    def _fetch(self, pd_incident_id: str) -> tuple[str, ...]:
+        """In the worker thread: ask PagerDuty."""
+        try:
+            alerts = self._rest.list_all(f"/incidents/{pd_incident_id}/alerts")
+        except RestError as e:
+            if e.status == 404:
+                return ()
+            raise AlertLookupError(str(e)) from None
+        keys = (a.get("alert_key") for a in alerts if isinstance(a, dict))
+        return tuple(dict.fromkeys(k for k in keys if isinstance(k, str) and k))
