@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from adapters.http import private_in_transit
 from escalation.oncall.targets import CHANNELS
 from rules.durations import Duration
 
@@ -131,6 +132,11 @@ class WebhookEndpoint(_Section):
                 raise ValueError("preset telegram needs bot_token (or bot_token_file) and chat_id")
             if self.url:
                 raise ValueError("preset telegram takes no url: it is built from api_url")
+            if not private_in_transit(self.api_url):
+                raise ValueError(
+                    "api_url must be https:// (or http:// to localhost): the bot token is in"
+                    " every request's path"
+                )
         elif not self.url:
             raise ValueError("url is required")
         elif self.bot_token is not None or self.chat_id is not None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urlsplit
 
-__all__ = ["absolute_http_url", "parse_retry_after"]
+__all__ = ["absolute_http_url", "parse_retry_after", "private_in_transit"]
 
 # RFC 3986's reserved and unreserved characters, and '%' of what is already percent-encoded:
 # everything else (non-ASCII, '{', '|', ...) is percent-encoded, as a browser would send it.
@@ -58,3 +58,20 @@ def absolute_http_url(value: str) -> tuple[str, str]:
     if not host:
         return "", "has no host"
     return quote(_STRAY_PERCENT.sub("%25", text), safe=_URL_SAFE), ""
+
+
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def private_in_transit(url: str) -> bool:
+    """Whether a credential in ``url`` (a bot token in its path, a ``sig`` in its query) stays
+    off the network in clear text: ``https://``, or plain ``http://`` only to this machine (a
+    local fake in tests, Telegram's self-hosted Bot API server)."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError:
+        return False
+    if parts.scheme.lower() == "https":
+        return bool(host)
+    return parts.scheme.lower() == "http" and (host or "").lower() in _LOOPBACK

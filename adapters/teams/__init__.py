@@ -11,6 +11,7 @@ from adapters.config import TeamsConfig
 from adapters.context import AdapterContext
 from adapters.delivery.notifier import Notifier
 from adapters.email.links import MIN_SECRET_LENGTH, LinkSigner
+from adapters.http import private_in_transit
 from adapters.teams.notifier import TeamsNotifier
 
 __all__ = ["TeamsNotifier", "build", "check", "link_signer"]
@@ -35,8 +36,14 @@ def check(cfg: TeamsConfig, public_url: str) -> list[tuple[tuple[str, ...], str]
             ((), f"server.public_url must be an http(s) URL for Teams links, not {public_url!r}")
         )
     for name, url in cfg.webhooks.items():
-        if not url.get_secret_value().startswith(("https://", "http://")):
-            out.append((("webhooks", name), "must be the workflow's http(s) webhook URL"))
+        if not private_in_transit(url.get_secret_value()):
+            # Never echo the URL: its sig= is the credential.
+            out.append(
+                (
+                    ("webhooks", name),
+                    "must be the workflow's https:// webhook URL (http:// only to localhost)",
+                )
+            )
     return out
 
 

@@ -155,8 +155,23 @@ def test_check_wants_a_link_secret_and_http_webhooks() -> None:
     cfg = TeamsConfig(webhooks={"ops": SecretStr("not-a-url")})
     assert check(cfg, PUBLIC) == [
         ((), "link_secret is required: the Teams cards' acknowledge links are signed"),
-        (("webhooks", "ops"), "must be the workflow's http(s) webhook URL"),
+        (
+            ("webhooks", "ops"),
+            "must be the workflow's https:// webhook URL (http:// only to localhost)",
+        ),
     ]
+    for url in ("http://prod-1.westus.logic.azure.com/workflows/1?sig=x", "ftp://x"):
+        plain = TeamsConfig(webhooks={"ops": SecretStr(url)}, link_secret=SecretStr(LINK_SECRET))
+        [(path, message)] = check(plain, PUBLIC)
+        assert path == ("webhooks", "ops") and "sig=x" not in message
+    local = TeamsConfig(
+        webhooks={
+            "a": SecretStr("https://x.logic.azure.com/w"),
+            "b": SecretStr("http://127.0.0.1:1/w"),
+        },
+        link_secret=SecretStr(LINK_SECRET),
+    )
+    assert check(local, PUBLIC) == []
     short = TeamsConfig(link_secret=SecretStr("short"))
     assert [p for p, _ in check(short, PUBLIC)] == [("link_secret",)]
     with pytest.raises(ValueError, match="link_secret is required"):

@@ -10,6 +10,7 @@ and tells PagerDuty. A replayed, expired or forged link changes nothing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,9 +26,10 @@ from tests.adapters.conftest import PD_CORE_KEY
 from tests.driver.app import START, App, MakeApp
 from tests.driver.config import PUBLIC, pagerduty_adapter, write_config
 from tests.driver.payloads import sample_bytes
-from tests.fakes.chat_webhooks import PLATFORMS, TELEGRAM_TOKEN, FakeChat
+from tests.driver.process import free_port
+from tests.fakes.chat_webhooks import PLATFORMS, TELEGRAM_TOKEN, FakeChat, Scripted, rate_limited
 from tests.fakes.pagerduty import FakePagerDuty
-from tests.fakes.teams_workflows import FakeTeamsWorkflows, card_errors
+from tests.fakes.teams_workflows import SIG, FakeTeamsWorkflows, card_errors
 
 LINK_SECRET = "teams-flow-link-secret-0123456789"
 
@@ -246,3 +248,70 @@ def test_a_step_may_name_a_configured_instance_but_not_an_unknown_one(tmp_path: 
     bad = write_config(tmp_path, rules, PRESET_POLICY % "webhook:nope", adapters, rules=RULES_YAML)
     with pytest.raises(ConfigError, match="no adapter is configured for channel 'webhook:nope'"):
         load_config(bad)
+
+
+# -- credentials in chat URLs -------------------------------------------------------------------
+
+SECRET_POLICY = """\
+people:
+  alice: {name: Alice Ng, channels: [log], fallback: [log]}
+policies:
+  chat:
+    steps:
+      - name: chat
+        after: 0
+        notify: ["person:alice"]
+        via: [teams, "webhook:tg", "webhook:tg-wrong", "webhook:discord"]
+"""
+
+
+async def test_no_chat_credential_reaches_a_log_the_timeline_an_outbox_row_or_metrics(
+    tmp_path: Path,
+    teams: FakeTeamsWorkflows,
+    make_app: MakeApp,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Telegram's bot token (in the path), Teams' ``sig`` (in the query) and Discord's webhook
+    token (in the path) while deliveries succeed, are refused, rate limited and cannot connect."""
+    caplog.set_level(logging.DEBUG)
+    tg, discord = await FakeChat("telegram").start(), await FakeChat("discord").start()
+    dead_sig = "dead-workflow-sig-fedcba9876543210"
+    wrong_token = "999999:WRONG-telegram-token-abcdef"
+    dead = f"http://127.0.0.1:{free_port()}/workflows/1/triggers/manual/paths/invoke?sig={dead_sig}"
+    try:
+        bot = {"preset": "telegram", "chat_id": "-100123", "api_url": tg.api_url}
+        endpoints = {
+            "tg": {**bot, "bot_token": TELEGRAM_TOKEN},
+            "tg-wrong": {**bot, "bot_token": wrong_token},
+            "discord": {"preset": "discord", "url": discord.url},
+        }
+        adapters = {
+            "teams": {"webhooks": {"ops": teams.url, "dead": dead}, "link_secret": LINK_SECRET},
+            "webhook": {"endpoints": endpoints},
+            "dispatch": {"backoff_initial": "1s", "backoff_max": "2s"},
+        }
+        rules = {"rules": {"files": ["rules/*.yaml"]}}
+        path = write_config(
+            tmp_path, rules, SECRET_POLICY, {"adapters": adapters}, rules=RULES_YAML
+        )
+        app = await make_app(path, fakes=(teams, tg, discord))
+        discord.script(rate_limited("discord", 1.5))
+        tg.script(Scripted(500, {"ok": False, "error_code": 500, "description": "Internal"}))
+        inc = await app.fire(sample_bytes("alertmanager-0.25-firing.json"))
+        for minute in range(4):
+            await app.at(timedelta(minutes=minute))
+        rows = await app.outbox(inc.id)
+        timeline = await app.messages(inc.id)
+        metrics = await (await app.client.get("/metrics")).text()
+    finally:
+        await tg.close()
+        await discord.close()
+    assert len(tg.accepted) == 1 and len(discord.accepted) == 1 and len(teams.cards) >= 1
+    errors = [r.last_error for r in rows]
+    assert any("HTTP 401" in e for e in errors) and any("Connection refused" in e for e in errors)
+    seen = "\n".join(
+        [*(f"{r.getMessage()} {r.__dict__}" for r in caplog.records), *errors, *timeline, metrics]
+    )
+    token_part = discord.url.rsplit("/", 1)[1]
+    for secret in (TELEGRAM_TOKEN, wrong_token, SIG, dead_sig, token_part, LINK_SECRET):
+        assert secret not in seen, secret

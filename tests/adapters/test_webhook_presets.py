@@ -218,6 +218,14 @@ def test_telegram_needs_its_token_and_chat_and_no_url() -> None:
         WebhookEndpoint(preset="telegram", chat_id="1")
     with pytest.raises(ValidationError, match="takes no url"):
         WebhookEndpoint(preset="telegram", chat_id="1", bot_token=SecretStr("t"), url="https://x")
+    with pytest.raises(ValidationError, match="bot token is in every request's path"):
+        WebhookEndpoint(
+            preset="telegram", chat_id="1", bot_token=SecretStr("t"), api_url="http://tg.example"
+        )
+    local = WebhookEndpoint(
+        preset="telegram", chat_id="1", bot_token=SecretStr("t"), api_url="http://localhost:8081"
+    )
+    assert local.api_url == "http://localhost:8081"  # a self-hosted Bot API server
     with pytest.raises(ValidationError, match="url is required"):
         WebhookEndpoint(preset="discord")
     with pytest.raises(ValidationError, match="mutually exclusive"):
