@@ -26,7 +26,7 @@ from escalation.incidents.model import (
     TimelineEvent,
 )
 from escalation.incidents.notices import message_acks, pagerduty_acks, resolve_notices
-from escalation.incidents.policy import PolicySnapshot, plan_steps, step_id
+from escalation.incidents.policy import PAGERDUTY_REOPENED, PolicySnapshot, plan_steps, step_id
 
 __all__ = ["Action", "IllegalTransition", "applies", "decide_action"]
 
@@ -225,9 +225,10 @@ def _reopen(a: _Act) -> IncidentRecord:
     a.ch.supersede_steps(a.inc.id, "superseded: reopened")
     a.event(EventKind.REOPEN, f"back to triggered by {a.actor}{a.suffix}")
     if a.directory is not None:
-        a.ch.new_steps.extend(
-            plan_steps(new.id, new.epoch, new.policy, a.now, a.directory.calendars)
-        )
+        steps = plan_steps(new.id, new.epoch, new.policy, a.now, a.directory.calendars)
+        if a.source == "pagerduty":
+            steps = [replace(s, id=s.id + PAGERDUTY_REOPENED) for s in steps]
+        a.ch.new_steps.extend(steps)
     return new
 
 

@@ -29,7 +29,12 @@ from escalation.incidents.model import (
     TimelineEvent,
     status_reached,
 )
-from escalation.incidents.policy import PolicySnapshot, plan_reminder, plan_steps
+from escalation.incidents.policy import (
+    PAGERDUTY_REOPENED,
+    PolicySnapshot,
+    plan_reminder,
+    plan_steps,
+)
 from escalation.incidents.steps import Step
 from escalation.oncall.calendars import active_maintenance
 
@@ -198,6 +203,13 @@ def _in_maintenance(f: _Firing, label: str) -> Changes | None:
 
 def _page_one(f: _Firing, label: str, r: Recipient, channel: str, already: _Paged) -> int:
     """Page one person over one channel unless this run already did; 1 if a row was written."""
+    if channel == "pagerduty" and _reopened_in_pagerduty(f, r.person):
+        f.event(
+            EventKind.SKIP,
+            f"{label}: {r.person} already open in PagerDuty (reopened there)",
+            {"tier": f.step.tier, "person": r.person, "channel": channel},
+        )
+        return 0
     if (r.person, channel, f.step.round) in already:
         f.event(
             EventKind.SKIP,
@@ -223,6 +235,17 @@ def _page_one(f: _Firing, label: str, r: Recipient, channel: str, already: _Page
         },
     )
     return 1
+
+
+def _reopened_in_pagerduty(f: _Firing, person: str) -> bool:
+    """A run PagerDuty reopened, for a PagerDuty service tocsin triggered before."""
+    return f.step.id.endswith(PAGERDUTY_REOPENED) and any(
+        r.channel == "pagerduty"
+        and r.person == person
+        and r.kind == OutboxKind.PAGE
+        and r.state in (OutboxState.SENT, OutboxState.UNKNOWN)
+        for r in f.rows
+    )
 
 
 def _quiet_until(d: Directory, person: str, inc: IncidentRecord, now: datetime) -> datetime:

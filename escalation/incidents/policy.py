@@ -136,6 +136,12 @@ def due_time(step: Step, base: datetime, calendars: Mapping[str, CalendarPoints]
     return due
 
 
+# Marks the page steps of a run reopened in PagerDuty (suffix of their ids): PagerDuty has
+# re-triggered its own incident, and a trigger with the same dedup key after its alert was
+# resolved would open a second PagerDuty incident. Those steps page everyone else as usual.
+PAGERDUTY_REOPENED = ":reopened-in-pagerduty"
+
+
 def plan_steps(
     incident_id: str,
     epoch: int,

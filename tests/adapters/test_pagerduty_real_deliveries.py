@@ -167,3 +167,25 @@ async def test_an_incident_with_no_alert_of_ours_is_ignored_with_2xx_once(app: A
     assert again.body["status"] == "duplicate"  # definitively not ours: remembered as seen
     assert (missing.status, missing.body["status"]) == (200, "ignored")
     assert [status for _, status in lookups(app)] == [200, 404]
+
+
+async def test_reopened_in_pagerduty_sends_no_second_trigger(app: App) -> None:
+    inc = await paged(app)
+    await app.at(timedelta(minutes=1))
+    resolved = app.pagerduty.delivery("incident.resolved", inc.id, occurred_at=at(1))
+    assert (await post(app, resolved)).body["status"] == "applied"
+    await app.at(timedelta(minutes=2))
+    reopened = app.pagerduty.delivery("incident.reopened", inc.id, occurred_at=at(2))
+
+    reply = await post(app, reopened)
+    await app.at(timedelta(minutes=3))  # the reopened run's first tier is due at once
+
+    assert reply.body["status"] == "applied"
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+    actions = [r.json["event_action"] for r in app.pagerduty.event_requests]
+    assert actions.count("trigger") == 1  # PagerDuty reopened its incident itself
+    assert len(app.pagerduty.alerts) == 1  # no second PagerDuty incident
+    assert any("already open in PagerDuty" in m for m in await app.messages(inc.id))
+    # The rest of the policy still runs: the lead is paged at 5 minutes unless acknowledged.
+    await app.at(timedelta(minutes=8))
+    assert "carol" in [r.person for r in await app.outbox(inc.id)]

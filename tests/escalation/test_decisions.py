@@ -27,7 +27,12 @@ from escalation.incidents.model import (
     StepReschedule,
     StepState,
 )
-from escalation.incidents.policy import level_snapshot, policy_snapshot, step_id
+from escalation.incidents.policy import (
+    PAGERDUTY_REOPENED,
+    level_snapshot,
+    policy_snapshot,
+    step_id,
+)
 from rules.alerts import Alert
 from rules.classifier import Classification
 from rules.matrix import load_preset
@@ -417,6 +422,16 @@ def test_reopen_starts_a_new_run_with_fresh_steps() -> None:
     )
     assert ch.cancel_steps_of == [CancelSteps("inc1", None, "superseded: reopened")]
     assert ch.new_steps and all(s.epoch == 1 and s.due_at >= T0 + 5 * M for s in ch.new_steps)
+
+
+def test_a_reopen_from_pagerduty_marks_the_new_run_so_pagerduty_is_not_triggered_again() -> None:
+    inc = incident(status=Status.RESOLVED, resolved_at=T0, acknowledged_at=T0)
+    here, _ = act(inc, Action.REOPEN, directory=DIRECTORY)
+    there, _ = decide_action(
+        inc, Action.REOPEN, now=T0 + 5 * M, actor="pd", source="pagerduty", directory=DIRECTORY
+    )
+    assert not any(s.id.endswith(PAGERDUTY_REOPENED) for s in here.new_steps)
+    assert [s.id for s in there.new_steps] == [s.id + PAGERDUTY_REOPENED for s in here.new_steps]
 
 
 @pytest.mark.parametrize(
