@@ -150,6 +150,32 @@ async def test_a_read_only_viewer_sees_no_buttons_and_cannot_forge_one(
     await tab.accessible()
 
 
+async def test_the_console_works_without_javascript(browser: Any, app: App) -> None:
+    await _fire(app, "DiskFull", team="db")
+    await _fire(app, "ApiLatency", "warning", "api")
+    await app.tick()
+    tab = await _tab(browser, app, java_script_enabled=False)
+    page = tab.page
+    await tab.sign_in("alice", ALICE_TOKEN)
+    await page.get_by_text("2 incidents open").wait_for(timeout=WAIT)
+    await page.get_by_label("Search").fill("diskfull")
+    await page.get_by_role("button", name="Filter").click()
+    await page.wait_for_url(re.compile(r"q=diskfull"), timeout=WAIT)
+    assert await page.get_by_role("link", name=re.compile("ApiLatency")).count() == 0
+    await page.get_by_role("link", name=re.compile("DiskFull")).click()
+    await page.get_by_role("button", name="Acknowledge").click()
+    await page.get_by_role("status").filter(has_text="Acknowledged.").wait_for(timeout=WAIT)
+    assert (await app.incident("1"))["status"] == "acknowledged"
+    for link, heading in (("On call", "On call"), ("Status", "Status"), ("Rules", "Rules")):
+        await page.get_by_role("link", name=link, exact=True).click()
+        await page.get_by_role("heading", name=heading, exact=True).wait_for(timeout=WAIT)
+    await page.get_by_label("Alert labels").fill("alertname=DiskFull\nseverity=critical")
+    await page.get_by_role("button", name="Explain").click()
+    await page.get_by_role("img", name=re.compile("Escalation of this alert")).wait_for(
+        timeout=WAIT
+    )
+
+
 async def test_the_board_is_usable_on_a_phone(browser: Any, app: App) -> None:
     await _fire(app, "DiskFullOnAVeryLongHostNameThatWouldOverflowANarrowScreen", team="db")
     tab = await _tab(browser, app, viewport={"width": 390, "height": 844}, is_mobile=True)

@@ -9,6 +9,7 @@ import re
 from importlib import resources
 
 from tests.driver.app import App
+from tests.driver.payloads import alert, notification
 from tests.router.console.conftest import ALICE_TOKEN, sign_in
 
 STATIC = resources.files("router.console") / "static"
@@ -43,8 +44,12 @@ async def test_static_files_are_served_with_a_long_cache(console: App) -> None:
 
 
 async def test_pages_forbid_inline_script_and_style(console: App) -> None:
+    await console.post(notification([alert("DiskFull")]))
+    await console.tick()
+    inc = await console.incident("1")
     await sign_in(console.client, "alice", ALICE_TOKEN)
-    for path in ("/signin", "/"):
+    pages = ("/", "/board/rows", f"/incidents/{inc['id']}", "/oncall", "/status")
+    for path in ("/signin", *pages, "/rules?labels=alertname%3DDiskFull", "/incidents/nope"):
         r = await console.client.get(path, allow_redirects=False)
         csp = r.headers["Content-Security-Policy"]
         assert "script-src 'self'" in csp and "style-src 'self'" in csp
