@@ -31,6 +31,7 @@ from html import escape
 from typing import Any
 
 from adapters.config import WebhookEndpoint, WebhookPreset
+from adapters.http import absolute_http_url
 
 __all__ = ["PRESETS", "Summary", "preset_body", "retry_after_in_body", "summary_of"]
 
@@ -103,8 +104,14 @@ def _links(doc: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     generator = next((str(a["generator_url"]) for a in alerts if a.get("generator_url")), "")
     if generator:
         found.append(("Source", generator))
-    # Only absolute http(s) URLs become links: a javascript: runbook must not be clickable.
-    return tuple((label, url) for label, url in found if _URL_OK.match(url) and len(url) <= 2048)
+    # Only absolute http(s) URLs become links (a javascript: runbook must not be clickable),
+    # percent-encoded where RFC 3986 wants it, so every platform takes them as URLs.
+    out: list[tuple[str, str]] = []
+    for label, raw in found:
+        url, why = absolute_http_url(raw)
+        if not why and _URL_OK.match(url) and len(url) <= 2048:
+            out.append((label, url))
+    return tuple(out)
 
 
 def summary_of(doc: Mapping[str, Any]) -> Summary:

@@ -184,6 +184,22 @@ def test_the_fakes_schema_check_refuses_an_off_schema_card() -> None:
     assert card_errors(good) == []
     assert card_errors({**good, "msteams": {"width": "Full"}}) != []  # not in 1.4's schema
     assert card_errors({**good, "body": [{"type": "TextBlock", "text": "x", "color": "Red"}]})
+    bad_url = {"type": "Action.OpenUrl", "title": "x", "url": "https://exa mple.com/<>"}
+    assert card_errors({**good, "actions": [bad_url]}) != []
     assert card_errors({**good, "version": "1.6"}) == [
         "no schema vendored for declared version '1.6'"
     ]
+
+
+async def test_alert_urls_become_valid_card_urls_or_are_left_out(
+    teams: FakeTeamsWorkflows, session: aiohttp.ClientSession
+) -> None:
+    odd = alert(
+        annotations={"runbook_url": 'https://runbooks.example/a/{x}"^`'},
+        generator_url="javascript:alert(1)",
+    )
+    assert (await notifier(session, config(teams.url)).notify(delivery(alerts=(odd,)))).ok
+    [c] = teams.cards
+    links = actions(c)
+    assert "Source" not in links  # not an http(s) URL: never a button
+    assert links["Runbook"] == "https://runbooks.example/a/%7Bx%7D%22%5E%60"

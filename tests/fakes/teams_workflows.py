@@ -38,7 +38,8 @@ CARD = "application/vnd.microsoft.card.adaptive"
 def _validator(version: str) -> Draft6Validator:
     schema = json.loads(_SCHEMAS[version].read_text(encoding="utf-8"))
     Draft6Validator.check_schema(schema)
-    return Draft6Validator(schema)
+    # Formats checked too: an action's url is a "uri-reference", "$schema" a "uri".
+    return Draft6Validator(schema, format_checker=Draft6Validator.FORMAT_CHECKER)
 
 
 def card_errors(card: Any) -> list[str]:
