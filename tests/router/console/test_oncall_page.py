@@ -8,14 +8,15 @@ alice (a console user with scope write, living in Berlin) and bob rotate weekly 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from icalendar import Calendar
 
-from tests.driver.app import App, MakeApp
+from tests.driver.app import READ, App, MakeApp
 from tests.driver.config import log_people
+from tests.driver.payloads import alert, notification
 from tests.driver.team import T0
 from tests.router.console.conftest import (
     ALICE_TOKEN,
@@ -232,3 +233,26 @@ async def test_read_only_viewers_cannot_ask_for_a_feed(app: App) -> None:
 
 def utc(year: int, month: int, day: int, hour: int) -> datetime:
     return datetime(year, month, day, hour, tzinfo=UTC)
+
+
+async def test_an_override_made_on_the_page_is_what_the_engine_pages_at_once(app: App) -> None:
+    await sign_in(app.client, "alice", ALICE_TOKEN)
+    form = {
+        "csrf": csrf_of(await page(app)),
+        "person": "carol",
+        "replaces": "alice",
+        "from": "",
+        "until": "2026-01-06T18:00",
+        "zone": "UTC",
+    }
+    r = await app.client.post("/oncall/primary/overrides", data=form, allow_redirects=False)
+    assert r.status == 303
+    # No reload, no restart: the next page on schedule:primary goes to carol.
+    reply = await app.post(notification([alert("DiskFull", severity="critical")]))
+    await app.run_until(T0 + timedelta(minutes=1))
+    inc = await app.incident(reply["incidents"][0]["incident"])
+    assert [(tier, person) for _, tier, person, _ in app.pages(inc)] == [(0, "carol")]
+    status, body = await app.api("GET", "/api/v1/oncall", headers=READ)
+    assert status == 200
+    [primary] = body["schedules"]
+    assert [s["person"] for s in primary["now"]] == ["carol"]
