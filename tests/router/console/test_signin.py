@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.driver.app import App, MakeApp
+from tests.driver.config import READ_TOKEN, WRITE_TOKEN
 from tests.driver.payloads import alert, notification
 from tests.router.console.conftest import ALICE_TOKEN, console_config, csrf_of, sign_in
 
@@ -176,3 +177,50 @@ async def test_removing_or_demoting_a_token_ends_its_sessions_at_the_next_reload
     console_config(tmp_path, rotated)
     await app.rt.reload()
     assert (await app.client.get("/")).status == 401
+
+
+async def test_api_tokens_sign_in_with_their_scope_unless_the_config_says_not(
+    tmp_path: Path, make_app: MakeApp
+) -> None:
+    app = await make_app(console_config(tmp_path))
+    for name, token, scope in (("writer", WRITE_TOKEN, "write"), ("reader", READ_TOKEN, "read")):
+        await sign_in(app.client, name, token)
+        assert f"{name} <small>({scope})</small>" in await (await app.client.get("/")).text()
+        app.client.session.cookie_jar.clear(lambda c: c.key == "tocsin_session")
+    users = [{"name": "alice", "token": ALICE_TOKEN, "scope": "write"}]
+    console_config(tmp_path, {"users": users, "api_tokens": False})
+    await app.rt.reload()
+    page = await app.client.get("/signin")
+    r = await app.client.post(
+        "/signin",
+        data={"name": "writer", "token": WRITE_TOKEN, "csrf": csrf_of(await page.text())},
+    )
+    assert r.status == 401 and "do not match" in await r.text()
+    await sign_in(app.client, "alice", ALICE_TOKEN)  # the console's own users still may
+
+
+async def test_every_console_form_is_refused_without_this_browsers_csrf_token(
+    console: App,
+) -> None:
+    await console.post(notification([alert("DiskFull")]))
+    inc = await console.incident("1")
+    await sign_in(console.client, "alice", ALICE_TOKEN)
+    values = {"id": inc["id"], "action": "ack", "schedule": "primary"}
+    posts = [
+        r.resource.canonical
+        for r in console.client.server.app.router.routes()
+        if getattr(r.handler, "__module__", "").startswith("router.console")
+        and r.method == "POST"
+        and r.resource is not None
+    ]
+    assert {"/signin", "/signout", "/incidents/{id}/{action}", "/oncall/calendars"} <= set(posts)
+    for template in posts:
+        path = re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: values.get(m.group(1), "x"), template)
+        for sent in ({}, {"csrf": "x" * 32}):
+            form = sent | {"feed": "person:alice", "person": "bob", "until": "2026-12-01T00:00"}
+            r = await console.client.post(path, data=form, allow_redirects=False)
+            assert r.status == 403, (path, sent, r.status)
+            assert "Form refused" in await r.text()
+    assert (await console.incident("1"))["status"] == "triggered"
+    assert await console.rt.schedules.calendar_tokens() == []
+    assert (await console.client.get("/")).status == 200  # the sign-out was refused too
