@@ -18,6 +18,7 @@ from router.ics import add_calendar_routes
 from router.inbound_email import add_email_routes
 from router.inbound_pagerduty import add_pagerduty_routes
 from router.inbound_phone import add_phone_routes
+from router.inbound_slack import add_slack_routes
 from router.incidents_api import add_incident_routes
 from router.keys import RUNTIME
 from router.oncall_api import add_oncall_routes
@@ -172,5 +173,6 @@ def create_app(runtime: Runtime) -> web.Application:
     add_pagerduty_routes(app)
     add_email_routes(app)
     add_phone_routes(app)
+    add_slack_routes(app)
     add_console_routes(app)
     return app

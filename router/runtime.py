@@ -156,7 +156,11 @@ class Runtime:
     def _replay_windows(self) -> dict[str, timedelta]:
         # A PagerDuty event older than the window (+ skew) is refused by its age, so its id can
         # go ("pagerduty" is the webhook route's delivery source).
-        return {"pagerduty": self.loaded.config.server.replay_window + REPLAY_CLOCK_SKEW}
+        # A Slack request is refused 5 minutes after its signed timestamp ("slack": its routes).
+        return {
+            "pagerduty": self.loaded.config.server.replay_window + REPLAY_CLOCK_SKEW,
+            "slack": timedelta(minutes=5) + REPLAY_CLOCK_SKEW,
+        }
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -742,6 +742,7 @@ def test_ingress_exposes_only_the_callbacks_and_sets_the_public_url(helm: Helm) 
         (WEBHOOK_PATH, "Exact"),
         ("/api/v1/email/", "Prefix"),
         ("/api/v1/phone/", "Prefix"),
+        ("/api/v1/slack/", "Prefix"),
     ]
     assert r.config["server"]["public_url"] == "https://tocsin.example.com"
     plain = helm.template({"ingress": {"enabled": True, "hosts": ["t.example.org"]}})
@@ -901,3 +902,34 @@ def test_image_default_config_is_the_example_listening_on_all_interfaces(
     loaded = load_config(str(tmp_path / "tocsin.yaml"))
     assert loaded.config.server.listen == "0.0.0.0:9095"
     assert loaded.config.store.backend == "sqlite"
+
+
+def test_slack_credentials_are_secret_references(helm: Helm) -> None:
+    """secrets.slack becomes adapters.slack's two secrets as ${VAR}s; other settings are kept."""
+    r = helm.template(
+        {
+            "secrets": {
+                "existingSecret": "main",
+                "slack": {
+                    "botToken": {"key": "slack-bot-token"},
+                    "signingSecret": {"secretName": "slack", "key": "signing"},
+                },
+            },
+            "config": {"adapters": {"slack": {"writers": ["alice"]}}},
+        }
+    )
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in r.container["env"]}
+    assert refs["TOCSIN_SLACK_BOT_TOKEN"] == {"name": "main", "key": "slack-bot-token"}
+    assert refs["TOCSIN_SLACK_SIGNING_SECRET"] == {"name": "slack", "key": "signing"}
+    assert r.config["adapters"]["slack"] == {
+        "writers": ["alice"],
+        "bot_token": "${TOCSIN_SLACK_BOT_TOKEN}",
+        "signing_secret": "${TOCSIN_SLACK_SIGNING_SECRET}",
+    }
+
+
+def test_slack_secrets_in_config_values_or_half_set_are_refused(helm: Helm) -> None:
+    err = helm.template_error({"config": {"adapters": {"slack": {"bot_token": "xoxb-1"}}}})
+    assert "config.adapters.slack.bot_token is a secret" in err and "secrets.slack" in err
+    err = helm.template_error({"secrets": {"slack": {"botToken": {"key": "t"}}}})
+    assert "secrets.slack needs both botToken and signingSecret" in err

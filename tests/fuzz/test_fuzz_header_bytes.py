@@ -40,6 +40,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", GATHER): GATHER + "?row=$row0",
     ("POST", STATUS): STATUS + "?row=$row0",
     ("POST", SMS): SMS,
+    ("POST", "/api/v1/slack/interactivity"): "/api/v1/slack/interactivity",
+    ("POST", "/api/v1/slack/commands"): "/api/v1/slack/commands",
     ("GET", "/api/v1/email/{action}"): "/api/v1/email/ack?token=$token",
     ("POST", "/api/v1/email/{action}"): "/api/v1/email/resolve?token=$token",
     ("GET", INCIDENTS): INCIDENTS,

@@ -77,6 +77,16 @@ so `helm template`, `helm lint` and `helm install` all stop on them.
 {{- fail (printf "config.adapters.pagerduty.%s holds secrets; reference them with secrets.pagerduty instead (routingKeys, apiToken, webhookSecrets) so no key is written into the chart's values." $k) -}}
 {{- end -}}
 {{- end -}}
+{{- $slack := dig "adapters" "slack" dict (.Values.config | default dict) -}}
+{{- range $k := list "bot_token" "signing_secret" -}}
+{{- if hasKey $slack $k -}}
+{{- fail (printf "config.adapters.slack.%s is a secret; reference it with secrets.slack instead (botToken, signingSecret) so no secret is written into the chart's values." $k) -}}
+{{- end -}}
+{{- end -}}
+{{- $sl := .Values.secrets.slack -}}
+{{- if ne (empty $sl.botToken.key) (empty $sl.signingSecret.key) -}}
+{{- fail "secrets.slack needs both botToken and signingSecret (a Slack app signs what it sends with the one and is called with the other)." -}}
+{{- end -}}
 {{- $seen := dict -}}
 {{- range $svc, $_ := .Values.secrets.pagerduty.routingKeys -}}
 {{- $env := include "tocsin.envSuffix" $svc -}}
@@ -87,7 +97,7 @@ so `helm template`, `helm lint` and `helm install` all stop on them.
 {{- end -}}
 {{- $reserved := list "TOCSIN_RECEIVER_TOKEN" "TOCSIN_API_TOKEN" "TOCSIN_POSTGRES_DSN" "TOCSIN_PAGERDUTY_API_TOKEN" -}}
 {{- range .Values.secrets.extraEnv -}}
-{{- if or (has .name $reserved) (hasPrefix "TOCSIN_RECEIVER_TOKEN_" .name) (hasPrefix "TOCSIN_PAGERDUTY_" .name) -}}
+{{- if or (has .name $reserved) (hasPrefix "TOCSIN_RECEIVER_TOKEN_" .name) (hasPrefix "TOCSIN_PAGERDUTY_" .name) (hasPrefix "TOCSIN_SLACK_" .name) -}}
 {{- fail (printf "secrets.extraEnv: %s is set by the chart itself; pick another name." .name) -}}
 {{- end -}}
 {{- end -}}
@@ -142,6 +152,10 @@ One env entry read from a Secret. Usage: include "tocsin.secretEnv" (list $ "NAM
 {{- end }}
 {{- range $i, $ref := $s.pagerduty.webhookSecrets }}
 {{ include "tocsin.secretEnv" (list $ (printf "TOCSIN_PAGERDUTY_WEBHOOK_SECRET_%d" $i) $ref) }}
+{{- end }}
+{{- if $s.slack.botToken.key }}
+{{ include "tocsin.secretEnv" (list . "TOCSIN_SLACK_BOT_TOKEN" $s.slack.botToken) }}
+{{ include "tocsin.secretEnv" (list . "TOCSIN_SLACK_SIGNING_SECRET" $s.slack.signingSecret) }}
 {{- end }}
 {{- range $s.extraEnv }}
 {{ include "tocsin.secretEnv" (list $ .name .) }}
@@ -215,6 +229,14 @@ Secret-backed PagerDuty fields, all pointing at environment variables (never at 
 {{- $_ := set $pdc "webhook_secrets" $ws -}}
 {{- end -}}
 {{- $_ := set $adapters "pagerduty" $pdc -}}
+{{- $_ := set $cfg "adapters" $adapters -}}
+{{- end -}}
+{{- if $v.secrets.slack.botToken.key -}}
+{{- $adapters := $cfg.adapters | default dict -}}
+{{- $slc := deepCopy ($adapters.slack | default dict) -}}
+{{- $_ := set $slc "bot_token" "${TOCSIN_SLACK_BOT_TOKEN}" -}}
+{{- $_ := set $slc "signing_secret" "${TOCSIN_SLACK_SIGNING_SECRET}" -}}
+{{- $_ := set $adapters "slack" $slc -}}
 {{- $_ := set $cfg "adapters" $adapters -}}
 {{- end -}}
 {{- toYaml $cfg -}}

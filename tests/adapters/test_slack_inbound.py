@@ -1,0 +1,209 @@
+"""What Slack sends back, through the whole app: signed button clicks and the ``/tocsin`` command.
+
+A P0 posts its card to the fake Slack and triggers the fake PagerDuty; a signed click on
+Acknowledge by a configured person acknowledges (recorded with that person as the actor),
+stops the escalation, tells PagerDuty and edits the card. Forged, stale and replayed requests
+change nothing; a Slack user who is not a person (or not a writer) is refused privately.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from escalation.incidents.actions import Action
+from tests.driver.app import App, MakeApp
+from tests.driver.config import pagerduty_adapter, write_config
+from tests.driver.payloads import alert, notification
+from tests.fakes.pagerduty import FakePagerDuty
+from tests.fakes.slack import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    FakeSlack,
+    block_action,
+    signed,
+    slash_command,
+)
+
+pytestmark = pytest.mark.usefixtures("strict_logs")
+
+CLICKS = "/api/v1/slack/interactivity"
+COMMANDS = "/api/v1/slack/commands"
+PD_KEY = "R0UT1NGk3yC0R3s3rv1c3xxxxxxxxx01"
+
+POLICY = """\
+people:
+  ollie: {name: Ollie Oncall, email: Ollie@Example.com, channels: [log]}
+  rita: {name: Rita Reader, email: rita@example.com, channels: [log]}
+policies:
+  chat:
+    steps:
+      - {name: first, after: 0, notify: ["slack:#incidents", "pagerduty:core"]}
+      - {name: oncall, after: 5m, notify: ["person:ollie"], via: [log]}
+rules:
+  files: []
+  default: {severity: P0, policy: chat}
+schedules:
+  primary: {timezone: UTC, members: [ollie], start: "2026-01-05T00:00:00Z", shift: 7d}
+"""
+
+
+@pytest.fixture
+async def fakes(tmp_path: Path) -> AsyncIterator[tuple[FakeSlack, FakePagerDuty]]:
+    slack = await FakeSlack().start()
+    pd = await FakePagerDuty(tmp_path).start()
+    yield slack, pd
+    await slack.close()
+    await pd.close()
+
+
+async def start(
+    tmp_path: Path, make_app: MakeApp, fakes: tuple[FakeSlack, FakePagerDuty], **slack: Any
+) -> App:
+    fake, pd = fakes
+    adapters = {
+        "slack": {
+            "bot_token": BOT_TOKEN,
+            "signing_secret": SIGNING_SECRET,
+            "base_url": fake.api_url,
+            **slack,
+        },
+        "pagerduty": pagerduty_adapter(pd.http_url, {"core": PD_KEY}),
+    }
+    path = write_config(tmp_path, POLICY, {"adapters": adapters}, rules=None)
+    return await make_app(path, fakes=fakes)
+
+
+async def post(app: App, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    r = await app.client.post(path, data=body, headers=headers)
+    text = await r.text()
+    return r.status, text
+
+
+async def click(app: App, user: str, action: str, value: str, **kw: Any) -> tuple[int, Any]:
+    body = block_action(user, action, value)
+    return await post(app, CLICKS, body, signed(body, at=app.now.timestamp(), **kw))
+
+
+async def opened(app: App) -> tuple[str, str, str]:
+    """Fire a P0 and deliver its first tier: (incident id, the card's channel, its ts)."""
+    inc = await app.fire(notification([alert()]))
+    await app.tick()
+    slack = app.fake(FakeSlack)
+    channel = slack.channel_named("incidents")
+    assert channel is not None
+    [card] = slack.top_messages(channel.id)
+    return inc.id, channel.id, card.ts
+
+
+async def test_a_signed_click_acknowledges_stops_escalation_tells_pagerduty_and_edits_the_card(
+    tmp_path: Path, make_app: MakeApp, fakes: tuple[FakeSlack, FakePagerDuty]
+) -> None:
+    slack, pd = fakes
+    slack.add_channel("incidents")
+    ollie = slack.add_user("ollie@example.com")
+    app = await start(tmp_path, make_app, fakes)
+    inc, channel, ts = await opened(app)
+    assert pd.alert(inc) is not None and pd.alert(inc).status == "triggered"  # type: ignore[union-attr]
+    status, _ = await click(app, ollie, "tocsin_ack", inc)
+    assert status == 200
+    assert (await app.record(inc)).status == "acknowledged"
+    [ack] = [e for e in await app.timeline(inc) if e.kind == "ack"]
+    assert (ack.actor, ack.source) == ("ollie", "slack")
+    await app.advance(timedelta(minutes=10))
+    assert [r.person for r in await app.outbox(inc) if r.kind == "page"] == [
+        "slack:#incidents",
+        "pagerduty:core",
+    ]  # the 5-minute tier was never paged
+    alert_ = pd.alert(inc)
+    assert alert_ is not None and alert_.status == "acknowledged"
+    [card] = slack.top_messages(channel)
+    assert card.ts == ts and card.text.endswith("(acknowledged)")
+    assert "acknowledged by ollie" in slack.thread(channel, ts)[0].text
+    assert not slack.ephemeral
+
+
+async def test_forged_stale_and_replayed_clicks_change_nothing(
+    tmp_path: Path, make_app: MakeApp, fakes: tuple[FakeSlack, FakePagerDuty]
+) -> None:
+    slack, _ = fakes
+    slack.add_channel("incidents")
+    ollie = slack.add_user("ollie@example.com")
+    app = await start(tmp_path, make_app, fakes)
+    inc, _, _ = await opened(app)
+    body = block_action(ollie, "tocsin_ack", inc)
+    now = app.now.timestamp()
+    forged = signed(body, secret="not-the-signing-secret", at=now)
+    stale = signed(body, at=now - 6 * 60)
+    tampered = signed(body, at=now) | {"X-Slack-Request-Timestamp": str(int(now) + 1)}
+    # Fullwidth digits: str.isdigit() says yes, slack_sdk's int() would read them.
+    garbage = signed(body, at=now) | {"X-Slack-Request-Timestamp": "\uff11\uff12\uff13"}
+    unsigned = {"Content-Type": "application/x-www-form-urlencoded"}
+    for headers in (forged, stale, tampered, garbage, unsigned):
+        assert (await post(app, CLICKS, body, headers))[0] == 401
+    assert (await app.record(inc)).status == "triggered"
+    good = signed(body, at=now)
+    assert (await post(app, CLICKS, body, good))[0] == 200
+    assert (await app.record(inc)).status == "acknowledged"
+    # Reopened (PagerDuty can, the API cannot): an ack would apply again if it were new.
+    await app.rt.service.act(inc, Action.REOPEN, actor="pd", source="pagerduty")
+    # The same signed request again, still inside its 5 minutes: remembered, not acted on.
+    assert (await post(app, CLICKS, body, good))[0] == 200
+    assert (await app.record(inc)).status == "triggered"
+    assert [e.actor for e in await app.timeline(inc) if e.kind == "ack"] == ["ollie"]
+
+
+async def test_a_slack_user_who_is_not_a_person_or_not_a_writer_is_refused_privately(
+    tmp_path: Path, make_app: MakeApp, fakes: tuple[FakeSlack, FakePagerDuty]
+) -> None:
+    slack, _ = fakes
+    slack.add_channel("incidents")
+    stranger = slack.add_user("mallory@example.com")
+    rita = slack.add_user("rita@example.com")
+    app = await start(tmp_path, make_app, fakes, writers=["ollie"])
+    inc, channel, _ = await opened(app)
+    before = await app.state()
+    for user in (stranger, rita):
+        assert (await click(app, user, "tocsin_resolve", inc))[0] == 200
+    assert await app.state() == before
+    [first, second] = slack.ephemeral
+    assert (first["user"], first["channel"]) == (stranger, channel)
+    assert "not a person" in first["text"]
+    assert second["user"] == rita and "adapters.slack.writers" in second["text"]
+
+
+async def test_slash_commands(
+    tmp_path: Path, make_app: MakeApp, fakes: tuple[FakeSlack, FakePagerDuty]
+) -> None:
+    slack, _ = fakes
+    slack.add_channel("incidents")
+    ollie = slack.add_user("ollie@example.com")
+    stranger = slack.add_user("mallory@example.com")
+    app = await start(tmp_path, make_app, fakes)
+    inc, _, _ = await opened(app)
+
+    async def say(user: str, text: str) -> str:
+        body = slash_command(user, text)
+        status, reply = await post(app, COMMANDS, body, signed(body, at=app.now.timestamp()))
+        assert status == 200, reply
+        doc = json.loads(reply)
+        assert doc["response_type"] == "ephemeral"
+        return str(doc["text"])
+
+    assert "#1 [" in await say(stranger, "incidents")
+    assert "*primary*: ollie" in await say(stranger, "oncall")
+    assert "No schedule" in await say(stranger, "oncall nope")
+    assert "Usage" in await say(ollie, "dance")
+    assert "not a person" in await say(stranger, "ack 1")
+    assert (await app.record(inc)).status == "triggered"
+    assert await say(ollie, "ack #1") == "#1 acknowledged by ollie"
+    assert "cannot ack" in await say(ollie, "ack 1")
+    assert await say(ollie, "resolve 1") == "#1 resolved by ollie"
+    assert "No open incidents" in await say(ollie, "incidents")
+    body = slash_command(ollie, "ack 1")
+    assert (await post(app, COMMANDS, body, signed(body, secret="forged")))[0] == 401
