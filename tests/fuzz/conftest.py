@@ -79,6 +79,7 @@ READ_TOKEN = "api-read-token"
 WRITE_TOKEN = "api-write-token"
 PD_SECRETS = ("pd-secret-one", "pd-secret-two")
 LINK_SECRET = "fuzz-link-secret-0123456789abcdef"
+TEAMS_LINK_SECRET = "fuzz-teams-link-secret-fedcba9876543210"
 LINK_TTL = timedelta(hours=1)
 OLLIE_PHONE = "+14155550100"
 LEE_PHONE = "+14155550101"
@@ -149,6 +150,8 @@ def fuzz_config(tmp_path: Path, twilio_url: str) -> Path:
             webhook_secrets=list(PD_SECRETS),
         ),
         "email": email_adapter("127.0.0.1", 9, link_secret=LINK_SECRET, link_ttl="1h"),
+        # No webhook: the Teams adapter is there for its cards' link routes.
+        "teams": {"link_secret": TEAMS_LINK_SECRET, "link_ttl": "1h"},
         "phone": phone_adapter(
             twilio_url, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=TWILIO_NUMBER
         ),

@@ -1,7 +1,9 @@
-"""Fuzzing the email links: ``GET`` / ``POST`` ``/api/v1/email/{ack,resolve}``.
+"""Fuzzing the signed links of emails and Teams cards: ``GET`` / ``POST``
+``/api/v1/{email,teams}/{ack,resolve}``.
 
 Tokens range from garbage through near misses (one character changed, the other action's token,
-another secret, expired) to tokens signed with the real secret whose claims are anything at all.
+another secret, the other channel's genuine token, expired) to tokens signed with the channel's
+real secret whose claims are anything at all.
 
 Properties: never a 5xx or a logged error; a GET never changes anything; a POST changes the
 store only when its token is genuine, unexpired, for that action and names an existing incident,
@@ -29,6 +31,7 @@ from tests.fuzz.conftest import (
     LINK_TTL,
     MAX_BODY,
     PUBLIC,
+    TEAMS_LINK_SECRET,
     FuzzApp,
     content_types,
     fuzz_settings,
@@ -40,16 +43,19 @@ from tests.fuzz.conftest import (
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ACTIONS = ["ack", "resolve"]
+CHANNELS = ["email", "teams"]
 B64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-DOMAIN = b"tocsin-email-link-v1\x00"
+SECRETS = {"email": LINK_SECRET, "teams": TEAMS_LINK_SECRET}
+SIGNERS = {c: LinkSigner(SECRETS[c], LINK_TTL, PUBLIC, channel=c) for c in CHANNELS}
 
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def _signed(payload: bytes, secret: str = LINK_SECRET) -> str:
-    mac = hmac.new(secret.encode(), DOMAIN + payload, hashlib.sha256).digest()
+def _signed(payload: bytes, channel: str) -> str:
+    domain = f"tocsin-{channel}-link-v1\x00".encode()
+    mac = hmac.new(SECRETS[channel].encode(), domain + payload, hashlib.sha256).digest()
     return f"{_b64(payload)}.{_b64(mac)}"
 
 
@@ -85,6 +91,7 @@ def tokens(draw: st.DrawFn) -> Token:
         st.sampled_from(
             [
                 *("garbage", "b64", "flip", "other-action", "wrong-secret", "expired", "valid"),
+                "other-channel",
                 *("claims", "claims", "claims"),  # the widest space: drawn more often
             ]
         )
@@ -100,8 +107,10 @@ def tokens(draw: st.DrawFn) -> Token:
     return (kind, draw(st.sampled_from(["0", "1"])))
 
 
-def materialize(app: FuzzApp, token: Token, position: int, url_action: str) -> str:
-    """The token string ``token`` describes, for a link to ``url_action``."""
+def materialize(
+    app: FuzzApp, token: Token, position: int, url_action: str, channel: str = "email"
+) -> str:
+    """The token string ``token`` describes, for a link to ``url_action`` of ``channel``."""
     kind, spec = token
     if kind == "raw":
         return spec
@@ -112,16 +121,19 @@ def materialize(app: FuzzApp, token: Token, position: int, url_action: str) -> s
         payload = spec.replace('"$future"', str(future)).replace("$action", url_action)
         for i, inc in enumerate(s.incident_ids):
             payload = payload.replace(f"$id{i}", inc)
-        return _signed(payload.encode())
+        return _signed(payload.encode(), channel)
     inc = s.incident_ids[int(spec)]
-    signer = app.signer
+    signer = SIGNERS[channel]
     action = url_action
     if kind == "valid":
         return signer.token(inc, action, "ollie", now)
     if kind == "other-action":
         return signer.token(inc, "resolve" if action == "ack" else "ack", "ollie", now)
     if kind == "wrong-secret":
-        return LinkSigner(LINK_SECRET + "x", LINK_TTL, PUBLIC).token(inc, action, "ollie", now)
+        wrong = LinkSigner(SECRETS[channel] + "x", LINK_TTL, PUBLIC, channel=channel)
+        return wrong.token(inc, action, "ollie", now)
+    if kind == "other-channel":
+        return SIGNERS["teams" if channel == "email" else "email"].token(inc, action, "ollie", now)
     if kind == "expired":
         return signer.token(inc, action, "ollie", now - LINK_TTL - timedelta(seconds=1))
     good = signer.token(inc, action, "ollie", now)  # "flip": one character changed
@@ -130,13 +142,13 @@ def materialize(app: FuzzApp, token: Token, position: int, url_action: str) -> s
     return good[:i] + repl + good[i + 1 :]
 
 
-async def genuine(app: FuzzApp, token: str | None, action: str) -> bool:
-    """Whether the app must act on ``token``: the adapter's own verifier accepts it for
+async def genuine(app: FuzzApp, token: str | None, action: str, channel: str = "email") -> bool:
+    """Whether the app must act on ``token``: the channel's own verifier accepts it for
     ``action`` and it names an incident that exists."""
     if not token:
         return False
     try:
-        claims = app.signer.verify(token, action, app.clock.now())
+        claims = SIGNERS[channel].verify(token, action, app.clock.now())
     except BadLink:
         return False
     except (ValueError, OverflowError, OSError):
@@ -153,6 +165,7 @@ def _html(status: int, ctype: str) -> None:
 
 @fuzz_settings(200)
 @given(
+    channel=st.sampled_from(CHANNELS),
     action=st.sampled_from(ACTIONS),
     token=st.none() | tokens(),
     position=st.integers(0, 200),
@@ -161,6 +174,7 @@ def _html(status: int, ctype: str) -> None:
 )
 async def test_get_never_changes_anything(
     batch: FuzzApp,
+    channel: str,
     action: str,
     token: Token | None,
     position: int,
@@ -169,22 +183,23 @@ async def test_get_never_changes_anything(
 ) -> None:
     query = {k: v for k, v in extra.items() if k != "token"}
     if token is not None:
-        query["token"] = materialize(batch, token, position, action)
+        query["token"] = materialize(batch, token, position, action, channel)
     headers = {k: "".join(c for c in v if 0x20 <= ord(c) < 0x7F) for k, v in headers.items()}
     before = batch.begin()
     resp = await batch.client.get(
-        f"/api/v1/email/{action}?{urlencode(query, quote_via=quote)}", headers=headers
+        f"/api/v1/{channel}/{action}?{urlencode(query, quote_via=quote)}", headers=headers
     )
     text = await resp.text()
     batch.finish(before, resp.status, may_change=False, what=f"GET {action} {query}")
     _html(resp.status, resp.content_type)
-    if await genuine(batch, query.get("token"), action):
+    if await genuine(batch, query.get("token"), action, channel):
         assert resp.status == 200, text
         assert "Nothing was changed" not in text
 
 
 @fuzz_settings(250)
 @given(
+    channel=st.sampled_from(CHANNELS),
     action=st.sampled_from(ACTIONS),
     token=st.none() | tokens(),
     position=st.integers(0, 200),
@@ -194,6 +209,7 @@ async def test_get_never_changes_anything(
 )
 async def test_post_acts_only_on_a_genuine_token(
     batch: FuzzApp,
+    channel: str,
     action: str,
     token: Token | None,
     position: int,
@@ -201,8 +217,8 @@ async def test_post_acts_only_on_a_genuine_token(
     raw: bytes,
     ctype: str,
 ) -> None:
-    real = materialize(batch, token, position, action) if token is not None else None
-    url = f"/api/v1/email/{action}"
+    real = materialize(batch, token, position, action, channel) if token is not None else None
+    url = f"/api/v1/{channel}/{action}"
     kwargs: dict[str, Any] = {}
     used = real
     if where in ("query", "both") and real is not None:
@@ -222,7 +238,7 @@ async def test_post_acts_only_on_a_genuine_token(
     before = batch.begin()
     resp = await batch.client.post(url, **kwargs)
     text = await resp.text()
-    must_act = await genuine(batch, used, action)
+    must_act = await genuine(batch, used, action, channel)
     changed = batch.finish(
         before, resp.status, may_change=must_act, what=f"POST {action} {where} {real!r}"
     )

@@ -34,6 +34,7 @@ from tests.fuzz.conftest import (
     RECEIVER,
     SMS,
     STATUS,
+    TEAMS_LINK_SECRET,
     WRITE_TOKEN,
     FuzzApp,
     build_request,
@@ -43,7 +44,10 @@ from tests.fuzz.conftest import (
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-SECRETS = [AM_TOKEN, AM_PASSWORD, READ_TOKEN, WRITE_TOKEN, *PD_SECRETS, LINK_SECRET, AUTH_TOKEN]
+SECRETS = [
+    *(AM_TOKEN, AM_PASSWORD, READ_TOKEN, WRITE_TOKEN, *PD_SECRETS),
+    *(LINK_SECRET, TEAMS_LINK_SECRET, AUTH_TOKEN),
+]
 
 
 class _Everything(logging.Handler):
@@ -83,7 +87,7 @@ async def _drive_every_route(app: FuzzApp) -> None:
     for auth in (f"Bearer {AM_TOKEN}", _basic(AM_USER, AM_PASSWORD), f"Bearer {WRITE_TOKEN}"):
         await c.post(RECEIVER, data=body, headers=am | {"Authorization": auth})
     await c.post(RECEIVER, data=b"{", headers=am | {"Authorization": f"Bearer {AM_TOKEN}"})
-    for token in (READ_TOKEN, WRITE_TOKEN, AM_TOKEN, LINK_SECRET):
+    for token in (READ_TOKEN, WRITE_TOKEN, AM_TOKEN, LINK_SECRET, TEAMS_LINK_SECRET):
         bearer = {"Authorization": f"Bearer {token}"}
         await c.get(INCIDENTS, headers=bearer)
         await c.get(f"{INCIDENTS}/{app.seeded.incident_ids[1]}", headers=bearer)
@@ -105,9 +109,10 @@ async def _drive_every_route(app: FuzzApp) -> None:
         await c.post(path, data=params, headers={"X-Twilio-Signature": good})
         await c.post(path, data=params, headers={"X-Twilio-Signature": AUTH_TOKEN})
     token = app.seeded.ack_tokens[app.seeded.incident_ids[1]]
-    for link in (token, LINK_SECRET, token + "x"):
-        await c.get("/api/v1/email/ack", params={"token": link})
-        await c.post("/api/v1/email/ack", params={"token": link}, data={"token": link})
+    for link in (token, LINK_SECRET, TEAMS_LINK_SECRET, token + "x"):
+        for path in ("/api/v1/email/ack", "/api/v1/teams/ack"):
+            await c.get(path, params={"token": link})
+            await c.post(path, params={"token": link}, data={"token": link})
     # Longer than aiohttp's 8190-byte header line limit: rejected before any route runs.
     for secret in SECRETS:
         long_auth = b"Bearer " + secret.encode() + b"A" * 9000
