@@ -170,7 +170,7 @@ def load_config(
     classifier = Classifier(
         [(f, rf.rules) for f, rf in rules.loaded], matrix, rules.default, calendars=cfg.calendars
     )
-    warnings = doc.warnings + _public_url_warnings(cfg, doc)
+    warnings = doc.warnings + _public_url_warnings(cfg, doc) + _pagerduty_match_warnings(cfg, doc)
     return LoadedConfig(path, cfg, matrix, rules.loaded, classifier, warnings)
 
 
@@ -188,6 +188,20 @@ def _public_url_warnings(cfg: TocsinConfig, doc: Document) -> list[Problem]:
         "callbacks, will not reach tocsin from anywhere else"
     )
     return [_problem(doc, ("server", "public_url"), message)]
+
+
+def _pagerduty_match_warnings(cfg: TocsinConfig, doc: Document) -> list[Problem]:
+    """Webhooks verified but no REST API token: PagerDuty's deliveries about incidents opened
+    through the Events API carry no incident key, only its incidents' alerts (over REST) tell
+    which tocsin incident they are about."""
+    pd = cfg.adapters.pagerduty
+    if pd is None or not pd.webhook_secrets or pd.api_token is not None:
+        return []
+    message = (
+        "PagerDuty acks cannot be matched to incidents without adapters.pagerduty.api_token "
+        "(a REST API key that can read incidents)"
+    )
+    return [_problem(doc, ("adapters", "pagerduty", "webhook_secrets"), message)]
 
 
 @dataclass(frozen=True)

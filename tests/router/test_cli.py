@@ -963,3 +963,23 @@ def test_check_warns_on_a_loopback_public_url_when_pages_carry_links(
     ]
     code, _out, err = run(capsys, "check", "--strict", str(config))
     assert code == 1
+
+
+def test_check_warns_when_pagerduty_webhooks_cannot_be_matched_without_a_rest_token(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pd = (
+        "adapters:\n  pagerduty:\n"
+        f"    services: {{api: {_PD_KEY}}}\n    webhook_secrets: [whsec-current]\n"
+    )
+    server = "server: {public_url: 'https://tocsin.example.com'}\n"
+    config = write(tmp_path, "tocsin.yaml", AUTH + server + pd)
+    code, _out, err = run(capsys, "check", str(config))
+    assert code == 0
+    assert err.splitlines() == [
+        f"warning: {config}:8:5: adapters.pagerduty.webhook_secrets: PagerDuty acks cannot be "
+        "matched to incidents without adapters.pagerduty.api_token (a REST API key that can "
+        "read incidents)"
+    ]
+    config.write_text(config.read_text() + "    api_token: u+readOnlyRestKey\n")
+    assert run(capsys, "check", str(config))[::2] == (0, "")
