@@ -289,13 +289,17 @@ async def test_get_a_calendar_feed_from_the_on_call_page_and_read_its_shifts(
     await tab.accessible()
 
 
-async def test_the_status_page_is_accessible(browser: Any, app: App) -> None:
+async def test_the_status_and_error_pages_are_accessible(browser: Any, app: App) -> None:
     await _fire(app, "DiskFull")
     await app.tick()
     tab = await _tab(browser, app)
     await tab.sign_in("vic", VIEWER_TOKEN)
     await tab.page.get_by_role("link", name="Status").click()
     await tab.page.get_by_role("heading", name="Engine").wait_for(timeout=WAIT)
+    await tab.accessible()
+    # The error page too (what a mistyped or stale link lands on).
+    await tab.page.goto(tab.url("/incidents/999999"))
+    await tab.page.get_by_role("heading", name="No such incident").wait_for(timeout=WAIT)
     await tab.accessible()
 
 
