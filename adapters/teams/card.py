@@ -17,7 +17,7 @@ from typing import Any
 
 from adapters.delivery.notifier import Delivery
 from adapters.email.links import LinkSigner
-from adapters.webhook.notifier import payload
+from adapters.webhook.notifier import payload, with_page
 from adapters.webhook.presets import Summary, summary_of
 
 __all__ = ["CARD_CONTENT_TYPE", "CARD_VERSION", "card", "message"]
@@ -51,7 +51,7 @@ def _actions(delivery: Delivery, signer: LinkSigner, now: datetime, s: Summary) 
 
 def card(delivery: Delivery, signer: LinkSigner, now: datetime) -> dict[str, Any]:
     """The Adaptive Card for ``delivery``."""
-    s = summary_of(payload(delivery, now))
+    s = summary_of(with_page(payload(delivery, now), signer.public_url))
     return {
         "type": "AdaptiveCard",
         "$schema": CARD_SCHEMA,

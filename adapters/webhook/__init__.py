@@ -18,7 +18,9 @@ __all__ = ["SIGNATURE_HEADER", "WebhookNotifier", "build", "check", "payload", "
 
 def build(cfg: WebhookConfig, ctx: AdapterContext) -> dict[str, Notifier]:
     """``webhook`` (all endpoints) and ``webhook:<name>`` (one each)."""
-    out: dict[str, Notifier] = {"webhook": WebhookNotifier(cfg.endpoints, ctx.http, ctx.clock)}
+    out: dict[str, Notifier] = {
+        "webhook": WebhookNotifier(cfg.endpoints, ctx.http, ctx.clock, ctx.public_url)
+    }
     for name, ep in cfg.endpoints.items():
-        out[f"webhook:{name}"] = WebhookNotifier({name: ep}, ctx.http, ctx.clock)
+        out[f"webhook:{name}"] = WebhookNotifier({name: ep}, ctx.http, ctx.clock, ctx.public_url)
     return out

@@ -38,7 +38,8 @@ SAMPLE_DOCUMENT: dict[str, Any] = {
         "acknowledged_at": None,
         "mitigated_at": None,
         "resolved_at": None,
-        "url": "https://tocsin.example/console/incidents/0123456789abcdef0123",
+        "url": "https://tocsin.example/api/v1/incidents/0123456789abcdef0123",
+        "page": "https://tocsin.example/incidents/0123456789abcdef0123",
     },
     "notification": {
         "id": "0123456789abcdef0123:0:page:0:1:alice:webhook",

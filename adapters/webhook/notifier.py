@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -33,7 +34,15 @@ from adapters.webhook.presets import retry_after_in_body
 from escalation.engine.clock import Clock
 from escalation.incidents.model import AlertRecord, IncidentRecord, OutboxRecord
 
-__all__ = ["SIGNATURE_HEADER", "WebhookNotifier", "combined", "payload", "post_body", "sign"]
+__all__ = [
+    "SIGNATURE_HEADER",
+    "WebhookNotifier",
+    "combined",
+    "payload",
+    "post_body",
+    "sign",
+    "with_page",
+]
 
 SIGNATURE_HEADER = "X-Tocsin-Signature"
 DELIVERY_HEADER = "X-Tocsin-Delivery"
@@ -134,10 +143,12 @@ class WebhookNotifier:
         endpoints: Mapping[str, WebhookEndpoint],
         http: Callable[[], aiohttp.ClientSession],
         clock: Clock,
+        public_url: str | None = None,
     ) -> None:
         self.endpoints = dict(endpoints)
         self._http = http
         self._clock = clock
+        self._public_url = public_url
         self._done: OrderedDict[str, set[str]] = OrderedDict()
 
     async def notify(self, delivery: Delivery) -> DeliveryResult:
@@ -147,10 +158,13 @@ class WebhookNotifier:
         now = self._clock.now()
         doc = payload(delivery, now)
         plain = json.dumps(doc, separators=(",", ":")).encode()
+        # Presets and templates also get the console's incident page (the plain document keeps
+        # its published shape).
+        rich = with_page(doc, self._public_url)
         done = self._done.get(delivery.row.id, set())
         todo = [(n, ep) for n, ep in self.endpoints.items() if n not in done]
         sent = await asyncio.gather(
-            *(self._send(n, ep, doc, plain, delivery.row.id, now) for n, ep in todo)
+            *(self._send(n, ep, rich, plain, delivery.row.id, now) for n, ep in todo)
         )
         results = {n: r for (n, _), r in zip(todo, sent, strict=True)}
         done |= {n for n, r in results.items() if r.ok}
@@ -193,6 +207,15 @@ class WebhookNotifier:
             preset=ep.preset,
             provider_id=name,
         )
+
+
+def with_page(doc: dict[str, Any], public_url: str | None) -> dict[str, Any]:
+    """``doc`` with ``incident.page``, the console's page of the incident, when the public URL
+    is known."""
+    if not public_url:
+        return doc
+    page = f"{public_url.rstrip('/')}/incidents/{quote(str(doc['incident']['id']), safe='')}"
+    return {**doc, "incident": {**doc["incident"], "page": page}}
 
 
 def _headers(ep: WebhookEndpoint, body: bytes, row_id: str) -> dict[str, str]:

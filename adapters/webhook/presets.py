@@ -95,8 +95,10 @@ def _links(doc: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     incident = doc.get("incident", {})
     alerts: Sequence[Mapping[str, Any]] = doc.get("alerts", [])
     found: list[tuple[str, str]] = []
-    if incident.get("url"):
-        found.append(("Incident", str(incident["url"])))
+    # The console's incident page when known (a person reads chat), else the API's URL.
+    page = incident.get("page") or incident.get("url")
+    if page:
+        found.append(("Incident", str(page)))
     sources = [incident.get("labels", {}), *(a.get("annotations", {}) for a in alerts)]
     runbook = next((str(s[k]) for s in sources for k in _RUNBOOK_KEYS if s.get(k)), "")
     if runbook:

@@ -61,6 +61,7 @@ async def test_a_page_posts_a_schema_valid_card_with_signed_links(
     assert c["body"][0]["text"] == "[SEV-1] #42 DiskFull on db1"
     links = actions(c)
     assert list(links) == ["Acknowledge", "Resolve", "Incident", "Runbook", "Source"]
+    assert links["Incident"] == f"{PUBLIC}/incidents/{INC_ID}"  # the console's page
     signer = LinkSigner(LINK_SECRET, timedelta(hours=1), PUBLIC, channel="teams")
     for title, action in (("Acknowledge", "ack"), ("Resolve", "resolve")):
         parts = urlsplit(links[title])

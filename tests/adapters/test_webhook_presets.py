@@ -106,6 +106,21 @@ async def test_each_preset_posts_a_body_its_platform_accepts(
         assert body["username"] == "tocsin"
 
 
+async def test_with_the_public_url_presets_and_templates_link_the_console_page(
+    chat: FakeChat, session: aiohttp.ClientSession
+) -> None:
+    n = WebhookNotifier(
+        {"ops": endpoint_for(chat)},
+        lambda: session,
+        VirtualClock(T0),
+        "https://tocsin.example.com/",
+    )
+    assert (await n.notify(delivery())).ok
+    page = f"https://tocsin.example.com/incidents/{INC_ID}"
+    assert page in text_of(chat, chat.accepted[0])
+    assert "/api/v1/incidents/" not in json.dumps(chat.accepted[0])
+
+
 async def test_alerts_far_past_every_limit_still_fit(
     chat: FakeChat, session: aiohttp.ClientSession
 ) -> None:
@@ -259,6 +274,20 @@ async def test_a_template_renders_the_body_over_tocsins_document(
     assert got.json == {"text": "#42 DiskFull on db1 for Ollie Oncall", "alerts": ["db1"]}
     assert got.headers["Content-Type"] == "application/json"
     assert got.headers["X-Tocsin-Signature"].startswith("sha256=")
+
+
+async def test_a_template_sees_the_console_page_and_the_plain_body_keeps_its_shape(
+    sink: WebhookSink, session: aiohttp.ClientSession
+) -> None:
+    plain = WebhookEndpoint(url=sink.url)
+    templated = WebhookEndpoint(url=sink.url, template='{"page": {{ incident.page | tojson }}}')
+    clock = VirtualClock(T0)
+    for ep in (plain, templated):
+        n = WebhookNotifier({"ops": ep}, lambda: session, clock, "https://tocsin.example.com")
+        assert (await n.notify(delivery())).ok
+    first, second = (r.json for r in sink.received)
+    assert "page" not in first["incident"]
+    assert second == {"page": f"https://tocsin.example.com/incidents/{INC_ID}"}
 
 
 async def test_a_plain_text_template_keeps_its_content_type(
