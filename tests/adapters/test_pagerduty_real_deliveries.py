@@ -62,6 +62,41 @@ async def test_an_ack_with_a_null_incident_key_is_matched_through_the_rest_api(a
     assert (await app.rt.service.find_incident(f"pagerduty-incident:{pd_id}")) is not None
 
 
+async def test_note_ack_and_resolve_from_real_deliveries_stop_the_escalation(app: App) -> None:
+    """Done when: PagerDuty's own deliveries (incident_key null) act, and the next tier (Carol,
+    due at 5 minutes) is never paged."""
+    inc = await paged(app)
+    pd = app.pagerduty
+    note = pd.note_delivery(inc.id, "on it", occurred_at=at(1), agent="Jane Doe")
+    assert (await post(app, note)).body["status"] == "applied"
+    ack = pd.delivery("incident.acknowledged", inc.id, occurred_at=at(2), agent="Jane Doe")
+    assert (await post(app, ack)).body["status"] == "applied"
+
+    await app.at(timedelta(minutes=6))  # the lead tier was due at 5 minutes
+    assert [r.person for r in await app.outbox(inc.id)] == ["pagerduty:core"]
+
+    resolved = pd.delivery("incident.resolved", inc.id, occurred_at=at(7), agent="Jane Doe")
+    assert (await post(app, resolved)).body["status"] == "applied"
+    await app.at(timedelta(minutes=30))
+
+    assert (await app.record(inc.id)).status == Status.RESOLVED
+    assert "carol" not in [r.person for r in await app.outbox(inc.id)]
+    assert [r.json["event_action"] for r in pd.event_requests].count("trigger") == 1
+    messages = await app.messages(inc.id)
+    assert {"on it", "acknowledged by Jane Doe", "resolved by Jane Doe"} <= set(messages)
+    assert len(lookups(app)) == 1  # the note's lookup; the ack and resolve used the alias
+
+
+async def test_a_resolve_alone_from_a_real_delivery_stops_the_escalation(app: App) -> None:
+    inc = await paged(app)
+    resolved = app.pagerduty.delivery("incident.resolved", inc.id, occurred_at=at(1))
+    assert (await post(app, resolved)).body["status"] == "applied"
+
+    await app.at(timedelta(minutes=10))
+
+    assert "carol" not in [r.person for r in await app.outbox(inc.id)]
+
+
 async def test_later_events_match_by_the_recorded_alias_without_a_lookup(app: App) -> None:
     inc = await paged(app)
     await post(app, app.pagerduty.delivery("incident.acknowledged", inc.id, occurred_at=at(1)))
