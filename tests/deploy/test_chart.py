@@ -743,6 +743,7 @@ def test_ingress_exposes_only_the_callbacks_and_sets_the_public_url(helm: Helm) 
         ("/api/v1/email/", "Prefix"),
         ("/api/v1/phone/", "Prefix"),
         ("/api/v1/slack/", "Prefix"),
+        ("/api/v1/teams/", "Prefix"),
     ]
     assert r.config["server"]["public_url"] == "https://tocsin.example.com"
     plain = helm.template({"ingress": {"enabled": True, "hosts": ["t.example.org"]}})
