@@ -6,8 +6,9 @@ python-pagerduty is synchronous, so ``list_all`` is meant to run in a worker thr
 - a 429 is retried by PagerDuty's own word: the ``ratelimit-reset`` header says how many seconds
   until the limit resets (the library ignores it and retries forever on its own schedule). A
   429 without the header waits ``retry_delay``, doubling. Either way the retries are bounded by
-  a count and by the call's time budget: a wait that would end past the budget is not waited,
-  the call fails (a webhook has to be answered within PagerDuty's 5 seconds);
+  a count and by the call's time budget: a wait whose retry could end past the budget is not
+  waited, the call fails (a webhook has to be answered within PagerDuty's 5 seconds); each
+  request's timeout is at most half the budget;
 - network errors are not retried inside the thread: the caller decides (a webhook answers 503
   and PagerDuty retries the delivery).
 """
@@ -76,7 +77,8 @@ class RestClient:
         timeout = cfg.timeout.total_seconds()
         # A call's whole time, 429 waits included; each request's timeout fits inside it.
         self.budget = budget if budget is not None else max(timeout * (max_429_retries + 1), 1.0)
-        self._timeout = min(timeout, self.budget)
+        # At most half the budget per request, so a retry after a 429 can still fit in it.
+        self._timeout = min(timeout, self.budget / 2)
         self._max_429 = max_429_retries
         self._retry_delay = retry_delay
         self._client: Any = None
@@ -117,7 +119,8 @@ class RestClient:
         if wait is None:
             wait = self._retry_delay * (2**attempt)
         deadline = getattr(self._local, "deadline", None)
-        if deadline is not None and time.monotonic() + wait > deadline:
+        # The wait and the retried request (up to its timeout) must both end within the budget.
+        if deadline is not None and time.monotonic() + wait + self._timeout > deadline:
             return None
         return wait
 

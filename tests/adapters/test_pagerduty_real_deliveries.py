@@ -167,7 +167,7 @@ async def test_a_429_is_retried_after_ratelimit_reset_within_the_budget(app: App
 
 async def test_the_lookup_timing_out_is_503(app: App) -> None:
     inc = await paged(app)
-    app.pagerduty.script_rest(Scripted.slow(3))  # the config's timeout is 2 s
+    app.pagerduty.script_rest(Scripted.slow(3))  # a request times out at 1.5 s (half the budget)
 
     reply = await post(app, app.pagerduty.delivery("incident.resolved", inc.id, occurred_at=at(1)))
 
