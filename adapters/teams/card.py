@@ -6,7 +6,7 @@ state, facts, links), and a page or reminder carries ``Action.OpenUrl`` buttons 
 expiring acknowledge / resolve links (``adapters.email.links``, channel ``teams``): opening one
 shows a confirmation page, and only its form's POST acts, as for the links in emails. A Workflows
 webhook cannot update a card it posted (it answers 202 with no message id), so each state change
-is a new card.
+is a new card: an acknowledgement (made anywhere) and a resolution each post one.
 """
 
 from __future__ import annotations
@@ -41,10 +41,17 @@ def _colour(s: Summary) -> str:
 def _actions(delivery: Delivery, signer: LinkSigner, now: datetime, s: Summary) -> list[Any]:
     row, inc = delivery.row, delivery.incident
     out: list[dict[str, Any]] = []
-    if row.kind in ("page", "reminder") and not s.resolved:
-        for action, title in (("ack", "Acknowledge"), ("resolve", "Resolve")):
-            url = signer.url(inc.id, action, row.person, now, epoch=inc.epoch)
-            out.append({"type": "Action.OpenUrl", "title": title, "url": url})
+    # A page or reminder can be acknowledged or resolved; the card saying it was acknowledged
+    # (a new card: a Workflows webhook cannot edit the first) can still be resolved.
+    buttons: dict[str, tuple[str, ...]] = {
+        "page": ("ack", "resolve"),
+        "reminder": ("ack", "resolve"),
+        "acknowledge": ("resolve",),
+    }
+    for action in buttons.get(row.kind, ()) if not s.resolved else ():
+        url = signer.url(inc.id, action, row.person, now, epoch=inc.epoch)
+        title = "Acknowledge" if action == "ack" else "Resolve"
+        out.append({"type": "Action.OpenUrl", "title": title, "url": url})
     out += [{"type": "Action.OpenUrl", "title": label, "url": url} for label, url in s.links]
     return out
 

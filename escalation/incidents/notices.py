@@ -48,7 +48,7 @@ def message_acks(
     out: dict[tuple[str, str], OutboxRecord] = {}
     for row in paged:
         if (
-            row.channel in UPDATED_CHANNELS
+            row.channel.split(":", 1)[0] in UPDATED_CHANNELS  # teams:<name> too
             and row.kind == OutboxKind.PAGE
             and row.state in _REACHED
         ):

@@ -13,8 +13,9 @@ TARGET_KINDS: tuple[str, ...] = ("role", "person", "schedule", "team", "pagerdut
 SERVICE_TARGETS: dict[str, str] = {"pagerduty": "pagerduty", "slack": "slack"}
 """Target kinds that name a place rather than people → the one channel that reaches it."""
 
-UPDATED_CHANNELS: tuple[str, ...] = ("slack",)
-"""Channels that keep one message per incident and edit it when the incident changes, so an
+UPDATED_CHANNELS: tuple[str, ...] = ("slack", "teams")
+"""Channels that keep one message per incident and edit it when the incident changes (Slack), or
+post the new state where the platform cannot edit (a Teams Workflows webhook), so an
 acknowledgement made anywhere is told to them too."""
 
 CHANNELS: tuple[str, ...] = (

@@ -159,10 +159,22 @@ async def test_the_acknowledge_button_confirms_acts_once_and_stops_escalation(
     assert (status, "<h1>Incident #1 is already acknowledged</h1>" in html) == (200, True)
     assert await app.timeline(inc.id) == events
 
-    # Escalation stopped: Carol gets no card; PagerDuty was told of the acknowledgement.
+    # Escalation stopped: Carol gets no card; the channel sees a card saying the incident was
+    # acknowledged (a Workflows webhook cannot edit the first), which can still resolve it;
+    # PagerDuty was told of the acknowledgement.
     await app.at(timedelta(minutes=10))
-    assert len(teams.cards) == 1
+    [_, acked_card] = teams.cards
+    assert card_errors(acked_card) == [] and acked_card["body"][1]["text"] == "Acknowledged"
+    assert [a["title"] for a in acked_card["actions"]][:2] == ["Resolve", "Incident"]
     assert alert.status == "acknowledged"
+    # Resolving from that card posts the resolved card, with no buttons to act any more.
+    status, html = await post(app, *button(acked_card, "Resolve"))
+    assert (status, "<h1>Incident #1 resolved</h1>" in html) == (200, True)
+    await app.at(timedelta(minutes=11))
+    [*_, resolved_card] = teams.cards
+    assert resolved_card["body"][1]["text"] == "Resolved"
+    assert "Acknowledge" not in [a["title"] for a in resolved_card["actions"]]
+    assert alert.status == "resolved"
 
 
 async def test_an_expired_button_is_refused_and_changes_nothing(
