@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from adapters.config import WebhookConfig, WebhookEndpoint
 from adapters.webhook.presets import preset_body
@@ -88,11 +89,28 @@ def content_type_of(ep: WebhookEndpoint) -> str:
     return ep.content_type if ep.template is not None else "application/json"
 
 
-def url_of(ep: WebhookEndpoint) -> str:
-    """Where ``ep`` posts; Telegram's URL holds the bot token, so it is never logged."""
+def url_of(ep: WebhookEndpoint, doc: Mapping[str, Any] | None = None) -> str:
+    """Where ``ep`` posts ``doc``; Telegram's URL holds the bot token, so it is never logged.
+
+    Google Chat messages about one incident go to one thread: its incoming webhook takes a
+    ``threadKey`` (here the incident's id) and, with ``REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD``,
+    starts the thread with the first one.
+    """
     if ep.preset == "telegram" and ep.bot_token is not None:
         base = ep.api_url.rstrip("/")
         return f"{base}/bot{ep.bot_token.get_secret_value()}/sendMessage"
+    if ep.preset == "google_chat" and doc is not None:
+        parts = urlsplit(ep.url)
+        query = [
+            (k, v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if k not in ("threadKey", "messageReplyOption")
+        ]
+        query += [
+            ("threadKey", f"tocsin-{doc['incident']['id']}"),
+            ("messageReplyOption", "REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"),
+        ]
+        return urlunsplit(parts._replace(query=urlencode(query)))
     return ep.url
 
 

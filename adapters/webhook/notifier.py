@@ -199,7 +199,7 @@ class WebhookNotifier:
         return await post_body(
             self._http(),
             f"webhook {name}",
-            url_of(ep),
+            url_of(ep, doc),
             body,
             headers=_headers(ep, body, row_id),
             limit=ep.timeout.total_seconds(),

@@ -6,7 +6,7 @@ a template and the plain body always say the same thing:
 
 - ``google_chat``: a Google Chat incoming webhook message, ``{"text": ...}`` (Chat's own text
   formatting: ``*bold*``, ``<url|label>`` links), at most 4,096 characters (a message is at
-  most 32,000 bytes).
+  most 32,000 bytes), every message about one incident in one thread (``bodies.url_of``).
 - ``mattermost``: a Mattermost incoming webhook, ``text`` (Markdown) with an optional
   ``username`` and one message attachment (colour by severity, fields); ``@channel``-style
   mentions coming from alert text are defused so an alert cannot ping a whole channel.

@@ -20,7 +20,7 @@ from adapters.delivery.notifier import DeliveryResult, FailureReason
 from adapters.webhook import WebhookNotifier, check
 from escalation.engine.clock import VirtualClock
 from escalation.incidents.model import AlertRecord
-from tests.adapters.test_webhook import INC_ID, T0, delivery, incident
+from tests.adapters.test_webhook import INC_ID, T0, delivery, incident, row
 from tests.fakes.chat_webhooks import (
     PLATFORMS,
     TELEGRAM_TOKEN,
@@ -334,3 +334,18 @@ def test_check_refuses_a_template_that_fails_on_a_sample(template: str, message:
 def test_check_accepts_a_template_that_renders_json_on_the_sample() -> None:
     cfg = WebhookConfig(endpoints={"ops": WebhookEndpoint(url="https://x", template=TEMPLATE)})
     assert check(cfg) == []
+
+
+async def test_google_chat_keeps_one_thread_per_incident(session: aiohttp.ClientSession) -> None:
+    fake = await FakeChat("google_chat").start()
+    try:
+        n = notifier(session, ops=endpoint_for(fake))
+        other = incident(id="another-incident-0001", number=43)
+        for d in (delivery(), delivery(row=row(kind="resolve")), delivery(incident=other)):
+            assert (await n.notify(d)).ok
+    finally:
+        await fake.close()
+    assert fake.threads == [f"tocsin-{INC_ID}", f"tocsin-{INC_ID}", "tocsin-another-incident-0001"]
+    query = fake.received[0].query
+    assert (query["key"], query["token"]) == ("fake-key", "fake-token")
+    assert query["messageReplyOption"] == "REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"

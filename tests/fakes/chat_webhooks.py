@@ -236,6 +236,26 @@ _GCHAT_FIELDS = {
 }  # fmt: skip
 
 
+_REPLY_OPTIONS = (
+    "MESSAGE_REPLY_OPTION_UNSPECIFIED",
+    "REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD",
+    "REPLY_MESSAGE_OR_FAIL",
+)
+
+
+def google_chat_query_errors(query: dict[str, str]) -> list[str]:
+    """Why Chat would refuse the webhook URL's query (its key and token are the fake's own)."""
+    errors = []
+    if query.get("key") != "fake-key" or query.get("token") != "fake-token":
+        errors.append("the webhook's key and token must be kept")
+    option = query.get("messageReplyOption")
+    if option is not None and option not in _REPLY_OPTIONS:
+        errors.append(f'Invalid value at "message_reply_option" ({option!r})')
+    if option == "REPLY_MESSAGE_OR_FAIL" and not query.get("threadKey"):
+        errors.append("REPLY_MESSAGE_OR_FAIL needs a thread")
+    return errors
+
+
 def google_chat_errors(body: Any, size: int) -> list[str]:
     """Why a Chat incoming webhook would answer 400 to ``body`` (``size``: its bytes)."""
     if not isinstance(body, dict):
@@ -364,6 +384,7 @@ class FakeChat:
         self.platform = platform
         self.received: list[ChatReceived] = []
         self.accepted: list[Any] = []  # the bodies the platform would have posted
+        self.threads: list[str | None] = []  # google_chat: each accepted message's threadKey
         self.violations: list[list[str]] = []
         self._expected = False
         self._script: deque[Scripted] = deque()
@@ -432,6 +453,8 @@ class FakeChat:
         errors += (
             _CHECKS[self.platform](doc, len(body)) if doc is not None else ["body is not JSON"]
         )
+        if self.platform == "google_chat":
+            errors += google_chat_query_errors(dict(request.query))
         if errors:
             self.violations.append(errors)
             return self._answer(_refusal(self.platform, errors))
@@ -447,9 +470,12 @@ class FakeChat:
         if self.platform == "mattermost":
             return Scripted(200, "ok")
         if self.platform == "google_chat":
-            return Scripted(
-                200, {"name": f"spaces/AAAA1234/messages/m{n}", "text": doc.get("text", "")}
-            )
+            thread = self.received[-1].query.get("threadKey")
+            self.threads.append(thread)
+            message = {"name": f"spaces/AAAA1234/messages/m{n}", "text": doc.get("text", "")}
+            if thread:
+                message["thread"] = {"name": f"spaces/AAAA1234/threads/{thread}"}
+            return Scripted(200, message)
         chat = {"id": -1001234567890, "type": "supergroup", "title": "ops"}
         visible = (
             telegram_visible_text(doc["text"])[0]
