@@ -163,6 +163,9 @@ class SlackConfig(_Section):
     # configured person. Anyone else is told so, privately, and nothing changes.
     writers: list[str] = Field(default_factory=list)
     user_cache_ttl: Duration = Field(default=timedelta(hours=1))  # email <-> Slack user id
+    # Archive an incident's own channel once its level's monitoring window after the resolve
+    # is over (off: the channel stays, e.g. for the post-incident review).
+    archive_incident_channels: bool = True
     timeout: Duration = Field(default=timedelta(seconds=10))
 
 

@@ -70,6 +70,7 @@ def build_directory(
         schedules=cfg.schedules,
         calendars=cfg.calendars,
         maintenance=cfg.maintenance,
+        incident_rooms="slack" if cfg.adapters.slack is not None else None,
     )
 
 
@@ -272,6 +273,7 @@ class Runtime:
             self.clock,
             # The service is made after the notifiers: looked up when a channel reads.
             incident_detail=lambda ref: self.service.detail(ref),
+            people=lambda: self._directory.people,
         )
         try:
             out = build_notifiers(loaded.config.adapters, ctx)

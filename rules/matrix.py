@@ -98,6 +98,11 @@ class Level(BaseModel):
     review_due: Duration | None = None
     review_required: bool = False
     monitoring_window: Duration = Field(default=timedelta(0))
+    # The procedure opens a dedicated chat channel for incidents of this level
+    # (``#<incident_channel_prefix>-YYYYMMDD-HHMM-<slug>``): made, joined by everyone paged,
+    # given the status-update reminders, and archived after the monitoring window.
+    incident_channel: bool = False
+    incident_channel_prefix: str = Field(default="incident", pattern=r"^[a-z0-9][a-z0-9_-]{0,20}$")
     pagerduty_severity: Literal["critical", "error", "warning", "info"]
     pagerduty_priority: str | None = None
     policy: str | None = None

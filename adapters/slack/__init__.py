@@ -44,4 +44,7 @@ def check(cfg: SlackConfig) -> list[tuple[tuple[str, ...], str]]:
 def build(cfg: SlackConfig, ctx: AdapterContext) -> dict[str, Notifier]:
     """``slack``: channel cards and direct messages."""
     api = SlackApi(cfg, ctx.http, ctx.clock)
-    return {"slack": SlackNotifier(cfg, api, ctx.clock, ctx.public_url, ctx.incident_detail)}
+    notifier = SlackNotifier(
+        cfg, api, ctx.clock, ctx.public_url, ctx.incident_detail, people=ctx.people
+    )
+    return {"slack": notifier}

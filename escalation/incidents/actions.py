@@ -25,7 +25,12 @@ from escalation.incidents.model import (
     StepState,
     TimelineEvent,
 )
-from escalation.incidents.notices import message_acks, pagerduty_acks, resolve_notices
+from escalation.incidents.notices import (
+    message_acks,
+    pagerduty_acks,
+    resolve_notices,
+    room_archives,
+)
 from escalation.incidents.policy import PAGERDUTY_REOPENED, PolicySnapshot, plan_steps, step_id
 
 __all__ = ["Action", "IllegalTransition", "applies", "decide_action"]
@@ -156,6 +161,7 @@ def _mitigate(a: _Act) -> IncidentRecord:
 def _resolve(a: _Act) -> IncidentRecord:
     new = replace(_settle(a, Status.RESOLVED, EventKind.RESOLVE, "resolved"), resolved_at=a.now)
     a.ch.new_outbox.extend(resolve_notices(new, a.paged, a.now))
+    a.ch.new_outbox.extend(room_archives(new, a.paged, a.now))
     return new
 
 

@@ -50,6 +50,9 @@ class Directory:
     )
     # An offline run (``tocsin simulate``) never asks PagerDuty: such schedules are not simulated.
     pagerduty_offline: bool = False
+    # The channel that opens an incident's own chat channel for levels with ``incident_channel``
+    # ("slack" when it is configured; None: no incident channels are made).
+    incident_rooms: str | None = None
 
     def with_overrides(self, extra: Mapping[str, Sequence[Override]]) -> Directory:
         """This directory with ``extra`` overrides (schedule name → overrides made at run

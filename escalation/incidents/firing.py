@@ -37,6 +37,7 @@ from escalation.incidents.policy import (
 )
 from escalation.incidents.steps import Step
 from escalation.oncall.calendars import active_maintenance
+from escalation.oncall.targets import INCIDENT_ROOM
 
 __all__ = ["LATE_AFTER", "decide_step"]
 
@@ -163,6 +164,12 @@ def _page(f: _Firing) -> Changes:
         for r in recipients:
             for channel in f.d.channels_for(r, spec.via):
                 created += _page_one(f, label, r, channel, already)
+    rooms = f.d.incident_rooms
+    if created and rooms and f.inc.level.get("incident_channel"):
+        # The incident's own channel hears of every tier (and invites whom it paged), so it is
+        # told per step, never skipped as "already paged" like a person.
+        room = Recipient(f"{rooms}:{INCIDENT_ROOM}", "incident channel", True, rooms)
+        created += _page_one(f, label, room, rooms, set())
     return f.done(StepState.FIRED, f.late_note or f"{created} notification(s)")
 
 

@@ -4,12 +4,13 @@ acks to the channels that keep one message per incident (Slack), which edit that
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 from escalation.incidents.model import IncidentRecord, OutboxKind, OutboxRecord, OutboxState
-from escalation.oncall.targets import UPDATED_CHANNELS
+from escalation.oncall.targets import INCIDENT_ROOM, UPDATED_CHANNELS
 
-__all__ = ["message_acks", "pagerduty_acks", "resolve_notices"]
+__all__ = ["message_acks", "pagerduty_acks", "resolve_notices", "room_archives"]
 
 # A page that left (or may have left): its person knows about the incident.
 _REACHED = (OutboxState.SENT, OutboxState.UNKNOWN)
@@ -55,6 +56,21 @@ def message_acks(
             pair = (row.person, row.channel)
             if pair not in out:
                 out[pair] = _notice(inc, row, OutboxKind.ACKNOWLEDGE, row.channel, now)
+    return list(out.values())
+
+
+def room_archives(
+    inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime
+) -> list[OutboxRecord]:
+    """Archive the incident's own chat channel once its level's monitoring window is over."""
+    window = timedelta(seconds=float(inc.level.get("monitoring_window") or 0))
+    out: dict[str, OutboxRecord] = {}
+    for row in paged:
+        room = row.person.partition(":")[2] == INCIDENT_ROOM
+        if room and row.kind == OutboxKind.PAGE and row.state in _REACHED:
+            if row.channel not in out:
+                notice = _notice(inc, row, OutboxKind.ARCHIVE, row.channel, now)
+                out[row.channel] = replace(notice, not_before=now + window)
     return list(out.values())
 
 

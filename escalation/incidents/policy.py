@@ -79,6 +79,8 @@ def level_snapshot(matrix: Matrix, severity: str) -> dict[str, Any]:
         "review_due": _secs(lv.review_due),
         "review_required": lv.review_required,
         "monitoring_window": _secs(lv.monitoring_window) or 0,
+        "incident_channel": lv.incident_channel,
+        "incident_channel_prefix": lv.incident_channel_prefix,
         "pagerduty_severity": lv.pagerduty_severity,
         "pagerduty_priority": lv.pagerduty_priority,
     }

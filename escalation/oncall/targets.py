@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["CHANNELS", "SERVICE_TARGETS", "TARGET_KINDS", "UPDATED_CHANNELS", "parse_target"]
+__all__ = [
+    "CHANNELS",
+    "INCIDENT_ROOM",
+    "SERVICE_TARGETS",
+    "TARGET_KINDS",
+    "UPDATED_CHANNELS",
+    "parse_target",
+]
 
 TARGET_KINDS: tuple[str, ...] = ("role", "person", "schedule", "team", "pagerduty", "slack")
 """Prefixes a notify target may carry; a bare name is a role. ``pagerduty:`` names a service and
@@ -12,6 +19,10 @@ TARGET_KINDS: tuple[str, ...] = ("role", "person", "schedule", "team", "pagerdut
 
 SERVICE_TARGETS: dict[str, str] = {"pagerduty": "pagerduty", "slack": "slack"}
 """Target kinds that name a place rather than people → the one channel that reaches it."""
+
+INCIDENT_ROOM = "@incident"
+"""The place name of an incident's own chat channel (``slack:@incident`` as a row's person),
+opened for matrix levels with ``incident_channel``: the channel names it per incident."""
 
 UPDATED_CHANNELS: tuple[str, ...] = ("slack", "teams")
 """Channels that keep one message per incident and edit it when the incident changes (Slack), or
