@@ -32,6 +32,7 @@ from adapters.pagerduty.fit import (
 )
 from adapters.pagerduty.tls import config_ssl_context, redact
 from escalation.incidents.model import IncidentRecord, OutboxRecord
+from rules.grafana import GRAFANA_LINKS
 
 __all__ = [
     "ACTIONS",
@@ -249,6 +250,12 @@ def _links(inc: IncidentRecord, url: str, alert_json: list[dict[str, Any]]) -> l
     generator = next((a["generator_url"] for a in alert_json if a["generator_url"]), "")
     if generator:
         links.append({"href": generator, "text": "Source"})
+    # Grafana's dashboard, panel, silence and image URLs (rules/grafana.py); ``fit_event``
+    # keeps only absolute http(s) ones, as PagerDuty's links must be.
+    for key, text in GRAFANA_LINKS:
+        found = next((a[key] for a in annotations if a.get(key)), "")
+        if found:
+            links.append({"href": found, "text": text})
     return links
 
 

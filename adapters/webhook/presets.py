@@ -32,6 +32,7 @@ from typing import Any
 
 from adapters.config import WebhookEndpoint, WebhookPreset
 from adapters.http import absolute_http_url
+from rules.grafana import GRAFANA_LINKS
 
 __all__ = ["PRESETS", "Summary", "preset_body", "retry_after_in_body", "summary_of"]
 
@@ -106,6 +107,10 @@ def _links(doc: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     generator = next((str(a["generator_url"]) for a in alerts if a.get("generator_url")), "")
     if generator:
         found.append(("Source", generator))
+    for key, label in GRAFANA_LINKS:  # Grafana's own URLs (rules/grafana.py)
+        url = next((str(s[key]) for s in sources[1:] if s.get(key)), "")
+        if url:
+            found.append((label, url))
     # Only absolute http(s) URLs become links (a javascript: runbook must not be clickable),
     # percent-encoded where RFC 3986 wants it, so every platform takes them as URLs.
     out: list[tuple[str, str]] = []
