@@ -84,6 +84,11 @@ def api_for(app: web.Application, rt: Runtime, cfg: SlackConfig) -> SlackApi:
 async def _verified(request: web.Request, cfg: SlackConfig, rt: Runtime) -> tuple[bytes, str]:
     """The body, if Slack signed it within the window, and its identity (for replays)."""
     body = await read_body(request, _MAX_BYTES)
+    try:
+        # Slack sends UTF-8 form bodies, and slack_sdk's verifier decodes the body to sign it.
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid body", "the body is not UTF-8") from None
     ts = request.headers.get("X-Slack-Request-Timestamp", "")
     sig = request.headers.get("X-Slack-Signature", "")
     verifier = SignatureVerifier(cfg.signing_secret.get_secret_value(), _TocsinTime(rt.clock))

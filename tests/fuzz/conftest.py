@@ -78,6 +78,8 @@ AM_USER, AM_PASSWORD = "am", "am-password"
 READ_TOKEN = "api-read-token"
 WRITE_TOKEN = "api-write-token"
 PD_SECRETS = ("pd-secret-one", "pd-secret-two")
+SLACK_SIGNING_SECRET = "fuzz-slack-signing-secret-0123456789"
+SLACK_BOT_TOKEN = "xoxb-fuzz-bot-token-0123456789"
 LINK_SECRET = "fuzz-link-secret-0123456789abcdef"
 TEAMS_LINK_SECRET = "fuzz-teams-link-secret-fedcba9876543210"
 LINK_TTL = timedelta(hours=1)
@@ -152,6 +154,13 @@ def fuzz_config(tmp_path: Path, twilio_url: str) -> Path:
         "email": email_adapter("127.0.0.1", 9, link_secret=LINK_SECRET, link_ttl="1h"),
         # No webhook: the Teams adapter is there for its cards' link routes.
         "teams": {"link_secret": TEAMS_LINK_SECRET, "link_ttl": "1h"},
+        # Nothing listens on port 9 either: Slack is there for its interactivity and command
+        # routes (who clicked can never be looked up, so no signed click acts).
+        "slack": {
+            "bot_token": SLACK_BOT_TOKEN,
+            "signing_secret": SLACK_SIGNING_SECRET,
+            "base_url": "http://127.0.0.1:9/api/",
+        },
         "phone": phone_adapter(
             twilio_url, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=TWILIO_NUMBER
         ),

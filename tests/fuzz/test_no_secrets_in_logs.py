@@ -19,6 +19,8 @@ import pytest
 
 from router.logs import JsonFormatter
 from tests.fakes.pagerduty import incident_webhook, sign
+from tests.fakes.slack import block_action, slash_command
+from tests.fakes.slack import signed as slack_signed
 from tests.fakes.twilio import AUTH_TOKEN
 from tests.fuzz.conftest import (
     AM_PASSWORD,
@@ -32,6 +34,8 @@ from tests.fuzz.conftest import (
     PD_WEBHOOK,
     READ_TOKEN,
     RECEIVER,
+    SLACK_BOT_TOKEN,
+    SLACK_SIGNING_SECRET,
     SMS,
     STATUS,
     TEAMS_LINK_SECRET,
@@ -46,7 +50,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SECRETS = [
     *(AM_TOKEN, AM_PASSWORD, READ_TOKEN, WRITE_TOKEN, *PD_SECRETS),
-    *(LINK_SECRET, TEAMS_LINK_SECRET, AUTH_TOKEN),
+    *(LINK_SECRET, TEAMS_LINK_SECRET, AUTH_TOKEN, SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN),
 ]
 
 
@@ -113,6 +117,7 @@ async def _drive_every_route(app: FuzzApp) -> None:
         for path in ("/api/v1/email/ack", "/api/v1/teams/ack"):
             await c.get(path, params={"token": link})
             await c.post(path, params={"token": link}, data={"token": link})
+    await _drive_slack(app)
     # Longer than aiohttp's 8190-byte header line limit: rejected before any route runs.
     for secret in SECRETS:
         long_auth = b"Bearer " + secret.encode() + b"A" * 9000
@@ -120,6 +125,25 @@ async def _drive_every_route(app: FuzzApp) -> None:
         await raw_http(app.port, request)
         request = build_request("GET", INCIDENTS.encode(), [(secret.encode() * 700, b"x")])
         await raw_http(app.port, request)
+
+
+async def _drive_slack(app: FuzzApp) -> None:
+    """Signed clicks and commands (the Web API calls they make fail: nothing listens there),
+    and the secrets themselves sent as signatures and text."""
+    now = app.clock.now().timestamp()
+    inc = app.seeded.incident_ids[1]
+    for route, body in (
+        ("/api/v1/slack/interactivity", block_action("U1", "tocsin_ack", inc)),
+        ("/api/v1/slack/commands", slash_command("U1", "ack 2")),
+        ("/api/v1/slack/commands", slash_command("U1", f"ack {SLACK_BOT_TOKEN}")),
+    ):
+        await app.client.post(
+            route, data=body, headers=slack_signed(body, secret=SLACK_SIGNING_SECRET, at=now)
+        )
+        for secret in (SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN):
+            forged = slack_signed(body, secret=SLACK_SIGNING_SECRET, at=now)
+            forged["X-Slack-Signature"] = secret
+            await app.client.post(route, data=body, headers=forged)
 
 
 async def test_no_log_record_or_metric_contains_a_secret(
