@@ -22,6 +22,7 @@ import pydantic
 from adapters.registry import adapter_problems
 from config.errors import ConfigError, Problem
 from config.loader import Document, load_document, problems_from_validation_error
+from config.opsgenie import priority_refs
 from config.salvage import Salvaged, salvage_document
 from config.schema import TocsinConfig, cross_check, known_names
 from config.server import is_loopback
@@ -156,6 +157,10 @@ def load_config(
     else:
         problems += [
             _problem(doc, _as_written(doc, loc), msg) for loc, msg in cross_check(cfg, tiers.levels)
+        ]
+        problems += [
+            _problem(doc, _as_written(doc, loc), msg)
+            for loc, msg in priority_refs(cfg.opsgenie, matrix.resolve, matrix.level_keys())
         ]
     problems += [
         _problem(doc, ("adapters", *loc), msg)

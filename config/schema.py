@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.config import AdaptersConfig
 from config.channels import channel_refs
+from config.opsgenie import OpsgenieSection
 from config.server import AuthConfig, ServerConfig
 from escalation.engine.config import EngineConfig
 from escalation.incidents.steps import Policy, Step
@@ -57,6 +58,7 @@ class TocsinConfig(BaseModel):
     calendars: dict[str, Calendar] = Field(default_factory=dict)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)
+    opsgenie: OpsgenieSection = Field(default_factory=OpsgenieSection)
 
 
 def cross_check(cfg: TocsinConfig, matrix_levels: dict[str, Any]) -> list[tuple[Loc, str]]:

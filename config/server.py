@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -21,6 +21,7 @@ __all__ = [
     "ApiToken",
     "AuthConfig",
     "BasicCredential",
+    "GenieKey",
     "ReceiverAuth",
     "ServerConfig",
 ]
@@ -148,6 +149,16 @@ class ApiToken(BaseModel):
     scope: Literal["read", "write"] = "read"
 
 
+class GenieKey(BaseModel):
+    """A key an Opsgenie-compatible sender presents as ``Authorization: GenieKey <key>``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # As for API tokens: the name is who acts (an acknowledge or close sent with this key).
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+    key: SecretStr
+
+
 class AuthConfig(BaseModel):
     """Who may call tocsin."""
 
@@ -155,6 +166,8 @@ class AuthConfig(BaseModel):
 
     receiver: ReceiverAuth
     api_tokens: list[ApiToken] = Field(default_factory=list)
+    # Opsgenie's Alert API (router/opsgenie_api.py); none configured: those routes answer 401.
+    genie_keys: list[GenieKey] = Field(default_factory=list)
     console: ConsoleAuth = Field(default_factory=ConsoleAuth)
 
     @field_validator("api_tokens")
@@ -162,14 +175,20 @@ class AuthConfig(BaseModel):
     def _drop_empty(cls, v: list[ApiToken]) -> list[ApiToken]:
         return [t for t in v if t.token.get_secret_value().strip()]
 
-    @field_validator("api_tokens")
+    @field_validator("genie_keys")
     @classmethod
-    def _unique_names(cls, v: list[ApiToken]) -> list[ApiToken]:
+    def _drop_empty_keys(cls, v: list[GenieKey]) -> list[GenieKey]:
+        return [k for k in v if k.key.get_secret_value().strip()]
+
+    @field_validator("api_tokens", "genie_keys")
+    @classmethod
+    def _unique_names(cls, v: list[Any]) -> list[Any]:
         seen: set[str] = set()
         for t in v:
             if t.name in seen:
                 raise ValueError(
-                    f"two API tokens are named {t.name!r}: each token's name is the identity "
+                    f"two {'API tokens' if isinstance(t, ApiToken) else 'Genie keys'} are named "
+                    f"{t.name!r}: each one's name is the identity "
                     "its actions are recorded under, so names must differ"
                 )
             seen.add(t.name)

@@ -22,6 +22,7 @@ from router.inbound_slack import add_slack_routes
 from router.incidents_api import add_incident_routes
 from router.keys import RUNTIME
 from router.oncall_api import add_oncall_routes
+from router.opsgenie_api import add_opsgenie_routes
 from router.receiver import check_content_type, parse_notification, read_body
 from router.runtime import Runtime
 
@@ -174,5 +175,6 @@ def create_app(runtime: Runtime) -> web.Application:
     add_email_routes(app)
     add_phone_routes(app)
     add_slack_routes(app)
+    add_opsgenie_routes(app)
     add_console_routes(app)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,7 +24,13 @@ class PipelineResult:
 class Pipeline(Protocol):
     """Takes a validated notification; returns only once its effects are durable.
 
-    Raises StoreUnavailable when it could not make them durable (→ 503).
+    Raises StoreUnavailable when it could not make them durable (→ 503). ``adjust``, if given,
+    amends each verdict before ingest: a source that says more than labels can (Opsgenie's
+    priority and alias) decides severity and incident key itself.
     """
 
-    async def submit(self, notification: Notification) -> PipelineResult: ...
+    async def submit(
+        self,
+        notification: Notification,
+        adjust: Callable[[Classification], Classification] | None = None,
+    ) -> PipelineResult: ...

@@ -43,6 +43,7 @@ from router.metrics import RouterMetrics
 from router.oncall_sync import OncallSync
 from router.pipeline import PipelineResult
 from rules.alerts import Notification
+from rules.classifier import Classification
 from rules.templates import notification_budget
 
 __all__ = ["IncidentPipeline", "Runtime", "build_directory"]
@@ -387,9 +388,15 @@ class IncidentPipeline:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    async def submit(self, notification: Notification) -> PipelineResult:
+    async def submit(
+        self,
+        notification: Notification,
+        adjust: Callable[[Classification], Classification] | None = None,
+    ) -> PipelineResult:
         rt = self.runtime
         classified = rt.classify(notification)
+        if adjust is not None:
+            classified = [Classified(c.alert, adjust(c.verdict)) for c in classified]
         outcomes = await rt.service.ingest(notification, classified)  # or StoreUnavailable
         return PipelineResult(
             classifications=[(c.alert.fingerprint, c.verdict) for c in classified],
