@@ -441,7 +441,9 @@ class EscalationService:
     ) -> tuple[Changes, IncidentRecord]:
         # Escalate reads fired and cancelled steps too: an ack cancels the tiers it escalates to.
         steps = await tx.steps_of(inc.id) if action == Action.ESCALATE else []
-        paged = await tx.outbox_of(inc.id) if action in (Action.RESOLVE, Action.ACK) else []
+        # Every action reads what was paged: acks and resolves tell those paged, and every
+        # change edits the messages chat channels keep per incident.
+        paged = await tx.outbox_of(inc.id)
         return decide_action(
             inc,
             action,

@@ -27,6 +27,7 @@ from escalation.incidents.model import (
 )
 from escalation.incidents.notices import (
     message_acks,
+    message_updates,
     pagerduty_acks,
     resolve_notices,
     room_archives,
@@ -122,9 +123,12 @@ def decide_action(
     if action == Action.NOTE:
         # A note changes nothing about the incident itself: only its timeline grows.
         a.event(EventKind.NOTE, note or "(empty note)")
+        a.ch.new_outbox.extend(message_updates(inc, paged, now, action.value))
         return a.ch, inc
     new = replace(_DECIDE[action](a), updated_at=now)
     a.ch.updated_incidents.append(new)
+    if action not in (Action.ACK, Action.RESOLVE):  # those send their own notices
+        a.ch.new_outbox.extend(message_updates(new, paged, now, action.value))
     return a.ch, new
 
 

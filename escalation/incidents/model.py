@@ -81,6 +81,7 @@ class OutboxKind(StrEnum):
     REMINDER = "reminder"
     RESOLVE = "resolve"
     ACKNOWLEDGE = "acknowledge"  # an ack made elsewhere, told to PagerDuty
+    UPDATE = "update"  # edit a message kept per incident (Slack's card) after a state change
     ARCHIVE = "archive"  # close the incident's own chat channel after its monitoring window
 
 

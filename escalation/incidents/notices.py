@@ -8,9 +8,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from escalation.incidents.model import IncidentRecord, OutboxKind, OutboxRecord, OutboxState
-from escalation.oncall.targets import INCIDENT_ROOM, UPDATED_CHANNELS
+from escalation.oncall.targets import EDITED_CHANNELS, INCIDENT_ROOM, UPDATED_CHANNELS
 
-__all__ = ["message_acks", "pagerduty_acks", "resolve_notices", "room_archives"]
+__all__ = [
+    "message_acks",
+    "message_updates",
+    "pagerduty_acks",
+    "resolve_notices",
+    "room_archives",
+]
 
 # A page that left (or may have left): its person knows about the incident.
 _REACHED = (OutboxState.SENT, OutboxState.UNKNOWN)
@@ -56,6 +62,23 @@ def message_acks(
             pair = (row.person, row.channel)
             if pair not in out:
                 out[pair] = _notice(inc, row, OutboxKind.ACKNOWLEDGE, row.channel, now)
+    return list(out.values())
+
+
+def message_updates(
+    inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime, what: str
+) -> list[OutboxRecord]:
+    """An edit of each message a channel in ``EDITED_CHANNELS`` keeps for the incident, after
+    ``what`` (mitigate, escalate, reopen, a note) changed it."""
+    out: dict[tuple[str, str], OutboxRecord] = {}
+    stamp = int(now.timestamp() * 1000)
+    for row in paged:
+        if row.channel in EDITED_CHANNELS and row.kind == OutboxKind.PAGE and row.state in _REACHED:
+            pair = (row.person, row.channel)
+            if pair not in out:
+                notice = _notice(inc, row, OutboxKind.UPDATE, row.channel, now)
+                # Several changes in one escalation run: one edit each.
+                out[pair] = replace(notice, id=f"{notice.id}:{what}:{stamp}")
     return list(out.values())
 
 

@@ -6,6 +6,7 @@ import re
 
 __all__ = [
     "CHANNELS",
+    "EDITED_CHANNELS",
     "INCIDENT_ROOM",
     "SERVICE_TARGETS",
     "TARGET_KINDS",
@@ -28,6 +29,10 @@ UPDATED_CHANNELS: tuple[str, ...] = ("slack", "teams")
 """Channels that keep one message per incident and edit it when the incident changes (Slack), or
 post the new state where the platform cannot edit (a Teams Workflows webhook), so an
 acknowledgement made anywhere is told to them too."""
+
+EDITED_CHANNELS: tuple[str, ...] = ("slack",)
+"""Channels that edit their one message per incident in place, so every change to the incident
+(mitigated, escalated, reopened, a note) is told to them, not only acks and resolves."""
 
 CHANNELS: tuple[str, ...] = (
     "log",

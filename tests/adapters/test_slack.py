@@ -18,6 +18,7 @@ from adapters.delivery.notifier import FailureReason
 from adapters.slack import SlackApi, SlackNotifier
 from config.load import ConfigError, load_config
 from escalation.engine.clock import VirtualClock
+from escalation.incidents.actions import Action
 from tests.adapters.test_webhook import INC_ID, PUBLIC, T0, delivery, incident, row
 from tests.driver.app import MakeApp
 from tests.driver.config import write_config
@@ -216,3 +217,30 @@ async def test_check_refuses_a_slack_target_without_the_adapter(tmp_path: Path) 
     with pytest.raises(ConfigError) as e:
         load_config(slack_app_config(tmp_path, None), env={})
     assert "no adapter is configured for channel 'slack'" in str(e.value)
+
+
+async def test_every_change_edits_the_card_mitigate_note_escalate_reopen(
+    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+) -> None:
+    cid = slack.add_channel("incidents")
+    app = await make_app(slack_app_config(tmp_path, slack), fakes=(slack,))
+    inc = await app.fire(notification([alert()]))
+    await app.tick()
+    [card] = slack.top_messages(cid)
+    await app.act(inc.id, "mitigate")
+    await app.tick()
+    assert card.text.endswith("(mitigated)")
+    await app.act(inc.id, "notes", note="rolled back deploy <42>")
+    await app.tick()
+    assert card.text.endswith("(mitigated)") and len(card.edits) == 2
+    await app.act(inc.id, "escalate")
+    await app.tick()
+    assert card.text.endswith("(triggered)")  # escalating brings the incident back
+    await app.act(inc.id, "resolve")
+    await app.rt.service.act(inc.id, Action.REOPEN, actor="pd", source="pagerduty")
+    await app.tick()
+    assert card.text.endswith("(triggered)") and slack.top_messages(cid) == [card]
+    replies = "\n".join(m.text for m in slack.thread(cid, card.ts))
+    for told in ("mitigated by writer", "rolled back deploy &lt;42&gt;", "escalated to tier 1"):
+        assert told in replies
+    assert "back to triggered by pd" in replies  # the reopen
