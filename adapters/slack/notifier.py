@@ -13,6 +13,8 @@ one edit and one reply per delivery, not one per event.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -80,6 +82,7 @@ class SlackNotifier:
         # (two tiers at once) find the card the first one posted instead of posting another.
         self._locks: OrderedDict[tuple[str, str], asyncio.Lock] = OrderedDict()
         self._cards: OrderedDict[tuple[str, str], tuple[_Posted, int]] = OrderedDict()
+        self._shown: dict[tuple[str, str], str] = {}  # the card each one shows now (a digest)
 
     def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
         lock = self._locks.get(key)
@@ -93,7 +96,8 @@ class SlackNotifier:
         channel, ts, told = provider_id.split("/")
         self._cards[(d.incident.id, d.row.person)] = (_Posted(channel, ts), int(told))
         while len(self._cards) > _REMEMBER:
-            self._cards.popitem(last=False)
+            gone, _ = self._cards.popitem(last=False)
+            self._shown.pop(gone, None)
 
     async def notify(self, delivery: Delivery) -> DeliveryResult:
         """One attempt: post the card, or edit it and reply in its thread."""
@@ -137,13 +141,20 @@ class SlackNotifier:
     ) -> DeliveryResult:
         """Post the card to ``dest``, or edit the one ``posted`` and thread ``news`` under it."""
         text, blocks = card(d.incident, d.alerts, self._public_url)
+        digest = hashlib.sha256(json.dumps([text, blocks], sort_keys=True).encode()).hexdigest()
+        key = (d.incident.id, d.row.person)
         if posted is None:
             answer = await self.api.call("chat.postMessage", channel=dest, text=text, blocks=blocks)
+            self._shown[key] = digest
             sent = f"{answer['channel']}/{answer['ts']}/{seen}"
             return DeliveryResult(ok=True, provider_id=sent, notes=notes)
-        await self.api.call(
-            "chat.update", channel=posted.channel, ts=posted.ts, text=text, blocks=blocks
-        )
+        # Coalescing: rows about changes an earlier edit already showed (several claimed
+        # together, a storm) cost no call at all, so Slack's per-channel limit is spared.
+        if self._shown.get(key) != digest:
+            await self.api.call(
+                "chat.update", channel=posted.channel, ts=posted.ts, text=text, blocks=blocks
+            )
+            self._shown[key] = digest
         reply = thread_text(news, _NEWS.get(d.row.kind, ""))
         if reply:
             await self.api.call(

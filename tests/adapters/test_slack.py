@@ -232,7 +232,9 @@ async def test_every_change_edits_the_card_mitigate_note_escalate_reopen(
     assert card.text.endswith("(mitigated)")
     await app.act(inc.id, "notes", note="rolled back deploy <42>")
     await app.tick()
-    assert card.text.endswith("(mitigated)") and len(card.edits) == 2
+    # A note changes nothing on the card: no edit, only its line in the thread.
+    assert card.text.endswith("(mitigated)") and len(card.edits) == 1
+    assert "rolled back deploy" in slack.thread(cid, card.ts)[-1].text
     await app.act(inc.id, "escalate")
     await app.tick()
     assert card.text.endswith("(triggered)")  # escalating brings the incident back
@@ -244,3 +246,23 @@ async def test_every_change_edits_the_card_mitigate_note_escalate_reopen(
     for told in ("mitigated by writer", "rolled back deploy &lt;42&gt;", "escalated to tier 1"):
         assert told in replies
     assert "back to triggered by pd" in replies  # the reopen
+
+
+async def test_changes_claimed_together_are_one_edit_and_one_reply(
+    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+) -> None:
+    cid = slack.add_channel("incidents")
+    app = await make_app(slack_app_config(tmp_path, slack), fakes=(slack,))
+    inc = await app.fire(notification([alert()]))
+    await app.tick()
+    [card] = slack.top_messages(cid)
+    await app.act(inc.id, "ack")
+    await app.act(inc.id, "notes", note="on it")
+    await app.act(inc.id, "resolve")
+    await app.tick()  # three rows for the card, delivered together
+    rows = [r for r in await app.outbox(inc.id) if r.channel == "slack" and r.kind != "page"]
+    assert len(rows) == 3 and {r.state for r in rows} == {"sent"}
+    assert len(card.edits) == 1 and card.text.endswith("(resolved)")
+    [reply] = slack.thread(cid, card.ts)
+    assert "acknowledged by writer" in reply.text and "resolved by writer" in reply.text
+    assert "on it" in reply.text
