@@ -71,7 +71,23 @@ def cross_check(cfg: TocsinConfig, matrix_levels: dict[str, Any]) -> list[tuple[
         *_schedule_refs(cfg),
         *_default_refs(cfg),
         *channel_refs(cfg, matrix_levels),
+        *_slack_refs(cfg),
     ]
+
+
+def _slack_refs(cfg: TocsinConfig) -> Iterator[tuple[Loc, str]]:
+    # A misspelt writer would silently be refused every click; one without an email could
+    # never be matched to a Slack user.
+    slack = cfg.adapters.slack
+    for i, name in enumerate(slack.writers if slack is not None else []):
+        person = cfg.people.get(name)
+        if person is None:
+            yield ("adapters", "slack", "writers", i), _unknown("person", name, cfg.people)
+        elif not person.email:
+            yield (
+                ("adapters", "slack", "writers", i),
+                f"person {name!r} has no email: Slack users are matched to people by email",
+            )
 
 
 def _unknown(kind: str, name: str, known: Mapping[str, Any]) -> str:

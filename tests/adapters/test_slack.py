@@ -266,3 +266,28 @@ async def test_changes_claimed_together_are_one_edit_and_one_reply(
     [reply] = slack.thread(cid, card.ts)
     assert "acknowledged by writer" in reply.text and "resolved by writer" in reply.text
     assert "on it" in reply.text
+
+
+def test_check_refuses_writers_who_are_not_people_with_an_email(tmp_path: Path) -> None:
+    adapters = {
+        "adapters": {
+            "slack": {
+                "bot_token": BOT_TOKEN,
+                "signing_secret": SIGNING_SECRET,
+                "writers": ["ollie", "olive", "nomail"],
+            }
+        }
+    }
+    people = {
+        "people": {
+            "ollie": {"email": "ollie@example.com", "channels": ["log"]},
+            "nomail": {"channels": ["log"]},
+        }
+    }
+    path = write_config(tmp_path, SLACK_POLICY, people, adapters, rules=None)
+    with pytest.raises(ConfigError) as e:
+        load_config(path, env={})
+    text = str(e.value)
+    assert "adapters.slack.writers[1]: unknown person 'olive'" in text
+    assert "adapters.slack.writers[2]: person 'nomail' has no email" in text
+    assert "writers[0]" not in text
