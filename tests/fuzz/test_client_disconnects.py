@@ -35,7 +35,8 @@ BODY_ROUTES = [
     (GATHER, GATHER + "?row=r", FORM),
     (STATUS, STATUS + "?row=r", FORM),
     (SMS, SMS, FORM),
-    ("/api/v1/email/{action}", "/api/v1/email/ack?token=t", FORM),
+    ("/api/v1/{channel}/{action}", "/api/v1/email/ack?token=t", FORM),
+    ("/api/v1/{channel}/{action}", "/api/v1/teams/resolve?token=t", FORM),
     (
         INCIDENTS + "/{id}/{action}",
         INCIDENTS + "/1/ack",
@@ -66,7 +67,7 @@ async def _send_half(port: int, target: str, headers: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("route", "target", "headers"), BODY_ROUTES, ids=[r[0] for r in BODY_ROUTES]
+    ("route", "target", "headers"), BODY_ROUTES, ids=[r[1].split("?")[0] for r in BODY_ROUTES]
 )
 async def test_a_client_closing_mid_body_is_not_a_server_error(
     fuzz_app: FuzzApp, route: str, target: str, headers: dict[str, str]

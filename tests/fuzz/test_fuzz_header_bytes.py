@@ -42,8 +42,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", SMS): SMS,
     ("POST", "/api/v1/slack/interactivity"): "/api/v1/slack/interactivity",
     ("POST", "/api/v1/slack/commands"): "/api/v1/slack/commands",
-    ("GET", "/api/v1/email/{action}"): "/api/v1/email/ack?token=$token",
-    ("POST", "/api/v1/email/{action}"): "/api/v1/email/resolve?token=$token",
+    # Signed action links (email and Teams share one route).
+    ("GET", "/api/v1/{channel}/{action}"): "/api/v1/email/ack?token=$token",
+    ("POST", "/api/v1/{channel}/{action}"): "/api/v1/email/resolve?token=$token",
     ("GET", INCIDENTS): INCIDENTS,
     ("GET", INCIDENTS + "/{id}"): INCIDENTS + "/$inc0",
     ("POST", INCIDENTS + "/{id}/{action}"): INCIDENTS + "/$inc0/ack",
@@ -74,6 +75,13 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/rules"): "/rules",
     ("POST", "/oncall/{schedule}/overrides"): "/oncall/primary/overrides",
     ("POST", "/oncall/{schedule}/overrides/{id}/remove"): "/oncall/primary/overrides/o1/remove",
+    ("POST", "/oncall/calendars"): "/oncall/calendars",
+    # The Opsgenie-compatible Alert API.
+    ("POST", "/v2/alerts"): "/v2/alerts",
+    ("POST", "/v2/alerts/{identifier}/close"): "/v2/alerts/a1/close?identifierType=alias",
+    ("POST", "/v2/alerts/{identifier}/acknowledge"): "/v2/alerts/a1/acknowledge",
+    ("POST", "/v2/alerts/{identifier}/notes"): "/v2/alerts/a1/notes",
+    ("POST", "/oncall/calendars/{id}/revoke"): "/oncall/calendars/cal-1/revoke",
 }
 # Bytes that are not valid UTF-8, non-ASCII UTF-8, controls, and plausible-looking prefixes.
 octets = st.one_of(
