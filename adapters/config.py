@@ -20,12 +20,16 @@ __all__ = [
     "AdaptersConfig",
     "DispatchConfig",
     "EmailConfig",
+    "GatewayConfig",
+    "GatewayInbound",
     "LogChannelConfig",
     "PagerDutyConfig",
     "PhoneConfig",
+    "PhoneProviderName",
     "RateLimit",
     "SlackConfig",
     "TeamsConfig",
+    "VonageConfig",
     "WebhookConfig",
     "WebhookEndpoint",
     "WebhookPreset",
@@ -91,19 +95,107 @@ class EmailConfig(_Section):
         return self
 
 
-class PhoneConfig(_Section):
-    """Voice calls and SMS; Twilio's REST contract is the one provider so far."""
+PhoneProviderName = Literal["twilio", "vonage", "gateway"]
+"""Telephony providers tocsin speaks to; ``gateway`` is any HTTP SMS gateway (texts only)."""
 
-    provider: Literal["twilio"] = "twilio"
-    base_url: str = "https://api.twilio.com"
-    account_sid: str
-    auth_token: SecretStr
+
+class GatewayInbound(_Section):
+    """How the gateway forwards a text to tocsin, and how tocsin knows it is the gateway.
+
+    ``auth: hmac-sha256``: ``header`` carries the hex HMAC-SHA256 of the raw body keyed with
+    ``secret`` (a ``sha256=`` prefix is accepted); ``auth: basic``: HTTP basic auth with
+    ``username`` and ``secret`` as the password.
+    """
+
+    auth: Literal["hmac-sha256", "basic"]
+    secret: SecretStr
+    header: str = "X-Signature"
+    username: str = "tocsin"
+    format: Literal["form", "json"] = "form"  # how the gateway posts the text
+    from_field: str = "from"  # the sender's number
+    text_field: str = "text"  # what they wrote
+    id_field: str = "id"  # the gateway's message id (a retried forward acts once)
+
+
+class GatewayConfig(_Section):
+    """A generic HTTP SMS gateway: the request is a set of Jinja2 templates (bounded sandbox)
+    over ``to``, ``message``, ``from_number`` and ``token``."""
+
+    method: Literal["GET", "POST", "PUT"] = "POST"
+    url: str  # a template: the number or the token may be part of the URL
+    headers: dict[str, str] = Field(default_factory=dict)  # name -> template
+    form: dict[str, str] | None = None  # field -> template; sent form-encoded
+    json_body: str | None = None  # a template whose output must be JSON; sent as JSON
+    token: SecretStr | None = None  # the gateway's API key, for templates as {{ token }}
+    from_number: str = ""  # sender id, for templates as {{ from_number }}
+    success_status: list[int] = Field(default_factory=lambda: [200, 201, 202])
+    # Optional: the answer must also be JSON with this dotted path equal to success_value
+    # (gateways that answer 200 {"status": "error"}).
+    success_path: str | None = None
+    success_value: str | None = None
+    id_path: str | None = None  # dotted path of the gateway's message id in its answer
+    timeout: Duration = Field(default=timedelta(seconds=10))
+    inbound: GatewayInbound | None = None  # replies (ACK n) forwarded by the gateway
+
+    @model_validator(mode="after")
+    def _one_body(self) -> GatewayConfig:
+        if self.form is not None and self.json_body is not None:
+            raise ValueError("form and json_body are mutually exclusive")
+        if (self.success_path is None) != (self.success_value is None):
+            raise ValueError("success_path and success_value go together")
+        return self
+
+
+class VonageConfig(_Section):
+    """Vonage Voice API (calls, NCCO) and Messages API (texts), with a Vonage application."""
+
+    application_id: str
+    private_key: SecretStr  # the application's PEM private key: signs the RS256 API JWTs
+    signature_secret: SecretStr  # verifies the HS256 JWT Vonage signs its webhooks with
     from_number: str
+    base_url: str = "https://api.nexmo.com"  # a local fake in tests
+    timeout: Duration = Field(default=timedelta(seconds=15))
+
+
+class PhoneConfig(_Section):
+    """Voice calls and SMS through one provider, or several in failover order (``providers``).
+
+    Twilio's settings stay at the top level (the original single-provider shape); the other
+    providers have their own sections.
+    """
+
+    provider: PhoneProviderName = "twilio"
+    # Failover order, tried per message (empty: just ``provider``).
+    providers: list[PhoneProviderName] = Field(default_factory=list)
+    base_url: str = "https://api.twilio.com"
+    account_sid: str = ""
+    auth_token: SecretStr | None = None
+    from_number: str = ""
+    gateway: GatewayConfig | None = None
+    vonage: VonageConfig | None = None
     ring_timeout: Duration = Field(default=timedelta(seconds=30))
     timeout: Duration = Field(default=timedelta(seconds=15))
     # Roles whose people (named in ``roles:`` directly) may text ``ACK <number>`` for any
     # incident; everyone else only for incidents they were paged for.
     sms_responders: list[str] = Field(default_factory=list)
+
+    @property
+    def order(self) -> list[PhoneProviderName]:
+        """The providers to try, in order."""
+        return list(dict.fromkeys(self.providers)) if self.providers else [self.provider]
+
+    @model_validator(mode="after")
+    def _configured(self) -> PhoneConfig:
+        for name in self.order:
+            if name == "twilio" and not (
+                self.account_sid and self.auth_token is not None and self.from_number
+            ):
+                raise ValueError("twilio needs account_sid, auth_token and from_number")
+            if name == "gateway" and self.gateway is None:
+                raise ValueError("provider gateway needs the gateway section")
+            if name == "vonage" and self.vonage is None:
+                raise ValueError("provider vonage needs the vonage section")
+        return self
 
 
 WebhookPreset = Literal["google_chat", "mattermost", "discord", "telegram"]

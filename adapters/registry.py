@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,8 @@ def adapter_problems(cfg: AdaptersConfig, public_url: str) -> list[tuple[tuple[s
         out += [(("email", *loc), m) for loc, m in email.check(cfg.email, public_url)]
     if cfg.pagerduty is not None:
         out += [(("pagerduty", *loc), m) for loc, m in pagerduty.check(cfg.pagerduty)]
+    if cfg.phone is not None:
+        out += [(("phone", *loc), m) for loc, m in phone.check(cfg.phone)]
     if cfg.webhook is not None:
         out += [(("webhook", *loc), m) for loc, m in webhook.check(cfg.webhook)]
     if cfg.slack is not None:
@@ -55,7 +58,7 @@ def build_notifiers(cfg: AdaptersConfig, ctx: AdapterContext) -> dict[str, Notif
     table: list[tuple[str, Any, Callable[..., dict[str, Notifier]]]] = [
         ("pagerduty", cfg.pagerduty, pagerduty.build),
         ("email", cfg.email, email.build),
-        ("phone", cfg.phone, phone.build),
+        ("phone", cfg.phone, functools.partial(phone.build, dispatch=cfg.dispatch)),
         ("webhook", cfg.webhook, webhook.build),
         ("slack", cfg.slack, slack.build),
         ("teams", cfg.teams, teams.build),

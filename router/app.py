@@ -16,6 +16,7 @@ from router.console import add_console_routes
 from router.errors import ApiError, Outage, error_middleware, on_store_outage
 from router.ics import add_calendar_routes
 from router.inbound_email import add_email_routes
+from router.inbound_gateway import add_gateway_routes
 from router.inbound_pagerduty import add_pagerduty_routes
 from router.inbound_phone import add_phone_routes
 from router.inbound_slack import add_slack_routes
@@ -174,6 +175,7 @@ def create_app(runtime: Runtime) -> web.Application:
     add_pagerduty_routes(app)
     add_email_routes(app)
     add_phone_routes(app)
+    add_gateway_routes(app)
     add_slack_routes(app)
     add_opsgenie_routes(app)
     add_console_routes(app)

@@ -39,7 +39,7 @@ from router.receiver import read_form
 if TYPE_CHECKING:
     from router.runtime import Runtime
 
-__all__ = ["add_phone_routes"]
+__all__ = ["add_phone_routes", "text_ack"]
 
 log = logging.getLogger("tocsin.inbound.phone")
 
@@ -95,7 +95,8 @@ async def _verified(request: web.Request) -> tuple[Runtime, dict[str, str]]:
     # Twilio signs the URL it requested: the public URL, with the query exactly as sent.
     url = rt.loaded.config.server.public_url.rstrip("/") + request.raw_path
     signature = request.headers.get("X-Twilio-Signature")
-    if not verify_signature(cfg.auth_token.get_secret_value(), url, pairs, signature):
+    token = cfg.auth_token.get_secret_value() if cfg.auth_token is not None else ""
+    if not verify_signature(token, url, pairs, signature):  # no token: nothing verifies
         log.warning(
             "rejected a phone callback with a missing or wrong signature",
             extra={"path": request.path, "signed": signature is not None},
@@ -213,32 +214,43 @@ async def _paged_for(rt: Runtime, person: str, code: str) -> bool:
 async def sms_reply(request: web.Request) -> web.Response:
     """A text to the Twilio number: ``ACK <code>`` or ``1`` from a known person acknowledges."""
     rt, form = await _verified(request)
-    person = _person_by_phone(rt, form.get("From", ""))
+    message_sid = form.get("MessageSid", "") or form.get("SmsSid", "")
+    delivery = Delivery("twilio-sms", message_sid) if message_sid else None
+    answer = await text_ack(rt, form.get("From", ""), form.get("Body", ""), delivery)
+    return _twiml(message_twiml(answer))
+
+
+async def text_ack(rt: Runtime, sender: str, body: str, delivery: Delivery | None) -> str | None:
+    """Act on a text from ``sender`` (any provider's): the reply to send back, or None.
+
+    ``ACK <code>`` or ``1`` from a configured person's number acknowledges; ``delivery`` makes
+    a provider's retried forward act once.
+    """
+    person = _person_by_phone(rt, sender)
     if person is None:
         log.info("ignored a text from a number no person has")
-        return _twiml(message_twiml(None))
-    reply: SmsReply | None = parse_reply(form.get("Body", ""))
+        return None
+    reply: SmsReply | None = parse_reply(body)
     if reply is None:
-        return _twiml(message_twiml("tocsin: reply ACK <incident number>, or 1, to acknowledge."))
-    message_sid = form.get("MessageSid", "") or form.get("SmsSid", "")
+        return "tocsin: reply ACK <incident number>, or 1, to acknowledge."
     if reply.code and not await _paged_for(rt, person, reply.code):
         # Incident numbers are sequential: a known number must not acknowledge any of them.
         log.warning(
             "refused a text acknowledging an incident not paged to its sender",
             extra={"person": person, "incident_number": reply.code},
         )
-        return _twiml(message_twiml(f"tocsin: #{reply.code} was not paged to you."))
+        return f"tocsin: #{reply.code} was not paged to you."
     refs = [f"#{reply.code}"] if reply.code else await rt.service.latest_page(person, _TEXTED)
     acted = await rt.service.act_once(
-        Delivery("twilio-sms", message_sid) if message_sid else None,
+        delivery,
         [ActOn(ref, person, "replied by text") for ref in refs],
         Action.ACK,
         source="sms",
     )
     if acted is None:
-        return _twiml(message_twiml(None))
+        return None
     if not refs:
-        return _twiml(message_twiml("tocsin: no open incident was paged to you."))
+        return "tocsin: no open incident was paged to you."
     answers = [_ANSWERS[a.outcome].format(_number(a)) for a in acted]
     log.info("sms reply", extra={"person": person, "incidents": refs})
-    return _twiml(message_twiml("tocsin: " + " ".join(answers)))
+    return "tocsin: " + " ".join(answers)

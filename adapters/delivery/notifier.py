@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from escalation.incidents.model import AlertRecord, IncidentRecord, OutboxRecord
 
-__all__ = ["Delivery", "DeliveryResult", "FailureReason", "Notifier"]
+__all__ = ["Delivery", "DeliveryResult", "FailureReason", "Notifier", "ProviderAttempt"]
 
 
 class FailureReason(StrEnum):
@@ -47,6 +47,16 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class ProviderAttempt:
+    """One provider's part in an attempt that fails over across providers (phone, sms)."""
+
+    provider: str  # twilio, vonage, gateway
+    outcome: str  # delivered, retryable, permanent, unknown outcome, breaker open, ...
+    error: str = ""
+    provider_id: str = ""
+
+
+@dataclass(frozen=True)
 class DeliveryResult:
     """The outcome of one attempt: ok, or a failure with its reason.
 
@@ -61,6 +71,8 @@ class DeliveryResult:
     retry_after: float | None = None  # seconds the provider asked us to wait (Retry-After)
     # What the channel had to leave out or change to send it (a dropped link): for the timeline.
     notes: tuple[str, ...] = ()
+    # Each provider tried, in order, when the channel fails over across several.
+    attempts: tuple[ProviderAttempt, ...] = ()
 
     def __post_init__(self) -> None:
         if self.ok and self.reason is not None:

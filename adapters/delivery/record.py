@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -135,6 +136,10 @@ class Record:
             msg = f"{what} delivered to {r.person} via {r.channel}{bundled}"
         else:
             msg = f"{tried} {v.outcome} {attempt}"
+        if result.attempts:
+            # Which provider carried it (or failed) when the channel fails over across several.
+            msg += "; " + _providers(result)
+            data["providers"] = [asdict(a) for a in result.attempts]
         if result.notes:
             # What the channel left out to send it (a link that was no URL): said where people look.
             msg += "; " + "; ".join(result.notes)
@@ -193,6 +198,13 @@ class Record:
             },
         )
         return fallback_to(r, "log", now) if to_log else None
+
+
+def _providers(result: DeliveryResult) -> str:
+    """Each provider's part: ``twilio retryable (twilio sms 503), gateway delivered``."""
+    return ", ".join(
+        f"{a.provider} {a.outcome}" + (f" ({a.error})" if a.error else "") for a in result.attempts
+    )
 
 
 def _hold(

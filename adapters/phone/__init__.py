@@ -1,28 +1,65 @@
-"""Phone channels: voice calls (``phone``) and texts (``sms``) through a telephony provider.
+"""Phone channels: voice calls (``phone``) and texts (``sms``) through telephony providers.
 
 Modules: ``provider`` (the ``PhoneProvider`` seam), ``notifiers`` (what calls say and texts
 read), ``codes`` (the SMS short code), ``twilio`` (Twilio's REST contract), ``twiml`` (the call
-documents), ``signature`` (``X-Twilio-Signature``). The inbound callbacks live in
-``router/inbound_phone.py``.
+documents), ``signature`` (``X-Twilio-Signature``), ``gateway`` (any HTTP SMS gateway, templated),
+``failover`` (several providers in order, per message). The inbound callbacks live in
+``router/inbound_phone.py`` and ``router/inbound_gateway.py``.
 """
 
 from __future__ import annotations
 
-from adapters.config import PhoneConfig
+from datetime import timedelta
+
+from adapters.config import DispatchConfig, PhoneConfig
 from adapters.context import AdapterContext
 from adapters.delivery.notifier import Notifier
+from adapters.phone import gateway
+from adapters.phone.failover import FailoverProvider
+from adapters.phone.gateway import GatewayProvider
 from adapters.phone.notifiers import CallNotifier, SmsNotifier
 from adapters.phone.provider import PhoneProvider, VoicePage
 from adapters.phone.twilio import TwilioProvider
 
-__all__ = ["CallNotifier", "PhoneProvider", "SmsNotifier", "TwilioProvider", "VoicePage", "build"]
+__all__ = [
+    "CallNotifier",
+    "FailoverProvider",
+    "GatewayProvider",
+    "PhoneProvider",
+    "SmsNotifier",
+    "TwilioProvider",
+    "VoicePage",
+    "build",
+    "check",
+]
 
 
-def build(cfg: PhoneConfig, ctx: AdapterContext) -> dict[str, Notifier]:
-    """The ``phone`` and ``sms`` notifiers over the configured provider."""
+def _provider(name: str, cfg: PhoneConfig, ctx: AdapterContext) -> PhoneProvider:
+    if name == "twilio":
+        return TwilioProvider(cfg, ctx)
+    if name == "gateway" and cfg.gateway is not None:
+        return GatewayProvider(cfg.gateway, ctx)
+    # The config's validator admits only the providers above, each with its section.
+    raise ValueError(f"phone provider {name!r} is not configured")  # pragma: no cover
+
+
+def build(
+    cfg: PhoneConfig, ctx: AdapterContext, dispatch: DispatchConfig | None = None
+) -> dict[str, Notifier]:
+    """The ``phone`` and ``sms`` notifiers over the configured provider(s)."""
+    named = [(name, _provider(name, cfg, ctx)) for name in cfg.order]
     provider: PhoneProvider
-    if cfg.provider == "twilio":
-        provider = TwilioProvider(cfg, ctx)
-    else:  # pragma: no cover - the config's Literal admits only the providers above
-        raise ValueError(f"unknown phone provider {cfg.provider!r}")
+    if len(named) == 1:
+        provider = named[0][1]
+    else:
+        failures = dispatch.breaker_failures if dispatch is not None else 5
+        reset = dispatch.breaker_reset if dispatch is not None else timedelta(seconds=60)
+        provider = FailoverProvider(named, ctx.clock, failures=failures, reset=reset)
     return {"phone": CallNotifier(provider), "sms": SmsNotifier(provider)}
+
+
+def check(cfg: PhoneConfig) -> list[tuple[tuple[str, ...], str]]:
+    """What keeps the phone providers from working, as (path under ``phone``, message)."""
+    if cfg.gateway is None:
+        return []
+    return [(("gateway", *loc), m) for loc, m in gateway.check(cfg.gateway)]

@@ -106,7 +106,8 @@ class TwilioProvider:
         self._http = ctx.http
         self._clock = ctx.clock
         self._account = f"{cfg.base_url.rstrip('/')}/{API_VERSION}/Accounts/{cfg.account_sid}"
-        credentials = f"{cfg.account_sid}:{cfg.auth_token.get_secret_value()}".encode()
+        token = cfg.auth_token.get_secret_value() if cfg.auth_token is not None else ""
+        credentials = f"{cfg.account_sid}:{token}".encode()
         self._auth = "Basic " + base64.b64encode(credentials).decode("ascii")
         seconds = cfg.timeout.total_seconds()
         # A short connect phase tells "never reached Twilio" (safe to repeat) apart from
