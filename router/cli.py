@@ -21,6 +21,7 @@ from config.load import LoadedConfig, load_config, load_rule_file
 from escalation.incidents.policy import due_time
 from escalation.incidents.steps import Step, level_tiers
 from router.oncall_cli import add_oncall_parser, run_oncall
+from router.opsgenie_import import add_import_parser, run_import
 from router.terminal import escaped_output
 from rules.alerts import Alert, Notification
 from rules.classifier import Classification, Classifier
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     rv = sub.add_parser("review", help="print a post-incident review draft in markdown")
     rv.add_argument("id")
     _client_args(rv)
+    add_import_parser(sub)
     return p
 
 
@@ -168,6 +170,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "incidents": _incidents,
         "review": _review,
         "oncall": _oncall,
+        "import": run_import,
     }
     if args.command == "serve":  # its output is the service's log, not a person's reading
         return handler[args.command](args)
