@@ -26,7 +26,7 @@ from escalation.incidents.model import (
     Status,
     TimelineEvent,
 )
-from escalation.incidents.notices import resolve_notices
+from escalation.incidents.notices import message_updates, resolve_notices, room_archives
 from escalation.incidents.policy import (
     PolicySnapshot,
     level_snapshot,
@@ -147,6 +147,9 @@ def decide_ingest(
             key, IngestAction.UNCHANGED, incident.id, incident.severity, incident.status
         )
     inc, action = _update(incident, items, known, paged, ch, now, directory)
+    if action in (IngestAction.JOINED, IngestAction.RAISED, IngestAction.REOPENED):
+        # Its alerts, severity or state changed: the chat cards kept for it show them.
+        ch.new_outbox.extend(message_updates(inc, paged, now, action.value))
     if inc is not incident or ch:
         ch.updated_incidents.append(replace(inc, updated_at=now))
     return ch, IngestOutcome(key, action, inc.id, inc.severity, str(inc.status))
@@ -388,4 +391,5 @@ def _resolve(
         _event(inc.id, now, EventKind.RESOLVE, "incident resolved: all alerts resolved", {})
     )
     ch.new_outbox.extend(resolve_notices(new, paged, now))
+    ch.new_outbox.extend(room_archives(new, paged, now))
     return new

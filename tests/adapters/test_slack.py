@@ -291,3 +291,25 @@ def test_check_refuses_writers_who_are_not_people_with_an_email(tmp_path: Path) 
     assert "adapters.slack.writers[1]: unknown person 'olive'" in text
     assert "adapters.slack.writers[2]: person 'nomail' has no email" in text
     assert "writers[0]" not in text
+
+
+async def test_alerts_joining_and_resolving_edit_the_card(
+    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+) -> None:
+    cid = slack.add_channel("incidents")
+    app = await make_app(slack_app_config(tmp_path, slack), fakes=(slack,))
+    one, two = alert(instance="db-1"), alert(instance="db-2")
+    inc = await app.fire(notification([one]))
+    await app.tick()
+    [card] = slack.top_messages(cid)
+    assert "1 firing, 0 resolved" in str(card.blocks)
+    await app.post(notification([one, two]))
+    await app.tick()
+    assert "2 firing, 0 resolved" in str(card.blocks)
+    ended = app.now - timedelta(seconds=1)
+    done = [alert(instance=i, status="resolved", ends=ended) for i in ("db-1", "db-2")]
+    await app.post(notification(done))
+    await app.tick()
+    assert (await app.record(inc.id)).status == "resolved"
+    assert card.text.endswith("(resolved)") and "0 firing, 2 resolved" in str(card.blocks)
+    assert slack.top_messages(cid) == [card]
