@@ -261,3 +261,19 @@ async def test_over_long_fields_are_cut_to_opsgenies_limits(app: App) -> None:
     assert inc["title"] == "m" * 130
     labels = (await app.incident(inc["id"]))["alerts"][0]["labels"]
     assert labels["tags"].split(",") == [f"t{i}" for i in range(20)]
+
+
+async def test_grafanas_opsgenie_contact_point_opens_and_closes(app: App) -> None:
+    body = SAMPLES["grafana_create"]
+    status, _ = await genie(app, ALERTS, body)
+    assert status == 202
+    [inc] = await app.incidents()
+    assert (inc["title"], inc["severity"], inc["team"]) == ("[FIRING:1]  (val1)", "P2", "NOC")
+    labels = (await app.incident(inc["id"]))["alerts"][0]["labels"]
+    assert labels["url"] == "http://localhost/alerting/list"
+    assert labels["tags"] == "alertname:alert1,lbl1:val1" and labels["source"] == "Grafana"
+    # Grafana closes by alias, with its api url (".../v2/alerts") + "/<alias>/close".
+    path = f"/v2/alerts/{body['alias']}/close?identifierType=alias"
+    status, _ = await genie(app, path, SAMPLES["grafana_close"], template=ACTION + "close")
+    assert status == 202
+    assert (await app.incident(inc["id"]))["status"] == "resolved"
