@@ -20,6 +20,7 @@ __all__ = ["MAX_NAME", "Rooms", "room_name"]
 
 MAX_NAME = 80  # Slack's limit on a channel name
 _NOT_ALLOWED = re.compile(r"[^a-z0-9_-]+")
+_REMEMBER = 10_000  # incidents whose channel this process made, kept in mind
 _ATTEMPTS = 20  # names tried before giving up (each taken one adds a suffix)
 # Pages that reached someone or are on their way: those people are responders.
 _PAGED = (OutboxState.SENT, OutboxState.UNKNOWN, OutboxState.PENDING)
@@ -70,6 +71,8 @@ class Rooms:
                 if e.code == "name_taken":
                     continue
                 raise
+            while len(self._made) >= _REMEMBER:  # oldest first (dicts keep insertion order)
+                del self._made[next(iter(self._made))]
             self._made[inc.id] = str(made["channel"]["id"])
             return self._made[inc.id]
         raise SlackError("conversations.create", "name_taken")
