@@ -365,8 +365,12 @@ class Runtime:
 
     # -- classification ----------------------------------------------------------------------
 
-    def classify(self, notification: Notification) -> list[Classified]:
-        """Classify every alert of ``notification`` and count it."""
+    def classify(
+        self,
+        notification: Notification,
+        adjust: Callable[[Classification], Classification] | None = None,
+    ) -> list[Classified]:
+        """Classify every alert of ``notification`` (amended by ``adjust``) and count it."""
         classifier = self.loaded.classifier
         now = self.clock.now()
         out = []
@@ -375,6 +379,8 @@ class Runtime:
             for alert in notification.alerts:
                 self.metrics.alerts_received.labels(alert.status).inc()
                 c = classifier.classify(alert, notification, now)
+                if adjust is not None:
+                    c = adjust(c)
                 self.metrics.alerts_classified.labels(c.severity, c.rule).inc()
                 if c.unknown_severity is not None:
                     self.metrics.unknown_severity.inc()
@@ -394,9 +400,7 @@ class IncidentPipeline:
         adjust: Callable[[Classification], Classification] | None = None,
     ) -> PipelineResult:
         rt = self.runtime
-        classified = rt.classify(notification)
-        if adjust is not None:
-            classified = [Classified(c.alert, adjust(c.verdict)) for c in classified]
+        classified = rt.classify(notification, adjust)
         outcomes = await rt.service.ingest(notification, classified)  # or StoreUnavailable
         return PipelineResult(
             classifications=[(c.alert.fingerprint, c.verdict) for c in classified],

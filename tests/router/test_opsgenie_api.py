@@ -277,3 +277,24 @@ async def test_grafanas_opsgenie_contact_point_opens_and_closes(app: App) -> Non
     status, _ = await genie(app, path, SAMPLES["grafana_close"], template=ACTION + "close")
     assert status == 202
     assert (await app.incident(inc["id"]))["status"] == "resolved"
+
+
+async def test_while_the_store_is_down_a_create_is_503_so_the_sender_retries(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    await app.rt.store.close()  # every store call now fails as a store failure
+    resp = await app.client.post(ALERTS, json=create_sample(), headers=GENIE)
+    doc = await resp.json()
+    assert resp.status == 503 and set(doc) == {"message", "took", "requestId"}
+    assert "retry" in doc["message"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "store unavailable; asking the Opsgenie sender to retry"
+    ]
+    caplog.clear()  # the outage's error line is expected (strict_logs)
+
+
+async def test_metrics_count_an_opsgenie_alert_at_its_priority_level(app: App) -> None:
+    await genie(app, ALERTS, {"message": "m", "alias": "a", "priority": "P2"})
+    resp = await app.client.get("/metrics")
+    text = await resp.text()
+    assert 'tocsin_alerts_classified_total{rule="default",severity="P1"} 1.0' in text
