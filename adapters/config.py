@@ -23,9 +23,11 @@ __all__ = [
     "GatewayConfig",
     "GatewayInbound",
     "LogChannelConfig",
+    "NtfyConfig",
     "PagerDutyConfig",
     "PhoneConfig",
     "PhoneProviderName",
+    "PushoverConfig",
     "RateLimit",
     "SlackConfig",
     "TeamsConfig",
@@ -272,6 +274,44 @@ class TeamsConfig(_Section):
     timeout: Duration = Field(default=timedelta(seconds=10))
 
 
+class NtfyConfig(_Section):
+    """ntfy (https://ntfy.sh or self-hosted): JSON publishes to each person's ``ntfy_topic``."""
+
+    server_url: str = "https://ntfy.sh"  # tocsin publishes to its root URL
+    access_token: SecretStr | None = None  # tk_…: sent as ``Authorization: Bearer``
+    # HMAC key for the notifications' Acknowledge / Resolve buttons (ntfy ``http`` actions that
+    # POST to tocsin without a confirmation page): single-use, expiring, bound to the run.
+    link_secret: SecretStr | None = None
+    link_ttl: Duration = Field(default=timedelta(hours=4))
+    timeout: Duration = Field(default=timedelta(seconds=10))
+
+
+class PushoverConfig(_Section):
+    """Pushover: normal priority for low levels, emergency (repeats until acknowledged) for top."""
+
+    api_url: str = "https://api.pushover.net"  # tocsin posts to {api_url}/1/messages.json
+    token: SecretStr  # the application's API token
+    emergency: list[str] = Field(default_factory=lambda: ["P0", "P1"])  # levels sent priority 2
+    # Emergency messages repeat every ``retry`` (Pushover: at least 30 s) until acknowledged or
+    # ``expire`` (at most 3 hours) has passed.
+    retry: Duration = Field(default=timedelta(seconds=60))
+    expire: Duration = Field(default=timedelta(hours=1))
+    # HMAC key for the signed callback URL Pushover POSTs to when a person acknowledges.
+    callback_secret: SecretStr | None = None
+    callback_ttl: Duration = Field(default=timedelta(hours=3))  # at least ``expire``
+    timeout: Duration = Field(default=timedelta(seconds=10))
+
+    @model_validator(mode="after")
+    def _pushover_limits(self) -> PushoverConfig:
+        if self.retry < timedelta(seconds=30):
+            raise ValueError("retry must be at least 30s (Pushover refuses less)")
+        if not timedelta(0) < self.expire <= timedelta(hours=3):
+            raise ValueError("expire must be positive and at most 3h (Pushover refuses more)")
+        if self.callback_ttl < self.expire:
+            raise ValueError("callback_ttl must be at least expire: a late ack must still count")
+        return self
+
+
 class RateLimit(_Section):
     """At most ``count`` messages per ``per``."""
 
@@ -298,6 +338,8 @@ class DispatchConfig(_Section):
             "webhook": timedelta(minutes=10),
             "slack": timedelta(minutes=10),
             "teams": timedelta(minutes=10),
+            "ntfy": timedelta(minutes=10),
+            "pushover": timedelta(minutes=10),
             "log": timedelta(minutes=1),
         }
     )
@@ -342,4 +384,6 @@ class AdaptersConfig(_Section):
     webhook: WebhookConfig | None = None
     slack: SlackConfig | None = None
     teams: TeamsConfig | None = None
+    ntfy: NtfyConfig | None = None
+    pushover: PushoverConfig | None = None
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)

@@ -1,14 +1,29 @@
-"""HTTP details shared by the adapters that speak HTTP (PagerDuty, Twilio, webhooks)."""
+"""HTTP details shared by the adapters that speak HTTP (PagerDuty, Twilio, webhooks, push)."""
 
 from __future__ import annotations
 
 import math
+import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import quote, urlsplit
 
-__all__ = ["absolute_http_url", "parse_retry_after", "private_in_transit"]
+import aiohttp
+
+from adapters.delivery.notifier import DeliveryResult, FailureReason
+
+__all__ = [
+    "Answer",
+    "absolute_http_url",
+    "exchange",
+    "failed_answer",
+    "parse_retry_after",
+    "private_in_transit",
+]
 
 # RFC 3986's reserved and unreserved characters, and '%' of what is already percent-encoded:
 # everything else (non-ASCII, '{', '|', ...) is percent-encoded, as a browser would send it.
@@ -75,3 +90,64 @@ def private_in_transit(url: str) -> bool:
     if parts.scheme.lower() == "https":
         return bool(host)
     return parts.scheme.lower() == "http" and (host or "").lower() in _LOOPBACK
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a provider answered: status, body (at most what was read) and its Retry-After."""
+
+    status: int
+    body: bytes
+    retry_after: float | None
+
+
+async def exchange(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    label: str,
+    limit: float,
+    now: datetime,
+    headers: Mapping[str, str] | None = None,
+    json_body: Any = None,
+    form: Mapping[str, str] | None = None,
+) -> Answer | DeliveryResult:
+    """One request; the answer, or the transport failure as a ``DeliveryResult`` naming
+    ``label`` and never the URL (a push server's URL or query may carry a credential)."""
+    try:
+        # No redirects: a request carrying a token must not be re-sent wherever a 30x points.
+        async with http.request(
+            method,
+            url,
+            json=json_body,
+            data=dict(form) if form is not None else None,
+            headers=dict(headers or {}),
+            timeout=aiohttp.ClientTimeout(total=limit),
+            allow_redirects=False,
+        ) as resp:
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"), now)
+            return Answer(resp.status, await resp.content.read(65536), retry_after)
+    except aiohttp.InvalidURL:
+        return DeliveryResult(ok=False, error=f"{label}: invalid URL")
+    except TimeoutError:
+        # The request may have reached the provider: the caller decides what that means.
+        return DeliveryResult(False, FailureReason.RETRYABLE, f"{label}: timed out")
+    except aiohttp.ClientError as e:
+        err = getattr(e, "os_error", None)
+        reason = (
+            os.strerror(err.errno) if isinstance(err, OSError) and err.errno else type(e).__name__
+        )
+        return DeliveryResult(False, FailureReason.RETRYABLE, f"{label}: {reason}")
+
+
+def failed_answer(label: str, answer: Answer, detail: str) -> DeliveryResult:
+    """A non-2xx answer as a failure: 429 rate limited, 5xx retryable, anything else permanent."""
+    error = f"{label}: HTTP {answer.status}" + (f": {detail}" if detail else "")
+    if answer.status == 429:
+        return DeliveryResult(
+            False, FailureReason.RATE_LIMITED, error, retry_after=answer.retry_after
+        )
+    if answer.status >= 500:
+        return DeliveryResult(False, FailureReason.RETRYABLE, error, retry_after=answer.retry_after)
+    return DeliveryResult(ok=False, error=error)

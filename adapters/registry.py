@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from adapters import email, pagerduty, phone, slack, teams, webhook
+from adapters import email, ntfy, pagerduty, phone, pushover, slack, teams, webhook
 from adapters.config import AdaptersConfig
 from adapters.context import AdapterContext
 from adapters.delivery.notifier import Notifier
@@ -46,6 +46,10 @@ def adapter_problems(cfg: AdaptersConfig, public_url: str) -> list[tuple[tuple[s
         out += [(("slack", *loc), m) for loc, m in slack.check(cfg.slack)]
     if cfg.teams is not None:
         out += [(("teams", *loc), m) for loc, m in teams.check(cfg.teams, public_url)]
+    if cfg.ntfy is not None:
+        out += [(("ntfy", *loc), m) for loc, m in ntfy.check(cfg.ntfy, public_url)]
+    if cfg.pushover is not None:
+        out += [(("pushover", *loc), m) for loc, m in pushover.check(cfg.pushover, public_url)]
     return out
 
 
@@ -62,6 +66,8 @@ def build_notifiers(cfg: AdaptersConfig, ctx: AdapterContext) -> dict[str, Notif
         ("webhook", cfg.webhook, webhook.build),
         ("slack", cfg.slack, slack.build),
         ("teams", cfg.teams, teams.build),
+        ("ntfy", cfg.ntfy, ntfy.build),
+        ("pushover", cfg.pushover, pushover.build),
     ]
     for name, section, loader in table:
         if section is None:

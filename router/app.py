@@ -19,6 +19,7 @@ from router.inbound_email import add_email_routes
 from router.inbound_gateway import add_gateway_routes
 from router.inbound_pagerduty import add_pagerduty_routes
 from router.inbound_phone import add_phone_routes
+from router.inbound_pushover import add_pushover_routes
 from router.inbound_slack import add_slack_routes
 from router.incidents_api import add_incident_routes
 from router.keys import RUNTIME
@@ -178,5 +179,6 @@ def create_app(runtime: Runtime) -> web.Application:
     add_gateway_routes(app)
     add_slack_routes(app)
     add_opsgenie_routes(app)
+    add_pushover_routes(app)
     add_console_routes(app)
     return app

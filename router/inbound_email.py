@@ -1,17 +1,20 @@
-"""The acknowledge / resolve links in emails and Teams cards:
-``/api/v1/{email,teams}/{ack,resolve}?token=...``.
+"""The acknowledge / resolve links in emails, Teams cards and ntfy notifications:
+``/api/v1/{email,teams,ntfy}/{ack,resolve}?token=...``.
 
 ``GET`` only shows a confirmation page with a form (mail scanners, link previews and Teams'
 unfurling fetch links; they must not acknowledge anything). ``POST`` verifies the signed token
 (with the channel's own secret) and performs the action as the person the message went to, with
 the channel as source. A tampered, mis-directed or expired
 token answers 403 and changes nothing; acting on an incident that is already past that point
-answers 200 saying so. Pages are HTML (a person reads them), never cached, never framed, and
-send no Referer (the token is a credential).
+answers 200 saying so. An ntfy button POSTs at once (the app shows no page first), so an ntfy
+link is also single-use: its token is remembered as an inbound delivery in the action's own
+transaction, and a second POST of it changes nothing. Pages are HTML (a person reads them), never
+cached, never framed, and send no Referer (the token is a credential).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import replace
 from html import escape
@@ -19,16 +22,16 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from adapters import email, teams
+from adapters import email, ntfy, teams
 from adapters.email.links import (
+    ACTION_LINK_CHANNELS,
     LINK_ACTIONS,
-    LINK_CHANNELS,
     BadLink,
     LinkClaims,
     LinkSigner,
     link_path,
 )
-from escalation.engine.service import ActOn, Outcome
+from escalation.engine.service import ActOn, Delivery, Outcome
 from escalation.incidents.actions import Action
 from escalation.incidents.model import IncidentRecord, Status, status_reached
 from router.errors import Outage, on_store_outage
@@ -89,6 +92,9 @@ def _signer(rt: Runtime, channel: str) -> LinkSigner | None:
         if channel == "teams":
             section = cfg.adapters.teams
             return teams.link_signer(section, public_url) if section is not None else None
+        if channel == "ntfy":
+            push = cfg.adapters.ntfy
+            return ntfy.link_signer(push, public_url) if push is not None else None
         mail = cfg.adapters.email
         return email.link_signer(mail, public_url) if mail is not None else None
     except ValueError:
@@ -202,9 +208,14 @@ async def perform_link(request: web.Request) -> web.Response:
     # The epoch is checked again in the action's own transaction: a reopen committed since our
     # read makes the link out of date rather than acting on the new run.
     outcomes = await rt.service.act_once(
-        None, [ActOn(inc.id, claims.person, "", claims.epoch)], _ACTION[action], source=channel
+        _single_use(channel, token),
+        [ActOn(inc.id, claims.person, "", claims.epoch)],
+        _ACTION[action],
+        source=channel,
     )
-    assert outcomes is not None  # no delivery: never refused as a replay
+    if outcomes is None:
+        log.warning("%s link replayed", channel, extra={"action": action, "incident": inc.id})
+        return _page(409, "This link was already used", "<p>Nothing was changed.</p>")
     [acted] = outcomes
     if acted.outcome == Outcome.MISSING:
         return _page(404, "No such incident", "<p>Nothing was changed.</p>")
@@ -227,10 +238,18 @@ async def perform_link(request: web.Request) -> web.Response:
     )
 
 
+def _single_use(channel: str, token: str | None) -> Delivery | None:
+    """The inbound delivery an ntfy link's POST is remembered as (by its token's digest)."""
+    if channel != "ntfy" or token is None:
+        return None  # a confirmation page stands before the others' POST
+    return Delivery("ntfy", hashlib.sha256(token.encode()).hexdigest())
+
+
 def add_email_routes(app: web.Application) -> None:
-    """Register ``GET`` / ``POST`` ``/api/v1/{email,teams}/{ack,resolve}``."""
+    """Register ``GET`` / ``POST`` ``/api/v1/{email,teams,ntfy}/{ack,resolve}``."""
     path = link_path(
-        "{action:" + "|".join(LINK_ACTIONS) + "}", "{channel:" + "|".join(LINK_CHANNELS) + "}"
+        "{action:" + "|".join(LINK_ACTIONS) + "}",
+        "{channel:" + "|".join(ACTION_LINK_CHANNELS) + "}",
     )
     app.router.add_get(path, show_link)
     app.router.add_post(path, perform_link)

@@ -436,7 +436,7 @@ def _request_for(path: str) -> dict[str, Any]:
     """What the caller of ``path`` would send: a credential of the kind the route checks."""
     if path.startswith("/api/v1/pagerduty/"):
         return {"data": b"{}", "headers": {"X-PagerDuty-Signature": "v1=00"}}
-    if path.startswith(("/api/v1/email/", "/api/v1/teams/")):
+    if path.startswith(("/api/v1/email/", "/api/v1/teams/", "/api/v1/ntfy/")):
         return {"params": {"token": "x"}}
     if path.startswith("/api/v1/phone/"):
         return {"data": {"From": "+15005550006"}, "headers": {"X-Twilio-Signature": "x"}}
@@ -486,7 +486,11 @@ def test_what_the_test_suite_needs_is_listed_in_the_quick_start() -> None:
 
 # --------------------------------------------------------------------------- channel examples
 
-CHANNEL_EXAMPLES = ("Chat webhooks: presets and templates", "Microsoft Teams")
+CHANNEL_EXAMPLES = (
+    "Chat webhooks: presets and templates",
+    "Microsoft Teams",
+    "Push: ntfy and Pushover",
+)
 
 
 @pytest.mark.parametrize("title", CHANNEL_EXAMPLES)

@@ -30,6 +30,8 @@ def configured_channels(cfg: AdaptersConfig) -> list[str]:
         "webhook": cfg.webhook is not None,
         "slack": cfg.slack is not None,
         "teams": cfg.teams is not None,
+        "ntfy": cfg.ntfy is not None,
+        "pushover": cfg.pushover is not None,
     }
     out = [k for k in CHANNELS if kinds.get(k)]
     if cfg.webhook is not None:

@@ -1,14 +1,14 @@
 """Signed, expiring acknowledge / resolve links for emails and Teams cards.
 
-A link is ``{public_url}/api/v1/{channel}/{action}?token=<payload>.<mac>`` (``channel``: ``email``
-or ``teams``, each with its own secret): ``payload`` is the
-base64url of a compact JSON object naming the incident, the action, the expiry (Unix seconds),
-the person the email went to and the incident's epoch when it was sent (its escalation run: a
-reopen, severity raise or ack timeout starts a new one, and then the link no longer acts);
-``mac`` is the base64url of HMAC-SHA256 over a domain string naming the channel and the
-payload bytes, keyed with the channel's ``link_secret``. Verification is constant-time, rejects
-non-canonical base64 (so flipping a character can never yield the same bytes) and checks the
-action named by the URL path against the signed one.
+A link is ``{public_url}/api/v1/{channel}/{action}?token=<payload>.<mac>`` (``channel``: ``email``,
+``teams`` or ``ntfy``, each with its own secret; Pushover's callback URL carries such a token too):
+``payload`` is the base64url of a compact JSON object naming the incident, the action, the expiry
+(Unix seconds), the person the email went to and the incident's epoch when it was sent (its
+escalation run: a reopen, severity raise or ack timeout starts a new one, and then the link no
+longer acts); ``mac`` is the base64url of HMAC-SHA256 over a domain string naming the channel and
+the payload bytes, keyed with the channel's ``link_secret``. Verification is constant-time, rejects
+non-canonical base64 (so flipping a character can never yield the same bytes) and checks the action
+named by the URL path against the signed one.
 
 Pure: the caller passes the current time (the runtime clock), so the virtual clock drives tests.
 """
@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 __all__ = [
+    "ACTION_LINK_CHANNELS",
     "LINK_ACTIONS",
     "LINK_CHANNELS",
     "MIN_SECRET_LENGTH",
@@ -38,8 +39,11 @@ __all__ = [
 LINK_ACTIONS: tuple[str, ...] = ("ack", "resolve")
 """Actions an email link can perform (the values of ``escalation.actions.Action``)."""
 
-LINK_CHANNELS: tuple[str, ...] = ("email", "teams")
+LINK_CHANNELS: tuple[str, ...] = ("email", "teams", "ntfy", "pushover")
 """Channels whose messages carry signed links (each its own path, domain and secret)."""
+
+ACTION_LINK_CHANNELS: tuple[str, ...] = ("email", "teams", "ntfy")
+"""Channels whose links are ``/api/v1/{channel}/{action}`` (Pushover's is its callback route)."""
 
 MIN_SECRET_LENGTH = 16
 """Shorter keys could be brute-forced offline from one received link."""

@@ -19,6 +19,8 @@ class Person(BaseModel):
     email: str | None = None
     phone: str | None = None
     pagerduty_user: str | None = None
+    ntfy_topic: str | None = None  # the ntfy topic this person's phone subscribes to
+    pushover_user: str | None = None  # a Pushover user (or group) key
     timezone: str = "UTC"
     channels: list[str] = Field(default_factory=lambda: ["log"])
     fallback: list[str] = Field(default_factory=list)

@@ -25,10 +25,11 @@ INCIDENT_ROOM = "@incident"
 """The place name of an incident's own chat channel (``slack:@incident`` as a row's person),
 opened for matrix levels with ``incident_channel``: the channel names it per incident."""
 
-UPDATED_CHANNELS: tuple[str, ...] = ("slack", "teams")
-"""Channels that keep one message per incident and edit it when the incident changes (Slack), or
-post the new state where the platform cannot edit (a Teams Workflows webhook), so an
-acknowledgement made anywhere is told to them too."""
+UPDATED_CHANNELS: tuple[str, ...] = ("slack", "teams", "pushover")
+"""Channels that keep one message per incident and edit it when the incident changes (Slack),
+post the new state where the platform cannot edit (a Teams Workflows webhook), or stop what is
+still ringing (Pushover's emergency receipts), so an acknowledgement made anywhere is told to
+them too."""
 
 EDITED_CHANNELS: tuple[str, ...] = ("slack",)
 """Channels that edit their one message per incident in place, so every change to the incident
@@ -43,6 +44,8 @@ CHANNELS: tuple[str, ...] = (
     "webhook",
     "slack",
     "teams",
+    "ntfy",
+    "pushover",
 )
 """Channel kinds a step may name in ``via`` (optionally ``kind:instance``, e.g. ``webhook:ops``)."""
 

@@ -274,6 +274,8 @@ def test_default_deadlines_cover_every_channel() -> None:
         "webhook": 10 * M,
         "slack": 10 * M,
         "teams": 10 * M,
+        "ntfy": 10 * M,
+        "pushover": 10 * M,
         "log": M,
     }
     assert set(cfg.deadline) == set(CHANNELS)

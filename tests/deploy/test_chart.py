@@ -744,6 +744,8 @@ def test_ingress_exposes_only_the_callbacks_and_sets_the_public_url(helm: Helm) 
         ("/api/v1/phone/", "Prefix"),
         ("/api/v1/slack/", "Prefix"),
         ("/api/v1/teams/", "Prefix"),
+        ("/api/v1/ntfy/", "Prefix"),
+        ("/api/v1/pushover/callback", "Exact"),
     ]
     assert r.config["server"]["public_url"] == "https://tocsin.example.com"
     plain = helm.template({"ingress": {"enabled": True, "hosts": ["t.example.org"]}})
@@ -934,3 +936,64 @@ def test_slack_secrets_in_config_values_or_half_set_are_refused(helm: Helm) -> N
     assert "config.adapters.slack.bot_token is a secret" in err and "secrets.slack" in err
     err = helm.template_error({"secrets": {"slack": {"botToken": {"key": "t"}}}})
     assert "secrets.slack needs both botToken and signingSecret" in err
+
+
+# --------------------------------------------------------------------------- push channels
+
+PUSH_SECRETS = {
+    "existingSecret": "tocsin",
+    "ntfy": {"linkSecret": {"key": "ntfy-link-secret"}, "accessToken": {"key": "ntfy-token"}},
+    "pushover": {
+        "token": {"secretName": "pushover", "key": "app-token"},
+        "callbackSecret": {"key": "pushover-callback-secret"},
+    },
+}
+
+
+def test_ntfy_and_pushover_secrets_are_referenced_by_name(helm: Helm) -> None:
+    r = helm.template(
+        {
+            "secrets": PUSH_SECRETS,
+            "config": {"adapters": {"ntfy": {"server_url": "https://ntfy.example.com"}}},
+        }
+    )
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in r.container["env"]}
+    assert {k: v for k, v in refs.items() if "NTFY" in k or "PUSHOVER" in k} == {
+        "TOCSIN_NTFY_LINK_SECRET": {"name": "tocsin", "key": "ntfy-link-secret"},
+        "TOCSIN_NTFY_ACCESS_TOKEN": {"name": "tocsin", "key": "ntfy-token"},
+        "TOCSIN_PUSHOVER_TOKEN": {"name": "pushover", "key": "app-token"},
+        "TOCSIN_PUSHOVER_CALLBACK_SECRET": {"name": "tocsin", "key": "pushover-callback-secret"},
+    }
+    adapters = r.config["adapters"]
+    assert adapters["ntfy"] == {
+        "server_url": "https://ntfy.example.com",
+        "link_secret": "${TOCSIN_NTFY_LINK_SECRET}",
+        "access_token": "${TOCSIN_NTFY_ACCESS_TOKEN}",
+    }
+    assert adapters["pushover"] == {
+        "token": "${TOCSIN_PUSHOVER_TOKEN}",
+        "callback_secret": "${TOCSIN_PUSHOVER_CALLBACK_SECRET}",
+    }
+    assert env_refs(r.one("ConfigMap")["data"]["tocsin.yaml"]) == set(refs)
+
+
+def test_the_ingress_routes_the_push_callbacks_by_default(helm: Helm) -> None:
+    r = helm.template({"ingress": {"enabled": True, "hosts": ["tocsin.example.com"]}})
+    [rule] = r.one("Ingress")["spec"]["rules"]
+    paths = {(p["path"], p["pathType"]) for p in rule["http"]["paths"]}
+    assert {("/api/v1/ntfy/", "Prefix"), ("/api/v1/pushover/callback", "Exact")} <= paths
+
+
+def test_push_secrets_in_config_values_or_half_set_are_refused(helm: Helm) -> None:
+    err = helm.template_error({"config": {"adapters": {"ntfy": {"link_secret": "x" * 20}}}})
+    assert "config.adapters.ntfy.link_secret is a secret" in err and "secrets.ntfy" in err
+    err = helm.template_error({"config": {"adapters": {"pushover": {"token": "t"}}}})
+    assert "config.adapters.pushover.token is a secret" in err
+    err = helm.template_error({"secrets": {"pushover": {"token": {"key": "t"}}}})
+    assert "secrets.pushover needs both token and callbackSecret" in err
+    err = helm.template_error({"secrets": {"ntfy": {"accessToken": {"key": "t"}}}})
+    assert "secrets.ntfy.accessToken needs secrets.ntfy.linkSecret" in err
+    err = helm.template_error(
+        {"secrets": {"extraEnv": [{"name": "TOCSIN_PUSHOVER_TOKEN", "key": "x"}]}}
+    )
+    assert "set by the chart itself" in err

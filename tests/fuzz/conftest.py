@@ -92,6 +92,9 @@ GATHER = "/api/v1/phone/twilio/gather"
 STATUS = "/api/v1/phone/twilio/status"
 SMS = "/api/v1/phone/twilio/sms"
 INCIDENTS = "/api/v1/incidents"
+PUSHOVER_CALLBACK = "/api/v1/pushover/callback"
+PUSHOVER_CALLBACK_SECRET = "fuzz-pushover-callback-secret-0123456789"
+NTFY_LINK_SECRET = "fuzz-ntfy-link-secret-0123456789abcdef"
 
 AM_HEADERS = {"Authorization": f"Bearer {AM_TOKEN}", "Content-Type": "application/json"}
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
@@ -160,6 +163,13 @@ def fuzz_config(tmp_path: Path, twilio_url: str) -> Path:
             "bot_token": SLACK_BOT_TOKEN,
             "signing_secret": SLACK_SIGNING_SECRET,
             "base_url": "http://127.0.0.1:9/api/",
+        },
+        # Nothing listens on port 9: ntfy and Pushover are there for their inbound routes.
+        "ntfy": {"server_url": "http://127.0.0.1:9", "link_secret": NTFY_LINK_SECRET},
+        "pushover": {
+            "api_url": "http://127.0.0.1:9",
+            "token": "azGDORePK8gMaC0QOYAMyEEuzJnyUi",
+            "callback_secret": PUSHOVER_CALLBACK_SECRET,
         },
         "phone": phone_adapter(
             twilio_url, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=TWILIO_NUMBER

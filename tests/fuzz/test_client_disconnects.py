@@ -18,6 +18,7 @@ from tests.fuzz.conftest import (
     GATHER,
     INCIDENTS,
     PD_WEBHOOK,
+    PUSHOVER_CALLBACK,
     RECEIVER,
     SMS,
     STATUS,
@@ -37,6 +38,7 @@ BODY_ROUTES = [
     (SMS, SMS, FORM),
     ("/api/v1/{channel}/{action}", "/api/v1/email/ack?token=t", FORM),
     ("/api/v1/{channel}/{action}", "/api/v1/teams/resolve?token=t", FORM),
+    (PUSHOVER_CALLBACK, PUSHOVER_CALLBACK + "?token=t", FORM),
     (
         INCIDENTS + "/{id}/{action}",
         INCIDENTS + "/1/ack",

@@ -20,6 +20,7 @@ from tests.fuzz.conftest import (
     GATHER,
     INCIDENTS,
     PD_WEBHOOK,
+    PUSHOVER_CALLBACK,
     RECEIVER,
     SMS,
     STATUS,
@@ -45,6 +46,7 @@ ROUTES: dict[tuple[str, str], str] = {
     # Signed action links (email and Teams share one route).
     ("GET", "/api/v1/{channel}/{action}"): "/api/v1/email/ack?token=$token",
     ("POST", "/api/v1/{channel}/{action}"): "/api/v1/email/resolve?token=$token",
+    ("POST", PUSHOVER_CALLBACK): PUSHOVER_CALLBACK + "?token=$token",
     ("GET", INCIDENTS): INCIDENTS,
     ("GET", INCIDENTS + "/{id}"): INCIDENTS + "/$inc0",
     ("POST", INCIDENTS + "/{id}/{action}"): INCIDENTS + "/$inc0/ack",

@@ -83,6 +83,21 @@ so `helm template`, `helm lint` and `helm install` all stop on them.
 {{- fail (printf "config.adapters.slack.%s is a secret; reference it with secrets.slack instead (botToken, signingSecret) so no secret is written into the chart's values." $k) -}}
 {{- end -}}
 {{- end -}}
+{{- range $section, $keys := dict "ntfy" (list "access_token" "link_secret" "access_token_file" "link_secret_file") "pushover" (list "token" "callback_secret" "token_file" "callback_secret_file") -}}
+{{- $given := dig "adapters" $section dict ($.Values.config | default dict) -}}
+{{- range $k := $keys -}}
+{{- if hasKey $given $k -}}
+{{- fail (printf "config.adapters.%s.%s is a secret; reference it with secrets.%s instead so no secret is written into the chart's values." $section $k $section) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.secrets.ntfy.accessToken.key (not .Values.secrets.ntfy.linkSecret.key) -}}
+{{- fail "secrets.ntfy.accessToken needs secrets.ntfy.linkSecret too (it signs the notifications' Acknowledge buttons)." -}}
+{{- end -}}
+{{- $po := .Values.secrets.pushover -}}
+{{- if ne (empty $po.token.key) (empty $po.callbackSecret.key) -}}
+{{- fail "secrets.pushover needs both token and callbackSecret (Pushover's acknowledgement callback URL is signed)." -}}
+{{- end -}}
 {{- $sl := .Values.secrets.slack -}}
 {{- if ne (empty $sl.botToken.key) (empty $sl.signingSecret.key) -}}
 {{- fail "secrets.slack needs both botToken and signingSecret (a Slack app signs what it sends with the one and is called with the other)." -}}
@@ -97,7 +112,7 @@ so `helm template`, `helm lint` and `helm install` all stop on them.
 {{- end -}}
 {{- $reserved := list "TOCSIN_RECEIVER_TOKEN" "TOCSIN_API_TOKEN" "TOCSIN_POSTGRES_DSN" "TOCSIN_PAGERDUTY_API_TOKEN" -}}
 {{- range .Values.secrets.extraEnv -}}
-{{- if or (has .name $reserved) (hasPrefix "TOCSIN_RECEIVER_TOKEN_" .name) (hasPrefix "TOCSIN_PAGERDUTY_" .name) (hasPrefix "TOCSIN_SLACK_" .name) -}}
+{{- if or (has .name $reserved) (hasPrefix "TOCSIN_RECEIVER_TOKEN_" .name) (hasPrefix "TOCSIN_PAGERDUTY_" .name) (hasPrefix "TOCSIN_SLACK_" .name) (hasPrefix "TOCSIN_NTFY_" .name) (hasPrefix "TOCSIN_PUSHOVER_" .name) -}}
 {{- fail (printf "secrets.extraEnv: %s is set by the chart itself; pick another name." .name) -}}
 {{- end -}}
 {{- end -}}
@@ -156,6 +171,16 @@ One env entry read from a Secret. Usage: include "tocsin.secretEnv" (list $ "NAM
 {{- if $s.slack.botToken.key }}
 {{ include "tocsin.secretEnv" (list . "TOCSIN_SLACK_BOT_TOKEN" $s.slack.botToken) }}
 {{ include "tocsin.secretEnv" (list . "TOCSIN_SLACK_SIGNING_SECRET" $s.slack.signingSecret) }}
+{{- end }}
+{{- if $s.ntfy.linkSecret.key }}
+{{ include "tocsin.secretEnv" (list . "TOCSIN_NTFY_LINK_SECRET" $s.ntfy.linkSecret) }}
+{{- end }}
+{{- if $s.ntfy.accessToken.key }}
+{{ include "tocsin.secretEnv" (list . "TOCSIN_NTFY_ACCESS_TOKEN" $s.ntfy.accessToken) }}
+{{- end }}
+{{- if $s.pushover.token.key }}
+{{ include "tocsin.secretEnv" (list . "TOCSIN_PUSHOVER_TOKEN" $s.pushover.token) }}
+{{ include "tocsin.secretEnv" (list . "TOCSIN_PUSHOVER_CALLBACK_SECRET" $s.pushover.callbackSecret) }}
 {{- end }}
 {{- range $s.extraEnv }}
 {{ include "tocsin.secretEnv" (list $ .name .) }}
@@ -237,6 +262,22 @@ Secret-backed PagerDuty fields, all pointing at environment variables (never at 
 {{- $_ := set $slc "bot_token" "${TOCSIN_SLACK_BOT_TOKEN}" -}}
 {{- $_ := set $slc "signing_secret" "${TOCSIN_SLACK_SIGNING_SECRET}" -}}
 {{- $_ := set $adapters "slack" $slc -}}
+{{- $_ := set $cfg "adapters" $adapters -}}
+{{- end -}}
+{{- if $v.secrets.ntfy.linkSecret.key -}}
+{{- $adapters := $cfg.adapters | default dict -}}
+{{- $nt := deepCopy ($adapters.ntfy | default dict) -}}
+{{- $_ := set $nt "link_secret" "${TOCSIN_NTFY_LINK_SECRET}" -}}
+{{- if $v.secrets.ntfy.accessToken.key -}}{{- $_ := set $nt "access_token" "${TOCSIN_NTFY_ACCESS_TOKEN}" -}}{{- end -}}
+{{- $_ := set $adapters "ntfy" $nt -}}
+{{- $_ := set $cfg "adapters" $adapters -}}
+{{- end -}}
+{{- if $v.secrets.pushover.token.key -}}
+{{- $adapters := $cfg.adapters | default dict -}}
+{{- $po := deepCopy ($adapters.pushover | default dict) -}}
+{{- $_ := set $po "token" "${TOCSIN_PUSHOVER_TOKEN}" -}}
+{{- $_ := set $po "callback_secret" "${TOCSIN_PUSHOVER_CALLBACK_SECRET}" -}}
+{{- $_ := set $adapters "pushover" $po -}}
 {{- $_ := set $cfg "adapters" $adapters -}}
 {{- end -}}
 {{- toYaml $cfg -}}

@@ -1,0 +1,224 @@
+"""The whole app paging through ntfy (a fake ntfy server following ntfy's documented publish
+contract), on the driver's virtual clock.
+
+A P0 publishes to Alice's topic at once with ntfy's top priority and two ``http`` action buttons
+(POST, no confirmation page: what the ntfy app does when the button is pressed), and to Carol's
+five minutes later. Pressing Acknowledge acknowledges as Alice with source ``ntfy`` and stops
+the escalation; the same POST again, an expired one, or a forged one changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from escalation.engine.service import ActOn, Delivery
+from escalation.incidents.actions import Action
+from escalation.incidents.model import IncidentRecord, OutboxState, Status
+from tests.driver.app import START, App, MakeApp
+from tests.driver.config import PUBLIC, write_config
+from tests.driver.payloads import sample_bytes
+from tests.fakes.ntfy import NTFY_TOKEN, FakeNtfy
+
+LINK_SECRET = "ntfy-flow-link-secret-0123456789"
+
+RULES_YAML = """\
+rules:
+  - name: errors
+    match: ['alertname="HighErrorRate"']
+    severity: %s
+    policy: push
+    title: "{{ labels.alertname }} on {{ labels.service }}"
+"""
+
+POLICY = """\
+people:
+  alice: {name: Alice Ng, ntfy_topic: alice-pager_7f3a, channels: [ntfy]}
+  carol: {name: Carol Sato, ntfy_topic: carol-pager_91bc, channels: [ntfy], fallback: [log]}
+policies:
+  push:
+    steps:
+      - {name: on-call, after: 0, notify: ["person:alice"], via: [ntfy]}
+      - {name: lead, after: 5m, notify: ["person:carol"], via: [ntfy]}
+"""
+
+
+@pytest.fixture
+async def ntfy() -> AsyncIterator[FakeNtfy]:
+    fake = await FakeNtfy().start()
+    yield fake
+    await fake.close()
+
+
+async def start(
+    tmp_path: Path, make_app: MakeApp, ntfy: FakeNtfy, *, severity: str = "P0", **over: Any
+) -> App:
+    section = {
+        "server_url": ntfy.url,
+        "access_token": NTFY_TOKEN,
+        "link_secret": LINK_SECRET,
+        "link_ttl": "1h",
+        **over,
+    }
+    rules = {"rules": {"files": ["rules/*.yaml"]}}
+    adapters = {"adapters": {"ntfy": section}}
+    path = write_config(tmp_path, rules, POLICY, adapters, rules=RULES_YAML % severity)
+    return await make_app(path, fakes=(ntfy,))
+
+
+@pytest.fixture
+async def app(tmp_path: Path, make_app: MakeApp, ntfy: FakeNtfy) -> App:
+    return await start(tmp_path, make_app, ntfy)
+
+
+async def first(app: App, ntfy: FakeNtfy) -> tuple[IncidentRecord, dict[str, Any]]:
+    inc = await app.fire(sample_bytes("alertmanager-0.25-firing.json"))
+    await app.at(timedelta(0))
+    [message] = ntfy.messages
+    return inc, message
+
+
+def button(message: dict[str, Any], label: str) -> tuple[str, str]:
+    """(path, token) of the ``http`` action ``label``, checked to POST under public_url."""
+    [action] = [a for a in message["actions"] if a["label"] == label]
+    assert (action["action"], action["method"]) == ("http", "POST")
+    parts = urlsplit(action["url"])
+    assert f"{parts.scheme}://{parts.netloc}" == PUBLIC
+    return parts.path, parse_qs(parts.query)["token"][0]
+
+
+async def press(app: App, path: str, token: str) -> tuple[int, str]:
+    # The ntfy app's http action: a POST to the URL, no body, no confirmation.
+    resp = await app.client.post(path, params={"token": token})
+    return resp.status, await resp.text()
+
+
+async def test_a_p0_is_published_to_the_persons_topic_at_top_priority(
+    app: App, ntfy: FakeNtfy
+) -> None:
+    inc, message = await first(app, ntfy)
+    assert message["topic"] == "alice-pager_7f3a"
+    assert message["priority"] == 5  # max / urgent
+    assert message["title"].startswith("[SEV-1] #1 HighErrorRate on api")
+    assert message["message"].startswith("Paging Alice Ng")
+    assert message["click"] == f"{PUBLIC}/incidents/{inc.id}"
+    assert [a["label"] for a in message["actions"]] == ["Acknowledge", "Resolve", "Runbook"]
+    assert button(message, "Acknowledge")[0] == "/api/v1/ntfy/ack"
+    assert button(message, "Resolve")[0] == "/api/v1/ntfy/resolve"
+    headers, _ = ntfy.requests[0]
+    assert headers["Authorization"] == f"Bearer {NTFY_TOKEN}"
+    [row] = await app.outbox(inc.id)
+    assert (row.channel, row.state, row.provider_id) == ("ntfy", OutboxState.SENT, message["id"])
+
+
+async def test_pressing_acknowledge_acts_once_and_stops_escalation(
+    app: App, ntfy: FakeNtfy
+) -> None:
+    inc, message = await first(app, ntfy)
+    path, token = button(message, "Acknowledge")
+    before = await app.timeline(inc.id)
+
+    # Forged (one character changed) or sent to the other action: refused, nothing changes.
+    forged = token[:-1] + ("A" if token[-1] != "A" else "B")
+    assert (await press(app, path, forged))[0] == 403
+    assert (await press(app, "/api/v1/ntfy/resolve", token))[0] == 403
+    assert await app.timeline(inc.id) == before
+
+    status, html = await press(app, path, token)
+    assert (status, "<h1>Incident #1 acknowledged</h1>" in html) == (200, True)
+    acked = await app.record(inc.id)
+    assert (acked.status, acked.acknowledged_at) == (Status.ACKNOWLEDGED, START)
+    events = await app.timeline(inc.id)
+    assert [(e.kind, e.actor, e.source) for e in events[len(before) :]] == [
+        ("ack", "alice", "ntfy")
+    ]
+
+    # Replayed (the same button again, or the request captured and re-sent): nothing happens.
+    assert (await press(app, path, token))[0] in (200, 409)
+    assert await app.timeline(inc.id) == events
+
+    # Escalation stopped: Carol is never paged.
+    await app.at(timedelta(minutes=10))
+    assert [m["topic"] for m in ntfy.messages] == ["alice-pager_7f3a"]
+
+
+async def test_a_pressed_button_is_remembered_so_it_never_acts_again(
+    app: App, ntfy: FakeNtfy
+) -> None:
+    inc, message = await first(app, ntfy)
+    path, token = button(message, "Resolve")
+    assert (await press(app, path, token))[0] == 200
+    assert (await app.record(inc.id)).status == Status.RESOLVED
+    events = await app.timeline(inc.id)
+    # The use was stored with the action (one transaction): the same token as an inbound
+    # delivery is a replay to the façade itself, whatever state the incident is in later.
+    seen = Delivery("ntfy", hashlib.sha256(token.encode()).hexdigest())
+    again = await app.rt.service.act_once(seen, [ActOn(inc.id, "alice")], Action.REOPEN, source="x")
+    assert again is None
+    status, html = await press(app, path, token)
+    assert (status, "already resolved" in html) == (200, True)
+    assert await app.timeline(inc.id) == events
+
+
+async def test_two_presses_at_once_act_once(app: App, ntfy: FakeNtfy) -> None:
+    inc, message = await first(app, ntfy)
+    path, token = button(message, "Acknowledge")
+    answers = await asyncio.gather(press(app, path, token), press(app, path, token))
+    assert sorted(status for status, _ in answers)[0] == 200
+    assert [e.kind for e in await app.timeline(inc.id)].count("ack") == 1
+
+
+async def test_an_expired_button_does_nothing(app: App, ntfy: FakeNtfy) -> None:
+    inc, message = await first(app, ntfy)
+    before = await app.timeline(inc.id)
+    app.clock.set(START + timedelta(hours=1))  # buttons live exactly link_ttl
+    for label in ("Acknowledge", "Resolve"):
+        status, html = await press(app, *button(message, label))
+        assert (status, "<h1>This link has expired</h1>" in html) == (403, True)
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+    assert await app.timeline(inc.id) == before
+
+
+@pytest.mark.parametrize(("severity", "priority"), [("P1", 4), ("P2", 3), ("P3", 2)])
+async def test_lower_levels_ring_less(
+    tmp_path: Path, make_app: MakeApp, ntfy: FakeNtfy, severity: str, priority: int
+) -> None:
+    app = await start(tmp_path, make_app, ntfy, severity=severity)
+    _, message = await first(app, ntfy)
+    assert message["priority"] == priority
+
+
+async def test_a_refused_token_fails_visibly_and_falls_back(
+    tmp_path: Path, make_app: MakeApp, ntfy: FakeNtfy
+) -> None:
+    app = await start(tmp_path, make_app, ntfy, access_token="tk_revoked0000000000000000000000")
+    inc = await app.fire(sample_bytes("alertmanager-0.25-firing.json"))
+    await app.at(timedelta(minutes=5))
+    assert ntfy.messages == []
+    rows = {r.person: r for r in await app.outbox(inc.id) if r.channel == "ntfy"}
+    assert rows["alice"].state == OutboxState.FAILED
+    assert "HTTP 401: 40101 unauthorized" in rows["alice"].last_error
+    assert NTFY_TOKEN not in rows["alice"].last_error
+    # Carol's fallback carries her page when ntfy refuses it.
+    assert any(r.channel == "log" and r.person == "carol" for r in await app.outbox(inc.id))
+
+
+async def test_ntfys_rate_limit_is_waited_out(
+    tmp_path: Path, make_app: MakeApp, ntfy: FakeNtfy
+) -> None:
+    ntfy.limit(0)
+    app = await start(tmp_path, make_app, ntfy)
+    inc = await app.fire(sample_bytes("alertmanager-0.25-firing.json"))
+    await app.at(timedelta(0))
+    [row] = await app.outbox(inc.id)
+    assert row.state == OutboxState.PENDING and "42901" in row.last_error
+    ntfy.limit(10)
+    await app.at(timedelta(minutes=4))
+    assert [m["topic"] for m in ntfy.messages] == ["alice-pager_7f3a"]

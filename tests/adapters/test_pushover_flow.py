@@ -1,0 +1,189 @@
+"""The whole app paging through Pushover (a fake Pushover API following its documented Message
+API and receipts), on the driver's virtual clock.
+
+A P0 goes to Alice as an emergency message (priority 2, ``retry``/``expire``, a signed
+``callback``): Pushover answers with a receipt. When Alice acknowledges in the Pushover app,
+Pushover POSTs the receipt to the callback, which acknowledges the tocsin incident as Alice and
+stops the escalation. Acknowledged anywhere else, the receipt is cancelled so the phone stops
+ringing. Lower levels are normal-priority messages, and a resolution a quiet one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from escalation.incidents.model import IncidentRecord, OutboxState, Status
+from tests.driver.app import START, App, MakeApp
+from tests.driver.config import PUBLIC, write_config
+from tests.driver.payloads import sample_bytes
+from tests.fakes.pushover import APP_TOKEN, FakePushover, user_key
+
+CALLBACK_SECRET = "pushover-flow-callback-secret-0123"
+ALICE, CAROL = user_key("alice"), user_key("carol")
+
+RULES_YAML = """\
+rules:
+  - name: errors
+    match: ['alertname="HighErrorRate"']
+    severity: %s
+    policy: push
+    title: "{{ labels.alertname }} on {{ labels.service }}"
+"""
+
+POLICY = f"""\
+people:
+  alice: {{name: Alice Ng, pushover_user: {ALICE}, channels: [pushover]}}
+  carol: {{name: Carol Sato, pushover_user: {CAROL}, channels: [pushover]}}
+policies:
+  push:
+    steps:
+      - {{name: on-call, after: 0, notify: ["person:alice"], via: [pushover]}}
+      - {{name: lead, after: 5m, notify: ["person:carol"], via: [pushover]}}
+"""
+
+
+@pytest.fixture
+async def pushover() -> AsyncIterator[FakePushover]:
+    fake = await FakePushover(users=(ALICE, CAROL)).start()
+    yield fake
+    await fake.close()
+
+
+async def start(
+    tmp_path: Path, make_app: MakeApp, pushover: FakePushover, severity: str = "P0"
+) -> App:
+    section = {
+        "api_url": pushover.url,
+        "token": APP_TOKEN,
+        "callback_secret": CALLBACK_SECRET,
+        "retry": "30s",
+        "expire": "1h",
+        "callback_ttl": "2h",
+    }
+    rules = {"rules": {"files": ["rules/*.yaml"]}}
+    adapters = {"adapters": {"pushover": section}}
+    path = write_config(tmp_path, rules, POLICY, adapters, rules=RULES_YAML % severity)
+    return await make_app(path, fakes=(pushover,))
+
+
+@pytest.fixture
+async def app(tmp_path: Path, make_app: MakeApp, pushover: FakePushover) -> App:
+    return await start(tmp_path, make_app, pushover)
+
+
+async def first(app: App, pushover: FakePushover) -> tuple[IncidentRecord, dict[str, str]]:
+    inc = await app.fire(sample_bytes("alertmanager-0.25-firing.json"))
+    await app.at(timedelta(0))
+    [message] = pushover.messages
+    return inc, message
+
+
+async def callback(app: App, url: str, form: dict[str, str]) -> tuple[int, Any]:
+    """Pushover's callback POST, made to the app (its public URL is the test client's)."""
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}" == PUBLIC
+    resp = await app.client.post(f"{parts.path}?{parts.query}", data=form)
+    return resp.status, await resp.json()
+
+
+async def test_a_p0_is_an_emergency_message_with_a_signed_callback(
+    app: App, pushover: FakePushover
+) -> None:
+    inc, message = await first(app, pushover)
+    assert (message["user"], message["priority"]) == (ALICE, "2")
+    assert (message["retry"], message["expire"]) == ("30", "3600")
+    assert message["title"].startswith("[SEV-1] #1 HighErrorRate on api")
+    assert message["url"] == f"{PUBLIC}/incidents/{inc.id}"
+    parts = urlsplit(message["callback"])
+    assert parts.path == "/api/v1/pushover/callback" and "token" in parse_qs(parts.query)
+    [receipt] = pushover.receipts
+    [row] = await app.outbox(inc.id)
+    assert (row.state, row.provider_id) == (OutboxState.SENT, f"receipt:{receipt}")
+
+
+async def test_acknowledging_in_the_app_acknowledges_the_incident_once(
+    app: App, pushover: FakePushover
+) -> None:
+    inc, _ = await first(app, pushover)
+    [receipt] = pushover.receipts
+    url, form = pushover.acknowledge(receipt, ALICE)
+    before = await app.timeline(inc.id)
+
+    # A forged token, or none: refused, nothing changes.
+    assert (await callback(app, url.replace("token=", "token=x"), form))[0] == 403
+    assert (await callback(app, url.split("?")[0] + "?", form))[0] == 403
+    assert await app.timeline(inc.id) == before
+
+    status, body = await callback(app, url, form)
+    assert (status, body["status"]) == (200, "acknowledged")
+    acked = await app.record(inc.id)
+    assert (acked.status, acked.acknowledged_at) == (Status.ACKNOWLEDGED, START)
+    events = await app.timeline(inc.id)
+    assert [(e.kind, e.actor, e.source) for e in events[len(before) :]] == [
+        ("ack", "alice", "pushover")
+    ]
+    # Pushover calling back again with the same receipt: a replay, nothing happens.
+    status, body = await callback(app, url, form)
+    assert (status, body["status"]) == (200, "replay")
+    assert await app.timeline(inc.id) == events
+
+    # Escalation stopped: Carol is never paged.
+    await app.at(timedelta(minutes=10))
+    assert [m["user"] for m in pushover.messages] == [ALICE]
+
+
+async def test_acknowledged_elsewhere_the_receipt_is_cancelled(
+    app: App, pushover: FakePushover
+) -> None:
+    inc, _ = await first(app, pushover)
+    [receipt] = pushover.receipts
+    await app.act(inc.id, "ack", actor="bob")
+    await app.at(timedelta(seconds=1))
+    assert pushover.cancels == [receipt]  # Alice's phone stops ringing
+    assert pushover.receipts[receipt].acknowledged_at == 0
+    ack_rows = [r for r in await app.outbox(inc.id) if r.kind == "acknowledge"]
+    assert [(r.channel, r.person, r.state) for r in ack_rows] == [
+        ("pushover", "alice", OutboxState.SENT)
+    ]
+    await app.at(timedelta(minutes=10))
+    assert [m["user"] for m in pushover.messages] == [ALICE]  # no new message, no Carol
+
+
+async def test_an_expired_callback_token_does_nothing(app: App, pushover: FakePushover) -> None:
+    inc, _ = await first(app, pushover)
+    [receipt] = pushover.receipts
+    url, form = pushover.acknowledge(receipt, ALICE)
+    await app.act(inc.id, "ack", actor="bob")
+    await app.act(inc.id, "resolve", actor="bob")
+    before = await app.timeline(inc.id)
+    app.clock.set(START + timedelta(hours=2))  # callback_ttl
+    assert (await callback(app, url, form))[0] == 403
+    assert await app.timeline(inc.id) == before
+
+
+async def test_resolving_cancels_and_tells_quietly(app: App, pushover: FakePushover) -> None:
+    inc, _ = await first(app, pushover)
+    [receipt] = pushover.receipts
+    await app.act(inc.id, "resolve", actor="bob")
+    await app.at(timedelta(seconds=1))
+    assert receipt in pushover.cancels
+    resolved = pushover.messages[-1]
+    assert (resolved["user"], resolved["priority"]) == (ALICE, "-1")
+    assert "callback" not in resolved and resolved["message"].startswith("Resolved")
+
+
+async def test_a_p2_is_a_normal_priority_message_without_a_receipt(
+    tmp_path: Path, make_app: MakeApp, pushover: FakePushover
+) -> None:
+    app = await start(tmp_path, make_app, pushover, severity="P2")
+    inc, message = await first(app, pushover)
+    assert message["priority"] == "0" and "callback" not in message and "retry" not in message
+    assert pushover.receipts == {}
+    [row] = await app.outbox(inc.id)
+    assert row.state == OutboxState.SENT and not row.provider_id.startswith("receipt:")
