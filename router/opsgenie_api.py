@@ -20,7 +20,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -35,6 +35,7 @@ from escalation.incidents.actions import Action, IllegalTransition
 from escalation.incidents.model import IncidentRecord, Status
 from router.errors import ApiError
 from router.keys import RUNTIME
+from router.opsgenie_translate import slug
 from router.receiver import clean_text, read_body
 from router.runtime import Runtime
 from rules.alerts import Alert, Notification
@@ -234,10 +235,8 @@ def _adjust(rt: Runtime, a: CreateAlert, key: str) -> Callable[[Classification],
     matrix, cfg = rt.loaded.matrix, rt.loaded.config
     table = default_priorities(matrix.level_keys()) | cfg.opsgenie.priorities
     severity = matrix.resolve(table[a.priority]) or matrix.default_level
-    team = next((r.name for r in a.responders if r.type == "team" and r.name in cfg.teams), None)
-    policy = next(
-        (r.name for r in a.responders if r.type == "escalation" and r.name in cfg.policies), None
-    )
+    team = _configured(a.responders, "team", cfg.teams)
+    policy = _configured(a.responders, "escalation", cfg.policies)
 
     def adjust(c: Classification) -> Classification:
         reason = f"opsgenie: priority {a.priority} -> {severity}"
@@ -253,6 +252,17 @@ def _adjust(rt: Runtime, a: CreateAlert, key: str) -> Callable[[Classification],
         )
 
     return adjust
+
+
+def _configured(responders: list[Responder], kind: str, names: Collection[str]) -> str | None:
+    """The first responder of ``kind`` naming one of ``names``, as written or as
+    ``tocsin import opsgenie`` names it ("Ops Team" → ``ops-team``)."""
+    for r in responders:
+        if r.type == kind and r.name:
+            for name in (r.name, slug(r.name)):
+                if name in names:
+                    return name
+    return None
 
 
 async def create_alert(request: web.Request) -> None:

@@ -37,6 +37,10 @@ auth:
   genie_keys: [{{name: grafana, key: %s}}]
 teams:
   NOC: {{members: []}}
+  ops-team: {{members: []}}
+policies:
+  ops_escalation:
+    steps: [{{after: 0s, notify: [team:ops-team]}}]
 """
 
 
@@ -298,3 +302,13 @@ async def test_metrics_count_an_opsgenie_alert_at_its_priority_level(app: App) -
     resp = await app.client.get("/metrics")
     text = await resp.text()
     assert 'tocsin_alerts_classified_total{rule="default",severity="P1"} 1.0' in text
+
+
+async def test_responders_reach_teams_and_policies_by_their_imported_names(app: App) -> None:
+    responders = [
+        {"name": "Ops Team", "type": "team"},  # `tocsin import opsgenie` made it ops-team
+        {"name": "ops_escalation", "type": "escalation"},
+    ]
+    await genie(app, ALERTS, {"message": "m", "alias": "a", "responders": responders})
+    [inc] = await app.incidents()
+    assert (inc["team"], inc["policy"]) == ("ops-team", "ops_escalation")
