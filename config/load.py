@@ -183,7 +183,8 @@ def _public_url_warnings(cfg: TocsinConfig, doc: Document) -> list[Problem]:
     """A loopback ``server.public_url`` while a channel sends links (or takes callbacks) from
     outside: they would open nothing on anyone else's machine."""
     a = cfg.adapters
-    if a.pagerduty is None and a.email is None and a.phone is None:
+    # ntfy's buttons are POSTed from people's phones and Pushover calls back from its servers.
+    if all(s is None for s in (a.pagerduty, a.email, a.phone, a.ntfy, a.pushover)):
         return []
     host = urlsplit(cfg.server.public_url.strip()).hostname or ""
     if not is_loopback(host):

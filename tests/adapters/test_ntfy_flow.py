@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import pytest
 
+from adapters.ntfy.notifier import MESSAGE_LIMIT, _cut_bytes
 from escalation.engine.service import ActOn, Delivery
 from escalation.incidents.actions import Action
 from escalation.incidents.model import IncidentRecord, OutboxState, Status
@@ -222,3 +224,63 @@ async def test_ntfys_rate_limit_is_waited_out(
     ntfy.limit(10)
     await app.at(timedelta(minutes=4))
     assert [m["topic"] for m in ntfy.messages] == ["alice-pager_7f3a"]
+
+
+async def test_a_resolution_is_told_quietly_without_buttons(app: App, ntfy: FakeNtfy) -> None:
+    inc, _ = await first(app, ntfy)
+    await app.act(inc.id, "resolve", actor="bob")
+    await app.at(timedelta(seconds=1))
+    [_, resolved] = ntfy.messages
+    assert (resolved["topic"], resolved["priority"]) == ("alice-pager_7f3a", 2)
+    assert resolved["message"].startswith("Resolved")
+    assert [a["action"] for a in resolved.get("actions", [])] == ["view"]
+
+
+async def test_without_a_token_a_deny_all_server_refuses_and_nothing_is_retried(
+    tmp_path: Path, make_app: MakeApp, ntfy: FakeNtfy
+) -> None:
+    app = await start(tmp_path, make_app, ntfy, access_token=None)
+    inc = await app.fire(sample_bytes("alertmanager-0.25-firing.json"))
+    await app.at(timedelta(minutes=1))
+    [row] = [r for r in await app.outbox(inc.id) if r.person == "alice"]
+    assert (row.state, row.attempts) == (OutboxState.FAILED, 1)
+    assert "HTTP 403: 40301 forbidden" in row.last_error
+    assert "Authorization" not in ntfy.requests[0][0]
+
+
+def test_a_long_message_is_cut_to_ntfys_limit_on_a_character_boundary() -> None:
+    text = "é" * 5000  # two bytes each
+    cut = _cut_bytes(text, MESSAGE_LIMIT)
+    assert len(cut.encode()) <= MESSAGE_LIMIT and cut.endswith("…")
+    assert _cut_bytes("short", MESSAGE_LIMIT) == "short"
+
+
+async def test_the_fake_refuses_what_ntfy_refuses(ntfy: FakeNtfy) -> None:
+    ntfy.expect_violations()
+    auth = {"Authorization": f"Bearer {NTFY_TOKEN}"}
+    bad = [
+        ({"topic": "a/b"}, 400, 40009),
+        ({"topic": "t", "priority": 6}, 400, 40007),
+        ({"topic": "t", "message": "x" * 4097}, 400, 40014),
+        ({"topic": "t", "actions": [{"action": "view", "label": "v", "url": "u"}] * 4}, 400, 40018),
+        ({"topic": "t", "actions": [{"action": "http", "label": "h"}]}, 400, 40018),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for doc, status, code in bad:
+            async with http.post(ntfy.url + "/", json=doc, headers=auth) as resp:
+                assert (resp.status, (await resp.json())["code"]) == (status, code), doc
+        async with http.post(ntfy.url + "/", data=b"{", headers=auth) as resp:
+            assert (await resp.json())["code"] == 40024
+        async with http.post(ntfy.url + "/", json={"topic": "t"}) as resp:
+            assert (resp.status, await resp.json()) == (
+                403,
+                {
+                    "code": 40301,
+                    "http": 403,
+                    "error": "forbidden",
+                    "link": "https://ntfy.sh/docs/publish/#authentication",
+                },
+            )
+        async with http.post(ntfy.url + "/", json={"topic": "t"}, headers=auth) as resp:
+            ok = await resp.json()
+            assert (resp.status, ok["event"], ok["message"]) == (200, "message", "triggered")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import pytest
 
 from escalation.incidents.model import IncidentRecord, OutboxState, Status
@@ -187,3 +188,64 @@ async def test_a_p2_is_a_normal_priority_message_without_a_receipt(
     assert pushover.receipts == {}
     [row] = await app.outbox(inc.id)
     assert row.state == OutboxState.SENT and not row.provider_id.startswith("receipt:")
+
+
+async def test_pushovers_monthly_limit_is_waited_out(
+    tmp_path: Path, make_app: MakeApp, pushover: FakePushover
+) -> None:
+    pushover.remaining = 0
+    app = await start(tmp_path, make_app, pushover)
+    inc = await app.fire(sample_bytes("alertmanager-0.25-firing.json"))
+    await app.at(timedelta(0))
+    [row] = await app.outbox(inc.id)
+    assert row.state == OutboxState.PENDING and "HTTP 429" in row.last_error
+    pushover.remaining = 100
+    await app.at(timedelta(minutes=2))
+    assert [m["user"] for m in pushover.messages] == [ALICE]
+    assert APP_TOKEN not in row.last_error
+
+
+async def test_an_unknown_user_key_fails_permanently_with_pushovers_words(
+    tmp_path: Path, make_app: MakeApp
+) -> None:
+    fake = await FakePushover(users=(CAROL,)).start()  # Alice's key is not a Pushover user
+    try:
+        app = await start(tmp_path, make_app, fake)
+        inc = await app.fire(sample_bytes("alertmanager-0.25-firing.json"))
+        await app.at(timedelta(minutes=1))
+        [row] = [r for r in await app.outbox(inc.id) if r.person == "alice"]
+        assert (row.state, row.attempts) == (OutboxState.FAILED, 1)
+        assert "HTTP 400: user identifier is invalid" in row.last_error
+    finally:
+        await fake.close()
+
+
+async def test_the_fake_follows_pushovers_contract(pushover: FakePushover) -> None:
+    pushover.expect_violations()
+    base = {"token": APP_TOKEN, "user": ALICE, "message": "m"}
+    async with aiohttp.ClientSession() as http:
+
+        async def post(path: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+            async with http.post(pushover.url + path, data=form) as resp:
+                return resp.status, await resp.json()
+
+        status, body = await post("/1/messages.json", {**base, "token": "x" * 30})
+        assert (status, body["status"], body["token"]) == (400, 0, "invalid")
+        status, body = await post("/1/messages.json", {**base, "priority": "2"})
+        assert status == 400 and any("retry" in e for e in body["errors"])
+        emergency = {**base, "priority": "2", "retry": "30", "expire": "10800"}
+        status, body = await post("/1/messages.json", {**emergency, "expire": "10801"})
+        assert status == 400 and any("expire" in e for e in body["errors"])
+        status, body = await post("/1/messages.json", {**base, "message": "x" * 1025})
+        assert status == 400
+        status, body = await post("/1/messages.json", emergency)
+        assert status == 200 and body["status"] == 1 and len(body["receipt"]) == 30
+        receipt = body["receipt"]
+        async with http.get(
+            f"{pushover.url}/1/receipts/{receipt}.json", params={"token": APP_TOKEN}
+        ) as resp:
+            assert (await resp.json())["acknowledged"] == 0
+        status, body = await post(f"/1/receipts/{receipt}/cancel.json", {"token": APP_TOKEN})
+        assert (status, body["status"]) == (200, 1)
+        status, body = await post(f"/1/receipts/{'q' * 30}/cancel.json", {"token": APP_TOKEN})
+        assert (status, body["status"]) == (400, 0)

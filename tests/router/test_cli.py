@@ -965,6 +965,23 @@ def test_check_warns_on_a_loopback_public_url_when_pages_carry_links(
     assert code == 1
 
 
+@pytest.mark.parametrize(
+    "section",
+    [
+        "  ntfy: {link_secret: ntfy-link-secret-0123456789}\n",
+        "  pushover: {token: t, callback_secret: pushover-callback-0123456789}\n",
+    ],
+)
+def test_check_warns_on_a_loopback_public_url_for_push_buttons_and_callbacks(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, section: str
+) -> None:
+    server = "server: {public_url: 'http://127.0.0.1:9095'}\n"
+    config = write(tmp_path, "tocsin.yaml", AUTH + server + "adapters:\n" + section)
+    code, _out, err = run(capsys, "check", str(config))
+    assert code == 0
+    assert "is a loopback address" in err
+
+
 def test_check_warns_when_pagerduty_webhooks_cannot_be_matched_without_a_rest_token(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
