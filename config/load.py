@@ -21,6 +21,7 @@ import pydantic
 
 from adapters.registry import adapter_problems
 from config.errors import ConfigError, Problem
+from config.heartbeats import heartbeat_refs
 from config.loader import Document, load_document, problems_from_validation_error
 from config.opsgenie import priority_refs
 from config.salvage import Salvaged, salvage_document
@@ -158,15 +159,16 @@ def load_config(
         problems += [
             _problem(doc, _as_written(doc, loc), msg) for loc, msg in cross_check(cfg, tiers.levels)
         ]
-        problems += [
-            _problem(doc, _as_written(doc, loc), msg)
-            for loc, msg in priority_refs(cfg.opsgenie, matrix.resolve, matrix.level_keys())
+        refs = [
+            *priority_refs(cfg.opsgenie, matrix.resolve, matrix.level_keys()),
+            *heartbeat_refs(cfg, matrix.resolve, matrix.level_keys()),
         ]
+        problems += [_problem(doc, _as_written(doc, loc), msg) for loc, msg in refs]
     problems += [
         _problem(doc, ("adapters", *loc), msg)
         for loc, msg in adapter_problems(cfg.adapters, cfg.server.public_url)
     ]
-    names = _Names(cfg.policies, cfg.teams, cfg.calendars, matrix)
+    names = _Names(cfg.policies, cfg.teams, cfg.calendars, matrix, cfg.heartbeats)
     rules = _RuleFiles(doc, cfg.rules.default, names, env)
     rules.load(path.parent, cfg.rules.files)
     problems += rules.problems
@@ -219,6 +221,7 @@ class _Names:
     teams: Mapping[str, Any] | None
     calendars: Mapping[str, Any] | None
     matrix: Matrix | None  # None: the matrix is invalid, severities are not checked
+    heartbeats: Mapping[str, Any] | None = None
 
     @classmethod
     def salvaged(cls, s: Salvaged) -> _Names:
@@ -230,6 +233,7 @@ class _Names:
             names.teams if s.readable("teams") else None,
             names.calendars if s.readable("calendars") else None,
             names.matrix if s.readable("matrix") else None,
+            names.heartbeats if s.readable("heartbeats") else None,
         )
 
     @classmethod
@@ -248,7 +252,7 @@ class _Names:
         except (pydantic.ValidationError, ValueError):
             matrix = None  # the config's own errors say why
         calendars = {BUSINESS_HOURS: None, **section("calendars")}
-        return cls(section("policies"), section("teams"), calendars, matrix)
+        return cls(section("policies"), section("teams"), calendars, matrix, section("heartbeats"))
 
 
 def _rules_despite(path: Path, env: Mapping[str, str] | None) -> list[Problem]:
@@ -379,6 +383,9 @@ def _unknown(o: dict[str, Any], names: _Names) -> list[tuple[tuple[str, ...], st
         out.append((("policy",), f"unknown policy {policy!r}{known_names(policies)}"))
     if isinstance(team, str) and teams is not None and team not in teams:
         out.append((("team",), f"unknown team {team!r}{known_names(teams)}"))
+    beat, beats = o.get("heartbeat"), names.heartbeats
+    if isinstance(beat, str) and beats is not None and beat not in beats:
+        out.append((("heartbeat",), f"unknown heartbeat {beat!r}{known_names(beats)}"))
     when = o.get("when")
     for key in ("calendar", "outside_calendar"):
         cal = when.get(key) if isinstance(when, dict) else None

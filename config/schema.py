@@ -16,6 +16,7 @@ from config.channels import channel_refs
 from config.opsgenie import OpsgenieSection
 from config.server import AuthConfig, ServerConfig
 from escalation.engine.config import EngineConfig
+from escalation.incidents.heartbeats import Heartbeat
 from escalation.incidents.steps import Policy, Step
 from escalation.oncall.calendars import Calendar, MaintenanceWindow
 from escalation.oncall.people import Person, Team
@@ -59,6 +60,7 @@ class TocsinConfig(BaseModel):
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)
     opsgenie: OpsgenieSection = Field(default_factory=OpsgenieSection)
+    heartbeats: dict[str, Heartbeat] = Field(default_factory=dict)
 
 
 def cross_check(cfg: TocsinConfig, matrix_levels: dict[str, Any]) -> list[tuple[Loc, str]]:

@@ -14,6 +14,7 @@ from config.errors import ConfigError
 from router.auth import require_api_token, require_receiver_auth
 from router.console import add_console_routes
 from router.errors import ApiError, Outage, error_middleware, on_store_outage
+from router.heartbeats_api import add_heartbeat_routes
 from router.ics import add_calendar_routes
 from router.inbound_email import add_email_routes
 from router.inbound_gateway import add_gateway_routes
@@ -101,6 +102,7 @@ async def receive_alertmanager(request: web.Request) -> web.Response:
                 for fp, c in result.classifications
             ],
             "incidents": result.incidents,
+            **({"heartbeats": result.heartbeats} if result.heartbeats else {}),
         },
         status=200,
     )
@@ -171,6 +173,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/-/reload", reload)
     add_incident_routes(app)
+    add_heartbeat_routes(app)
     add_oncall_routes(app)
     add_calendar_routes(app)
     add_pagerduty_routes(app)

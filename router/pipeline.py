@@ -19,6 +19,7 @@ class PipelineResult:
 
     classifications: list[tuple[str, Classification]] = field(default_factory=list)
     incidents: list[dict[str, object]] = field(default_factory=list)
+    heartbeats: list[str] = field(default_factory=list)  # pinged by Watchdog alerts
 
 
 class Pipeline(Protocol):

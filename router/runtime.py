@@ -29,10 +29,11 @@ from config.errors import ConfigError, Problem
 from config.load import LoadedConfig, load_config
 from config.server import REPLAY_CLOCK_SKEW, is_loopback
 from escalation.engine.clock import Clock, RealClock
+from escalation.engine.heartbeats import HeartbeatService
 from escalation.engine.loop import Engine
 from escalation.engine.metrics import EscalationMetrics
 from escalation.engine.oncall import OncallService
-from escalation.engine.service import EscalationService
+from escalation.engine.service import EscalationService, StoreUnavailable
 from escalation.incidents.directory import Directory
 from escalation.incidents.ingest import Classified
 from escalation.store.base import BreakerRecord, Store, StoreError
@@ -151,6 +152,13 @@ class Runtime:
         self.bound_host: str | None = None
 
     @functools.cached_property
+    def heartbeats(self) -> HeartbeatService:
+        """Configured heartbeats: pings, their state, and expiries (the engine fires them)."""
+        return HeartbeatService(
+            self.store, self.clock, self.service, lambda: self.loaded.config.heartbeats
+        )
+
+    @functools.cached_property
     def schedules(self) -> OncallService:
         """Who is on call, overrides made at run time, calendar feeds."""
         return OncallService(self.store, self.clock, lambda: self._directory)
@@ -177,8 +185,10 @@ class Runtime:
     async def start(self, *, run_engine: bool = True) -> None:
         """Open the store (migrations) and start the engine loop."""
         await self.store.open()
+        self.engine.heartbeats = self.heartbeats
         if not self.offline:
             await self.oncall.start()  # who PagerDuty has on call, before the first step fires
+            await self.heartbeats.arm_all()  # new ones from now; stored ones keep their time
         if run_engine:
             await self.wakeup.start()
             self._engine_task = asyncio.create_task(self.engine.run(), name="tocsin-engine")
@@ -229,8 +239,17 @@ class Runtime:
             depth = await self.store.outbox_depth()
             # Where the dispatcher keeps them: the store on PostgreSQL, memory on SQLite.
             breakers = {b.channel: b for b in await self._policy.breakers.records()}
-        except StoreError:
+            heartbeats = await self.heartbeats.views()
+        except (StoreError, StoreUnavailable):
             return
+        m = self.esc_metrics
+        m.heartbeat_last_ping.clear()
+        m.heartbeat_expired.clear()
+        for hb in heartbeats:
+            m.heartbeat_last_ping.labels(hb.name).set(
+                hb.last_ping.timestamp() if hb.last_ping else 0
+            )
+            m.heartbeat_expired.labels(hb.name).set(1 if hb.state == "expired" else 0)
         self.esc_metrics.open_incidents.clear()
         for (sev, status), n in counts.items():
             self.esc_metrics.open_incidents.labels(sev, status).set(n)
@@ -329,8 +348,18 @@ class Runtime:
                 self.oncall.configure(new)
             self.metrics.reload_ok.set(1)
             self.metrics.reload_ts.set(time.time())
+            await self._arm_heartbeats()
             self.engine.wake()
             log.info("configuration reloaded", extra={"path": str(new.path)})
+
+    async def _arm_heartbeats(self) -> None:
+        """Arm heartbeats a reload added; with the store down they are armed at the next one."""
+        if self.offline:
+            return
+        try:
+            await self.heartbeats.arm_all()
+        except StoreUnavailable as e:
+            log.warning("new heartbeats not armed: store unavailable", extra={"error": str(e)})
 
     def _check_receiver_exposure(self, new: LoadedConfig) -> None:
         """Refuse a reload into an unauthenticated receiver unless we listen on loopback only.
@@ -409,8 +438,17 @@ class IncidentPipeline:
     ) -> PipelineResult:
         rt = self.runtime
         classified = rt.classify(notification, adjust)
-        outcomes = await rt.service.ingest(notification, classified)  # or StoreUnavailable
+        # A rule's ``heartbeat:`` makes the alert (the Watchdog) a ping, never an incident; one
+        # naming a heartbeat no longer configured stays an alert, so it is not lost silently.
+        beats = rt.loaded.config.heartbeats
+        pings = [c for c in classified if c.verdict.heartbeat in beats]
+        rest = [c for c in classified if c.verdict.heartbeat not in beats]
+        pinged = sorted({b for c in pings if c.alert.firing and (b := c.verdict.heartbeat)})
+        for name in pinged:
+            await rt.heartbeats.ping(name)  # or StoreUnavailable
+        outcomes = await rt.service.ingest(notification, rest) if rest or not pings else []
         return PipelineResult(
             classifications=[(c.alert.fingerprint, c.verdict) for c in classified],
             incidents=[o.as_dict() for o in outcomes],
+            heartbeats=pinged,
         )

@@ -50,6 +50,7 @@ class Classification:
     matched: tuple[str, ...]
     reasons: tuple[str, ...]
     unknown_severity: str | None = None
+    heartbeat: str | None = None  # a rule's ``heartbeat:``: this alert is that heartbeat's ping
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class _Acc:
     team: str | None = None
     key: str | None = None
     title: str | None = None
+    heartbeat: str | None = None
     matched: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     unknown: str | None = None
@@ -172,6 +174,7 @@ class Classifier:
             matched=tuple(acc.matched),
             reasons=tuple(acc.reasons),
             unknown_severity=acc.unknown,
+            heartbeat=acc.heartbeat,
         )
 
     def _default_severity(self) -> str:
@@ -201,7 +204,11 @@ class Classifier:
             elif rank(sev) < rank(acc.severity):
                 acc.reasons.append(f"{name}: raised severity {acc.severity} -> {sev}")
                 acc.severity = sev
-        for attr, value in (("policy", out.policy), ("team", out.team)):
+        for attr, value in (
+            ("policy", out.policy),
+            ("team", out.team),
+            ("heartbeat", out.heartbeat),
+        ):
             if value is not None and getattr(acc, attr) is None:
                 setattr(acc, attr, value)
         want_key = acc.key is None and key_tpl is not None

@@ -61,6 +61,8 @@ class Outcome(BaseModel):
     team: str | None = None
     incident_key: str | None = None
     title: str | None = None
+    # A matching alert pings this heartbeat instead of opening an incident (the Watchdog).
+    heartbeat: str | None = Field(default=None, min_length=1)
 
     _key_tpl: Template | None = PrivateAttr(default=None)
     _title_tpl: Template | None = PrivateAttr(default=None)

@@ -33,7 +33,7 @@ from escalation.incidents.model import (
 )
 from escalation.store.base import Conflict, Store, StoreError, Tx
 
-__all__ = ["Engine", "OutboxDelivery", "decide_step"]
+__all__ = ["DueHeartbeats", "Engine", "OutboxDelivery", "decide_step"]
 
 log = logging.getLogger("tocsin.engine")
 
@@ -55,8 +55,14 @@ class OutboxDelivery(Protocol[_P]):
     async def finish(self, prepared: _P) -> None: ...
 
 
+class DueHeartbeats(Protocol):
+    """What fires heartbeats whose expiry has come (``engine.heartbeats``)."""
+
+    async def expire_due(self, now: datetime, owner: str, lease: timedelta, batch: int) -> int: ...
+
+
 class Engine:
-    """Fires due steps and delivers due outbox rows until stopped."""
+    """Fires due heartbeats and steps and delivers due outbox rows until stopped."""
 
     def __init__(
         self,
@@ -86,6 +92,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._stopping = False
         self.on_change: Callable[[], None] | None = None
+        self.heartbeats: DueHeartbeats | None = None
 
     def wake(self) -> None:
         """Something earlier may be due: re-read the next due time now."""
@@ -94,6 +101,13 @@ class Engine:
     async def tick(self) -> datetime | None:
         """Fire everything due now, deliver everything due now; return the next due time."""
         now = self.clock.now()
+        # Expired heartbeats first: the incidents they open have steps due now, fired below.
+        while self.heartbeats is not None:
+            if (
+                await self.heartbeats.expire_due(now, self.owner, self.lease, self.batch)
+                < self.batch
+            ):
+                break
         while True:
             claimed = await self._claim_and_fire(now)
             if claimed < self.batch:

@@ -83,6 +83,18 @@ class EscalationMetrics:
             ["channel"],
             registry=r,
         )
+        self.heartbeat_last_ping = Gauge(
+            "tocsin_heartbeat_last_ping_timestamp_seconds",
+            "When each configured heartbeat was last pinged (Unix time; 0: never).",
+            ["name"],
+            registry=r,
+        )
+        self.heartbeat_expired = Gauge(
+            "tocsin_heartbeat_expired",
+            "1 while a heartbeat is expired (its incident open until the next ping), else 0.",
+            ["name"],
+            registry=r,
+        )
         self.notifications = Counter(
             "tocsin_notifications_total",
             "Notification delivery attempts by channel and outcome.",

@@ -281,30 +281,37 @@ class EscalationService:
         self, n: Notification, classified: Sequence[Classified]
     ) -> list[IngestOutcome]:
         """Fold the notification's alerts into incidents; durable when this returns."""
-        groups: dict[str, _Group] = {}
-        for c in classified:
-            key = c.verdict.incident_key or default_key(n.receiver_name, n.group_key)
-            groups.setdefault(key, _Group(key, [])).items.append(c)
 
         async def body(
             tx: Tx, now: datetime
         ) -> tuple[tuple[list[IngestOutcome], datetime], Changes]:
-            outcomes, changes = await self._ingest_in(tx, now, n, groups)
+            outcomes, changes = await self.ingest_in(tx, now, n, classified)
             return (outcomes, now), changes
 
         done = await self._unit("ingest", None, body)
         assert done is not None  # no delivery: never refused as a replay
         (outcomes, now), changes = done
+        self.ingested(changes, now, applied=False)
+        return outcomes
+
+    def ingested(self, changes: Changes, now: datetime, *, applied: bool = True) -> None:
+        """Count what a committed ingest did (and, if ``applied`` elsewhere, tell listeners)."""
+        if applied:
+            self._after(changes)
         for inc in changes.new_incidents:
             self.metrics.incidents.labels(inc.severity).inc()
         for inc in changes.updated_incidents:
             if inc.status == Status.RESOLVED and inc.resolved_at == now:
                 self._observe_resolved(inc)
-        return outcomes
 
-    async def _ingest_in(
-        self, tx: Tx, now: datetime, n: Notification, groups: dict[str, _Group]
+    async def ingest_in(
+        self, tx: Tx, now: datetime, n: Notification, classified: Sequence[Classified]
     ) -> tuple[list[IngestOutcome], Changes]:
+        """``ingest``'s decision inside the caller's transaction (the caller applies it)."""
+        groups: dict[str, _Group] = {}
+        for c in classified:
+            key = c.verdict.incident_key or default_key(n.receiver_name, n.group_key)
+            groups.setdefault(key, _Group(key, [])).items.append(c)
         keys = sorted(groups)
         await tx.lock_keys(keys)
         ctx = await tx.ingest_context(

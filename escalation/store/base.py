@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from escalation.incidents.heartbeats import HeartbeatRecord
 from escalation.incidents.model import (
     AlertRecord,
     Changes,
@@ -223,6 +224,17 @@ class Tx(Protocol):
     async def revoke_calendar_token(self, token_id: str, at: datetime, by: str) -> bool:
         """Revoke a live token; False when there is none by that id."""
 
+    async def heartbeat(self, name: str) -> HeartbeatRecord | None:
+        """One heartbeat's row, locked for update on backends that lock rows."""
+
+    async def put_heartbeat(self, rec: HeartbeatRecord) -> None:
+        """Insert or replace a heartbeat's row (releasing any lease on it)."""
+
+    async def claim_due_heartbeats(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> list[HeartbeatRecord]:
+        """Pending heartbeats due at ``now`` whose lease is free or expired; leased to ``owner``."""
+
 
 class Store(Protocol):
     """A durable backend."""
@@ -239,7 +251,11 @@ class Store(Protocol):
         """Raise StoreError unless the store can take writes now (for /readyz)."""
 
     async def next_due(self) -> datetime | None:
-        """Earliest due_at of pending steps and not_before of pending outbox rows."""
+        """Earliest due_at of pending steps and heartbeats and not_before of pending outbox
+        rows."""
+
+    async def heartbeats(self) -> list[HeartbeatRecord]:
+        """Every stored heartbeat, by name."""
 
     async def get_incident(self, incident_id: str) -> IncidentRecord | None: ...
 

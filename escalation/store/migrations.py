@@ -377,6 +377,26 @@ _POSTGRES_BREAKERS_WINDOWS: tuple[str, ...] = (
     " sent_at timestamptz NOT NULL, PRIMARY KEY (person, channel))",
 )
 
+# Heartbeats: one row per configured name, due like a step (``due_at``, claimed with a lease) and
+# kept across restarts, so an expiry while tocsin was down fires once it is back.
+_HEARTBEATS = (
+    """
+    CREATE TABLE heartbeats (
+        id {text} PRIMARY KEY,
+        state {text} NOT NULL,
+        armed_at {time} NOT NULL,
+        due_at {time} NOT NULL,
+        last_ping {time},
+        expired_at {time},
+        lease_owner {text},
+        lease_until {time}
+    )
+""",
+    "CREATE INDEX heartbeats_due ON heartbeats (state, due_at)",
+)
+_SQLITE_HEARTBEATS = tuple(s.format(text="TEXT", time="INTEGER") for s in _HEARTBEATS)
+_POSTGRES_HEARTBEATS = tuple(s.format(text="text", time="timestamptz") for s in _HEARTBEATS)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, name="initial schema", sqlite=_SQLITE_V1, postgres=_POSTGRES_V1),
     Migration(
@@ -399,6 +419,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         name="shared breakers and bundling windows",
         sqlite=_SQLITE_BREAKERS_WINDOWS,
         postgres=_POSTGRES_BREAKERS_WINDOWS,
+    ),
+    Migration(
+        version=6, name="heartbeats", sqlite=_SQLITE_HEARTBEATS, postgres=_POSTGRES_HEARTBEATS
     ),
 )
 

@@ -90,7 +90,10 @@ class PostgresQueries(Queries):
             "  ORDER BY not_before LIMIT 1)"
             " UNION ALL"
             " (SELECT min(GREATEST(not_before, lease_until)) FROM outbox"
-            "  WHERE state = 'pending' AND lease_until IS NOT NULL)) AS due"
+            "  WHERE state = 'pending' AND lease_until IS NOT NULL)"
+            " UNION ALL"
+            " (SELECT min(GREATEST(due_at, lease_until)) FROM heartbeats"
+            "  WHERE state = 'pending')) AS due"
         )
         due: datetime | None = rows[0]["t"]
         return due

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
+from escalation.incidents.heartbeats import HeartbeatRecord
 from escalation.incidents.model import (
     AlertRecord,
     Changes,
@@ -33,6 +34,7 @@ from escalation.store.sql.dialect import (
     Dialect,
     Row,
 )
+from escalation.store.sql.heartbeats import HEARTBEAT_COLS
 from escalation.store.sql.rows import tables
 from escalation.store.sql.statement import Query, execute, execute_many, fetch
 
@@ -73,6 +75,9 @@ class Queries(ABC):
         self._claim_steps = self.claim_sql("steps", STEP_COLS, "due_at", "due_at, id")
         order = f"not_before, created_at, {dialect.outbox_seq}"
         self._claim_outbox = self.claim_sql("outbox", OUTBOX_COLS, "not_before", order, seq=True)
+        self._claim_heartbeats = self.claim_sql(
+            "heartbeats", HEARTBEAT_COLS, "due_at", "due_at, id"
+        )
 
     def _chunks(self, items: Sequence[_T]) -> Iterator[Sequence[_T]]:
         step = self.d.max_list
@@ -227,6 +232,12 @@ class Queries(ABC):
         rows = yield from self._claim(self._claim_outbox, now, owner, lease_until, limit)
         rows = sorted(rows, key=lambda r: (r["not_before"], r["created_at"], r["seq"]))
         return [self.t.outbox.read(r) for r in rows]
+
+    def claim_due_heartbeats(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> Query[list[HeartbeatRecord]]:
+        rows = yield from self._claim(self._claim_heartbeats, now, owner, lease_until, limit)
+        return sorted(map(self.t.heartbeat.read, rows), key=lambda h: (h.due_at, h.id))
 
     def record_delivery(self, outcome: DeliveryOutcome) -> Query[None]:
         count = yield from execute(RECORD_DELIVERY, *delivery_params(self.d, outcome))

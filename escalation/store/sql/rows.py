@@ -15,6 +15,7 @@ from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from escalation.incidents import model
+from escalation.incidents.heartbeats import HeartbeatRecord
 from escalation.oncall.overrides import CalendarToken, StoredOverride
 from escalation.store.sql.dialect import Dialect, Row
 
@@ -68,6 +69,12 @@ _OVERRIDE: dict[str, _Kind] = {
     "removed_at": "time?",
 }
 _CALENDAR_TOKEN: dict[str, _Kind] = {"created_at": "time", "revoked_at": "time?"}
+_HEARTBEAT: dict[str, _Kind] = {
+    "armed_at": "time",
+    "due_at": "time",
+    "last_ping": "time?",
+    "expired_at": "time?",
+}
 
 # The incident columns a statement binds besides id, number and version (which an insert and a
 # compare-and-set place differently).
@@ -93,6 +100,7 @@ class Tables:
     event: Table[model.TimelineEvent]
     override: Table[StoredOverride]
     calendar_token: Table[CalendarToken]
+    heartbeat: Table[HeartbeatRecord]
 
 
 def tables(d: Dialect) -> Tables:
@@ -105,6 +113,7 @@ def tables(d: Dialect) -> Tables:
         event=_table(d, model.TimelineEvent, _EVENT),
         override=_table(d, StoredOverride, _OVERRIDE),
         calendar_token=_table(d, CalendarToken, _CALENDAR_TOKEN),
+        heartbeat=_table(d, HeartbeatRecord, _HEARTBEAT),
     )
 
 

@@ -98,6 +98,9 @@ class SqliteQueries(Queries):
             " ORDER BY not_before LIMIT 1",
             "SELECT max(not_before, lease_until) AS t FROM outbox"
             " WHERE state = 'pending' AND lease_until IS NOT NULL ORDER BY t LIMIT 1",
+            # Heartbeats are few (one per configured name): one scan, leased or not.
+            "SELECT min(max(due_at, coalesce(lease_until, 0))) AS t FROM heartbeats"
+            " WHERE state = 'pending'",
         )
         found: list[int] = []
         for sql in parts:

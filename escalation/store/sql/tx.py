@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from escalation.incidents.heartbeats import HeartbeatRecord
 from escalation.incidents.model import (
     AlertRecord,
     DeliveryOutcome,
@@ -22,6 +23,7 @@ from escalation.incidents.model import (
 )
 from escalation.oncall.overrides import CalendarToken, StoredOverride
 from escalation.store.base import BreakerRecord, IncidentFilter, IngestContext, RateSlot
+from escalation.store.sql import heartbeats as hb
 from escalation.store.sql import overrides as ov
 from escalation.store.sql.queries import DeliveryState, Queries, StepContext
 from escalation.store.sql.statement import Query
@@ -175,6 +177,17 @@ class SqlTx(ABC):
         """True if a live token by that id is now revoked."""
         return await self._run(ov.revoke_calendar_token(self._q.d, token_id, at, by))
 
+    async def heartbeat(self, name: str) -> HeartbeatRecord | None:
+        return await self._run(hb.get_heartbeat(self._q.d, self._q.t, name))
+
+    async def put_heartbeat(self, rec: HeartbeatRecord) -> None:
+        await self._run(hb.put_heartbeat(self._q.t, rec))
+
+    async def claim_due_heartbeats(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> list[HeartbeatRecord]:
+        return await self._run(self._q.claim_due_heartbeats(now, owner, lease_until, limit))
+
     async def check_breaker(self, channel: str, now: datetime, reset: timedelta) -> datetime | None:
         """None if a send may go on ``channel`` now (perhaps as the one half-open probe)."""
         return await self._run(self._q.check_breaker(channel, now, reset))
@@ -263,6 +276,10 @@ class SqlReads(ABC):
     async def calendar_tokens(self) -> list[CalendarToken]:
         """Every live calendar token, oldest first."""
         return await self._read(ov.calendar_tokens(self._q.t))
+
+    async def heartbeats(self) -> list[HeartbeatRecord]:
+        """Every stored heartbeat, by name."""
+        return await self._read(hb.list_heartbeats(self._q.t))
 
     async def schema_versions(self) -> list[int]:
         """Versions recorded in ``schema_migrations``, ascending."""
