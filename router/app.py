@@ -22,6 +22,7 @@ from router.inbound_pagerduty import add_pagerduty_routes
 from router.inbound_phone import add_phone_routes
 from router.inbound_pushover import add_pushover_routes
 from router.inbound_slack import add_slack_routes
+from router.inbound_vonage import add_vonage_routes
 from router.incidents_api import add_incident_routes
 from router.keys import RUNTIME
 from router.oncall_api import add_oncall_routes
@@ -180,6 +181,7 @@ def create_app(runtime: Runtime) -> web.Application:
     add_email_routes(app)
     add_phone_routes(app)
     add_gateway_routes(app)
+    add_vonage_routes(app)
     add_slack_routes(app)
     add_opsgenie_routes(app)
     add_pushover_routes(app)

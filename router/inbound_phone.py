@@ -39,7 +39,7 @@ from router.receiver import read_form
 if TYPE_CHECKING:
     from router.runtime import Runtime
 
-__all__ = ["add_phone_routes", "text_ack"]
+__all__ = ["add_phone_routes", "keypress", "text_ack", "unanswered"]
 
 log = logging.getLogger("tocsin.inbound.phone")
 
@@ -118,32 +118,41 @@ async def gather(request: web.Request) -> web.Response:
     """The keypress of a page call: 1 acknowledges, 2 escalates, anything else asks again."""
     rt, form = await _verified(request)
     digits = form.get("Digits", "").strip()
-    refs = request.query.getall("row", [])
+    call_sid = form.get("CallSid", "")
+    delivery = Delivery("twilio-gather", f"{call_sid}:{digits}") if call_sid else None
+    said, again = await keypress(rt, request.query.getall("row", []), digits, delivery)
+    if again:
+        url = rt.loaded.config.server.public_url.rstrip("/") + request.raw_path
+        return _twiml(gather_twiml(said, url, _BYE))
+    return _twiml(say_twiml(said))
+
+
+async def keypress(
+    rt: Runtime, refs: list[str], digits: str, delivery: Delivery | None
+) -> tuple[str, bool]:
+    """Act on a key pressed on the page call about outbox rows ``refs`` (any provider's):
+    what to say, and whether to ask again (an unknown key)."""
     rows = await rt.service.outbox_rows(refs)
     if not rows:
-        return _twiml(say_twiml("This alert is no longer known to tocsin. Goodbye."))
+        return "This alert is no longer known to tocsin. Goodbye.", False
     if digits not in ("1", "2"):
-        url = rt.loaded.config.server.public_url.rstrip("/") + request.raw_path
-        return _twiml(
-            gather_twiml(f"Sorry, {digits or 'nothing'} is not an option. {_MENU}", url, _BYE)
-        )
-    call_sid = form.get("CallSid", "")
+        return f"Sorry, {digits or 'nothing'} is not an option. {_MENU}", True
     action = Action.ACK if digits == "1" else Action.ESCALATE
     targets = {
         r.incident_id: ActOn(r.incident_id, r.person, f"pressed {digits} on the {r.channel} call")
         for r in reversed(rows)  # the first row of an incident names who pressed
     }
     acted = await rt.service.act_once(
-        Delivery("twilio-gather", f"{call_sid}:{digits}") if call_sid else None,
+        delivery,
         [targets[i] for i in dict.fromkeys(r.incident_id for r in rows)],
         action,
         source="phone",
     )
     if acted is None:
-        return _twiml(say_twiml("Your choice was already recorded. Goodbye."))
+        return "Your choice was already recorded. Goodbye.", False
     said = [_spoken(action, a.outcome, _number(a)) for a in acted]
     log.info("phone keypress", extra={"digits": digits, "rows": refs})
-    return _twiml(say_twiml(" ".join(said) + " " + _BYE))
+    return " ".join(said) + " " + _BYE, False
 
 
 def _keypress_lost() -> web.Response:
@@ -171,11 +180,15 @@ async def call_status(request: web.Request) -> web.Response:
     """A call's final status: no-answer / busy / failed / canceled → the person's next channel."""
     rt, form = await _verified(request)
     status = form.get("CallStatus", "")
-    refs = request.query.getall("row", [])
-    if not needs_fallback(status):
-        return _twiml(empty_twiml())  # completed (or progress events): the call did its job
-    call_sid = form.get("CallSid", "")
-    delivery = Delivery("twilio-status", f"{call_sid}:{status}") if call_sid else None
+    if needs_fallback(status):
+        call_sid = form.get("CallSid", "")
+        delivery = Delivery("twilio-status", f"{call_sid}:{status}") if call_sid else None
+        await unanswered(rt, request.query.getall("row", []), status, delivery)
+    return _twiml(empty_twiml())  # completed (or progress events): the call did its job
+
+
+async def unanswered(rt: Runtime, refs: list[str], status: str, delivery: Delivery | None) -> None:
+    """A page call about ``refs`` ended ``status`` unheard: the person's next channel."""
     reason = f"call ended {status}"
     nxt = await rt.service.fallback_once(delivery, refs, reason, source="phone")
     for ref, row in zip(refs, nxt or [], strict=False):
@@ -183,7 +196,6 @@ async def call_status(request: web.Request) -> web.Response:
             "phone call not answered",
             extra={"status": status, "outbox": ref, "next": row.id if row else None},
         )
-    return _twiml(empty_twiml())
 
 
 def _person_by_phone(rt: Runtime, number: str) -> str | None:

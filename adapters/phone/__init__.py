@@ -2,9 +2,10 @@
 
 Modules: ``provider`` (the ``PhoneProvider`` seam), ``notifiers`` (what calls say and texts
 read), ``codes`` (the SMS short code), ``twilio`` (Twilio's REST contract), ``twiml`` (the call
-documents), ``signature`` (``X-Twilio-Signature``), ``gateway`` (any HTTP SMS gateway, templated),
-``failover`` (several providers in order, per message). The inbound callbacks live in
-``router/inbound_phone.py`` and ``router/inbound_gateway.py``.
+documents), ``signature`` (``X-Twilio-Signature``), ``vonage`` (Vonage's Voice and Messages
+APIs), ``gateway`` (any HTTP SMS gateway, templated), ``failover`` (several providers in order,
+per message). The inbound callbacks live in ``router/inbound_phone.py``,
+``router/inbound_vonage.py`` and ``router/inbound_gateway.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from adapters.phone.gateway import GatewayProvider
 from adapters.phone.notifiers import CallNotifier, SmsNotifier
 from adapters.phone.provider import PhoneProvider, VoicePage
 from adapters.phone.twilio import TwilioProvider
+from adapters.phone.vonage import VonageProvider, private_key_problem
 
 __all__ = [
     "CallNotifier",
@@ -29,6 +31,7 @@ __all__ = [
     "SmsNotifier",
     "TwilioProvider",
     "VoicePage",
+    "VonageProvider",
     "build",
     "check",
 ]
@@ -39,6 +42,8 @@ def _provider(name: str, cfg: PhoneConfig, ctx: AdapterContext) -> PhoneProvider
         return TwilioProvider(cfg, ctx)
     if name == "gateway" and cfg.gateway is not None:
         return GatewayProvider(cfg.gateway, ctx)
+    if name == "vonage" and cfg.vonage is not None:
+        return VonageProvider(cfg, cfg.vonage, ctx)
     # The config's validator admits only the providers above, each with its section.
     raise ValueError(f"phone provider {name!r} is not configured")  # pragma: no cover
 
@@ -60,6 +65,11 @@ def build(
 
 def check(cfg: PhoneConfig) -> list[tuple[tuple[str, ...], str]]:
     """What keeps the phone providers from working, as (path under ``phone``, message)."""
-    if cfg.gateway is None:
-        return []
-    return [(("gateway", *loc), m) for loc, m in gateway.check(cfg.gateway)]
+    out: list[tuple[tuple[str, ...], str]] = []
+    if cfg.gateway is not None:
+        out += [(("gateway", *loc), m) for loc, m in gateway.check(cfg.gateway)]
+    if cfg.vonage is not None:
+        problem = private_key_problem(cfg.vonage.private_key.get_secret_value())
+        if problem:
+            out.append((("vonage", "private_key"), problem))
+    return out

@@ -40,6 +40,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -88,6 +90,13 @@ LEE_PHONE = "+14155550101"
 
 RECEIVER = "/api/v1/alertmanager"
 PD_WEBHOOK = "/api/v1/pagerduty/webhook"
+_VONAGE_KEY = (
+    rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    .private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    .decode()
+)
 GATHER = "/api/v1/phone/twilio/gather"
 STATUS = "/api/v1/phone/twilio/status"
 SMS = "/api/v1/phone/twilio/sms"
@@ -173,7 +182,21 @@ def fuzz_config(tmp_path: Path, twilio_url: str) -> Path:
         },
         "phone": phone_adapter(
             twilio_url, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=TWILIO_NUMBER
-        ),
+        )
+        # The other providers' inbound routes verify for real (nothing is sent to them).
+        | {
+            "gateway": {
+                "url": "http://127.0.0.1:9/send",
+                "inbound": {"auth": "hmac-sha256", "secret": "fuzz-gateway-secret"},
+            },
+            "vonage": {
+                "application_id": "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab",
+                "private_key": _VONAGE_KEY,
+                "signature_secret": "fuzz-vonage-signature-secret",
+                "from_number": "+447700900001",
+                "base_url": "http://127.0.0.1:9",
+            },
+        },
     }
     return write_config(
         tmp_path,

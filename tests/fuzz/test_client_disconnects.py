@@ -29,6 +29,7 @@ from tests.fuzz.conftest import (
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"}
+VONAGE = {"Content-Type": "application/json", "Authorization": "Bearer a.b.c"}
 # (route template as counted, target, headers): every POST route that reads a body.
 BODY_ROUTES = [
     (RECEIVER, RECEIVER, AM_HEADERS),
@@ -36,6 +37,9 @@ BODY_ROUTES = [
     (GATHER, GATHER + "?row=r", FORM),
     (STATUS, STATUS + "?row=r", FORM),
     (SMS, SMS, FORM),
+    ("/api/v1/phone/gateway/sms", "/api/v1/phone/gateway/sms", FORM),
+    ("/api/v1/phone/vonage/input", "/api/v1/phone/vonage/input?row=r", VONAGE),
+    ("/api/v1/phone/vonage/inbound", "/api/v1/phone/vonage/inbound", VONAGE),
     ("/api/v1/{channel}/{action}", "/api/v1/email/ack?token=t", FORM),
     ("/api/v1/{channel}/{action}", "/api/v1/teams/resolve?token=t", FORM),
     (PUSHOVER_CALLBACK, PUSHOVER_CALLBACK + "?token=t", FORM),

@@ -41,6 +41,10 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", GATHER): GATHER + "?row=$row0",
     ("POST", STATUS): STATUS + "?row=$row0",
     ("POST", SMS): SMS,
+    ("POST", "/api/v1/phone/gateway/sms"): "/api/v1/phone/gateway/sms",
+    ("POST", "/api/v1/phone/vonage/input"): "/api/v1/phone/vonage/input?row=$row0",
+    ("POST", "/api/v1/phone/vonage/event"): "/api/v1/phone/vonage/event?row=$row0",
+    ("POST", "/api/v1/phone/vonage/inbound"): "/api/v1/phone/vonage/inbound",
     ("POST", "/api/v1/slack/interactivity"): "/api/v1/slack/interactivity",
     ("POST", "/api/v1/slack/commands"): "/api/v1/slack/commands",
     # Signed action links (email and Teams share one route).

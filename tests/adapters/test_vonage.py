@@ -1,0 +1,267 @@
+"""Vonage end to end: the whole app calling and texting through the fake Vonage, Vonage's signed
+webhooks back (keypress, call events, inbound texts), and failover from Twilio to Vonage.
+
+The app's ``server.public_url`` is ``PUBLIC``; the fake delivers webhooks for it to the test
+server, as a reverse proxy would. People as in test_phone_flow.py: everyone by ``phone`` with
+``fallback: [phone, sms, log]``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.config import PhoneConfig
+from adapters.phone import check
+from adapters.phone.vonage import verify_webhook
+from escalation.incidents.model import IncidentRecord, OutboxState, Status
+from tests.adapters.conftest import _PHONE_PEOPLE, LEE_PHONE, OLLIE_PHONE
+from tests.driver.app import App, MakeApp
+from tests.driver.config import LONDON_BUSINESS_HOURS, PUBLIC, phone_adapter, write_config
+from tests.driver.payloads import sample_bytes
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, FakeTwilio, Scripted
+from tests.fakes.vonage import (
+    APPLICATION_ID,
+    SIGNATURE_SECRET,
+    VONAGE_NUMBER,
+    FakeVonage,
+    VonageScript,
+    vonage_webhook_jwt,
+)
+
+FIRING = "alertmanager-0.25-firing.json"  # severity=critical → P0
+INBOUND = f"{PUBLIC}/api/v1/phone/vonage/inbound"
+
+
+def vonage_section(fake: FakeVonage) -> dict[str, Any]:
+    return {
+        "application_id": APPLICATION_ID,
+        "private_key": fake.private_key_pem,
+        "signature_secret": SIGNATURE_SECRET,
+        "from_number": VONAGE_NUMBER,
+        "base_url": fake.url,
+        "timeout": "2s",
+    }
+
+
+@pytest.fixture
+async def vonage() -> AsyncIterator[FakeVonage]:
+    fake = await FakeVonage().start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[FakeTwilio]:
+    fake = await FakeTwilio().start()
+    yield fake
+    await fake.close()
+
+
+MakeVonageApp = Callable[..., Awaitable[App]]
+
+
+@pytest.fixture
+def make_vonage_app(
+    make_app: MakeApp, tmp_path: Path, vonage: FakeVonage, twilio: FakeTwilio
+) -> MakeVonageApp:
+    async def make(providers: tuple[str, ...] = ("vonage",)) -> App:
+        phone = phone_adapter(
+            twilio.url, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=TWILIO_NUMBER
+        )
+        phone |= {"providers": list(providers), "vonage": vonage_section(vonage)}
+        people = _PHONE_PEOPLE.format(
+            lee_phone=LEE_PHONE, voice="phone", fallback="phone, sms, log"
+        )
+        path = write_config(tmp_path, LONDON_BUSINESS_HOURS, people, {"adapters": {"phone": phone}})
+        app = await make_app(path, fakes=(vonage, twilio))
+        base = str(app.client.make_url("/")).rstrip("/")
+        vonage.route(PUBLIC, base)
+        twilio.route(PUBLIC, base)
+        return app
+
+    return make
+
+
+async def fire(app: App) -> IncidentRecord:
+    return await app.fire(sample_bytes(FIRING))
+
+
+def only_call(vonage: FakeVonage) -> str:
+    [ident] = vonage.calls
+    return ident
+
+
+async def test_a_p0_call_through_vonage_and_pressing_1_acknowledges(
+    make_vonage_app: MakeVonageApp, vonage: FakeVonage
+) -> None:
+    app = await make_vonage_app()
+    inc = await fire(app)
+    await app.tick()
+
+    [req] = vonage.requests
+    row = f"{inc.id}:0:page:0:0:ollie:phone"
+    assert req.path == "/v1/calls"
+    assert req.body["to"] == [{"type": "phone", "number": OLLIE_PHONE.removeprefix("+")}]
+    assert req.body["from"] == {"type": "phone", "number": "447700900001"}
+    assert req.body["event_url"] == [f"{PUBLIC}/api/v1/phone/vonage/event?row={row}"]
+    assert req.body["ringing_timer"] == 25
+    talk, gather = req.body["ncco"]
+    assert talk["bargeIn"] is True and talk["loop"] == 2
+    assert talk["text"].startswith(f"Tocsin alert. Severity SEV-1 P0. Incident {inc.number}:")
+    assert talk["text"].endswith(
+        "Press 1 to acknowledge. Press 2 to escalate to the next tier now."
+    )
+    assert gather == {
+        "action": "input",
+        "type": ["dtmf"],
+        "dtmf": {"maxDigits": 1, "timeOut": 10},
+        "eventUrl": [f"{PUBLIC}/api/v1/phone/vonage/input?row={row}"],
+        "eventMethod": "POST",
+    }
+    [sent] = [r for r in await app.outbox(inc.id) if r.person == "ollie"]
+    assert sent.state == OutboxState.SENT and sent.provider_id == only_call(vonage)
+
+    # An unknown key asks again; 1 acknowledges, said back to the caller as an NCCO.
+    status, again = await vonage.press(only_call(vonage), "7")
+    assert status == 200 and again[1]["action"] == "input"
+    assert again[0]["text"].startswith("Sorry, 7 is not an option.")
+    status, ncco = await vonage.press(only_call(vonage), "1")
+    assert (status, ncco) == (
+        200,
+        [{"action": "talk", "text": f"Incident {inc.number} acknowledged. Thank you. Goodbye."}],
+    )
+    assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
+    acks = [(e.actor, e.source, e.message) for e in await app.timeline(inc.id) if e.kind == "ack"]
+    assert acks == [("ollie", "phone", "acknowledged by ollie: pressed 1 on the phone call")]
+
+
+async def test_forged_or_tampered_webhooks_change_nothing(
+    make_vonage_app: MakeVonageApp, vonage: FakeVonage
+) -> None:
+    app = await make_vonage_app()
+    inc = await fire(app)
+    await app.tick()
+    ident = only_call(vonage)
+    assert (await vonage.press(ident, "1", forge=True))[0] == 401
+    assert (await vonage.press(ident, "2", tamper=True))[0] == 401  # signed "2", delivered "1"
+    assert (await vonage.play_status(ident, "unanswered", forge=True))[0] == 401
+    assert (await vonage.text_in(INBOUND, OLLIE_PHONE, f"ACK {inc.number}", forge=True))[0] == 401
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+    assert [r.channel for r in await app.outbox(inc.id) if r.person == "ollie"] == ["phone"]
+
+
+async def test_an_unanswered_call_texts_and_a_reply_acknowledges(
+    make_vonage_app: MakeVonageApp, vonage: FakeVonage
+) -> None:
+    app = await make_vonage_app()
+    inc = await fire(app)
+    await app.tick()
+    assert (await vonage.play_status(only_call(vonage), "unanswered"))[0] == 204
+    await app.tick()
+    [text] = vonage.messages.values()
+    assert text["to"] == OLLIE_PHONE.removeprefix("+")
+    assert f"reply ACK {inc.number} (or 1)" in text["text"]
+
+    status, answer = await vonage.text_in(INBOUND, OLLIE_PHONE, f"ack {inc.number}")
+    assert (status, answer) == (200, {"reply": f"tocsin: #{inc.number} acknowledged."})
+    assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
+
+
+async def test_twilio_5xx_fails_over_to_vonage_for_the_call(
+    make_vonage_app: MakeVonageApp, vonage: FakeVonage, twilio: FakeTwilio
+) -> None:
+    app = await make_vonage_app(("twilio", "vonage"))
+    twilio.script("Calls", Scripted(status=500, code=20500, message="Internal Server Error"))
+    inc = await fire(app)
+    await app.tick()
+    assert [r.status for r in twilio.requests_to("Calls")] == [500]
+    ident = only_call(vonage)
+    [row] = [r for r in await app.outbox(inc.id) if r.person == "ollie"]
+    assert (row.state, row.attempts, row.provider_id) == (OutboxState.SENT, 1, ident)
+    parts = [e.data["providers"] for e in await app.timeline(inc.id) if "providers" in e.data]
+    assert [[(p["provider"], p["outcome"]) for p in ps] for ps in parts] == [
+        [("twilio", "retryable"), ("vonage", "delivered")]
+    ]
+    await vonage.press(ident, "1")
+    assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
+
+
+async def test_a_call_that_may_be_ringing_is_not_dialled_again_on_vonage(
+    make_vonage_app: MakeVonageApp, vonage: FakeVonage, twilio: FakeTwilio
+) -> None:
+    app = await make_vonage_app(("twilio", "vonage"))
+    twilio.script("Calls", Scripted(drop=True))  # created at Twilio, the answer never comes
+    inc = await fire(app)
+    await app.tick()
+    assert len(twilio.calls) == 1
+    assert vonage.calls == {}  # never re-dialled elsewhere
+    [row] = [r for r in await app.outbox(inc.id) if r.person == "ollie"]
+    assert row.state == OutboxState.UNKNOWN
+    parts = [e.data["providers"] for e in await app.timeline(inc.id) if "providers" in e.data]
+    assert [[(p["provider"], p["outcome"]) for p in ps] for ps in parts] == [
+        [("twilio", "unknown outcome")]
+    ]
+
+
+async def test_vonage_errors_map_like_twilios(
+    make_vonage_app: MakeVonageApp, vonage: FakeVonage
+) -> None:
+    app = await make_vonage_app()
+    vonage.script(
+        "calls", VonageScript(status=429, title="Throttled", headers={"Retry-After": "9"})
+    )
+    inc = await fire(app)
+    await app.tick()
+    [row] = [r for r in await app.outbox(inc.id) if r.person == "ollie"]
+    assert row.state == OutboxState.PENDING
+    assert row.last_error == "vonage call 429: Throttled: Throttled"
+
+
+# -- the signature, without the app -------------------------------------------------------------
+
+
+def _token(header: dict[str, Any], claims: dict[str, Any], secret: str) -> str:
+    def enc(d: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+
+    h, c = enc(header), enc(claims)
+    mac = hmac.new(secret.encode(), f"{h}.{c}".encode(), hashlib.sha256).digest()
+    return f"{h}.{c}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+def test_verify_webhook() -> None:
+    body = b'{"status": "completed"}'
+    good = vonage_webhook_jwt(SIGNATURE_SECRET, body, 1_700_000_000)
+    assert verify_webhook(SIGNATURE_SECRET, f"Bearer {good}", body)
+    assert not verify_webhook(SIGNATURE_SECRET, f"Bearer {good}", body + b" ")  # payload_hash
+    assert not verify_webhook("other", f"Bearer {good}", body)
+    assert not verify_webhook(SIGNATURE_SECRET, None, body)
+    assert not verify_webhook(SIGNATURE_SECRET, "Bearer a.b", body)
+    digest = hashlib.sha256(body).hexdigest()
+    unsigned = _token({"alg": "none"}, {"payload_hash": digest}, SIGNATURE_SECRET)
+    assert not verify_webhook(SIGNATURE_SECRET, f"Bearer {unsigned}", body)
+    no_hash = _token({"alg": "HS256"}, {"iat": 1}, SIGNATURE_SECRET)
+    assert not verify_webhook(SIGNATURE_SECRET, f"Bearer {no_hash}", body)
+
+
+def test_check_refuses_a_private_key_that_cannot_sign() -> None:
+    cfg = PhoneConfig(
+        provider="vonage",
+        vonage={
+            "application_id": APPLICATION_ID,
+            "private_key": "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n",
+            "signature_secret": "s",
+            "from_number": VONAGE_NUMBER,
+        },
+    )
+    [(loc, message)] = check(cfg)
+    assert loc == ("vonage", "private_key")
+    assert "not a PEM private key" in message
