@@ -134,6 +134,16 @@ class Db:
         """id, number, key of every incident."""
         return self._rows("SELECT id, number, key FROM incidents ORDER BY number")
 
+    def heartbeats(self) -> list[dict[str, Any]]:
+        """id, state, last_ping, due_at, expired_at of every stored heartbeat."""
+        rows = self._rows(
+            "SELECT id, state, last_ping, due_at, expired_at FROM heartbeats ORDER BY id"
+        )
+        for r in rows:
+            for k in ("last_ping", "due_at", "expired_at"):
+                r[k] = self._time(r[k])
+        return rows
+
     def migrations(self) -> list[int]:
         """Versions in schema_migrations, one per row (duplicates would show)."""
         return [r["version"] for r in self._rows("SELECT version FROM schema_migrations")]
