@@ -30,6 +30,7 @@ from escalation.incidents.notices import (
     message_updates,
     pagerduty_acks,
     resolve_notices,
+    ringing_stops,
     room_archives,
 )
 from escalation.incidents.policy import PAGERDUTY_REOPENED, PolicySnapshot, plan_steps, step_id
@@ -157,6 +158,8 @@ def _ack(a: _Act) -> IncidentRecord:
 
 
 def _mitigate(a: _Act) -> IncidentRecord:
+    if a.inc.status == Status.TRIGGERED:  # no ack stopped what rings: this does
+        a.ch.new_outbox.extend(ringing_stops(a.inc, a.paged, a.now))
     return replace(
         _settle(a, Status.MITIGATED, EventKind.MITIGATE, "mitigated"), mitigated_at=a.now
     )

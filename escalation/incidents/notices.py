@@ -8,13 +8,19 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from escalation.incidents.model import IncidentRecord, OutboxKind, OutboxRecord, OutboxState
-from escalation.oncall.targets import EDITED_CHANNELS, INCIDENT_ROOM, UPDATED_CHANNELS
+from escalation.oncall.targets import (
+    EDITED_CHANNELS,
+    INCIDENT_ROOM,
+    RINGING_CHANNELS,
+    UPDATED_CHANNELS,
+)
 
 __all__ = [
     "message_acks",
     "message_updates",
     "pagerduty_acks",
     "resolve_notices",
+    "ringing_stops",
     "room_archives",
 ]
 
@@ -63,6 +69,15 @@ def message_acks(
             if pair not in out:
                 out[pair] = _notice(inc, row, OutboxKind.ACKNOWLEDGE, row.channel, now)
     return list(out.values())
+
+
+def ringing_stops(
+    inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime
+) -> list[OutboxRecord]:
+    """A mitigation made before any acknowledgement: the pages still ringing on a channel in
+    ``RINGING_CHANNELS`` are stopped as the acknowledgement would have stopped them."""
+    acks = message_acks(inc, paged, now)
+    return [r for r in acks if r.channel.split(":", 1)[0] in RINGING_CHANNELS]
 
 
 def message_updates(

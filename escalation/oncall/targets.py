@@ -8,6 +8,7 @@ __all__ = [
     "CHANNELS",
     "EDITED_CHANNELS",
     "INCIDENT_ROOM",
+    "RINGING_CHANNELS",
     "SERVICE_TARGETS",
     "TARGET_KINDS",
     "UPDATED_CHANNELS",
@@ -30,6 +31,10 @@ UPDATED_CHANNELS: tuple[str, ...] = ("slack", "teams", "pushover")
 post the new state where the platform cannot edit (a Teams Workflows webhook), or stop what is
 still ringing (Pushover's emergency receipts), so an acknowledgement made anywhere is told to
 them too."""
+
+RINGING_CHANNELS: tuple[str, ...] = ("pushover",)
+"""Channels whose page keeps alerting until it is stopped (Pushover's emergency priority): a
+mitigation made before any acknowledgement stops it too, as an acknowledgement would."""
 
 EDITED_CHANNELS: tuple[str, ...] = ("slack",)
 """Channels that edit their one message per incident in place, so every change to the incident

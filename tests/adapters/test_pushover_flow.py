@@ -249,3 +249,14 @@ async def test_the_fake_follows_pushovers_contract(pushover: FakePushover) -> No
         assert (status, body["status"]) == (200, 1)
         status, body = await post(f"/1/receipts/{'q' * 30}/cancel.json", {"token": APP_TOKEN})
         assert (status, body["status"]) == (400, 0)
+
+
+async def test_mitigating_before_any_ack_also_stops_the_ringing(
+    app: App, pushover: FakePushover
+) -> None:
+    inc, _ = await first(app, pushover)
+    [receipt] = pushover.receipts
+    await app.act(inc.id, "mitigate", actor="bob")
+    await app.at(timedelta(seconds=1))
+    assert pushover.cancels == [receipt]
+    assert [m["user"] for m in pushover.messages] == [ALICE]  # cancelled, not messaged
