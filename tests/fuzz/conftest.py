@@ -104,6 +104,7 @@ INCIDENTS = "/api/v1/incidents"
 PUSHOVER_CALLBACK = "/api/v1/pushover/callback"
 PUSHOVER_CALLBACK_SECRET = "fuzz-pushover-callback-secret-0123456789"
 NTFY_LINK_SECRET = "fuzz-ntfy-link-secret-0123456789abcdef"
+PUSHOVER_APP_TOKEN = "azGDORePK8gMaC0QOYAMyEEuzJnyUi"
 
 AM_HEADERS = {"Authorization": f"Bearer {AM_TOKEN}", "Content-Type": "application/json"}
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
@@ -177,7 +178,7 @@ def fuzz_config(tmp_path: Path, twilio_url: str) -> Path:
         "ntfy": {"server_url": "http://127.0.0.1:9", "link_secret": NTFY_LINK_SECRET},
         "pushover": {
             "api_url": "http://127.0.0.1:9",
-            "token": "azGDORePK8gMaC0QOYAMyEEuzJnyUi",
+            "token": PUSHOVER_APP_TOKEN,
             "callback_secret": PUSHOVER_CALLBACK_SECRET,
         },
         "phone": phone_adapter(

@@ -29,9 +29,13 @@ from tests.fuzz.conftest import (
     GATHER,
     INCIDENTS,
     LINK_SECRET,
+    NTFY_LINK_SECRET,
     OLLIE_PHONE,
     PD_SECRETS,
     PD_WEBHOOK,
+    PUSHOVER_APP_TOKEN,
+    PUSHOVER_CALLBACK,
+    PUSHOVER_CALLBACK_SECRET,
     READ_TOKEN,
     RECEIVER,
     SLACK_BOT_TOKEN,
@@ -51,6 +55,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 SECRETS = [
     *(AM_TOKEN, AM_PASSWORD, READ_TOKEN, WRITE_TOKEN, *PD_SECRETS),
     *(LINK_SECRET, TEAMS_LINK_SECRET, AUTH_TOKEN, SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN),
+    *(NTFY_LINK_SECRET, PUSHOVER_APP_TOKEN, PUSHOVER_CALLBACK_SECRET),
 ]
 
 
@@ -113,10 +118,14 @@ async def _drive_every_route(app: FuzzApp) -> None:
         await c.post(path, data=params, headers={"X-Twilio-Signature": good})
         await c.post(path, data=params, headers={"X-Twilio-Signature": AUTH_TOKEN})
     token = app.seeded.ack_tokens[app.seeded.incident_ids[1]]
-    for link in (token, LINK_SECRET, TEAMS_LINK_SECRET, token + "x"):
-        for path in ("/api/v1/email/ack", "/api/v1/teams/ack"):
+    links = (token, LINK_SECRET, TEAMS_LINK_SECRET, NTFY_LINK_SECRET, token + "x")
+    for link in (*links, PUSHOVER_CALLBACK_SECRET, PUSHOVER_APP_TOKEN):
+        for path in ("/api/v1/email/ack", "/api/v1/teams/ack", "/api/v1/ntfy/ack"):
             await c.get(path, params={"token": link})
             await c.post(path, params={"token": link}, data={"token": link})
+        # Pushover's callback form, with the secret as its token and as its receipt.
+        form = {"receipt": link, "acknowledged": "1", "acknowledged_by": link}
+        await c.post(PUSHOVER_CALLBACK, params={"token": link}, data=form)
     await _drive_slack(app)
     # Longer than aiohttp's 8190-byte header line limit: rejected before any route runs.
     for secret in SECRETS:
