@@ -12,8 +12,10 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from escalation.engine.heartbeats import HeartbeatView
+from escalation.engine.service import StoreUnavailable
 from router.console.pages import Visit, page
-from router.console.view import render
+from router.console.view import ago, render
 from router.keys import RUNTIME
 
 __all__ = ["Channel", "Sample", "samples", "status_page"]
@@ -78,6 +80,10 @@ async def status_page(request: web.Request, visit: Visit) -> web.StreamResponse:
     await rt.refresh_gauges()
     reg = rt.registry
     reloaded = _one(reg, "tocsin_config_last_reload_success_timestamp_seconds")
+    try:
+        heartbeats: list[HeartbeatView] | None = await rt.heartbeats.views()
+    except StoreUnavailable:
+        heartbeats = None  # the rest of the page is what one reads during an outage
     fired = _one(reg, "tocsin_escalation_lateness_seconds_count")
     late = _one(reg, "tocsin_escalation_lateness_seconds_sum")
     return render(
@@ -101,4 +107,6 @@ async def status_page(request: web.Request, visit: Visit) -> web.StreamResponse:
         steps_fired=fired,
         mean_lateness_ms=late / fired * 1000 if fired else None,
         engine_errors=_one(reg, "tocsin_engine_errors_total"),
+        heartbeats=heartbeats,
+        span=ago,
     )

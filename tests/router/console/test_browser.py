@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.driver.app import READ, App, MakeApp
+from tests.driver.app import AM, READ, App, MakeApp
 from tests.driver.payloads import alert, notification
 from tests.router.console.browser import axe_violations, describe, launch, screenshot
 from tests.router.console.conftest import ALICE_TOKEN, VIEWER_TOKEN, console_config
@@ -30,9 +30,16 @@ async def browser() -> AsyncIterator[Any]:
         yield b
 
 
+# The Status page lists them (one never pinged, so "unknown"; one pinged by a test).
+HEARTBEATS = {
+    "backup": {"expect_every": "1h", "grace": "5m", "severity": "P2"},
+    "watchdog": {"expect_every": "1m", "severity": "P1"},
+}
+
+
 @pytest.fixture
 async def app(tmp_path: Path, make_app: MakeApp) -> App:
-    return await make_app(console_config(tmp_path))
+    return await make_app(console_config(tmp_path, heartbeats=HEARTBEATS))
 
 
 class Tab:
@@ -294,8 +301,15 @@ async def test_the_status_and_error_pages_are_accessible(browser: Any, app: App)
     await app.tick()
     tab = await _tab(browser, app)
     await tab.sign_in("vic", VIEWER_TOKEN)
+    r = await app.client.get("/api/v1/heartbeats/backup/ping", headers=AM)
+    assert r.status == 200
     await tab.page.get_by_role("link", name="Status").click()
     await tab.page.get_by_role("heading", name="Engine").wait_for(timeout=WAIT)
+    beats = tab.page.get_by_role("heading", name="Heartbeats")
+    await beats.wait_for(timeout=WAIT)
+    row = tab.page.get_by_role("row").filter(has_text="backup")
+    assert "ok" in await row.inner_text()
+    assert "unknown" in await tab.page.get_by_role("row").filter(has_text="watchdog").inner_text()
     await tab.accessible()
     # The error page too (what a mistyped or stale link lands on).
     await tab.page.goto(tab.url("/incidents/999999"))

@@ -109,3 +109,31 @@ async def test_each_channels_breaker_is_shown_as_metrics_says(
     await app.tick()  # the retry is the trial send, and it goes through
     assert len(sink.received) == 2
     assert (await shown())[0][2:] == ["closed", "0"]
+
+
+async def test_status_lists_the_heartbeats_with_their_state_and_last_ping(
+    tmp_path: Path, make_app: MakeApp
+) -> None:
+    beats = {
+        "backup": {"expect_every": "1h", "grace": "5m", "severity": "P2"},
+        "watchdog": {"expect_every": "1m", "severity": "P1"},
+    }
+    app = await make_app(console_config(tmp_path, heartbeats=beats))
+    r = await app.client.post(
+        "/api/v1/heartbeats/backup/ping", headers={"Authorization": "Bearer am-token"}
+    )
+    assert r.status == 200
+    await app.tick(timedelta(minutes=2))  # the watchdog was never pinged: it expires
+    await sign_in(app.client, "vic", VIEWER_TOKEN)
+    html = await (await app.client.get("/status")).text()
+    backup = _heartbeat_row(html, "backup")
+    assert backup[:3] == ["backup", "ok", "2026-11-22 13:00:00 UTC"]
+    assert backup[3:] == ["2026-11-22 14:05:00 UTC", "1h 0m (+ 5m grace)"]
+    watchdog = _heartbeat_row(html, "watchdog")
+    assert watchdog[:4] == ["watchdog", "expired since 2026-11-22 13:02:00 UTC", "never", "—"]
+
+
+def _heartbeat_row(html: str, name: str) -> list[str]:
+    m = re.search(rf'<tr data-heartbeat="{re.escape(name)}">(.*?)</tr>', html, re.S)
+    assert m is not None, name
+    return [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", m.group(1))]
