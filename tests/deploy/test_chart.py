@@ -997,3 +997,70 @@ def test_push_secrets_in_config_values_or_half_set_are_refused(helm: Helm) -> No
         {"secrets": {"extraEnv": [{"name": "TOCSIN_PUSHOVER_TOKEN", "key": "x"}]}}
     )
     assert "set by the chart itself" in err
+
+
+# --------------------------------------------------------------------------- phone providers
+
+PHONE_SECRETS = {
+    "existingSecret": "tocsin",
+    "phone": {
+        "twilioAuthToken": {"key": "twilio-auth-token"},
+        "vonagePrivateKey": {"secretName": "vonage", "key": "private.key"},
+        "vonageSignatureSecret": {"secretName": "vonage", "key": "signature-secret"},
+        "gatewayToken": {"key": "sms-gateway-token"},
+        "gatewayInboundSecret": {"key": "sms-gateway-inbound-secret"},
+    },
+}
+
+
+def test_phone_provider_secrets_are_referenced_by_name(helm: Helm) -> None:
+    phone = {
+        "providers": ["twilio", "vonage", "gateway"],
+        "account_sid": "AC0123",
+        "from_number": "+15005550006",
+        "vonage": {"application_id": "app-1", "from_number": "+447700900001"},
+        "gateway": {"url": "https://sms.example.net/send", "inbound": {"auth": "hmac-sha256"}},
+    }
+    r = helm.template({"secrets": PHONE_SECRETS, "config": {"adapters": {"phone": phone}}})
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in r.container["env"]}
+    assert {k: v for k, v in refs.items() if "TWILIO" in k or "VONAGE" in k or "GATEWAY" in k} == {
+        "TOCSIN_TWILIO_AUTH_TOKEN": {"name": "tocsin", "key": "twilio-auth-token"},
+        "TOCSIN_VONAGE_PRIVATE_KEY": {"name": "vonage", "key": "private.key"},
+        "TOCSIN_VONAGE_SIGNATURE_SECRET": {"name": "vonage", "key": "signature-secret"},
+        "TOCSIN_SMS_GATEWAY_TOKEN": {"name": "tocsin", "key": "sms-gateway-token"},
+        "TOCSIN_SMS_GATEWAY_INBOUND_SECRET": {
+            "name": "tocsin",
+            "key": "sms-gateway-inbound-secret",
+        },
+    }
+    got = r.config["adapters"]["phone"]
+    assert got["auth_token"] == "${TOCSIN_TWILIO_AUTH_TOKEN}"
+    assert got["vonage"] == {
+        "application_id": "app-1",
+        "from_number": "+447700900001",
+        "private_key": "${TOCSIN_VONAGE_PRIVATE_KEY}",
+        "signature_secret": "${TOCSIN_VONAGE_SIGNATURE_SECRET}",
+    }
+    assert got["gateway"] == {
+        "url": "https://sms.example.net/send",
+        "token": "${TOCSIN_SMS_GATEWAY_TOKEN}",
+        "inbound": {"auth": "hmac-sha256", "secret": "${TOCSIN_SMS_GATEWAY_INBOUND_SECRET}"},
+    }
+    assert env_refs(r.one("ConfigMap")["data"]["tocsin.yaml"]) == set(refs)
+
+
+def test_phone_secrets_in_config_values_or_half_set_are_refused(helm: Helm) -> None:
+    err = helm.template_error({"config": {"adapters": {"phone": {"auth_token": "t"}}}})
+    assert "config.adapters.phone.auth_token is a secret" in err and "secrets.phone" in err
+    vonage = {"vonage": {"signature_secret": "s"}}
+    err = helm.template_error({"config": {"adapters": {"phone": vonage}}})
+    assert "config.adapters.phone.vonage.signature_secret is a secret" in err
+    inbound = {"gateway": {"inbound": {"secret_file": "/x"}}}
+    err = helm.template_error({"config": {"adapters": {"phone": inbound}}})
+    assert "config.adapters.phone.gateway.inbound.secret is a secret" in err
+    err = helm.template_error({"secrets": {"phone": {"vonagePrivateKey": {"key": "k"}}}})
+    assert "secrets.phone needs both vonagePrivateKey and vonageSignatureSecret" in err
+    err = helm.template_error(
+        {"secrets": {"extraEnv": [{"name": "TOCSIN_VONAGE_PRIVATE_KEY", "key": "x"}]}}
+    )
+    assert "set by the chart itself" in err

@@ -91,6 +91,18 @@ so `helm template`, `helm lint` and `helm install` all stop on them.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- $phone := dig "adapters" "phone" dict (.Values.config | default dict) -}}
+{{- range $where, $given := dict "phone" $phone "phone.gateway" ($phone.gateway | default dict) "phone.gateway.inbound" (dig "gateway" "inbound" dict $phone) "phone.vonage" ($phone.vonage | default dict) -}}
+{{- range $k := list "auth_token" "token" "secret" "private_key" "signature_secret" -}}
+{{- if or (hasKey $given $k) (hasKey $given (printf "%s_file" $k)) -}}
+{{- fail (printf "config.adapters.%s.%s is a secret; reference it with secrets.phone instead (twilioAuthToken, vonagePrivateKey, vonageSignatureSecret, gatewayToken, gatewayInboundSecret) so no secret is written into the chart's values." $where $k) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $ph := .Values.secrets.phone -}}
+{{- if ne (empty $ph.vonagePrivateKey.key) (empty $ph.vonageSignatureSecret.key) -}}
+{{- fail "secrets.phone needs both vonagePrivateKey and vonageSignatureSecret (Vonage's API takes JWTs signed with the one, its webhooks are signed with the other)." -}}
+{{- end -}}
 {{- if and .Values.secrets.ntfy.accessToken.key (not .Values.secrets.ntfy.linkSecret.key) -}}
 {{- fail "secrets.ntfy.accessToken needs secrets.ntfy.linkSecret too (it signs the notifications' Acknowledge buttons)." -}}
 {{- end -}}
@@ -112,7 +124,7 @@ so `helm template`, `helm lint` and `helm install` all stop on them.
 {{- end -}}
 {{- $reserved := list "TOCSIN_RECEIVER_TOKEN" "TOCSIN_API_TOKEN" "TOCSIN_POSTGRES_DSN" "TOCSIN_PAGERDUTY_API_TOKEN" -}}
 {{- range .Values.secrets.extraEnv -}}
-{{- if or (has .name $reserved) (hasPrefix "TOCSIN_RECEIVER_TOKEN_" .name) (hasPrefix "TOCSIN_PAGERDUTY_" .name) (hasPrefix "TOCSIN_SLACK_" .name) (hasPrefix "TOCSIN_NTFY_" .name) (hasPrefix "TOCSIN_PUSHOVER_" .name) -}}
+{{- if or (has .name $reserved) (hasPrefix "TOCSIN_RECEIVER_TOKEN_" .name) (hasPrefix "TOCSIN_PAGERDUTY_" .name) (hasPrefix "TOCSIN_SLACK_" .name) (hasPrefix "TOCSIN_NTFY_" .name) (hasPrefix "TOCSIN_PUSHOVER_" .name) (hasPrefix "TOCSIN_TWILIO_" .name) (hasPrefix "TOCSIN_VONAGE_" .name) (hasPrefix "TOCSIN_SMS_GATEWAY_" .name) -}}
 {{- fail (printf "secrets.extraEnv: %s is set by the chart itself; pick another name." .name) -}}
 {{- end -}}
 {{- end -}}
@@ -181,6 +193,11 @@ One env entry read from a Secret. Usage: include "tocsin.secretEnv" (list $ "NAM
 {{- if $s.pushover.token.key }}
 {{ include "tocsin.secretEnv" (list . "TOCSIN_PUSHOVER_TOKEN" $s.pushover.token) }}
 {{ include "tocsin.secretEnv" (list . "TOCSIN_PUSHOVER_CALLBACK_SECRET" $s.pushover.callbackSecret) }}
+{{- end }}
+{{- range $env, $ref := dict "TOCSIN_TWILIO_AUTH_TOKEN" $s.phone.twilioAuthToken "TOCSIN_VONAGE_PRIVATE_KEY" $s.phone.vonagePrivateKey "TOCSIN_VONAGE_SIGNATURE_SECRET" $s.phone.vonageSignatureSecret "TOCSIN_SMS_GATEWAY_TOKEN" $s.phone.gatewayToken "TOCSIN_SMS_GATEWAY_INBOUND_SECRET" $s.phone.gatewayInboundSecret }}
+{{- if $ref.key }}
+{{ include "tocsin.secretEnv" (list $ $env $ref) }}
+{{- end }}
 {{- end }}
 {{- range $s.extraEnv }}
 {{ include "tocsin.secretEnv" (list $ .name .) }}
@@ -278,6 +295,30 @@ Secret-backed PagerDuty fields, all pointing at environment variables (never at 
 {{- $_ := set $po "token" "${TOCSIN_PUSHOVER_TOKEN}" -}}
 {{- $_ := set $po "callback_secret" "${TOCSIN_PUSHOVER_CALLBACK_SECRET}" -}}
 {{- $_ := set $adapters "pushover" $po -}}
+{{- $_ := set $cfg "adapters" $adapters -}}
+{{- end -}}
+{{- $ph := $v.secrets.phone -}}
+{{- if or $ph.twilioAuthToken.key $ph.vonagePrivateKey.key $ph.gatewayToken.key $ph.gatewayInboundSecret.key -}}
+{{- $adapters := $cfg.adapters | default dict -}}
+{{- $pc := deepCopy ($adapters.phone | default dict) -}}
+{{- if $ph.twilioAuthToken.key -}}{{- $_ := set $pc "auth_token" "${TOCSIN_TWILIO_AUTH_TOKEN}" -}}{{- end -}}
+{{- if $ph.vonagePrivateKey.key -}}
+{{- $vc := $pc.vonage | default dict -}}
+{{- $_ := set $vc "private_key" "${TOCSIN_VONAGE_PRIVATE_KEY}" -}}
+{{- $_ := set $vc "signature_secret" "${TOCSIN_VONAGE_SIGNATURE_SECRET}" -}}
+{{- $_ := set $pc "vonage" $vc -}}
+{{- end -}}
+{{- if or $ph.gatewayToken.key $ph.gatewayInboundSecret.key -}}
+{{- $gc := $pc.gateway | default dict -}}
+{{- if $ph.gatewayToken.key -}}{{- $_ := set $gc "token" "${TOCSIN_SMS_GATEWAY_TOKEN}" -}}{{- end -}}
+{{- if $ph.gatewayInboundSecret.key -}}
+{{- $ic := $gc.inbound | default dict -}}
+{{- $_ := set $ic "secret" "${TOCSIN_SMS_GATEWAY_INBOUND_SECRET}" -}}
+{{- $_ := set $gc "inbound" $ic -}}
+{{- end -}}
+{{- $_ := set $pc "gateway" $gc -}}
+{{- end -}}
+{{- $_ := set $adapters "phone" $pc -}}
 {{- $_ := set $cfg "adapters" $adapters -}}
 {{- end -}}
 {{- toYaml $cfg -}}
