@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from escalation.oncall.calendars import QuietHours
 from escalation.oncall.targets import CHANNELS
 
 __all__ = ["Person", "Team"]
+
+_NTFY_TOPIC = re.compile(r"^[-_A-Za-z0-9]{1,64}$")  # what an ntfy server accepts as a topic
+_PUSHOVER_KEY = re.compile(r"^[A-Za-z0-9]{30}$")  # Pushover user and group keys
 
 
 class Person(BaseModel):
@@ -33,6 +38,30 @@ class Person(BaseModel):
             if c not in CHANNELS:
                 raise ValueError(f"unknown channel {c!r} (expected one of {', '.join(CHANNELS)})")
         return v
+
+    @field_validator("ntfy_topic")
+    @classmethod
+    def _ntfy_topic(cls, v: str | None) -> str | None:
+        if v is not None and not _NTFY_TOPIC.match(v):
+            raise ValueError("an ntfy topic is 1 to 64 of A-Z, a-z, 0-9, _ and -")
+        return v
+
+    @field_validator("pushover_user")
+    @classmethod
+    def _pushover_user(cls, v: str | None) -> str | None:
+        if v is not None and not _PUSHOVER_KEY.match(v):
+            raise ValueError("a Pushover user or group key is 30 letters and digits")
+        return v
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Person:
+        # A channel listed without its address would fail every page sent through it.
+        need = {"ntfy": self.ntfy_topic, "pushover": self.pushover_user}
+        for channel, address in need.items():
+            if channel in (*self.channels, *self.fallback) and address is None:
+                field = "ntfy_topic" if channel == "ntfy" else "pushover_user"
+                raise ValueError(f"channel {channel!r} needs {field}")
+        return self
 
 
 class Team(BaseModel):

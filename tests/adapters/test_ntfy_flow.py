@@ -21,6 +21,8 @@ import aiohttp
 import pytest
 
 from adapters.ntfy.notifier import MESSAGE_LIMIT, _cut_bytes
+from config.errors import ConfigError
+from config.load import load_config
 from escalation.engine.service import ActOn, Delivery
 from escalation.incidents.actions import Action
 from escalation.incidents.model import IncidentRecord, OutboxState, Status
@@ -284,3 +286,21 @@ async def test_the_fake_refuses_what_ntfy_refuses(ntfy: FakeNtfy) -> None:
         async with http.post(ntfy.url + "/", json={"topic": "t"}, headers=auth) as resp:
             ok = await resp.json()
             assert (resp.status, ok["event"], ok["message"]) == (200, "message", "triggered")
+
+
+@pytest.mark.parametrize(
+    ("person", "message"),
+    [
+        ("{channels: [ntfy]}", "channel 'ntfy' needs ntfy_topic"),
+        ("{fallback: [pushover]}", "channel 'pushover' needs pushover_user"),
+        ("{ntfy_topic: 'has space'}", "an ntfy topic is 1 to 64 of A-Z"),
+        ("{pushover_user: short}", "a Pushover user or group key is 30 letters and digits"),
+    ],
+)
+def test_check_refuses_a_push_address_that_cannot_work(
+    tmp_path: Path, person: str, message: str
+) -> None:
+    path = write_config(tmp_path, f"people:\n  dana: {person}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert message in str(e.value)
