@@ -125,8 +125,14 @@ def start_tocsin(
 
 
 def start_prometheus(
-    tmp: Path, exporter: Exporter, am_ports: list[int], procs: list[Proc | ServeProc]
+    tmp: Path,
+    exporter: Exporter,
+    am_ports: list[int],
+    procs: list[Proc | ServeProc],
+    *,
+    extra_rules: str = "",
 ) -> int:
+    """Prometheus with the ``ApiErrors`` rule (and ``extra_rules``: more items of its list)."""
     port = free_port()
     (tmp / "rules.yml").write_text(
         """groups:
@@ -138,6 +144,7 @@ def start_prometheus(
         labels: {severity: critical, env: production}
         annotations: {summary: "errors above 5 on {{ $labels.service }}"}
 """
+        + extra_rules
     )
     targets = ", ".join(f'"127.0.0.1:{p}"' for p in am_ports)
     (tmp / "prometheus.yml").write_text(
@@ -183,8 +190,9 @@ def start_alertmanager(
     *,
     cluster_port: int | None = None,
     peers: list[int] = (),  # type: ignore[assignment]
+    port: int | None = None,
 ) -> int:
-    port = free_port()
+    port = port or free_port()
     cfg = tmp / f"{name}.yml"
     cfg.write_text(
         f"""route:
