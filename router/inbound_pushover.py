@@ -4,9 +4,11 @@ When someone acknowledges an emergency message in the Pushover app, Pushover POS
 (``receipt``, ``acknowledged=1``, ``acknowledged_at``, ``acknowledged_by``,
 ``acknowledged_by_device``) to the message's ``callback`` URL. Pushover does not sign it, so the
 URL carries tocsin's own signed token (channel ``pushover``: the incident, the person paged, the
-escalation run, an expiry). A valid token acknowledges the incident as that person with source
+escalation run, an expiry), and the receipt must be one Pushover gave tocsin for that person's
+page of that incident. Then the incident is acknowledged as that person with source
 ``pushover``, once per receipt (a repeated callback is a replay and changes nothing); a missing,
-forged or expired token answers 403, and a token for an earlier run changes nothing.
+forged or expired token, or a receipt that is not the page's, answers 403, and a token for an
+earlier run changes nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from aiohttp import web
 
 from adapters import pushover
 from adapters.email.links import BadLink
-from adapters.pushover.notifier import CALLBACK_PATH, RECEIPT
+from adapters.pushover.notifier import CALLBACK_PATH, RECEIPT, receipt_of
 from escalation.engine.service import ActOn, Delivery, Outcome
 from escalation.incidents.actions import Action
 from router.errors import ApiError, Outage, on_store_outage
@@ -58,6 +60,17 @@ async def pushover_callback(request: web.Request) -> web.Response:
     if not isinstance(receipt, str) or not RECEIPT.match(receipt) or acked != "1":
         raise ApiError(400, "bad request", "expected Pushover's receipt and acknowledged=1")
     person, incident = clean_text(claims.person), clean_text(claims.incident_id)
+    # The token is the credential; the receipt must still be one of this page's, so a leaked
+    # callback URL cannot be replayed with receipts of its own making.
+    detail = await rt.service.detail(incident)
+    receipts = {
+        receipt_of(o.provider_id)
+        for o in (detail.outbox if detail is not None else [])
+        if o.channel == "pushover" and o.person == person
+    }
+    if receipt not in receipts:
+        log.warning("pushover callback rejected", extra={"reason": "not this page's receipt"})
+        raise ApiError(403, "forbidden", "the receipt is not one of this page's")
     outcomes = await rt.service.act_once(
         Delivery("pushover", receipt),
         [ActOn(incident, person, "acknowledged in the Pushover app", claims.epoch)],

@@ -116,9 +116,11 @@ async def test_acknowledging_in_the_app_acknowledges_the_incident_once(
     url, form = pushover.acknowledge(receipt, ALICE)
     before = await app.timeline(inc.id)
 
-    # A forged token, or none: refused, nothing changes.
+    # A forged token, or none, or the genuine URL with a receipt that is not this page's:
+    # refused, nothing changes.
     assert (await callback(app, url.replace("token=", "token=x"), form))[0] == 403
     assert (await callback(app, url.split("?")[0] + "?", form))[0] == 403
+    assert (await callback(app, url, {**form, "receipt": "Q" * 30}))[0] == 403
     assert await app.timeline(inc.id) == before
 
     status, body = await callback(app, url, form)
