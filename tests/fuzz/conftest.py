@@ -90,6 +90,8 @@ LEE_PHONE = "+14155550101"
 
 RECEIVER = "/api/v1/alertmanager"
 PD_WEBHOOK = "/api/v1/pagerduty/webhook"
+GATEWAY_SECRET = "fuzz-gateway-inbound-secret-7d1e"
+VONAGE_SECRET = "fuzz-vonage-signature-secret-2b9c"
 _VONAGE_KEY = (
     rsa.generate_private_key(public_exponent=65537, key_size=2048)
     .private_bytes(
@@ -188,12 +190,12 @@ def fuzz_config(tmp_path: Path, twilio_url: str) -> Path:
         | {
             "gateway": {
                 "url": "http://127.0.0.1:9/send",
-                "inbound": {"auth": "hmac-sha256", "secret": "fuzz-gateway-secret"},
+                "inbound": {"auth": "hmac-sha256", "secret": GATEWAY_SECRET},
             },
             "vonage": {
                 "application_id": "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab",
                 "private_key": _VONAGE_KEY,
-                "signature_secret": "fuzz-vonage-signature-secret",
+                "signature_secret": VONAGE_SECRET,
                 "from_number": "+447700900001",
                 "base_url": "http://127.0.0.1:9",
             },

@@ -10,6 +10,9 @@ each secret's value.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import json
 import logging
 import traceback
 from collections.abc import Iterator
@@ -22,10 +25,12 @@ from tests.fakes.pagerduty import incident_webhook, sign
 from tests.fakes.slack import block_action, slash_command
 from tests.fakes.slack import signed as slack_signed
 from tests.fakes.twilio import AUTH_TOKEN
+from tests.fakes.vonage import vonage_webhook_jwt
 from tests.fuzz.conftest import (
     AM_PASSWORD,
     AM_TOKEN,
     AM_USER,
+    GATEWAY_SECRET,
     GATHER,
     INCIDENTS,
     LINK_SECRET,
@@ -43,6 +48,7 @@ from tests.fuzz.conftest import (
     SMS,
     STATUS,
     TEAMS_LINK_SECRET,
+    VONAGE_SECRET,
     WRITE_TOKEN,
     FuzzApp,
     build_request,
@@ -52,10 +58,14 @@ from tests.fuzz.conftest import (
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
+GATEWAY_SMS = "/api/v1/phone/gateway/sms"
+VONAGE = "/api/v1/phone/vonage"
+
 SECRETS = [
     *(AM_TOKEN, AM_PASSWORD, READ_TOKEN, WRITE_TOKEN, *PD_SECRETS),
     *(LINK_SECRET, TEAMS_LINK_SECRET, AUTH_TOKEN, SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN),
     *(NTFY_LINK_SECRET, PUSHOVER_APP_TOKEN, PUSHOVER_CALLBACK_SECRET),
+    *(GATEWAY_SECRET, VONAGE_SECRET),
 ]
 
 
@@ -127,6 +137,7 @@ async def _drive_every_route(app: FuzzApp) -> None:
         form = {"receipt": link, "acknowledged": "1", "acknowledged_by": link}
         await c.post(PUSHOVER_CALLBACK, params={"token": link}, data=form)
     await _drive_slack(app)
+    await _drive_phone_providers(app)
     # Longer than aiohttp's 8190-byte header line limit: rejected before any route runs.
     for secret in SECRETS:
         long_auth = b"Bearer " + secret.encode() + b"A" * 9000
@@ -134,6 +145,25 @@ async def _drive_every_route(app: FuzzApp) -> None:
         await raw_http(app.port, request)
         request = build_request("GET", INCIDENTS.encode(), [(secret.encode() * 700, b"x")])
         await raw_http(app.port, request)
+
+
+async def _drive_phone_providers(app: FuzzApp) -> None:
+    """The SMS gateway's and Vonage's inbound routes, signed right and with the secrets misused."""
+    c = app.client
+    row = quote(app.seeded.row_ids[0], safe=":")
+    for text in ("hello", GATEWAY_SECRET, VONAGE_SECRET):
+        raw = f"from=%2B14155550100&text={quote(text)}&id=mo1".encode()
+        good = hmac.new(GATEWAY_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        for sig in (good, GATEWAY_SECRET, VONAGE_SECRET):
+            await c.post(GATEWAY_SMS, data=raw, headers=form | {"X-Signature": sig})
+        body = json.dumps({"dtmf": {"digits": "7"}, "uuid": "c1", "text": text}).encode()
+        for secret in (VONAGE_SECRET, GATEWAY_SECRET):
+            jwt = vonage_webhook_jwt(secret, body, app.clock.now().timestamp())
+            for auth in (f"Bearer {jwt}", f"Bearer {secret}"):
+                headers = {"Content-Type": "application/json", "Authorization": auth}
+                for path in (f"{VONAGE}/input?row={row}", f"{VONAGE}/inbound"):
+                    await c.post(path, data=body, headers=headers)
 
 
 async def _drive_slack(app: FuzzApp) -> None:
