@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.opsgenie import PRIORITIES, default_priorities
 from config.server import GenieKey
+from escalation.engine.heartbeats import UnknownHeartbeat
 from escalation.engine.service import IncidentNotFound, StoreUnavailable
 from escalation.incidents.actions import Action, IllegalTransition
 from escalation.incidents.model import IncidentRecord, Status
@@ -137,7 +138,9 @@ def _reply(status: int, request_id: str, started: float, body: dict[str, Any]) -
     )
 
 
-Route = Callable[[web.Request], Awaitable[None]]
+# A route returns the 202's ``result`` when it is not the Alert API's.
+Route = Callable[[web.Request], Awaitable[str | None]]
+_ACCEPTED = "Request will be processed"
 
 
 def _opsgenie(handler: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -146,7 +149,7 @@ def _opsgenie(handler: Route) -> Callable[[web.Request], Awaitable[web.StreamRes
     async def wrapped(request: web.Request) -> web.StreamResponse:
         request_id, started = str(uuid.uuid4()), time.perf_counter()
         try:
-            await handler(request)
+            result = await handler(request) or _ACCEPTED
         except GenieError as e:
             body: dict[str, Any] = {"message": e.message}
             if e.errors is not None:
@@ -159,7 +162,7 @@ def _opsgenie(handler: Route) -> Callable[[web.Request], Awaitable[web.StreamRes
             log.error("store unavailable; asking the Opsgenie sender to retry")
             body = {"message": "Service unavailable, the request was not processed; retry"}
             return _reply(503, request_id, started, body)
-        return _reply(202, request_id, started, {"result": "Request will be processed"})
+        return _reply(202, request_id, started, {"result": result})
 
     return wrapped
 
@@ -265,7 +268,7 @@ def _configured(responders: list[Responder], kind: str, names: Collection[str]) 
     return None
 
 
-async def create_alert(request: web.Request) -> None:
+async def create_alert(request: web.Request) -> str | None:
     rt = request.app[RUNTIME]
     genie = require_genie_key(request, rt.loaded.config.auth.genie_keys)
     a = _clean(_validate(CreateAlert, await _json_body(request, rt, required=True)))
@@ -276,7 +279,7 @@ async def create_alert(request: web.Request) -> None:
     if open_one is not None and open_one.key == key and open_one.status != Status.RESOLVED:
         # Opsgenie's dedup: an open alert with this alias takes the repeat; nothing changes.
         log.debug("opsgenie alert deduplicated", extra={"incident": open_one.id})
-        return
+        return None
     n = Notification.model_validate(
         {
             "version": "4",
@@ -287,6 +290,7 @@ async def create_alert(request: web.Request) -> None:
         }
     )
     await rt.pipeline.submit(n, _adjust(rt, a, key))
+    return None
 
 
 async def _find(rt: Runtime, ident: str, kind: str) -> IncidentRecord | None:
@@ -299,7 +303,7 @@ async def _find(rt: Runtime, ident: str, kind: str) -> IncidentRecord | None:
     return inc if inc is not None and inc.key == incident_key(ident) else None
 
 
-async def _act(request: web.Request, action: Action) -> None:
+async def _act(request: web.Request, action: Action) -> str | None:
     rt = request.app[RUNTIME]
     genie = require_genie_key(request, rt.loaded.config.auth.genie_keys)
     kind = request.query.get("identifierType", "id")
@@ -316,7 +320,7 @@ async def _act(request: web.Request, action: Action) -> None:
     if inc is None:
         # Opsgenie accepts it and the request fails later ("Alert does not exist").
         log.info("opsgenie action names no incident; nothing done", extra=where)
-        return
+        return None
     try:
         await rt.service.act(
             inc.id,
@@ -328,18 +332,32 @@ async def _act(request: web.Request, action: Action) -> None:
         )
     except (IncidentNotFound, IllegalTransition) as e:
         log.info("opsgenie action does not apply; nothing done", extra=where | {"why": str(e)})
+    return None
 
 
-async def close_alert(request: web.Request) -> None:
-    await _act(request, Action.RESOLVE)
+async def close_alert(request: web.Request) -> str | None:
+    return await _act(request, Action.RESOLVE)
 
 
-async def acknowledge_alert(request: web.Request) -> None:
-    await _act(request, Action.ACK)
+async def acknowledge_alert(request: web.Request) -> str | None:
+    return await _act(request, Action.ACK)
 
 
-async def add_note(request: web.Request) -> None:
-    await _act(request, Action.NOTE)
+async def add_note(request: web.Request) -> str | None:
+    return await _act(request, Action.NOTE)
+
+
+async def ping_heartbeat(request: web.Request) -> str:
+    """Opsgenie's heartbeat ping: re-arms the configured heartbeat (``heartbeats:``)."""
+    rt = request.app[RUNTIME]
+    genie = require_genie_key(request, rt.loaded.config.auth.genie_keys)
+    name = request.match_info["name"]
+    try:
+        await rt.heartbeats.ping(name)
+    except UnknownHeartbeat:
+        # Opsgenie answers PONG without checking that the heartbeat exists; so does tocsin.
+        log.info("opsgenie ping names no configured heartbeat", extra={"key_name": genie.name})
+    return "PONG - Heartbeat received"
 
 
 def add_opsgenie_routes(app: web.Application) -> None:
@@ -351,3 +369,7 @@ def add_opsgenie_routes(app: web.Application) -> None:
     ):
         route = "/v2/alerts/{identifier:[^/]+}/" + verb
         app.router.add_post(route, _opsgenie(handler))
+    # Opsgenie takes a ping with any of these methods.
+    ping = _opsgenie(ping_heartbeat)
+    for method in ("GET", "POST", "PUT", "PATCH"):
+        app.router.add_route(method, "/v2/heartbeats/{name:[^/]+}/ping", ping)

@@ -17,7 +17,7 @@ import pytest
 
 from config.errors import ConfigError
 from config.load import load_config
-from tests.driver.app import App, MakeApp
+from tests.driver.app import READ, App, MakeApp
 from tests.driver.config import READ_TOKEN, RECEIVER_TOKEN, WRITE_TOKEN, write_config
 from tests.fakes.opsgenie_alert_api import SAMPLES, response_errors
 
@@ -41,6 +41,8 @@ teams:
 policies:
   ops_escalation:
     steps: [{{after: 0s, notify: [team:ops-team]}}]
+heartbeats:
+  nightly-backup: {{expect_every: 10m, grace: 2m, severity: P1, title: Nightly backup stopped}}
 """
 
 
@@ -100,7 +102,8 @@ async def test_the_same_alias_deduplicates_while_open_and_opens_anew_once_closed
     assert await act(app, "Life is too short for no alias", "close", "alias") == 202
     await app.advance(timedelta(hours=2))  # past the monitoring window
     await genie(app, ALERTS, create_sample(message="second time"))
-    incidents = await app.incidents()
+    # (The configured heartbeat, never pinged, has expired meanwhile: not ours.)
+    incidents = [i for i in await app.incidents() if i["key"].startswith("opsgenie:")]
     assert [i["title"] for i in incidents] == ["second time", "An example alert message"]
     assert [i["status"] for i in incidents] == ["triggered", "resolved"]
 
@@ -312,3 +315,45 @@ async def test_responders_reach_teams_and_policies_by_their_imported_names(app: 
     await genie(app, ALERTS, {"message": "m", "alias": "a", "responders": responders})
     [inc] = await app.incidents()
     assert (inc["team"], inc["policy"]) == ("ops-team", "ops_escalation")
+
+
+PING = "/v2/heartbeats/nightly-backup/ping"
+
+
+async def heartbeat(app: App) -> dict[str, Any]:
+    [hb] = (await app.api("GET", "/api/v1/heartbeats", headers=READ))[1]["heartbeats"]
+    return dict(hb)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH"])
+async def test_opsgenies_heartbeat_ping_keeps_a_configured_heartbeat_alive(
+    app: App, method: str
+) -> None:
+    await app.run_until(app.start + timedelta(minutes=5))
+    resp = await app.client.request(method, PING, headers={"Authorization": f"GenieKey {KEY}"})
+    doc = await resp.json()
+    assert (resp.status, doc["result"]) == (202, "PONG - Heartbeat received")
+    assert set(doc) == {"result", "took", "requestId"}
+    hb = await heartbeat(app)
+    assert (hb["state"], hb["last_ping"]) == ("ok", (app.start + timedelta(minutes=5)).isoformat())
+
+
+async def test_a_heartbeat_that_expired_resolves_on_an_opsgenie_ping(app: App) -> None:
+    await app.run_until(app.start + timedelta(minutes=12))  # never pinged: one window and grace
+    [inc] = await app.incidents()
+    assert (inc["title"], inc["status"]) == ("Nightly backup stopped", "triggered")
+    status, _ = await genie(app, PING, template=ALERTS)
+    assert status == 202
+    assert [i["status"] for i in await app.incidents()] == ["resolved"]
+
+
+async def test_an_opsgenie_ping_for_an_unknown_heartbeat_is_pong_and_changes_nothing(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    resp = await app.client.get("/v2/heartbeats/nope/ping", headers=GENIE)
+    assert (resp.status, (await resp.json())["result"]) == (202, "PONG - Heartbeat received")
+    assert "opsgenie ping names no configured heartbeat" in caplog.text
+    assert (await heartbeat(app))["state"] == "unknown"
+    resp = await app.client.get(PING, headers={"Authorization": "GenieKey wrong"})
+    assert resp.status == 401
+    assert (await heartbeat(app))["state"] == "unknown"
