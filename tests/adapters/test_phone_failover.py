@@ -212,3 +212,25 @@ async def test_a_gateway_reply_with_basic_auth_and_the_paged_rule(
     ok = await gateway.forward(target, OLLIE, "1", basic=("gw", "gw-basic-pw"))
     assert ok == (200, {"reply": f"tocsin: #{inc.number} acknowledged."})
     assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
+
+
+async def test_a_json_reply_with_custom_fields_and_header(
+    make_sms_app: MakeFailoverApp, gateway: FakeSmsGateway
+) -> None:
+    app = await make_sms_app(
+        ["gateway"],
+        auth="hmac-sha256",
+        secret=INBOUND_SECRET,
+        header="X-Signature",
+        format="json",
+        from_field="from",
+        text_field="text",
+    )
+    inc = await fire(app)
+    await app.tick()
+    target = str(app.client.make_url(GATEWAY_SMS_PATH))
+    as_form = await gateway.forward(target, OLLIE, "1", hmac_secret=INBOUND_SECRET)
+    assert as_form[0] == 400  # signed, but not the JSON this gateway is said to send
+    ok = await gateway.forward(target, OLLIE, "1", hmac_secret=INBOUND_SECRET, as_json=True)
+    assert ok == (200, {"reply": f"tocsin: #{inc.number} acknowledged."})
+    assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED

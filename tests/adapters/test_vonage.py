@@ -143,6 +143,27 @@ async def test_a_p0_call_through_vonage_and_pressing_1_acknowledges(
     assert acks == [("ollie", "phone", "acknowledged by ollie: pressed 1 on the phone call")]
 
 
+async def test_no_key_pressed_says_goodbye_and_the_page_stays_open(
+    make_vonage_app: MakeVonageApp, vonage: FakeVonage
+) -> None:
+    app = await make_vonage_app()
+    inc = await fire(app)
+    await app.tick()
+    status, ncco = await vonage.press(only_call(vonage), "")  # the input timed out
+    assert (status, ncco) == (
+        200,
+        [
+            {
+                "action": "talk",
+                "text": "No key pressed. The alert stays open and will escalate. Goodbye.",
+            }
+        ],
+    )
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+    assert (await vonage.play_status(only_call(vonage), "completed"))[0] == 204
+    assert [r.channel for r in await app.outbox(inc.id) if r.person == "ollie"] == ["phone"]
+
+
 async def test_forged_or_tampered_webhooks_change_nothing(
     make_vonage_app: MakeVonageApp, vonage: FakeVonage
 ) -> None:

@@ -14,7 +14,7 @@ with the behaviours such gateways document:
   connection.
 
 Inbound: ``forward(sender, text)`` POSTs a text to tocsin's inbound route as the gateway's MO
-webhook does, as a form (``from``, ``text``, ``id``) authenticated the way the test configures:
+webhook does, as a form (or JSON) with ``from``, ``text``, ``id``, authenticated the way the test configures:
 ``X-Signature: sha256=<hex HMAC-SHA256 of the raw body>`` or HTTP basic auth. ``url`` is the
 base URL tocsin is configured with.
 """
@@ -144,13 +144,14 @@ class FakeSmsGateway:
         hmac_secret: str | None = None,
         basic: tuple[str, str] | None = None,
         message_id: str | None = None,
+        as_json: bool = False,
     ) -> tuple[int, Any]:
         """POST an inbound text to ``target`` (tocsin's route) signed or authenticated as
         configured; (status, decoded JSON answer)."""
-        raw = urlencode(
-            {"from": sender, "text": text, "id": message_id or "mo_" + uuid.uuid4().hex[:12]}
-        ).encode()
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        fields = {"from": sender, "text": text, "id": message_id or "mo_" + uuid.uuid4().hex[:12]}
+        raw = json.dumps(fields).encode() if as_json else urlencode(fields).encode()
+        kind = "application/json" if as_json else "application/x-www-form-urlencoded"
+        headers = {"Content-Type": kind}
         if hmac_secret is not None:
             mac = hmac.new(hmac_secret.encode(), raw, hashlib.sha256).hexdigest()
             headers["X-Signature"] = f"sha256={mac}"
