@@ -90,6 +90,10 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/v2/alerts/{identifier}/close"): "/v2/alerts/a1/close?identifierType=alias",
     ("POST", "/v2/alerts/{identifier}/acknowledge"): "/v2/alerts/a1/acknowledge",
     ("POST", "/v2/alerts/{identifier}/notes"): "/v2/alerts/a1/notes",
+    ("GET", "/v2/heartbeats/{name}/ping"): "/v2/heartbeats/nightly/ping",
+    ("POST", "/v2/heartbeats/{name}/ping"): "/v2/heartbeats/nightly/ping",
+    ("PUT", "/v2/heartbeats/{name}/ping"): "/v2/heartbeats/nightly/ping",
+    ("PATCH", "/v2/heartbeats/{name}/ping"): "/v2/heartbeats/nightly/ping",
     ("POST", "/oncall/calendars/{id}/revoke"): "/oncall/calendars/cal-1/revoke",
 }
 # Bytes that are not valid UTF-8, non-ASCII UTF-8, controls, and plausible-looking prefixes.
