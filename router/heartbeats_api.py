@@ -65,6 +65,6 @@ _NOT_PINGED = Outage(detail="the ping was not stored; retry")
 
 def add_heartbeat_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/heartbeats", list_heartbeats)
-    app.router.add_post("/api/v1/heartbeats/{name}/ping", ping_heartbeat)
-    app.router.add_get("/api/v1/heartbeats/{name}/ping", ping_heartbeat)
+    app.router.add_post("/api/v1/heartbeats/{name:[^/]+}/ping", ping_heartbeat)
+    app.router.add_get("/api/v1/heartbeats/{name:[^/]+}/ping", ping_heartbeat)
     on_store_outage(app, _NOT_PINGED, ping_heartbeat)

@@ -76,9 +76,11 @@ class HeartbeatService:
             async with self.store.transaction() as tx:
                 now = self.clock.now()
                 for name in sorted(wanted):
-                    row = arm(name, wanted[name], await tx.heartbeat(name), now)
+                    stored = await tx.heartbeat(name)
+                    row = arm(name, wanted[name], stored, now)
                     if row is not None:
-                        await tx.put_heartbeat(row)
+                        # Another replica may be arming it too: the first one's row stands.
+                        await tx.put_heartbeat(row, only_new=stored is None)
         except StoreError as e:
             raise StoreUnavailable(str(e) or type(e).__name__) from e
 
@@ -127,6 +129,8 @@ class HeartbeatService:
 
     async def expire_due(self, now: datetime, owner: str, lease: timedelta, batch: int) -> int:
         """Fire the heartbeats due at ``now`` (the engine's tick); how many were claimed."""
+        if not self.configured():
+            return 0  # no transaction per tick for a feature not in use (rows left: retired)
         fired: list[Changes] = []
         try:
             async with self.store.transaction() as tx:

@@ -227,8 +227,9 @@ class Tx(Protocol):
     async def heartbeat(self, name: str) -> HeartbeatRecord | None:
         """One heartbeat's row, locked for update on backends that lock rows."""
 
-    async def put_heartbeat(self, rec: HeartbeatRecord) -> None:
-        """Insert or replace a heartbeat's row (releasing any lease on it)."""
+    async def put_heartbeat(self, rec: HeartbeatRecord, *, only_new: bool = False) -> None:
+        """Insert or replace a heartbeat's row (releasing any lease on it); ``only_new``:
+        insert it only if no row has that name (a replica arming at the same time wins)."""
 
     async def claim_due_heartbeats(
         self, now: datetime, owner: str, lease_until: datetime, limit: int

@@ -207,6 +207,7 @@ def fuzz_config(tmp_path: Path, twilio_url: str) -> Path:
             "server": {**server, "max_body_bytes": MAX_BODY},
             "auth": auth,
             "store": sqlite_store(tmp_path / "fuzz.db"),
+            "heartbeats": {"nightly": {"expect_every": "1h", "severity": "P2"}},
         },
         _FUZZ_PEOPLE,
         {"adapters": adapters},

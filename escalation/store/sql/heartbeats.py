@@ -32,8 +32,14 @@ def get_heartbeat(d: Dialect, t: Tables, name: str) -> Query[HeartbeatRecord | N
     return t.heartbeat.read(rows[0]) if rows else None
 
 
-def put_heartbeat(t: Tables, rec: HeartbeatRecord) -> Query[None]:
-    yield from execute(_PUT, *t.heartbeat.params(rec))
+_ADD = (
+    f"INSERT INTO heartbeats ({HEARTBEAT_COLS}) VALUES ({', '.join('?' * len(_NAMES))})"
+    " ON CONFLICT (id) DO NOTHING"
+)
+
+
+def put_heartbeat(t: Tables, rec: HeartbeatRecord, only_new: bool) -> Query[None]:
+    yield from execute(_ADD if only_new else _PUT, *t.heartbeat.params(rec))
 
 
 def list_heartbeats(t: Tables) -> Query[list[HeartbeatRecord]]:

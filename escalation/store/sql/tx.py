@@ -180,8 +180,8 @@ class SqlTx(ABC):
     async def heartbeat(self, name: str) -> HeartbeatRecord | None:
         return await self._run(hb.get_heartbeat(self._q.d, self._q.t, name))
 
-    async def put_heartbeat(self, rec: HeartbeatRecord) -> None:
-        await self._run(hb.put_heartbeat(self._q.t, rec))
+    async def put_heartbeat(self, rec: HeartbeatRecord, *, only_new: bool = False) -> None:
+        await self._run(hb.put_heartbeat(self._q.t, rec, only_new))
 
     async def claim_due_heartbeats(
         self, now: datetime, owner: str, lease_until: datetime, limit: int

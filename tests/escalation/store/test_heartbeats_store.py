@@ -48,3 +48,13 @@ async def test_a_pending_heartbeat_is_due_and_claimed_once_until_its_lease_ends(
     assert await store.next_due() == m(10)
     async with store.transaction() as tx:
         assert [h.id for h in await tx.claim_due_heartbeats(m(20), "r2", m(21), 10)] == ["b"]
+
+
+async def test_arming_only_new_keeps_the_row_another_replica_wrote(store: Store) -> None:
+    first = beat("nightly", 6, last_ping=m(1))
+    await put(store, first)
+    async with store.transaction() as tx:
+        await tx.put_heartbeat(beat("nightly", 9), only_new=True)
+        await tx.put_heartbeat(beat("fresh", 9), only_new=True)
+        assert await tx.heartbeat("nightly") == first
+        assert await tx.heartbeat("fresh") == beat("fresh", 9)
