@@ -186,6 +186,11 @@ class PhoneConfig(_Section):
         """The providers to try, in order."""
         return list(dict.fromkeys(self.providers)) if self.providers else [self.provider]
 
+    @property
+    def places_calls(self) -> bool:
+        """Whether any provider in ``order`` can ring (the SMS gateway only texts)."""
+        return any(name != "gateway" for name in self.order)
+
     @model_validator(mode="after")
     def _configured(self) -> PhoneConfig:
         for name in self.order:

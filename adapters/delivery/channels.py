@@ -25,8 +25,9 @@ def configured_channels(cfg: AdaptersConfig) -> list[str]:
         "log": cfg.log.enabled,
         "pagerduty": cfg.pagerduty is not None,
         "email": cfg.email is not None,
-        "phone": cfg.phone is not None,
-        "sms": cfg.phone is not None,  # the phone provider also sends texts
+        # Calls need a provider that rings (an SMS gateway alone only texts).
+        "phone": cfg.phone is not None and cfg.phone.places_calls,
+        "sms": cfg.phone is not None,  # every phone provider sends texts
         "webhook": cfg.webhook is not None,
         "slack": cfg.slack is not None,
         "teams": cfg.teams is not None,

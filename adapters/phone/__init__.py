@@ -60,7 +60,10 @@ def build(
         failures = dispatch.breaker_failures if dispatch is not None else 5
         reset = dispatch.breaker_reset if dispatch is not None else timedelta(seconds=60)
         provider = FailoverProvider(named, ctx.clock, failures=failures, reset=reset)
-    return {"phone": CallNotifier(provider), "sms": SmsNotifier(provider)}
+    out: dict[str, Notifier] = {"sms": SmsNotifier(provider)}
+    if cfg.places_calls:  # else ``check`` refuses the phone channel, as for any missing adapter
+        out["phone"] = CallNotifier(provider)
+    return out
 
 
 def check(cfg: PhoneConfig) -> list[tuple[tuple[str, ...], str]]:

@@ -73,3 +73,36 @@ def test_a_json_body_that_is_not_json_on_a_sample_is_refused(tmp_path: Path) -> 
 
 def test_a_working_setup_passes(tmp_path: Path) -> None:
     assert problems(tmp_path, key=pem_key(), auth="Bearer {{ token }}", body=GOOD_BODY) == []
+
+
+def test_the_phone_channel_needs_a_provider_that_rings(tmp_path: Path) -> None:
+    path = tmp_path / "tocsin.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            auth:
+              receiver:
+                bearer_tokens: ["t0ken"]
+            adapters:
+              phone:
+                provider: gateway
+                gateway: {url: "https://sms.example.net/send"}
+            people:
+              alice: {phone: "+14155550100", channels: [phone], fallback: [sms]}
+            policies:
+              default:
+                steps:
+                  - {notify: [person:alice], via: [phone]}
+            """
+        )
+    )
+    try:
+        load_config(path, env={})
+    except ConfigError as e:
+        found = [str(p).removeprefix(f"{path}:") for p in e.problems]
+    assert found == [
+        "13:40: policies.default.steps[0].via[0]: no adapter is configured for channel 'phone'"
+        " (configured: log, sms)"
+    ]
+    path.write_text(path.read_text().replace("via: [phone]", "via: [sms]"))
+    assert load_config(path, env={}) is not None
