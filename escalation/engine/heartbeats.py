@@ -24,6 +24,7 @@ from escalation.incidents.heartbeats import (
     decide_expiry,
     decide_ping,
     heartbeat_alert,
+    retire,
     state_of,
 )
 from escalation.incidents.model import Changes
@@ -68,11 +69,14 @@ class HeartbeatService:
         self.configured = configured
 
     async def arm_all(self) -> None:
-        """Arm every configured heartbeat not yet stored (at start and after a reload)."""
+        """Arm every configured heartbeat not yet stored, and retire the pending ones no longer
+        configured (at start and after a reload): the engine then never waits on a row it
+        would not fire."""
         wanted = self.configured()
-        if not wanted:
-            return
         try:
+            gone = [r.id for r in await self.store.heartbeats() if r.id not in wanted]
+            if not wanted and not gone:
+                return
             async with self.store.transaction() as tx:
                 now = self.clock.now()
                 for name in sorted(wanted):
@@ -81,6 +85,10 @@ class HeartbeatService:
                     if row is not None:
                         # Another replica may be arming it too: the first one's row stands.
                         await tx.put_heartbeat(row, only_new=stored is None)
+                for name in gone:
+                    stored = await tx.heartbeat(name)
+                    if stored is not None and (row := retire(stored)) is not None:
+                        await tx.put_heartbeat(row)
         except StoreError as e:
             raise StoreUnavailable(str(e) or type(e).__name__) from e
 
@@ -130,7 +138,8 @@ class HeartbeatService:
     async def expire_due(self, now: datetime, owner: str, lease: timedelta, batch: int) -> int:
         """Fire the heartbeats due at ``now`` (the engine's tick); how many were claimed."""
         if not self.configured():
-            return 0  # no transaction per tick for a feature not in use (rows left: retired)
+            return 0  # no transaction per tick for a feature not in use (``arm_all`` retired
+            # the rows of heartbeats no longer configured, so none of them is due)
         fired: list[Changes] = []
         try:
             async with self.store.transaction() as tx:

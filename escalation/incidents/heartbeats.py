@@ -37,6 +37,7 @@ __all__ = [
     "decide_ping",
     "heartbeat_alert",
     "heartbeat_key",
+    "retire",
     "state_of",
 ]
 
@@ -120,6 +121,14 @@ def arm(
     if rec is not None and rec.state != RETIRED:
         return None
     return HeartbeatRecord(name, PENDING, armed_at=now, due_at=now + hb.window)
+
+
+def retire(rec: HeartbeatRecord) -> HeartbeatRecord | None:
+    """The row of a heartbeat no longer configured: a pending one never fires; None: keep it.
+
+    An expired one stays expired (its incident is still open; it is resolved by hand).
+    """
+    return replace(rec, state=RETIRED) if rec.state == PENDING else None
 
 
 def decide_ping(

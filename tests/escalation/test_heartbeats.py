@@ -18,6 +18,7 @@ from escalation.incidents.heartbeats import (
     decide_ping,
     heartbeat_alert,
     heartbeat_key,
+    retire,
     state_of,
 )
 from rules.matrix import MatrixConfig, build_matrix
@@ -144,3 +145,12 @@ def test_a_severity_given_by_name_or_alias_is_the_level_key() -> None:
 def test_a_malformed_heartbeat_is_refused(bad: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
         Heartbeat.model_validate(bad)
+
+
+def test_an_unconfigured_pending_heartbeat_is_retired_and_an_expired_one_kept() -> None:
+    retired = retire(armed())
+    assert retired is not None and retired.state == RETIRED
+    assert decide_expiry(HB, retired, T0 + timedelta(hours=1)) is None  # never fires
+    expired = decide_expiry(HB, armed(), T0 + timedelta(minutes=6))
+    assert expired is not None
+    assert retire(expired) is None  # its incident stays open until someone resolves it

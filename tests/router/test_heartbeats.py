@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.driver.app import AM, READ, WRITE, App
 from tests.driver.metrics import metric_value
@@ -174,3 +175,23 @@ async def test_the_watchdog_alert_pings_its_heartbeat_instead_of_opening_an_inci
     await app.post(watchdog)  # it is back
     [inc] = await app.incidents()
     assert inc["status"] == "resolved"
+
+
+async def test_a_heartbeat_removed_by_a_reload_is_retired_and_never_fires(
+    make_team_app: MakeTeamApp,
+) -> None:
+    app = await beat_app(make_team_app)
+    assert await app.rt.store.next_due() == T0 + 12 * M
+    cfg = yaml.safe_load(app.path.read_text())
+    del cfg["heartbeats"]
+    app.path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    r = await app.client.post("/-/reload", headers=WRITE)
+    assert r.status == 200, await r.text()
+    # Nothing is left due: the engine does not wake for a heartbeat it would not fire.
+    assert await app.rt.store.next_due() is None
+    [row] = await app.rt.store.heartbeats()
+    assert (row.id, row.state) == ("nightly-backup", "retired")
+    await app.run_until(T0 + 30 * M)
+    assert await app.incidents() == []
+    status, body = await app.api("GET", "/api/v1/heartbeats", headers=READ)
+    assert (status, body) == (200, {"heartbeats": []})
