@@ -80,6 +80,7 @@ AM_USER, AM_PASSWORD = "am", "am-password"
 READ_TOKEN = "api-read-token"
 WRITE_TOKEN = "api-write-token"
 PD_SECRETS = ("pd-secret-one", "pd-secret-two")
+GENIE_KEY = "genie-key-5e1f0c7a9b"
 SLACK_SIGNING_SECRET = "fuzz-slack-signing-secret-0123456789"
 SLACK_BOT_TOKEN = "xoxb-fuzz-bot-token-0123456789"
 LINK_SECRET = "fuzz-link-secret-0123456789abcdef"
@@ -158,6 +159,7 @@ def fuzz_config(tmp_path: Path, twilio_url: str) -> Path:
             {"name": "writer", "token": WRITE_TOKEN, "scope": "write"},
             {"name": "reader", "token": READ_TOKEN, "scope": "read"},
         ],
+        "genie_keys": [{"name": "opsgenie-sender", "key": GENIE_KEY}],
     }
     adapters = {
         # Nothing listens on port 9: PagerDuty and email are there for their inbound routes.

@@ -32,6 +32,7 @@ from tests.fuzz.conftest import (
     AM_USER,
     GATEWAY_SECRET,
     GATHER,
+    GENIE_KEY,
     INCIDENTS,
     LINK_SECRET,
     NTFY_LINK_SECRET,
@@ -65,7 +66,7 @@ SECRETS = [
     *(AM_TOKEN, AM_PASSWORD, READ_TOKEN, WRITE_TOKEN, *PD_SECRETS),
     *(LINK_SECRET, TEAMS_LINK_SECRET, AUTH_TOKEN, SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN),
     *(NTFY_LINK_SECRET, PUSHOVER_APP_TOKEN, PUSHOVER_CALLBACK_SECRET),
-    *(GATEWAY_SECRET, VONAGE_SECRET),
+    *(GATEWAY_SECRET, VONAGE_SECRET, GENIE_KEY),
 ]
 
 
@@ -138,6 +139,7 @@ async def _drive_every_route(app: FuzzApp) -> None:
         await c.post(PUSHOVER_CALLBACK, params={"token": link}, data=form)
     await _drive_slack(app)
     await _drive_phone_providers(app)
+    await _drive_opsgenie(app)
     # Longer than aiohttp's 8190-byte header line limit: rejected before any route runs.
     for secret in SECRETS:
         long_auth = b"Bearer " + secret.encode() + b"A" * 9000
@@ -145,6 +147,22 @@ async def _drive_every_route(app: FuzzApp) -> None:
         await raw_http(app.port, request)
         request = build_request("GET", INCIDENTS.encode(), [(secret.encode() * 700, b"x")])
         await raw_http(app.port, request)
+
+
+async def _drive_opsgenie(app: FuzzApp) -> None:
+    """The Opsgenie-compatible API with its key, and with the secrets as keys and as text."""
+    c = app.client
+    for key in (GENIE_KEY, AM_TOKEN, WRITE_TOKEN):
+        genie = {"Authorization": f"GenieKey {key}"}
+        # What a sender writes is its own business: only a wrong key is also sent as text.
+        text = "disk full" if key == GENIE_KEY else key
+        body = {"message": text, "alias": text, "details": {"k": text}, "user": text}
+        await c.post("/v2/alerts", json=body, headers=genie)
+        for verb in ("acknowledge", "notes", "close"):
+            path = f"/v2/alerts/{quote(text)}/{verb}?identifierType=alias"
+            await c.post(path, json={"note": text, "user": text}, headers=genie)
+        await c.get(f"/v2/heartbeats/{quote(text)}/ping", headers=genie)
+        await c.post("/v2/alerts", data=b"{" + key.encode(), headers=genie)
 
 
 async def _drive_phone_providers(app: FuzzApp) -> None:
