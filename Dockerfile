@@ -5,15 +5,20 @@
 #   docker build -t tocsin:0.1.0 --build-arg VERSION=0.1.0 .
 #   docker run --rm -p 9095:9095 --read-only --tmpfs /tmp -e TOCSIN_RECEIVER_TOKEN=x tocsin:0.1.0
 #
+# BASE is any Debian bookworm image with python3 (3.11) and its venv module: the official Python
+# image by default; CI builds on a debootstrap'd bookworm with Debian's python3 (.ci/image.sh).
+#
 # Stage 1 builds tocsin's wheel and the wheels of its dependencies; stage 2 installs them from
 # that directory only (no index), so the final image holds no compiler, no pip cache and no
-# source tree. The process runs as UID/GID 10001 and writes only to /var/lib/tocsin (a volume:
-# the SQLite store) and /tmp, so it runs with a read-only root filesystem.
+# source tree. tocsin lives in a virtual environment, /opt/tocsin: Debian's python3 refuses pip
+# installs into the system interpreter (PEP 668), and a venv works the same on either base. The
+# process runs as UID/GID 10001 and writes only to /var/lib/tocsin (a volume: the SQLite store)
+# and /tmp, so it runs with a read-only root filesystem.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG BASE=python:3.11-slim-bookworm
 
 # --------------------------------------------------------------------------- build
-FROM ${PYTHON_IMAGE} AS build
+FROM ${BASE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -29,11 +34,13 @@ COPY escalation/ escalation/
 COPY adapters/ adapters/
 COPY config/ config/
 
-# `pip wheel .` builds tocsin's wheel and collects every dependency as a wheel next to it.
-RUN pip wheel --wheel-dir /wheels .
+# `pip wheel .` builds tocsin's wheel and collects every dependency as a wheel next to it, with
+# the pip of a throwaway venv (Debian's python3 has no pip of its own).
+RUN python3 -m venv /opt/build \
+    && /opt/build/bin/pip wheel --wheel-dir /wheels .
 
 # --------------------------------------------------------------------------- runtime
-FROM ${PYTHON_IMAGE}
+FROM ${BASE}
 
 ARG VERSION=0.1.0
 ARG SOURCE_URL=""
@@ -44,12 +51,15 @@ LABEL org.opencontainers.image.title="tocsin" \
       org.opencontainers.image.source="${SOURCE_URL}"
 
 # No .pyc writes at run time (the root filesystem is read-only; pip compiled them at install),
-# unbuffered logs, and a HOME that is writable.
+# unbuffered logs, a HOME that is writable, temporary files in /tmp (SQLite tries /var/tmp
+# first unless TMPDIR is set), and the venv's `tocsin` and `python` first on PATH.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    HOME=/tmp
+    HOME=/tmp \
+    TMPDIR=/tmp \
+    PATH=/opt/tocsin/bin:$PATH
 
 # A fixed numeric UID/GID, so Kubernetes' runAsNonRoot can verify it without a passwd lookup.
 RUN groupadd --system --gid 10001 tocsin \
@@ -59,9 +69,12 @@ RUN groupadd --system --gid 10001 tocsin \
     && chown 10001:10001 /var/lib/tocsin \
     && chmod 0750 /var/lib/tocsin
 
-# Install from the build stage's wheels only; the bind mount keeps them out of every layer.
+# Install from the build stage's wheels only; the bind mount keeps them out of every layer. pip
+# and setuptools then leave the venv: nothing installs anything at run time.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels /wheels/tocsin-*.whl
+    python3 -m venv /opt/tocsin \
+    && /opt/tocsin/bin/pip install --no-index --find-links=/wheels /wheels/tocsin-*.whl \
+    && /opt/tocsin/bin/pip uninstall --yes pip setuptools
 
 # A default configuration so the image runs as it is: the README quick start's example config
 # and rule file, listening on all interfaces instead of loopback. Kubernetes (the Helm chart)

@@ -843,10 +843,17 @@ def _instructions() -> list[tuple[str, str]]:
 def test_dockerfile_runtime_contract() -> None:
     ins = _instructions()
     froms = [rest for op, rest in ins if op == "FROM"]
-    assert froms == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE}"]
-    assert ("ARG", "PYTHON_IMAGE=python:3.11-slim-bookworm") in ins
+    # The base is a build argument (CI passes a debootstrap'd Debian bookworm); the official
+    # Python image stays the default.
+    assert froms == ["${BASE} AS build", "${BASE}"]
+    assert ("ARG", "BASE=python:3.11-slim-bookworm") in ins
     final = ins[max(i for i, (op, _) in enumerate(ins) if op == "FROM") :]
     final_ops = dict(final)
+    env = final_ops["ENV"]
+    # tocsin runs from the venv (Debian's python3 refuses system-wide pip installs), and temporary
+    # files go to /tmp, not /var/tmp, which SQLite tries first and a read-only root refuses.
+    assert "PATH=/opt/tocsin/bin:$PATH" in env.split()
+    assert "TMPDIR=/tmp" in env.split()
     assert final_ops["USER"] == "10001:10001"
     assert final_ops["EXPOSE"] == "9095"
     assert json.loads(final_ops["ENTRYPOINT"]) == ["tocsin"]
@@ -857,9 +864,26 @@ def test_dockerfile_runtime_contract() -> None:
     # The wheel is built in the first stage and installed, without an index, in the second.
     assert any(op == "RUN" and "pip wheel --wheel-dir /wheels ." in rest for op, rest in ins)
     assert any(
-        op == "RUN" and "from=build" in rest and "pip install --no-index" in rest
+        op == "RUN"
+        and "from=build" in rest
+        and "python3 -m venv /opt/tocsin" in rest
+        and "/opt/tocsin/bin/pip install --no-index" in rest
         for op, rest in final
     )
+
+
+def test_ci_builds_and_runs_the_image_before_the_test_command() -> None:
+    """.ci/run calls .ci/image.sh, and still ends with the README's test command verbatim."""
+    lines = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert lines[-1] == "python -m pip install -q -e '.[test]' && python -m pytest -q"
+    assert "bash .ci/image.sh" in lines[:-1]
+    script = (ROOT / ".ci" / "image.sh").read_text()
+    assert '--build-arg "BASE=$BASE_IMAGE"' in script
+    assert "--user 10001:10001" in script
 
 
 def test_dockerfile_copies_every_package_and_dockerignore_lets_it_in() -> None:
