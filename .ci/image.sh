@@ -47,6 +47,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# One run at a time on a machine: runs share the container storage, the image and container
+# names and the base tarball.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/image.lock"
+if ! flock -n 9; then
+  echo "another .ci/image.sh is running on this machine: waiting for it"
+  flock 9
+fi
+
 step "tools"
 need_apt=()
 command -v buildah >/dev/null 2>&1 || need_apt+=(buildah)
@@ -60,7 +69,6 @@ fi
 buildah --version
 
 step "base image $BASE_IMAGE"
-mkdir -p "$CACHE"
 if [ -s "$BASE_TAR" ]; then
   echo "cached: $BASE_TAR ($(du -h "$BASE_TAR" | cut -f1))"
 else
