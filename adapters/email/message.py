@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from adapters.delivery.notifier import Delivery
 from adapters.email.links import LinkSigner
 from escalation.incidents.model import IncidentRecord, OutboxRecord, Status
+from rules.grafana import GRAFANA_LINKS
 
 __all__ = [
     "InvalidRecipient",
@@ -161,6 +162,10 @@ def sections_of(delivery: Delivery, signer: LinkSigner, now: datetime) -> list[S
         runbook = given.get("runbook") or _runbook(alerts)
         if runbook:
             links.append(("Runbook", runbook))
+        notes = [_str_map(a.get("annotations")) for a in alerts]
+        for key, label in GRAFANA_LINKS:  # Grafana's dashboard, panel, ... (rules/grafana.py)
+            if url := next((n[key] for n in notes if n.get(key)), ""):
+                links.append((label, url))
         links.extend(
             (name.replace("_", " ").capitalize(), url)
             for name, url in given.items()

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from adapters.http import absolute_http_url
 from escalation.incidents.model import AlertRecord, IncidentRecord, Status, TimelineEvent
+from rules.grafana import GRAFANA_LINKS
 
 __all__ = ["ACTIONS", "card", "escape", "thread_text"]
 
@@ -87,6 +88,9 @@ def _links(inc: IncidentRecord, alerts: Sequence[AlertRecord], public_url: str) 
     )
     if runbook:
         out.append(_link(runbook, "Runbook"))
+    for key, label in GRAFANA_LINKS:  # Grafana's dashboard, panel, ... (rules/grafana.py)
+        if url := next((a.annotations[key] for a in alerts if a.annotations.get(key)), ""):
+            out.append(_link(url, label))
     return " · ".join(x for x in out if x)
 
 

@@ -592,3 +592,22 @@ def test_build_refuses_a_short_secret_and_a_missing_ca_file(tmp_path: Path) -> N
         )
     assert err.value.problems[0][0] == "email"
     assert "No such file or directory" in err.value.problems[0][1]
+
+
+async def test_grafanas_dashboard_and_panel_are_links_and_a_script_url_stays_text(
+    smtp: SmtpServer,
+) -> None:
+    grafana = {
+        "grafana_dashboard_url": "https://grafana.example.com/d/api",
+        "grafana_panel_url": "javascript:alert(1)",
+    }
+    alerts = [ALERTS[0] | {"annotations": ALERTS[0]["annotations"] | grafana}]
+    delivery = Delivery(
+        row(payload={"alerts": alerts}), incident(), ALICE, {"incident": f"{PUBLIC}/x"}
+    )
+    await notifier(smtp.host, smtp.port).notify(delivery)
+    text, html = parts(smtp.messages[0].message)
+    assert "Dashboard: https://grafana.example.com/d/api\n" in text
+    assert '<a href="https://grafana.example.com/d/api">Dashboard</a>' in html
+    assert "Panel: javascript:alert(1)" in html  # inert text, never a link
+    assert 'href="javascript:' not in html

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from adapters.config import SlackConfig
 from adapters.delivery.notifier import FailureReason
 from adapters.slack import SlackApi, SlackNotifier
+from adapters.slack.blocks import card
 from config.load import ConfigError, load_config
 from escalation.engine.clock import VirtualClock
 from escalation.incidents.actions import Action
@@ -23,6 +24,7 @@ from tests.adapters.test_webhook import INC_ID, PUBLIC, T0, delivery, incident, 
 from tests.driver.app import MakeApp
 from tests.driver.config import write_config
 from tests.driver.payloads import alert, notification
+from tests.escalation.store.records import alert as stored_alert
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackScripted
 
 
@@ -313,3 +315,15 @@ async def test_alerts_joining_and_resolving_edit_the_card(
     assert (await app.record(inc.id)).status == "resolved"
     assert card.text.endswith("(resolved)") and "0 firing, 2 resolved" in str(card.blocks)
     assert slack.top_messages(cid) == [card]
+
+
+def test_the_card_links_grafanas_dashboard_and_never_a_script_url() -> None:
+    grafana = {
+        "grafana_dashboard_url": "https://grafana.example.com/d/api",
+        "grafana_panel_url": "javascript:alert(1)",
+    }
+    one = stored_alert(INC_ID, "fp1", annotations=grafana)
+    _, blocks = card(incident(), [one], "https://tocsin.example.com")
+    text = " ".join(b["text"]["text"] for b in blocks if b.get("type") == "section")
+    assert "<https://grafana.example.com/d/api|Dashboard>" in text
+    assert "javascript:" not in text
