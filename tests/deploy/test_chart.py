@@ -1,7 +1,8 @@
 """The Helm chart and the container image: what matters when tocsin runs on Kubernetes.
 
 The chart is rendered with a real helm binary (see conftest.py); the image is checked statically
-(there is no container engine here): hadolint, and the Dockerfile against the work tree.
+here: hadolint, and the Dockerfile against the work tree. CI also builds and runs it
+(.ci/image.sh, with buildah; it needs root, so it is a CI step and not a test).
 """
 
 from __future__ import annotations
