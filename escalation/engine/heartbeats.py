@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from escalation.engine.clock import Clock
@@ -172,6 +172,11 @@ class HeartbeatService:
             name, hb, rec, d.matrix, resolved_at=now if resolved else None
         )
         _, changes = await self.service.ingest_in(tx, now, n, classified)
+        # The ingest decision writes what Alertmanager's alerts did; this one was tocsin's own.
+        changes.timeline[:] = [
+            replace(e, actor="tocsin", source="heartbeat") if e.source == "alert" else e
+            for e in changes.timeline
+        ]
         if changes:
             await tx.apply(changes)
         return changes

@@ -230,7 +230,7 @@ class TimelineEvent:
     at: datetime
     kind: EventKind
     actor: str  # a person, "tocsin", "alertmanager", a PagerDuty user, ...
-    source: str  # alert | api | cli | pagerduty | phone | email | engine
+    source: str  # alert | heartbeat | api | cli | pagerduty | phone | email | engine
     message: str
     data: dict[str, Any] = field(default_factory=dict)
 

@@ -100,6 +100,9 @@ async def test_a_never_pinged_heartbeat_is_unknown_until_one_window_then_pages(
         == 0
     )
 
+    opened = [(e["actor"], e["source"]) for e in full["timeline"] if e["kind"] == "open"]
+    assert opened == [("tocsin", "heartbeat")]
+
     await app.run_until(T0 + 22 * M)  # the policy escalates as for any incident
     full = await app.incident(inc["id"])
     assert sent_pages(full, app) == [(12 * 60.0, 0, "alice"), (22 * 60.0, 1, "carol")]
