@@ -319,6 +319,8 @@ def _explain(args: argparse.Namespace) -> int:
     print(f"Team:         {result.team or '-'}")
     print(f"Incident key: {result.incident_key or '(receiver + groupKey)'}")
     print(f"Title:        {result.title}")
+    if result.heartbeat is not None:
+        print(f"Heartbeat:    {result.heartbeat} (a ping of that heartbeat, never an incident)")
     for r in result.reasons:
         print(f"  because {r}")
     if result.unknown_severity is not None:

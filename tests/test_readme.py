@@ -519,3 +519,42 @@ def test_the_channel_examples_pass_check(
     code = main(["check", str(config)])
     out, err = capsys.readouterr()
     assert code == 0, err + out
+
+
+def test_the_heartbeats_snippets_pass_check_promtool_and_amtool(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Heartbeats section's config and rule pass ``tocsin check`` with the example config
+    (its rule first, ahead of the example's own); its Prometheus rule passes ``promtool check
+    rules``, its Alertmanager route ``amtool check-config`` (the Debian packages' tools)."""
+    blocks = {b.splitlines()[0]: b for b in code_blocks(section("Heartbeats"), "yaml")}
+    names = [
+        "# tocsin.yaml",
+        "# prometheus rules",
+        "# alertmanager.yml",
+        "# rules/00-watchdog.yaml",
+    ]
+    assert sorted(blocks) == sorted(names)
+    config = newcomer_checkout(tmp_path) / "config" / "example.yaml"
+    config.write_text(config.read_text(encoding="utf-8") + "\n" + blocks["# tocsin.yaml"])
+    (config.parent / "rules" / "00-watchdog.yaml").write_text(blocks["# rules/00-watchdog.yaml"])
+    assert main(["check", str(config)]) == 0, capsys.readouterr()
+    capsys.readouterr()
+    labels = "alertname=Watchdog,severity=none"
+    assert main(["explain", "--config", str(config), "--labels", labels]) == 0
+    assert "Heartbeat:    alertmanager (a ping" in capsys.readouterr().out
+
+    tools = {"promtool": shutil.which("promtool"), "amtool": shutil.which("amtool")}
+    missing = [name for name, path in tools.items() if path is None]
+    if missing:
+        pytest.skip(
+            f"{', '.join(missing)} not installed (Debian packages prometheus, alertmanager)"
+        )
+    (tmp_path / "rules.yml").write_text(blocks["# prometheus rules"])
+    (tmp_path / "am.yml").write_text(blocks["# alertmanager.yml"])
+    for argv in (
+        [tools["promtool"], "check", "rules", str(tmp_path / "rules.yml")],
+        [tools["amtool"], "check-config", str(tmp_path / "am.yml")],
+    ):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
