@@ -880,7 +880,7 @@ def test_ci_builds_and_runs_the_image_before_the_test_command() -> None:
         for line in (ROOT / ".ci" / "run").read_text().splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
-    assert lines[-1] == "python -m pip install -q -e '.[test]' && python -m pytest -q"
+    assert lines[-1] == "python -m pip install -q -e '.[test]' && python -m pytest -q -n auto"
     assert "bash .ci/image.sh" in lines[:-1]
     script = (ROOT / ".ci" / "image.sh").read_text()
     assert '--build-arg "BASE=$BASE_IMAGE"' in script
