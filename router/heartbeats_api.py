@@ -36,6 +36,9 @@ def heartbeat_json(v: HeartbeatView) -> dict[str, Any]:
         "expect_every_seconds": v.config.expect_every.total_seconds(),
         "grace_seconds": v.config.grace.total_seconds(),
         "severity": v.config.severity,
+        "policy": v.config.policy,
+        "team": v.config.team,
+        "title": v.config.title or f"Heartbeat {v.name} stopped",
     }
 
 

@@ -76,11 +76,19 @@ async def test_a_never_pinged_heartbeat_is_unknown_until_one_window_then_pages(
 ) -> None:
     app = await beat_app(make_team_app)
     shown = await listed(app)
-    assert (shown["name"], shown["state"], shown["last_ping"]) == (
-        "nightly-backup",
-        "unknown",
-        None,
-    )
+    assert shown == {
+        "name": "nightly-backup",
+        "state": "unknown",
+        "last_ping": None,
+        "due_at": (T0 + 12 * M).isoformat(),
+        "expired_at": None,
+        "expect_every_seconds": 600.0,
+        "grace_seconds": 120.0,
+        "severity": "P1",
+        "policy": "beat",
+        "team": None,
+        "title": "Nightly backup stopped pinging",
+    }
     await app.run_until(T0 + 12 * M - timedelta(seconds=1))
     assert await app.incidents() == []
     assert (await listed(app))["state"] == "unknown"
