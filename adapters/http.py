@@ -21,8 +21,10 @@ __all__ = [
     "absolute_http_url",
     "exchange",
     "failed_answer",
+    "os_reason",
     "parse_retry_after",
     "private_in_transit",
+    "status_failure",
 ]
 
 # RFC 3986's reserved and unreserved characters, and '%' of what is already percent-encoded:
@@ -134,20 +136,29 @@ async def exchange(
         # The request may have reached the provider: the caller decides what that means.
         return DeliveryResult(False, FailureReason.RETRYABLE, f"{label}: timed out")
     except aiohttp.ClientError as e:
-        err = getattr(e, "os_error", None)
-        reason = (
-            os.strerror(err.errno) if isinstance(err, OSError) and err.errno else type(e).__name__
-        )
-        return DeliveryResult(False, FailureReason.RETRYABLE, f"{label}: {reason}")
+        return DeliveryResult(False, FailureReason.RETRYABLE, f"{label}: {os_reason(e)}")
+
+
+def os_reason(e: BaseException) -> str:
+    """A short cause without addresses (``Connection refused``), for the timeline: the
+    exception's own text names the host and port, and a push server's address may be private."""
+    err = getattr(e, "os_error", None)
+    if isinstance(err, OSError) and err.errno:
+        return os.strerror(err.errno)
+    return type(e).__name__
+
+
+def status_failure(status: int, error: str, retry_after: float | None) -> DeliveryResult:
+    """A non-2xx status as a failure: 429 rate limited, 5xx retryable, anything else permanent
+    (``retry_after`` is kept only where a retry will follow)."""
+    if status == 429:
+        return DeliveryResult(False, FailureReason.RATE_LIMITED, error, retry_after=retry_after)
+    if status >= 500:
+        return DeliveryResult(False, FailureReason.RETRYABLE, error, retry_after=retry_after)
+    return DeliveryResult(ok=False, error=error)
 
 
 def failed_answer(label: str, answer: Answer, detail: str) -> DeliveryResult:
-    """A non-2xx answer as a failure: 429 rate limited, 5xx retryable, anything else permanent."""
+    """A non-2xx answer as a failure, as ``status_failure`` classes it."""
     error = f"{label}: HTTP {answer.status}" + (f": {detail}" if detail else "")
-    if answer.status == 429:
-        return DeliveryResult(
-            False, FailureReason.RATE_LIMITED, error, retry_after=answer.retry_after
-        )
-    if answer.status >= 500:
-        return DeliveryResult(False, FailureReason.RETRYABLE, error, retry_after=answer.retry_after)
-    return DeliveryResult(ok=False, error=error)
+    return status_failure(answer.status, error, answer.retry_after)

@@ -33,7 +33,7 @@ import aiohttp
 from adapters.config import GatewayConfig
 from adapters.context import AdapterContext
 from adapters.delivery.notifier import DeliveryResult, FailureReason
-from adapters.http import parse_retry_after
+from adapters.http import parse_retry_after, status_failure
 from adapters.phone.provider import VoicePage
 from rules.templates import Template, TemplateLimitExceeded, TemplateSyntaxProblem
 
@@ -196,11 +196,4 @@ class GatewayProvider:
         token = self.cfg.token.get_secret_value() if self.cfg.token is not None else ""
         detail = (text.replace(token, "***") if token else text).strip()[:_MAX_ERROR]
         error = f"gateway sms {status}" + (f": {detail}" if detail else "")
-        if status == 429 or status >= 500:
-            return DeliveryResult(
-                ok=False,
-                reason=FailureReason.RATE_LIMITED if status == 429 else FailureReason.RETRYABLE,
-                error=error,
-                retry_after=parse_retry_after(retry_after, self._clock.now()),
-            )
-        return DeliveryResult(ok=False, error=error)
+        return status_failure(status, error, parse_retry_after(retry_after, self._clock.now()))

@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -37,7 +36,7 @@ import aiohttp
 from adapters.config import PhoneConfig
 from adapters.context import AdapterContext
 from adapters.delivery.notifier import DeliveryResult, FailureReason
-from adapters.http import parse_retry_after
+from adapters.http import os_reason, parse_retry_after, status_failure
 from adapters.phone.provider import VoicePage
 from adapters.phone.twiml import call_twiml
 
@@ -74,14 +73,6 @@ def callback_url(public_url: str, path: str, refs: Sequence[str]) -> str:
     """``{public_url}{path}?row=<id>[&row=<id>...]``, absolute, as Twilio requests and signs it."""
     query = urlencode([("row", r) for r in refs], safe=":")
     return f"{public_url.rstrip('/')}{path}?{query}"
-
-
-def _reason(e: Exception) -> str:
-    """A short cause without addresses (``Connection refused``), for the timeline."""
-    err = getattr(e, "os_error", None)
-    if isinstance(err, OSError) and err.errno:
-        return os.strerror(err.errno)
-    return type(e).__name__
 
 
 def _describe(body: str) -> tuple[int | None, str]:
@@ -171,7 +162,7 @@ class TwilioProvider:
             return DeliveryResult(ok=False, error=f"twilio {what}: invalid base_url")
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
             # Nothing reached Twilio: safe to try again, even for a call.
-            reason = _reason(e)
+            reason = os_reason(e)
             error = f"twilio {what}: cannot connect ({reason})"
             return DeliveryResult(ok=False, reason=FailureReason.RETRYABLE, error=error)
         except (TimeoutError, aiohttp.ClientError) as e:
@@ -198,11 +189,4 @@ class TwilioProvider:
         error = f"twilio {what} {status}" + (f" {code}" if code is not None else "")
         if message:
             error += f": {message}"
-        if status == 429 or status >= 500:
-            return DeliveryResult(
-                ok=False,
-                reason=FailureReason.RATE_LIMITED if status == 429 else FailureReason.RETRYABLE,
-                error=error,
-                retry_after=parse_retry_after(retry_after, self._clock.now()),
-            )
-        return DeliveryResult(ok=False, error=error)
+        return status_failure(status, error, parse_retry_after(retry_after, self._clock.now()))

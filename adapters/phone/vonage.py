@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from adapters.config import PhoneConfig, VonageConfig
 from adapters.context import AdapterContext
 from adapters.delivery.notifier import DeliveryResult, FailureReason
-from adapters.http import parse_retry_after
+from adapters.http import parse_retry_after, status_failure
 from adapters.phone.provider import VoicePage
 from adapters.phone.twiml import clean_text
 
@@ -267,11 +267,4 @@ class VonageProvider:
             return DeliveryResult(ok=True, provider_id=str(ident))
         detail = _describe(text)
         error = f"vonage {what} {status}" + (f": {detail}" if detail else "")
-        if status == 429 or status >= 500:
-            return DeliveryResult(
-                ok=False,
-                reason=FailureReason.RATE_LIMITED if status == 429 else FailureReason.RETRYABLE,
-                error=error,
-                retry_after=parse_retry_after(retry_after, self._clock.now()),
-            )
-        return DeliveryResult(ok=False, error=error)
+        return status_failure(status, error, parse_retry_after(retry_after, self._clock.now()))

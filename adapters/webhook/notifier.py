@@ -17,7 +17,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -28,7 +27,7 @@ import aiohttp
 
 from adapters.config import WebhookEndpoint, WebhookPreset
 from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
-from adapters.http import parse_retry_after
+from adapters.http import os_reason, parse_retry_after, status_failure
 from adapters.webhook.bodies import body_for, content_type_of, url_of
 from adapters.webhook.presets import retry_after_in_body
 from escalation.engine.clock import Clock
@@ -256,24 +255,13 @@ async def post_body(
     except TimeoutError:
         return DeliveryResult(False, FailureReason.RETRYABLE, f"{label}: timed out")
     except aiohttp.ClientError as e:
-        err = getattr(e, "os_error", None)
-        reason = (
-            os.strerror(err.errno) if isinstance(err, OSError) and err.errno else type(e).__name__
-        )
-        return DeliveryResult(False, FailureReason.RETRYABLE, f"{label}: {reason}")
+        return DeliveryResult(False, FailureReason.RETRYABLE, f"{label}: {os_reason(e)}")
     if 200 <= status < 300:
         return DeliveryResult(ok=True, provider_id=provider_id)
-    error = f"{label}: HTTP {status}"
-    if status == 429 or status >= 500:
-        if retry_after is None:
-            retry_after = retry_after_in_body(preset, answer)
-        return DeliveryResult(
-            ok=False,
-            reason=FailureReason.RATE_LIMITED if status == 429 else FailureReason.RETRYABLE,
-            error=error,
-            retry_after=retry_after,
-        )
-    return DeliveryResult(ok=False, error=error)
+    if (status == 429 or status >= 500) and retry_after is None:
+        # Some receivers say when to come back only in the body (the preset names where).
+        retry_after = retry_after_in_body(preset, answer)
+    return status_failure(status, f"{label}: HTTP {status}", retry_after)
 
 
 def combined(failed: list[DeliveryResult]) -> DeliveryResult:
