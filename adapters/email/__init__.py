@@ -9,8 +9,9 @@ from __future__ import annotations
 from adapters.config import EmailConfig
 from adapters.context import AdapterContext
 from adapters.delivery.notifier import Notifier
-from adapters.email.links import MIN_SECRET_LENGTH, LinkSigner
+from adapters.email.links import LinkSigner
 from adapters.email.sender import EmailNotifier, SmtpTransport
+from adapters.signed_links import checked_signer, public_url_problems, secret_problems
 
 __all__ = ["EmailNotifier", "build", "check", "link_signer"]
 
@@ -21,34 +22,21 @@ def check(cfg: EmailConfig, public_url: str) -> list[tuple[tuple[str, ...], str]
     ``tocsin check`` and ``serve`` both apply this (through the config loader), so a config
     ``check`` accepts is never refused at start.
     """
-    secret = cfg.link_secret
-    if secret is None:
-        what = (
-            "link_secret is required: the acknowledge / resolve links in emails are signed with it"
-        )
-        return [((), what)]
-    out: list[tuple[tuple[str, ...], str]] = []
-    if len(secret.get_secret_value().encode()) < MIN_SECRET_LENGTH:
-        out.append(
-            (
-                ("link_secret",),
-                f"link_secret must be at least {MIN_SECRET_LENGTH} characters "
-                "(it signs the acknowledge links in emails)",
-            )
-        )
-    if not public_url.startswith(("http://", "https://")):
-        out.append(
-            ((), f"server.public_url must be an http(s) URL for email links, not {public_url!r}")
-        )
-    return out
+    out = secret_problems(
+        cfg.link_secret,
+        "link_secret",
+        "the acknowledge / resolve links in emails are signed with it",
+        "it signs the acknowledge links in emails",
+    )
+    if cfg.link_secret is None:
+        return out
+    return out + public_url_problems(public_url, "email links")
 
 
 def link_signer(cfg: EmailConfig, public_url: str) -> LinkSigner:
     """The signer for ``cfg``'s links; ValueError when ``check`` finds a problem."""
     problems = check(cfg, public_url)
-    if problems or cfg.link_secret is None:
-        raise ValueError("; ".join(message for _, message in problems))
-    return LinkSigner(cfg.link_secret.get_secret_value(), cfg.link_ttl, public_url)
+    return checked_signer(problems, cfg.link_secret, cfg.link_ttl, public_url, "email")
 
 
 def build(cfg: EmailConfig, ctx: AdapterContext) -> dict[str, Notifier]:

@@ -11,31 +11,23 @@ from __future__ import annotations
 from adapters.config import NtfyConfig
 from adapters.context import AdapterContext
 from adapters.delivery.notifier import Notifier
-from adapters.email.links import MIN_SECRET_LENGTH, LinkSigner
+from adapters.email.links import LinkSigner
 from adapters.http import private_in_transit
 from adapters.ntfy.notifier import NtfyNotifier, publication
+from adapters.signed_links import checked_signer, public_url_problems, secret_problems
 
 __all__ = ["NtfyNotifier", "build", "check", "link_signer", "publication"]
 
 
 def check(cfg: NtfyConfig, public_url: str) -> list[tuple[tuple[str, ...], str]]:
     """What keeps ``cfg`` from working, as (path under ``adapters.ntfy``, message)."""
-    out: list[tuple[tuple[str, ...], str]] = []
-    secret = cfg.link_secret
-    if secret is None:
-        out.append(((), "link_secret is required: the ntfy Acknowledge buttons are signed links"))
-    elif len(secret.get_secret_value().encode()) < MIN_SECRET_LENGTH:
-        out.append(
-            (
-                ("link_secret",),
-                f"link_secret must be at least {MIN_SECRET_LENGTH} characters "
-                "(it signs the Acknowledge buttons of ntfy notifications)",
-            )
-        )
-    if not public_url.startswith(("http://", "https://")):
-        out.append(
-            ((), f"server.public_url must be an http(s) URL for ntfy buttons, not {public_url!r}")
-        )
+    out = secret_problems(
+        cfg.link_secret,
+        "link_secret",
+        "the ntfy Acknowledge buttons are signed links",
+        "it signs the Acknowledge buttons of ntfy notifications",
+    )
+    out += public_url_problems(public_url, "ntfy buttons")
     if cfg.access_token is not None and not private_in_transit(cfg.server_url):
         # The token (and the signed buttons) would cross the network in clear text.
         out.append(
@@ -52,10 +44,7 @@ def check(cfg: NtfyConfig, public_url: str) -> list[tuple[tuple[str, ...], str]]
 def link_signer(cfg: NtfyConfig, public_url: str) -> LinkSigner:
     """The signer for ``cfg``'s buttons; ValueError when ``check`` finds a problem."""
     problems = check(cfg, public_url)
-    if problems or cfg.link_secret is None:
-        raise ValueError("; ".join(message for _, message in problems))
-    secret = cfg.link_secret.get_secret_value()
-    return LinkSigner(secret, cfg.link_ttl, public_url, channel="ntfy")
+    return checked_signer(problems, cfg.link_secret, cfg.link_ttl, public_url, "ntfy")
 
 
 def build(cfg: NtfyConfig, ctx: AdapterContext) -> dict[str, Notifier]:

@@ -12,33 +12,23 @@ from __future__ import annotations
 from adapters.config import PushoverConfig
 from adapters.context import AdapterContext
 from adapters.delivery.notifier import Notifier
-from adapters.email.links import MIN_SECRET_LENGTH, LinkSigner
+from adapters.email.links import LinkSigner
 from adapters.http import private_in_transit
 from adapters.pushover.notifier import CALLBACK_PATH, PushoverNotifier
+from adapters.signed_links import checked_signer, public_url_problems, secret_problems
 
 __all__ = ["CALLBACK_PATH", "PushoverNotifier", "build", "callback_signer", "check"]
 
 
 def check(cfg: PushoverConfig, public_url: str) -> list[tuple[tuple[str, ...], str]]:
     """What keeps ``cfg`` from working, as (path under ``adapters.pushover``, message)."""
-    out: list[tuple[tuple[str, ...], str]] = []
-    secret = cfg.callback_secret
-    if secret is None:
-        out.append(
-            ((), "callback_secret is required: Pushover's acknowledgement callback is signed")
-        )
-    elif len(secret.get_secret_value().encode()) < MIN_SECRET_LENGTH:
-        out.append(
-            (
-                ("callback_secret",),
-                f"callback_secret must be at least {MIN_SECRET_LENGTH} characters "
-                "(it signs the callback URL of emergency messages)",
-            )
-        )
-    if not public_url.startswith(("http://", "https://")):
-        out.append(
-            ((), f"server.public_url must be an http(s) URL for Pushover, not {public_url!r}")
-        )
+    out = secret_problems(
+        cfg.callback_secret,
+        "callback_secret",
+        "Pushover's acknowledgement callback is signed",
+        "it signs the callback URL of emergency messages",
+    )
+    out += public_url_problems(public_url, "Pushover")
     if not private_in_transit(cfg.api_url):
         out.append((("api_url",), "must be https:// (http:// only to localhost): it carries token"))
     return out
@@ -47,10 +37,7 @@ def check(cfg: PushoverConfig, public_url: str) -> list[tuple[tuple[str, ...], s
 def callback_signer(cfg: PushoverConfig, public_url: str) -> LinkSigner:
     """The signer of ``cfg``'s callback URLs; ValueError when ``check`` finds a problem."""
     problems = check(cfg, public_url)
-    if problems or cfg.callback_secret is None:
-        raise ValueError("; ".join(message for _, message in problems))
-    secret = cfg.callback_secret.get_secret_value()
-    return LinkSigner(secret, cfg.callback_ttl, public_url, channel="pushover")
+    return checked_signer(problems, cfg.callback_secret, cfg.callback_ttl, public_url, "pushover")
 
 
 def build(cfg: PushoverConfig, ctx: AdapterContext) -> dict[str, Notifier]:
