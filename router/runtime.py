@@ -30,9 +30,10 @@ from config.load import LoadedConfig, load_config
 from config.server import REPLAY_CLOCK_SKEW, is_loopback
 from escalation.engine.clock import Clock, RealClock
 from escalation.engine.heartbeats import HeartbeatService
+from escalation.engine.immediate import PageAtOnce
 from escalation.engine.loop import Engine
 from escalation.engine.metrics import EscalationMetrics
-from escalation.engine.oncall import OncallService
+from escalation.engine.oncall import OncallService, live_directory
 from escalation.engine.service import EscalationService, StoreUnavailable
 from escalation.incidents.directory import Directory
 from escalation.incidents.ingest import Classified
@@ -138,9 +139,7 @@ class Runtime:
             batch=engine_cfg.batch,
             replay_windows=self._replay_windows,
         )
-        self.service = EscalationService(
-            self.store, self.clock, lambda: self._directory, self.esc_metrics, wake=self.engine.wake
-        )
+        self.service = self._make_service()
         self.pipeline = IncidentPipeline(self)
         self._reload_lock = asyncio.Lock()
         self._engine_task: asyncio.Task[None] | None = None
@@ -162,6 +161,27 @@ class Runtime:
     def schedules(self) -> OncallService:
         """Who is on call, overrides made at run time, calendar feeds."""
         return OncallService(self.store, self.clock, lambda: self._directory)
+
+    def _make_service(self) -> EscalationService:
+        # A process that delivers pages a new incident's first tier inside the ingest's
+        # transaction, leased as the engine would (``tocsin simulate`` leaves it to the engine).
+        page_at_once = None
+        if not self.offline:
+            page_at_once = PageAtOnce(
+                self.dispatcher,
+                self.esc_metrics,
+                lambda tx, now: live_directory(tx, self._directory, now),
+                owner=lambda: self.engine.owner,
+                lease=lambda: self.engine.lease,
+            )
+        return EscalationService(
+            self.store,
+            self.clock,
+            lambda: self._directory,
+            self.esc_metrics,
+            wake=self.engine.wake,
+            page_at_once=page_at_once,
+        )
 
     def _replay_windows(self) -> dict[str, timedelta]:
         # A PagerDuty event older than the window (+ skew) is refused by its age, so its id can
@@ -219,6 +239,7 @@ class Runtime:
         if self._engine_task is not None:
             await self._engine_task
             self._engine_task = None
+        await self.service.settle()  # sends handed over at ingest finish before the store closes
         await self.store.close()
         if self._http is not None:
             await self._http.close()

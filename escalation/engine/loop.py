@@ -7,7 +7,7 @@ in the same transaction that marks it fired. ``incidents.firing.decide_step`` is
 
 Due outbox rows are claimed here too, in a transaction that also hands them to delivery's
 ``prepare``; delivery itself lives outside escalation and is reached only through the small
-``OutboxDelivery`` port below.
+``OutboxDelivery`` port (``ports.py``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from escalation.engine.clock import Clock
 from escalation.engine.metrics import EscalationMetrics
 from escalation.engine.oncall import live_directory
+from escalation.engine.ports import OutboxDelivery
 from escalation.incidents.directory import Directory
 from escalation.incidents.firing import decide_step
 from escalation.incidents.model import (
@@ -31,28 +32,13 @@ from escalation.incidents.model import (
     StepRecord,
     StepState,
 )
-from escalation.store.base import Conflict, Store, StoreError, Tx
+from escalation.store.base import Conflict, Store, StoreError
 
 __all__ = ["DueHeartbeats", "Engine", "OutboxDelivery", "decide_step"]
 
 log = logging.getLogger("tocsin.engine")
 
-_P = TypeVar("_P")
 _PRUNE_EVERY = timedelta(minutes=1)
-
-
-class OutboxDelivery(Protocol[_P]):
-    """What the engine hands claimed outbox rows to.
-
-    ``prepare`` runs inside the claim's transaction, so what it reads and cancels commits with
-    the claim (rows an acknowledgement made moot are never sent); ``finish`` sends and records
-    after that commit. A crash between the two leaves the rows claimed: their lease runs out
-    and they are sent again, never lost.
-    """
-
-    async def prepare(self, tx: Tx, rows: Sequence[OutboxRecord]) -> _P: ...
-
-    async def finish(self, prepared: _P) -> None: ...
 
 
 class DueHeartbeats(Protocol):

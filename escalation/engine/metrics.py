@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from escalation.incidents.actions import Action
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from escalation.incidents.model import IncidentRecord
 
 __all__ = ["EscalationMetrics"]
 
@@ -101,3 +110,34 @@ class EscalationMetrics:
             ["channel", "outcome"],
             registry=r,
         )
+
+    def observe_action(self, action: Action, before: IncidentRecord, new: IncidentRecord) -> None:
+        if action == Action.ACK or (
+            action in (Action.MITIGATE, Action.RESOLVE) and before.acknowledged_at is None
+        ):
+            self._observe_ack(new)
+        if action == Action.RESOLVE:
+            self.observe_resolved(new)
+
+    def _observe_ack(self, inc: IncidentRecord) -> None:
+        self._observe(inc, inc.acknowledged_at, "ack", self.ack_seconds, "ack_target")
+
+    def observe_resolved(self, inc: IncidentRecord) -> None:
+        self._observe(inc, inc.resolved_at, "resolve", self.resolution_seconds, "resolve_target")
+
+    def _observe(
+        self,
+        inc: IncidentRecord,
+        at: datetime | None,
+        kind: str,
+        histogram: Histogram,
+        target_key: str,
+    ) -> None:
+        """Time from open to ``at`` into ``histogram``; a breach of the level's target counted."""
+        if at is None:
+            return
+        took = (at - inc.opened_at).total_seconds()
+        histogram.labels(inc.severity).observe(took)
+        target = inc.level.get(target_key)
+        if target is not None and took > float(target):
+            self.sla_breaches.labels(kind, inc.severity).inc()

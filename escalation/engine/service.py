@@ -18,10 +18,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
 
-from prometheus_client import Histogram
-
 from escalation.engine.board import BoardPage, BoardQuery, read_board
 from escalation.engine.clock import Clock
+from escalation.engine.immediate import Fired, PageAtOnce
 from escalation.engine.metrics import EscalationMetrics
 from escalation.incidents.actions import Action, IllegalTransition, decide_action
 from escalation.incidents.directory import Directory
@@ -147,14 +146,22 @@ class EscalationService:
         directory: Callable[[], Directory],
         metrics: EscalationMetrics,
         wake: Callable[[], None] = lambda: None,
+        page_at_once: PageAtOnce | None = None,
     ) -> None:
         self.store = store
+        # Wired by a process that delivers (not `tocsin simulate`): due steps fire at ingest.
+        self.page_at_once = page_at_once
         self.clock = clock
         self.directory = directory
         self.metrics = metrics
         self.wake = wake
         # Told after every commit that changed an incident (the console's live board).
         self.on_change: Callable[[], None] | None = None
+
+    async def settle(self) -> None:
+        """Wait until the pages handed to delivery at ingest were sent and recorded."""
+        if self.page_at_once is not None:
+            await self.page_at_once.settle()
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -253,11 +260,13 @@ class EscalationService:
         what: str,
         delivery: Delivery | None,
         body: Callable[[Tx, datetime], Awaitable[tuple[_T, Changes]]],
+        then: Callable[[Tx, Changes, datetime], Awaitable[Changes]] | None = None,
     ) -> tuple[_T, Changes] | None:
         """Run ``body`` and apply its changes in one transaction, retried on a conflict.
 
         None when ``delivery`` was seen before: it is remembered in the same transaction, so
-        it is refused only once its effect has committed.
+        it is refused only once its effect has committed. ``then`` runs after the apply, in
+        the same transaction; what it applied itself joins the changes returned.
         """
         with _unavailable():
             for _ in range(_RETRIES):
@@ -271,6 +280,8 @@ class EscalationService:
                         result, changes = await body(tx, now)
                         if changes:
                             await tx.apply(changes)
+                        if then is not None:
+                            changes.merge(await then(tx, changes, now))
                 except Conflict:
                     continue
                 self._after(changes)
@@ -288,9 +299,20 @@ class EscalationService:
             outcomes, changes = await self.ingest_in(tx, now, n, classified)
             return (outcomes, now), changes
 
-        done = await self._unit("ingest", None, body)
+        fired: list[Fired] = []  # what the last attempt fired at once
+
+        async def fire_due(tx: Tx, changes: Changes, now: datetime) -> Changes:
+            fired.clear()
+            if self.page_at_once is None or not changes.new_steps:
+                return Changes()
+            fired.append(await self.page_at_once.fire(tx, changes, now))
+            return fired[0].changes
+
+        done = await self._unit("ingest", None, body, fire_due)
         assert done is not None  # no delivery: never refused as a replay
         (outcomes, now), changes = done
+        if fired and self.page_at_once is not None:
+            self.page_at_once.committed(fired[0])
         self.ingested(changes, now, applied=False)
         return outcomes
 
@@ -302,7 +324,7 @@ class EscalationService:
             self.metrics.incidents.labels(inc.severity).inc()
         for inc in changes.updated_incidents:
             if inc.status == Status.RESOLVED and inc.resolved_at == now:
-                self._observe_resolved(inc)
+                self.metrics.observe_resolved(inc)
 
     async def ingest_in(
         self, tx: Tx, now: datetime, n: Notification, classified: Sequence[Classified]
@@ -401,7 +423,7 @@ class EscalationService:
         for d in decided:
             if d.acted.outcome == Outcome.DONE and d.before is not None:
                 assert d.acted.incident is not None
-                self._observe_action(action, d.before, d.acted.incident)
+                self.metrics.observe_action(action, d.before, d.acted.incident)
         return [d.acted for d in decided]
 
     async def _act_in(
@@ -529,39 +551,6 @@ class EscalationService:
         return nxt
 
     # -- after commit ------------------------------------------------------------------------
-
-    def _observe_action(self, action: Action, before: IncidentRecord, new: IncidentRecord) -> None:
-        if action == Action.ACK or (
-            action in (Action.MITIGATE, Action.RESOLVE) and before.acknowledged_at is None
-        ):
-            self._observe_ack(new)
-        if action == Action.RESOLVE:
-            self._observe_resolved(new)
-
-    def _observe_ack(self, inc: IncidentRecord) -> None:
-        self._observe(inc, inc.acknowledged_at, "ack", self.metrics.ack_seconds, "ack_target")
-
-    def _observe_resolved(self, inc: IncidentRecord) -> None:
-        self._observe(
-            inc, inc.resolved_at, "resolve", self.metrics.resolution_seconds, "resolve_target"
-        )
-
-    def _observe(
-        self,
-        inc: IncidentRecord,
-        at: datetime | None,
-        kind: str,
-        histogram: Histogram,
-        target_key: str,
-    ) -> None:
-        """Time from open to ``at`` into ``histogram``; a breach of the level's target counted."""
-        if at is None:
-            return
-        took = (at - inc.opened_at).total_seconds()
-        histogram.labels(inc.severity).observe(took)
-        target = inc.level.get(target_key)
-        if target is not None and took > float(target):
-            self.metrics.sla_breaches.labels(kind, inc.severity).inc()
 
     def _after(self, ch: Changes) -> None:
         if ch.new_steps or ch.new_outbox or ch.step_reschedules:

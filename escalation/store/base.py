@@ -144,6 +144,12 @@ class Tx(Protocol):
     ) -> list[OutboxRecord]:
         """Pending outbox rows whose not_before has come and lease is free or expired."""
 
+    async def lease_outbox(
+        self, ids: Sequence[str], now: datetime, owner: str, lease_until: datetime
+    ) -> list[OutboxRecord]:
+        """Lease the rows named by ``ids`` (written in this transaction) to ``owner``, as
+        ``claim_outbox`` would: only pending rows whose not_before has come; in ``ids`` order."""
+
     async def record_delivery(
         self,
         outbox_id: str,

@@ -109,6 +109,21 @@ async def test_p0_alert_triggers_one_pagerduty_alert_keyed_by_the_incident(app: 
     assert (row.state, row.provider_id, row.attempts) == (OutboxState.SENT, inc.id, 1)
 
 
+async def test_the_first_tier_is_sent_at_ingest_and_no_engine_tick_sends_it_again(
+    app: App,
+) -> None:
+    inc = await fire(app)  # the driver waits for what the ingest handed to delivery, no tick
+
+    [req] = app.pagerduty.event_requests
+    assert (req.json["dedup_key"], req.json["event_action"]) == (inc.id, "trigger")
+    [row] = await app.outbox(inc.id)
+    assert (row.state, row.attempts, row.sent_at) == (OutboxState.SENT, 1, app.start)
+    await app.at(timedelta(0))
+    await app.at(timedelta(minutes=1))
+    assert len(app.pagerduty.event_requests) == 1
+    assert "late" not in [e.kind.value for e in await app.timeline(inc.id)]
+
+
 async def test_pagerduty_ack_webhook_stops_the_escalation(app: App) -> None:
     inc = await fire(app)
     await app.at(timedelta(0))

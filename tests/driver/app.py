@@ -108,7 +108,13 @@ class App:
         r = await self.client.post(RECEIVER, data=data, headers=headers or AM)
         reply = await r.json()
         assert r.status == status, reply
+        await self.settle()
         return dict(reply)
+
+    async def settle(self) -> None:
+        """Wait for the pages an ingest handed to delivery after its commit (sent at once,
+        as a due first tier is: see ``escalation/engine/immediate.py``)."""
+        await self.rt.service.settle()
 
     async def fire(
         self, body: dict[str, Any] | bytes, *, headers: dict[str, str] | None = None

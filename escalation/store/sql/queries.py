@@ -239,6 +239,25 @@ class Queries(ABC):
         rows = yield from self._claim(self._claim_heartbeats, now, owner, lease_until, limit)
         return sorted(map(self.t.heartbeat.read, rows), key=lambda h: (h.due_at, h.id))
 
+    def lease_outbox(
+        self, ids: Sequence[str], now: datetime, owner: str, lease_until: datetime
+    ) -> Query[list[OutboxRecord]]:
+        found: dict[str, OutboxRecord] = {}
+        at = self.d.time_out
+        for chunk in self._chunks(list(dict.fromkeys(ids))):
+            condition, params = self.d.in_list("id", chunk)
+            rows = yield from fetch(
+                f"UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE {condition}"
+                f" AND state = 'pending' AND not_before <= ? RETURNING {OUTBOX_COLS}",
+                owner,
+                at(lease_until),
+                *params,
+                at(now),
+            )
+            for o in map(self.t.outbox.read, rows):
+                found[o.id] = o
+        return [found[i] for i in dict.fromkeys(ids) if i in found]
+
     def record_delivery(self, outcome: DeliveryOutcome) -> Query[None]:
         count = yield from execute(RECORD_DELIVERY, *delivery_params(self.d, outcome))
         if count != 1:

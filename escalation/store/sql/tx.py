@@ -108,6 +108,13 @@ class SqlTx(ABC):
         """Pending outbox rows whose not_before has come and lease is free or expired."""
         return await self._run(self._q.claim_outbox(now, owner, lease_until, limit))
 
+    async def lease_outbox(
+        self, ids: Sequence[str], now: datetime, owner: str, lease_until: datetime
+    ) -> list[OutboxRecord]:
+        """The rows named by ``ids`` that are pending and due, leased to ``owner``; in ``ids``
+        order."""
+        return await self._run(self._q.lease_outbox(ids, now, owner, lease_until))
+
     async def record_delivery(
         self,
         outbox_id: str,

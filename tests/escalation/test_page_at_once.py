@@ -1,0 +1,218 @@
+"""A new incident's due first tier fires inside the ingest's transaction, its rows leased.
+
+Run on both backends: on PostgreSQL a second replica meets the leased rows in the database.
+The delivery port here is implemented by the test (the engine's ``OutboxDelivery``): it records
+what ``prepare`` saw inside the ingest's transaction and what ``finish`` got after the commit;
+``finish`` can be held back, standing in for a process that dies between commit and send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from escalation.engine.clock import VirtualClock
+from escalation.engine.immediate import PageAtOnce
+from escalation.engine.loop import Engine
+from escalation.engine.metrics import EscalationMetrics
+from escalation.engine.oncall import live_directory
+from escalation.engine.service import EscalationService
+from escalation.incidents.actions import Action
+from escalation.incidents.directory import Directory
+from escalation.incidents.ingest import Classified
+from escalation.incidents.model import OutboxRecord, OutboxState, StepKind, StepState
+from escalation.oncall.calendars import QuietHours
+from escalation.oncall.people import Person
+from escalation.store.base import Store, Tx
+from escalation.store.postgres import PostgresStore
+from escalation.store.sqlite import SqliteStore
+from rules.alerts import Alert, Notification
+from rules.classifier import Classification
+from rules.matrix import load_preset
+from tests.escalation.store.conftest import fresh_schema
+
+T0 = datetime(2026, 1, 6, 10, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=30)
+MATRIX = load_preset("default")
+DIRECTORY = Directory(
+    matrix=MATRIX,
+    people={
+        "alice": Person(name="Alice"),
+        # Quiet from 09:00 to 11:00: a P1 page to bob waits until then.
+        "bob": Person(name="Bob", quiet_hours=QuietHours(hours="09:00-11:00")),
+    },
+    roles={"oncall": ["alice", "bob"], "lead": ["alice"], "manager": ["alice"]},
+)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        s: Store = SqliteStore(tmp_path / "tocsin.db")
+        await s.open()
+        yield s
+        await s.close()
+        return
+    async with fresh_schema() as (dsn, schema):
+        s = PostgresStore(dsn, schema=schema, pool_min=1, pool_max=5)
+        await s.open()
+        yield s
+        await s.close()
+
+
+class Port:
+    """The delivery port: records ``prepare`` and ``finish``; ``finish`` waits for ``go``."""
+
+    def __init__(self) -> None:
+        self.prepared: list[list[OutboxRecord]] = []
+        self.finished: list[list[OutboxRecord]] = []
+        self.go = asyncio.Event()
+        self.go.set()
+
+    async def prepare(self, tx: Tx, rows: Sequence[OutboxRecord]) -> list[OutboxRecord]:
+        self.prepared.append(list(rows))
+        return list(rows)
+
+    async def finish(self, prepared: list[OutboxRecord]) -> None:
+        await self.go.wait()
+        self.finished.append(prepared)
+
+
+def _service(store: Store, clock: VirtualClock, port: Port | None) -> EscalationService:
+    metrics = EscalationMetrics(CollectorRegistry())
+    fast = None
+    if port is not None:
+        fast = PageAtOnce(
+            port,
+            metrics,
+            lambda tx, now: live_directory(tx, DIRECTORY, now),
+            owner=lambda: "replica-a",
+            lease=lambda: LEASE,
+        )
+    return EscalationService(store, clock, lambda: DIRECTORY, metrics, page_at_once=fast)
+
+
+def _engine(store: Store, clock: VirtualClock, owner: str, port: Port) -> Engine:
+    metrics = EscalationMetrics(CollectorRegistry())
+    return Engine(store, clock, lambda: DIRECTORY, port, metrics, owner=owner, lease=LEASE)
+
+
+def _notification() -> tuple[Notification, list[Classified]]:
+    alert = Alert(
+        status="firing",
+        labels={"alertname": "DiskFull"},
+        starts_at=T0,
+        fingerprint="fp1",
+    )
+    n = Notification(
+        version="4", receiver="web.hook", status="firing", alerts=[alert], groupKey="{}:{}"
+    )
+    verdict = Classification(
+        severity="P1",
+        severity_name=MATRIX.levels["P1"].name,
+        policy=None,
+        team=None,
+        incident_key=None,
+        title="DiskFull",
+        rule="disk",
+        matched=("disk",),
+        reasons=(),
+    )
+    return n, [Classified(alert, verdict)]
+
+
+async def _ingest(svc: EscalationService) -> str:
+    [outcome] = await svc.ingest(*_notification())
+    return outcome.incident_id
+
+
+async def _rows(store: Store, incident_id: str) -> dict[str, OutboxRecord]:
+    async with store.transaction() as tx:
+        return {r.person: r for r in await tx.outbox_of(incident_id)}
+
+
+async def test_the_due_tier_fires_at_ingest_and_its_rows_go_to_delivery_after_commit(
+    store: Store,
+) -> None:
+    clock, port = VirtualClock(T0), Port()
+    svc = _service(store, clock, port)
+    inc = await _ingest(svc)
+
+    async with store.transaction() as tx:
+        steps = [s for s in await tx.steps_of(inc) if s.kind == StepKind.PAGE]
+    assert [(s.tier, s.state) for s in steps] == [
+        (0, StepState.FIRED),
+        (1, StepState.PENDING),
+        (2, StepState.PENDING),
+    ]
+    assert steps[0].fired_at == T0
+    rows = await _rows(store, inc)
+    assert set(rows) == {"alice", "bob"}
+    # prepare ran inside the ingest's transaction on the row due now, as the store holds it
+    # (bob is in quiet hours: his row waits for the engine, unleased).
+    assert [[r.id for r in p] for p in port.prepared] == [[rows["alice"].id]]
+    await svc.settle()
+    assert [[r.id for r in p] for p in port.finished] == [[rows["alice"].id]]
+    timeline = [e.kind.value for e in await store.timeline(inc)]
+    assert "notify" in timeline and "late" not in timeline
+
+
+async def test_leased_rows_wait_for_their_lease_on_every_replica_then_are_sent(
+    store: Store,
+) -> None:
+    """A process that dies after the commit, before the send: its lease runs out and the
+    engine (here another replica's) sends the row. Nothing is lost, nothing goes twice early."""
+    clock, port = VirtualClock(T0), Port()
+    port.go.clear()  # the send never happens in this process
+    svc = _service(store, clock, port)
+    inc = await _ingest(svc)
+    alice = (await _rows(store, inc))["alice"]
+
+    other = Port()
+    replica_b = _engine(store, clock, "replica-b", other)
+    clock.set(T0 + LEASE - timedelta(seconds=1))
+    await replica_b.tick()
+    assert other.prepared == []  # alice's row is leased; bob's is still held for quiet hours
+    clock.set(T0 + LEASE)
+    await replica_b.tick()
+    assert [[r.id for r in p] for p in other.prepared] == [[alice.id]]
+    assert other.finished == other.prepared
+    port.go.set()
+    await svc.settle()
+
+
+async def test_without_a_delivery_port_the_engine_fires_the_tier(store: Store) -> None:
+    clock, port = VirtualClock(T0), Port()
+    svc = _service(store, clock, None)
+    inc = await _ingest(svc)
+    async with store.transaction() as tx:
+        [first] = [s for s in await tx.steps_of(inc) if s.kind == StepKind.PAGE and s.tier == 0]
+    assert first.state == StepState.PENDING
+    assert await _rows(store, inc) == {}
+
+    await _engine(store, clock, "replica-a", port).tick()
+    assert [[r.person for r in p] for p in port.prepared] == [["alice"]]
+
+
+async def test_an_ack_after_the_commit_cancels_the_leased_rows_not_yet_sent(
+    store: Store,
+) -> None:
+    """An ack between the commit and the send cancels every unsent page: the rows are pending
+    (leased) until delivery records them, so the ack's cancellation reaches them."""
+    clock, port = VirtualClock(T0), Port()
+    port.go.clear()
+    svc = _service(store, clock, port)
+    inc = await _ingest(svc)
+    await svc.act(inc, Action.ACK, actor="alice", source="api")
+    rows = await _rows(store, inc)
+    assert {p: r.state for p, r in rows.items()} == {
+        "alice": OutboxState.CANCELLED,
+        "bob": OutboxState.CANCELLED,
+    }
+    port.go.set()
+    await svc.settle()
