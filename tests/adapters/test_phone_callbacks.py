@@ -7,6 +7,7 @@ Twilio (signed over the public URL) or built by hand to forge, replay or tamper 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -314,27 +315,37 @@ async def test_pressing_2_on_the_last_tier_says_there_is_none(app: App) -> None:
 
 
 async def test_one_keypress_acknowledges_every_incident_of_a_bundled_call(app: App) -> None:
-    body = sample(FIRING)
-    other = json.loads(json.dumps(body))
-    other["groupKey"] = '{}:{alertname="DiskFull"}'
-    other["groupLabels"] = {"alertname": "DiskFull"}
-    other["alerts"][0]["labels"]["alertname"] = "DiskFull"
-    other["alerts"][0]["fingerprint"] = "0123456789abcdef"
-    for doc in (body, other):
-        resp = await app.client.post("/api/v1/alertmanager", data=json.dumps(doc), headers=AM)
+    first = sample(FIRING)
+    resp = await app.client.post("/api/v1/alertmanager", data=json.dumps(first), headers=AM)
+    assert resp.status == 200
+    await app.settle()  # the first page calls ollie at once and opens his bundling window
+    [alone] = app.twilio.calls
+    assert (app.twilio.gather_of(alone).get("action") or "").count("row=") == 1
+    for name, fp in (("DiskFull", "0123456789abcdef"), ("DiskSlow", "fedcba9876543210")):
+        other = json.loads(json.dumps(first))
+        other["groupKey"] = f'{{}}:{{alertname="{name}"}}'
+        other["groupLabels"] = {"alertname": name}
+        other["alerts"][0]["labels"]["alertname"] = name
+        other["alerts"][0]["fingerprint"] = fp
+        resp = await app.client.post("/api/v1/alertmanager", data=json.dumps(other), headers=AM)
         assert resp.status == 200
+    await app.settle()
     incidents = await app.rt.store.list_incidents(IncidentFilter())
-    assert len(incidents) == 2
-    await app.tick()
-    sid = only_call(app)  # both pages to ollie travel as one call
+    assert len(incidents) == 3 and list(app.twilio.calls) == [alone]  # held for the window
+    await app.advance(timedelta(seconds=30))
+    [sid] = [s for s in app.twilio.calls if s != alone]  # both held pages travel as one call
     action = app.twilio.gather_of(sid).get("action") or ""
     assert action.count("row=") == 2
     assert "&amp;row=" in app.twilio.calls[sid]["twiml"]  # escaped in the XML, '&' once parsed
     reply = await app.twilio.press(sid, "1")
-    numbers = sorted(i.number for i in incidents)
+    opened_first = min(incidents, key=lambda i: i.number)
+    bundled = [i for i in incidents if i.id != opened_first.id]
+    assert len(bundled) == 2
+    numbers = sorted(i.number for i in bundled)
     assert all(f"Incident {n} acknowledged." in reply.text for n in numbers)
-    for inc in incidents:
+    for inc in bundled:
         assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
+    assert (await app.record(opened_first.id)).status == Status.TRIGGERED  # not in that call
 
 
 # -- texts -------------------------------------------------------------------------------------

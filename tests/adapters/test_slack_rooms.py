@@ -75,12 +75,13 @@ async def test_a_p0_through_a_seed_preset_runs_its_incident_channel(
     }
     path = write_config(tmp_path, CONFIG, adapters, rules=None)
     app = await make_app(path, fakes=(slack,))
-    inc = await app.fire(notification([alert()]))
-    taken = room_name(inc, "incident")
+    taken = "incident-20261122-1300-diskfull-diskfull-on-db-1"
     slack.add_channel(taken)  # someone already has the name: the next one gets "-2"
+    inc = await app.fire(notification([alert()]))  # tiers 0 and 1 fire at ingest
+    assert room_name(inc, "incident") == taken
     await app.tick()
     room = slack.channel_named(taken + "-2")
-    assert room is not None and taken.startswith("incident-20261122-1300-")
+    assert room is not None
     assert {ollie, max_} <= set(room.members)  # tiers 0 and 1 (both at once) joined
     # One card, though two tiers fired together; "Initial Response: Immediate" (first_update: 0)
     # is the first status-update reminder, posted in the channel.
