@@ -51,8 +51,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = e.status
         raise
     finally:
-        rt.metrics.requests.labels(route, str(status)).inc()
-        rt.metrics.latency.labels(route).observe(time.perf_counter() - start)
+        rt.metrics.served(route, status, time.perf_counter() - start)
 
 
 @web.middleware

@@ -52,3 +52,34 @@ class RouterMetrics:
             "Timestamp of the last successful configuration reload.",
             registry=registry,
         )
+        # Labelled children by label values: ``labels()`` re-validates and locks on every call,
+        # a measurable share of a request on the ingest path. Label values are bounded (route
+        # templates, status codes, levels, rule names), so the caches stay small.
+        self._served: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._received: dict[str, Counter] = {}
+        self._classified: dict[tuple[str, str], Counter] = {}
+
+    def served(self, route: str, status: int, seconds: float) -> None:
+        """Count one request to ``route`` answered ``status`` after ``seconds``."""
+        pair = self._served.get((route, status))
+        if pair is None:
+            pair = (self.requests.labels(route, str(status)), self.latency.labels(route))
+            self._served[(route, status)] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
+
+    def received(self, status: str) -> None:
+        """Count one alert received with ``status``."""
+        child = self._received.get(status)
+        if child is None:
+            child = self._received[status] = self.alerts_received.labels(status)
+        child.inc()
+
+    def classified(self, severity: str, rule: str) -> None:
+        """Count one alert classified ``severity`` by ``rule``."""
+        child = self._classified.get((severity, rule))
+        if child is None:
+            child = self._classified[(severity, rule)] = self.alerts_classified.labels(
+                severity, rule
+            )
+        child.inc()

@@ -435,11 +435,11 @@ class Runtime:
         # One deadline for all the notification's template renders (rules.templates).
         with notification_budget():
             for alert in notification.alerts:
-                self.metrics.alerts_received.labels(alert.status).inc()
+                self.metrics.received(alert.status)
                 c = classifier.classify(alert, notification, now)
                 if adjust is not None:
                     c = adjust(c)
-                self.metrics.alerts_classified.labels(c.severity, c.rule).inc()
+                self.metrics.classified(c.severity, c.rule)
                 if c.unknown_severity is not None:
                     self.metrics.unknown_severity.inc()
                 out.append(Classified(alert, c))

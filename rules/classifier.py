@@ -148,7 +148,7 @@ class Classifier:
             if not c.cont:
                 break
         if not acc.matched:
-            self._apply(acc, self.default, alert, group, first=True)
+            self._apply(acc, self.default, alert, group, first=True, tpls=self._default_tpls)
             acc.reasons.append("no rule matched: default applies")
         if acc.severity is None:
             acc.severity = self._default_severity()
