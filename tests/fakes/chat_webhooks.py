@@ -32,6 +32,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.serving import serve_local
+
 __all__ = ["PLATFORMS", "ChatReceived", "FakeChat", "Scripted", "telegram_visible_text"]
 
 PLATFORMS = ("google_chat", "mattermost", "discord", "telegram")
@@ -395,11 +397,8 @@ class FakeChat:
     async def start(self) -> FakeChat:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.api_url = f"http://{host}:{port}"
+        self._runner, base = await serve_local(app)
+        self.api_url = base
         self.url = (
             self.api_url
             + {

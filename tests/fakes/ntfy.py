@@ -35,6 +35,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.serving import serve_local
+
 __all__ = ["NTFY_TOKEN", "FakeNtfy", "ntfy_error"]
 
 NTFY_TOKEN = "tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2"  # ntfy access tokens: tk_ + 29 characters
@@ -87,11 +89,8 @@ class FakeNtfy:
     async def start(self) -> FakeNtfy:
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, base = await serve_local(app)
+        self.url = base
         return self
 
     async def close(self) -> None:

@@ -35,6 +35,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.serving import serve_local
+
 __all__ = ["APP_TOKEN", "FakePushover", "Receipt", "user_key"]
 
 APP_TOKEN = "azGDORePK8gMaC0QOYAMyEEuzJnyUi"  # the documentation's example shape: 30 characters
@@ -124,11 +126,8 @@ class FakePushover:
         app.router.add_post("/1/messages.json", self._messages)
         app.router.add_get("/1/receipts/{receipt}.json", self._receipt)
         app.router.add_post("/1/receipts/{receipt}/cancel.json", self._cancel)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, base = await serve_local(app)
+        self.url = base
         return self
 
     async def close(self) -> None:

@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, urlencode
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
+from tests.fakes.serving import serve_local
 from tests.fakes.slack_schema import request_violations, response_violations
 
 __all__ = [
@@ -135,11 +136,8 @@ class FakeSlack:
     async def start(self) -> FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, base = await serve_local(app)
+        self.url = base
         return self
 
     async def close(self) -> None:

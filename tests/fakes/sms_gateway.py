@@ -36,6 +36,8 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.serving import serve_local
+
 __all__ = ["API_KEY", "FakeSmsGateway", "GatewayAnswer", "GatewayRequest"]
 
 API_KEY = "gw-api-key-5f0c9d1e7a"
@@ -77,12 +79,8 @@ class FakeSmsGateway:
     async def start(self) -> FakeSmsGateway:
         app = web.Application()
         app.router.add_route("*", "/v1/messages", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, base = await serve_local(app)
+        self.url = base
         return self
 
     async def close(self) -> None:

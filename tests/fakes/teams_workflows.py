@@ -24,6 +24,7 @@ from aiohttp import web
 from jsonschema import Draft6Validator
 
 from tests.fakes.chat_webhooks import ChatReceived, Scripted
+from tests.fakes.serving import serve_local
 
 __all__ = ["SIG", "FakeTeamsWorkflows", "card_errors"]
 
@@ -88,12 +89,9 @@ class FakeTeamsWorkflows:
     async def start(self) -> FakeTeamsWorkflows:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
+        self._runner, base = await serve_local(app)
         query = f"api-version=1&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={SIG}"
-        self.url = f"http://{host}:{port}{_PATH}?{query}"
+        self.url = f"{base}{_PATH}?{query}"
         return self
 
     async def close(self) -> None:

@@ -42,6 +42,7 @@ import aiohttp
 import yarl
 from aiohttp import web
 
+from tests.fakes.serving import serve_local
 from tests.fakes.twilio_schema import form_violations
 
 __all__ = [
@@ -170,12 +171,8 @@ class FakeTwilio:
     async def start(self) -> FakeTwilio:
         app = web.Application()
         app.router.add_route("*", API + "/Accounts/{account}/{resource}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, base = await serve_local(app)
+        self.url = base
         return self
 
     async def _sleep(self, seconds: float) -> None:

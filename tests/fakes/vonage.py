@@ -54,6 +54,8 @@ from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
+from tests.fakes.serving import serve_local
+
 __all__ = ["APPLICATION_ID", "SIGNATURE_SECRET", "VONAGE_NUMBER", "FakeVonage", "VonageScript"]
 
 DATA = Path(__file__).parent / "data"
@@ -186,12 +188,8 @@ class FakeVonage:
     async def start(self) -> FakeVonage:
         app = web.Application()
         app.router.add_post("/v1/{resource}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, base = await serve_local(app)
+        self.url = base
         return self
 
     async def close(self) -> None:
