@@ -194,10 +194,20 @@ class PhoneConfig(_Section):
     @model_validator(mode="after")
     def _configured(self) -> PhoneConfig:
         for name in self.order:
-            if name == "twilio" and not (
-                self.account_sid and self.auth_token is not None and self.from_number
-            ):
-                raise ValueError("twilio needs account_sid, auth_token and from_number")
+            if name == "twilio":
+                # Name what is missing and where it goes: Twilio's keys sit at the top of
+                # adapters.phone, not in a section of their own as gateway's and vonage's do.
+                have = {
+                    "account_sid": bool(self.account_sid),
+                    "auth_token": self.auth_token is not None,
+                    "from_number": bool(self.from_number),
+                }
+                missing = [key for key, ok in have.items() if not ok]
+                if missing:
+                    raise ValueError(
+                        "twilio needs account_sid, auth_token and from_number at the top of"
+                        f" adapters.phone; missing: {', '.join(missing)}"
+                    )
             if name == "gateway" and self.gateway is None:
                 raise ValueError("provider gateway needs the gateway section")
             if name == "vonage" and self.vonage is None:

@@ -156,6 +156,8 @@ def _entry(
         return _Entry(loc, line, col, msg)  # the message already quotes the value
     if secret and isinstance(value, str) and "**********" in msg:
         return _Entry(loc, line, col, msg)
+    if etype == "value_error" and isinstance(value, dict | Mapping):
+        return _Entry(loc, line, col, msg)  # a section's own check: "got a mapping" says nothing
     return _Entry(loc, line, col, msg, got)
 
 

@@ -106,3 +106,29 @@ def test_the_phone_channel_needs_a_provider_that_rings(tmp_path: Path) -> None:
     ]
     path.write_text(path.read_text().replace("via: [phone]", "via: [sms]"))
     assert load_config(path, env={}) is not None
+
+
+def test_twilio_in_the_order_without_its_keys_names_what_is_missing_and_where(
+    tmp_path: Path,
+) -> None:
+    # Twilio's keys sit at the top of adapters.phone; a newcomer who lists twilio after vonage
+    # and sets only from_number must be told which keys are missing, not "got a mapping".
+    path = tmp_path / "tocsin.yaml"
+    path.write_text(
+        "auth: {receiver: {bearer_tokens: [t0ken]}}\n"
+        "adapters:\n"
+        "  phone:\n"
+        "    providers: [gateway, twilio]\n"
+        '    from_number: "+15005550006"\n'
+        "    gateway: {url: 'https://sms.example.net/send', json_body: '{}'}\n"
+    )
+    try:
+        load_config(path, env={})
+    except ConfigError as e:
+        found = [str(p).removeprefix(f"{path}:") for p in e.problems]
+    else:
+        found = []
+    assert found == [
+        "3:3: adapters.phone: twilio needs account_sid, auth_token and from_number at the top"
+        " of adapters.phone; missing: account_sid, auth_token"
+    ]
