@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from config.schema import TocsinConfig
@@ -519,6 +520,60 @@ def test_the_channel_examples_pass_check(
     code = main(["check", str(config)])
     out, err = capsys.readouterr()
     assert code == 0, err + out
+
+
+MERGED_EXAMPLES = (
+    "SMS and voice providers",
+    "Slack app",
+    "Signing in: two ways",
+    "Migrating from Opsgenie",
+)
+
+
+@pytest.mark.parametrize("title", MERGED_EXAMPLES)
+def test_each_config_example_merged_into_the_example_config_passes_check(
+    title: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each config block of these sections, on its own, merged key by key into the example
+    config (as a reader adds it to theirs), passes ``tocsin check``: no example leans on a
+    channel, provider or key that only another block configures."""
+    config = newcomer_checkout(tmp_path) / "config" / "example.yaml"
+    base = yaml.safe_load(config.read_text(encoding="utf-8"))
+    blocks = code_blocks(section(title), "yaml")
+    assert blocks, f"the README's {title!r} section should show its configuration"
+    for block in blocks:
+        block = block.replace("/run/secrets/", f"{tmp_path}/")
+        for name in re.findall(r"\$\{(\w+)\}", block):
+            monkeypatch.setenv(name, f"{name.lower()}-0123456789abcdef0123456789abcdef")
+        for secret in re.findall(rf"{re.escape(str(tmp_path))}/([\w.-]+)", block):
+            text = _pem_key() if "private-key" in secret else "secret-value-0123456789abcdef\n"
+            (tmp_path / secret).write_text(text)
+        merged = _merged(base, yaml.safe_load(block))
+        config.write_text(yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
+        code = main(["check", str(config)])
+        out, err = capsys.readouterr()
+        assert code == 0, block + err + out
+
+
+def _merged(base: Any, extra: Any) -> Any:
+    if not (isinstance(base, dict) and isinstance(extra, dict)):
+        return extra
+    return {**base, **{k: _merged(base.get(k), v) for k, v in extra.items()}}
+
+
+def _pem_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
 
 
 def test_the_heartbeats_snippets_pass_check_promtool_and_amtool(
