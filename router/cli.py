@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     rv = sub.add_parser("review", help="print a post-incident review draft in markdown")
     rv.add_argument("id")
     _client_args(rv)
-    add_import_parser(sub)
+    add_import_parser(sub, _instant)
     return p
 
 

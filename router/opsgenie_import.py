@@ -45,7 +45,9 @@ class ImportFailed(Exception):
     """The account could not be read (a file, a request); the message says which and why."""
 
 
-def add_import_parser(sub: Any) -> None:
+def add_import_parser(sub: Any, instant: Callable[[str], object]) -> None:
+    """``tocsin import opsgenie`` under ``sub``; ``instant`` parses ``--at`` as the CLI's other
+    instants are parsed (an offset is required)."""
     imp = sub.add_parser("import", help="bring schedules and escalations from another tool")
     isub = imp.add_subparsers(dest="import_source", required=True, parser_class=type(imp))
     og = isub.add_parser("opsgenie", help="people, teams, schedules, escalations from Opsgenie")
@@ -61,19 +63,9 @@ def add_import_parser(sub: Any) -> None:
     og.add_argument("--report", help="also write the report as JSON here")
     og.add_argument(
         "--at",
-        type=_instant,
+        type=instant,
         help="translate as of this ISO 8601 instant (default now): what ended is left out",
     )
-
-
-def _instant(text: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an ISO 8601 instant, got {text!r}") from None
-    if t.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add one, e.g. {text}Z")
-    return t
 
 
 def _data(doc: Any, where: str) -> Any:

@@ -782,15 +782,19 @@ def test_explain_at_prints_calendar_steps_in_the_calendars_zone(
     )
 
 
-@pytest.mark.parametrize("flag", ["--start", "--at"])
+@pytest.mark.parametrize("command", ["simulate", "explain", "import"])
 def test_an_instant_without_an_offset_is_a_usage_error(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
 ) -> None:
+    """Every command taking an instant parses it one way (``tocsin import opsgenie`` too)."""
     config, payload = _office(tmp_path)
-    if flag == "--start":
+    flag = "--start" if command == "simulate" else "--at"
+    if command == "simulate":
         argv = ["simulate", "--config", str(config), "--payload", str(payload)]
-    else:
+    elif command == "explain":
         argv = ["explain", "--config", str(config), "--labels", "a=b"]
+    else:
+        argv = ["import", "opsgenie", "--from", str(tmp_path)]
     code, out, err = run(capsys, *argv, flag, "2026-01-05T20:00:00")
     assert (code, out) == (2, "")
     assert err.splitlines()[-1].endswith(
