@@ -414,6 +414,45 @@ async def test_routes_without_their_secret_or_adapter_answer_as_documented(
     assert len(checked) >= 10, checked
 
 
+async def test_the_http_api_table_lists_every_route_and_only_routes_that_exist(
+    tmp_path: Path, make_app: MakeApp
+) -> None:
+    """Every route the app registers is in the HTTP API table, and every route the table lists
+    is registered (with the methods it names)."""
+    config = newcomer_checkout(tmp_path) / "config" / "example.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("path: tocsin.db", f"path: {tmp_path / 'tocsin.db'}"))
+    app = await make_app(config, env={"TOCSIN_RECEIVER_TOKEN": "secret"})
+    registered = [
+        (r.method, _route_regex(r.resource.canonical))
+        for r in app.client.server.app.router.routes()
+        if r.method != "HEAD" and r.resource is not None
+    ]
+    listed = [
+        (method, re.sub(r"\?.*$", "", path))
+        for cells in table(section("HTTP API"), "route")
+        for route in re.findall(r"`([A-Z|]+ /[^`]*)`", cells[0])
+        for method, path in _expand(re.sub(r"\[\?[^\]]*\]", "", route))
+    ]
+    unlisted = [
+        (m, rx.pattern) for m, rx in registered if not any(m == lm and rx.fullmatch(lp)
+                                                           for lm, lp in listed)
+    ]  # fmt: skip
+    assert unlisted == [], "routes the HTTP API table does not list"
+    absent = [(m, p) for m, p in listed if not any(m == rm and rx.fullmatch(p)
+                                                   for rm, rx in registered)]  # fmt: skip
+    assert absent == [], "routes the HTTP API table lists that are not registered"
+
+
+def _route_regex(canonical: str) -> re.Pattern[str]:
+    """aiohttp's ``/a/{id:[^/]+}/{action}`` as a regex over concrete paths."""
+    out, pos = "", 0
+    for m in re.finditer(r"\{(\w+)(?::((?:[^{}]|\{[^{}]*\})+))?\}", canonical):
+        out += re.escape(canonical[pos : m.start()]) + f"(?:{m.group(2) or '[^/]+'})"
+        pos = m.end()
+    return re.compile(out + re.escape(canonical[pos:]))
+
+
 def _expand(route: str) -> Iterator[tuple[str, str]]:
     """``GET|POST /a/{b|c}/{id}`` → (GET, /a/b/1), (GET, /a/c/1), (POST, /a/b/1)..."""
     methods, _, path = route.partition(" ")
