@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 import aiohttp
@@ -19,12 +18,10 @@ from pydantic import SecretStr
 from adapters.delivery.notifier import Delivery, DeliveryResult
 from adapters.email.links import LinkSigner
 from adapters.teams.card import card, message
-from adapters.webhook.notifier import combined, post_body
+from adapters.webhook.notifier import Accepted, post_body
 from escalation.engine.clock import Clock
 
 __all__ = ["TeamsNotifier"]
-
-_REMEMBER = 10_000  # rows whose per-webhook successes are remembered across retries
 
 
 class TeamsNotifier:
@@ -43,7 +40,7 @@ class TeamsNotifier:
         self._http = http
         self._clock = clock
         self._timeout = timeout
-        self._done: OrderedDict[str, set[str]] = OrderedDict()
+        self._accepted = Accepted()
 
     async def notify(self, delivery: Delivery) -> DeliveryResult:
         """One attempt to each webhook that has not yet accepted this row."""
@@ -52,7 +49,7 @@ class TeamsNotifier:
         now = self._clock.now()
         body = json.dumps(message(card(delivery, self._signer, now)), separators=(",", ":"))
         row_id = delivery.row.id
-        done = self._done.get(row_id, set())
+        done = self._accepted.of(row_id)
         todo = [n for n in self.webhooks if n not in done]
         sent = await asyncio.gather(
             *(
@@ -69,14 +66,4 @@ class TeamsNotifier:
                 for n in todo
             )
         )
-        done |= {n for n, r in zip(todo, sent, strict=True) if r.ok}
-        failed = [r for r in sent if not r.ok]
-        if not failed:
-            self._done.pop(row_id, None)
-            return DeliveryResult(ok=True, provider_id=",".join(sorted(done)))
-        if done:
-            self._done[row_id] = done
-            self._done.move_to_end(row_id)
-            while len(self._done) > _REMEMBER:
-                self._done.popitem(last=False)
-        return combined(failed)
+        return self._accepted.outcome(row_id, done, todo, sent)

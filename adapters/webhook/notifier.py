@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import json
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -35,6 +35,7 @@ from escalation.incidents.model import AlertRecord, IncidentRecord, OutboxRecord
 
 __all__ = [
     "SIGNATURE_HEADER",
+    "Accepted",
     "WebhookNotifier",
     "combined",
     "payload",
@@ -148,7 +149,7 @@ class WebhookNotifier:
         self._http = http
         self._clock = clock
         self._public_url = public_url
-        self._done: OrderedDict[str, set[str]] = OrderedDict()
+        self._accepted = Accepted()
 
     async def notify(self, delivery: Delivery) -> DeliveryResult:
         """One attempt to every endpoint that has not yet accepted this row."""
@@ -160,27 +161,13 @@ class WebhookNotifier:
         # Presets and templates also get the console's incident page (the plain document keeps
         # its published shape).
         rich = with_page(doc, self._public_url)
-        done = self._done.get(delivery.row.id, set())
+        done = self._accepted.of(delivery.row.id)
         todo = [(n, ep) for n, ep in self.endpoints.items() if n not in done]
         sent = await asyncio.gather(
             *(self._send(n, ep, rich, plain, delivery.row.id, now) for n, ep in todo)
         )
-        results = {n: r for (n, _), r in zip(todo, sent, strict=True)}
-        done |= {n for n, r in results.items() if r.ok}
-        failed = {n: r for n, r in results.items() if not r.ok}
-        if not failed:
-            self._done.pop(delivery.row.id, None)
-            return DeliveryResult(ok=True, provider_id=",".join(sorted(done)))
-        self._remember(delivery.row.id, done)
-        return combined(list(failed.values()))
-
-    def _remember(self, row_id: str, done: set[str]) -> None:
-        if not done:
-            return
-        self._done[row_id] = done
-        self._done.move_to_end(row_id)
-        while len(self._done) > _REMEMBER:
-            self._done.popitem(last=False)
+        names = [n for n, _ in todo]
+        return self._accepted.outcome(delivery.row.id, done, names, sent)
 
     async def _send(
         self,
@@ -262,6 +249,36 @@ async def post_body(
         # Some receivers say when to come back only in the body (the preset names where).
         retry_after = retry_after_in_body(preset, answer)
     return status_failure(status, f"{label}: HTTP {status}", retry_after)
+
+
+class Accepted:
+    """Which of a row's targets (endpoints, Teams webhooks) accepted it, across the dispatcher's
+    retries: a retry sends only to the others, so no target gets the same page twice. Bounded:
+    the oldest rows are forgotten first (at worst a target is sent a page again)."""
+
+    def __init__(self) -> None:
+        self._rows: OrderedDict[str, set[str]] = OrderedDict()
+
+    def of(self, row_id: str) -> set[str]:
+        """The targets that already accepted ``row_id``."""
+        return self._rows.get(row_id, set())
+
+    def outcome(
+        self, row_id: str, done: set[str], names: list[str], sent: Sequence[DeliveryResult]
+    ) -> DeliveryResult:
+        """The row's result once ``names`` were sent to (``sent``, in order) after ``done``:
+        ok when every target has it, else the failures ``combined`` (the successes kept)."""
+        done |= {n for n, r in zip(names, sent, strict=True) if r.ok}
+        failed = [r for r in sent if not r.ok]
+        if not failed:
+            self._rows.pop(row_id, None)
+            return DeliveryResult(ok=True, provider_id=",".join(sorted(done)))
+        if done:
+            self._rows[row_id] = done
+            self._rows.move_to_end(row_id)
+            while len(self._rows) > _REMEMBER:
+                self._rows.popitem(last=False)
+        return combined(failed)
 
 
 def combined(failed: list[DeliveryResult]) -> DeliveryResult:
