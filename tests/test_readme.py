@@ -31,6 +31,8 @@ from pydantic import BaseModel
 
 from config.schema import TocsinConfig
 from escalation.incidents.steps import Step
+from escalation.oncall.calendars import WeeklyHours
+from escalation.oncall.schedules import Layer
 from router.cli import build_parser, main
 from rules.matrix import load_preset, preset_names
 from tests.driver.app import MakeApp
@@ -385,6 +387,19 @@ def test_the_configuration_reference_names_every_setting() -> None:
         for s in _unnamed(top, info.annotation, rows)
     ]
     assert missing == [], "settings the configuration reference does not name"
+
+
+def test_the_schedules_row_names_every_setting_of_a_layer() -> None:
+    # A layer is a model inside a list inside a mapping, which the walk above does not reach.
+    row = next(r[1] for r in table(section("Configuration reference"), "section")
+               if r[0] == "`schedules`")  # fmt: skip
+    missing = [
+        name
+        for model in (Layer, WeeklyHours)
+        for name in model.model_fields
+        if name != "holidays" and not re.search(rf"(?<![\w-]){name}(?![\w-])", row)
+    ]
+    assert missing == [], "layer settings the schedules row does not name"
 
 
 def test_a_step_without_unless_is_documented_as_the_default() -> None:
