@@ -7,11 +7,18 @@ from collections.abc import Generator
 import pytest
 
 from tests.driver.app import make_app
-from tests.driver.logs import no_errors, strict_logs
+from tests.driver.logs import every_log_line, no_errors, strict_logs
 from tests.driver.process import procs
 from tests.driver.team import make_team_app
 
-__all__ = ["make_app", "make_team_app", "no_errors", "procs", "strict_logs"]
+__all__ = [
+    "every_log_line",
+    "make_app",
+    "make_team_app",
+    "no_errors",
+    "procs",
+    "strict_logs",
+]
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -1,13 +1,17 @@
-"""Strictness: a test that logs at ERROR or above fails, unless it expects to."""
+"""Strictness: a test that logs at ERROR or above fails, unless it expects to; and every log
+line at every level, for the tests that search them for secrets."""
 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable, Iterator
 
 import pytest
 
-__all__ = ["error_lines", "no_errors", "strict_logs"]
+from router.logs import JsonFormatter
+
+__all__ = ["EveryLine", "error_lines", "every_log_line", "no_errors", "strict_logs"]
 
 
 def error_lines(caplog: pytest.LogCaptureFixture, *whens: str) -> list[str]:
@@ -44,3 +48,33 @@ def no_errors(caplog: pytest.LogCaptureFixture) -> Callable[[], None]:
         assert errors == [], [r.getMessage() for r in errors]
 
     return check
+
+
+class EveryLine(logging.Handler):
+    """Every record, at every level, as the JSON line tocsin writes, with its traceback: a
+    secret must not show in any of them (``caplog`` keeps records, not what is written)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.json = JsonFormatter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.json.format(record))
+        if record.exc_info:
+            self.lines.append("".join(traceback.format_exception(*record.exc_info)))
+
+
+@pytest.fixture
+def every_log_line() -> Iterator[EveryLine]:
+    """Every log line the test causes (``.lines``), the root logger opened to DEBUG meanwhile."""
+    handler = EveryLine()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)

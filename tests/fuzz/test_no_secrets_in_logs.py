@@ -13,14 +13,11 @@ import base64
 import hashlib
 import hmac
 import json
-import logging
-import traceback
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
 
-from router.logs import JsonFormatter
+from tests.driver.logs import EveryLine
 from tests.fakes.pagerduty import incident_webhook, sign
 from tests.fakes.slack import block_action, slash_command
 from tests.fakes.slack import signed as slack_signed
@@ -68,32 +65,6 @@ SECRETS = [
     *(NTFY_LINK_SECRET, PUSHOVER_APP_TOKEN, PUSHOVER_CALLBACK_SECRET),
     *(GATEWAY_SECRET, VONAGE_SECRET, GENIE_KEY),
 ]
-
-
-class _Everything(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self.json = JsonFormatter()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.json.format(record))
-        if record.exc_info:
-            self.lines.append("".join(traceback.format_exception(*record.exc_info)))
-
-
-@pytest.fixture
-def captured() -> Iterator[_Everything]:
-    handler = _Everything()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 def _basic(user: str, password: str) -> str:
@@ -204,13 +175,13 @@ async def _drive_slack(app: FuzzApp) -> None:
 
 
 async def test_no_log_record_or_metric_contains_a_secret(
-    fuzz_app: FuzzApp, captured: _Everything
+    fuzz_app: FuzzApp, every_log_line: EveryLine
 ) -> None:
     await _drive_every_route(fuzz_app)
     metrics = await (await fuzz_app.client.get("/metrics")).text()
 
-    assert len(captured.lines) > 20  # the routes did log: the search below is not vacuous
+    assert len(every_log_line.lines) > 20  # the routes did log: the search below is not vacuous
     for secret in SECRETS:
-        leaks = [line[:300] for line in captured.lines if secret in line]
+        leaks = [line[:300] for line in every_log_line.lines if secret in line]
         assert not leaks, f"{secret!r} was logged:\n" + "\n".join(leaks)
         assert secret not in metrics

@@ -12,10 +12,7 @@ base64-encoded.
 from __future__ import annotations
 
 import base64
-import logging
 import re
-import traceback
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +21,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from config.load import load_config
-from router.logs import JsonFormatter
 from router.serve import runner_options
 from tests.driver.app import App, Client, start_app
 from tests.driver.config import READ_TOKEN, RECEIVER_TOKEN, WRITE_TOKEN
+from tests.driver.logs import EveryLine
 from tests.driver.payloads import alert, notification
 from tests.driver.team import T0
 from tests.router.console.conftest import ALICE_TOKEN, VIEWER_TOKEN, console_config, csrf_of
@@ -46,32 +43,6 @@ def forms(secret: str) -> list[str]:
         base64.b64encode(raw).decode().rstrip("="),
         base64.urlsafe_b64encode(raw).decode().rstrip("="),
     ]
-
-
-class _Everything(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self.json = JsonFormatter()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.json.format(record))
-        if record.exc_info:
-            self.lines.append("".join(traceback.format_exception(*record.exc_info)))
-
-
-@pytest.fixture
-def captured() -> Iterator[_Everything]:
-    handler = _Everything()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 class Browser:
@@ -176,7 +147,7 @@ async def _drive(b: Browser, base: str) -> list[str]:
 
 @pytest.mark.parametrize("base", ["", "/tocsin"])
 async def test_the_console_shows_logs_and_sends_no_secret_but_the_feed_asked_for(
-    tmp_path: Path, captured: _Everything, base: str
+    tmp_path: Path, every_log_line: EveryLine, base: str
 ) -> None:
     app = await _app(tmp_path, base)
     try:
@@ -188,10 +159,10 @@ async def test_the_console_shows_logs_and_sends_no_secret_but_the_feed_asked_for
         await app.client.close()
         await app.rt.stop()
 
-    assert len(b.answers) > 30 and any("console sign-in" in line for line in captured.lines)
+    assert len(b.answers) > 30 and any("console sign-in" in line for line in every_log_line.lines)
     for secret in SECRETS:
         for form in forms(secret):
-            logged = [line[:300] for line in captured.lines if form in line]
+            logged = [line[:300] for line in every_log_line.lines if form in line]
             assert not logged, f"{secret!r} was logged:\n" + "\n".join(logged)
             sent = [asked for asked, answer in b.answers if form in answer]
             assert not sent, f"{secret!r} was sent in answer to {sent}"
@@ -200,7 +171,7 @@ async def test_the_console_shows_logs_and_sends_no_secret_but_the_feed_asked_for
     assert len(feeds) == 2
     for url in feeds:
         token = url.rsplit("/", 1)[1].removesuffix(".ics")
-        assert not [line for line in captured.lines if token in line]
+        assert not [line for line in every_log_line.lines if token in line]
         carriers = [asked for asked, answer in b.answers if token in answer]
         assert len(carriers) == 1 and carriers[0].endswith("/oncall/calendars"), carriers
         assert token not in metrics
