@@ -630,6 +630,70 @@ def _pem_key() -> str:
     ).decode()
 
 
+async def test_the_curl_examples_of_heartbeats_and_opsgenie_work_as_written(
+    tmp_path: Path, make_app: MakeApp
+) -> None:
+    """The README's ``curl`` commands for heartbeat pings and Opsgenie's Alert API, sent to
+    the example config with those sections' config blocks added, get the answers it says."""
+    config = newcomer_checkout(tmp_path) / "config" / "example.yaml"
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    data["store"]["path"] = str(tmp_path / "tocsin.db")
+    for title in ("Heartbeats", "Migrating from Opsgenie"):
+        for block in code_blocks(section(title), "yaml"):
+            if block.startswith(("# tocsin.yaml", "auth:")):
+                data = _merged(data, yaml.safe_load(block))
+    config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    env = {
+        "TOCSIN_RECEIVER_TOKEN": "secret",
+        "TOCSIN_API_TOKEN": "ops-secret",
+        "OPSGENIE_KEY_ALERTMANAGER": "key-am",
+        "OPSGENIE_KEY_GRAFANA": "key-grafana",
+    }
+    app = await make_app(config, env=env)
+    sent = []
+    for title in ("Heartbeats", "Migrating from Opsgenie"):
+        for cmd in (c for b in code_blocks(section(title), "sh") for c in commands(b)):
+            if cmd.argv[:1] != ["curl"]:
+                continue
+            method, path, kw = _curl_request(cmd.argv[1:], env)
+            r = await app.client.request(method, path, **kw)
+            assert r.status in (200, 202), (cmd.argv, r.status, await r.text())
+            sent.append(path)
+    assert len(sent) == 4, sent
+    r = await app.client.get(
+        "/api/v1/incidents/opsgenie:disk-db1", headers={"Authorization": "Bearer ops-secret"}
+    )
+    inc = await r.json()
+    assert inc["status"] == "resolved"
+    assert any(e["actor"] == "grafana" and e["data"].get("on_behalf_of") == "alice"
+               for e in inc["timeline"]), inc["timeline"]  # fmt: skip
+
+
+def _curl_request(args: list[str], env: dict[str, str]) -> tuple[str, str, dict[str, Any]]:
+    """curl's ``-X``, ``-H`` and ``-d`` (``$VAR`` expanded from ``env``) as a request to the
+    URL's path and query."""
+    method, headers, body, url = "", {}, None, ""
+    it = iter(args)
+    for arg in it:
+        if arg == "-X":
+            method = next(it)
+        elif arg == "-H":
+            name, _, value = next(it).partition(": ")
+            headers[name] = re.sub(r"\$(\w+)", lambda m: env[m.group(1)], value)
+        elif arg == "-d":
+            body = next(it).encode()
+        elif arg.startswith("http"):
+            url = arg
+        else:
+            assert re.fullmatch(r"-[fsSL]+", arg), f"a curl option the test does not know: {arg}"
+    path = "/" + url.split("/", 3)[3]
+    return (
+        method or ("POST" if body is not None else "GET"),
+        path,
+        {"headers": headers, "data": body},
+    )
+
+
 def test_the_heartbeats_snippets_pass_check_promtool_and_amtool(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
