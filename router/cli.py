@@ -461,6 +461,15 @@ async def _api(
             return r.status, data if isinstance(data, dict) else {"data": data}
 
 
+def _opened(stamp: str) -> str:
+    """An ISO instant to the second with its offset (the API's has microseconds, and cutting
+    the text at 25 characters used to drop the offset and leave half of them)."""
+    try:
+        return datetime.fromisoformat(stamp).isoformat(timespec="seconds")
+    except ValueError:
+        return stamp
+
+
 def _call(
     args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
 ) -> dict[str, Any] | None:
@@ -499,7 +508,7 @@ def _incidents(args: argparse.Namespace) -> int:
         for i in data["incidents"]:
             print(
                 f"{i['number']:>5}  {i['id']:<20}  {i['severity_name']:<9} {i['status']:<13} "
-                f"{i['opened_at'][:25]:<25} {i['title']}"
+                f"{_opened(i['opened_at']):<25} {i['title']}"
             )
         return 0
     ref = quote(args.id, safe="")

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,8 @@ def test_list_show_ack_resolve_review(server: Server) -> None:
     assert header.split() == ["#", "ID", "SEVERITY", "STATUS", "OPENED", "TITLE"]
     row = next(x for x in rows if inc_id in x)
     assert row.split()[:4] == [str(number), inc_id, "SEV-1", "triggered"]
+    opened_at = datetime.fromisoformat(shown["opened_at"]).isoformat(timespec="seconds")
+    assert row.split()[4] == opened_at  # to the second, with its offset
     assert row.endswith("DiskFull: DiskFull on db-1")
 
     r = server.cli("incidents", "list", "--json", "--severity", "critical")
