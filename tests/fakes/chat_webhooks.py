@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.serving import serve_local
+from tests.fakes.serving import LocalFake
 
 __all__ = ["PLATFORMS", "ChatReceived", "FakeChat", "Scripted", "telegram_visible_text"]
 
@@ -377,27 +377,24 @@ def rate_limited(platform: str, retry_after: float) -> Scripted:
     )
 
 
-class FakeChat:
+class FakeChat(LocalFake[list[str]]):
     """One platform's incoming webhook. ``url`` is the webhook URL to configure (for Telegram,
     ``api_url`` with ``TELEGRAM_TOKEN`` as the bot token)."""
 
     def __init__(self, platform: str) -> None:
+        super().__init__(f"requests {platform} would refuse were sent")
         assert platform in PLATFORMS, platform
         self.platform = platform
         self.received: list[ChatReceived] = []
         self.accepted: list[Any] = []  # the bodies the platform would have posted
         self.threads: list[str | None] = []  # google_chat: each accepted message's threadKey
-        self.violations: list[list[str]] = []
-        self._expected = False
         self._script: deque[Scripted] = deque()
-        self._runner: web.AppRunner | None = None
         self.api_url = ""
-        self.url = ""
 
     async def start(self) -> FakeChat:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, base = await serve_local(app)
+        base = await self._serve(app)
         self.api_url = base
         self.url = (
             self.api_url
@@ -409,19 +406,6 @@ class FakeChat:
             }[self.platform]
         )
         return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self.violations and not self._expected:
-            raise AssertionError(
-                f"requests {self.platform} would refuse were sent: {self.violations}"
-            )
-
-    def expect_violations(self) -> None:
-        """This test sends invalid requests on purpose."""
-        self._expected = True
 
     def script(self, *answers: Scripted) -> None:
         """Answer the next valid requests with these, in order."""

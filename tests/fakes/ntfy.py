@@ -35,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.serving import serve_local
+from tests.fakes.serving import LocalFake
 
 __all__ = ["NTFY_TOKEN", "FakeNtfy", "ntfy_error"]
 
@@ -72,36 +72,23 @@ def _action_ok(a: Any) -> bool:
     return kind == "view" or a.get("method", "POST") in ("GET", "POST", "PUT")
 
 
-class FakeNtfy:
+class FakeNtfy(LocalFake[str]):
     """Start with ``await fake.start()``; ``url`` is the server's base URL."""
 
     def __init__(self, *, token: str = NTFY_TOKEN, topics: tuple[str, ...] = ()) -> None:
+        super().__init__("publications ntfy would refuse")
         self.token = token
         self.writable = set(topics)  # empty: the token may write every topic
         self.messages: list[dict[str, Any]] = []  # accepted, as ntfy answered them
         self.requests: list[tuple[dict[str, str], bytes]] = []  # every request: headers, body
-        self.violations: list[str] = []
         self._left: int | None = None
-        self._expected = False
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     async def start(self) -> FakeNtfy:
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, base = await serve_local(app)
+        base = await self._serve(app)
         self.url = base
         return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self.violations and not self._expected:
-            raise AssertionError(f"publications ntfy would refuse: {self.violations}")
-
-    def expect_violations(self) -> None:
-        self._expected = True
 
     def limit(self, accepted: int) -> None:
         """Accept ``accepted`` more messages, then answer 429 (42901) until ``limit`` again."""

@@ -35,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.serving import serve_local
+from tests.fakes.serving import LocalFake
 
 __all__ = ["APP_TOKEN", "FakePushover", "Receipt", "user_key"]
 
@@ -106,39 +106,26 @@ def _message_errors(m: dict[str, str]) -> list[str]:
     return errors
 
 
-class FakePushover:
+class FakePushover(LocalFake[list[str]]):
     """Start with ``await fake.start()``; ``url`` is the API's base URL."""
 
     def __init__(self, *, token: str = APP_TOKEN, users: tuple[str, ...] = ()) -> None:
+        super().__init__("requests Pushover would refuse")
         self.token = token
         self.users = set(users)
         self.messages: list[dict[str, str]] = []  # accepted, as sent
         self.receipts: dict[str, Receipt] = {}
         self.cancels: list[str] = []  # receipts cancelled, in order
-        self.violations: list[list[str]] = []
         self.remaining = _MONTHLY
-        self._expected = False
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     async def start(self) -> FakePushover:
         app = web.Application()
         app.router.add_post("/1/messages.json", self._messages)
         app.router.add_get("/1/receipts/{receipt}.json", self._receipt)
         app.router.add_post("/1/receipts/{receipt}/cancel.json", self._cancel)
-        self._runner, base = await serve_local(app)
+        base = await self._serve(app)
         self.url = base
         return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self.violations and not self._expected:
-            raise AssertionError(f"requests Pushover would refuse: {self.violations}")
-
-    def expect_violations(self) -> None:
-        self._expected = True
 
     def acknowledge(
         self, receipt: str, user: str, device: str = "iphone"

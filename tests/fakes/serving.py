@@ -3,9 +3,13 @@ tests run side by side (pytest-xdist) without choosing ports."""
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from aiohttp import web
 
-__all__ = ["serve_local"]
+__all__ = ["LocalFake", "serve_local"]
+
+V = TypeVar("V")  # one violation: a message, or the messages of one request
 
 
 async def serve_local(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -17,3 +21,33 @@ async def serve_local(app: web.Application) -> tuple[web.AppRunner, str]:
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
     return runner, f"http://{host}:{port}"
+
+
+class LocalFake(Generic[V]):
+    """What every contract-checking fake shares: its server (``_serve``), the requests the
+    provider's published contract refuses (``violations``), and ``close()``, which stops the
+    server and then fails the test on them, so a request the real provider would refuse can
+    never pass unnoticed."""
+
+    def __init__(self, refuses: str) -> None:
+        self.violations: list[V] = []
+        self.url = ""
+        self._refuses = refuses  # "requests Pushover would refuse": what a violation is
+        self._violations_expected = False
+        self._runner: web.AppRunner | None = None
+
+    async def _serve(self, app: web.Application) -> str:
+        """Serve ``app``; its base URL."""
+        self._runner, base = await serve_local(app)
+        return base
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.violations and not self._violations_expected:
+            raise AssertionError(f"{self._refuses}: {self.violations}")
+
+    def expect_violations(self) -> None:
+        """This test sends invalid requests on purpose: ``close()`` does not fail on them."""
+        self._violations_expected = True

@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl, urlencode
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
-from tests.fakes.serving import serve_local
+from tests.fakes.serving import LocalFake
 from tests.fakes.slack_schema import request_violations, response_violations
 
 __all__ = [
@@ -109,24 +109,21 @@ class _Channel:
     created: int = 0
 
 
-class FakeSlack:
+class FakeSlack(LocalFake[str]):
     """Start with ``await fake.start()``; stop with ``await fake.close()``."""
 
     def __init__(self, *, bot_token: str = BOT_TOKEN, bot_user: str = "UBOT00001") -> None:
+        super().__init__("calls Slack would refuse were made")
         self.bot_token = bot_token
         self.bot_user = bot_user
         self.calls: list[Call] = []
         self.messages: list[SlackMessage] = []
         self.ephemeral: list[dict[str, Any]] = []
-        self.violations: list[str] = []
-        self._violations_expected = False
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, _Channel] = {}
         self._script: dict[str, deque[SlackScripted]] = {}
         self._ts = 1_700_000_000
         self._ids = 0
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     @property
     def api_url(self) -> str:
@@ -136,22 +133,9 @@ class FakeSlack:
     async def start(self) -> FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
-        self._runner, base = await serve_local(app)
+        base = await self._serve(app)
         self.url = base
         return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self.violations and not self._violations_expected:
-            raise AssertionError(f"calls Slack would refuse were made: {self.violations}")
-
-    def expect_violations(self) -> None:
-        """This test makes invalid calls on purpose: ``close()`` does not fail on them."""
-        self._violations_expected = True
-
-    # -- state --------------------------------------------------------------------------------
 
     def _id(self, prefix: str) -> str:
         self._ids += 1

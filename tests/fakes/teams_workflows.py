@@ -24,7 +24,7 @@ from aiohttp import web
 from jsonschema import Draft6Validator
 
 from tests.fakes.chat_webhooks import ChatReceived, Scripted
-from tests.fakes.serving import serve_local
+from tests.fakes.serving import LocalFake
 
 __all__ = ["SIG", "FakeTeamsWorkflows", "card_errors"]
 
@@ -74,35 +74,22 @@ def envelope_errors(body: Any, size: int) -> list[str]:
     return errors
 
 
-class FakeTeamsWorkflows:
+class FakeTeamsWorkflows(LocalFake[list[str]]):
     """Start with ``await fake.start()``; ``url`` is the workflow's webhook URL."""
 
     def __init__(self) -> None:
+        super().__init__("messages Teams Workflows would refuse")
         self.received: list[ChatReceived] = []
         self.cards: list[dict[str, Any]] = []  # the cards of accepted messages, in order
-        self.violations: list[list[str]] = []
-        self._expected = False
         self._script: deque[Scripted] = deque()
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     async def start(self) -> FakeTeamsWorkflows:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, base = await serve_local(app)
+        base = await self._serve(app)
         query = f"api-version=1&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={SIG}"
         self.url = f"{base}{_PATH}?{query}"
         return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self.violations and not self._expected:
-            raise AssertionError(f"messages Teams Workflows would refuse: {self.violations}")
-
-    def expect_violations(self) -> None:
-        self._expected = True
 
     def script(self, *answers: Scripted) -> None:
         """Answer the next valid requests with these, in order."""

@@ -42,7 +42,7 @@ import aiohttp
 import yarl
 from aiohttp import web
 
-from tests.fakes.serving import serve_local
+from tests.fakes.serving import LocalFake
 from tests.fakes.twilio_schema import form_violations
 
 __all__ = [
@@ -134,7 +134,7 @@ def _rfc2822(t: datetime) -> str:
     return format_datetime(t)  # "Sun, 22 Nov 2026 13:00:00 +0000", as Twilio writes dates
 
 
-class FakeTwilio:
+class FakeTwilio(LocalFake[list[str]]):
     """Twilio's Calls / Messages REST contract and its signed callbacks, on 127.0.0.1."""
 
     def __init__(
@@ -146,6 +146,7 @@ class FakeTwilio:
         unsubscribed: Iterable[str] = (),
         unverified: Iterable[str] = (),
     ) -> None:
+        super().__init__("requests Twilio's API document refuses were sent")
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.number = number
@@ -156,13 +157,9 @@ class FakeTwilio:
         self.messages: dict[str, dict[str, Any]] = {}
         self.callbacks: list[CallbackReply] = []
         # What Twilio's OpenAPI document refuses in each create request received (see close()).
-        self.violations: list[list[str]] = []
-        self._violations_expected = False
         self._script: dict[str, deque[Scripted]] = {"Calls": deque(), "Messages": deque()}
         self._routes: list[tuple[str, str]] = []
-        self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
-        self.url = ""
         self.now = lambda: datetime.now(UTC)
         self._closing = asyncio.Event()
 
@@ -171,7 +168,7 @@ class FakeTwilio:
     async def start(self) -> FakeTwilio:
         app = web.Application()
         app.router.add_route("*", API + "/Accounts/{account}/{resource}", self._handle)
-        self._runner, base = await serve_local(app)
+        base = await self._serve(app)
         self.url = base
         return self
 
@@ -184,16 +181,7 @@ class FakeTwilio:
         self._closing.set()
         if self._session is not None:
             await self._session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self.violations and not self._violations_expected:
-            raise AssertionError(
-                f"requests Twilio's API document refuses were sent: {self.violations}"
-            )
-
-    def expect_violations(self) -> None:
-        """This test sends invalid requests on purpose: ``close()`` does not fail on them."""
-        self._violations_expected = True
+        await super().close()
 
     # -- scripting ---------------------------------------------------------------------------
 

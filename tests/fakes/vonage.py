@@ -54,7 +54,7 @@ from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from tests.fakes.serving import serve_local
+from tests.fakes.serving import LocalFake
 
 __all__ = ["APPLICATION_ID", "SIGNATURE_SECRET", "VONAGE_NUMBER", "FakeVonage", "VonageScript"]
 
@@ -162,10 +162,11 @@ def _problem(status: int, title: str, detail: str, **extra: Any) -> web.Response
     return web.json_response(body, status=status)
 
 
-class FakeVonage:
+class FakeVonage(LocalFake[list[str]]):
     """Vonage's Voice and Messages APIs and its signed webhooks, on 127.0.0.1."""
 
     def __init__(self) -> None:
+        super().__init__("requests Vonage's API documents refuse were sent")
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.private_key_pem = key.private_bytes(
             serialization.Encoding.PEM,
@@ -176,29 +177,18 @@ class FakeVonage:
         self.requests: list[Sent] = []
         self.calls: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, dict[str, Any]] = {}
-        self.violations: list[list[str]] = []
         self.answers: list[tuple[int, Any]] = []  # what tocsin answered each webhook
         self._script: dict[str, deque[VonageScript]] = {"calls": deque(), "messages": deque()}
         self._routes: list[tuple[str, str]] = []
         self._validator = _validator("CreateCallRequestNcco")
         self._phone_to = _validator("EndpointPhoneTo")
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     async def start(self) -> FakeVonage:
         app = web.Application()
         app.router.add_post("/v1/{resource}", self._handle)
-        self._runner, base = await serve_local(app)
+        base = await self._serve(app)
         self.url = base
         return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self.violations:
-            raise AssertionError(
-                f"requests Vonage's API documents refuse were sent: {self.violations}"
-            )
 
     def script(self, resource: str, *answers: VonageScript) -> None:
         self._script[resource].extend(answers)
