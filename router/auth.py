@@ -15,10 +15,11 @@ from aiohttp import web
 from config.server import ApiToken, ReceiverAuth
 from router.errors import ApiError
 
-__all__ = ["require_api_token", "require_receiver_auth"]
+__all__ = ["require_api_token", "require_receiver_auth", "same_secret"]
 
 
-def _eq(a: str, b: str) -> bool:
+def same_secret(a: str, b: str) -> bool:
+    """``a == b`` in constant time, for a presented credential against a configured one."""
     # Header values arrive with undecodable bytes as surrogate escapes; a strict encode
     # would raise (→ 500) instead of simply not matching.
     return hmac.compare_digest(
@@ -46,14 +47,16 @@ def require_receiver_auth(request: web.Request, auth: ReceiverAuth) -> None:
     ok = False
     if scheme.lower() == "bearer":
         for token in auth.bearer_tokens:
-            ok |= _eq(cred, token.get_secret_value())
+            ok |= same_secret(cred, token.get_secret_value())
     elif scheme.lower() == "basic":
         try:
             user, _, password = base64.b64decode(cred, validate=True).decode().partition(":")
         except ValueError:  # binascii.Error, non-ASCII input, UnicodeDecodeError
             raise _unauthorized("malformed basic credentials", "tocsin") from None
         for c in auth.basic_auth:
-            ok |= _eq(user, c.username) & _eq(password, c.password.get_secret_value())
+            ok |= same_secret(user, c.username) & same_secret(
+                password, c.password.get_secret_value()
+            )
     else:
         raise _unauthorized(f"unsupported authorization scheme {scheme[:20]!r}", "tocsin")
     if not ok:
@@ -70,7 +73,7 @@ def require_api_token(
         raise _unauthorized("an API bearer token is required", "tocsin-api", ("Bearer",))
     found: ApiToken | None = None
     for t in tokens:
-        if _eq(cred.strip(), t.token.get_secret_value()):
+        if same_secret(cred.strip(), t.token.get_secret_value()):
             found = t
     if found is None:
         raise _unauthorized("invalid API token", "tocsin-api", ("Bearer",))

@@ -15,7 +15,6 @@ incident, or does not apply to it (closing a closed one), answers 202 too and ch
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import time
@@ -34,6 +33,7 @@ from escalation.engine.heartbeats import UnknownHeartbeat
 from escalation.engine.service import IncidentNotFound, StoreUnavailable
 from escalation.incidents.actions import Action, IllegalTransition
 from escalation.incidents.model import IncidentRecord, Status
+from router.auth import same_secret
 from router.errors import ApiError
 from router.keys import RUNTIME
 from router.opsgenie_translate import slug
@@ -109,19 +109,13 @@ def incident_key(alias: str) -> str:
     return KEY_PREFIX + alias
 
 
-def _eq(a: str, b: str) -> bool:
-    return hmac.compare_digest(
-        a.encode("utf-8", "surrogateescape"), b.encode("utf-8", "surrogateescape")
-    )
-
-
 def require_genie_key(request: web.Request, keys: list[GenieKey]) -> GenieKey:
     """The configured key presented as ``GenieKey <key>``, compared with every key."""
     scheme, _, cred = request.headers.get("Authorization", "").partition(" ")
     found: GenieKey | None = None
     if scheme.lower() == "geniekey" and cred.strip():
         for k in keys:
-            if _eq(cred.strip(), k.key.get_secret_value()):
+            if same_secret(cred.strip(), k.key.get_secret_value()):
                 found = k
     if found is None:
         # Opsgenie's words for a missing, unknown or disabled key.
