@@ -45,6 +45,16 @@ class Fired:
     steps: list[tuple[int, str]] = field(default_factory=list)
     prepared: Any = None
     sends: bool = False
+    leased: set[str] = field(default_factory=set)
+
+    def left_to_engine(self) -> Changes:
+        """The changes without the rows leased here: what the engine has yet to do (a leased
+        row is the engine's again only if its send never records, and the engine looks at the
+        store at least every ``engine.poll``, well within a lease)."""
+        out = Changes()
+        out.merge(self.changes)
+        out.new_outbox = [r for r in out.new_outbox if r.id not in self.leased]
+        return out
 
 
 @dataclass
@@ -79,6 +89,7 @@ class PageAtOnce:
                 fired.steps.append((current.tier, current.kind))
         ids = [r.id for r in fired.changes.new_outbox]
         leased = await tx.lease_outbox(ids, now, self.owner(), now + self.lease()) if ids else []
+        fired.leased = {r.id for r in leased}
         if leased:
             fired.prepared = await self.delivery.prepare(tx, leased)
             fired.sends = True

@@ -76,12 +76,17 @@ class Engine:
         self.replay_windows = replay_windows
         self._next_prune: datetime | None = None
         self._wake = asyncio.Event()
+        self._asleep_until: datetime | None = None  # while sleeping: when the sleep ends
         self._stopping = False
         self.on_change: Callable[[], None] | None = None
         self.heartbeats: DueHeartbeats | None = None
 
-    def wake(self) -> None:
-        """Something earlier may be due: re-read the next due time now."""
+    def wake(self, due: datetime | None = None) -> None:
+        """Something may be due before the engine looks again (at ``due``, when known): re-read
+        the next due time now. Work due no earlier than the current sleep's end waits for it,
+        so a burst of ingests whose first tiers were paged at once costs the engine nothing."""
+        if due is not None and self._asleep_until is not None and due >= self._asleep_until:
+            return
         self._wake.set()
 
     async def tick(self) -> datetime | None:
@@ -232,9 +237,11 @@ class Engine:
     async def _sleep(self, until: datetime) -> None:
         sleeper = asyncio.ensure_future(self.clock.sleep_until(until))
         waker = asyncio.ensure_future(self._wake.wait())
+        self._asleep_until = until
         try:
             await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._asleep_until = None
             sleeper.cancel()
             waker.cancel()
 

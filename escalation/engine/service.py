@@ -145,7 +145,7 @@ class EscalationService:
         clock: Clock,
         directory: Callable[[], Directory],
         metrics: EscalationMetrics,
-        wake: Callable[[], None] = lambda: None,
+        wake: Callable[[datetime], None] = lambda due: None,
         page_at_once: PageAtOnce | None = None,
     ) -> None:
         self.store = store
@@ -306,7 +306,7 @@ class EscalationService:
             if self.page_at_once is None or not changes.new_steps:
                 return Changes()
             fired.append(await self.page_at_once.fire(tx, changes, now))
-            return fired[0].changes
+            return fired[0].left_to_engine()
 
         done = await self._unit("ingest", None, body, fire_due)
         assert done is not None  # no delivery: never refused as a replay
@@ -553,10 +553,20 @@ class EscalationService:
     # -- after commit ------------------------------------------------------------------------
 
     def _after(self, ch: Changes) -> None:
-        if ch.new_steps or ch.new_outbox or ch.step_reschedules:
-            self.wake()
+        due = _next_due(ch)
+        if due is not None:
+            self.wake(due)
         if self.on_change is not None and ch:
             self.on_change()
+
+
+def _next_due(ch: Changes) -> datetime | None:
+    """When the earliest work ``ch`` leaves to the engine is due (None: it leaves none)."""
+    settled = {u.step_id for u in ch.step_updates}
+    due = [s.due_at for s in ch.new_steps if s.id not in settled]
+    due += [r.due_at for r in ch.step_reschedules]
+    due += [r.not_before for r in ch.new_outbox if r.state == OutboxState.PENDING]
+    return min(due, default=None)
 
 
 async def _alias_in(tx: Tx, alias: str, incident_id: str, changes: Changes) -> None:

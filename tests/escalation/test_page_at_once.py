@@ -83,7 +83,9 @@ class Port:
         self.finished.append(prepared)
 
 
-def _service(store: Store, clock: VirtualClock, port: Port | None) -> EscalationService:
+def _service(
+    store: Store, clock: VirtualClock, port: Port | None, woken: list[datetime] | None = None
+) -> EscalationService:
     metrics = EscalationMetrics(CollectorRegistry())
     fast = None
     if port is not None:
@@ -94,7 +96,8 @@ def _service(store: Store, clock: VirtualClock, port: Port | None) -> Escalation
             owner=lambda: "replica-a",
             lease=lambda: LEASE,
         )
-    return EscalationService(store, clock, lambda: DIRECTORY, metrics, page_at_once=fast)
+    wake = (lambda due: None) if woken is None else woken.append
+    return EscalationService(store, clock, lambda: DIRECTORY, metrics, wake=wake, page_at_once=fast)
 
 
 def _engine(store: Store, clock: VirtualClock, owner: str, port: Port) -> Engine:
@@ -102,15 +105,15 @@ def _engine(store: Store, clock: VirtualClock, owner: str, port: Port) -> Engine
     return Engine(store, clock, lambda: DIRECTORY, port, metrics, owner=owner, lease=LEASE)
 
 
-def _notification() -> tuple[Notification, list[Classified]]:
+def _notification(group: str = "{}:{}") -> tuple[Notification, list[Classified]]:
     alert = Alert(
         status="firing",
         labels={"alertname": "DiskFull"},
         starts_at=T0,
-        fingerprint="fp1",
+        fingerprint=f"fp-{group}",
     )
     n = Notification(
-        version="4", receiver="web.hook", status="firing", alerts=[alert], groupKey="{}:{}"
+        version="4", receiver="web.hook", status="firing", alerts=[alert], groupKey=group
     )
     verdict = Classification(
         severity="P1",
@@ -216,3 +219,28 @@ async def test_an_ack_after_the_commit_cancels_the_leased_rows_not_yet_sent(
     }
     port.go.set()
     await svc.settle()
+
+
+async def test_the_engine_is_woken_for_what_is_left_to_it_not_for_what_was_sent(
+    store: Store,
+) -> None:
+    clock = VirtualClock(T0)
+    with_port: list[datetime] = []
+    await _ingest(_service(store, clock, Port(), with_port))
+    # bob's page waits for his quiet hours to end at 11:00; the lead's tier is due at 15m.
+    assert with_port == [T0 + timedelta(minutes=15)]
+
+    without: list[datetime] = []
+    other = _notification('{}:{alertname="Other"}')
+    await _service(store, clock, None, without).ingest(*other)
+    assert without == [T0]  # no port: the first tier is the engine's, due now
+
+    later = VirtualClock(T0)
+    engine = _engine(store, later, "replica-a", Port())
+    asleep = asyncio.create_task(engine._sleep(T0 + timedelta(seconds=5)))
+    await asyncio.sleep(0)
+    engine.wake(T0 + timedelta(minutes=15))  # due after the engine looks again anyway
+    await asyncio.sleep(0)
+    assert not asleep.done()
+    engine.wake(T0)  # due before: the engine looks now
+    await asyncio.wait_for(asleep, timeout=10)
