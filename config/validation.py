@@ -156,8 +156,9 @@ def _entry(
         return _Entry(loc, line, col, msg)  # the message already quotes the value
     if secret and isinstance(value, str) and "**********" in msg:
         return _Entry(loc, line, col, msg)
-    if etype == "value_error" and isinstance(value, dict | Mapping):
-        return _Entry(loc, line, col, msg)  # a section's own check: "got a mapping" says nothing
+    if etype == "value_error" and isinstance(value, dict | Mapping | list | tuple):
+        # A section's or a list's own check names the fault; "got a mapping/list" says nothing.
+        return _Entry(loc, line, col, msg)
     return _Entry(loc, line, col, msg, got)
 
 

@@ -566,3 +566,24 @@ def test_api_tokens_need_distinct_names(tmp_path: Path) -> None:
     [problem] = problems(path)
     assert problem.startswith(f"{path}:4:3: auth.api_tokens: ")
     assert "two API tokens are named 'ops'" in problem
+
+
+def test_an_unknown_channel_in_via_is_named_without_got_a_list(tmp_path: Path) -> None:
+    path = tmp_path / "tocsin.yaml"
+    path.write_text(
+        "auth: {receiver: {bearer_tokens: [t0ken]}}\n"
+        "policies:\n"
+        "  p:\n"
+        "    steps: [{notify: [person:a], via: [smoke]}]\n"
+        "people: {a: {name: A}}\n"
+    )
+    try:
+        load_config(path, env={})
+    except ConfigError as e:
+        found = [str(p).removeprefix(f"{path}:") for p in e.problems]
+    else:
+        found = []
+    assert [f for f in found if "smoke" in f] == [
+        "4:34: policies.p.steps[0].via: unknown channel 'smoke'; expected one of log, pagerduty,"
+        " email, phone, sms, webhook, slack, teams, ntfy, pushover"
+    ]
