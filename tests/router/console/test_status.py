@@ -126,6 +126,10 @@ async def test_status_lists_the_heartbeats_with_their_state_and_last_ping(
     await app.tick(timedelta(minutes=2))  # the watchdog was never pinged: it expires
     await sign_in(app.client, "vic", VIEWER_TOKEN)
     html = await (await app.client.get("/status")).text()
+    # Listed once, in the page: none of it leaks into the <title>.
+    title = re.search(r"<title>(.*?)</title>", html, re.S)
+    assert title is not None and title[1] == "Status · tocsin"
+    assert html.count('<tr data-heartbeat="backup">') == 1
     backup = _heartbeat_row(html, "backup")
     assert backup[:3] == ["backup", "ok", "2026-11-22 13:00:00 UTC"]
     assert backup[3:] == ["2026-11-22 14:05:00 UTC", "1h 0m (+ 5m grace)"]
