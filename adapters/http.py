@@ -25,6 +25,7 @@ __all__ = [
     "parse_retry_after",
     "private_in_transit",
     "status_failure",
+    "transport_failure",
 ]
 
 # RFC 3986's reserved and unreserved characters, and '%' of what is already percent-encoded:
@@ -130,13 +131,19 @@ async def exchange(
         ) as resp:
             retry_after = parse_retry_after(resp.headers.get("Retry-After"), now)
             return Answer(resp.status, await resp.content.read(65536), retry_after)
-    except aiohttp.InvalidURL:
+    except (TimeoutError, aiohttp.ClientError) as e:
+        return transport_failure(label, e)
+
+
+def transport_failure(label: str, e: TimeoutError | aiohttp.ClientError) -> DeliveryResult:
+    """A request that got no answer, naming ``label`` and never the URL: a URL that cannot be
+    one is permanent; a timeout or a connection failure may pass, so it is retryable."""
+    if isinstance(e, aiohttp.InvalidURL):
         return DeliveryResult(ok=False, error=f"{label}: invalid URL")
-    except TimeoutError:
+    if isinstance(e, TimeoutError):
         # The request may have reached the provider: the caller decides what that means.
         return DeliveryResult(False, FailureReason.RETRYABLE, f"{label}: timed out")
-    except aiohttp.ClientError as e:
-        return DeliveryResult(False, FailureReason.RETRYABLE, f"{label}: {os_reason(e)}")
+    return DeliveryResult(False, FailureReason.RETRYABLE, f"{label}: {os_reason(e)}")
 
 
 def os_reason(e: BaseException) -> str:

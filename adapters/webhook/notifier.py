@@ -27,7 +27,7 @@ import aiohttp
 
 from adapters.config import WebhookEndpoint, WebhookPreset
 from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
-from adapters.http import os_reason, parse_retry_after, status_failure
+from adapters.http import parse_retry_after, status_failure, transport_failure
 from adapters.webhook.bodies import body_for, content_type_of, url_of
 from adapters.webhook.presets import retry_after_in_body
 from escalation.engine.clock import Clock
@@ -237,12 +237,8 @@ async def post_body(
             status = resp.status
             retry_after = parse_retry_after(resp.headers.get("Retry-After"), now)
             answer = await resp.read()
-    except aiohttp.InvalidURL:
-        return DeliveryResult(ok=False, error=f"{label}: invalid URL")
-    except TimeoutError:
-        return DeliveryResult(False, FailureReason.RETRYABLE, f"{label}: timed out")
-    except aiohttp.ClientError as e:
-        return DeliveryResult(False, FailureReason.RETRYABLE, f"{label}: {os_reason(e)}")
+    except (TimeoutError, aiohttp.ClientError) as e:
+        return transport_failure(label, e)
     if 200 <= status < 300:
         return DeliveryResult(ok=True, provider_id=provider_id)
     if (status == 429 or status >= 500) and retry_after is None:
