@@ -515,6 +515,19 @@ def test_the_metrics_table_lists_every_metric_tocsin_exports() -> None:
     assert sorted(listed - defined) == [], "metrics the README's table lists that do not exist"
 
 
+def test_every_alertmanager_yml_in_the_readme_passes_amtool(tmp_path: Path) -> None:
+    blocks = [b for b in code_blocks(README, "yaml") if b.startswith("# alertmanager.yml\n")]
+    assert len(blocks) >= 3, "the README's alertmanager.yml examples start with that comment"
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool not installed (Debian package prometheus-alertmanager)")
+    for i, block in enumerate(blocks):
+        (tmp_path / f"am{i}.yml").write_text(block, encoding="utf-8")
+        argv = [amtool, "check-config", str(tmp_path / f"am{i}.yml")]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, block + done.stdout + done.stderr
+
+
 # --------------------------------------------------------------------------- presets
 
 
