@@ -8,6 +8,7 @@ longer gets through).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -141,6 +142,29 @@ def test_every_tocsin_command_in_the_readme_parses() -> None:
             build_parser().parse_args(cmd.argv[1:])
         except SystemExit as e:
             pytest.fail(f"README command does not parse (exit {e.code}): {shlex.join(cmd.argv)}")
+
+
+def test_the_cli_table_names_every_command_subcommand_and_option() -> None:
+    rows = table(section("CLI"), "command")
+    top = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for name, parser in top.choices.items():
+        row = next((" ".join(r) for r in rows if r[0].startswith(f"`tocsin {name}")), None)
+        if row is None:
+            missing.append(name)
+            continue
+        missing += [f"{name} {word}" for word in _words(parser) if word not in row]
+    assert missing == [], "commands, subcommands or options the CLI table does not name"
+
+
+def _words(parser: argparse.ArgumentParser) -> Iterator[str]:
+    """A parser's long options and subcommands, and theirs."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield name
+                yield from _words(sub)
+        yield from (o for o in action.option_strings if o.startswith("--") and o != "--help")
 
 
 # --------------------------------------------------------------------------- the quick start
