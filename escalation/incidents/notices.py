@@ -3,7 +3,7 @@ acks to the channels that keep one message per incident (Slack), which edit that
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -32,25 +32,17 @@ def resolve_notices(
     inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime
 ) -> list[OutboxRecord]:
     """A "resolved" message to everyone already paged, once per (person, channel) and resolve."""
-    out: dict[tuple[str, str], OutboxRecord] = {}
-    for row in paged:
-        if row.kind in (OutboxKind.PAGE, OutboxKind.REMINDER) and row.state in _REACHED:
-            pair = (row.person, row.channel)
-            if pair not in out:
-                out[pair] = _notice(inc, row, OutboxKind.RESOLVE, row.channel, now)
-    return list(out.values())
+    rows = _first_reached(paged, _per_place, kinds=(OutboxKind.PAGE, OutboxKind.REMINDER))
+    return [_notice(inc, row, OutboxKind.RESOLVE, row.channel, now) for row in rows]
 
 
 def pagerduty_acks(
     inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime
 ) -> list[OutboxRecord]:
     """Tell PagerDuty about an ack made elsewhere, once per PagerDuty alert tocsin triggered."""
-    out: dict[str, OutboxRecord] = {}
-    for row in paged:
-        if row.channel == "pagerduty" and row.kind == OutboxKind.PAGE and row.state in _REACHED:
-            if row.person not in out:
-                out[row.person] = _notice(inc, row, OutboxKind.ACKNOWLEDGE, "pagerduty", now)
-    return list(out.values())
+    pd = [row for row in paged if row.channel == "pagerduty"]
+    rows = _first_reached(pd, lambda row: row.person)
+    return [_notice(inc, row, OutboxKind.ACKNOWLEDGE, "pagerduty", now) for row in rows]
 
 
 def message_acks(
@@ -58,17 +50,10 @@ def message_acks(
 ) -> list[OutboxRecord]:
     """An ack to each message a channel in ``UPDATED_CHANNELS`` keeps for the incident (once per
     place or person and channel): its card then shows who acknowledged, wherever they did."""
-    out: dict[tuple[str, str], OutboxRecord] = {}
-    for row in paged:
-        if (
-            row.channel.split(":", 1)[0] in UPDATED_CHANNELS  # teams:<name> too
-            and row.kind == OutboxKind.PAGE
-            and row.state in _REACHED
-        ):
-            pair = (row.person, row.channel)
-            if pair not in out:
-                out[pair] = _notice(inc, row, OutboxKind.ACKNOWLEDGE, row.channel, now)
-    return list(out.values())
+    # By the channel's kind: each ``teams:<name>`` webhook is its own place.
+    kept = [row for row in paged if row.channel.split(":", 1)[0] in UPDATED_CHANNELS]
+    rows = _first_reached(kept, _per_place)
+    return [_notice(inc, row, OutboxKind.ACKNOWLEDGE, row.channel, now) for row in rows]
 
 
 def ringing_stops(
@@ -85,16 +70,13 @@ def message_updates(
 ) -> list[OutboxRecord]:
     """An edit of each message a channel in ``EDITED_CHANNELS`` keeps for the incident, after
     ``what`` (mitigate, escalate, reopen, a note) changed it."""
-    out: dict[tuple[str, str], OutboxRecord] = {}
     stamp = int(now.timestamp() * 1000)
-    for row in paged:
-        if row.channel in EDITED_CHANNELS and row.kind == OutboxKind.PAGE and row.state in _REACHED:
-            pair = (row.person, row.channel)
-            if pair not in out:
-                notice = _notice(inc, row, OutboxKind.UPDATE, row.channel, now)
-                # Several changes in one escalation run: one edit each.
-                out[pair] = replace(notice, id=f"{notice.id}:{what}:{stamp}")
-    return list(out.values())
+    out: list[OutboxRecord] = []
+    for row in _first_reached([r for r in paged if r.channel in EDITED_CHANNELS], _per_place):
+        notice = _notice(inc, row, OutboxKind.UPDATE, row.channel, now)
+        # Several changes in one escalation run: one edit each.
+        out.append(replace(notice, id=f"{notice.id}:{what}:{stamp}"))
+    return out
 
 
 def room_archives(
@@ -102,14 +84,29 @@ def room_archives(
 ) -> list[OutboxRecord]:
     """Archive the incident's own chat channel once its level's monitoring window is over."""
     window = timedelta(seconds=float(inc.level.get("monitoring_window") or 0))
-    out: dict[str, OutboxRecord] = {}
-    for row in paged:
-        room = row.person.partition(":")[2] == INCIDENT_ROOM
-        if room and row.kind == OutboxKind.PAGE and row.state in _REACHED:
-            if row.channel not in out:
-                notice = _notice(inc, row, OutboxKind.ARCHIVE, row.channel, now)
-                out[row.channel] = replace(notice, not_before=now + window)
-    return list(out.values())
+    rooms = [row for row in paged if row.person.partition(":")[2] == INCIDENT_ROOM]
+    return [
+        replace(_notice(inc, row, OutboxKind.ARCHIVE, row.channel, now), not_before=now + window)
+        for row in _first_reached(rooms, lambda row: row.channel)
+    ]
+
+
+def _per_place(row: OutboxRecord) -> tuple[str, str]:
+    return (row.person, row.channel)
+
+
+def _first_reached(
+    rows: Sequence[OutboxRecord],
+    key: Callable[[OutboxRecord], Hashable],
+    kinds: tuple[OutboxKind, ...] = (OutboxKind.PAGE,),
+) -> list[OutboxRecord]:
+    """The first of ``rows`` per ``key`` among those of ``kinds`` that reached someone, in
+    order: one notice per place however many pages went there."""
+    first: dict[Hashable, OutboxRecord] = {}
+    for row in rows:
+        if row.kind in kinds and row.state in _REACHED:
+            first.setdefault(key(row), row)
+    return list(first.values())
 
 
 def _notice(
