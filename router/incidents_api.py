@@ -104,6 +104,10 @@ def _runtime(request: web.Request) -> Runtime:
     return request.app[RUNTIME]
 
 
+# ``open`` is the first three; several may be given, comma-separated.
+_STATUSES = ("triggered", "acknowledged", "mitigated", "resolved", "open")
+
+
 async def list_incidents(request: web.Request) -> web.Response:
     rt = _runtime(request)
     require_api_token(request, rt.loaded.config.auth.api_tokens, "read")
@@ -118,8 +122,10 @@ async def list_incidents(request: web.Request) -> web.Response:
         raise ApiError(400, "bad query", "limit must be between 1 and 1000", "limit")
     statuses = [s for s in q.get("status", "").split(",") if s]
     for s in statuses:
-        if s not in ("triggered", "acknowledged", "mitigated", "resolved", "open"):
-            raise ApiError(400, "bad query", f"unknown status {s!r}", "status")
+        if s not in _STATUSES:
+            # Say what is accepted: "closed" or "all" are natural guesses that are not.
+            expected = f"expected {', '.join(_STATUSES[:-1])} or {_STATUSES[-1]}"
+            raise ApiError(400, "bad query", f"unknown status {s!r}; {expected}", "status")
     if "open" in statuses:
         statuses = [s for s in statuses if s != "open"] + ["triggered", "acknowledged", "mitigated"]
     severities = []

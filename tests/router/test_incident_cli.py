@@ -212,7 +212,8 @@ def test_list_filters_by_status(server: Server) -> None:
         (("review", "no-such-incident"), "tocsin: 404 not found: no incident 'no-such-incident'\n"),
         (
             ("incidents", "list", "--status", "closed"),
-            "tocsin: 400 bad query: unknown status 'closed'\n",
+            "tocsin: 400 bad query: unknown status 'closed'; expected triggered, acknowledged,"
+            " mitigated, resolved or open\n",
         ),
     ],
 )

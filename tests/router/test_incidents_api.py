@@ -131,8 +131,16 @@ async def test_list_filters(
 @pytest.mark.parametrize(
     ("query", "path", "detail"),
     [
-        ("status=closed", "status", "unknown status 'closed'"),
-        ("status=open,bogus", "status", "unknown status 'bogus'"),
+        (
+            "status=closed",
+            "status",
+            "unknown status 'closed'; expected triggered, acknowledged, mitigated, resolved or open",
+        ),
+        (
+            "status=open,bogus",
+            "status",
+            "unknown status 'bogus'; expected triggered, acknowledged, mitigated, resolved or open",
+        ),
         ("severity=SEV-9", "severity", "unknown severity 'SEV-9'"),
         ("limit=ten", "limit", "limit must be a whole number, got 'ten'"),
         ("limit=0", "limit", "limit must be between 1 and 1000"),
