@@ -186,12 +186,15 @@ def _print_problems(e: ConfigError) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from escalation.store.base import StoreError
-    from router.serve import serve
+    from router.serve import CannotListen, serve
 
     try:
         return serve(args.config, listen=args.listen)
     except ConfigError as e:
         _print_problems(e)
+        return 1
+    except CannotListen as e:
+        print(f"tocsin: {e}", file=sys.stderr)
         return 1
     except StoreError as e:
         print(f"tocsin: the store cannot be opened: {e}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from http import HTTPStatus
 from typing import Any
@@ -38,6 +39,15 @@ def bind_address(listen: str, insecure: bool) -> tuple[str, int]:
     elif insecure:
         log.warning("auth.receiver.insecure is true: the receiver accepts unauthenticated requests")
     return host, port
+
+
+class CannotListen(Exception):
+    """The listen address could not be bound (in use, not this host's, a privileged port)."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        # aiohttp re-raises bind errors with a long message; the errno's own text is enough.
+        reason = os.strerror(error.errno).lower() if error.errno else str(error)
+        super().__init__(f"cannot listen on {host}:{port} (--listen or server.listen): {reason}")
 
 
 def serve(config_path: str, listen: str | None = None) -> int:
@@ -120,7 +130,11 @@ async def start_http(runtime: Runtime, host: str, port: int) -> web.AppRunner:
 async def _serve(runtime: Runtime, listen: str) -> int:
     host, port = bind_address(listen, runtime.loaded.config.auth.receiver.insecure)
     await runtime.start()
-    runner = await start_http(runtime, host, port)
+    try:
+        runner = await start_http(runtime, host, port)
+    except OSError as e:
+        await runtime.stop()
+        raise CannotListen(host, port, e) from e
     log.info(
         "tocsin listening", extra={"host": host, "port": port, "config": str(runtime.config_path)}
     )

@@ -132,6 +132,28 @@ def test_serve_refuses_an_unset_secret() -> None:
     )
 
 
+def test_serve_on_an_address_in_use_says_so_without_a_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "tocsin.yaml"
+    config.write_text(
+        (REPO / "config" / "example.yaml")
+        .read_text()
+        .replace("path: tocsin.db", f"path: {tmp_path / 'tocsin.db'}")
+        .replace('files: ["rules/*.yaml"]', f'files: ["{REPO}/config/rules/*.yaml"]')
+        .replace('"${TOCSIN_RECEIVER_TOKEN}"', '"t0ken"')
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = _offline("serve", "--config", str(config), "--listen", f"127.0.0.1:{port}")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == (
+        f"tocsin: cannot listen on 127.0.0.1:{port} (--listen or server.listen):"
+        " address already in use"
+    )
+    assert "Traceback" not in proc.stderr
+
+
 def test_test_explain_and_simulate_need_no_secrets(tmp_path: Path) -> None:
     test = _offline("test", "config/rules/example_test.yaml")
     assert test.returncode == 0, test.stdout + test.stderr
