@@ -153,7 +153,19 @@ def _validate(model: type[_M], body: dict[str, Any]) -> _M:
     except ValidationError as e:
         err = e.errors()[0]
         path = ".".join(str(p) for p in err["loc"])
-        raise ApiError(400, "invalid payload", err["msg"], path) from None
+        raise ApiError(
+            400, "invalid payload", _INSTANT.get(err["type"], err["msg"]), path
+        ) from None
+
+
+# Pydantic's wording ("Input should have timezone info") does not say what to send instead.
+_EXAMPLE = "e.g. 2026-03-02T18:00:00+01:00 or 2026-03-02T17:00:00Z"
+_INSTANT = {
+    "timezone_aware": f"an instant needs a UTC offset, {_EXAMPLE}",
+    "datetime_from_date_parsing": f"expected an ISO 8601 instant with a UTC offset, {_EXAMPLE}",
+    "datetime_parsing": f"expected an ISO 8601 instant with a UTC offset, {_EXAMPLE}",
+    "datetime_type": f"expected an ISO 8601 instant with a UTC offset, {_EXAMPLE}",
+}
 
 
 def parse_override(body: dict[str, Any]) -> OverrideBody:

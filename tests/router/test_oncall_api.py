@@ -135,6 +135,22 @@ async def test_replaces_covers_only_that_persons_shift(make_team_app: MakeTeamAp
 
 
 @pytest.mark.parametrize(
+    ("end", "detail"),
+    [
+        ("2026-01-06T12:00:00", "an instant needs a UTC offset"),
+        ("tomorrow", "expected an ISO 8601 instant with a UTC offset"),
+    ],
+)
+async def test_an_instant_without_an_offset_is_refused_saying_what_to_send(
+    make_team_app: MakeTeamApp, end: str, detail: str
+) -> None:
+    app = await make_team_app()
+    code, reply = await app.api("POST", OVERRIDES, json={"person": "carol", "end": end})
+    assert (code, reply["path"]) == (400, "end")
+    assert reply["detail"] == f"{detail}, e.g. 2026-03-02T18:00:00+01:00 or 2026-03-02T17:00:00Z"
+
+
+@pytest.mark.parametrize(
     ("body", "status", "path"),
     [
         ({"end": "2026-01-06T12:00:00Z"}, 400, "person"),
