@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,18 @@ def test_every_tocsin_command_in_the_readme_parses() -> None:
             build_parser().parse_args(cmd.argv[1:])
         except SystemExit as e:
             pytest.fail(f"README command does not parse (exit {e.code}): {shlex.join(cmd.argv)}")
+
+
+def test_the_quick_start_names_simulates_default_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = newcomer_checkout(tmp_path) / "config" / "example.yaml"
+    payload = tmp_path / "tests" / "fixtures" / "alertmanager-0.25-firing.json"
+    assert main(["simulate", "--config", str(config), "--payload", str(payload)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    when = datetime.fromisoformat(first.removeprefix("Simulation from "))
+    text = " ".join(section("Quick start").split())
+    assert f"{when:%A %Y-%m-%d %H:%M} UTC" in text, "the quick start says when simulate starts"
 
 
 def test_the_cli_table_names_every_command_subcommand_and_option() -> None:
