@@ -68,6 +68,11 @@ class PageAtOnce:
     directory: Callable[[Tx, datetime], Awaitable[Directory]]
     owner: Callable[[], str]  # the engine's: a lease taken here is the engine's lease
     lease: Callable[[], timedelta]
+    # Sends handed over and not yet recorded above which an ingest leaves its steps to the
+    # engine. Paging at once costs a prepare and a record per ingest; in a storm the engine's
+    # batches (one claim, one prepare, one record for many incidents) keep up where one
+    # delivery per ingest would queue every request behind the single SQLite writer.
+    max_in_flight: int = 4
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def fire(self, tx: Tx, ingested: Changes, now: datetime) -> Fired:
@@ -75,8 +80,8 @@ class PageAtOnce:
         here too) and prepare the rows due now for delivery."""
         fired = Fired(Changes())
         due = [s for s in ingested.new_steps if s.state == StepState.PENDING and s.due_at <= now]
-        if not due:
-            return fired
+        if not due or self.busy:
+            return fired  # the engine fires them, woken by the commit
         d = await self.directory(tx, now)
         for step in sorted(due, key=lambda s: (s.incident_id, s.due_at, s.id)):
             inc, current, rows = await tx.step_context(step.id, step.incident_id)
@@ -94,6 +99,11 @@ class PageAtOnce:
             fired.prepared = await self.delivery.prepare(tx, leased)
             fired.sends = True
         return fired
+
+    @property
+    def busy(self) -> bool:
+        """Enough sends are in flight that the engine's batches would serve better."""
+        return len(self._tasks) >= self.max_in_flight
 
     def committed(self, fired: Fired) -> None:
         """``fire``'s transaction committed: count its steps, hand its rows to delivery."""

@@ -244,3 +244,32 @@ async def test_the_engine_is_woken_for_what_is_left_to_it_not_for_what_was_sent(
     assert not asleep.done()
     engine.wake(T0)  # due before: the engine looks now
     await asyncio.wait_for(asleep, timeout=10)
+
+
+async def test_with_enough_sends_in_flight_an_ingest_leaves_its_tier_to_the_engine(
+    store: Store,
+) -> None:
+    """In a storm one delivery per ingest would queue every request behind the store; past
+    ``max_in_flight`` unfinished sends, the engine's batches take the new tiers."""
+    clock, port = VirtualClock(T0), Port()
+    port.go.clear()  # the sends handed over stay in flight
+    svc = _service(store, clock, port)
+    fast = svc.page_at_once
+    assert fast is not None
+    incidents = []
+    for i in range(fast.max_in_flight + 1):
+        [outcome] = await svc.ingest(*_notification(f"{{}}:{{g{i}}}"))
+        incidents.append(outcome.incident_id)
+    for inc in incidents[:-1]:
+        async with store.transaction() as tx:
+            [first] = [s for s in await tx.steps_of(inc) if s.kind == StepKind.PAGE and s.tier == 0]
+        assert first.state == StepState.FIRED
+    async with store.transaction() as tx:
+        last = incidents[-1]
+        [first] = [s for s in await tx.steps_of(last) if s.kind == StepKind.PAGE and s.tier == 0]
+    assert first.state == StepState.PENDING  # left to the engine
+    assert len(port.prepared) == fast.max_in_flight
+    port.go.set()
+    await svc.settle()
+    await _engine(store, clock, "replica-a", port).tick()
+    assert [r.person for r in port.prepared[-1]] == ["alice"]
