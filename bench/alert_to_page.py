@@ -89,7 +89,9 @@ class Receiver:
         return runner
 
 
-async def drive(url: str, rate: float, seconds: float, prefix: str) -> dict[str, float]:
+async def drive(
+    url: str, rate: float, seconds: float, prefix: str, answered: list[float]
+) -> dict[str, float]:
     sent: dict[str, float] = {}
     headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
     interval = 1.0 / rate
@@ -100,6 +102,7 @@ async def drive(url: str, rate: float, seconds: float, prefix: str) -> dict[str,
             sent[group] = time.perf_counter()
             async with s.post(url, data=body, headers=headers) as r:
                 await r.read()
+            answered.append(time.perf_counter() - sent[group])
 
         start = time.perf_counter()
         for i in range(int(rate * seconds)):
@@ -117,7 +120,8 @@ async def measure(
     name: str, url: str, receiver: Receiver, rate: float, seconds: float
 ) -> dict[str, object]:
     prefix = uuid.uuid4().hex[:6]
-    sent = await drive(url, rate, seconds, prefix)
+    answered: list[float] = []
+    sent = await drive(url, rate, seconds, prefix, answered)
     deadline = time.perf_counter() + 30
     while time.perf_counter() < deadline and sum(1 for g in sent if g in receiver.arrived) < len(
         sent
@@ -131,6 +135,7 @@ async def measure(
         "p50": pct(lat, 50) * 1000,
         "p99": pct(lat, 99) * 1000,
         "max": max(lat) * 1000 if lat else float("nan"),
+        "answer_p99": pct(answered, 99) * 1000,
     }
 
 
@@ -220,11 +225,11 @@ async def main_async(rate: float, seconds: float, baseline: Path | None) -> None
     print(
         f"load: {rate:g} notifications/s for {seconds:g}s, each a new incident paging PagerDuty at once\n"
     )
-    print("| case | sent | paged | p50 ms | p99 ms | max ms |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| case | sent | paged | p50 ms | p99 ms | max ms | answered p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['case']} | {r['sent']} | {r['paged']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} |"
+            f"| {r['case']} | {r['sent']} | {r['paged']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {r['answer_p99']:.1f} |"
         )
 
 
