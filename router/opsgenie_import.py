@@ -9,7 +9,11 @@ API (``--api-url``, the key from an environment variable, never an argument: it 
 * ``teams.json``: ``{"data": [GET /v2/teams/{id} data, ...]}`` (teams with their members),
 * ``schedules.json``: ``GET /v2/schedules?expand=rotation``,
 * ``overrides/<schedule id>.json``: ``GET /v2/schedules/{id}/overrides``,
-* ``escalations.json``: ``GET /v2/escalations``.
+* ``escalations.json``: ``GET /v2/escalations``;
+* ``notification-rules/<user id>.json``: ``GET /v2/users/{id}/notification-rules``,
+  ``routing-rules/<team id>.json``: ``GET /v2/teams/{id}/routing-rules``, ``integrations.json``:
+  ``GET /v2/integrations`` (each optional; read only to be listed in the report, since tocsin's
+  config has no place for them).
 
 Live, the same requests are made; ``paging.next`` is followed, and a 429 (Opsgenie's rate
 limit) is waited out (``X-RateLimit-Period-In-Sec``, at most a minute) and retried.
@@ -81,20 +85,28 @@ def _read(path: Path) -> Any:
         raise ImportFailed(f"{path}: {e}") from None
 
 
+def _optional(path: Path) -> list[Json]:
+    return list(_read(path)) if path.exists() else []
+
+
+def _by_id(folder: Path) -> dict[str, list[Json]]:
+    """``<id>.json`` files of a folder (none if it is absent), by id."""
+    if not folder.is_dir():
+        return {}
+    return {f.stem: list(_read(f)) for f in sorted(folder.glob("*.json"))}
+
+
 def read_dir(root: Path) -> Export:
     """The account from exported files (the layout in this module's docstring)."""
-    overrides: dict[str, list[Json]] = {}
-    odir = root / "overrides"
-    if odir.is_dir():
-        for f in sorted(odir.glob("*.json")):
-            overrides[f.stem] = list(_read(f))
-    escalations = root / "escalations.json"
     return Export(
         users=list(_read(root / "users.json")),
-        teams=list(_read(root / "teams.json")) if (root / "teams.json").exists() else [],
+        teams=_optional(root / "teams.json"),
         schedules=list(_read(root / "schedules.json")),
-        overrides=overrides,
-        escalations=list(_read(escalations)) if escalations.exists() else [],
+        overrides=_by_id(root / "overrides"),
+        escalations=_optional(root / "escalations.json"),
+        notification_rules=_by_id(root / "notification-rules"),
+        routing_rules=_by_id(root / "routing-rules"),
+        integrations=_optional(root / "integrations.json"),
     )
 
 
@@ -164,17 +176,33 @@ def fetch(
     c = _Client(base, key, sleep)
     users = c.pages(f"/v2/users?limit={page_size}&offset=0")
     teams = [
-        _data(c.get(f"/v2/teams/{urllib.parse.quote(str(t['id']))}?identifierType=id"), "team")
+        _data(c.get(f"/v2/teams/{_q(t['id'])}?identifierType=id"), "team")
         for t in c.pages("/v2/teams")
     ]
     schedules = c.pages("/v2/schedules?expand=rotation")
     overrides = {
-        str(s["id"]): c.pages(
-            f"/v2/schedules/{urllib.parse.quote(str(s['id']))}/overrides?scheduleIdentifierType=id"
-        )
+        str(s["id"]): c.pages(f"/v2/schedules/{_q(s['id'])}/overrides?scheduleIdentifierType=id")
         for s in schedules
     }
-    return Export(users, teams, schedules, overrides, c.pages("/v2/escalations"))
+    return Export(
+        users,
+        teams,
+        schedules,
+        overrides,
+        c.pages("/v2/escalations"),
+        notification_rules={
+            str(u["id"]): c.pages(f"/v2/users/{_q(u['id'])}/notification-rules") for u in users
+        },
+        routing_rules={
+            str(t["id"]): c.pages(f"/v2/teams/{_q(t['id'])}/routing-rules?teamIdentifierType=id")
+            for t in teams
+        },
+        integrations=c.pages("/v2/integrations"),
+    )
+
+
+def _q(ident: Any) -> str:
+    return urllib.parse.quote(str(ident), safe="")
 
 
 class _Dumper(yaml.SafeDumper):

@@ -14,8 +14,12 @@ over, each with its Opsgenie id and why. What carries over means the same thing:
 * An override is a tocsin override on the schedule of each rotation it names (all, if none).
 * An escalation is a policy: each rule a step ``after`` its delay (from the alert, as in
   Opsgenie), ``unless`` acknowledged (``if-not-acked``) or resolved (``if-not-closed``); its
-  ``repeat`` re-runs the steps ``count`` times, a round being the last delay plus
-  ``waitInterval``.
+  ``repeat`` re-runs the steps ``count`` times, a round being the last rule's delay (of all the
+  rules, translated or not) plus ``waitInterval``.
+
+What tocsin has no place for is reported, not dropped: team member roles, notification rules
+(how Opsgenie reaches each user), team routing rules, integrations (how alerts reach Opsgenie),
+``resetRecipientStates``, ``closeAlertAfterAll``.
 """
 
 from __future__ import annotations
@@ -44,13 +48,19 @@ class Export:
     schedules: list[Json] = field(default_factory=list)  # GET /v2/schedules?expand=rotation
     overrides: dict[str, list[Json]] = field(default_factory=dict)  # schedule id → overrides
     escalations: list[Json] = field(default_factory=list)
+    # Read only to be reported: tocsin's config has no place for them.
+    notification_rules: dict[str, list[Json]] = field(default_factory=dict)  # user id → rules
+    routing_rules: dict[str, list[Json]] = field(default_factory=dict)  # team id → rules
+    integrations: list[Json] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Untranslated:
     """Something of the account that tocsin's config does not carry (or carries changed)."""
 
-    kind: str  # user, team, schedule, rotation, override, escalation, rule
+    # user, team, schedule, rotation, override, escalation, rule (of an escalation),
+    # notification rule, routing rule, integration
+    kind: str
     id: str
     name: str
     why: str
@@ -74,6 +84,7 @@ class Translation:
     _teams: dict[str, str] = field(default_factory=dict)
     _schedules: dict[str, list[str]] = field(default_factory=dict)
     _rotations: dict[str, str] = field(default_factory=dict)
+    _policies: dict[str, str] = field(default_factory=dict)
 
     def note(self, kind: str, obj: Mapping[str, Any], why: str) -> None:
         name = str(obj.get("name") or obj.get("username") or "")
@@ -113,6 +124,7 @@ def translate(export: Export, now: datetime) -> Translation:
         _team(out, team, export.schedules)
     for escalation in export.escalations:
         _escalation(out, escalation)
+    _not_imported(out, export)
     return out
 
 
@@ -130,6 +142,16 @@ def _user(out: Translation, user: Json) -> None:
     zone = _zone(user.get("timeZone", "UTC"))
     if zone is None:
         out.note("user", user, f"time zone {user.get('timeZone')!r} is unknown; UTC is used")
+    if user.get("blocked"):
+        out.note("user", user, "blocked in Opsgenie (notified of nothing); imported all the same")
+    role = str((user.get("role") or {}).get("name") or "User")
+    if role != "User":
+        out.note(
+            "user",
+            user,
+            f"account role {role!r}: tocsin has no roles per person (API tokens and console "
+            "users carry read or write scope); left out",
+        )
     person: Json = {"name": user.get("fullName") or username, "timezone": zone or "UTC"}
     if "@" in username:
         person["email"] = username
@@ -151,8 +173,19 @@ def _team(out: Translation, team: Json, schedules: Sequence[Json]) -> None:
         person = _person(out, m.get("user") or {})
         if person is None:
             out.note("team", team, f"member {m.get('user')!r} is not an imported user; left out")
-        elif person not in members:
+            continue
+        if person not in members:
             members.append(person)
+        # A plain ``user`` is what membership already says; any other role (``admin``, a
+        # custom one) grants something in Opsgenie that a tocsin team cannot hold.
+        role = m.get("role")
+        if role and role != "user":
+            out.note(
+                "team",
+                team,
+                f"member {person} has the team role {role!r}: a tocsin team has members only "
+                "(who may act is set under auth and the adapters' writers); left out",
+            )
     entry: Json = {"members": members}
     owned = [
         n
@@ -308,20 +341,25 @@ def _override(out: Translation, o: Json, names: list[str], now: datetime) -> Non
         out.schedules[name]["overrides"].append(entry)
 
 
+def _minutes(rule: Json) -> int:
+    delay = rule.get("delay") or {}
+    unit = _UNIT_MINUTES.get(str(delay.get("timeUnit", "minutes")), 1)
+    return int(delay.get("timeAmount", 0)) * unit
+
+
 def _escalation(out: Translation, esc: Json) -> None:
     name = slug(str(esc.get("name", "")), out.policies)
+    rules: list[Json] = list(esc.get("rules") or [])
     steps: list[Json] = []
-    for i, rule in enumerate(esc.get("rules") or []):
+    dropped: list[str] = []
+    for i, rule in enumerate(rules):
         targets = _recipient(out, esc, rule)
         if targets is None:
+            dropped.append(f"rule {i + 1} (at {_minutes(rule)}m)")
             continue
-        delay = rule.get("delay") or {}
-        minutes = int(delay.get("timeAmount", 0)) * _UNIT_MINUTES.get(
-            str(delay.get("timeUnit", "minutes")), 1
-        )
         unless = "resolved" if rule.get("condition") == "if-not-closed" else "acknowledged"
         steps.append(
-            {"name": f"rule {i + 1}", "after": f"{minutes}m", "notify": targets}
+            {"name": f"rule {i + 1}", "after": f"{_minutes(rule)}m", "notify": targets}
             | {"unless": unless}
         )
     if not steps:
@@ -331,18 +369,53 @@ def _escalation(out: Translation, esc: Json) -> None:
         "description": str(esc.get("description") or esc.get("name", "")),
         "steps": steps,
     }
-    repeat = esc.get("repeat") or {}
-    count = int(repeat.get("count") or 0)
-    if count > 0:
-        last = max(int(s["after"][:-1]) for s in steps)
-        every = last + int(repeat.get("waitInterval") or 0)
-        if every > 0:
-            policy["repeat"] = {"times": count, "every": f"{every}m"}
-        else:
-            out.note("escalation", esc, "repeats with no wait and no delay; repeat left out")
-    if repeat.get("closeAlertAfterAll"):
+    repeat = _repeat(out, esc, [_minutes(r) for r in rules], dropped)
+    if repeat is not None:
+        policy["repeat"] = repeat
+    if (esc.get("repeat") or {}).get("closeAlertAfterAll"):
         out.note("escalation", esc, "closeAlertAfterAll: tocsin never closes an incident itself")
     out.policies[name] = policy
+    out._policies[str(esc.get("id"))] = out._policies[f"name:{esc.get('name')}"] = name
+
+
+def _repeat(out: Translation, esc: Json, delays: list[int], dropped: list[str]) -> Json | None:
+    """The escalation's ``repeat`` as tocsin's ``{times, every}``, or None (no repeat).
+
+    Opsgenie's Escalation API reference (docs.opsgenie.com/docs/escalation-api, "Escalation
+    Repeat"; the same words in Atlassian's terraform-provider-atlassian-operations,
+    internal/provider/schemaAttributes/escalation_resource_attributes.go) defines
+    ``waitInterval`` as "the duration in minutes to repeat the escalation rules after processing
+    the last escalation rule" ("0 should be given as a value to disable repeat option") and
+    ``count`` (default 1) as "how many times the repeat action will be performed". So a round
+    lasts the last rule's delay plus ``waitInterval``, and the last rule is the last of ALL the
+    rules: Opsgenie still waits for one tocsin left out before it starts the next round.
+    """
+    repeat = esc.get("repeat") or {}
+    wait = int(repeat.get("waitInterval") or 0)
+    count = 1 if repeat.get("count") is None else int(repeat["count"])
+    if repeat.get("resetRecipientStates"):
+        out.note(
+            "escalation",
+            esc,
+            "resetRecipientStates: Opsgenie reverts acknowledgements on each repeat, so an "
+            "acknowledged alert is paged again; in tocsin an acknowledgement cancels the "
+            "`unless: acknowledged` steps of every round (set the policy's `ack_timeout` to "
+            "re-escalate an acknowledged incident)",
+        )
+    if wait <= 0 or count <= 0:
+        return None
+    last = max(delays, default=0)
+    every = last + wait
+    if dropped:
+        was, it = ("was", "it pages") if len(dropped) == 1 else ("were", "they page")
+        out.note(
+            "escalation",
+            esc,
+            f"repeats every {every}m as in Opsgenie (last rule at {last}m + waitInterval "
+            f"{wait}m), but {', '.join(dropped)} {was} left out: in tocsin {it} no one, in "
+            "the first round or any repeat",
+        )
+    return {"times": count, "every": f"{every}m"}
 
 
 def _recipient(out: Translation, esc: Json, rule: Json) -> list[str] | None:
@@ -368,3 +441,66 @@ def _recipient(out: Translation, esc: Json, rule: Json) -> list[str] | None:
             return [f"team:{team}"]
     out.note("rule", esc, f"{what}: not an imported {kind or 'recipient'}; left out")
     return None
+
+
+def _not_imported(out: Translation, export: Export) -> None:
+    """Report what tocsin has no config for, each item with its Opsgenie id: how Opsgenie
+    reaches people, how it routes a team's alerts, and where alerts come from."""
+    for user_id, rules in _in_order(export.notification_rules, export.users):
+        who = out._people.get(user_id, user_id)
+        for r in rules:
+            off = "" if r.get("enabled", True) else " (disabled)"
+            out.note(
+                "notification rule",
+                r,
+                f"{who}'s {r.get('actionType') or 'unknown'} rule{off}: how Opsgenie reaches a "
+                "user is not imported; the person is paged through `log` until their "
+                "`channels` are set",
+            )
+    for team_id, rules in _in_order(export.routing_rules, export.teams):
+        team = out._teams.get(team_id, team_id)
+        for r in rules:
+            out.note("routing rule", r, f"team {team}: {_route(out, r)}")
+    for i in export.integrations:
+        off = "" if i.get("enabled", True) else " (disabled)"
+        out.note(
+            "integration",
+            i,
+            f"{i.get('type') or 'unknown'} integration{off}: how alerts reach Opsgenie is not "
+            "imported; point its sender at tocsin (see Migrating from Opsgenie)",
+        )
+
+
+def _in_order(by_id: dict[str, list[Json]], owners: list[Json]) -> list[tuple[str, list[Json]]]:
+    """``by_id``'s entries in the account's order of their owners (users, teams), then the rest:
+    the report reads the same whether the account was exported or fetched."""
+    ids = [str(o.get("id")) for o in owners]
+    return [(i, by_id[i]) for i in ids if i in by_id] + sorted(
+        (i, rules) for i, rules in by_id.items() if i not in ids
+    )
+
+
+_CRITERIA = {
+    "match-all": "every alert",
+    "match-any-condition": "alerts matching any of its conditions",
+    "match-all-conditions": "alerts matching all its conditions",
+}
+
+
+def _route(out: Translation, rule: Json) -> str:
+    """What a team routing rule does, and what to write in tocsin instead."""
+    criteria = str((rule.get("criteria") or {}).get("type") or "match-all")
+    which = _CRITERIA.get(criteria, f"alerts by {criteria!r}")
+    if rule.get("isDefault"):
+        which += " (its default rule)"
+    notify = rule.get("notify") or {}
+    kind, target = notify.get("type"), notify.get("name") or notify.get("id")
+    policy = out._policies.get(str(notify.get("id"))) or out._policies.get(
+        f"name:{notify.get('name')}"
+    )
+    if kind == "escalation" and policy is not None:
+        instead = f"route them with a rule `policy: {policy}`"
+    else:
+        instead = "route them with a rule (`policy:`, `team:`)"
+    to = "no one" if kind == "none" else f"{kind} {target!r}"
+    return f"sends {which} to {to}; routing rules are not imported: {instead}"

@@ -10,6 +10,10 @@ does:
 * ``GET /v2/teams`` lists teams without members, ``GET /v2/teams/{id}`` has them;
 * ``GET /v2/schedules`` has rotations only with ``expand=rotation``;
 * ``GET /v2/schedules/{id}/overrides``, ``GET /v2/escalations``;
+* ``GET /v2/users/{id}/notification-rules`` (each rule's ``id``, ``name``, ``actionType``,
+  ``order``, ``enabled``), ``GET /v2/teams/{id}/routing-rules`` (``id``, ``name``,
+  ``isDefault``, ``order``, ``criteria``, ``timezone``, ``notify``), ``GET /v2/integrations``
+  (``id``, ``name``, ``enabled``, ``type``); a user or team that is not there is a 404;
 * rate limiting: the requests numbered in ``throttle`` (1 = the first) are answered 429 with
   ``X-RateLimit-State: THROTTLED``, ``X-RateLimit-Reason`` and ``X-RateLimit-Period-In-Sec``.
 
@@ -55,10 +59,10 @@ class FakeOpsgenie:
         self.teams: list[dict[str, Any]] = data("teams.json")
         self.schedules: list[dict[str, Any]] = data("schedules.json")
         self.escalations: list[dict[str, Any]] = data("escalations.json")
-        self.overrides = {
-            f.stem: json.loads(f.read_text(encoding="utf-8"))["data"]
-            for f in (root / "overrides").glob("*.json")
-        }
+        self.overrides = _by_id(root / "overrides")
+        self.notification_rules = _by_id(root / "notification-rules")
+        self.routing_rules = _by_id(root / "routing-rules")
+        self.integrations: list[dict[str, Any]] = data("integrations.json")
 
     def close(self) -> None:
         self.server.shutdown()
@@ -84,11 +88,22 @@ class FakeOpsgenie:
         parts = [unquote(p) for p in path.strip("/").split("/")]
         if parts == ["v2", "users"]:
             return 200, self._users(query)
+        if parts[:2] == ["v2", "users"] and parts[3:] == ["notification-rules"]:
+            found = [u for u in self.users if parts[2] in (u["id"], u["username"])]
+            if not found:
+                return _missing("User")
+            return 200, {"data": self.notification_rules.get(found[0]["id"], [])}
         if parts == ["v2", "teams"]:
             return 200, {"data": [_without(t, "members") for t in self.teams]}
-        if parts[:2] == ["v2", "teams"] and len(parts) == 3:
+        if parts[:2] == ["v2", "teams"] and len(parts) in (3, 4):
             found = [t for t in self.teams if parts[2] in (t["id"], t["name"])]
-            return (200, {"data": found[0]}) if found else _missing("Team")
+            if not found:
+                return _missing("Team")
+            if parts[3:] == ["routing-rules"]:
+                return 200, {"data": self.routing_rules.get(found[0]["id"], [])}
+            return (200, {"data": found[0]}) if len(parts) == 3 else _nowhere()
+        if parts == ["v2", "integrations"]:
+            return 200, {"data": self.integrations}
         if parts == ["v2", "schedules"]:
             expand = "rotation" in query.get("expand", "").split(",")
             shown = [s if expand else _without(s, "rotations") for s in self.schedules]
@@ -100,7 +115,7 @@ class FakeOpsgenie:
             return 200, {"data": self.overrides.get(found[0]["id"], [])}
         if parts == ["v2", "escalations"]:
             return 200, {"data": self.escalations}
-        return 404, {"message": "Could not find the requested resource"}
+        return _nowhere()
 
     def _users(self, query: dict[str, str]) -> dict[str, Any]:
         limit = min(max(int(query.get("limit", "20")), 1), 500)
@@ -150,3 +165,16 @@ def _without(obj: dict[str, Any], key: str) -> dict[str, Any]:
 
 def _missing(what: str) -> tuple[int, dict[str, Any]]:
     return 404, {"message": f"{what} not found"}
+
+
+def _nowhere() -> tuple[int, dict[str, Any]]:
+    return 404, {"message": "Could not find the requested resource"}
+
+
+def _by_id(folder: Path) -> dict[str, Any]:
+    """``<id>.json`` answers of a folder (none if absent), by id."""
+    if not folder.is_dir():
+        return {}
+    return {
+        f.stem: json.loads(f.read_text(encoding="utf-8"))["data"] for f in folder.glob("*.json")
+    }

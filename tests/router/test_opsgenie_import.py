@@ -36,6 +36,10 @@ LONDON = ZoneInfo("Europe/London")
 KEY = "6f4c0e2a-opsgenie-test-key"
 
 Piece = tuple[datetime, datetime, str]
+RULE_4_LEFT_OUT = (
+    "repeats every 25m as in Opsgenie (last rule at 15m + waitInterval 10m), but rule 4 (at "
+    "15m) was left out: in tocsin it pages no one, in the first round or any repeat"
+)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -146,7 +150,9 @@ def test_an_exported_account_becomes_a_config_that_passes_check(
             {"name": "rule 2", "after": "5m", "notify": ["person:bob"], "unless": "acknowledged"},
             {"name": "rule 3", "after": "10m", "notify": ["team:ops-team"], "unless": "resolved"},
         ],
-        "repeat": {"times": 2, "every": "20m"},  # the last delay (10m) + waitInterval (10m)
+        # Opsgenie repeats "after processing the last escalation rule": rule 4 (15m, notifying
+        # the `next` on-call) is left out, but Opsgenie's round still runs to it: 15m + 10m.
+        "repeat": {"times": 2, "every": "25m"},
     }
     # A schedule of several rotations: Opsgenie notifies everyone on call in each.
     assert cfg["policies"]["sun_escalation"]["steps"][0]["notify"] == [
@@ -167,6 +173,11 @@ def test_an_exported_account_becomes_a_config_that_passes_check(
     }
     for key, words in expected.items():
         assert words in why.get(key, ""), (key, why)
+    # Several reasons for one escalation or team: each is its own item.
+    whys = [(r["kind"], r["id"], r["why"]) for r in report]
+    ops = "f1f2f3f4-3333-4444-8555-b66677788899"
+    assert ("escalation", ops, RULE_4_LEFT_OUT) in whys
+    assert any(k == "escalation" and i == ops and "resetRecipientStates" in w for k, i, w in whys)
     assert all(r["id"] for r in report)
     assert "imported 4 people, 2 teams, 3 schedules, 2 policies" in err
     assert f"{len(report)} item(s) not translated" in err
@@ -240,7 +251,11 @@ def test_a_live_import_through_pages_and_a_rate_limit_equals_the_exported_one(
     paths = [p for _, p in fake.requests]
     assert paths[1] == paths[2]  # the throttled request, retried
     assert "/v2/schedules?expand=rotation" in paths
-    assert sum(p.startswith("/v2/teams/") for p in paths) == 2
+    teams = [p for p in paths if p.startswith("/v2/teams/")]
+    assert sum(p.endswith("?identifierType=id") for p in teams) == 2  # each team, its members
+    assert sum("/routing-rules?" in p for p in teams) == 2
+    assert sum(p.endswith("/notification-rules") for p in paths) == 4  # each user's
+    assert "/v2/integrations" in paths
 
 
 def test_users_are_read_page_by_page_and_a_429_waits_its_period(fake: FakeOpsgenie) -> None:
@@ -252,12 +267,17 @@ def test_users_are_read_page_by_page_and_a_429_waits_its_period(fake: FakeOpsgen
         "carol@example.com",
         "dave@example.com",
     ]
-    pages = [p for s, p in fake.requests if p.startswith("/v2/users") and s == 200]
+    pages = [p for s, p in fake.requests if p.startswith("/v2/users?") and s == 200]
     assert pages == ["/v2/users?limit=3&offset=0", "/v2/users?limit=3&offset=3"]
     assert slept == [1.0]  # X-RateLimit-Period-In-Sec of the 429
-    # The same account as exported (schedules without overrides have no file there).
-    overrides = {k: v for k, v in export.overrides.items() if v}
-    assert replace(export, overrides=overrides) == read_dir(ACCOUNT)
+    # The same account as exported (what is empty, e.g. the overrides of a schedule without any,
+    # has no file there).
+    assert replace(
+        export,
+        overrides={k: v for k, v in export.overrides.items() if v},
+        notification_rules={k: v for k, v in export.notification_rules.items() if v},
+        routing_rules={k: v for k, v in export.routing_rules.items() if v},
+    ) == read_dir(ACCOUNT)
 
 
 def test_a_wrong_key_or_none_fails_without_showing_the_key(
@@ -298,4 +318,5 @@ def test_simulate_rehearses_a_migrated_escalation(
     assert skips == [(600.0, "tier 2 (rule 3): alice already paged via log")]
     [pending] = [e for e in events if e["event"] == "pending"]
     rounds = [(s["t"], s["round"]) for s in pending["steps"] if s["kind"] == "page"]
-    assert rounds[:3] == [(1200.0, 1), (1500.0, 1), (1800.0, 1)]  # repeat: every 20m
+    # The second round starts 25m in, as Opsgenie's (its last rule at 15m + waitInterval 10m).
+    assert rounds[:3] == [(1500.0, 1), (1800.0, 1), (2100.0, 1)]
