@@ -206,3 +206,19 @@ async def test_a_heartbeat_removed_by_a_reload_is_retired_and_never_fires(
     assert await app.incidents() == []
     status, body = await app.api("GET", "/api/v1/heartbeats", headers=READ)
     assert (status, body) == (200, {"heartbeats": []})
+
+
+async def test_a_ping_while_the_store_is_down_is_503_so_the_pinger_retries(
+    make_team_app: MakeTeamApp,
+) -> None:
+    """A 5xx is what cron's ``curl --retry`` and Alertmanager retry; a 4xx would be dropped."""
+    app = await beat_app(make_team_app)
+    await app.rt.store.close()  # every store call now fails as a store failure
+    for method in ("POST", "GET"):
+        r = await app.client.request(method, PING, headers=AM)
+        assert r.status == 503
+        assert await r.json() == {
+            "error": "store unavailable",
+            "detail": "the ping was not stored; retry",
+            "path": "",
+        }
