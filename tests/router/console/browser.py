@@ -4,6 +4,11 @@ No browser is ever downloaded: Playwright launches the chromium at ``TOCSIN_CHRO
 ``/usr/bin/chromium``, Debian's package). axe-core comes from the npm registry
 (``npm install --prefix .ci/node axe-core@4``, or ``TOCSIN_AXE``). Outside CI a test whose
 need is missing is skipped, naming it; in CI (``CI=true``) a missing need is a failure.
+
+The README's screenshots (``docs/<name>.png``) carry the text of the page they show, in a PNG
+``iTXt`` chunk; the test that takes one asserts that text is still the page's, so a console
+change that the screenshots no longer show fails until they are re-taken
+(``TOCSIN_SCREENSHOTS=docs``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +30,20 @@ AXE = Path(os.environ.get("TOCSIN_AXE", ROOT / ".ci/node/node_modules/axe-core/a
 SCREENSHOTS = os.environ.get("TOCSIN_SCREENSHOTS", "")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
-__all__ = ["AXE", "CHROMIUM", "ROOT", "SCREENSHOTS", "axe_violations", "need", "screenshot"]
+__all__ = [
+    "AXE",
+    "CHROMIUM",
+    "ROOT",
+    "SCREENSHOTS",
+    "axe_violations",
+    "need",
+    "png_text",
+    "screenshot",
+    "with_png_text",
+]
+
+# The iTXt keyword under which a screenshot keeps the text of the page it shows.
+PAGE_TEXT = b"tocsin-page-text"
 
 
 def need(ok: bool, what: str) -> None:
@@ -63,11 +83,44 @@ async def axe_violations(page: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def with_png_text(png: bytes, text: str) -> bytes:
+    """``png`` with ``text`` (UTF-8, uncompressed iTXt under ``PAGE_TEXT``) before its IEND."""
+    assert png.endswith(_chunk(b"IEND", b"")), "not a whole PNG"
+    itxt = _chunk(b"iTXt", PAGE_TEXT + b"\0\0\0\0\0" + text.encode("utf-8"))
+    return png[:-12] + itxt + png[-12:]
+
+
+def png_text(png: bytes) -> str | None:
+    """The page text ``with_png_text`` stored in ``png``, or None if it has none."""
+    at = 8  # after the signature
+    while at + 8 <= len(png):
+        (size,) = struct.unpack(">I", png[at : at + 4])
+        kind, data = png[at + 4 : at + 8], png[at + 8 : at + 8 + size]
+        if kind == b"iTXt" and data.startswith(PAGE_TEXT + b"\0"):
+            # keyword, NUL, compression flag and method, language tag NUL, translated NUL
+            return data[len(PAGE_TEXT) + 5 :].decode("utf-8")
+        at += 12 + size
+    return None
+
+
 async def screenshot(page: Any, name: str) -> None:
-    """Save the page as ``$TOCSIN_SCREENSHOTS/<name>.png`` when that directory is set."""
+    """Save the page as ``$TOCSIN_SCREENSHOTS/<name>.png`` when that directory is set, then
+    check that the README's ``docs/<name>.png`` still shows this page (by its text)."""
+    text = await page.inner_text("body")
     if SCREENSHOTS:
-        # Playwright creates the directory.
-        await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+        png = await page.screenshot(full_page=True)
+        out = Path(SCREENSHOTS) / f"{name}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(with_png_text(png, text))
+    committed = ROOT / "docs" / f"{name}.png"
+    assert png_text(committed.read_bytes()) == text, (
+        f"{committed.relative_to(ROOT)} no longer shows the console as it is: re-take it with "
+        f"TOCSIN_SCREENSHOTS=docs python -m pytest tests/router/console/test_browser.py"
+    )
 
 
 async def launch() -> AsyncIterator[Any]:

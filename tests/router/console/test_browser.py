@@ -108,6 +108,9 @@ async def test_sign_in_and_a_new_incident_appears_live(browser: Any, app: App) -
     await app.act("3", "ack")
     await app.tick()  # the first tiers fire: the board says who was paged
     await page.get_by_text("paged alice").first.wait_for(timeout=WAIT)
+    # The ack has reached the board too: the screenshot shows the board settled.
+    acked = page.locator("li.inc.st-acknowledged", has_text="QueueBacklog")
+    await acked.wait_for(timeout=WAIT)
     await tab.accessible()
     await screenshot(page, "console-board")
 
