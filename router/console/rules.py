@@ -68,7 +68,8 @@ def chart_of(sim: Simulation, minutes: float) -> Chart:
     return Chart(minutes, bars, markers)
 
 
-def _ack_minutes(raw: str) -> float | None:
+def _minutes(raw: str) -> float | None:
+    """A form's "after N minutes" value: within the simulated hour, else None (not asked)."""
     try:
         value = float(raw)
     except ValueError:
@@ -76,16 +77,23 @@ def _ack_minutes(raw: str) -> float | None:
     return value if 0 <= value <= _UNTIL.total_seconds() / 60 else None
 
 
+def _after(minutes: float | None) -> timedelta | None:
+    return timedelta(minutes=minutes) if minutes is not None else None
+
+
 @page("read")
 async def rules_page(request: web.Request, visit: Visit) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     loaded = rt.loaded
     text = request.query.get("labels", "")[:4000]
-    ack = _ack_minutes(request.query.get("ack", ""))
+    # When someone acknowledges and when someone marks it mitigated: each a marker on the chart.
+    ack = _minutes(request.query.get("ack", ""))
+    mitigate = _minutes(request.query.get("mitigate", ""))
     labels = parse_labels(text)
     context: dict[str, Any] = {
         "labels_text": text,
         "ack": request.query.get("ack", "")[:10],
+        "mitigate": request.query.get("mitigate", "")[:10],
         "result": None,
     }
     if labels:
@@ -99,7 +107,8 @@ async def rules_page(request: web.Request, visit: Visit) -> web.StreamResponse:
         sim = await simulate(
             loaded,
             body,
-            ack_at=timedelta(minutes=ack) if ack is not None else None,
+            ack_at=_after(ack),
+            mitigate_at=_after(mitigate),
             until=_UNTIL,
             start=now,
         )

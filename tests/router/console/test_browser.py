@@ -349,3 +349,13 @@ async def test_the_rules_page_explains_and_charts_accessibly(
     )
     # The matrix pages tier 1 at +5m; the ack at +10m stops the rest.
     assert [await b.get_attribute("data-tier") for b in await bars.all()] == ["0", "1"]
+    # Mitigated at +10m instead of acknowledged: the same stop, its own marker.
+    await page.get_by_label("Acknowledged after").fill("")
+    await page.get_by_label("Mitigated after").fill("10")
+    await page.get_by_role("button", name="Explain").click()
+    await page.locator('#simulation line.marker[data-kind="mitigate"]').wait_for(
+        state="attached", timeout=WAIT
+    )
+    assert await page.locator('#simulation line.marker[data-kind="ack"]').count() == 0
+    assert [await b.get_attribute("data-tier") for b in await bars.all()] == ["0", "1"]
+    await tab.accessible()

@@ -6,6 +6,8 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from tests.driver.app import App, MakeApp
 from tests.router.console.conftest import VIEWER_TOKEN, console_config, sign_in
 
@@ -45,3 +47,25 @@ async def test_an_ack_stops_the_escalation_and_is_marked(console: App) -> None:
     bars = re.findall(r'<rect class="bar" data-tier="(\d+)"', html)
     assert bars == ["0", "1"]  # the matrix pages tier 1 at +5m; the ack at +10m stops the rest
     assert '<line class="marker" data-kind="ack"' in html
+
+
+async def test_a_mitigation_stops_the_escalation_and_is_marked(console: App) -> None:
+    html = await _rules(console, labels="alertname=DiskFull,severity=critical", mitigate="10")
+    assert 'id="mitigate" name="mitigate" inputmode="decimal" value="10"' in html
+    bars = re.findall(r'<rect class="bar" data-tier="(\d+)"', html)
+    assert bars == ["0", "1"]  # tier 1 pages at +5m; the mitigation at +10m stops the rest
+    markers = re.findall(r'<line class="marker" data-kind="(\w+)" x1="([\d.]+)"', html)
+    assert [(kind, float(x)) for kind, x in markers] == [
+        ("mitigate", pytest.approx(60 + 520 * 10 / 60))  # minute 10 of the 60 drawn
+    ]
+
+
+async def test_an_ack_and_a_later_mitigation_are_both_marked(console: App) -> None:
+    html = await _rules(
+        console, labels="alertname=DiskFull,severity=critical", ack="3", mitigate="20"
+    )
+    bars = re.findall(r'<rect class="bar" data-tier="(\d+)"', html)
+    assert bars == ["0"]  # the ack at +3m comes before tier 1's page at +5m
+    kinds = re.findall(r'<line class="marker" data-kind="(\w+)"', html)
+    assert kinds == ["ack", "mitigate"]
+    assert "; ack at minute 3; mitigate at minute 20</title>" in html
