@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.driver.app import App
+from tests.driver.app import START, App
 from tests.driver.payloads import alert, notification
 from tests.router.console.conftest import ALICE_TOKEN, VIEWER_TOKEN, csrf_of, sign_in
 
@@ -96,3 +96,55 @@ async def test_only_http_links_become_links(console: App) -> None:
     assert not re.search(r'href="javascript:', html)
     assert "javascript:alert(1)" in html  # shown as text
     assert "Source (generatorURL)" not in html
+
+
+def _section(html: str, name: str) -> str:
+    return html.partition(f'id="{name}"')[2].partition("</section>")[0]
+
+
+def _rows(html: str, name: str) -> list[list[str]]:
+    """The cells of a section's table, tags stripped, one list per row."""
+    body = _section(html, name).partition("<tbody>")[2]
+    return [
+        [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", row, re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    ]
+
+
+async def test_escalate_now_pages_the_next_tier_at_once(console: App) -> None:
+    """Tier 0 (the on-call, alice) is paged at ingest; tier 1 (the lead, bob) would wait 5
+    minutes. Escalate now makes it due on the spot and the engine pages bob without the clock
+    moving."""
+    await console.post(notification([alert("DiskFull")]))
+    await sign_in(console.client, "alice", ALICE_TOKEN)
+    inc_id, html = await _incident_page(console)
+    assert [r[:2] for r in _rows(html, "notifications")] == [["page (tier 0)", "alice via log"]]
+    assert _rows(html, "pending")[0][:3] == ["1", "page", "2026-11-22 13:05:00 UTC (in 5m)"]
+    r = await console.client.post(
+        f"/incidents/{inc_id}/escalate",
+        data={"csrf": csrf_of(html), "note": "need the lead"},
+        allow_redirects=False,
+    )
+    assert r.status == 303
+    after = await (await console.client.get(r.headers["Location"])).text()
+    assert "Escalated to the next tier." in after
+    assert _rows(after, "pending")[0][:3] == ["1", "page", "2026-11-22 13:00:00 UTC (due)"]
+
+    await console.tick()  # the engine does what is due; the clock has not moved
+    html = await (await console.client.get(f"/incidents/{inc_id}")).text()
+    assert [r[:2] for r in _rows(html, "notifications")] == [
+        ["page (tier 0)", "alice via log"],
+        ["page (tier 1)", "bob via log"],
+    ]
+    assert "1" not in [r[0] for r in _rows(html, "pending") if r[1] == "page"]
+    events = [
+        (e.kind.value, e.actor, e.source, e.at, e.message)
+        for e in await console.timeline(inc_id)
+        if e.kind.value in ("escalate", "notify")
+    ]
+    assert events == [
+        ("notify", "tocsin", "engine", START, "tier 0 (on-call): page alice via log (role:oncall)"),
+        ("escalate", "alice", "console", START, "escalated to tier 1 now by alice: need the lead"),
+        ("notify", "tocsin", "engine", START, "tier 1 (team lead): page bob via log (role:lead)"),
+    ]
+    assert "escalated to tier 1 now by alice: need the lead" in _section(html, "timeline")
