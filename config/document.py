@@ -54,6 +54,9 @@ class Document:
     data: Any
     positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     warnings: list[Problem] = field(default_factory=list)
+    # SHA-256 of the bytes read (empty for text parsed from elsewhere): the file as it was
+    # loaded, which may differ from the file on disk a moment later.
+    sha256: str = ""
 
     def position(self, loc: Sequence[str | int]) -> tuple[int | None, int | None]:
         """Position of ``loc``, or of its nearest ancestor that has one; (None, None) if none."""

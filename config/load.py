@@ -56,6 +56,9 @@ class LoadedConfig:
     classifier: Classifier
     # Secrets left unset, found while loading with secrets="deferred" (offline tools).
     warnings: list[Problem] = field(default_factory=list)
+    # SHA-256 of the config file's bytes as loaded: what is in force, whatever the file on
+    # disk says after an edit that a reload refused.
+    sha256: str = ""
 
 
 def _problem(doc: Document, loc: tuple[str | int, ...], message: str) -> Problem:
@@ -178,7 +181,7 @@ def load_config(
         [(f, rf.rules) for f, rf in rules.loaded], matrix, rules.default, calendars=cfg.calendars
     )
     warnings = doc.warnings + _public_url_warnings(cfg, doc) + _pagerduty_match_warnings(cfg, doc)
-    return LoadedConfig(path, cfg, matrix, rules.loaded, classifier, warnings)
+    return LoadedConfig(path, cfg, matrix, rules.loaded, classifier, warnings, doc.sha256)
 
 
 def _public_url_warnings(cfg: TocsinConfig, doc: Document) -> list[Problem]:

@@ -9,6 +9,7 @@ substitution in string values -> ``*_file`` secrets -> pydantic validation, whos
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -72,7 +73,7 @@ def load_document(
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(Problem(file, line, None, "", "file is not valid UTF-8 text")) from None
-    return parse_document(
+    doc = parse_document(
         text,
         file,
         base_dir=Path(path).parent,
@@ -81,6 +82,8 @@ def load_document(
         read_secret_files=read_secret_files,
         defer_secrets=defer_secrets,
     )
+    doc.sha256 = hashlib.sha256(raw).hexdigest()
+    return doc
 
 
 def parse_document(

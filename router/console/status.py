@@ -1,5 +1,6 @@
-"""The Status page: the configuration in force, channels (outbox, breakers), engine — read from
-the same Prometheus registry ``/metrics`` exports, so the two never disagree."""
+"""The Status page: the configuration in force (its checksum taken when it was loaded), channels
+(outbox, breakers), engine — read from the same Prometheus registry ``/metrics`` exports, so the
+two never disagree."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def _one(registry: CollectorRegistry, name: str) -> float:
     return sum(s.value for s in samples(registry, name))
 
 
-def _checksum(path: Path) -> str:
+def _on_disk(path: Path) -> str:
+    """The SHA-256 of the config file as it is now (an edit not yet reloaded shows here)."""
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as e:
@@ -90,7 +92,8 @@ async def status_page(request: web.Request, visit: Visit) -> web.StreamResponse:
         request,
         "status.html",
         config_path=str(rt.config_path),
-        checksum=await asyncio.to_thread(_checksum, rt.config_path),
+        checksum=rt.loaded.sha256,
+        on_disk=await asyncio.to_thread(_on_disk, rt.config_path),
         reload_ok=_one(reg, "tocsin_config_last_reload_successful") == 1,
         reloaded_at=datetime.fromtimestamp(reloaded, UTC) if reloaded else None,
         refused_at=rt.refused_at,

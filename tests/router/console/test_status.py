@@ -28,7 +28,7 @@ async def test_status_shows_the_config_in_force_and_the_metrics_numbers(console:
     await console.tick()  # tier 0 pages through the log channel
     await sign_in(console.client, "vic", VIEWER_TOKEN)
     html = await (await console.client.get("/status")).text()
-    assert _dd(html, "SHA-256 now") == hashlib.sha256(console.path.read_bytes()).hexdigest()
+    assert _dd(html, "SHA-256") == hashlib.sha256(console.path.read_bytes()).hexdigest()
     assert _dd(html, "Last reload") == "succeeded"
     metrics = await (await console.client.get("/metrics")).text()
     fired = metric_value(metrics, "tocsin_escalation_lateness_seconds_count")
@@ -51,6 +51,34 @@ async def test_a_refused_reload_is_shown_by_where_never_by_value(console: App) -
     assert _dd(html, "Last reload").startswith("refused")
     assert "server.log_format" in html
     assert "s3cr3t-value" not in html
+
+
+async def test_the_checksum_is_of_the_config_in_force_not_of_a_refused_edit(
+    console: App,
+) -> None:
+    """An edit that a reload refuses changes the file on disk, not the configuration in force:
+    the page keeps the loaded file's SHA-256 and shows where the refused reload went wrong."""
+    await sign_in(console.client, "vic", VIEWER_TOKEN)
+    loaded = hashlib.sha256(console.path.read_bytes()).hexdigest()
+    console.path.write_text(console.path.read_text() + "not_a_section: true\n")
+    edited = hashlib.sha256(console.path.read_bytes()).hexdigest()
+    r = await console.client.post("/-/reload", headers={"Authorization": "Bearer api-write"})
+    assert r.status == 400
+    html = await (await console.client.get("/status")).text()
+    assert _dd(html, "SHA-256") == loaded
+    assert _dd(html, "Last reload").startswith("refused")
+    assert "not_a_section" in html  # where the refused reload's problem is
+    # The edit is pointed out, by its own checksum, as not in force.
+    assert _dd(html, "On disk now") == f"{edited} (differs: not in force)"
+
+    # A reload that succeeds puts the new file's checksum in force.
+    console.path.write_text(console.path.read_text().replace("not_a_section: true", "# ok"))
+    r = await console.client.post("/-/reload", headers={"Authorization": "Bearer api-write"})
+    assert r.status == 200
+    html = await (await console.client.get("/status")).text()
+    assert _dd(html, "SHA-256") == hashlib.sha256(console.path.read_bytes()).hexdigest() != loaded
+    assert _dd(html, "Last reload") == "succeeded"
+    assert "On disk now" not in html
 
 
 OPS = "webhook"
