@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
@@ -16,6 +17,8 @@ from router.keys import RUNTIME
 from router.receiver import clean_text
 
 __all__ = ["act", "incident_page", "is_web_link"]
+
+log = logging.getLogger("tocsin.console")
 
 _MAX_NOTE = 4000
 # The buttons, in the order a responder reaches for them: action → label.
@@ -31,6 +34,14 @@ _DONE = {
     Action.RESOLVE: "Resolved.",
     Action.ESCALATE: "Escalated to the next tier.",
     Action.NOTE: "Note added.",
+}
+# The audit log line each action writes (as overrides and calendar feeds write theirs).
+_AUDIT = {
+    Action.ACK: "incident acknowledged",
+    Action.MITIGATE: "incident mitigated",
+    Action.RESOLVE: "incident resolved",
+    Action.ESCALATE: "incident escalated",
+    Action.NOTE: "incident note added",
 }
 
 
@@ -99,5 +110,8 @@ async def act(request: web.Request, visit: Visit) -> web.StreamResponse:
     except IllegalTransition as e:
         problem = f"Not done: {e}"
         return await _show(request, ref, status=409, problem=problem)
+    # Who did what, in the log as well as the timeline (the note's text stays in the timeline).
+    extra = {"incident": inc.id, "number": inc.number, "actor": visit.viewer.name}
+    log.info(_AUDIT[action], extra=extra | {"source": "console", "status": inc.status.value})
     where = f"{base_path(request)}/incidents/{quote(inc.id, safe='')}?done={action.value}"
     return see_other(where)

@@ -27,7 +27,7 @@ async def test_every_console_action_is_recorded_with_the_signed_in_identity(
     await sign_in(app.client, "alice", ALICE_TOKEN)
     csrf = csrf_of(await (await app.client.get("/oncall")).text())
 
-    for action in ("notes", "ack", "mitigate", "resolve"):
+    for action in ("notes", "ack", "escalate", "mitigate", "resolve"):
         r = await app.client.post(
             f"/incidents/{inc['id']}/{action}", data={"csrf": csrf, "note": "on it"}
         )
@@ -38,6 +38,7 @@ async def test_every_console_action_is_recorded_with_the_signed_in_identity(
     assert by_console == [
         ("note", "alice"),
         ("ack", "alice"),
+        ("escalate", "alice"),
         ("mitigate", "alice"),
         ("resolve", "alice"),
     ]
@@ -62,14 +63,20 @@ async def test_every_console_action_is_recorded_with_the_signed_in_identity(
     r = await app.client.post(f"/oncall/calendars/{cal['id']}/revoke", data={"csrf": csrf})
     assert r.status == 200
 
-    said = {
-        r.getMessage(): getattr(r, "actor", None)
+    # One audit line per action, each naming who did it (and, for an incident, which).
+    said = [
+        (r.getMessage(), getattr(r, "actor", None), getattr(r, "incident", None))
         for r in caplog.records
-        if r.getMessage().startswith(("schedule override", "calendar feed"))
-    }
-    assert said == {
-        "schedule override created": "alice",
-        "schedule override removed": "alice",
-        "calendar feed token created": "alice",
-        "calendar feed token revoked": "alice",
-    }
+        if r.getMessage().startswith(("incident", "schedule override", "calendar feed"))
+    ]
+    assert said == [
+        ("incident note added", "alice", inc["id"]),
+        ("incident acknowledged", "alice", inc["id"]),
+        ("incident escalated", "alice", inc["id"]),
+        ("incident mitigated", "alice", inc["id"]),
+        ("incident resolved", "alice", inc["id"]),
+        ("schedule override created", "alice", None),
+        ("schedule override removed", "alice", None),
+        ("calendar feed token created", "alice", None),
+        ("calendar feed token revoked", "alice", None),
+    ]
