@@ -2,8 +2,10 @@
 
 No browser is ever downloaded: Playwright launches the chromium at ``TOCSIN_CHROMIUM`` (default
 ``/usr/bin/chromium``, Debian's package). axe-core comes from the npm registry
-(``npm install --prefix .ci/node axe-core@4``, or ``TOCSIN_AXE``). Outside CI a test whose
-need is missing is skipped, naming it; in CI (``CI=true``) a missing need is a failure.
+(``npm install --prefix .ci/node axe-core@4``, or ``TOCSIN_AXE``). A test whose need is
+missing is skipped, naming it, except where the browser tests are required: with
+``TOCSIN_REQUIRE_BROWSER=1`` (``.ci/run`` exports it) or ``CI=true`` it fails instead, so CI
+cannot pass by skipping them.
 
 The README's screenshots (``docs/<name>.png``) carry the text of the page they show, in a PNG
 ``iTXt`` chunk; the test that takes one asserts that text is still the page's, so a console
@@ -28,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = os.environ.get("TOCSIN_CHROMIUM", "/usr/bin/chromium")
 AXE = Path(os.environ.get("TOCSIN_AXE", ROOT / ".ci/node/node_modules/axe-core/axe.min.js"))
 SCREENSHOTS = os.environ.get("TOCSIN_SCREENSHOTS", "")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 __all__ = [
     "AXE",
@@ -38,6 +39,7 @@ __all__ = [
     "axe_violations",
     "need",
     "png_text",
+    "required",
     "screenshot",
     "with_png_text",
 ]
@@ -46,12 +48,18 @@ __all__ = [
 PAGE_TEXT = b"tocsin-page-text"
 
 
+def required() -> bool:
+    """Whether a missing need fails the browser tests (read when asked, not at import)."""
+    env = os.environ
+    return env.get("CI", "").lower() == "true" or env.get("TOCSIN_REQUIRE_BROWSER", "0") != "0"
+
+
 def need(ok: bool, what: str) -> None:
-    """Skip (outside CI) or fail (in CI) when ``what`` is missing."""
+    """Skip, or fail where the browser tests are required, when ``what`` is missing."""
     if ok:
         return
-    if IN_CI:
-        pytest.fail(f"CI must provide {what}")
+    if required():
+        pytest.fail(f"browser tests required (TOCSIN_REQUIRE_BROWSER, CI): must provide {what}")
     pytest.skip(f"{what} is missing")
 
 
