@@ -78,7 +78,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._asleep_until: datetime | None = None  # while sleeping: when the sleep ends
         self._stopping = False
-        self.on_change: Callable[[], None] | None = None
+        self.on_change: Callable[[frozenset[str]], None] | None = None
         self.heartbeats: DueHeartbeats | None = None
 
     def wake(self, due: datetime | None = None) -> None:
@@ -203,7 +203,7 @@ class Engine:
             self.metrics.steps_fired.labels(str(step.tier), step.kind).inc()
             self.metrics.lateness.observe(max(0.0, (now - step.due_at).total_seconds()))
         if self.on_change is not None and (ch.new_outbox or ch.updated_incidents):
-            self.on_change()
+            self.on_change(ch.incident_ids())
 
     async def run(self) -> None:
         """Loop until ``stop()``: tick, then sleep until the next due time or a wake-up."""

@@ -155,8 +155,8 @@ class EscalationService:
         self.directory = directory
         self.metrics = metrics
         self.wake = wake
-        # Told after every commit that changed an incident (the console's live board).
-        self.on_change: Callable[[], None] | None = None
+        # Told after every commit that changed incidents, with their ids (the live console).
+        self.on_change: Callable[[frozenset[str]], None] | None = None
 
     async def settle(self) -> None:
         """Wait until the pages handed to delivery at ingest were sent and recorded."""
@@ -557,7 +557,7 @@ class EscalationService:
         if due is not None:
             self.wake(due)
         if self.on_change is not None and ch:
-            self.on_change()
+            self.on_change(ch.incident_ids())
 
 
 def _next_due(ch: Changes) -> datetime | None:

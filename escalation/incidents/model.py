@@ -336,6 +336,14 @@ class Changes:
         for name in self.__dataclass_fields__:
             getattr(self, name).extend(getattr(other, name))
 
+    def incident_ids(self) -> frozenset[str]:
+        """The incidents these changes touch, as far as they name them (a bare step update or
+        delivery outcome names none): what an open incident page listens for."""
+        rows: list[Any] = [*self.new_incidents, *self.updated_incidents]
+        named: list[Any] = [*self.key_aliases, *self.upsert_alerts, *self.timeline]
+        named += [*self.new_steps, *self.cancel_steps_of, *self.new_outbox, *self.cancel_outbox_of]
+        return frozenset([r.id for r in rows] + [c.incident_id for c in named])
+
     def supersede_steps(self, incident_id: str, note: str) -> None:
         """Cancel every pending step of the incident: a new escalation run replaces them."""
         self.cancel_steps_of.append(CancelSteps(incident_id, None, note))

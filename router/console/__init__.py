@@ -14,7 +14,7 @@ from aiohttp import web
 
 from router.console.board import board, board_rows, events
 from router.console.calendars import calendar_create, calendar_revoke
-from router.console.incident import act, incident_page
+from router.console.incident import act, incident_live, incident_page
 from router.console.oncall import oncall_page, override_create, override_remove
 from router.console.rules import rules_page
 from router.console.signin import show_signin, sign_in, sign_out
@@ -82,6 +82,7 @@ def add_console_routes(app: web.Application) -> None:
         r.add_post(f"{prefix}/signin", sign_in)
         r.add_post(f"{prefix}/signout", sign_out)
         r.add_get(f"{prefix}/incidents/{{id:[^/]+}}", incident_page)
+        r.add_get(f"{prefix}/incidents/{{id:[^/]+}}/live", incident_live)
         r.add_post(f"{prefix}/incidents/{{id:[^/]+}}/{{action}}", act)
         r.add_get(f"{prefix}/static/{{name}}", static_file)
         r.add_get(f"{prefix}/oncall", oncall_page)
@@ -94,5 +95,6 @@ def add_console_routes(app: web.Application) -> None:
         r.add_post(f"{prefix}/oncall/calendars", calendar_create)
         r.add_post(f"{prefix}/oncall/calendars/{{id:[^/]+}}/revoke", calendar_revoke)
     outage = Outage(page=_outage_page)
-    pages = (board, board_rows, incident_page, act, oncall_page, override_create, override_remove)
-    on_store_outage(app, outage, *pages, calendar_create, calendar_revoke)
+    pages = (board, board_rows, incident_page, incident_live, act, oncall_page)
+    forms = (override_create, override_remove, calendar_create, calendar_revoke)
+    on_store_outage(app, outage, *pages, *forms)

@@ -99,5 +99,6 @@ async def board_rows(request: web.Request, visit: Visit) -> web.StreamResponse:
 
 @page("read")
 async def events(request: web.Request, visit: Visit) -> web.StreamResponse:
-    """``text/event-stream``: one ``change`` event per change to any incident."""
+    """``text/event-stream``: a ``change`` event per change to any incident (the board's),
+    with an ``incident-<id>`` event per incident it changed (that incident page's)."""
     return await stream_changes(request, console_of(request).feed)

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from escalation.engine.service import IncidentNotFound
+from escalation.engine.service import IncidentDetail, IncidentNotFound
 from escalation.incidents.actions import Action, IllegalTransition, applies
 from escalation.incidents.model import StepState
+from router.console.events import incident_event
 from router.console.pages import Visit, error_page, page
 from router.console.view import base_path, render, see_other
 from router.keys import RUNTIME
 from router.receiver import clean_text
 
-__all__ = ["act", "incident_page", "is_web_link"]
+__all__ = ["act", "incident_live", "incident_page", "is_web_link"]
 
 log = logging.getLogger("tocsin.console")
 
@@ -54,6 +56,23 @@ def is_web_link(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
+def _context(request: web.Request, d: IncidentDetail) -> dict[str, Any]:
+    """What the incident page and its live part show of ``d``."""
+    here = f"{base_path(request)}/incidents/{quote(d.incident.id, safe='')}"
+    event = incident_event(d.incident.id)
+    return {
+        "d": d,
+        "pending": [s for s in d.steps if s.state == StepState.PENDING],
+        "policy": json.dumps(d.incident.policy, indent=2, sort_keys=True, default=str),
+        # Only the buttons that apply now; an older page's button still gets a clear 409.
+        "buttons": {a: label for a, label in BUTTONS.items() if applies(a, d.incident.status)},
+        "is_web_link": is_web_link,
+        "here": here,
+        # This incident's own change events, and those that may concern any incident.
+        "listen": ", ".join(dict.fromkeys(f"sse:{e}" for e in (event, "incidents"))),
+    }
+
+
 async def _show(
     request: web.Request, ref: str, *, status: int = 200, message: str = "", problem: str = ""
 ) -> web.Response:
@@ -61,19 +80,15 @@ async def _show(
     d = await rt.service.detail(ref)
     if d is None:
         return error_page(request, 404, "No such incident", f"No incident {ref[:100]!r}.")
+    context = _context(request, d)
     return render(
         request,
         "incident.html",
         status=status,
-        d=d,
-        pending=[s for s in d.steps if s.state == StepState.PENDING],
-        policy=json.dumps(d.incident.policy, indent=2, sort_keys=True, default=str),
-        # Only the buttons that apply now; an older page's button still gets a clear 409.
-        buttons={a: label for a, label in BUTTONS.items() if applies(a, d.incident.status)},
-        is_web_link=is_web_link,
         message=message,
         problem=problem,
-        here=f"{base_path(request)}/incidents/{quote(d.incident.id, safe='')}",
+        live=False,
+        **context,
     )
 
 
@@ -82,6 +97,17 @@ async def incident_page(request: web.Request, visit: Visit) -> web.StreamRespons
     done = request.query.get("done", "")
     message = _DONE.get(Action(done), "") if done in Action.__members__.values() else ""
     return await _show(request, request.match_info["id"], message=message)
+
+
+@page("read")
+async def incident_live(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """The page's changing part alone (steps, timeline, alerts, notifications, and by id the
+    status and buttons), for htmx to swap in when the change stream names the incident."""
+    ref = request.match_info["id"]
+    d = await request.app[RUNTIME].service.detail(ref)
+    if d is None:
+        return error_page(request, 404, "No such incident", f"No incident {ref[:100]!r}.")
+    return render(request, "incident_live.html", live=True, **_context(request, d))
 
 
 @page("write")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +137,45 @@ async def test_open_an_incident_and_acknowledge_it(browser: Any, app: App) -> No
     assert await pending.count() == 0
     assert await events.count() == before + 1
     assert "by alice" in await events.last.inner_text()
+    await tab.accessible()
+
+
+# Counts the change streams this document opened (htmx's SSE extension says when one is open).
+SSE_OPENS = "document.addEventListener('htmx:sseOpen', () => { window.sseOpens = (window.sseOpens || 0) + 1 })"
+
+
+async def test_the_incident_page_shows_a_step_firing_and_someone_elses_ack_live(
+    browser: Any, app: App
+) -> None:
+    await _fire(app, "DiskFull", team="db")  # tier 0 pages alice at once; tier 1 waits 5 min
+    tab = await _tab(browser, app)
+    page = tab.page
+    await page.add_init_script(SSE_OPENS)
+    await tab.sign_in("alice", ALICE_TOKEN)
+    await page.get_by_role("link", name=re.compile("DiskFull")).click()
+    await page.get_by_role("heading", name="Pending steps").wait_for(timeout=WAIT)
+    await page.wait_for_function("() => window.sseOpens > 0", timeout=WAIT)
+    # Mark this document: a reload would lose the mark.
+    await page.evaluate("window.sameDocument = true")
+    notified = page.locator("#notifications tbody tr")
+    assert await notified.count() == 1
+    events = page.locator("#timeline li")
+    before = await events.count()
+
+    await app.tick(timedelta(minutes=5))  # the engine pages tier 1: bob
+    await notified.filter(has_text="bob via log").wait_for(timeout=WAIT)
+    assert await notified.count() == 2
+    await events.filter(has_text="tier 1").first.wait_for(timeout=WAIT)
+    assert await events.count() > before
+
+    await app.act("1", "ack")  # someone else acknowledges, through the API
+    await page.locator("#status", has_text="acknowledged").wait_for(timeout=WAIT)
+    assert await page.locator("#pending tbody tr", has_text="page").count() == 0
+    assert "acknowledged" in await events.filter(has_text="ack by writer").last.inner_text()
+    assert await page.get_by_role("button", name="Acknowledge").count() == 0
+    assert await page.get_by_role("button", name="Resolve").count() == 1
+    assert await page.evaluate("window.sameDocument === true"), "the page was reloaded"
+    assert await page.get_by_label("Note").count() == 1  # the note form stays as it was
     await tab.accessible()
 
 

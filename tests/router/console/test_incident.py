@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from typing import Any
 
 from tests.driver.app import START, App
 from tests.driver.payloads import alert, notification
@@ -148,3 +150,54 @@ async def test_escalate_now_pages_the_next_tier_at_once(console: App) -> None:
         ("notify", "tocsin", "engine", START, "tier 1 (team lead): page bob via log (role:lead)"),
     ]
     assert "escalated to tier 1 now by alice: need the lead" in _section(html, "timeline")
+
+
+async def _event_names(stream: Any, until: str) -> list[str]:
+    """The names of the events ``stream`` sends, up to the first named ``until``."""
+    names: list[str] = []
+    while until not in names:
+        line = await asyncio.wait_for(stream.content.readline(), 10)  # a hang, not a threshold
+        if line.startswith(b"event: "):
+            names.append(line.decode().removeprefix("event: ").strip())
+    return names
+
+
+async def test_the_change_stream_names_the_incident_that_changed(console: App) -> None:
+    await console.post(notification([alert("DiskFull")]))
+    await console.post(notification([alert("ApiDown")], group_key='{}:{alertname="ApiDown"}'))
+    disk, api = await console.incident("1"), await console.incident("2")
+    assert disk["id"] != api["id"]
+    await console.rt.service.settle()
+    await sign_in(console.client, "vic", VIEWER_TOKEN)
+    stream = await console.client.get("/events")
+    await console.act("1", "ack")
+    names = await _event_names(stream, f"incident-{disk['id']}")
+    assert names == ["change", f"incident-{disk['id']}"]  # the board's, then the page's own
+    await console.act("2", "ack")
+    assert await _event_names(stream, f"incident-{api['id']}") == [
+        "change",
+        f"incident-{api['id']}",
+    ]
+    stream.close()
+
+
+async def test_the_live_part_shows_the_incident_as_it_is_now_with_its_status_and_buttons(
+    console: App,
+) -> None:
+    await console.post(notification([alert("DiskFull")]))
+    await sign_in(console.client, "alice", ALICE_TOKEN)
+    inc_id, html = await _incident_page(console)
+    # The page listens for its own incident's events (and for "any incident").
+    assert (
+        f'hx-get="/incidents/{inc_id}/live" hx-trigger="sse:incident-{inc_id}, sse:incidents"'
+        in html
+    )
+    await console.act("1", "ack")  # someone else, through the API
+    r = await console.client.get(f"/incidents/{inc_id}/live")
+    assert r.status == 200
+    part = await r.text()
+    assert '<span class="status" id="status" hx-swap-oob="true">acknowledged</span>' in part
+    assert _pending_pages(part) == 0
+    assert "Acknowledge</button>" not in part and "Resolve</button>" in part
+    assert [e for e in _section(part, "timeline").split("<li>") if "<strong>ack</strong>" in e]
+    assert "<html" not in part  # a part, not a page
