@@ -12,15 +12,20 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapters.config import PhoneConfig
 from adapters.phone import check
-from adapters.phone.vonage import verify_webhook
+from adapters.phone.vonage import app_jwt, verify_webhook
 from escalation.incidents.model import IncidentRecord, OutboxState, Status
 from tests.adapters.conftest import _PHONE_PEOPLE, LEE_PHONE, OLLIE_PHONE
 from tests.driver.app import App, MakeApp
@@ -29,6 +34,7 @@ from tests.driver.payloads import sample_bytes
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, FakeTwilio, Scripted
 from tests.fakes.vonage import (
     APPLICATION_ID,
+    RATE_LIMITS,
     SIGNATURE_SECRET,
     VONAGE_NUMBER,
     FakeVonage,
@@ -244,6 +250,90 @@ async def test_vonage_errors_map_like_twilios(
     [row] = [r for r in await app.outbox(inc.id) if r.person == "ollie"]
     assert row.state == OutboxState.PENDING
     assert row.last_error == "vonage call 429: Throttled: Throttled"
+
+
+ALL_HANDS = """\
+people:
+  ann: {phone: "+14155550110", channels: [phone]}
+  ben: {phone: "+14155550111", channels: [phone]}
+  cat: {phone: "+14155550112", channels: [phone]}
+  dan: {phone: "+14155550113", channels: [phone]}
+policies:
+  all-hands:
+    steps:
+      - name: everyone
+        after: 0
+        notify: ["person:ann", "person:ben", "person:cat", "person:dan"]
+        via: [phone]
+"""
+ALL_HANDS_RULE = """\
+rules:
+  - name: errors
+    match: ['alertname="HighErrorRate"']
+    severity: P0
+    policy: all-hands
+"""
+
+
+async def test_vonages_own_calls_per_second_limit_is_waited_out(
+    make_app: MakeApp, tmp_path: Path, vonage: FakeVonage
+) -> None:
+    # Four people paged in the same second: Vonage creates three calls and refuses the fourth
+    # with its 429 (no Retry-After), which tocsin retries after its rate-limit backoff.
+    adapters = {"adapters": {"phone": {"provider": "vonage", "vonage": vonage_section(vonage)}}}
+    path = write_config(tmp_path, ALL_HANDS, adapters, rules=ALL_HANDS_RULE)
+    app = await make_app(path, fakes=(vonage,))
+    vonage.clock = lambda: app.clock.now().timestamp()  # its window on the app's virtual time
+    inc = await fire(app)
+    await app.tick()
+
+    assert (len(vonage.calls), vonage.throttled) == (RATE_LIMITS["calls"], ["calls"])
+    [waiting] = [r for r in await app.outbox(inc.id) if r.state == OutboxState.PENDING]
+    assert waiting.last_error == (
+        "vonage call 429: Rate Limit Hit: Please wait, then retry your request"
+    )
+    # Not hammered: the rate-limit backoff (dispatch.rate_limit_backoff_initial, 30s) first.
+    await app.tick(timedelta(seconds=29))
+    assert len(vonage.requests) == RATE_LIMITS["calls"] + 1
+    await app.advance(timedelta(minutes=2))
+
+    rows = {r.person: r for r in await app.outbox(inc.id) if r.kind == "page"}
+    assert {p: r.state for p, r in rows.items()} == dict.fromkeys(
+        ("ann", "ben", "cat", "dan"), OutboxState.SENT
+    )
+    assert rows[waiting.person].attempts == 2
+    called = sorted(c["to"][0]["number"] for c in vonage.calls.values())
+    assert called == ["14155550110", "14155550111", "14155550112", "14155550113"]
+    assert vonage.throttled == ["calls"]  # one call each, the fourth once it was let through
+
+
+async def test_the_fakes_messages_limit_answers_as_vonage_does(vonage: FakeVonage) -> None:
+    now = [1_700_000_000.0]
+    vonage.clock = lambda: now[0]
+    key = serialization.load_pem_private_key(vonage.private_key_pem.encode(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    text = {"message_type": "text", "channel": "sms", "to": "447700900123"}
+    text |= {"from": "447700900001", "text": "x"}
+
+    async def send() -> tuple[int, dict[str, Any], Any]:
+        auth = {"Authorization": f"Bearer {app_jwt(APPLICATION_ID, key, time.time())}"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{vonage.url}/v1/messages", json=text, headers=auth) as resp,
+        ):
+            return resp.status, dict(resp.headers), await resp.json()
+
+    for _ in range(RATE_LIMITS["messages"]):
+        assert (await send())[0] == 202
+    status, headers, body = await send()
+    assert status == 429 and "Retry-After" not in headers
+    assert (body["title"], body["type"]) == (
+        "Rate Limit Hit",
+        "https://developer.vonage.com/api-errors#rate-limit",
+    )
+    now[0] += 1.0  # a rolling second later
+    assert (await send())[0] == 202
+    assert vonage.throttled == ["messages"]
 
 
 # -- the signature, without the app -------------------------------------------------------------

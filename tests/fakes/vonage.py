@@ -20,6 +20,14 @@ What the validators refuse is kept in ``violations`` and fails the test at ``clo
 ``script(...)`` queues canned answers (an error status, a dropped connection after the call
 was created).
 
+Rate limits, as Vonage documents its defaults (``RATE_LIMITS``): at most 3 calls created per
+rolling second (the Voice API's calls-per-second limit) and 30 Messages API requests per second
+(an API key's throughput). A request over the limit is refused 429 with Vonage's RFC 7807 "Rate
+Limit Hit" body (``data/vonage_rate_limit.json``, a fresh ``instance``) and no ``Retry-After``:
+Vonage documents none. The window runs on ``clock`` (seconds; wall time unless a test sets it to
+the app's virtual clock), and only accepted requests count toward it. ``throttled`` lists what
+was refused so.
+
 Webhooks, as Vonage sends them (JSON, ``Authorization: Bearer <JWT>`` HS256 keyed with the
 signature secret, claims ``iat``, ``jti``, ``iss: Vonage``, ``api_key``, ``application_id`` and
 ``payload_hash`` = SHA-256 hex of the body), computed here independently of tocsin's code:
@@ -39,7 +47,7 @@ import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,7 +64,14 @@ from referencing.jsonschema import DRAFT4
 
 from tests.fakes.serving import LocalFake
 
-__all__ = ["APPLICATION_ID", "SIGNATURE_SECRET", "VONAGE_NUMBER", "FakeVonage", "VonageScript"]
+__all__ = [
+    "APPLICATION_ID",
+    "RATE_LIMITS",
+    "SIGNATURE_SECRET",
+    "VONAGE_NUMBER",
+    "FakeVonage",
+    "VonageScript",
+]
 
 DATA = Path(__file__).parent / "data"
 APPLICATION_ID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
@@ -69,6 +84,9 @@ _DOC = "urn:vonage:voice"
 _CREATED = json.loads((DATA / "vonage_voice.create_call.response.json").read_text("utf-8"))
 _SENT = json.loads((DATA / "vonage_messages.send.response.json").read_text("utf-8"))
 _INVALID = json.loads((DATA / "vonage_messages.invalid_error.json").read_text("utf-8"))
+_RATE_LIMITED = json.loads((DATA / "vonage_rate_limit.json").read_text("utf-8"))
+RATE_LIMITS = {"calls": 3, "messages": 30}
+"""Requests Vonage accepts per rolling second by default, by resource (see ``data/SOURCES.md``)."""
 
 
 def _b64url(data: bytes) -> str:
@@ -180,6 +198,9 @@ class FakeVonage(LocalFake[list[str]]):
         self.answers: list[tuple[int, Any]] = []  # what tocsin answered each webhook
         self._script: dict[str, deque[VonageScript]] = {"calls": deque(), "messages": deque()}
         self._routes: list[tuple[str, str]] = []
+        self.clock: Callable[[], float] = time.monotonic
+        self.throttled: list[str] = []  # the resource of each request refused by the rate limit
+        self._accepted: dict[str, deque[float]] = {r: deque() for r in RATE_LIMITS}
         self._validator = _validator("CreateCallRequestNcco")
         self._phone_to = _validator("EndpointPhoneTo")
 
@@ -258,11 +279,15 @@ class FakeVonage(LocalFake[list[str]]):
                 _INVALID["detail"],
                 invalid_parameters=invalid,
             )
+        if self._over_limit(resource):
+            self.throttled.append(resource)
+            return web.json_response({**_RATE_LIMITED, "instance": uuid.uuid4().hex}, status=429)
         canned = self._script[resource].popleft() if self._script[resource] else None
         if canned is not None and canned.status is not None:
             resp = _problem(canned.status, canned.title, canned.title)
             resp.headers.update(canned.headers)
             return resp
+        self._accepted[resource].append(self.clock())
         if resource == "messages":
             ident = str(uuid.uuid4())
             self.messages[ident] = body
@@ -273,6 +298,13 @@ class FakeVonage(LocalFake[list[str]]):
             return None
         answer = {**_CREATED, "uuid": ident, "conversation_uuid": f"CON-{uuid.uuid4()}"}
         return web.json_response(answer, status=201)
+
+    def _over_limit(self, resource: str) -> bool:
+        """Whether ``resource`` already accepted its limit within the last second."""
+        now, accepted = self.clock(), self._accepted[resource]
+        while accepted and accepted[0] <= now - 1.0:
+            accepted.popleft()
+        return len(accepted) >= RATE_LIMITS[resource]
 
     def _call_problems(self, body: dict[str, Any]) -> list[str]:
         # The document's ``to`` items are a oneOf whose EndpointSip requires nothing, so a phone
