@@ -17,7 +17,7 @@ from adapters.phone import check
 from adapters.phone.gateway import GatewayProvider, json_path, render_request
 from adapters.phone.provider import VoicePage
 from escalation.engine.clock import VirtualClock
-from tests.adapters.test_phone_failover import gateway_section
+from tests.adapters.test_phone_failover import JSON_BODY, gateway_section
 from tests.fakes.sms_gateway import API_KEY, FakeSmsGateway, GatewayAnswer
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
@@ -109,6 +109,27 @@ async def test_the_token_never_reaches_an_error(make: Make, fake: FakeSmsGateway
     assert API_KEY not in r.error and "***" in r.error
     wrong = await make(token="wrong").send_sms(TO, "x")
     assert wrong.error == 'gateway sms 401: {"status": "error", "error": "invalid api key"}'
+
+
+async def test_a_request_the_gateway_refuses_fails_the_test(
+    make: Make, fake: FakeSmsGateway
+) -> None:
+    # Templates rendering what the gateway refuses: without "from", with a national number, as
+    # a GET. Each is answered as the gateway answers it and remembered, so that close() fails
+    # any test that sent one without saying it meant to.
+    no_from = '{"to": {{ to|tojson }}, "text": {{ message|tojson }}}'
+    national = JSON_BODY.replace("{{ to|tojson }}", "{{ to|replace('+44', '0')|tojson }}")
+    for provider in (make(json_body=no_from), make(json_body=national), make(method="GET")):
+        r = await provider.send_sms(TO, "x")
+        assert r.reason == FailureReason.PERMANENT
+    assert fake.violations == [
+        "400 missing field: from",
+        "400 invalid destination",
+        "405 method not allowed",
+    ]
+    with pytest.raises(AssertionError, match="requests the SMS gateway refuses were sent"):
+        await fake.close()
+    fake.expect_violations()  # the fixture closes it again
 
 
 async def test_a_gateway_places_no_calls(make: Make, fake: FakeSmsGateway) -> None:

@@ -13,6 +13,11 @@ with the behaviours such gateways document:
   error in its body (``{"status": "error"}``: what ``success_path`` exists for), or a dropped
   connection.
 
+A request the gateway refuses for its shape (not a POST, not JSON, a missing field, a number
+that is not E.164: what tocsin's templates rendered wrong) is kept in ``violations`` and fails the
+test at ``close()`` unless ``expect_violations()`` was called, as with the other fakes; a wrong
+API key (401) is a configuration a test may choose, and is not one.
+
 Inbound: ``forward(sender, text)`` POSTs a text to tocsin's inbound route as the gateway's MO
 webhook does, as a form (or JSON) with ``from``, ``text``, ``id``, authenticated the way the test configures:
 ``X-Signature: sha256=<hex HMAC-SHA256 of the raw body>`` or HTTP basic auth. ``url`` is the
@@ -36,7 +41,7 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
-from tests.fakes.serving import serve_local
+from tests.fakes.serving import LocalFake
 
 __all__ = ["API_KEY", "FakeSmsGateway", "GatewayAnswer", "GatewayRequest"]
 
@@ -65,27 +70,21 @@ class GatewayAnswer:
     drop: bool = False
 
 
-class FakeSmsGateway:
+class FakeSmsGateway(LocalFake[str]):
     """The gateway's send API on 127.0.0.1 (random port) and its inbound forwards to tocsin."""
 
     def __init__(self, api_key: str = API_KEY) -> None:
+        super().__init__("requests the SMS gateway refuses were sent")
         self.api_key = api_key
         self.requests: list[GatewayRequest] = []
         self.sent: list[dict[str, str]] = []
         self._script: deque[GatewayAnswer] = deque()
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     async def start(self) -> FakeSmsGateway:
         app = web.Application()
         app.router.add_route("*", "/v1/messages", self._handle)
-        self._runner, base = await serve_local(app)
-        self.url = base
+        self.url = await self._serve(app)
         return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     def script(self, *answers: GatewayAnswer) -> None:
         """Queue canned answers for the next sends."""
@@ -108,20 +107,24 @@ class FakeSmsGateway:
             raise asyncio.CancelledError
         return resp
 
+    def _refuse(self, status: int, error: str) -> web.Response:
+        """A request refused for its shape: answered as the gateway does, and remembered."""
+        self.violations.append(f"{status} {error}")
+        return web.json_response({"status": "error", "error": error}, status=status)
+
     def _answer(self, request: web.Request, body: Any) -> web.Response | None:
         if request.method != "POST":
-            return web.json_response({"status": "error", "error": "method not allowed"}, status=405)
+            return self._refuse(405, "method not allowed")
         given = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if not hmac.compare_digest(given.encode(), self.api_key.encode()):
             return web.json_response({"status": "error", "error": "invalid api key"}, status=401)
         if request.content_type != "application/json" or not isinstance(body, dict):
-            return web.json_response({"status": "error", "error": "expected JSON"}, status=400)
+            return self._refuse(400, "expected JSON")
         missing = [k for k in ("to", "from", "text") if not isinstance(body.get(k), str)]
         if missing:
-            error = f"missing field: {', '.join(missing)}"
-            return web.json_response({"status": "error", "error": error}, status=400)
+            return self._refuse(400, f"missing field: {', '.join(missing)}")
         if not E164.match(body["to"]):
-            return web.json_response({"status": "error", "error": "invalid destination"}, 400)
+            return self._refuse(400, "invalid destination")
         if self._script:
             canned = self._script.popleft()
             if canned.drop:
