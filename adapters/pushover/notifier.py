@@ -10,8 +10,10 @@ cancels the person's receipts of the incident: ``POST /1/receipts/{receipt}/canc
 
 Pushover's answers: 200 ``status: 1``; 4xx ``status: 0`` with ``errors`` (a bad token or user
 key: permanent); 429 (the application's monthly limit) → rate limited; 5xx, network errors and
-timeouts → retryable. A cancel refused with a 4xx (the receipt expired or was acknowledged) has
-nothing left to stop.
+timeouts → retryable, no sooner than 5 seconds later (Pushover asks for no more than one retry
+every 5 seconds). A cancel refused with a 4xx (the receipt expired or was acknowledged) has
+nothing left to stop; a cancel answered 5xx or 429 fails the acknowledgement's (or
+resolution's) delivery, which is retried, so the receipt is cancelled after all.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from urllib.parse import urlencode
 
 import aiohttp
 
 from adapters.config import PushoverConfig
-from adapters.delivery.notifier import Delivery, DeliveryResult
+from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
 from adapters.email.links import LinkSigner
 from adapters.http import Answer, exchange, failed_answer
 from adapters.webhook.notifier import payload, with_page
@@ -40,6 +43,8 @@ USER_KEY = re.compile(r"^[A-Za-z0-9]{30}$")  # user and group keys
 RECEIPT = re.compile(r"^[A-Za-z0-9]{30}$")
 _PREFIX = "receipt:"
 _LIMITS = {"title": 250, "message": 1024, "url": 512}
+# "Being friendly to our API": after a 5xx (or no answer), retry no more than every 5 seconds.
+_FRIENDLY_RETRY = 5.0
 
 
 def receipt_of(provider_id: str) -> str | None:
@@ -50,6 +55,14 @@ def receipt_of(provider_id: str) -> str | None:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _friendly(result: DeliveryResult) -> DeliveryResult:
+    """A retryable failure waits at least Pushover's 5 seconds (the policy's first backoff is
+    shorter); a 429 keeps its own, slower rate-limit backoff."""
+    if result.reason != FailureReason.RETRYABLE:
+        return result
+    return replace(result, retry_after=max(result.retry_after or 0.0, _FRIENDLY_RETRY))
 
 
 def _errors(answer: Answer) -> str:
@@ -81,6 +94,9 @@ class PushoverNotifier:
 
     async def notify(self, delivery: Delivery) -> DeliveryResult:
         """Cancel what rings (acknowledge, resolve), then send (page, reminder, resolve)."""
+        return _friendly(await self._notify(delivery))
+
+    async def _notify(self, delivery: Delivery) -> DeliveryResult:
         kind = delivery.row.kind
         if kind in ("acknowledge", "resolve"):
             cancelled = await self._cancel(delivery)

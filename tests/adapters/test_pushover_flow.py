@@ -70,7 +70,9 @@ async def start(
     rules = {"rules": {"files": ["rules/*.yaml"]}}
     adapters = {"adapters": {"pushover": section}}
     path = write_config(tmp_path, rules, POLICY, adapters, rules=RULES_YAML % severity)
-    return await make_app(path, fakes=(pushover,))
+    app = await make_app(path, fakes=(pushover,))
+    pushover.clock = lambda: app.clock.now().timestamp()  # its 5-second rule on virtual time
+    return app
 
 
 @pytest.fixture
@@ -205,6 +207,51 @@ async def test_pushovers_monthly_limit_is_waited_out(
     await app.at(timedelta(minutes=2))
     assert [m["user"] for m in pushover.messages] == [ALICE]
     assert APP_TOKEN not in row.last_error
+
+
+async def test_pushover_in_trouble_is_retried_no_sooner_than_it_asks(
+    app: App, pushover: FakePushover
+) -> None:
+    # Two 5xx answers: the page waits and goes once Pushover answers. A retry within 5 seconds
+    # of a 5xx would be a violation of Pushover's rules (the fixture's close() fails on it).
+    pushover.fail("messages", 500, 503)
+    inc = await app.fire(sample_bytes("alertmanager-0.25-firing.json"))
+    await app.at(timedelta(0))
+    [row] = await app.outbox(inc.id)
+    assert (row.state, row.last_error) == (OutboxState.PENDING, "pushover: HTTP 500")
+    await app.advance(timedelta(minutes=1))
+    assert pushover.failed == [("messages", 500), ("messages", 503)]
+    [message] = pushover.messages
+    [receipt] = pushover.receipts
+    [row] = await app.outbox(inc.id)
+    assert (row.state, row.attempts, row.provider_id) == (
+        OutboxState.SENT,
+        3,
+        f"receipt:{receipt}",
+    )
+    assert message["user"] == ALICE and message["priority"] == "2"
+
+
+@pytest.mark.parametrize("status", [503, 429])
+async def test_a_cancel_pushover_cannot_take_now_is_retried_until_it_stops_the_ringing(
+    app: App, pushover: FakePushover, status: int
+) -> None:
+    inc, _ = await first(app, pushover)
+    [receipt] = pushover.receipts
+    pushover.fail("cancel", status)
+    await app.act(inc.id, "ack", actor="bob")
+    await app.at(timedelta(seconds=1))
+    assert pushover.failed == [("cancel", status)] and pushover.cancels == []
+    [ack] = [r for r in await app.outbox(inc.id) if r.kind == "acknowledge"]
+    assert ack.state == OutboxState.PENDING
+    assert ack.last_error.startswith(f"pushover cancel: HTTP {status}")
+
+    await app.advance(timedelta(minutes=3))
+    assert pushover.cancels == [receipt]  # nothing lost: the phone stops ringing after all
+    [ack] = [r for r in await app.outbox(inc.id) if r.kind == "acknowledge"]
+    assert (ack.state, ack.attempts) == (OutboxState.SENT, 2)
+    assert [m["user"] for m in pushover.messages] == [ALICE]  # no Carol, no second message
+    assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
 
 
 async def test_an_unknown_user_key_fails_permanently_with_pushovers_words(

@@ -16,6 +16,12 @@ A real aiohttp server on 127.0.0.1 (random port), following Pushover's documente
   ``expired``, ``expires_at``, ``called_back``, ``called_back_at``.
 - ``POST /1/receipts/{receipt}/cancel.json`` (``token``): stops the retries, ``{"status": 1}``;
   an unknown receipt: 400 ``{"receipt": "not found", "status": 0, "errors": [...]}``.
+- ``fail("messages" | "cancel", *statuses)``: the next requests there are answered with those
+  statuses and not acted on: a 5xx (Pushover's servers in trouble: an HTML error page, its body
+  is not documented) or a 429 (the limit's JSON body). A request repeated within 5 seconds of a
+  5xx to it (the same user's message, the same receipt's cancel) is a violation: Pushover asks
+  for no more than one retry every 5 seconds. That window runs on ``clock`` (seconds; wall time
+  unless a test sets it to the app's virtual clock).
 
 ``acknowledge(receipt)`` is a person pressing Acknowledge in the app: it marks the receipt and
 returns the request Pushover's servers then make (a form POST to the message's ``callback``).
@@ -30,6 +36,8 @@ import secrets
 import string
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +50,8 @@ __all__ = ["APP_TOKEN", "FakePushover", "Receipt", "user_key"]
 APP_TOKEN = "azGDORePK8gMaC0QOYAMyEEuzJnyUi"  # the documentation's example shape: 30 characters
 _ALNUM = string.ascii_letters + string.digits
 _MONTHLY = 10_000  # the free monthly limit of an application
+_FRIENDLY = 5.0  # seconds: Pushover asks for no more than one retry this often after a 5xx
+_OVER_LIMIT = "application has exceeded its monthly limit"
 
 
 def user_key(seed: str) -> str:
@@ -117,6 +127,14 @@ class FakePushover(LocalFake[list[str]]):
         self.receipts: dict[str, Receipt] = {}
         self.cancels: list[str] = []  # receipts cancelled, in order
         self.remaining = _MONTHLY
+        self.clock: Callable[[], float] = time.monotonic
+        self.failed: list[tuple[str, int]] = []  # (endpoint, status) of each scripted failure
+        self._fail: dict[str, deque[int]] = {"messages": deque(), "cancel": deque()}
+        self._troubled: dict[tuple[str, str], float] = {}  # (endpoint, key) → when 5xx answered
+
+    def fail(self, endpoint: str, *statuses: int) -> None:
+        """Answer the next requests to ``endpoint`` ("messages", "cancel") with ``statuses``."""
+        self._fail[endpoint].extend(statuses)
 
     async def start(self) -> FakePushover:
         app = web.Application()
@@ -150,6 +168,23 @@ class FakePushover(LocalFake[list[str]]):
             return {k: str(v) for k, v in doc.items()} if isinstance(doc, dict) else {}
         return {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
 
+    def _scripted(self, endpoint: str, key: str) -> web.Response | None:
+        """A scripted failure for this request, if one is queued; a retry within 5 seconds
+        of a 5xx for the same ``key`` is remembered as a violation either way."""
+        now = self.clock()
+        troubled = self._troubled.pop((endpoint, key), None)
+        if troubled is not None and now - troubled < _FRIENDLY:
+            self.violations.append([f"{endpoint} {key} retried {now - troubled:.1f}s after a 5xx"])
+        if not self._fail[endpoint]:
+            return None
+        status = self._fail[endpoint].popleft()
+        self.failed.append((endpoint, status))
+        if status == 429:
+            return self._limited({"status": 0, "errors": [_OVER_LIMIT]}, 429)
+        self._troubled[(endpoint, key)] = now
+        page = f"<html><body><h1>{status} Server Error</h1></body></html>"
+        return web.Response(status=status, text=page, content_type="text/html")
+
     def _limited(self, body: dict[str, Any], status: int = 200) -> web.Response:
         headers = {
             "X-Limit-App-Limit": str(_MONTHLY),
@@ -164,10 +199,11 @@ class FakePushover(LocalFake[list[str]]):
             return _failed(400, ["application token is invalid"], token="invalid")
         if m.get("user") not in self.users:
             return _failed(400, ["user identifier is invalid"], user="invalid")
+        scripted = self._scripted("messages", m["user"])
+        if scripted is not None:
+            return scripted
         if self.remaining <= 0:
-            return self._limited(
-                {"status": 0, "errors": ["application has exceeded its monthly limit"]}, 429
-            )
+            return self._limited({"status": 0, "errors": [_OVER_LIMIT]}, 429)
         errors = _message_errors(m)
         if errors:
             self.violations.append(errors)
@@ -198,6 +234,9 @@ class FakePushover(LocalFake[list[str]]):
         m = await self._form(request)
         if not secrets.compare_digest(m.get("token", ""), self.token):
             return _failed(400, ["application token is invalid"], token="invalid")
+        scripted = self._scripted("cancel", request.match_info["receipt"])
+        if scripted is not None:
+            return scripted
         r = self.receipts.get(request.match_info["receipt"])
         if r is None:
             return _failed(
