@@ -11,8 +11,8 @@
   application's Messages inbound URL): a text ``ACK <n>`` or ``1`` acts as a Twilio text does.
 
 Every request must carry Vonage's signed-webhook JWT (``Authorization: Bearer``, HS256 with the
-signature secret, ``payload_hash`` = SHA-256 of the body: ``adapters.phone.vonage.verify_webhook``);
-otherwise → 401 and nothing changes.
+signature secret, ``payload_hash`` = SHA-256 of the body, ``iat`` within the last 5 minutes:
+``adapters.phone.vonage.verify_webhook``); otherwise → 401 and nothing changes.
 """
 
 from __future__ import annotations
@@ -81,10 +81,14 @@ async def _verified(request: web.Request) -> tuple[Runtime, dict[str, Any]]:
         raise ApiError(404, "vonage is not configured", "adapters.phone.vonage is not set")
     raw = await read_body(request, _MAX_BODY)
     secret = cfg.signature_secret.get_secret_value()
-    if not verify_webhook(secret, request.headers.get("Authorization"), raw):
-        log.warning("rejected a vonage webhook with a missing or wrong signature")
+    now = rt.clock.now().timestamp()
+    if not verify_webhook(secret, request.headers.get("Authorization"), raw, now):
+        log.warning("rejected a vonage webhook with a missing, wrong or stale signature")
         raise ApiError(
-            401, "unauthorized", "the signed-webhook JWT is missing or does not match", request.path
+            401,
+            "unauthorized",
+            "the signed-webhook JWT is missing, does not match, or is too old",
+            request.path,
         )
     try:
         body: Any = json.loads(raw) if raw else {}

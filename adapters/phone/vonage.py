@@ -11,9 +11,10 @@ for texts, and the JWTs on both sides.
 - Requests carry ``Authorization: Bearer <JWT>``: RS256 over ``{application_id, iat, jti, exp}``
   signed with the application's private key (what Vonage's SDKs generate; 15 minutes).
 - Vonage signs its webhooks with a JWT in ``Authorization: Bearer``: HS256 keyed with the
-  account's signature secret, whose ``payload_hash`` claim is the SHA-256 (hex) of the body.
-  ``verify_webhook`` checks both: the signature proves the sender, the hash that the body is the
-  one signed.
+  account's signature secret, whose ``payload_hash`` claim is the SHA-256 (hex) of the body and
+  whose ``iat`` is when it was signed. ``verify_webhook`` checks all three: the signature proves
+  the sender, the hash that the body is the one signed, and the age (at most
+  ``WEBHOOK_MAX_AGE``, give or take ``WEBHOOK_SKEW``) that it is not a capture replayed later.
 
 Failures map as for Twilio: 429 rate limited, 5xx retryable (``Retry-After`` honoured), other 4xx
 permanent (RFC 7807 ``title``/``detail`` in the error), a lost answer to a call request is an
@@ -48,6 +49,8 @@ __all__ = [
     "FALLBACK_STATUSES",
     "INBOUND_PATH",
     "INPUT_PATH",
+    "WEBHOOK_MAX_AGE",
+    "WEBHOOK_SKEW",
     "VonageProvider",
     "app_jwt",
     "input_ncco",
@@ -64,6 +67,11 @@ FALLBACK_STATUSES = frozenset({"busy", "timeout", "failed", "rejected", "unanswe
 """Final call statuses meaning nobody heard the page: try the person's next channel."""
 
 JWT_TTL = 15 * 60
+# A signed webhook is refused once its ``iat`` is older than this (Vonage sends and retries a
+# webhook within seconds), as Slack's signed requests are after 5 minutes; and refused if it
+# claims to come from further in the future than the two clocks may disagree.
+WEBHOOK_MAX_AGE = 5 * 60
+WEBHOOK_SKEW = 60
 _MAX_RING = 120  # Voice API's ceiling on ringing_timer
 _MAX_ERROR = 200
 INPUT_TIMEOUT = 10  # seconds of silence after the prompt (the API's DTMF maximum)
@@ -95,9 +103,23 @@ def app_jwt(application_id: str, key: rsa.RSAPrivateKey, now: float) -> str:
     return signing_input + "." + _b64url(signature)
 
 
-def verify_webhook(secret: str, authorization: str | None, body: bytes) -> bool:
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _fresh(claims: dict[str, Any], now: float) -> bool:
+    """Whether the token was signed (``iat``) within the window around ``now`` and has not
+    expired (``exp``, if it carries one)."""
+    iat, exp = _number(claims.get("iat")), _number(claims.get("exp"))
+    if iat is None or not now - WEBHOOK_MAX_AGE - WEBHOOK_SKEW <= iat <= now + WEBHOOK_SKEW:
+        return False
+    return "exp" not in claims or (exp is not None and now < exp + WEBHOOK_SKEW)
+
+
+def verify_webhook(secret: str, authorization: str | None, body: bytes, now: float) -> bool:
     """Whether a webhook's ``Authorization: Bearer`` JWT is Vonage's HS256 signature (keyed
-    with the signature secret) of this very ``body`` (its ``payload_hash`` claim)."""
+    with the signature secret) of this very ``body`` (its ``payload_hash`` claim), signed no
+    longer ago than ``WEBHOOK_MAX_AGE`` before ``now`` (UNIX seconds)."""
     if not secret or not authorization:
         return False
     scheme, _, token = authorization.strip().partition(" ")
@@ -117,7 +139,9 @@ def verify_webhook(secret: str, authorization: str | None, body: bytes) -> bool:
         return False
     payload_hash = claims.get("payload_hash")
     digest = hashlib.sha256(body).hexdigest()
-    return isinstance(payload_hash, str) and hmac.compare_digest(payload_hash.lower(), digest)
+    if not (isinstance(payload_hash, str) and hmac.compare_digest(payload_hash.lower(), digest)):
+        return False
+    return _fresh(claims, now)
 
 
 def callback_url(public_url: str, path: str, refs: Sequence[str]) -> str:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapters.config import PhoneConfig
 from adapters.phone import check
-from adapters.phone.vonage import app_jwt, verify_webhook
+from adapters.phone.vonage import WEBHOOK_MAX_AGE, WEBHOOK_SKEW, app_jwt, verify_webhook
 from escalation.incidents.model import IncidentRecord, OutboxState, Status
 from tests.adapters.conftest import _PHONE_PEOPLE, LEE_PHONE, OLLIE_PHONE
 from tests.driver.app import App, MakeApp
@@ -88,6 +88,7 @@ def make_vonage_app(
         )
         path = write_config(tmp_path, LONDON_BUSINESS_HOURS, people, {"adapters": {"phone": phone}})
         app = await make_app(path, fakes=(vonage, twilio))
+        vonage.clock = lambda: app.clock.now().timestamp()  # Vonage's clock agrees with ours
         base = str(app.client.make_url("/")).rstrip("/")
         vonage.route(PUBLIC, base)
         twilio.route(PUBLIC, base)
@@ -183,6 +184,26 @@ async def test_forged_or_tampered_webhooks_change_nothing(
     assert (await vonage.text_in(INBOUND, OLLIE_PHONE, f"ACK {inc.number}", forge=True))[0] == 401
     assert (await app.record(inc.id)).status == Status.TRIGGERED
     assert [r.channel for r in await app.outbox(inc.id) if r.person == "ollie"] == ["phone"]
+
+
+async def test_a_webhook_signed_too_long_ago_is_refused_as_a_replay(
+    make_vonage_app: MakeVonageApp, vonage: FakeVonage
+) -> None:
+    # A keypress captured and sent again six minutes later: its signature and body are genuine,
+    # its iat is too old. Nothing changes; a fresh one (within the window) acts.
+    app = await make_vonage_app()
+    inc = await fire(app)
+    await app.tick()
+    ident = only_call(vonage)
+    assert (await vonage.press(ident, "1", age=6 * 60 + 1))[0] == 401
+    assert (await vonage.play_status(ident, "unanswered", age=6 * 60 + 1))[0] == 401
+    stale = await vonage.text_in(INBOUND, OLLIE_PHONE, f"ACK {inc.number}", age=6 * 60 + 1)
+    assert stale[0] == 401
+    assert (await vonage.press(ident, "1", age=-2 * 60))[0] == 401  # from the future
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+    assert [r.channel for r in await app.outbox(inc.id) if r.person == "ollie"] == ["phone"]
+    assert (await vonage.press(ident, "1", age=4 * 60))[0] == 200  # late, but within the window
+    assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
 
 
 async def test_an_unanswered_call_texts_and_a_reply_acknowledges(
@@ -350,17 +371,42 @@ def _token(header: dict[str, Any], claims: dict[str, Any], secret: str) -> str:
 
 def test_verify_webhook() -> None:
     body = b'{"status": "completed"}'
-    good = vonage_webhook_jwt(SIGNATURE_SECRET, body, 1_700_000_000)
-    assert verify_webhook(SIGNATURE_SECRET, f"Bearer {good}", body)
-    assert not verify_webhook(SIGNATURE_SECRET, f"Bearer {good}", body + b" ")  # payload_hash
-    assert not verify_webhook("other", f"Bearer {good}", body)
-    assert not verify_webhook(SIGNATURE_SECRET, None, body)
-    assert not verify_webhook(SIGNATURE_SECRET, "Bearer a.b", body)
+    t = 1_700_000_000
+    good = vonage_webhook_jwt(SIGNATURE_SECRET, body, t)
+    assert verify_webhook(SIGNATURE_SECRET, f"Bearer {good}", body, t)
+    assert not verify_webhook(SIGNATURE_SECRET, f"Bearer {good}", body + b" ", t)  # payload_hash
+    assert not verify_webhook("other", f"Bearer {good}", body, t)
+    assert not verify_webhook(SIGNATURE_SECRET, None, body, t)
+    assert not verify_webhook(SIGNATURE_SECRET, "Bearer a.b", body, t)
     digest = hashlib.sha256(body).hexdigest()
-    unsigned = _token({"alg": "none"}, {"payload_hash": digest}, SIGNATURE_SECRET)
-    assert not verify_webhook(SIGNATURE_SECRET, f"Bearer {unsigned}", body)
-    no_hash = _token({"alg": "HS256"}, {"iat": 1}, SIGNATURE_SECRET)
-    assert not verify_webhook(SIGNATURE_SECRET, f"Bearer {no_hash}", body)
+    unsigned = _token({"alg": "none"}, {"payload_hash": digest, "iat": t}, SIGNATURE_SECRET)
+    assert not verify_webhook(SIGNATURE_SECRET, f"Bearer {unsigned}", body, t)
+    no_hash = _token({"alg": "HS256"}, {"iat": t}, SIGNATURE_SECRET)
+    assert not verify_webhook(SIGNATURE_SECRET, f"Bearer {no_hash}", body, t)
+
+
+@pytest.mark.parametrize(
+    ("claims", "now", "ok"),
+    [
+        ({}, 0, True),
+        ({}, WEBHOOK_MAX_AGE + WEBHOOK_SKEW, True),  # the last second of the window
+        ({}, WEBHOOK_MAX_AGE + WEBHOOK_SKEW + 1, False),  # older: a replay
+        ({}, -WEBHOOK_SKEW, True),
+        ({}, -WEBHOOK_SKEW - 1, False),  # signed in the future, beyond the clocks' skew
+        ({"iat": None}, 0, False),
+        ({"iat": "1700000000"}, 0, False),
+        ({"iat": True}, 0, False),
+        ({"exp": 1_700_000_000 - WEBHOOK_SKEW - 1}, 0, False),  # expired
+        ({"exp": 1_700_000_000 + 60}, 0, True),
+        ({"exp": "never"}, 0, False),
+    ],
+)
+def test_a_webhook_token_must_be_fresh(claims: dict[str, Any], now: int, ok: bool) -> None:
+    body = b'{"status": "completed"}'
+    t = 1_700_000_000
+    digest = hashlib.sha256(body).hexdigest()
+    token = _token({"alg": "HS256"}, {"iat": t, "payload_hash": digest, **claims}, SIGNATURE_SECRET)
+    assert verify_webhook(SIGNATURE_SECRET, f"Bearer {token}", body, t + now) is ok
 
 
 def test_check_refuses_a_private_key_that_cannot_sign() -> None:

@@ -30,10 +30,12 @@ was refused so.
 
 Webhooks, as Vonage sends them (JSON, ``Authorization: Bearer <JWT>`` HS256 keyed with the
 signature secret, claims ``iat``, ``jti``, ``iss: Vonage``, ``api_key``, ``application_id`` and
-``payload_hash`` = SHA-256 hex of the body), computed here independently of tocsin's code:
+``payload_hash`` = SHA-256 hex of the body, ``iat`` = ``clock()``), computed here independently
+of tocsin's code:
 ``press`` (the NCCO input's ``eventUrl`` with ``dtmf``), ``play_status`` (the call's
 ``event_url``), ``text_in`` (a Messages API inbound SMS). ``forge=True`` signs with a wrong
-secret; ``tamper=True`` changes the body after signing.
+secret; ``tamper=True`` changes the body after signing; ``age=s`` signs it ``s`` seconds ago (a
+captured webhook replayed later).
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ class FakeVonage(LocalFake[list[str]]):
         self.answers: list[tuple[int, Any]] = []  # what tocsin answered each webhook
         self._script: dict[str, deque[VonageScript]] = {"calls": deque(), "messages": deque()}
         self._routes: list[tuple[str, str]] = []
-        self.clock: Callable[[], float] = time.monotonic
+        self.clock: Callable[[], float] = time.time
         self.throttled: list[str] = []  # the resource of each request refused by the rate limit
         self._accepted: dict[str, deque[float]] = {r: deque() for r in RATE_LIMITS}
         self._validator = _validator("CreateCallRequestNcco")
@@ -342,12 +344,18 @@ class FakeVonage(LocalFake[list[str]]):
         return url
 
     async def _webhook(
-        self, url: str, payload: dict[str, Any], *, forge: bool = False, tamper: bool = False
+        self,
+        url: str,
+        payload: dict[str, Any],
+        *,
+        forge: bool = False,
+        tamper: bool = False,
+        age: float = 0.0,
     ) -> tuple[int, Any]:
         raw = json.dumps(payload).encode()
         secret = "not-the-signature-secret" if forge else SIGNATURE_SECRET
         headers = {
-            "Authorization": f"Bearer {vonage_webhook_jwt(secret, raw, time.time())}",
+            "Authorization": f"Bearer {vonage_webhook_jwt(secret, raw, self.clock() - age)}",
             "Content-Type": "application/json",
         }
         if tamper:
@@ -370,7 +378,7 @@ class FakeVonage(LocalFake[list[str]]):
             "timestamp": datetime.now(UTC).isoformat(),
         }
 
-    async def press(self, ident: str, digits: str, **kw: bool) -> tuple[int, Any]:
+    async def press(self, ident: str, digits: str, **kw: Any) -> tuple[int, Any]:
         """The callee pressed ``digits`` during the call's current NCCO input."""
         call = self.calls[ident]
         [action] = [a for a in call["current"] if a.get("action") == "input"]
@@ -384,13 +392,13 @@ class FakeVonage(LocalFake[list[str]]):
             call["current"] = answer  # the NCCO returned replaces the call's
         return status, answer
 
-    async def play_status(self, ident: str, status: str, **kw: bool) -> tuple[int, Any]:
+    async def play_status(self, ident: str, status: str, **kw: Any) -> tuple[int, Any]:
         """A call event (``answered``, ``completed``, ``busy``, ``unanswered``...)."""
         call = self.calls[ident]
         payload = {"status": status, "direction": "outbound", **self._stamp(call, ident)}
         return await self._webhook(call["event_url"][0], payload, **kw)
 
-    async def text_in(self, url: str, sender: str, text: str, **kw: bool) -> tuple[int, Any]:
+    async def text_in(self, url: str, sender: str, text: str, **kw: Any) -> tuple[int, Any]:
         """A Messages API inbound SMS from ``sender`` (+E.164) to the Vonage number."""
         payload = {
             "channel": "sms",
