@@ -24,6 +24,7 @@ from config.errors import ConfigError, Problem
 from config.heartbeats import heartbeat_refs
 from config.loader import Document, load_document, problems_from_validation_error
 from config.opsgenie import priority_refs
+from config.push import emergency_refs
 from config.salvage import Salvaged, salvage_document
 from config.schema import TocsinConfig, cross_check, known_names
 from config.server import is_loopback
@@ -165,6 +166,7 @@ def load_config(
         refs = [
             *priority_refs(cfg.opsgenie, matrix.resolve, matrix.level_keys()),
             *heartbeat_refs(cfg, matrix.resolve, matrix.level_keys()),
+            *emergency_refs(cfg.adapters, matrix.resolve, matrix.level_keys()),
         ]
         problems += [_problem(doc, _as_written(doc, loc), msg) for loc, msg in refs]
     problems += [

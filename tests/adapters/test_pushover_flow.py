@@ -183,6 +183,21 @@ async def test_resolving_cancels_and_tells_quietly(app: App, pushover: FakePusho
     assert "callback" not in resolved and resolved["message"].startswith("Resolved")
 
 
+@pytest.mark.parametrize("severity", ["P0", "P1"])
+async def test_the_default_emergency_levels_ring_until_acknowledged(
+    tmp_path: Path, make_app: MakeApp, pushover: FakePushover, severity: str
+) -> None:
+    app = await start(tmp_path, make_app, pushover, severity=severity)
+    section = app.rt.loaded.config.adapters.pushover
+    assert section is not None and section.emergency == ["P0", "P1"]  # not set: the default
+    inc, message = await first(app, pushover)
+    assert (message["priority"], message["retry"], message["expire"]) == ("2", "30", "3600")
+    assert urlsplit(message["callback"]).path == "/api/v1/pushover/callback"
+    [receipt] = pushover.receipts
+    [row] = await app.outbox(inc.id)
+    assert row.provider_id == f"receipt:{receipt}"
+
+
 async def test_a_p2_is_a_normal_priority_message_without_a_receipt(
     tmp_path: Path, make_app: MakeApp, pushover: FakePushover
 ) -> None:

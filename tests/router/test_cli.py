@@ -1008,6 +1008,33 @@ def test_check_warns_on_a_loopback_public_url_for_push_buttons_and_callbacks(
     assert "is a loopback address" in err
 
 
+def test_check_refuses_pushover_emergency_levels_that_are_not_the_matrixs_keys(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A typo'd level would page that level at normal priority, silently: refused, located.
+    server = "server: {public_url: 'https://tocsin.example.com'}\n"
+    pushover = (
+        "adapters:\n"
+        "  pushover:\n"
+        "    token: t\n"
+        "    callback_secret: pushover-callback-0123456789\n"
+        "    emergency: [P0, p1, SEV-9]\n"
+    )
+    config = write(tmp_path, "tocsin.yaml", AUTH + server + pushover)
+    code, _out, err = run(capsys, "check", str(config))
+    assert code == 1
+    keys = "(P0, P1, P2, P3, P4)"
+    assert err.splitlines() == [
+        f"{config}:9:21: adapters.pushover.emergency[1]: unknown level 'p1': emergency lists "
+        f"the matrix's level keys {keys}; write its key 'P1'",
+        f"{config}:9:25: adapters.pushover.emergency[2]: unknown level 'SEV-9': emergency lists "
+        f"the matrix's level keys {keys}",
+        f"FAILED: 2 problem(s) in {config}",
+    ]
+    config.write_text(config.read_text().replace("p1, SEV-9", "P1"))
+    assert run(capsys, "check", str(config))[::2] == (0, "")
+
+
 def test_check_warns_when_pagerduty_webhooks_cannot_be_matched_without_a_rest_token(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
