@@ -171,6 +171,26 @@ async def test_a_pressed_button_is_remembered_so_it_never_acts_again(
     assert await app.timeline(inc.id) == events
 
 
+async def test_a_pressed_button_stays_used_after_the_incident_is_escalated_back(
+    app: App, ntfy: FakeNtfy
+) -> None:
+    # Escalating through the API makes the incident triggered again in the same run, so the
+    # token is still signed, unexpired and of the current run: only its remembered use keeps
+    # the same POST from acknowledging a second time.
+    inc, message = await first(app, ntfy)
+    path, token = button(message, "Acknowledge")
+    assert (await press(app, path, token))[0] == 200
+    await app.act(inc.id, "escalate", actor="bob")
+    again = await app.record(inc.id)
+    assert (again.status, again.epoch) == (Status.TRIGGERED, inc.epoch)
+
+    status, html = await press(app, path, token)
+    assert (status, "This link was already used" in html) == (409, True)
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+    acks = [(e.actor, e.source) for e in await app.timeline(inc.id) if e.kind == "ack"]
+    assert acks == [("alice", "ntfy")]
+
+
 async def test_two_presses_at_once_act_once(app: App, ntfy: FakeNtfy) -> None:
     inc, message = await first(app, ntfy)
     path, token = button(message, "Acknowledge")
