@@ -8,10 +8,14 @@ the driver's virtual clock with no engine loop (``tests/driver``).
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from tests.driver.app import App, MakeApp
@@ -20,6 +24,7 @@ from tests.driver.config import (
     PUBLIC,
     pagerduty_adapter,
     phone_adapter,
+    postgres_store,
     write_config,
 )
 from tests.fakes.pagerduty import FakePagerDuty
@@ -35,6 +40,26 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
     s = aiohttp.ClientSession()
     yield s
     await s.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_section(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any] | None]:
+    """The ``store:`` section a whole-app test runs on, once per backend: None (the base
+    config's SQLite file), then PostgreSQL in a schema of its own, dropped afterwards (skipped
+    when ``TOCSIN_TEST_POSTGRES_DSN`` is not set)."""
+    if request.param == "sqlite":
+        yield None
+        return
+    dsn = os.environ.get("TOCSIN_TEST_POSTGRES_DSN")
+    if not dsn:
+        pytest.skip("TOCSIN_TEST_POSTGRES_DSN is not set")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield postgres_store(dsn, schema)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
 
 
 @pytest.fixture

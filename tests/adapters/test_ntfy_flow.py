@@ -62,7 +62,13 @@ async def ntfy() -> AsyncIterator[FakeNtfy]:
 
 
 async def start(
-    tmp_path: Path, make_app: MakeApp, ntfy: FakeNtfy, *, severity: str = "P0", **over: Any
+    tmp_path: Path,
+    make_app: MakeApp,
+    ntfy: FakeNtfy,
+    *,
+    severity: str = "P0",
+    store: dict[str, Any] | None = None,
+    **over: Any,
 ) -> App:
     section = {
         "server_url": ntfy.url,
@@ -73,13 +79,22 @@ async def start(
     }
     rules = {"rules": {"files": ["rules/*.yaml"]}}
     adapters = {"adapters": {"ntfy": section}}
-    path = write_config(tmp_path, rules, POLICY, adapters, rules=RULES_YAML % severity)
+    stored = {"store": store} if store is not None else {}
+    path = write_config(tmp_path, rules, POLICY, adapters, stored, rules=RULES_YAML % severity)
     return await make_app(path, fakes=(ntfy,))
 
 
 @pytest.fixture
 async def app(tmp_path: Path, make_app: MakeApp, ntfy: FakeNtfy) -> App:
     return await start(tmp_path, make_app, ntfy)
+
+
+@pytest.fixture
+async def app_on_each_store(
+    tmp_path: Path, make_app: MakeApp, ntfy: FakeNtfy, store_section: dict[str, Any] | None
+) -> App:
+    """``app`` on SQLite, then on PostgreSQL: a button's single use is kept in the store."""
+    return await start(tmp_path, make_app, ntfy, store=store_section)
 
 
 async def first(app: App, ntfy: FakeNtfy) -> tuple[IncidentRecord, dict[str, Any]]:
@@ -123,8 +138,9 @@ async def test_a_p0_is_published_to_the_persons_topic_at_top_priority(
 
 
 async def test_pressing_acknowledge_acts_once_and_stops_escalation(
-    app: App, ntfy: FakeNtfy
+    app_on_each_store: App, ntfy: FakeNtfy
 ) -> None:
+    app = app_on_each_store
     inc, message = await first(app, ntfy)
     path, token = button(message, "Acknowledge")
     before = await app.timeline(inc.id)
@@ -154,8 +170,9 @@ async def test_pressing_acknowledge_acts_once_and_stops_escalation(
 
 
 async def test_a_pressed_button_is_remembered_so_it_never_acts_again(
-    app: App, ntfy: FakeNtfy
+    app_on_each_store: App, ntfy: FakeNtfy
 ) -> None:
+    app = app_on_each_store
     inc, message = await first(app, ntfy)
     path, token = button(message, "Resolve")
     assert (await press(app, path, token))[0] == 200
@@ -172,8 +189,9 @@ async def test_a_pressed_button_is_remembered_so_it_never_acts_again(
 
 
 async def test_a_pressed_button_stays_used_after_the_incident_is_escalated_back(
-    app: App, ntfy: FakeNtfy
+    app_on_each_store: App, ntfy: FakeNtfy
 ) -> None:
+    app = app_on_each_store
     # Escalating through the API makes the incident triggered again in the same run, so the
     # token is still signed, unexpired and of the current run: only its remembered use keeps
     # the same POST from acknowledging a second time.
@@ -191,7 +209,8 @@ async def test_a_pressed_button_stays_used_after_the_incident_is_escalated_back(
     assert acks == [("alice", "ntfy")]
 
 
-async def test_two_presses_at_once_act_once(app: App, ntfy: FakeNtfy) -> None:
+async def test_two_presses_at_once_act_once(app_on_each_store: App, ntfy: FakeNtfy) -> None:
+    app = app_on_each_store
     inc, message = await first(app, ntfy)
     path, token = button(message, "Acknowledge")
     answers = await asyncio.gather(press(app, path, token), press(app, path, token))

@@ -57,7 +57,11 @@ async def pushover() -> AsyncIterator[FakePushover]:
 
 
 async def start(
-    tmp_path: Path, make_app: MakeApp, pushover: FakePushover, severity: str = "P0"
+    tmp_path: Path,
+    make_app: MakeApp,
+    pushover: FakePushover,
+    severity: str = "P0",
+    store: dict[str, Any] | None = None,
 ) -> App:
     section = {
         "api_url": pushover.url,
@@ -69,7 +73,8 @@ async def start(
     }
     rules = {"rules": {"files": ["rules/*.yaml"]}}
     adapters = {"adapters": {"pushover": section}}
-    path = write_config(tmp_path, rules, POLICY, adapters, rules=RULES_YAML % severity)
+    stored = {"store": store} if store is not None else {}
+    path = write_config(tmp_path, rules, POLICY, adapters, stored, rules=RULES_YAML % severity)
     app = await make_app(path, fakes=(pushover,))
     pushover.clock = lambda: app.clock.now().timestamp()  # its 5-second rule on virtual time
     return app
@@ -78,6 +83,17 @@ async def start(
 @pytest.fixture
 async def app(tmp_path: Path, make_app: MakeApp, pushover: FakePushover) -> App:
     return await start(tmp_path, make_app, pushover)
+
+
+@pytest.fixture
+async def app_on_each_store(
+    tmp_path: Path,
+    make_app: MakeApp,
+    pushover: FakePushover,
+    store_section: dict[str, Any] | None,
+) -> App:
+    """``app`` on SQLite, then on PostgreSQL: a receipt's one use is kept in the store."""
+    return await start(tmp_path, make_app, pushover, store=store_section)
 
 
 async def first(app: App, pushover: FakePushover) -> tuple[IncidentRecord, dict[str, str]]:
@@ -111,8 +127,9 @@ async def test_a_p0_is_an_emergency_message_with_a_signed_callback(
 
 
 async def test_acknowledging_in_the_app_acknowledges_the_incident_once(
-    app: App, pushover: FakePushover
+    app_on_each_store: App, pushover: FakePushover
 ) -> None:
+    app = app_on_each_store
     inc, _ = await first(app, pushover)
     [receipt] = pushover.receipts
     url, form = pushover.acknowledge(receipt, ALICE)
