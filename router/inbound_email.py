@@ -6,10 +6,12 @@ unfurling fetch links; they must not acknowledge anything). ``POST`` verifies th
 (with the channel's own secret) and performs the action as the person the message went to, with
 the channel as source. A tampered, mis-directed or expired
 token answers 403 and changes nothing; acting on an incident that is already past that point
-answers 200 saying so. An ntfy button POSTs at once (the app shows no page first), so an ntfy
-link is also single-use: its token is remembered as an inbound delivery in the action's own
-transaction, and a second POST of it changes nothing. Pages are HTML (a person reads them), never
-cached, never framed, and send no Referer (the token is a credential).
+answers 200 saying so. Every link is single-use: its token is remembered as an inbound delivery
+(source: the channel) in the action's own transaction, and a second POST of it changes nothing
+(409), even when the incident is back in a state the link could act on: an escalation puts an
+acknowledged incident back to triggered in the same run, so the run (epoch) alone does not make
+a used link harmless. Pages are HTML (a person reads them), never cached, never framed, and send
+no Referer (the token is a credential).
 """
 
 from __future__ import annotations
@@ -203,6 +205,7 @@ async def perform_link(request: web.Request) -> web.Response:
     if isinstance(checked, web.Response):
         return checked
     claims, inc = checked
+    assert token is not None  # _verified refuses a link without one
     rt = _runtime(request)
     channel = request.match_info["channel"]
     # The epoch is checked again in the action's own transaction: a reopen committed since our
@@ -215,7 +218,9 @@ async def perform_link(request: web.Request) -> web.Response:
     )
     if outcomes is None:
         log.warning("%s link replayed", channel, extra={"action": action, "incident": inc.id})
-        return _page(409, "This link was already used", "<p>Nothing was changed.</p>")
+        return _page(
+            409, "This link was already used", "<p>Nothing was changed.</p>" + _describe(inc)
+        )
     [acted] = outcomes
     if acted.outcome == Outcome.MISSING:
         return _page(404, "No such incident", "<p>Nothing was changed.</p>")
@@ -238,11 +243,13 @@ async def perform_link(request: web.Request) -> web.Response:
     )
 
 
-def _single_use(channel: str, token: str | None) -> Delivery | None:
-    """The inbound delivery an ntfy link's POST is remembered as (by its token's digest)."""
-    if channel != "ntfy" or token is None:
-        return None  # a confirmation page stands before the others' POST
-    return Delivery("ntfy", hashlib.sha256(token.encode()).hexdigest())
+def _single_use(channel: str, token: str) -> Delivery:
+    """The inbound delivery a link's POST is remembered as (its channel, its token's digest).
+
+    Every channel's links are single-use, not only ntfy's (whose app POSTs with no page first):
+    a confirmation page stops a link scanner, not a second POST of a link already used.
+    """
+    return Delivery(channel, hashlib.sha256(token.encode()).hexdigest())
 
 
 def add_email_routes(app: web.Application) -> None:

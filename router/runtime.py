@@ -187,15 +187,21 @@ class Runtime:
         # A PagerDuty event older than the window (+ skew) is refused by its age, so its id can
         # go ("pagerduty" is the webhook route's delivery source).
         # A Slack request is refused 5 minutes after its signed timestamp ("slack": its routes).
-        # An ntfy link's token and a Pushover callback's token expire: a replay after that is
-        # refused by its expiry, so the remembered use can go.
+        # A link's token (email, Teams, ntfy: each its channel's source) and a Pushover
+        # callback's token expire: a replay after that is refused by its expiry, so the
+        # remembered use can go.
         adapters = self.loaded.config.adapters
         windows = {
             "pagerduty": self.loaded.config.server.replay_window + REPLAY_CLOCK_SKEW,
             "slack": timedelta(minutes=5) + REPLAY_CLOCK_SKEW,
         }
-        if adapters.ntfy is not None:
-            windows["ntfy"] = adapters.ntfy.link_ttl + REPLAY_CLOCK_SKEW
+        for channel, links in (
+            ("email", adapters.email),
+            ("teams", adapters.teams),
+            ("ntfy", adapters.ntfy),
+        ):
+            if links is not None:
+                windows[channel] = links.link_ttl + REPLAY_CLOCK_SKEW
         if adapters.pushover is not None:
             windows["pushover"] = adapters.pushover.callback_ttl + REPLAY_CLOCK_SKEW
         return windows

@@ -285,3 +285,20 @@ async def test_links_do_not_act_on_a_reopened_incident(app: App) -> None:
 
     assert (await app.record(inc.id)).status == Status.TRIGGERED
     assert await app.timeline(inc.id) == before
+
+
+async def test_a_used_link_never_acts_again_even_after_an_escalation(app: App) -> None:
+    """An escalation puts the acknowledged incident back to triggered in the same run (the
+    link's epoch still matches): the ack link already used must not acknowledge it again."""
+    inc, ack, _ = await first_links(app)
+    assert (await post(app, *ack))[0] == 200
+    await app.act(str(inc.number), "escalate")
+    escalated = await app.record(inc.id)
+    assert (escalated.status, escalated.epoch) == (Status.TRIGGERED, inc.epoch)
+    events = await app.timeline(inc.id)
+
+    status, html = await post(app, *ack)
+    assert (status, "<h1>This link was already used</h1>" in html) == (409, True)
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+    assert await app.timeline(inc.id) == events
+    assert [(e.actor, e.source) for e in events if e.kind == "ack"] == [("alice", "email")]

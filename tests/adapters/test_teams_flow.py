@@ -177,6 +177,28 @@ async def test_the_acknowledge_button_confirms_acts_once_and_stops_escalation(
     assert alert.status == "resolved"
 
 
+async def test_a_used_button_never_acts_again_even_after_an_escalation(
+    app: App, teams: FakeTeamsWorkflows
+) -> None:
+    """An escalation puts the acknowledged incident back to triggered in the same run (the
+    link's epoch still matches): the Acknowledge link already used must not acknowledge it a
+    second time."""
+    inc, card = await first_card(app, teams)
+    path, token = button(card, "Acknowledge")
+    status, html = await post(app, path, token)
+    assert (status, "<h1>Incident #1 acknowledged</h1>" in html) == (200, True)
+    await app.act(str(inc.number), "escalate")
+    escalated = await app.record(inc.id)
+    assert (escalated.status, escalated.epoch) == (Status.TRIGGERED, inc.epoch)
+    events = await app.timeline(inc.id)
+
+    status, html = await post(app, path, token)
+    assert (status, "<h1>This link was already used</h1>" in html) == (409, True)
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+    assert await app.timeline(inc.id) == events
+    assert [(e.actor, e.source) for e in events if e.kind == "ack"] == [("alice", "teams")]
+
+
 async def test_an_expired_button_is_refused_and_changes_nothing(
     app: App, teams: FakeTeamsWorkflows
 ) -> None:
