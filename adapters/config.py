@@ -361,10 +361,18 @@ class DispatchConfig(_Section):
     channel_rate: dict[str, RateLimit] = Field(
         default_factory=lambda: {
             "pagerduty": RateLimit(count=100, per=timedelta(minutes=1)),
-            # Slack allows about one message a second per channel (chat.postMessage, bursts
-            # aside); one incident's updates are coalesced into one message besides.
+            # Every Slack delivery together (the app's share of the workspace); each Slack
+            # conversation has its own, tighter limit besides: ``slack_conversation_rate``.
             "slack": RateLimit(count=60, per=timedelta(minutes=1)),
         }
+    )
+    # Slack allows an app about one message a second per channel (chat.postMessage, bursts
+    # aside): at most this many deliveries to each conversation (a channel target, an
+    # incident's own channel, a person's direct messages). A delivery posts at most one
+    # message (the card or one thread reply) and one edit; rows for one incident's card that
+    # wait meanwhile go together in the next one.
+    slack_conversation_rate: RateLimit = Field(
+        default_factory=lambda: RateLimit(count=1, per=timedelta(seconds=1))
     )
     person_rate: RateLimit = Field(
         default_factory=lambda: RateLimit(count=10, per=timedelta(minutes=10))

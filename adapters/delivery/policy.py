@@ -2,10 +2,10 @@
 
 The dispatcher's stages ask a ``DeliveryPolicy``; all limit state lives behind it.
 ``ConfiguredPolicy`` is the configured one (tenacity's jittered exponential backoff, sliding
-windows per channel and per person, one breaker per channel, one bundling window per person and
-channel); ``SimplePolicy`` has no limits. ``store_policy`` keeps the breakers, bundling windows
-and rate limits in the store when several replicas share it (PostgreSQL), so they hold for the
-cluster rather than for each process.
+windows per channel, per person and per Slack conversation, one breaker per channel, one
+bundling window per person and channel); ``SimplePolicy`` has no limits. ``store_policy`` keeps
+the breakers, bundling windows and rate limits in the store when several replicas share it
+(PostgreSQL), so they hold for the cluster rather than for each process.
 """
 
 from __future__ import annotations
@@ -30,10 +30,16 @@ from adapters.delivery.limits import (
 )
 from adapters.delivery.notifier import DeliveryResult, FailureReason
 from escalation.incidents.model import OutboxRecord
-from escalation.oncall.targets import SERVICE_TARGETS
+from escalation.oncall.targets import INCIDENT_ROOM, SERVICE_TARGETS
 from escalation.store.base import RateSlot, Store
 
-__all__ = ["ConfiguredPolicy", "DeliveryPolicy", "SimplePolicy", "store_policy"]
+__all__ = [
+    "ConfiguredPolicy",
+    "DeliveryPolicy",
+    "SimplePolicy",
+    "slack_conversation",
+    "store_policy",
+]
 
 
 class DeliveryPolicy(Protocol):
@@ -146,6 +152,7 @@ class ConfiguredPolicy:
         )
         self._channel = {c: SlidingWindow(limit) for c, limit in cfg.channel_rate.items()}
         self._person = SlidingWindow(cfg.person_rate)
+        self._conversation = SlidingWindow(cfg.slack_conversation_rate)
         self.breakers = breakers or LocalBreakers(cfg.breaker_failures, cfg.breaker_reset)
         self.windows = windows or LocalWindows(cfg.bundle_window)
 
@@ -193,6 +200,9 @@ class ConfiguredPolicy:
             waits.append(limiter.next_slot(row.channel, now))
         if _personal(row):
             waits.append(self._person.next_slot(row.person, now))
+        conversation = slack_conversation(row)
+        if conversation is not None:
+            waits.append(self._conversation.next_slot(conversation, now))
         later = [w for w in waits if w is not None]
         return max(later) if later else None
 
@@ -204,6 +214,9 @@ class ConfiguredPolicy:
             limiter.add(row.channel, now)
         if _personal(row):
             self._person.add(row.person, now)
+        conversation = slack_conversation(row)
+        if conversation is not None:
+            self._conversation.add(conversation, now)
 
     async def reserve(self, rows: Sequence[OutboxRecord], now: datetime) -> list[datetime | None]:
         if self.shared is None:
@@ -221,6 +234,10 @@ class ConfiguredPolicy:
         if _personal(row):
             rate = self.cfg.person_rate
             slots.append(RateSlot(f"person:{row.person}", rate.count, rate.per))
+        conversation = slack_conversation(row)
+        if conversation is not None:
+            rate = self.cfg.slack_conversation_rate
+            slots.append(RateSlot(f"conversation:{conversation}", rate.count, rate.per))
         return slots
 
     async def breaker(self, channel: str, now: datetime) -> datetime | None:
@@ -268,6 +285,20 @@ def _per_channel(table: Mapping[str, _V], channel: str) -> _V | None:
     # ``webhook:ops`` takes its own entry if configured, else its kind's (``webhook``).
     found = table.get(channel)
     return found if found is not None else table.get(_kind(channel))
+
+
+def slack_conversation(row: OutboxRecord) -> str | None:
+    """The Slack conversation ``row`` posts into, as a rate-limit key (None: not Slack).
+
+    A place (``slack:#incidents``) is one channel for every incident; ``slack:@incident`` is
+    each incident's own channel; a person is their direct messages with the app. A channel
+    named two ways (``slack:ops`` for ``#ops`` and ``slack:#ops``) counts as two.
+    """
+    if row.channel != "slack":
+        return None
+    if row.person.partition(":")[2] == INCIDENT_ROOM:
+        return f"slack:{row.person}:{row.incident_id}"
+    return f"slack:{row.person}"
 
 
 def _personal(row: OutboxRecord) -> bool:

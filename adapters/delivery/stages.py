@@ -40,9 +40,11 @@ from escalation.incidents.model import (
     OutboxState,
     Status,
 )
+from escalation.oncall.targets import EDITED_CHANNELS
 
 __all__ = [
     "BUNDLED_KINDS",
+    "EDITS",
     "Breaker",
     "Bundle",
     "Chain",
@@ -68,6 +70,15 @@ __all__ = [
 log = logging.getLogger("tocsin.dispatch")
 
 BUNDLED_KINDS = ("page", "reminder")
+
+EDITS = ("update", "acknowledge", "resolve")
+"""Rows telling a change to a channel that keeps one message per incident and place
+(``EDITED_CHANNELS``: Slack's card): each edits the card to the incident as it is now and
+threads everything since the last post. Claimed together they are one delivery, so a storm of
+changes (rows held by the conversation's rate limit gather meanwhile) costs one edit and one
+reply per slot rather than a slot per change. Pages there (two tiers at once) go together but
+apart from these: a page posts the card, and what happened while it waited is threaded by these
+rows a slot later. A reminder (its own post) and an archive go on their own."""
 
 
 @dataclass(frozen=True)
@@ -402,12 +413,25 @@ class Retry:
 
 
 def bundled(rows: Sequence[OutboxRecord], policy: DeliveryPolicy) -> list[Bundle]:
-    """Rows claimed together as bundles: pages to one person and channel travel as one."""
-    groups: dict[tuple[str, str], list[OutboxRecord]] = {}
+    """Rows claimed together as bundles: pages to one person and channel travel as one, and
+    so do the pages, and the changes, for one incident's edited message at one place
+    (``EDITS``)."""
+    groups: dict[tuple[str, ...], list[OutboxRecord]] = {}
     singles: list[Bundle] = []
-    for r in sorted(rows, key=lambda r: (r.not_before, r.created_at, r.id)):
+    ordered = sorted(rows, key=lambda r: (r.not_before, r.created_at, r.id))
+    for r in ordered:
         if policy.bundles(r.channel) and r.kind in BUNDLED_KINDS:
             groups.setdefault((r.person, r.channel), []).append(r)
+        elif r.channel in EDITED_CHANNELS and r.kind in (*EDITS, "page"):
+            # Pages apart from changes: see EDITS.
+            what = "pages" if r.kind == "page" else "edits"
+            groups.setdefault((r.incident_id, r.person, r.channel, what), []).append(r)
         else:
             singles.append(Bundle([r]))
-    return singles + [Bundle(g) for g in groups.values()]
+    # The longest waiting first: a row a rate limit held (its not_before moved to the next
+    # slot) is not overtaken, slot after slot, by rows made since (a storm on another card).
+    place = {r.id: i for i, r in enumerate(ordered)}
+    return sorted(
+        singles + [Bundle(g) for g in groups.values()],
+        key=lambda b: (min(r.created_at for r in b.rows), place[b.head.id]),
+    )

@@ -146,8 +146,13 @@ class SlackNotifier:
         if posted is None:
             answer = await self.api.call("chat.postMessage", channel=dest, text=text, blocks=blocks)
             self._shown[key] = digest
-            sent = f"{answer['channel']}/{answer['ts']}/{seen}"
-            return DeliveryResult(ok=True, provider_id=sent, notes=notes)
+            channel, ts = str(answer["channel"]), str(answer["ts"])
+            # A card posted late (a storm held it) with no row left to thread what happened
+            # meanwhile: threaded now, under it.
+            reply = thread_text(news, "")
+            if reply:
+                await self.api.call("chat.postMessage", channel=channel, thread_ts=ts, text=reply)
+            return DeliveryResult(ok=True, provider_id=f"{channel}/{ts}/{seen}", notes=notes)
         # Coalescing: rows about changes an earlier edit already showed (several claimed
         # together, a storm) cost no call at all, so Slack's per-channel limit is spared.
         if self._shown.get(key) != digest:
@@ -222,7 +227,7 @@ class SlackNotifier:
         )
         known = self._cards.get((d.incident.id, d.row.person))
         if not sent and known is None:
-            return None, [], seen, found.outbox
+            return None, *self._catch_up(d, found), found.outbox
         told = max(
             (int(n) if n.isdigit() else 0 for *_, n in (r.provider_id.split("/") for r in sent)),
             default=0,
@@ -237,3 +242,21 @@ class SlackNotifier:
         told = max(told, known[1] if known is not None and known[0] == posted else 0)
         news = [e for e in found.timeline[told:] if e.kind not in _QUIET]
         return posted, news, seen, found.outbox
+
+    def _catch_up(self, d: Delivery, found: IncidentDetail) -> tuple[list[TimelineEvent], int]:
+        """For a card not posted yet: what to thread under it, and how many events it tells.
+
+        The card shows the incident as it is now, but what happened since it was first due
+        here (a storm held it) belongs in its thread. A row still to come for this place (a
+        change made while it waited) threads it a slot later, keeping to one message a
+        delivery; with none left, this delivery threads it itself.
+        """
+        mine = [r for r in found.outbox if r.channel == "slack" and r.person == d.row.person]
+        due = min((r.created_at for r in mine), default=d.row.created_at)
+        told = next((i for i, e in enumerate(found.timeline) if e.at > due), len(found.timeline))
+        going = {d.row.id, *(r.id for r in d.bundle)}
+        later = [r for r in mine if r.state == OutboxState.PENDING and r.id not in going]
+        if any(r.kind != OutboxKind.ARCHIVE for r in later):
+            return [], told
+        news = [e for e in found.timeline[told:] if e.kind not in _QUIET]
+        return news, len(found.timeline)

@@ -12,6 +12,7 @@ from escalation.oncall.targets import (
     EDITED_CHANNELS,
     INCIDENT_ROOM,
     RINGING_CHANNELS,
+    SERVICE_TARGETS,
     UPDATED_CHANNELS,
 )
 
@@ -32,7 +33,9 @@ def resolve_notices(
     inc: IncidentRecord, paged: Sequence[OutboxRecord], now: datetime
 ) -> list[OutboxRecord]:
     """A "resolved" message to everyone already paged, once per (person, channel) and resolve."""
-    rows = _first_reached(paged, _per_place, kinds=(OutboxKind.PAGE, OutboxKind.REMINDER))
+    rows = _first_reached(
+        paged, _per_place, kinds=(OutboxKind.PAGE, OutboxKind.REMINDER), waiting=True
+    )
     return [_notice(inc, row, OutboxKind.RESOLVE, row.channel, now) for row in rows]
 
 
@@ -52,7 +55,7 @@ def message_acks(
     place or person and channel): its card then shows who acknowledged, wherever they did."""
     # By the channel's kind: each ``teams:<name>`` webhook is its own place.
     kept = [row for row in paged if row.channel.split(":", 1)[0] in UPDATED_CHANNELS]
-    rows = _first_reached(kept, _per_place)
+    rows = _first_reached(kept, _per_place, waiting=True)
     return [_notice(inc, row, OutboxKind.ACKNOWLEDGE, row.channel, now) for row in rows]
 
 
@@ -72,7 +75,8 @@ def message_updates(
     ``what`` (mitigate, escalate, reopen, a note) changed it."""
     stamp = int(now.timestamp() * 1000)
     out: list[OutboxRecord] = []
-    for row in _first_reached([r for r in paged if r.channel in EDITED_CHANNELS], _per_place):
+    edited = [r for r in paged if r.channel in EDITED_CHANNELS]
+    for row in _first_reached(edited, _per_place, waiting=True):
         notice = _notice(inc, row, OutboxKind.UPDATE, row.channel, now)
         # Several changes in one escalation run: one edit each.
         out.append(replace(notice, id=f"{notice.id}:{what}:{stamp}"))
@@ -99,14 +103,34 @@ def _first_reached(
     rows: Sequence[OutboxRecord],
     key: Callable[[OutboxRecord], Hashable],
     kinds: tuple[OutboxKind, ...] = (OutboxKind.PAGE,),
+    *,
+    waiting: bool = False,
 ) -> list[OutboxRecord]:
     """The first of ``rows`` per ``key`` among those of ``kinds`` that reached someone, in
-    order: one notice per place however many pages went there."""
+    order: one notice per place however many pages went there. With ``waiting``, a channel
+    card still waiting for its slot (``_card_waiting``) counts as reached."""
     first: dict[Hashable, OutboxRecord] = {}
     for row in rows:
-        if row.kind in kinds and row.state in _REACHED:
+        if row.kind in kinds and (row.state in _REACHED or (waiting and _card_waiting(row))):
             first.setdefault(key(row), row)
     return list(first.values())
+
+
+def _card_waiting(row: OutboxRecord) -> bool:
+    """A card for a chat channel target (``slack:#incidents``) not posted yet: the channel's
+    rate limit holds it while other incidents' cards go (a storm). What happens meanwhile is
+    told to it as if it had gone, so each change makes a row that edits it and threads the
+    news once it is there, and an acknowledgement or resolve that cancels the page still posts
+    the card (showing that state) rather than leaving the channel without the incident. People
+    (a page not sent is moot once acknowledged) and an incident's own channel (made with its
+    first row, which no other incident's delays) are not such cards."""
+    place, _, name = row.person.partition(":")
+    return (
+        row.state == OutboxState.PENDING
+        and row.channel in EDITED_CHANNELS
+        and place in SERVICE_TARGETS
+        and name != INCIDENT_ROOM
+    )
 
 
 def _notice(

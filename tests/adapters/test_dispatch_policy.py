@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from adapters.delivery.policy import ConfiguredPolicy
 from adapters.delivery.retry import RETRY_TABLE, Verdict, verdict
 from escalation.incidents.model import OutboxRecord, OutboxState
 from escalation.oncall.targets import CHANNELS
+from escalation.store.base import RateSlot
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -515,3 +517,43 @@ def test_rate_limited_waits_at_least_as_long_as_the_provider_asked(jitter_low: N
     assert verdict(limited, lambda: p.retry_delay(row(), 1, limited, T0)) == Verdict(
         OutboxState.PENDING, "retry", 40.0
     )
+
+
+# -- Slack conversations ------------------------------------------------------------------------
+
+
+def test_each_slack_conversation_takes_one_delivery_a_second() -> None:
+    p = policy(channel_rate={})
+    incidents = row("slack:#incidents", "slack", kind="update")
+    p.sent(incidents, T0)
+    assert p.admit(incidents, T0 + S / 2) == T0 + S
+    assert p.admit(replace(incidents, incident_id="inc2"), T0) == T0 + S  # one channel for all
+    assert p.admit(row("slack:#ops", "slack"), T0) is None  # another channel
+    assert p.admit(row("alice", "slack"), T0) is None  # alice's direct messages
+    assert p.admit(row("slack:#incidents", "webhook"), T0) is None  # not Slack
+    room = row("slack:@incident", "slack")
+    p.sent(room, T0)
+    assert p.admit(room, T0) == T0 + S
+    assert p.admit(replace(room, incident_id="inc2"), T0) is None  # each incident's own channel
+    assert p.admit(incidents, T0 + S) is None
+
+
+async def test_with_shared_limits_each_slack_conversation_has_its_own_slot() -> None:
+    class Recording:
+        def __init__(self) -> None:
+            self.sends: list[list[RateSlot]] = []
+
+        async def take(
+            self, sends: Sequence[Sequence[RateSlot]], now: datetime
+        ) -> list[datetime | None]:
+            self.sends += [list(s) for s in sends]
+            return [None] * len(sends)
+
+    shared = Recording()
+    p = ConfiguredPolicy(DispatchConfig.model_validate({"channel_rate": {}}), shared)
+    room = replace(row("slack:@incident", "slack"), incident_id="inc7")
+    await p.reserve([row("slack:#incidents", "slack", kind="update"), room], T0)
+    assert shared.sends == [
+        [RateSlot("conversation:slack:slack:#incidents", 1, S)],
+        [RateSlot("conversation:slack:slack:@incident:inc7", 1, S)],
+    ]

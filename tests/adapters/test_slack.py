@@ -27,6 +27,10 @@ from tests.driver.payloads import alert, notification
 from tests.escalation.store.records import alert as stored_alert
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackScripted
 
+# Each Slack conversation takes one delivery a second (adapters.dispatch.slack_conversation_rate):
+# a change right after the last post there goes at the next second.
+SLOT = timedelta(seconds=1)
+
 
 @pytest.fixture
 async def slack() -> AsyncIterator[FakeSlack]:
@@ -180,13 +184,13 @@ async def test_one_message_per_incident_edited_on_ack_and_resolve_with_a_threade
     cid = slack.add_channel("incidents")
     app = await make_app(slack_app_config(tmp_path, slack), fakes=(slack,))
     inc = await app.fire(notification([alert(labels={"team": "storage"})]))
-    await app.tick()
+    await app.tick(SLOT)
     [card] = slack.top_messages(cid)
     assert "(triggered)" in card.text
     await app.act(inc.id, "ack")
-    await app.tick()
+    await app.tick(SLOT)
     await app.act(inc.id, "resolve")
-    await app.tick()
+    await app.tick(SLOT)
     assert slack.top_messages(cid) == [card]  # still the one message, edited twice
     assert [e["text"].rsplit(" ", 1)[-1] for e in card.edits] == ["(triggered)", "(acknowledged)"]
     assert card.text.endswith("(resolved)")
@@ -205,7 +209,7 @@ async def test_reminders_go_to_the_thread(
     cid = slack.add_channel("incidents")
     app = await make_app(slack_app_config(tmp_path, slack), fakes=(slack,))
     inc = await app.fire(notification([alert()]))
-    await app.tick()
+    await app.tick(SLOT)
     [card] = slack.top_messages(cid)
     every = timedelta(seconds=float((await app.record(inc.id)).level["update_every"]))
     await app.advance(every + timedelta(minutes=1))
@@ -227,22 +231,22 @@ async def test_every_change_edits_the_card_mitigate_note_escalate_reopen(
     cid = slack.add_channel("incidents")
     app = await make_app(slack_app_config(tmp_path, slack), fakes=(slack,))
     inc = await app.fire(notification([alert()]))
-    await app.tick()
+    await app.tick(SLOT)
     [card] = slack.top_messages(cid)
     await app.act(inc.id, "mitigate")
-    await app.tick()
+    await app.tick(SLOT)
     assert card.text.endswith("(mitigated)")
     await app.act(inc.id, "notes", note="rolled back deploy <42>")
-    await app.tick()
+    await app.tick(SLOT)
     # A note changes nothing on the card: no edit, only its line in the thread.
     assert card.text.endswith("(mitigated)") and len(card.edits) == 1
     assert "rolled back deploy" in slack.thread(cid, card.ts)[-1].text
     await app.act(inc.id, "escalate")
-    await app.tick()
+    await app.tick(SLOT)
     assert card.text.endswith("(triggered)")  # escalating brings the incident back
     await app.act(inc.id, "resolve")
     await app.rt.service.act(inc.id, Action.REOPEN, actor="pd", source="pagerduty")
-    await app.tick()
+    await app.tick(SLOT)
     assert card.text.endswith("(triggered)") and slack.top_messages(cid) == [card]
     replies = "\n".join(m.text for m in slack.thread(cid, card.ts))
     for told in ("mitigated by writer", "rolled back deploy &lt;42&gt;", "escalated to tier 1"):
@@ -256,12 +260,12 @@ async def test_changes_claimed_together_are_one_edit_and_one_reply(
     cid = slack.add_channel("incidents")
     app = await make_app(slack_app_config(tmp_path, slack), fakes=(slack,))
     inc = await app.fire(notification([alert()]))
-    await app.tick()
+    await app.tick(SLOT)
     [card] = slack.top_messages(cid)
     await app.act(inc.id, "ack")
     await app.act(inc.id, "notes", note="on it")
     await app.act(inc.id, "resolve")
-    await app.tick()  # three rows for the card, delivered together
+    await app.tick(SLOT)  # three rows for the card, delivered together
     rows = [r for r in await app.outbox(inc.id) if r.channel == "slack" and r.kind != "page"]
     assert len(rows) == 3 and {r.state for r in rows} == {"sent"}
     assert len(card.edits) == 1 and card.text.endswith("(resolved)")
@@ -302,16 +306,16 @@ async def test_alerts_joining_and_resolving_edit_the_card(
     app = await make_app(slack_app_config(tmp_path, slack), fakes=(slack,))
     one, two = alert(instance="db-1"), alert(instance="db-2")
     inc = await app.fire(notification([one]))
-    await app.tick()
+    await app.tick(SLOT)
     [card] = slack.top_messages(cid)
     assert "1 firing, 0 resolved" in str(card.blocks)
     await app.post(notification([one, two]))
-    await app.tick()
+    await app.tick(SLOT)
     assert "2 firing, 0 resolved" in str(card.blocks)
     ended = app.now - timedelta(seconds=1)
     done = [alert(instance=i, status="resolved", ends=ended) for i in ("db-1", "db-2")]
     await app.post(notification(done))
-    await app.tick()
+    await app.tick(SLOT)
     assert (await app.record(inc.id)).status == "resolved"
     assert card.text.endswith("(resolved)") and "0 firing, 2 resolved" in str(card.blocks)
     assert slack.top_messages(cid) == [card]

@@ -79,7 +79,7 @@ async def test_a_p0_through_a_seed_preset_runs_its_incident_channel(
     slack.add_channel(taken)  # someone already has the name: the next one gets "-2"
     inc = await app.fire(notification([alert()]))  # tiers 0 and 1 fire at ingest
     assert room_name(inc, "incident") == taken
-    await app.tick()
+    await app.tick(timedelta(seconds=1))  # the reminder: the channel's next delivery slot
     room = slack.channel_named(taken + "-2")
     assert room is not None
     assert {ollie, max_} <= set(room.members)  # tiers 0 and 1 (both at once) joined
@@ -97,11 +97,11 @@ async def test_a_p0_through_a_seed_preset_runs_its_incident_channel(
     assert len(reminders) == 3  # at 0, then "Every 15 minutes"
 
     await app.act(inc.id, "ack")
-    await app.tick()
+    await app.tick(timedelta(seconds=1))
     assert card.text.endswith("(acknowledged)") and len(card.edits) >= 1
     assert any("acknowledged by writer" in m.text for m in slack.thread(room.id, card.ts))
     await app.act(inc.id, "resolve")
-    await app.tick()
+    await app.tick(timedelta(seconds=1))
     assert card.text.endswith("(resolved)")
     await app.advance(timedelta(hours=1, minutes=59))
     assert not room.is_archived  # the monitoring window (2h) is not over

@@ -16,7 +16,8 @@ ending in ``/api/``). It follows Slack's documented contract (api.slack.com/web)
 State: users (``add_user``), channels (``add_channel``; ``conversations.create`` checks Slack's
 naming rules: lowercase letters, digits, ``-`` and ``_``, at most 80 characters, unique), the
 messages posted and edited (``messages``, with every edit kept), ephemeral messages, members and
-archived flags. ``signed`` builds the headers Slack signs its requests with (``v0``).
+archived flags. Each call is kept in ``calls``, stamped with ``clock`` when given one.
+``signed`` builds the headers Slack signs its requests with (``v0``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import json
 import re
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -64,6 +66,7 @@ class Call:
     headers: Mapping[str, str]
     answer: Mapping[str, Any]
     status: int
+    at: datetime | None = None  # the fake's ``clock`` when the call came (if it was given one)
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class FakeSlack(LocalFake[str]):
         self.bot_token = bot_token
         self.bot_user = bot_user
         self.calls: list[Call] = []
+        # Stamps each call (the app's virtual clock, to count calls per second of its time).
+        self.clock: Callable[[], datetime] | None = None
         self.messages: list[SlackMessage] = []
         self.ephemeral: list[dict[str, Any]] = []
         self.users: dict[str, dict[str, Any]] = {}
@@ -210,7 +215,9 @@ class FakeSlack(LocalFake[str]):
         scripted = self._script.get(method)
         if scripted:
             s = scripted.popleft()
-            self.calls.append(Call(method, args, dict(request.headers), s.body, s.status))
+            self.calls.append(
+                Call(method, args, dict(request.headers), s.body, s.status, self._now())
+            )
             return web.json_response(dict(s.body), status=s.status, headers=dict(s.headers))
         token_error = self._token_error(request, args)
         args.pop("token", None)
@@ -238,8 +245,11 @@ class FakeSlack(LocalFake[str]):
     ) -> web.Response:
         if check:
             self.violations += response_violations(method, body)
-        self.calls.append(Call(method, args, dict(request.headers), body, 200))
+        self.calls.append(Call(method, args, dict(request.headers), body, 200, self._now()))
         return web.json_response(body)
+
+    def _now(self) -> datetime | None:
+        return self.clock() if self.clock is not None else None
 
     def _next_ts(self) -> str:
         self._ts += 1
