@@ -67,6 +67,8 @@ FIELDS = (
     "review_required",
     "monitoring_window",
     "pagerduty_severity",
+    "incident_channel",
+    "incident_channel_prefix",
 )
 
 
@@ -82,6 +84,8 @@ def L(
     pd: str,
     first: timedelta | None = None,
     update_during: str | None = None,
+    channel: bool = False,
+    prefix: str = "incident",
     tiers: list[Tier],
 ) -> dict[str, Any]:
     """An expected level."""
@@ -96,6 +100,8 @@ def L(
         "review_required": required,
         "monitoring_window": monitor,
         "pagerduty_severity": pd,
+        "incident_channel": channel,
+        "incident_channel_prefix": prefix,
         "tiers": tiers,
     }
 
@@ -112,6 +118,7 @@ LLM_CONFIG_MANAGER = {
         required=True,  # "Full post-mortem will be published within 5 business days"
         monitor=h(1),  # "Monitor for 1 hour without issues"
         pd="critical",
+        channel=True,  # "P1/P2: ... Create incident channel / Slack: #incident-YYYYMMDD-HHMM"
         tiers=[
             T(ZERO, "role:oncall"),  # "On-call (immediate)"
             T(m(5), "role:incident-commander", unless=RES),  # "Incident Commander (5 min)"
@@ -127,6 +134,7 @@ LLM_CONFIG_MANAGER = {
         required=True,
         monitor=h(1),
         pd="error",
+        channel=True,  # "P1/P2: ... Create incident channel / Slack: #incident-YYYYMMDD-HHMM"
         tiers=[
             T(ZERO, "role:oncall", "role:team"),  # "Notify on-call and team"
             T(m(30), "role:lead", unless=MIT),  # "Team Lead (30 min)"
@@ -167,6 +175,7 @@ LLM_MARKETPLACE = {
         required=True,
         monitor=h(1),  # "Watch metrics for 1 hour (P0/P1)"
         pd="critical",
+        channel=True,  # "Incident Commander Actions: ... Create war room (Slack channel)"
         tiers=[
             T(ZERO, "role:oncall"),  # "Tier 1: On-Call Engineer ... Immediate"
             T(ZERO, "role:incident-commander", unless=RES),  # "Page Incident Commander"
@@ -183,6 +192,7 @@ LLM_MARKETPLACE = {
         required=True,
         monitor=h(1),  # "Watch metrics for 1 hour (P0/P1)"
         pd="error",
+        channel=True,  # "Incident Commander Actions: ... Create war room (Slack channel)"
         tiers=[
             T(ZERO, "role:oncall"),
             T(ZERO, "role:incident-commander", unless=RES),
@@ -198,6 +208,7 @@ LLM_MARKETPLACE = {
         review=d(7),  # "P2: Within 1 week"
         required=True,
         pd="warning",
+        channel=True,  # "Incident Commander Actions: ... Create war room (Slack channel)"
         tiers=[
             T(ZERO, "role:oncall"),
             T(h(12), "role:lead", unless=RES),  # "P2 unresolved after 12 hours"
@@ -210,6 +221,7 @@ LLM_MARKETPLACE = {
         resolve=d(7),  # "Resolution Target: < 1 week"
         review=None,  # "P3: Optional"
         pd="info",
+        channel=True,  # "Incident Commander Actions: ... Create war room (Slack channel)"
         tiers=[T(ZERO, "role:oncall")],  # "Escalation: None (unless blocked)"
     ),
 }
@@ -223,6 +235,8 @@ LLM_RESEARCH_LAB = {
         required=True,
         monitor=m(15),  # "Monitor error rates for 15 minutes"
         pd="critical",
+        channel=True,  # "Step 3: Declare Incident / Create incident channel (Slack)"
+        prefix="inc",  # "Naming: #inc-YYYYMMDD-short-description"
         tiers=[
             T(ZERO, "role:oncall"),
             T(m(15), "role:oncall-secondary"),
@@ -237,6 +251,8 @@ LLM_RESEARCH_LAB = {
         required=True,
         monitor=m(15),
         pd="error",
+        channel=True,  # "Step 3: Declare Incident / Create incident channel (Slack)"
+        prefix="inc",  # "Naming: #inc-YYYYMMDD-short-description"
         tiers=[T(ZERO, "role:oncall"), T(m(30), "role:oncall-secondary")],
     ),
     "P2": L(
@@ -246,6 +262,8 @@ LLM_RESEARCH_LAB = {
         required=True,
         monitor=m(15),
         pd="warning",
+        channel=True,  # "Step 3: Declare Incident / Create incident channel (Slack)"
+        prefix="inc",  # "Naming: #inc-YYYYMMDD-short-description"
         tiers=[T(ZERO, "role:oncall"), T(h(2), "role:oncall-secondary")],
     ),
     "P3": L(
@@ -254,6 +272,8 @@ LLM_RESEARCH_LAB = {
         update=None,
         monitor=m(15),
         pd="info",
+        channel=True,  # "Step 3: Declare Incident / Create incident channel (Slack)"
+        prefix="inc",  # "Naming: #inc-YYYYMMDD-short-description"
         tiers=[T(ZERO, "role:oncall"), T(h(24), "role:oncall-secondary")],
     ),
 }
@@ -269,6 +289,7 @@ CODE_PROJECT = {
         required=True,
         monitor=h(2),  # "SEV1: Monitor for 2 hours after resolution"
         pd="critical",
+        channel=True,  # "Set up war room if SEV1/SEV2 / /join #incident-YYYY-MM-DD-HHMMSS"
         tiers=[
             T(ZERO, "role:oncall"),  # "Immediate to on-call engineer and manager"
             T(ZERO, "role:manager", unless=RES),  # "Manager Notification: Immediate"
@@ -286,6 +307,7 @@ CODE_PROJECT = {
         required=True,
         monitor=h(1),  # "SEV2: Monitor for 1 hour after resolution"
         pd="error",
+        channel=True,  # "Set up war room if SEV1/SEV2 / /join #incident-YYYY-MM-DD-HHMMSS"
         tiers=[
             T(ZERO, "role:oncall"),
             T(m(30), "role:manager", unless=RES),  # "notify manager within 30 minutes"
@@ -321,6 +343,8 @@ CODE_PROJECT = {
 }
 
 # --- 004: Self-Healing Pipeline Guard ---------------------------------------------------------
+# No incident channel at any level: "#incident-response: Primary coordination channel" is one
+# standing channel (a `slack:` target), not one per incident.
 PIPELINE_GUARD = {
     "P0": L(
         "SEV-1",
