@@ -86,6 +86,53 @@ async def test_card_carries_severity_title_links_and_buttons(
     ]
 
 
+async def test_card_links_the_runbook_and_each_alerts_source(
+    slack: FakeSlack, session: aiohttp.ClientSession
+) -> None:
+    cid = slack.add_channel("incidents")
+    prom = "http://prometheus:9090/graph?g0.expr=up%7Bjob%3D%22api%22%7D&g0.tab=1"
+    alerts = [
+        stored_alert(
+            INC_ID,
+            "fp0",
+            annotations={"summary": "slow", "runbook_url": "https://runbooks.example.com/api"},
+            generator_url=prom,
+        ),
+        # ``runbook`` is read too, but the first alert's runbook is the card's one.
+        stored_alert(
+            INC_ID,
+            "fp1",
+            annotations={"runbook": "https://wiki.example.com/other"},
+            generator_url="javascript:alert(1)",  # never a link
+        ),
+        *(
+            stored_alert(INC_ID, f"fp{i}", generator_url=f"http://prom-{i}:9090/graph")
+            for i in range(2, 7)
+        ),
+    ]
+    result = await notifier(slack, session).notify(delivery(row=channel_row(), alerts=alerts))
+    assert result.ok, result
+    [msg] = slack.top_messages(cid)
+    sections = [b["text"]["text"] for b in msg.blocks if b["type"] == "section"]
+    [listed] = [t for t in sections if t.startswith("*Alerts:*")]
+    [links] = [t for t in sections if "|Incident #42>" in t]
+    assert links == (
+        f"<{PUBLIC}/incidents/{INC_ID}|Incident #42> · <https://runbooks.example.com/api|Runbook>"
+    )
+    lines = listed.split("\n")
+    assert lines[0] == "*Alerts:* 7 firing, 0 resolved"
+    assert lines[1].endswith(f" <{prom}|source>")  # the alert's generatorURL, as Prometheus sent it
+    assert "<" not in lines[2] and "javascript" not in listed
+    # Five alerts are listed, each with its own source; the rest are counted.
+    assert [line.rsplit(" ", 1)[1] for line in lines[3:6]] == [
+        f"<http://prom-{i}:9090/graph|source>" for i in range(2, 5)
+    ]
+    assert lines[6:] == ["… and 2 more"]
+    # Without a runbook annotation there is no runbook link.
+    _, bare = card(incident(), [stored_alert(INC_ID, "fp0")], PUBLIC)
+    assert "Runbook" not in str(bare) and "|source>" in str(bare)
+
+
 async def test_named_channel_and_direct_message_by_email_cached(
     slack: FakeSlack, session: aiohttp.ClientSession
 ) -> None:
