@@ -192,6 +192,10 @@ class SlackNotifier:
             keep = "kept: adapters.slack.archive_incident_channels is off"
         elif d.incident.status != Status.RESOLVED:
             keep = f"kept: the incident is {d.incident.status.value} again"
+        elif d.incident.resolved_at is not None and d.incident.resolved_at > d.row.created_at:
+            # Reopened and resolved again since this row was made: that resolve's own archive
+            # row waits out the monitoring window from then.
+            keep = "kept: resolved again since; archived after that resolve's window"
         if keep:
             return DeliveryResult(ok=True, provider_id=posted.channel, notes=(keep,))
         await self.rooms.archive(posted.channel)

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from adapters.slack.rooms import MAX_NAME, room_name
+from escalation.incidents.model import IncidentRecord
 from tests.adapters.test_webhook import incident
-from tests.driver.app import MakeApp
+from tests.driver.app import START, App, MakeApp
 from tests.driver.config import write_config
-from tests.driver.payloads import alert, notification
+from tests.driver.payloads import T0, alert, notification
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
 
 pytestmark = pytest.mark.usefixtures("strict_logs")
@@ -108,3 +109,101 @@ async def test_a_p0_through_a_seed_preset_runs_its_incident_channel(
     assert len([m for m in slack.top_messages(room.id) if "Status update due" in m.text]) == 3
     await app.advance(timedelta(minutes=2))
     assert room.is_archived
+
+
+async def room_app(
+    tmp_path: Path, make_app: MakeApp, slack: FakeSlack, **slack_cfg: object
+) -> tuple[App, IncidentRecord, str]:
+    """The code-project P0 (monitoring window 2 h) with its incident channel made."""
+    slack.add_user("ollie@example.com")
+    adapters = {
+        "adapters": {
+            "slack": {
+                "bot_token": BOT_TOKEN,
+                "signing_secret": SIGNING_SECRET,
+                "base_url": slack.api_url,
+                **slack_cfg,
+            }
+        }
+    }
+    app = await make_app(write_config(tmp_path, CONFIG, adapters, rules=None), fakes=(slack,))
+    inc = await app.fire(notification([alert()]))
+    await app.tick(timedelta(seconds=1))
+    room = slack.channel_named(room_name(inc, "incident"))
+    assert room is not None and not room.is_archived
+    return app, inc, room.id
+
+
+def resolved() -> dict[str, object]:
+    return notification([alert(status="resolved", ends=T0 + timedelta(minutes=1))])
+
+
+async def archive_notes(app: App, inc_id: str) -> list[str]:
+    return [
+        e.message
+        for e in await app.timeline(inc_id)
+        if e.data.get("outbox", "").startswith(f"{inc_id}:archive:")
+    ]
+
+
+async def test_with_archiving_off_the_channel_is_kept(
+    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+) -> None:
+    app, inc, room = await room_app(tmp_path, make_app, slack, archive_incident_channels=False)
+    await app.act(inc.id, "resolve")
+    await app.advance(timedelta(hours=3))
+    assert not slack.channels[room].is_archived
+    assert not slack.calls_of("conversations.archive")
+    [note] = await archive_notes(app, inc.id)
+    assert "kept: adapters.slack.archive_incident_channels is off" in note
+
+
+async def test_resolved_by_its_alerts_the_channel_is_archived_after_the_window(
+    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+) -> None:
+    app, inc, room = await room_app(tmp_path, make_app, slack)
+    app.clock.set(START + timedelta(minutes=10))
+    await app.post(resolved())
+    record = await app.record(inc.id)
+    assert (record.status, record.resolved_at) == ("resolved", START + timedelta(minutes=10))
+    await app.advance(timedelta(hours=1, minutes=59))
+    assert not slack.channels[room].is_archived  # the monitoring window (2 h) is not over
+    await app.advance(timedelta(minutes=2))
+    assert slack.channels[room].is_archived
+
+
+async def reopened(tmp_path: Path, make_app: MakeApp, slack: FakeSlack) -> tuple[App, str, str]:
+    """Resolved by its alert at 0:10, firing again at 0:40 (within the 2 h window): reopened."""
+    app, inc, room = await room_app(tmp_path, make_app, slack)
+    app.clock.set(START + timedelta(minutes=10))
+    await app.post(resolved())
+    app.clock.set(START + timedelta(minutes=40))
+    await app.post(notification([alert(starts=START + timedelta(minutes=40))]))
+    assert (await app.record(inc.id)).status == "triggered"
+    return app, inc.id, room
+
+
+async def test_a_reopened_incidents_channel_is_not_archived(
+    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+) -> None:
+    app, inc_id, room = await reopened(tmp_path, make_app, slack)
+    await app.advance(timedelta(hours=3))  # well past the first resolve's window
+    assert not slack.channels[room].is_archived
+    assert not slack.calls_of("conversations.archive")
+    [note] = await archive_notes(app, inc_id)
+    assert "kept: the incident is triggered again" in note
+
+
+async def test_resolved_again_the_channel_waits_for_the_last_resolves_window(
+    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+) -> None:
+    app, inc_id, room = await reopened(tmp_path, make_app, slack)
+    app.clock.set(START + timedelta(hours=1))
+    await app.act(inc_id, "resolve")
+    # The first resolve's window ends at 2:10, but the incident was resolved again at 1:00:
+    # its channel stays until 3:00.
+    await app.advance(timedelta(hours=1, minutes=59))
+    assert not slack.channels[room].is_archived
+    await app.advance(timedelta(minutes=2))
+    assert slack.channels[room].is_archived
+    assert len(slack.calls_of("conversations.archive")) == 1
