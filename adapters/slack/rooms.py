@@ -3,8 +3,8 @@
 ``#<prefix>-YYYYMMDD-HHMM-<slug>`` (the incident's open time in UTC, the slug from its title),
 cut to Slack's rules: lowercase letters, digits, ``-`` and ``_``, at most 80 characters. When
 the name is taken (``name_taken``) the next one gets ``-2``, ``-3``, … Everyone the incident
-has paged so far (any channel) is invited, found by their ``email``; people Slack does not
-know are left out and said so.
+has paged so far (any channel) is invited, found by their ``email``, those already asked
+left out; people Slack does not know are left out and said so.
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ class Rooms:
         # Channels made per incident by this process: a retry after a failed invite or post
         # reuses its channel instead of making another.
         self._made: dict[str, str] = {}
+        # Who this process has had join each channel: only the others are invited.
+        self._invited: dict[str, set[str]] = {}
 
     async def create(self, inc: IncidentRecord) -> str:
         """A new channel for ``inc`` (the one made before, on a retry); its id."""
@@ -93,13 +95,26 @@ class Rooms:
                 if e.code != "users_not_found":
                     raise
                 notes.append(f"{name} has no Slack account: not invited to the incident channel")
-        if ids:
-            try:
-                await self.api.call("conversations.invite", channel=channel, users=",".join(ids))
-            except SlackError as e:
-                if e.code != "already_in_channel":  # everyone asked for is in already
-                    raise
+        known = self._invited.setdefault(channel, set())
+        new = [u for u in dict.fromkeys(ids) if u not in known]
+        if new:
+            await self._invite(channel, new)
+            known.update(new)
+            while len(self._invited) > _REMEMBER:  # oldest first (dicts keep insertion order)
+                del self._invited[next(iter(self._invited))]
         return notes
+
+    async def _invite(self, channel: str, users: list[str]) -> None:
+        """Have ``users`` join ``channel``. One of them in already (a later tier's call after a
+        restart) makes Slack refuse the whole call and invite nobody, so each then goes alone."""
+        try:
+            await self.api.call("conversations.invite", channel=channel, users=",".join(users))
+        except SlackError as e:
+            if e.code != "already_in_channel":
+                raise
+            if len(users) > 1:
+                for user in users:
+                    await self._invite(channel, [user])
 
     async def archive(self, channel: str) -> None:
         try:

@@ -9,11 +9,17 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
+from pydantic import SecretStr
 
-from adapters.slack.rooms import MAX_NAME, room_name
+from adapters.config import SlackConfig
+from adapters.slack.api import SlackApi
+from adapters.slack.rooms import MAX_NAME, Rooms, room_name
+from escalation.engine.clock import VirtualClock
 from escalation.incidents.model import IncidentRecord
-from tests.adapters.test_webhook import incident
+from escalation.oncall.people import Person
+from tests.adapters.test_webhook import incident, row
 from tests.driver.app import START, App, MakeApp
 from tests.driver.config import write_config
 from tests.driver.payloads import T0, alert, notification
@@ -207,3 +213,49 @@ async def test_resolved_again_the_channel_waits_for_the_last_resolves_window(
     await app.advance(timedelta(minutes=2))
     assert slack.channels[room].is_archived
     assert len(slack.calls_of("conversations.archive")) == 1
+
+
+async def test_a_later_tier_is_invited_to_the_channel_the_first_tiers_are_in(
+    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+) -> None:
+    nina = slack.add_user("nina@example.com")  # the senior engineer, paged at 30 minutes
+    max_ = slack.add_user("max@example.com")
+    app, inc, room = await room_app(tmp_path, make_app, slack)
+    members = slack.channels[room].members
+    assert max_ in members and nina not in members
+    await app.advance(timedelta(minutes=29))
+    assert nina not in slack.channels[room].members
+    await app.advance(timedelta(minutes=2))
+    assert nina in slack.channels[room].members
+    notes = "\n".join(e.message for e in await app.timeline(inc.id))
+    assert "nina has no Slack account" not in notes
+    # Those in already are not asked again (each call would fail for all of them).
+    invited = [c.args["users"].split(",") for c in slack.calls_of("conversations.invite")]
+    assert sorted(u for users in invited for u in users) == sorted(set(members) - {"UBOT00001"})
+
+
+async def test_after_a_restart_someone_in_already_does_not_keep_the_others_out(
+    slack: FakeSlack, session: aiohttp.ClientSession
+) -> None:
+    """A new process knows nobody in the channel: Slack refuses the call naming the one in
+    already, so each is asked alone."""
+    ollie, nina = slack.add_user("ollie@example.com"), slack.add_user("nina@example.com")
+    cid = slack.add_channel("incident-20261122-1300-x")
+    slack.channels[cid].members.append(ollie)
+    cfg = SlackConfig(
+        bot_token=SecretStr(BOT_TOKEN),
+        signing_secret=SecretStr(SIGNING_SECRET),
+        base_url=slack.api_url,
+    )
+    people = {
+        "ollie": Person(email="ollie@example.com"),
+        "nina": Person(email="nina@example.com"),
+    }
+    rooms = Rooms(SlackApi(cfg, lambda: session, VirtualClock(START)), lambda: people)
+    paged = [row(person=p, channel="log", id=f"r-{p}") for p in people]
+    assert await rooms.invite(cid, paged) == []
+    assert slack.channels[cid].members == ["UBOT00001", ollie, nina]
+    calls = [c.args["users"] for c in slack.calls if c.method == "conversations.invite"]
+    assert calls == [f"{ollie},{nina}", ollie, nina]
+    await rooms.invite(cid, paged)  # both known now: no call
+    assert len([c for c in slack.calls if c.method == "conversations.invite"]) == 3

@@ -14,7 +14,8 @@ ending in ``/api/``). It follows Slack's documented contract (api.slack.com/web)
   ``expect_violations()``.
 
 State: users (``add_user``), channels (``add_channel``; ``conversations.create`` checks Slack's
-naming rules: lowercase letters, digits, ``-`` and ``_``, at most 80 characters, unique), the
+naming rules: lowercase letters, digits, ``-`` and ``_``, at most 80 characters, unique;
+``conversations.invite`` naming anyone in already invites nobody: ``already_in_channel``), the
 messages posted and edited (``messages``, with every edit kept), ephemeral messages, members and
 archived flags. Each call is kept in ``calls``, stamped with ``clock`` when given one.
 ``signed`` builds the headers Slack signs its requests with (``v0``).
@@ -382,9 +383,11 @@ class FakeSlack(LocalFake[str]):
             return {"ok": False, "error": "no_user"}
         if any(u not in self.users for u in users):
             return {"ok": False, "error": "user_not_found"}
-        if all(u in ch.members for u in users):
+        if any(u in ch.members for u in users):
+            # Without ``force`` (added to Slack's API after the vendored document, and not
+            # sent by tocsin) one ID that cannot be invited stops the call: nobody is invited.
             return {"ok": False, "error": "already_in_channel"}
-        ch.members += [u for u in users if u not in ch.members]
+        ch.members += users
         return {"ok": True, "channel": self._conversation(ch)}
 
     def _m_conversations_archive(self, args: dict[str, Any]) -> dict[str, Any]:
