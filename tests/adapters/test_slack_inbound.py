@@ -50,6 +50,7 @@ rules:
   default: {severity: P0, policy: chat}
 schedules:
   primary: {timezone: UTC, members: [ollie], start: "2026-01-05T00:00:00Z", shift: 7d}
+  secondary: {timezone: UTC, members: [rita, ollie], start: "2026-01-05T00:00:00Z", shift: 7d}
 """
 
 
@@ -128,6 +129,30 @@ async def test_a_signed_click_acknowledges_stops_escalation_tells_pagerduty_and_
     assert not slack.ephemeral
 
 
+async def test_the_escalate_button_pages_the_next_tier_now_as_the_person_who_clicked(
+    tmp_path: Path, make_app: MakeApp, fakes: tuple[FakeSlack, FakePagerDuty]
+) -> None:
+    slack, _ = fakes
+    slack.add_channel("incidents")
+    ollie = slack.add_user("ollie@example.com")
+    app = await start(tmp_path, make_app, fakes)
+    inc, channel, ts = await opened(app)
+    status, _ = await click(app, ollie, "tocsin_escalate", inc)
+    assert status == 200
+    [event] = [e for e in await app.timeline(inc) if e.kind == "escalate"]
+    assert (event.actor, event.source, event.message) == (
+        "ollie",
+        "slack",
+        "escalated to tier 1 now by ollie",
+    )
+    await app.tick(timedelta(seconds=1))  # now, not at 5 minutes
+    assert [r.person for r in await app.outbox(inc) if r.kind == "page"][-1] == "ollie"
+    [card] = slack.top_messages(channel)
+    assert card.ts == ts and card.text.endswith("(triggered)")
+    assert any("escalated to tier 1 now by ollie" in m.text for m in slack.thread(channel, ts))
+    assert not slack.ephemeral
+
+
 async def test_forged_stale_and_replayed_clicks_change_nothing(
     tmp_path: Path, make_app: MakeApp, fakes: tuple[FakeSlack, FakePagerDuty]
 ) -> None:
@@ -196,7 +221,11 @@ async def test_slash_commands(
         return str(doc["text"])
 
     assert "#1 [" in await say(stranger, "incidents")
-    assert "*primary*: ollie" in await say(stranger, "oncall")
+    everyone = await say(stranger, "oncall")
+    assert "*primary*: ollie" in everyone and "*secondary*: ollie; next: rita" in everyone
+    # One schedule by name: that one only (45 whole weeks since its start: ollie's turn).
+    assert await say(stranger, "oncall secondary") == "*secondary*: ollie; next: rita"
+    assert await say(stranger, "oncall primary") == "*primary*: ollie"
     assert "No schedule" in await say(stranger, "oncall nope")
     assert "Usage" in await say(ollie, "dance")
     assert "not a person" in await say(stranger, "ack 1")
