@@ -182,8 +182,19 @@ def load_config(
     classifier = Classifier(
         [(f, rf.rules) for f, rf in rules.loaded], matrix, rules.default, calendars=cfg.calendars
     )
-    warnings = doc.warnings + _public_url_warnings(cfg, doc) + _pagerduty_match_warnings(cfg, doc)
-    return LoadedConfig(path, cfg, matrix, rules.loaded, classifier, warnings, doc.sha256)
+    return LoadedConfig(
+        path, cfg, matrix, rules.loaded, classifier, _warnings(cfg, doc), doc.sha256
+    )
+
+
+def _warnings(cfg: TocsinConfig, doc: Document) -> list[Problem]:
+    """What a config that loads may still get wrong (``check --strict`` counts these)."""
+    return [
+        *doc.warnings,
+        *_public_url_warnings(cfg, doc),
+        *_pagerduty_match_warnings(cfg, doc),
+        *_slack_writer_warnings(cfg, doc),
+    ]
 
 
 def _public_url_warnings(cfg: TocsinConfig, doc: Document) -> list[Problem]:
@@ -215,6 +226,28 @@ def _pagerduty_match_warnings(cfg: TocsinConfig, doc: Document) -> list[Problem]
         "(a REST API key that can read incidents)"
     )
     return [_problem(doc, ("adapters", "pagerduty", "webhook_secrets"), message)]
+
+
+def _slack_writer_warnings(cfg: TocsinConfig, doc: Document) -> list[Problem]:
+    """Every person may act from Slack (no ``adapters.slack.writers``) while the console lets
+    some people only read: Slack's write scope is its own list, never the console's scopes
+    (console sign-ins are token names or proxy emails, not necessarily people), so say so."""
+    slack, console = cfg.adapters.slack, cfg.auth.console
+    if slack is None or slack.writers:
+        return []
+    signers = [*console.users, *(cfg.auth.api_tokens if console.api_tokens else ())]
+    readers = sorted({s.name for s in signers if s.scope == "read" and s.name in cfg.people})
+    if console.proxy.trusted_proxies and console.proxy.scope == "read":
+        narrowed = "auth.console.proxy lets only its writers act"
+    elif readers:
+        narrowed = f"the console lets {', '.join(readers)} only read"
+    else:
+        return []
+    message = (
+        f"every person may act from Slack (adapters.slack.writers is empty), though {narrowed}:"
+        " Slack does not read the console's scopes; list who may act in adapters.slack.writers"
+    )
+    return [_problem(doc, ("adapters", "slack"), message)]
 
 
 @dataclass(frozen=True)

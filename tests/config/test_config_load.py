@@ -587,3 +587,51 @@ def test_an_unknown_channel_in_via_is_named_without_got_a_list(tmp_path: Path) -
         "4:34: policies.p.steps[0].via: unknown channel 'smoke'; expected one of log, pagerduty,"
         " email, phone, sms, webhook, slack, teams, ntfy, pushover"
     ]
+
+
+CONSOLE_USERS = """\
+  console:
+    users:
+      - {name: alice, token: alice-console-token, scope: write}
+      - {name: bob, token: bob-console-token, scope: read}
+      - {name: nightwatch, token: nightwatch-token, scope: read}
+"""
+
+CONSOLE_PROXY = """\
+  console:
+    proxy: {trusted_proxies: [10.0.0.0/8], writers: [alice]}
+"""
+
+SLACK_PEOPLE = """\
+people:
+  alice: {name: Alice, email: alice@example.com, channels: [log]}
+  bob: {name: Bob, email: bob@example.com, channels: [log]}
+adapters:
+  slack:
+    bot_token: xoxb-1
+    signing_secret: s3cret
+"""
+
+
+@pytest.mark.parametrize(
+    ("console", "writers", "warned"),
+    [
+        (CONSOLE_USERS, "", "the console lets bob only read"),  # nightwatch is no person
+        (CONSOLE_USERS, "    writers: [alice]\n", None),
+        (CONSOLE_PROXY, "", "auth.console.proxy lets only its writers act"),
+        ("", "", None),  # the console lets everyone act who may sign in
+    ],
+)
+def test_check_says_when_slack_lets_act_someone_the_console_lets_only_read(
+    tmp_path: Path, console: str, writers: str, warned: str | None
+) -> None:
+    text = AUTH + console + SLACK_PEOPLE + writers
+    got = [str(w).split(": ", 2)[-1] for w in load(write(tmp_path, "tocsin.yaml", text)).warnings]
+    assert got == (
+        []
+        if warned is None
+        else [
+            f"every person may act from Slack (adapters.slack.writers is empty), though {warned}:"
+            " Slack does not read the console's scopes; list who may act in adapters.slack.writers"
+        ]
+    )
