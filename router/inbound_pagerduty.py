@@ -5,8 +5,10 @@ before anything is parsed or stored. A delivery is remembered by its signed ``ev
 the unsigned ``X-Webhook-Id`` header, which a replayer can change) in the same transaction that
 applies its action, so a replay is refused and a delivery that failed (503) is retried by
 PagerDuty and acts then. An event is also refused ("stale") when its signed ``occurred_at`` is
-older than ``server.replay_window`` (or in the future by more than a clock skew), or older than
-the incident's last state change: a captured ack cannot re-silence a reopened incident.
+older than ``server.replay_window`` (or in the future by more than a clock skew), and a state
+change (ack, resolve, reopen) also when it is older than the incident's last state change: a
+captured ack cannot re-silence a reopened incident. A note changes no state, so it is added
+whatever its order against state changes (its event id still deduplicates it).
 
 Status codes (PagerDuty retries 5xx, 429 and timeouts; it drops any other 4xx):
 
@@ -273,7 +275,10 @@ async def _apply(rt: Runtime, ev: _Event, action: Action, webhook_id: str) -> we
     # on another replica) acts once, and one that failed is not refused when retried.
     too_old = _too_old(rt, ev)  # before any lookup: its age alone refuses it
     inc, alias = (None, "") if too_old else await _find_incident(rt, ev, lookup=True)
-    stale = too_old or (await _before_last_change(rt, ev, inc) if inc else "")
+    # A note changes no state, so its order against state changes does not matter: one written
+    # before an ack but delivered after it (out of order, or retried after a 503) still counts.
+    state_change = action != Action.NOTE
+    stale = too_old or (await _before_last_change(rt, ev, inc) if inc and state_change else "")
     if stale:
         log.warning(
             "pagerduty webhook refused as stale",
@@ -286,7 +291,9 @@ async def _apply(rt: Runtime, ev: _Event, action: Action, webhook_id: str) -> we
     acted = await rt.service.act_once(
         Delivery(SOURCE, webhook_id),
         # The epoch read with the timeline: a reopen committed since then makes this stale too.
-        [ActOn(inc.id, ev.actor, note, inc.epoch)] if inc is not None else [],
+        [ActOn(inc.id, ev.actor, note, inc.epoch if state_change else None)]
+        if inc is not None
+        else [],
         action,
         source=SOURCE,
         alias=alias,

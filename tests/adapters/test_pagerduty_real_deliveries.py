@@ -224,3 +224,24 @@ async def test_reopened_in_pagerduty_sends_no_second_trigger(app: App) -> None:
     # The rest of the policy still runs: the lead is paged at 5 minutes unless acknowledged.
     await app.at(timedelta(minutes=8))
     assert "carol" in [r.person for r in await app.outbox(inc.id)]
+
+
+async def test_a_note_written_before_an_ack_but_delivered_after_it_is_kept(app: App) -> None:
+    """A note changes no state: its order against an ack does not matter (only its id does)."""
+    inc = await paged(app)
+    pd = app.pagerduty
+    note = pd.note_delivery(inc.id, "disk at 99%", occurred_at=at(1), agent="Jane Doe")
+    ack = pd.delivery("incident.acknowledged", inc.id, occurred_at=at(2), agent="Jane Doe")
+    await app.at(timedelta(minutes=3))
+
+    assert (await post(app, ack)).body["status"] == "applied"
+    late = await post(app, note)
+    again = await post(app, note)
+
+    assert late == WebhookReply(
+        200, {"status": "applied", "event_type": "incident.annotated", "incident": inc.id}
+    )
+    assert again.body["status"] == "duplicate"
+    notes = [e for e in await app.rt.store.timeline(inc.id) if e.kind == "note"]
+    assert [(e.actor, e.message) for e in notes] == [("Jane Doe", "disk at 99%")]
+    assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
