@@ -27,10 +27,11 @@ from config.opsgenie import priority_refs
 from config.push import emergency_refs
 from config.salvage import Salvaged, salvage_document
 from config.schema import TocsinConfig, cross_check, known_names
-from config.server import is_loopback
+from config.server import PAGERDUTY_RETRY_HORIZON, is_loopback
 from escalation.incidents.steps import MatrixTiers
 from escalation.oncall.calendars import Calendar
 from rules.classifier import Classifier
+from rules.durations import format_duration
 from rules.matrix import (
     BUSINESS_HOURS,
     LEVELS,
@@ -219,13 +220,25 @@ def _pagerduty_match_warnings(cfg: TocsinConfig, doc: Document) -> list[Problem]
     through the Events API carry no incident key, only its incidents' alerts (over REST) tell
     which tocsin incident they are about."""
     pd = cfg.adapters.pagerduty
-    if pd is None or not pd.webhook_secrets or pd.api_token is not None:
+    if pd is None or not pd.webhook_secrets:
         return []
-    message = (
-        "PagerDuty acks cannot be matched to incidents without adapters.pagerduty.api_token "
-        "(a REST API key that can read incidents)"
-    )
-    return [_problem(doc, ("adapters", "pagerduty", "webhook_secrets"), message)]
+    out: list[Problem] = []
+    if pd.api_token is None:
+        message = (
+            "PagerDuty acks cannot be matched to incidents without adapters.pagerduty.api_token "
+            "(a REST API key that can read incidents)"
+        )
+        out.append(_problem(doc, ("adapters", "pagerduty", "webhook_secrets"), message))
+    window = cfg.server.replay_window
+    if window < PAGERDUTY_RETRY_HORIZON:
+        # A delivery answered 503 (store or REST lookup down) is retried by PagerDuty for up to
+        # 48 hours; a retry older than the window is refused as stale and its ack is lost.
+        message = (
+            f"PagerDuty retries a webhook tocsin could not take for up to 48 hours; a retry more "
+            f"than {format_duration(window)} after its event is refused as stale and lost"
+        )
+        out.append(_problem(doc, ("server", "replay_window"), message))
+    return out
 
 
 def _slack_writer_warnings(cfg: TocsinConfig, doc: Document) -> list[Problem]:

@@ -17,6 +17,7 @@ from config.console import ConsoleAuth
 from rules.durations import Duration
 
 __all__ = [
+    "PAGERDUTY_RETRY_HORIZON",
     "REPLAY_CLOCK_SKEW",
     "ApiToken",
     "AuthConfig",
@@ -29,13 +30,18 @@ __all__ = [
 # A signed webhook's clock and ours may disagree a little: an event this far in the future is
 # accepted, and its dedup id is kept this much longer than the replay window.
 REPLAY_CLOCK_SKEW = timedelta(minutes=5)
+# PagerDuty retries a webhook that failed (5xx, 429, timeout) "for up to 48 hours" (its webhook
+# behaviour docs). The replay window defaults to that, so a retry after tocsin answered 503 still
+# acts; a replay within it is refused by its remembered event id, which is kept as long.
+PAGERDUTY_RETRY_HORIZON = timedelta(hours=48)
 
 
 class ServerConfig(BaseModel):
     """Where tocsin listens, how big and how slow a request may be, how old a webhook may be.
 
     ``replay_window``: a signed webhook event (PagerDuty's ``occurred_at``) older than this is
-    refused, so a captured delivery cannot be replayed later; its dedup id is kept this long.
+    refused; its dedup id is kept this long (plus the clock skew), so a replay is refused either
+    way. It defaults to PagerDuty's retry horizon: a shorter one drops PagerDuty's later retries.
     ``header_timeout`` / ``body_timeout``: a client that has not sent its request headers (or
     its whole body) by then is disconnected, so slow clients cannot hold connections forever.
     """
@@ -47,7 +53,7 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
-    replay_window: Duration = timedelta(hours=1)
+    replay_window: Duration = PAGERDUTY_RETRY_HORIZON
     header_timeout: Duration = timedelta(seconds=10)
     body_timeout: Duration = timedelta(seconds=30)
 

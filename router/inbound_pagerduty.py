@@ -5,9 +5,11 @@ before anything is parsed or stored. A delivery is remembered by its signed ``ev
 the unsigned ``X-Webhook-Id`` header, which a replayer can change) in the same transaction that
 applies its action, so a replay is refused and a delivery that failed (503) is retried by
 PagerDuty and acts then. An event is also refused ("stale") when its signed ``occurred_at`` is
-older than ``server.replay_window`` (or in the future by more than a clock skew), and a state
-change (ack, resolve, reopen) also when it is older than the incident's last state change: a
-captured ack cannot re-silence a reopened incident. A note changes no state, so it is added
+older than ``server.replay_window`` (default 48 h, PagerDuty's retry horizon, so a retry hours
+after a 503 still acts; ids are kept as long) or in the future by more than a clock skew, and a
+state change (ack, resolve, reopen) also when it is older than the incident's last state change
+(a change PagerDuty told of counts from its own ``occurred_at``): a captured ack cannot
+re-silence a reopened incident. A note changes no state, so it is added
 whatever its order against state changes (its event id still deduplicates it).
 
 Status codes (PagerDuty retries 5xx, 429 and timeouts; it drops any other 4xx):
@@ -51,7 +53,7 @@ from adapters.pagerduty.alerts import AlertLookupError
 from config.server import REPLAY_CLOCK_SKEW
 from escalation.engine.service import ActOn, Delivery, Outcome
 from escalation.incidents.actions import Action
-from escalation.incidents.model import EventKind, IncidentRecord
+from escalation.incidents.model import EventKind, IncidentRecord, TimelineEvent
 from router.errors import ApiError, Outage, on_store_outage
 from router.keys import RUNTIME
 from router.receiver import clean_text, read_body
@@ -291,7 +293,15 @@ async def _apply(rt: Runtime, ev: _Event, action: Action, webhook_id: str) -> we
     acted = await rt.service.act_once(
         Delivery(SOURCE, webhook_id),
         # The epoch read with the timeline: a reopen committed since then makes this stale too.
-        [ActOn(inc.id, ev.actor, note, inc.epoch if state_change else None)]
+        [
+            ActOn(
+                inc.id,
+                ev.actor,
+                note,
+                inc.epoch if state_change else None,
+                occurred_at=ev.occurred_at,
+            )
+        ]
         if inc is not None
         else [],
         action,
@@ -336,10 +346,21 @@ def _too_old(rt: Runtime, ev: _Event) -> str:
 async def _before_last_change(rt: Runtime, ev: _Event, inc: IncidentRecord) -> str:
     """Why the event predates the incident's current state ("" when it does not)."""
     assert ev.occurred_at is not None
-    changes = [e.at for e in await rt.service.timeline(inc.id) if e.kind in _STATE_CHANGES]
+    timeline = await rt.service.timeline(inc.id)
+    changes = [_changed_at(e) for e in timeline if e.kind in _STATE_CHANGES]
     if changes and ev.occurred_at < max(changes):
         return "occurred before the incident's last state change"
     return ""
+
+
+def _changed_at(e: TimelineEvent) -> datetime:
+    """When a state change happened: for one PagerDuty told of, when it happened there.
+
+    A delivery retried after a 503 is applied late, and PagerDuty queues the incident's later
+    events behind it: ordered by when tocsin applied it, those would all be refused as stale.
+    """
+    told = _instant(e.data.get("occurred_at")) if e.source == SOURCE else None
+    return told or e.at
 
 
 def add_pagerduty_routes(app: web.Application) -> None:

@@ -84,6 +84,7 @@ class ActOn:
     # ack timeout starts a new one): a signed webhook about the old run must not act on the new.
     epoch: int | None = None
     on_behalf_of: str = ""  # what an authenticated caller says about whom they act for
+    occurred_at: datetime | None = None  # when a signed source says it happened (timeline data)
 
 
 class Outcome(StrEnum):
@@ -484,6 +485,7 @@ class EscalationService:
             paged=paged,
             directory=self.directory(),
             on_behalf_of=t.on_behalf_of,
+            occurred_at=t.occurred_at,
         )
 
     async def remember_alias(self, alias: str, incident_id: str) -> None:

@@ -79,6 +79,7 @@ class _Act:
     paged: Sequence[OutboxRecord]
     directory: Directory | None
     on_behalf_of: str = ""
+    occurred_at: datetime | None = None
     ch: Changes = field(default_factory=Changes)
 
     @property
@@ -89,6 +90,8 @@ class _Act:
     def event(self, kind: EventKind, message: str, data: dict[str, Any] | None = None) -> None:
         # The actor is who authenticated; whom they claim to act for is only a note beside it.
         extra = {"on_behalf_of": self.on_behalf_of} if self.on_behalf_of else {}
+        if self.occurred_at is not None:
+            extra["occurred_at"] = self.occurred_at.isoformat()
         self.ch.timeline.append(
             TimelineEvent(
                 self.inc.id, self.now, kind, self.actor, self.source, message, (data or {}) | extra
@@ -108,6 +111,7 @@ def decide_action(
     paged: Sequence[OutboxRecord] = (),
     directory: Directory | None = None,
     on_behalf_of: str = "",
+    occurred_at: datetime | None = None,
 ) -> tuple[Changes, IncidentRecord]:
     """Changes for ``action`` by ``actor``; raises IllegalTransition when it does not apply.
 
@@ -115,12 +119,15 @@ def decide_action(
 
     ``actor`` is the authenticated identity; ``on_behalf_of`` what the caller says about whom
     they act for (unverified, so it is recorded beside the actor, never instead of it).
+    ``occurred_at``: when the source signed that it happened (a PagerDuty webhook's time),
+    kept with the timeline events so later events are ordered by it, not by when tocsin applied
+    it (a retry may be applied hours late).
     """
     if inc.status not in _ALLOWED[action]:
         raise IllegalTransition(
             f"cannot {action.value} incident {inc.id}: it is {inc.status.value}"
         )
-    a = _Act(inc, now, actor, source, note, steps, paged, directory, on_behalf_of)
+    a = _Act(inc, now, actor, source, note, steps, paged, directory, on_behalf_of, occurred_at)
     if action == Action.NOTE:
         # A note changes nothing about the incident itself: only its timeline grows.
         a.event(EventKind.NOTE, note or "(empty note)")

@@ -245,3 +245,49 @@ async def test_a_note_written_before_an_ack_but_delivered_after_it_is_kept(app: 
     notes = [e for e in await app.rt.store.timeline(inc.id) if e.kind == "note"]
     assert [(e.actor, e.message) for e in notes] == [("Jane Doe", "disk at 99%")]
     assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
+
+
+async def test_a_retry_hours_after_a_503_still_acts(app: App) -> None:
+    """PagerDuty retries a delivery tocsin answered 5xx for up to 48 hours: a retry three hours
+    later (REST was down that long) is applied, not refused as stale."""
+    inc = await paged(app)
+    ack = app.pagerduty.delivery(
+        "incident.acknowledged", inc.id, occurred_at=at(1), agent="Jane Doe"
+    )
+    app.pagerduty.script_rest(Scripted.error(503))
+    await app.at(timedelta(minutes=1))
+
+    failed = await post(app, ack)
+    await app.at(timedelta(hours=3))
+    retried = await post(app, ack)
+    replayed = await post(app, ack)
+
+    assert (failed.status, failed.body["error"]) == (503, "pagerduty unavailable")
+    assert retried == WebhookReply(
+        200, {"status": "applied", "event_type": "incident.acknowledged", "incident": inc.id}
+    )
+    assert replayed.body["status"] == "duplicate"
+    assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
+    assert "acknowledged by Jane Doe" in await app.messages(inc.id)
+
+
+async def test_events_queued_behind_a_late_retry_are_not_stale(app: App) -> None:
+    """PagerDuty queues an incident's later events behind a delivery it is retrying: once the
+    retried ack acts (hours late), the resolve made in PagerDuty after the ack still acts."""
+    inc = await paged(app)
+    pd = app.pagerduty
+    ack = pd.delivery("incident.acknowledged", inc.id, occurred_at=at(1), agent="Jane Doe")
+    resolved = pd.delivery("incident.resolved", inc.id, occurred_at=at(120), agent="Jane Doe")
+    pd.script_rest(Scripted.error(503))
+    await app.at(timedelta(minutes=1))
+    assert (await post(app, ack)).status == 503
+
+    await app.at(timedelta(hours=3))
+    assert (await post(app, ack)).body["status"] == "applied"
+    reply = await post(app, resolved)
+
+    assert reply.body["status"] == "applied"
+    assert (await app.record(inc.id)).status == Status.RESOLVED
+    # Still: a state change from before the last one PagerDuty told of is stale.
+    late_ack = pd.delivery("incident.acknowledged", inc.id, occurred_at=at(60))
+    assert (await post(app, late_ack)).body["status"] == "stale"

@@ -391,8 +391,8 @@ async def test_a_captured_ack_cannot_silence_a_reopened_incident(app: App) -> No
 async def test_an_event_older_than_the_replay_window_is_refused(app: App) -> None:
     inc = await paged(app)
     ack = incident_webhook("incident.acknowledged", inc.id, occurred_at=_iso(timedelta(minutes=1)))
-    # Default server.replay_window is 1 h: delivered 1 h 2 min after it occurred.
-    app.clock.set(START + timedelta(hours=1, minutes=2))
+    # Default server.replay_window is PagerDuty's retry horizon, 48 h: delivered 2 min past it.
+    app.clock.set(START + timedelta(hours=48, minutes=3))
 
     reply = await post(app, ack)
 
@@ -424,17 +424,20 @@ async def test_delivery_ids_are_pruned_past_the_replay_window(app: App) -> None:
     async with store.transaction() as tx:
         assert await tx.seen_delivery("pagerduty", ack["event"]["id"], START) is True
 
-    # Window (1 h) + clock skew (5 min) later, the engine's housekeeping forgets the id...
-    await app.at(timedelta(hours=1, minutes=7))
+    # Within the window (48 h, PagerDuty's retry horizon) the id is kept: a replay is refused
+    # as a duplicate, its age alone would not refuse it...
+    await app.at(timedelta(hours=47, minutes=59))
+    assert (await post(app, ack)).body["status"] == "duplicate"
+    # ...once past the window + clock skew (5 min), the engine's housekeeping forgets the id...
+    await app.at(timedelta(hours=48, minutes=7))
 
     async with store.transaction() as tx:
         assert await tx.seen_delivery("pagerduty", ack["event"]["id"], START) is False
-    # ...and a replay of it is still refused, by its age.
-    await post(
-        app,
-        incident_webhook(
-            "incident.unacknowledged", inc.id, occurred_at=_iso(timedelta(hours=1, minutes=7))
-        ),
+    # ...and a replay of it is still refused, by its age, even once the incident is reopened.
+    unacked = _iso(timedelta(hours=48, minutes=7))
+    reopen = await post(
+        app, incident_webhook("incident.unacknowledged", inc.id, occurred_at=unacked)
     )
+    assert reopen.body["status"] == "applied"
     assert (await post(app, ack)).body["status"] == "stale"
     assert (await app.record(inc.id)).status == Status.TRIGGERED

@@ -1053,3 +1053,25 @@ def test_check_warns_when_pagerduty_webhooks_cannot_be_matched_without_a_rest_to
     ]
     config.write_text(config.read_text() + "    api_token: u+readOnlyRestKey\n")
     assert run(capsys, "check", str(config))[::2] == (0, "")
+
+
+def test_check_warns_when_the_replay_window_is_shorter_than_pagerdutys_retries(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pd = (
+        "adapters:\n  pagerduty:\n"
+        f"    services: {{api: {_PD_KEY}}}\n    webhook_secrets: [whsec-current]\n"
+        "    api_token: u+readOnlyRestKey\n"
+    )
+    server = "server: {public_url: 'https://tocsin.example.com', replay_window: 1h}\n"
+    config = write(tmp_path, "tocsin.yaml", AUTH + server + pd)
+    code, _out, err = run(capsys, "check", str(config))
+    assert code == 0
+    assert err.splitlines() == [
+        f"warning: {config}:4:52: server.replay_window: PagerDuty retries a webhook tocsin could "
+        "not take for up to 48 hours; a retry more than 1h after its event is refused as stale "
+        "and lost"
+    ]
+    # The default window is PagerDuty's horizon: nothing to say.
+    config.write_text(config.read_text().replace(", replay_window: 1h", ""))
+    assert run(capsys, "check", str(config))[::2] == (0, "")
