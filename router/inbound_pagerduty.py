@@ -195,10 +195,12 @@ async def _find_incident(
     inc = await svc.find_incident(alias)
     if inc is not None:
         return inc, ""  # already recorded
-    alerts = rt.incident_alerts() if lookup else None
-    if alerts is None:
+    if not lookup:
         return None, ""
     try:
+        alerts = rt.incident_alerts()
+        if alerts is None:
+            return None, ""
         keys = await alerts.alert_keys(pd_id)
     except AlertLookupError as e:
         log.warning(

@@ -23,7 +23,7 @@ from adapters.delivery.dispatcher import OutboxDispatcher
 from adapters.delivery.limits import BREAKER_STATES, breaker_state
 from adapters.delivery.notifier import Notifier
 from adapters.delivery.policy import ConfiguredPolicy, store_policy
-from adapters.pagerduty.alerts import IncidentAlerts
+from adapters.pagerduty.alerts import AlertLookupError, IncidentAlerts
 from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
 from config.errors import ConfigError, Problem
 from config.load import LoadedConfig, load_config
@@ -220,16 +220,20 @@ class Runtime:
             self._engine_task = asyncio.create_task(self.engine.run(), name="tocsin-engine")
 
     def incident_alerts(self) -> IncidentAlerts | None:
-        """PagerDuty incidents' alerts over REST, to match webhooks (None: no API token)."""
+        """PagerDuty incidents' alerts over REST, to match webhooks (None: no API token).
+
+        Raises ``AlertLookupError`` when the client cannot be built (python-pagerduty missing;
+        ``check`` refuses the configs that would fail): the webhook answers 503 and PagerDuty
+        retries, where "not ours" would have dropped every ack for good.
+        """
         cfg = self.loaded.config.adapters.pagerduty
         if cfg is None or cfg.api_token is None or self.offline:
             return None
         if self._alerts is None or self._alerts.cfg != cfg:
             try:
                 fresh = IncidentAlerts(cfg, clock=self.clock)
-            except ValueError as e:  # e.g. api_url not https: ``tocsin check`` says so too
-                log.warning("PagerDuty REST lookups are off", extra={"error": str(e)})
-                return None
+            except ValueError as e:
+                raise AlertLookupError(f"no PagerDuty REST client: {e}") from None
             if self._alerts is not None:
                 self._retired_alerts += (self._alerts,)  # closed at stop
             self._alerts = fresh

@@ -26,6 +26,7 @@ def check(cfg: PagerDutyConfig) -> list[tuple[tuple[str, ...], str]]:
     """
     out: list[tuple[tuple[str, ...], str]] = []
     out += [(("events_url",), m) for m in _events_url_problems(cfg)]
+    out += [(("api_url",), m) for m in _api_url_problems(cfg)]
     for name, key in cfg.services.items():
         n = len(key.get_secret_value())
         if n != ROUTING_KEY_LENGTH:
@@ -48,6 +49,20 @@ def _events_url_problems(cfg: PagerDutyConfig) -> list[str]:
         ]
     if url.scheme != "https" or not url.hostname:
         return [f"must be an absolute https:// URL, not {cfg.events_url!r}"]
+    return []
+
+
+def _api_url_problems(cfg: PagerDutyConfig) -> list[str]:
+    # No allow_insecure_* here: python-pagerduty refuses any REST base URL that is not https, so
+    # an http one could only switch webhook matching and on-call lookups off at run time.
+    url = urlsplit(cfg.api_url)
+    if url.scheme == "http" and url.hostname:
+        return [
+            "PagerDuty's REST API is served over https only (a request over http carries the API "
+            "token in clear); python-pagerduty refuses any other URL, even for a local test fake"
+        ]
+    if url.scheme != "https" or not url.hostname:
+        return [f"must be an absolute https:// URL, not {cfg.api_url!r}"]
     return []
 
 

@@ -8,6 +8,7 @@ an alias so later deliveries need no lookup.
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 
 import pytest
@@ -291,3 +292,24 @@ async def test_events_queued_behind_a_late_retry_are_not_stale(app: App) -> None
     # Still: a state change from before the last one PagerDuty told of is stale.
     late_ack = pd.delivery("incident.acknowledged", inc.id, occurred_at=at(60))
     assert (await post(app, late_ack)).body["status"] == "stale"
+
+
+async def test_without_a_rest_client_the_answer_is_503_not_ignored(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The REST client cannot be built (python-pagerduty cannot be imported): PagerDuty must
+    retry the ack, not be told "ignored" and drop it."""
+    inc = await paged(app)
+    ack = app.pagerduty.delivery("incident.acknowledged", inc.id, occurred_at=at(1))
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "pagerduty", None)  # importing it fails, as when not installed
+        failed = await post(app, ack)
+
+    assert (failed.status, failed.body["error"]) == (503, "pagerduty unavailable")
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+    assert lookups(app) == []
+
+    retried = await post(app, ack)  # the package is back (e.g. the image fixed)
+
+    assert retried.body["status"] == "applied"
+    assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED

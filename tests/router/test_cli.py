@@ -1075,3 +1075,31 @@ def test_check_warns_when_the_replay_window_is_shorter_than_pagerdutys_retries(
     # The default window is PagerDuty's horizon: nothing to say.
     config.write_text(config.read_text().replace(", replay_window: 1h", ""))
     assert run(capsys, "check", str(config))[::2] == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "http://api.example.com",
+            "PagerDuty's REST API is served over https only (a request over http carries the API "
+            "token in clear); python-pagerduty refuses any other URL, even for a local test fake",
+        ),
+        ("api.pagerduty.com", "must be an absolute https:// URL, not 'api.pagerduty.com'"),
+    ],
+)
+def test_check_refuses_an_api_url_that_is_not_https(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, url: str, message: str
+) -> None:
+    """Accepted, it would switch webhook matching off at run time: every ack 2xx and lost."""
+    adapters = (
+        "server: {public_url: 'https://tocsin.example.com'}\n"
+        f"adapters:\n  pagerduty:\n    api_url: {url}\n"
+        f"    services: {{api: {_PD_KEY}}}\n    api_token: u+readOnlyRestKey\n"
+    )
+    config = write(tmp_path, "tocsin.yaml", AUTH + adapters)
+    code, _out, err = run(capsys, "check", str(config))
+    assert code == 1
+    assert err.splitlines()[0] == f"{config}:7:5: adapters.pagerduty.api_url: {message}"
+    config.write_text(config.read_text().replace(url, "https://api.eu.pagerduty.com"))
+    assert run(capsys, "check", str(config))[::2] == (0, "")
