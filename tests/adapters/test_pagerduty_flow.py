@@ -130,7 +130,9 @@ async def test_pagerduty_ack_webhook_stops_the_escalation(app: App) -> None:
 
     reply = await send_webhook(
         app.client,
-        incident_webhook("incident.acknowledged", inc.id, agent="Jane Responder"),
+        incident_webhook(
+            "incident.acknowledged", app.pagerduty.incident_of(inc.id), agent="Jane Responder"
+        ),
         secrets=(PD_SECRET_A,),
     )
     assert (reply.status, reply.body["status"]) == (200, "applied")
@@ -227,11 +229,12 @@ async def test_no_secret_reaches_logs_api_responses_or_error_texts(
     app.pagerduty.script_events(Scripted.invalid(f"routing key {PD_CORE_KEY} is not enabled"))
     inc = await fire(app)
     await app.at(timedelta(0))  # a 400 that echoes the routing key
+    pd_id = "QNOALERT1"  # the 400 opened no PagerDuty incident: the lookup answers 404
     forged = await send_webhook(
-        app.client, incident_webhook("incident.acknowledged", inc.id), secrets=("not-the-secret",)
+        app.client, incident_webhook("incident.acknowledged", pd_id), secrets=("not-the-secret",)
     )
     good = await send_webhook(
-        app.client, incident_webhook("incident.resolved", inc.id), secrets=(PD_SECRET_B,)
+        app.client, incident_webhook("incident.resolved", pd_id), secrets=(PD_SECRET_B,)
     )
     assert (forged.status, good.status) == (403, 200)
 

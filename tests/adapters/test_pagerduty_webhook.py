@@ -41,6 +41,22 @@ async def paged(app: App) -> IncidentRecord:
     return inc
 
 
+def webhook(app: App, event_type: str, inc: IncidentRecord, **kw: Any) -> dict[str, Any]:
+    """What PagerDuty sends about the incident it opened for ``inc``: ``incident_key`` null,
+    only its own incident id, which tocsin matches through the REST lookup (or its alias)."""
+    return incident_webhook(event_type, app.pagerduty.incident_of(inc.id), **kw)
+
+
+def note(app: App, inc: IncidentRecord, content: str, **kw: Any) -> dict[str, Any]:
+    """PagerDuty's ``incident.annotated`` for a note on the incident it opened for ``inc``."""
+    return note_webhook(app.pagerduty.incident_of(inc.id), content, **kw)
+
+
+def lookups(app: App) -> list[str]:
+    """The REST lookups of incidents' alerts tocsin made."""
+    return [r.path for r in app.pagerduty.rest_requests if r.path.endswith("/alerts")]
+
+
 async def post(
     app: App, payload: dict[str, Any], *secrets: str, webhook_id: str | None = None
 ) -> WebhookReply:
@@ -68,7 +84,7 @@ def test_signature_valid_accepts_any_v1_entry_for_any_secret() -> None:
 
 async def test_valid_signature_acknowledges(app: App) -> None:
     inc = await paged(app)
-    reply = await post(app, incident_webhook("incident.acknowledged", inc.id, agent="Jane Doe"))
+    reply = await post(app, webhook(app, "incident.acknowledged", inc, agent="Jane Doe"))
 
     assert reply == WebhookReply(
         200, {"status": "applied", "event_type": "incident.acknowledged", "incident": inc.id}
@@ -99,7 +115,7 @@ async def test_a_bad_or_missing_signature_changes_nothing(
 ) -> None:
     inc = await paged(app)
     before = await app.messages(inc.id)
-    payload = incident_webhook("incident.acknowledged", inc.id)
+    payload = webhook(app, "incident.acknowledged", inc)
     headers = {} if signature is None else {"X-PagerDuty-Signature": signature}
     resp = await app.client.post(
         PATH,
@@ -119,7 +135,7 @@ async def test_a_bad_or_missing_signature_changes_nothing(
 
 async def test_signed_with_another_key_is_forbidden(app: App) -> None:
     inc = await paged(app)
-    reply = await post(app, incident_webhook("incident.resolved", inc.id), "whsec-attacker")
+    reply = await post(app, webhook(app, "incident.resolved", inc), "whsec-attacker")
 
     assert reply.status == 403
     assert (await app.record(inc.id)).status == Status.TRIGGERED
@@ -127,7 +143,7 @@ async def test_signed_with_another_key_is_forbidden(app: App) -> None:
 
 async def test_multiple_v1_entries_during_a_rotation(app: App) -> None:
     inc = await paged(app)
-    payload = incident_webhook("incident.acknowledged", inc.id)
+    payload = webhook(app, "incident.acknowledged", inc)
     body = json.dumps(payload).encode()
     header = f"v1={'f' * 64},{sign(body, 'whsec-new-not-configured-yet')},{sign(body, PD_SECRET_A)}"
     reply = await send_webhook(app.client, body, signature=header)
@@ -138,7 +154,7 @@ async def test_multiple_v1_entries_during_a_rotation(app: App) -> None:
 
 async def test_the_rotated_secret_is_still_accepted(app: App) -> None:
     inc = await paged(app)
-    reply = await post(app, incident_webhook("incident.acknowledged", inc.id), PD_SECRET_B)
+    reply = await post(app, webhook(app, "incident.acknowledged", inc), PD_SECRET_B)
 
     assert reply.body["status"] == "applied"
     assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
@@ -149,7 +165,7 @@ async def test_without_configured_secrets_nothing_verifies(
 ) -> None:
     app = await make_pd_app(secrets=())
     inc = await paged(app)
-    reply = await post(app, incident_webhook("incident.acknowledged", inc.id))
+    reply = await post(app, webhook(app, "incident.acknowledged", inc))
 
     assert reply.status == 403
     assert reply.body["detail"] == (
@@ -163,10 +179,9 @@ async def test_without_configured_secrets_nothing_verifies(
 
 async def test_the_same_delivery_twice_acts_once(app: App) -> None:
     inc = await paged(app)
-    await post(app, incident_webhook("incident.triggered", inc.id, pd_incident_id="PABC123"))
-    note = note_webhook("PABC123", "rolled back the deploy")
-    first = await post(app, note, webhook_id="W-1")
-    again = await post(app, note, webhook_id="W-1")
+    rolled_back = note(app, inc, "rolled back the deploy")
+    first = await post(app, rolled_back, webhook_id="W-1")
+    again = await post(app, rolled_back, webhook_id="W-1")
 
     assert (first.body["status"], again.body["status"]) == ("applied", "duplicate")
     notes = [e for e in await app.rt.store.timeline(inc.id) if e.kind == "note"]
@@ -177,7 +192,7 @@ async def test_the_same_delivery_twice_acts_once(app: App) -> None:
 
 async def test_the_same_delivery_at_once_acts_once(app: App) -> None:
     inc = await paged(app)
-    note = incident_webhook("incident.acknowledged", inc.id)
+    note = webhook(app, "incident.acknowledged", inc)
     replies = await asyncio.gather(*(post(app, note, webhook_id="W-2") for _ in range(3)))
 
     assert sorted(r.body["status"] for r in replies) == ["applied", "duplicate", "duplicate"]
@@ -186,7 +201,7 @@ async def test_the_same_delivery_at_once_acts_once(app: App) -> None:
 
 async def test_a_delivery_that_failed_on_the_store_is_applied_on_retry(app: App) -> None:
     inc = await paged(app)
-    payload = incident_webhook("incident.acknowledged", inc.id)
+    payload = webhook(app, "incident.acknowledged", inc)
     await app.rt.store.close()
     failed = await post(app, payload, webhook_id="W-retry")
     await app.rt.store.open()
@@ -205,8 +220,11 @@ async def test_a_delivery_that_failed_on_the_store_is_applied_on_retry(app: App)
 async def test_unknown_incidents_are_ignored_with_2xx(app: App) -> None:
     inc = await paged(app)
     before = await app.messages(inc.id)
+    # PagerDuty knows no such incident (its REST API answers 404), and an incident_key that is
+    # not a tocsin incident's id matches nothing (never a number, a key, or anything else).
     for key in ("0123456789abcdef0123", str(inc.number), f"#{inc.number}", inc.key, None):
-        reply = await post(app, incident_webhook("incident.acknowledged", key))
+        ack = incident_webhook("incident.acknowledged", "QNOTOURS1", incident_key=key)
+        reply = await post(app, ack)
         assert reply == WebhookReply(
             200, {"status": "ignored", "event_type": "incident.acknowledged"}
         )
@@ -218,9 +236,9 @@ async def test_unknown_incidents_are_ignored_with_2xx(app: App) -> None:
 
 async def test_an_action_that_no_longer_applies_is_2xx_and_changes_nothing(app: App) -> None:
     inc = await paged(app)
-    await post(app, incident_webhook("incident.acknowledged", inc.id))
+    await post(app, webhook(app, "incident.acknowledged", inc))
     before = await app.messages(inc.id)
-    again = await post(app, incident_webhook("incident.acknowledged", inc.id))
+    again = await post(app, webhook(app, "incident.acknowledged", inc))
 
     assert again == WebhookReply(
         200, {"status": "no change", "event_type": "incident.acknowledged", "incident": inc.id}
@@ -233,7 +251,7 @@ async def test_an_action_that_no_longer_applies_is_2xx_and_changes_nothing(app: 
 
 async def test_resolved_resolves(app: App) -> None:
     inc = await paged(app)
-    reply = await post(app, incident_webhook("incident.resolved", inc.id, agent=None))
+    reply = await post(app, webhook(app, "incident.resolved", inc, agent=None))
 
     assert reply.body["status"] == "applied"
     got = await app.record(inc.id)
@@ -243,8 +261,8 @@ async def test_resolved_resolves(app: App) -> None:
 
 async def test_unacknowledged_goes_back_to_triggered(app: App) -> None:
     inc = await paged(app)
-    await post(app, incident_webhook("incident.acknowledged", inc.id))
-    reply = await post(app, incident_webhook("incident.unacknowledged", inc.id, agent=None))
+    await post(app, webhook(app, "incident.acknowledged", inc))
+    reply = await post(app, webhook(app, "incident.unacknowledged", inc, agent=None))
 
     assert reply.body["status"] == "applied"
     got = await app.record(inc.id)
@@ -254,8 +272,8 @@ async def test_unacknowledged_goes_back_to_triggered(app: App) -> None:
 
 async def test_reopened_reopens_a_resolved_incident(app: App) -> None:
     inc = await paged(app)
-    await post(app, incident_webhook("incident.resolved", inc.id))
-    reply = await post(app, incident_webhook("incident.reopened", inc.id, agent="Ops Bot"))
+    await post(app, webhook(app, "incident.resolved", inc))
+    reply = await post(app, webhook(app, "incident.reopened", inc, agent="Ops Bot"))
 
     assert reply.body["status"] == "applied"
     got = await app.record(inc.id)
@@ -265,25 +283,42 @@ async def test_reopened_reopens_a_resolved_incident(app: App) -> None:
 
 async def test_annotated_becomes_a_timeline_note(app: App) -> None:
     inc = await paged(app)
-    # PagerDuty's incident.triggered for the alert tocsin opened tells which PD incident is ours.
-    seen = await post(app, incident_webhook("incident.triggered", inc.id, pd_incident_id="PQ1W2E3"))
-    assert seen.body == {
-        "status": "ignored",
-        "event_type": "incident.triggered",
-        "incident": inc.id,
-    }
-    reply = await post(app, note_webhook("PQ1W2E3", "  DB failover started  ", agent="Jane Doe"))
+    # incident.triggered is not worth a REST call: it is ignored, matched to nothing yet.
+    seen = await post(app, webhook(app, "incident.triggered", inc))
+    assert seen.body == {"status": "ignored", "event_type": "incident.triggered"}
+    assert lookups(app) == []
+    reply = await post(app, note(app, inc, "  DB failover started  ", agent="Jane Doe"))
 
     assert reply == WebhookReply(
         200, {"status": "applied", "event_type": "incident.annotated", "incident": inc.id}
     )
-    [note] = [e for e in await app.rt.store.timeline(inc.id) if e.kind == "note"]
-    assert (note.actor, note.source, note.message) == (
+    [noted] = [e for e in await app.rt.store.timeline(inc.id) if e.kind == "note"]
+    assert (noted.actor, noted.source, noted.message) == (
         "Jane Doe",
         "pagerduty",
         "DB failover started",
     )
     assert (await app.record(inc.id)).status == Status.TRIGGERED
+
+
+async def test_an_incident_key_naming_a_tocsin_incident_matches_without_a_lookup(app: App) -> None:
+    """The first, free try: an incident that does carry a key (not what PagerDuty sends for the
+    Events API incidents tocsin opens) naming a tocsin incident matches with no REST call, even
+    on an event tocsin ignores, and its PagerDuty id is remembered for events that carry none."""
+    inc = await paged(app)
+    # PagerDuty's REST API does not know QKEYED1 (a lookup would answer 404: not ours).
+    seen = await post(app, incident_webhook("incident.triggered", "QKEYED1", incident_key=inc.id))
+    assert seen.body == {
+        "status": "ignored",
+        "event_type": "incident.triggered",
+        "incident": inc.id,
+    }
+    reply = await post(app, note_webhook("QKEYED1", "DB failover started", agent="Jane Doe"))
+
+    assert reply == WebhookReply(
+        200, {"status": "applied", "event_type": "incident.annotated", "incident": inc.id}
+    )
+    assert lookups(app) == []
 
 
 @pytest.mark.parametrize(
@@ -298,8 +333,10 @@ async def test_annotated_becomes_a_timeline_note(app: App) -> None:
 )
 async def test_other_incident_events_are_ignored(app: App, event_type: str) -> None:
     inc = await paged(app)
+    # A note first: PagerDuty's incident is then known to be this one (its alias recorded).
+    assert (await post(app, note(app, inc, "looking"))).body["status"] == "applied"
     before = await app.messages(inc.id)
-    reply = await post(app, incident_webhook(event_type, inc.id))
+    reply = await post(app, webhook(app, event_type, inc))
 
     assert reply == WebhookReply(
         200, {"status": "ignored", "event_type": event_type, "incident": inc.id}
@@ -344,7 +381,7 @@ async def test_an_oversized_body_is_413_before_anything_else(app: App) -> None:
 async def test_answers_well_within_pagerdutys_five_seconds(app: App) -> None:
     inc = await paged(app)
     started = time.perf_counter()
-    reply = await post(app, incident_webhook("incident.acknowledged", inc.id))
+    reply = await post(app, webhook(app, "incident.acknowledged", inc))
     assert reply.status == 200
     assert time.perf_counter() - started < 5.0
 
@@ -358,7 +395,7 @@ def _iso(delta: timedelta) -> str:
 
 async def test_a_replay_with_a_new_webhook_id_header_is_a_duplicate(app: App) -> None:
     inc = await paged(app)
-    ack = incident_webhook("incident.acknowledged", inc.id, occurred_at=_iso(timedelta(minutes=1)))
+    ack = webhook(app, "incident.acknowledged", inc, occurred_at=_iso(timedelta(minutes=1)))
     first = await post(app, ack, webhook_id="W-original")
     # The attacker reopens nothing yet: the same signed body under a fresh header value.
     replay = await post(app, ack, webhook_id="W-forged-new-id")
@@ -370,14 +407,12 @@ async def test_a_replay_with_a_new_webhook_id_header_is_a_duplicate(app: App) ->
 async def test_a_captured_ack_cannot_silence_a_reopened_incident(app: App) -> None:
     inc = await paged(app)
     # Signed at 13:01 and captured; meanwhile the incident is resolved and reopened by 13:03.
-    captured = incident_webhook(
-        "incident.acknowledged", inc.id, occurred_at=_iso(timedelta(minutes=1))
-    )
+    captured = webhook(app, "incident.acknowledged", inc, occurred_at=_iso(timedelta(minutes=1)))
     await app.at(timedelta(minutes=2))
-    resolved = incident_webhook("incident.resolved", inc.id, occurred_at=_iso(timedelta(minutes=2)))
+    resolved = webhook(app, "incident.resolved", inc, occurred_at=_iso(timedelta(minutes=2)))
     assert (await post(app, resolved)).body["status"] == "applied"
     await app.at(timedelta(minutes=3))
-    reopened = incident_webhook("incident.reopened", inc.id, occurred_at=_iso(timedelta(minutes=3)))
+    reopened = webhook(app, "incident.reopened", inc, occurred_at=_iso(timedelta(minutes=3)))
     assert (await post(app, reopened)).body["status"] == "applied"
 
     replay = await post(app, captured, webhook_id="W-anything")
@@ -390,7 +425,7 @@ async def test_a_captured_ack_cannot_silence_a_reopened_incident(app: App) -> No
 
 async def test_an_event_older_than_the_replay_window_is_refused(app: App) -> None:
     inc = await paged(app)
-    ack = incident_webhook("incident.acknowledged", inc.id, occurred_at=_iso(timedelta(minutes=1)))
+    ack = webhook(app, "incident.acknowledged", inc, occurred_at=_iso(timedelta(minutes=1)))
     # Default server.replay_window is PagerDuty's retry horizon, 48 h: delivered 2 min past it.
     app.clock.set(START + timedelta(hours=48, minutes=3))
 
@@ -407,7 +442,7 @@ async def test_an_event_without_a_valid_recent_time_is_refused(
     app: App, occurred_at: str | None
 ) -> None:
     inc = await paged(app)
-    ack = incident_webhook("incident.acknowledged", inc.id)
+    ack = webhook(app, "incident.acknowledged", inc)
     ack["event"]["occurred_at"] = occurred_at  # missing, unparseable, no offset, 1 h ahead
 
     reply = await post(app, ack)
@@ -418,7 +453,7 @@ async def test_an_event_without_a_valid_recent_time_is_refused(
 
 async def test_delivery_ids_are_pruned_past_the_replay_window(app: App) -> None:
     inc = await paged(app)
-    ack = incident_webhook("incident.acknowledged", inc.id, occurred_at=_iso(timedelta(minutes=1)))
+    ack = webhook(app, "incident.acknowledged", inc, occurred_at=_iso(timedelta(minutes=1)))
     assert (await post(app, ack)).body["status"] == "applied"
     store = app.rt.store
     async with store.transaction() as tx:
@@ -435,9 +470,7 @@ async def test_delivery_ids_are_pruned_past_the_replay_window(app: App) -> None:
         assert await tx.seen_delivery("pagerduty", ack["event"]["id"], START) is False
     # ...and a replay of it is still refused, by its age, even once the incident is reopened.
     unacked = _iso(timedelta(hours=48, minutes=7))
-    reopen = await post(
-        app, incident_webhook("incident.unacknowledged", inc.id, occurred_at=unacked)
-    )
+    reopen = await post(app, webhook(app, "incident.unacknowledged", inc, occurred_at=unacked))
     assert reopen.body["status"] == "applied"
     assert (await post(app, ack)).body["status"] == "stale"
     assert (await app.record(inc.id)).status == Status.TRIGGERED

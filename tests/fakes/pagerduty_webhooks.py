@@ -120,50 +120,33 @@ def _agent(name: str | None) -> dict[str, Any] | None:
 
 def incident_webhook(
     event_type: str,
-    incident_key: str | None,
-    *,
     pd_incident_id: str = "PGR0VU2",
+    *,
+    incident_key: str | None = None,
     agent: str | None = "Tenex Engineer",
-    status: str = "acknowledged",
     event_id: str | None = None,
     title: str = "A little bump in the road",
     occurred_at: str = "2026-11-22T13:01:00.000Z",
 ) -> dict[str, Any]:
-    """A v3 webhook body for an ``incident.*`` event whose data is an incident.
+    """A v3 ``incident.*`` delivery about PagerDuty's incident ``pd_incident_id``, shaped as
+    PagerDuty sends it (the captured delivery): ``incident_key`` null, as for every incident
+    opened through the Events API (all of tocsin's), so tocsin has to match it through the REST
+    lookup of the incident's alerts, or the alias an earlier lookup recorded.
 
-    ``incident_key`` is sent as given. PagerDuty sends null for every incident opened through
-    the Events API (all of tocsin's): ``FakePagerDuty.delivery`` builds those. A string here is
-    an incident that has a key, matched for free by tocsin.
+    ``incident_key`` given is an incident that has a key (opened some other way): only tests of
+    tocsin's first, free try at matching send one.
     """
-    return {
-        "event": {
-            "id": event_id or uuid.uuid4().hex,
-            "event_type": event_type,
-            "resource_type": "incident",
-            "occurred_at": occurred_at,
-            "agent": _agent(agent),
-            "client": {"name": "PagerDuty"},
-            "data": {
-                "id": pd_incident_id,
-                "type": "incident",
-                "self": f"https://api.pagerduty.com/incidents/{pd_incident_id}",
-                "html_url": f"https://acme.pagerduty.com/incidents/{pd_incident_id}",
-                "number": 2,
-                "status": status,
-                "incident_key": incident_key,
-                "created_at": "2026-11-22T13:00:00Z",
-                "title": title,
-                "service": pd_ref("service", "PF9KMXH", "API Service"),
-                "assignees": [pd_ref("user", "PTUXL6G", "User 123")],
-                "escalation_policy": pd_ref("escalation_policy", "PUS0KTE", "Default"),
-                "teams": [],
-                "priority": None,
-                "urgency": "high",
-                "conference_bridge": None,
-                "resolve_reason": None,
-            },
-        }
-    }
+    doc = incident_delivery(
+        event_type,
+        pd_incident_id,
+        agent=agent,
+        occurred_at=occurred_at,
+        event_id=event_id or uuid.uuid4().hex,
+        title=title,
+        number=2,
+    )
+    doc["event"]["data"]["incident_key"] = incident_key
+    return doc
 
 
 def note_webhook(

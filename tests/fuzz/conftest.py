@@ -63,7 +63,7 @@ from tests.driver.config import (
     sqlite_store,
     write_config,
 )
-from tests.fakes.pagerduty import sign
+from tests.fakes.pagerduty import FakePagerDuty, sign
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, FakeTwilio, twilio_signature
 
 # -- constants ---------------------------------------------------------------------------------
@@ -80,6 +80,7 @@ AM_USER, AM_PASSWORD = "am", "am-password"
 READ_TOKEN = "api-read-token"
 WRITE_TOKEN = "api-write-token"
 PD_SECRETS = ("pd-secret-one", "pd-secret-two")
+PD_API_TOKEN = "u+fuzzPdRestApiToken0123"
 GENIE_KEY = "genie-key-5e1f0c7a9b"
 SLACK_SIGNING_SECRET = "fuzz-slack-signing-secret-0123456789"
 SLACK_BOT_TOKEN = "xoxb-fuzz-bot-token-0123456789"
@@ -147,8 +148,9 @@ roles:
 """
 
 
-def fuzz_config(tmp_path: Path, twilio_url: str) -> Path:
-    """The fuzz app's config: every inbound endpoint enabled, outbound only to the fake Twilio."""
+def fuzz_config(tmp_path: Path, twilio_url: str, pagerduty: FakePagerDuty) -> Path:
+    """The fuzz app's config: every inbound endpoint enabled, outbound only to the fake Twilio
+    and to the fake PagerDuty's REST API (webhook matching looks incidents' alerts up there)."""
     server = {"listen": "127.0.0.1:9095", "public_url": PUBLIC, "log_format": "text"}
     auth = {
         "receiver": {
@@ -162,11 +164,16 @@ def fuzz_config(tmp_path: Path, twilio_url: str) -> Path:
         "genie_keys": [{"name": "opsgenie-sender", "key": GENIE_KEY}],
     }
     adapters = {
-        # Nothing listens on port 9: PagerDuty and email are there for their inbound routes.
+        # Nothing listens on port 9: PagerDuty's events and email are there for their inbound
+        # routes. Webhooks are matched through the fake's REST API, as PagerDuty's real
+        # deliveries (incident_key null) need; it knows no incident, so every lookup is a 404.
         "pagerduty": pagerduty_adapter(
             "http://127.0.0.1:9",
             {"main": "0123456789abcdef0123456789abcdef"},
             webhook_secrets=list(PD_SECRETS),
+            api_url=pagerduty.https_url,
+            api_token=PD_API_TOKEN,
+            tls_ca_path=pagerduty.ca_file,
         ),
         "email": email_adapter("127.0.0.1", 9, link_secret=LINK_SECRET, link_ttl="1h"),
         # No webhook: the Teams adapter is there for its cards' link routes.
@@ -529,7 +536,10 @@ async def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fu
     root = logging.getLogger()
     root.addHandler(trap)
     twilio = await FakeTwilio().start()
-    app = await start_app(fuzz_config(tmp, twilio.url), fakes=(twilio,), serve=_serve_as_tocsin)
+    pagerduty = await FakePagerDuty(tmp, api_token=PD_API_TOKEN).start()
+    app = await start_app(
+        fuzz_config(tmp, twilio.url, pagerduty), fakes=(twilio, pagerduty), serve=_serve_as_tocsin
+    )
     twilio.route(PUBLIC, str(app.client.make_url("/")).rstrip("/"))
     signer = LinkSigner(LINK_SECRET, LINK_TTL, PUBLIC)
     try:
@@ -541,6 +551,7 @@ async def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fu
         await app.client.close()
         await app.rt.stop()
         await twilio.close()
+        await pagerduty.close()
         root.removeHandler(trap)
         server_log.filters[:] = filters_before
 

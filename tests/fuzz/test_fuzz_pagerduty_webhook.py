@@ -69,8 +69,7 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
     event_type = draw(st.sampled_from(EVENT_TYPES) | any_texts)
     doc = incident_webhook(
         event_type,
-        "$id0",
-        pd_incident_id=draw(st.sampled_from(["PGR0VU2", "Q1", ""]) | any_texts),
+        draw(st.sampled_from(["PGR0VU2", "Q1", ""]) | any_texts),
         # Lone surrogates (\udc80 escapes in the JSON) in every string tocsin stores.
         agent=draw(st.none() | st.sampled_from(["Tenex Engineer", " ", "", "A\udc80"]) | any_texts),
         event_id=draw(st.sampled_from(["E1", "E2", "E\ud800"]) | st.just(uuid.uuid4().hex)),
@@ -119,9 +118,7 @@ def _materialize(app: FuzzApp, doc: Any) -> Any:
     return _resolve_ref(app, doc)
 
 
-valid_event_bodies = st.builds(
-    lambda t: dumps(incident_webhook(t, "nobody")), st.sampled_from(EVENT_TYPES)
-)
+valid_event_bodies = st.builds(lambda t: dumps(incident_webhook(t)), st.sampled_from(EVENT_TYPES))
 
 wrong_signatures = st.one_of(
     st.text(max_size=80),
@@ -273,7 +270,7 @@ async def test_webhook_id_bytes_including_invalid_utf8(
 @fuzz_settings(30)
 @given(delta=st.sampled_from([-2, -1, 0, 1, 2, 4096]), signed=st.booleans())
 async def test_bodies_just_under_and_over_256_kib(batch: FuzzApp, delta: int, signed: bool) -> None:
-    doc = incident_webhook("pagey.ping", None)
+    doc = incident_webhook("pagey.ping")
     body = sized_payload(MAX_WEBHOOK_BYTES + delta, doc, ("event", "data", "title"))
     headers = {"X-PagerDuty-Signature": sign(body, PD_SECRETS[1]) if signed else "v1=00"}
     before = batch.begin()

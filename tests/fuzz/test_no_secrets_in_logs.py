@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.driver.logs import EveryLine
-from tests.fakes.pagerduty import incident_webhook, sign
+from tests.fakes.pagerduty import Scripted, incident_webhook, sign
 from tests.fakes.slack import block_action, slash_command
 from tests.fakes.slack import signed as slack_signed
 from tests.fakes.twilio import AUTH_TOKEN
@@ -34,6 +34,7 @@ from tests.fuzz.conftest import (
     LINK_SECRET,
     NTFY_LINK_SECRET,
     OLLIE_PHONE,
+    PD_API_TOKEN,
     PD_SECRETS,
     PD_WEBHOOK,
     PUSHOVER_APP_TOKEN,
@@ -60,7 +61,7 @@ GATEWAY_SMS = "/api/v1/phone/gateway/sms"
 VONAGE = "/api/v1/phone/vonage"
 
 SECRETS = [
-    *(AM_TOKEN, AM_PASSWORD, READ_TOKEN, WRITE_TOKEN, *PD_SECRETS),
+    *(AM_TOKEN, AM_PASSWORD, READ_TOKEN, WRITE_TOKEN, *PD_SECRETS, PD_API_TOKEN),
     *(LINK_SECRET, TEAMS_LINK_SECRET, AUTH_TOKEN, SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN),
     *(NTFY_LINK_SECRET, PUSHOVER_APP_TOKEN, PUSHOVER_CALLBACK_SECRET),
     *(GATEWAY_SECRET, VONAGE_SECRET, GENIE_KEY),
@@ -84,11 +85,12 @@ async def _drive_every_route(app: FuzzApp) -> None:
         await c.get(f"{INCIDENTS}/{app.seeded.incident_ids[1]}", headers=bearer)
         await c.post(f"{INCIDENTS}/{app.seeded.incident_ids[1]}/notes", json={}, headers=bearer)
         await c.post("/-/reload", headers=bearer)
-    ping = incident_webhook("incident.acknowledged", app.seeded.incident_ids[1])
+    ping = incident_webhook("incident.acknowledged", incident_key=app.seeded.incident_ids[1])
     raw = str(ping).encode()
     for secret in (*PD_SECRETS, AUTH_TOKEN):
         await c.post(PD_WEBHOOK, data=raw, headers={"X-PagerDuty-Signature": sign(raw, secret)})
         await c.post(PD_WEBHOOK, data=raw, headers={"X-PagerDuty-Signature": f"v1={secret}"})
+    await _drive_pagerduty_lookups(app)
     row = quote(app.seeded.row_ids[0], safe=":")
     for path, params in (
         (f"{GATHER}?row={row}", [("Digits", "7"), ("CallSid", "CA1")]),
@@ -118,6 +120,23 @@ async def _drive_every_route(app: FuzzApp) -> None:
         await raw_http(app.port, request)
         request = build_request("GET", INCIDENTS.encode(), [(secret.encode() * 700, b"x")])
         await raw_http(app.port, request)
+
+
+async def _drive_pagerduty_lookups(app: FuzzApp) -> None:
+    """Deliveries shaped as PagerDuty's (incident_key null) whose REST lookup fails: PagerDuty
+    down (503), then refusing the API token (401). Each answers 503 and logs the failure."""
+    pd = app.app.pagerduty
+    pd.script_rest(Scripted.error(503))
+    first = json.dumps(incident_webhook("incident.acknowledged", "QLOOKUPFAILS1")).encode()
+    pd.api_token = "u+SomethingElseEntirely"  # after the scripted 503: PagerDuty refuses ours
+    second = json.dumps(incident_webhook("incident.resolved", "QLOOKUPFAILS2")).encode()
+    try:
+        for body in (first, second):
+            signed = {"X-PagerDuty-Signature": sign(body, PD_SECRETS[0])}
+            resp = await app.client.post(PD_WEBHOOK, data=body, headers=signed)
+            assert resp.status == 503, await resp.text()
+    finally:
+        pd.api_token = PD_API_TOKEN
 
 
 async def _drive_opsgenie(app: FuzzApp) -> None:
@@ -181,6 +200,8 @@ async def test_no_log_record_or_metric_contains_a_secret(
     metrics = await (await fuzz_app.client.get("/metrics")).text()
 
     assert len(every_log_line.lines) > 20  # the routes did log: the search below is not vacuous
+    failed_lookups = [line for line in every_log_line.lines if "REST API did not answer" in line]
+    assert len(failed_lookups) == 2, failed_lookups  # the REST key's failures were logged too
     for secret in SECRETS:
         leaks = [line[:300] for line in every_log_line.lines if secret in line]
         assert not leaks, f"{secret!r} was logged:\n" + "\n".join(leaks)
