@@ -26,14 +26,14 @@ Status codes (PagerDuty retries 5xx, 429 and timeouts; it drops any other 4xx):
   incidents that are definitively not tocsin's), actions that no longer apply (already
   acknowledged) and stale events (``{"status": "stale"}``: retrying would not make them fresher).
 
-Matching, as PagerDuty works: the Events API ``dedup_key`` tocsin sent is its incident id, but
-PagerDuty's incidents for Events API alerts carry ``"incident_key": null`` in webhooks. So, in
-order: (a) ``incident_key``, when present, naming a tocsin incident (free); (b) the alias
-``pagerduty-incident:<PagerDuty incident id>`` recorded earlier; (c) the incident's alerts over
-PagerDuty's REST API (``adapters.pagerduty.alerts``, cached): an alert's ``alert_key`` is the
-dedup key. A match by (a) or (c) records the alias in the transaction that applies the event,
-so later events, notes included, match with no lookup. Without a REST API token only (a) and
-(b) can match (``tocsin check`` warns).
+Matching (``router.pagerduty_match``): PagerDuty's webhooks about tocsin's Events API incidents
+carry ``"incident_key": null``, so the incident's alerts are looked up over PagerDuty's REST API
+once, and aliases recorded with the event let later events, notes included, match with no
+lookup. Without a REST API token only an ``incident_key`` or an alias can match (``tocsin check``
+warns). A PagerDuty incident holding alerts of several tocsin incidents (alert grouping, a
+merge) acts on all of them; ``incident.resolved`` for a merge (``resolve_reason``
+``merge_resolve_reason``) resolves nothing: the alerts live on in the target incident, whose
+aliases then include them.
 """
 
 from __future__ import annotations
@@ -49,13 +49,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from adapters.pagerduty.alerts import AlertLookupError
 from config.server import REPLAY_CLOCK_SKEW
-from escalation.engine.service import ActOn, Delivery, Outcome
+from escalation.engine.service import Acted, ActOn, Delivery, Outcome
 from escalation.incidents.actions import Action
 from escalation.incidents.model import EventKind, IncidentRecord, TimelineEvent
 from router.errors import ApiError, Outage, on_store_outage
 from router.keys import RUNTIME
+from router.pagerduty_match import match
 from router.receiver import clean_text, read_body
 
 if TYPE_CHECKING:
@@ -74,7 +74,6 @@ log = logging.getLogger("tocsin.pagerduty.webhook")
 WEBHOOK_PATH = "/api/v1/pagerduty/webhook"
 MAX_WEBHOOK_BYTES = 256 * 1024  # PagerDuty drops larger payloads rather than sending them
 SOURCE = "pagerduty"
-ALIAS_PREFIX = "pagerduty-incident:"
 _MAX_NOTE = 4000
 _MAX_ACTOR = 200
 # Timeline kinds that change an incident's state: an event from before the latest is stale.
@@ -178,53 +177,14 @@ def _pd_refs(ev: _Event) -> tuple[str, str]:
     return _str(ref.get("id")), _str(ref.get("incident_key"))
 
 
-async def _find_incident(
-    rt: Runtime, ev: _Event, *, lookup: bool
-) -> tuple[IncidentRecord | None, str]:
-    """The tocsin incident the event is about, and the alias to record for it ("": none).
-
-    ``lookup`` allows asking PagerDuty's REST API; its failure raises ApiError 503.
-    """
-    svc = rt.service
-    pd_id, key = _pd_refs(ev)
-    alias = ALIAS_PREFIX + pd_id if pd_id else ""
-    # By id only: an arbitrary incident_key must never match an incident number or key.
-    inc = await svc.get_incident(key) if key else None
-    if inc is not None or not pd_id:
-        return inc, alias if inc is not None else ""
-    inc = await svc.find_incident(alias)
-    if inc is not None:
-        return inc, ""  # already recorded
-    if not lookup:
-        return None, ""
-    try:
-        alerts = rt.incident_alerts()
-        if alerts is None:
-            return None, ""
-        keys = await alerts.alert_keys(pd_id)
-    except AlertLookupError as e:
-        log.warning(
-            "pagerduty webhook not matched: PagerDuty's REST API did not answer",
-            extra={"event_type": ev.event_type, "pagerduty_incident": pd_id, "error": str(e)},
-        )
-        raise ApiError(
-            503,
-            "pagerduty unavailable",
-            "the incident could not be matched through PagerDuty's REST API; retry",
-        ) from None
-    for k in keys:
-        inc = await svc.get_incident(k)
-        if inc is not None:
-            return inc, alias
-    return None, ""
-
-
-def _reply(outcome: str, ev: _Event | None = None, incident: str | None = None) -> web.Response:
+def _reply(outcome: str, ev: _Event | None = None, incidents: Sequence[str] = ()) -> web.Response:
     body: dict[str, Any] = {"status": outcome}
     if ev is not None:
         body["event_type"] = ev.event_type
-    if incident is not None:
-        body["incident"] = incident
+    if incidents:
+        body["incident"] = incidents[0]
+    if len(incidents) > 1:  # one PagerDuty incident holding several of tocsin's (grouped)
+        body["incidents"] = list(incidents)
     return web.json_response(body, status=200)
 
 
@@ -264,72 +224,102 @@ async def receive_pagerduty_webhook(request: web.Request) -> web.Response:
 async def _observe(rt: Runtime, ev: _Event) -> web.Response:
     # Free matching only: an event tocsin ignores is not worth a REST call (notes and state
     # changes look their incident up when they come).
-    inc, alias = await _find_incident(rt, ev, lookup=False)
-    if inc is not None and alias:
-        await rt.service.remember_alias(alias, inc.id)
+    m = await match(rt, *_pd_refs(ev), lookup=False)
+    if m.aliases:
+        await rt.service.remember_aliases(m.aliases)
     log.info("pagerduty webhook ignored", extra={"event_type": ev.event_type})
-    return _reply("ignored", ev, inc.id if inc is not None else None)
+    return _reply("ignored", ev, m.ids)
 
 
 _REPLIES = {Outcome.DONE: "applied", Outcome.ILLEGAL: "no change", Outcome.MISSING: "ignored"}
 
 
 async def _apply(rt: Runtime, ev: _Event, action: Action, webhook_id: str) -> web.Response:
-    # Seen check, alias and action commit together: the same delivery twice (even at once, or
+    # Seen check, aliases and action commit together: the same delivery twice (even at once, or
     # on another replica) acts once, and one that failed is not refused when retried.
     too_old = _too_old(rt, ev)  # before any lookup: its age alone refuses it
-    inc, alias = (None, "") if too_old else await _find_incident(rt, ev, lookup=True)
+    if too_old:
+        return _stale(ev, too_old)
+    merged_into = _merged_into(ev) if action == Action.RESOLVE else ""
+    if merged_into:
+        return await _merged(rt, ev, webhook_id, merged_into)
+    m = await match(rt, *_pd_refs(ev), lookup=True, event_type=ev.event_type)
+    targets = list(m.incidents)
     # A note changes no state, so its order against state changes does not matter: one written
     # before an ack but delivered after it (out of order, or retried after a 503) still counts.
     state_change = action != Action.NOTE
-    stale = too_old or (await _before_last_change(rt, ev, inc) if inc and state_change else "")
-    if stale:
-        log.warning(
-            "pagerduty webhook refused as stale",
-            extra={"event_type": ev.event_type, "event_id": ev.event_id, "reason": stale},
-        )
-        return _reply("stale", ev, inc.id if inc is not None else None)
+    if state_change and targets:
+        targets = [i for i in targets if not await _before_last_change(rt, ev, i)]
+        if not targets:
+            return _stale(ev, "occurred before the incident's last state change", m.ids)
     note = ""
     if action == Action.NOTE:
         note = _str(ev.data.get("content")).strip()[:_MAX_NOTE] or "(empty note)"
-    acted = await rt.service.act_once(
-        Delivery(SOURCE, webhook_id),
+    acts = [
         # The epoch read with the timeline: a reopen committed since then makes this stale too.
-        [
-            ActOn(
-                inc.id,
-                ev.actor,
-                note,
-                inc.epoch if state_change else None,
-                occurred_at=ev.occurred_at,
-            )
-        ]
-        if inc is not None
-        else [],
-        action,
-        source=SOURCE,
-        alias=alias,
+        ActOn(i.id, ev.actor, note, i.epoch if state_change else None, occurred_at=ev.occurred_at)
+        for i in targets
+    ]
+    acted = await rt.service.act_once(
+        Delivery(SOURCE, webhook_id), acts, action, source=SOURCE, aliases=m.aliases
     )
+    return _acted(ev, acted, [i.id for i in targets])
+
+
+def _acted(ev: _Event, acted: list[Acted] | None, ids: list[str]) -> web.Response:
     if acted is None:
         return _reply("duplicate", ev)
-    if inc is None:
+    if not ids:
         log.info(
             "pagerduty webhook for an incident tocsin does not know",
             extra={"event_type": ev.event_type, "pagerduty_incident": _pd_refs(ev)[0]},
         )
         return _reply("ignored", ev)
     # ILLEGAL: e.g. acknowledged in tocsin before PagerDuty told us.
-    outcome = _REPLIES[acted[0].outcome]
+    outcomes = [_REPLIES[a.outcome] for a in acted]
+    outcome = "applied" if "applied" in outcomes else outcomes[0]
     log.info(
         "pagerduty webhook",
-        extra={
-            "event_type": ev.event_type,
-            "incident": inc.id,
-            "outcome": outcome,
-            "actor": ev.actor,
-        },
+        extra={"event_type": ev.event_type, "incident": ids, "outcome": outcome, "actor": ev.actor},
     )
-    return _reply(outcome, ev, inc.id)
+    return _reply(outcome, ev, ids)
+
+
+def _stale(ev: _Event, why: str, ids: Sequence[str] = ()) -> web.Response:
+    log.warning(
+        "pagerduty webhook refused as stale",
+        extra={"event_type": ev.event_type, "event_id": ev.event_id, "reason": why},
+    )
+    return _reply("stale", ev, ids)
+
+
+def _merged_into(ev: _Event) -> str:
+    """PagerDuty's id of the incident this one was merged into ("" when it was not merged)."""
+    reason = ev.data.get("resolve_reason") if ev.data.get("type") == "incident" else None
+    if not isinstance(reason, dict) or reason.get("type") != "merge_resolve_reason":
+        return ""
+    target = reason.get("incident")
+    return _str(target.get("id")) if isinstance(target, dict) else ""
+
+
+async def _merged(rt: Runtime, ev: _Event, webhook_id: str, target: str) -> web.Response:
+    """A merge resolves the merged incident in PagerDuty, but its alerts live on in the target:
+    tocsin's incidents are not resolved; they are recorded as the target's (whose alerts are
+    asked anew), so an ack or resolve of the target acts on them, and their timelines say so."""
+    source = await match(rt, *_pd_refs(ev), lookup=False)
+    into = await match(
+        rt, target, "", lookup=True, refresh=True, also=source.incidents, event_type=ev.event_type
+    )
+    note = f"merged in PagerDuty into its incident {target}"
+    acts = [ActOn(i.id, ev.actor, note, occurred_at=ev.occurred_at) for i in source.incidents]
+    acted = await rt.service.act_once(
+        Delivery(SOURCE, webhook_id),
+        acts,
+        Action.NOTE,
+        source=SOURCE,
+        aliases=source.aliases + into.aliases,
+    )
+    return _acted(ev, acted, source.ids)
 
 
 def _too_old(rt: Runtime, ev: _Event) -> str:

@@ -62,11 +62,15 @@ class IncidentAlerts:
         )
         self._cache: TTLCache[str, tuple[str, ...]] = TTLCache(_CACHE_SIZE, ttl, timer=timer)
 
-    async def alert_keys(self, pd_incident_id: str) -> tuple[str, ...]:
-        """The dedup keys of the incident's alerts (empty: none, or not an incident of ours)."""
+    async def alert_keys(self, pd_incident_id: str, *, fresh: bool = False) -> tuple[str, ...]:
+        """The dedup keys of the incident's alerts (empty: none, or not an incident of ours).
+
+        ``fresh``: ask PagerDuty even if a cached answer is there (the incident's alerts are
+        known to have changed: another incident was merged into it).
+        """
         if not _PD_ID.fullmatch(pd_incident_id):
             return ()
-        cached = self._cache.get(pd_incident_id)
+        cached = None if fresh else self._cache.get(pd_incident_id)
         if cached is not None:
             return cached
         keys = await asyncio.to_thread(self._fetch, pd_incident_id)

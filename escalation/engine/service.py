@@ -176,6 +176,12 @@ class EscalationService:
         with _unavailable():
             return await self.store.find_incident(ref)
 
+    async def incidents_by_keys(self, keys: Sequence[str]) -> dict[str, IncidentRecord]:
+        """The incident each key (or key alias) leads to; keys that lead nowhere are left out."""
+        with _unavailable():
+            async with self.store.transaction() as tx:
+                return await tx.incidents_by_key(keys)
+
     async def list_incidents(
         self,
         *,
@@ -400,13 +406,13 @@ class EscalationService:
         action: Action,
         *,
         source: str,
-        alias: str = "",
+        aliases: Sequence[KeyAlias] = (),
     ) -> list[Acted] | None:
         """Remember ``delivery`` and act on every target, all in one transaction.
 
         None when the delivery was seen before (nothing is done again). An incident named
-        twice is acted on once. ``alias``, if given, becomes a key alias of the (first)
-        incident found, so a later delivery naming only the alias finds it.
+        twice is acted on once. Each of ``aliases`` becomes a key alias of its incident in the
+        same transaction, so a later delivery naming only the alias finds it.
         """
         with _unavailable():
             found: dict[str, IncidentRecord | None] = {}
@@ -415,7 +421,7 @@ class EscalationService:
                     found[t.ref] = await self.store.find_incident(t.ref)
 
         async def body(tx: Tx, now: datetime) -> tuple[list[_Decided], Changes]:
-            return await self._act_in(tx, now, targets, found, action, source, alias)
+            return await self._act_in(tx, now, targets, found, action, source, aliases)
 
         done = await self._unit("action", delivery, body)
         if done is None:
@@ -435,20 +441,19 @@ class EscalationService:
         found: dict[str, IncidentRecord | None],
         action: Action,
         source: str,
-        alias: str,
+        aliases: Sequence[KeyAlias],
     ) -> tuple[list[_Decided], Changes]:
         changes = Changes()
         decided: list[_Decided] = []
         done: dict[str, _Decided] = {}
+        for alias in aliases:
+            await _alias_in(tx, alias.key, alias.incident_id, changes)
         for t in targets:
             hit = found.get(t.ref)
             inc = await tx.get_incident(hit.id) if hit is not None else None
             if inc is None:
                 decided.append(_Decided(None, Acted(t.ref, Outcome.MISSING)))
                 continue
-            if alias:
-                await _alias_in(tx, alias, inc.id, changes)
-                alias = ""
             if t.epoch is not None and inc.epoch != t.epoch:
                 stale = "the incident changed state after the event"
                 decided.append(_Decided(None, Acted(t.ref, Outcome.ILLEGAL, inc, stale)))
@@ -488,15 +493,14 @@ class EscalationService:
             occurred_at=t.occurred_at,
         )
 
-    async def remember_alias(self, alias: str, incident_id: str) -> None:
-        """Make ``alias`` a key of the incident (a no-op when it already is)."""
-        with _unavailable():
-            known = await self.store.find_incident(alias)
-            if known is not None and known.id == incident_id:
-                return
+    async def remember_aliases(self, aliases: Sequence[KeyAlias]) -> None:
+        """Make each alias a key of its incident (a no-op for those that already are)."""
 
         async def body(tx: Tx, now: datetime) -> tuple[None, Changes]:
-            return None, Changes(key_aliases=[KeyAlias(alias, incident_id)])
+            changes = Changes()
+            for alias in aliases:
+                await _alias_in(tx, alias.key, alias.incident_id, changes)
+            return None, changes
 
         await self._unit("alias", None, body)
 

@@ -34,6 +34,7 @@ from escalation.incidents.directory import Directory
 from escalation.incidents.model import (
     Changes,
     IncidentRecord,
+    KeyAlias,
     OutboxRecord,
     OutboxState,
     Status,
@@ -196,7 +197,7 @@ async def test_a_delivery_whose_effect_failed_is_not_refused_on_retry(store: Sto
     assert await kinds(store, inc.id, "ack") == ["jane"]
 
 
-async def test_outcomes_per_incident_and_an_alias_in_the_same_unit(store: Store) -> None:
+async def test_outcomes_per_incident_and_aliases_in_the_same_unit(store: Store) -> None:
     svc = service(store)
     a = await open_incident(store, "inc-a")
     b = await open_incident(store, "inc-b", status=Status.ACKNOWLEDGED, acknowledged_at=T0)
@@ -205,7 +206,10 @@ async def test_outcomes_per_incident_and_an_alias_in_the_same_unit(store: Store)
         [ActOn(a.id, "jane"), ActOn(b.id, "jane"), ActOn("#999", "jane")],
         Action.ACK,
         source="sms",
-        alias="pagerduty-incident:P1",
+        aliases=[
+            KeyAlias("pagerduty-incident:P1", a.id),
+            KeyAlias("pagerduty-incident:P1#2", b.id),
+        ],
     )
 
     assert acted is not None
@@ -216,8 +220,11 @@ async def test_outcomes_per_incident_and_an_alias_in_the_same_unit(store: Store)
     ]
     assert acted[0].incident is not None and acted[0].incident.status == Status.ACKNOWLEDGED
     assert acted[1].incident == b and "acknowledged" in acted[1].reason
-    found = await svc.find_incident("pagerduty-incident:P1")
-    assert found is not None and found.id == a.id
+    found = await svc.incidents_by_keys(["pagerduty-incident:P1", "pagerduty-incident:P1#2", "x"])
+    assert {k: i.id for k, i in found.items()} == {
+        "pagerduty-incident:P1": a.id,
+        "pagerduty-incident:P1#2": b.id,
+    }
 
 
 async def test_a_delivery_naming_nothing_is_still_remembered(store: Store) -> None:
@@ -273,7 +280,8 @@ async def test_every_store_failure_leaves_as_store_unavailable(store: Store) -> 
         lambda: svc.act_once(KNOCK, [ActOn(inc.id, "jane")], Action.ACK, source="pagerduty"),
         lambda: svc.fallback_once(KNOCK, [f"{inc.id}:s0:alice:phone"], "busy", source="phone"),
         lambda: svc.outbox_rows([f"{inc.id}:s0:alice:phone"]),
-        lambda: svc.remember_alias("pagerduty-incident:P1", inc.id),
+        lambda: svc.remember_aliases([KeyAlias("pagerduty-incident:P1", inc.id)]),
+        lambda: svc.incidents_by_keys(["pagerduty-incident:P1"]),
     ]
     for call in calls:
         with pytest.raises(StoreUnavailable):

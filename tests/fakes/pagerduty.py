@@ -16,7 +16,10 @@ alert and are otherwise dropped silently with 202, as PagerDuty does. Every requ
 ``script_events`` / ``script_rest`` queue canned answers (500, 429 + Retry-After, 400, delays;
 ``Scripted.rest_rate_limited`` is a REST 429 with PagerDuty's ``ratelimit-*`` headers).
 
-As in PagerDuty, every new alert opens its own incident (``FakeAlert.incident_id``, no grouping);
+As in PagerDuty, every new alert opens its own incident (``FakeAlert.incident_id``) unless
+``group_alerts`` is set (alert grouping: a new alert joins the newest open incident of its
+service); ``merge`` moves incidents' alerts into another, as PagerDuty's merge does, and
+``merge_delivery`` is the ``incident.resolved`` it sends about a merged incident.
 ``GET /incidents/{id}/alerts`` lists them (paginated with limit/offset/more) and every REST body
 is validated against PagerDuty's REST OpenAPI document (``pagerduty_rest``). ``delivery`` builds
 the v3 webhook PagerDuty sends about that incident: ``incident_key`` null, as captured from a real
@@ -173,6 +176,7 @@ class FakePagerDuty:
         self.rest_violations: list[str] = []  # the fake's own REST bodies the document refuses
         self._violations_expected = False
         self.events_https_only = False
+        self.group_alerts = False
         self._events_script: deque[Scripted] = deque()
         self._rest_script: deque[Scripted] = deque()
         self._oncalls: list[_Oncall] = []
@@ -278,7 +282,9 @@ class FakePagerDuty:
         alert = self.alert(dedup_key)
         assert alert is not None, f"no alert with dedup key {dedup_key!r} was triggered"
         if event_type == "incident.resolved":
-            alert.status = "resolved"
+            for grouped in self.alerts:
+                if grouped.incident_id == alert.incident_id:
+                    grouped.status = "resolved"
         summary = str(alert.payload.get("summary", ""))
         return incident_delivery(
             event_type,
@@ -288,6 +294,37 @@ class FakePagerDuty:
             event_id=event_id,
             title=summary,
         )
+
+    def merge(self, into: str, *others: str) -> list[str]:
+        """Merge the incidents holding the alerts ``others`` (dedup keys) into the one holding
+        ``into``: their alerts move to it, as in PagerDuty. The merged incidents' ids."""
+        target = self.incident_of(into)
+        merged = [self.incident_of(k) for k in others]
+        for alert in self.alerts:
+            if alert.incident_id in merged:
+                alert.incident_id = target
+        return merged
+
+    def merge_delivery(
+        self, merged_id: str, into: str, *, occurred_at: str, agent: str | None = "Test User"
+    ) -> dict[str, Any]:
+        """The ``incident.resolved`` PagerDuty sends about incident ``merged_id`` once merged
+        into the one holding alert ``into``: ``resolve_reason`` names the target."""
+        target = self.incident_of(into)
+        doc = incident_delivery(
+            "incident.resolved", merged_id, agent=agent, occurred_at=occurred_at
+        )
+        doc["event"]["data"]["resolve_reason"] = {
+            "type": "merge_resolve_reason",
+            "incident": {
+                "id": target,
+                "type": "incident_reference",
+                "summary": "merged into",
+                "self": f"https://api.pagerduty.com/incidents/{target}",
+                "html_url": f"https://example-inc.pagerduty.com/incidents/{target}",
+            },
+        }
+        return doc
 
     def note_delivery(
         self, dedup_key: str, content: str, *, occurred_at: str, agent: str | None = "Test User"
@@ -379,6 +416,9 @@ class FakePagerDuty:
         if action == "trigger":
             if open_ is None:
                 open_ = FakeAlert(key, dedup, "triggered", event["payload"])
+                group = [a for a in self.open_alerts() if a.routing_key == key]
+                if self.group_alerts and group:
+                    open_.incident_id = group[-1].incident_id
                 self.alerts.append(open_)
             open_.actions.append("trigger")
         elif open_ is None:
@@ -532,14 +572,6 @@ def _alert_json(a: FakeAlert) -> dict[str, Any]:
             "details": a.payload.get("custom_details") or {},
         },
     }
-
-
-def _details(payload: dict[str, Any]) -> dict[str, Any]:
-    # The document types an alert's details as an object; other custom_details are wrapped.
-    details = payload.get("custom_details")
-    return (
-        details if isinstance(details, dict) else ({} if details is None else {"details": details})
-    )
 
 
 def _iso(at: datetime | None) -> str | None:
