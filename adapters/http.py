@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -21,6 +22,7 @@ __all__ = [
     "absolute_http_url",
     "exchange",
     "failed_answer",
+    "is_loopback",
     "os_reason",
     "parse_retry_after",
     "private_in_transit",
@@ -79,6 +81,16 @@ def absolute_http_url(value: str) -> tuple[str, str]:
 
 
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def private_in_transit(url: str) -> bool:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import pydantic
 
+from adapters.http import is_loopback
 from adapters.registry import adapter_problems
 from config.errors import ConfigError, Problem
 from config.heartbeats import heartbeat_refs
@@ -27,7 +28,7 @@ from config.opsgenie import priority_refs
 from config.push import emergency_refs
 from config.salvage import Salvaged, salvage_document
 from config.schema import TocsinConfig, cross_check, known_names
-from config.server import PAGERDUTY_RETRY_HORIZON, is_loopback
+from config.server import PAGERDUTY_RETRY_HORIZON
 from escalation.incidents.steps import MatrixTiers
 from escalation.oncall.calendars import Calendar
 from rules.classifier import Classifier

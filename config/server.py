@@ -6,7 +6,6 @@ reads these models, config composes them.
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -97,16 +96,6 @@ def split_listen(v: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise ValueError(f"expected HOST:PORT, got {v!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and ``localhost``."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class BasicCredential(BaseModel):

@@ -23,11 +23,12 @@ from adapters.delivery.dispatcher import OutboxDispatcher
 from adapters.delivery.limits import BREAKER_STATES, breaker_state
 from adapters.delivery.notifier import Notifier
 from adapters.delivery.policy import ConfiguredPolicy, store_policy
+from adapters.http import is_loopback
 from adapters.pagerduty.alerts import AlertLookupError, IncidentAlerts
 from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
 from config.errors import ConfigError, Problem
 from config.load import LoadedConfig, load_config
-from config.server import REPLAY_CLOCK_SKEW, is_loopback
+from config.server import REPLAY_CLOCK_SKEW
 from escalation.engine.clock import Clock, RealClock
 from escalation.engine.heartbeats import HeartbeatService
 from escalation.engine.immediate import PageAtOnce

@@ -13,9 +13,10 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from adapters.http import is_loopback
 from config.errors import ConfigError
 from config.load import load_config
-from config.server import ServerConfig, is_loopback, split_listen
+from config.server import ServerConfig, split_listen
 from router.app import create_app
 from router.errors import json_error
 from router.logs import setup_logging

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from adapters.config import PagerDutyConfig
 from adapters.context import AdapterContext
 from adapters.delivery.notifier import Notifier
+from adapters.http import is_loopback
 from adapters.pagerduty.events import PagerDutyEventsNotifier
 from adapters.pagerduty.oncall import OncallLookup, OncallLookupError
 
@@ -41,8 +42,15 @@ def check(cfg: PagerDutyConfig) -> list[tuple[tuple[str, ...], str]]:
 def _events_url_problems(cfg: PagerDutyConfig) -> list[str]:
     url = urlsplit(cfg.events_url)
     if url.scheme == "http" and url.hostname:
-        if cfg.allow_insecure_events_url:
+        if cfg.allow_insecure_events_url and is_loopback(url.hostname):
             return []
+        if cfg.allow_insecure_events_url:
+            # The escape hatch is for a fake on this machine: to any other host the routing key
+            # would cross the network in clear.
+            return [
+                "allow_insecure_events_url allows plain http only to this machine (127.0.0.0/8, "
+                f"::1, localhost) for a local test fake, not to {url.hostname!r}"
+            ]
         return [
             "PagerDuty takes events over https only (an event sent over http carries the routing "
             "key in clear); allow_insecure_events_url: true allows http for a local test fake"

@@ -946,12 +946,51 @@ def test_check_refuses_events_url_over_http_unless_allowed_for_a_fake(
         "(an event sent over http carries the routing key in clear); "
         "allow_insecure_events_url: true allows http for a local test fake"
     )
-    config.write_text(config.read_text() + "    allow_insecure_events_url: true\n")
+    # Allowed for a fake on this machine (another host: see the next test).
+    local = config.read_text().replace("http://events.example.com", "http://127.0.0.1:8080")
+    config.write_text(local + "    allow_insecure_events_url: true\n")
     code, _out, err = run(capsys, "check", str(config))
     assert (code, err) == (0, "")
-    config.write_text(config.read_text().replace("http://events", "https://events"))
+    config.write_text(config.read_text().replace("http://127.0.0.1:8080", "https://events.a.com"))
     code, _out, err = run(capsys, "check", str(config))
     assert (code, err) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("127.0.0.1:8080", True),
+        ("127.8.9.10", True),
+        ("[::1]:8080", True),
+        ("localhost:8080", True),
+        ("events.example.com", False),
+        ("10.0.0.5:8080", False),
+        ("[::ffff:10.0.0.5]", False),
+        ("localhost.example.com", False),
+    ],
+)
+def test_allow_insecure_events_url_allows_plain_http_only_to_this_machine(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, host: str, allowed: bool
+) -> None:
+    """The escape hatch is for a local fake: to another host the routing key crosses the
+    network in clear, so check refuses it even when allowed."""
+    adapters = (
+        "server: {public_url: 'https://tocsin.example.com'}\n"
+        f"adapters:\n  pagerduty:\n    events_url: 'http://{host}'\n"
+        f"    allow_insecure_events_url: true\n    services: {{api: {_PD_KEY}}}\n"
+    )
+    config = write(tmp_path, "tocsin.yaml", AUTH + adapters)
+    code, _out, err = run(capsys, "check", str(config))
+    if allowed:
+        assert (code, err) == (0, "")
+        return
+    hostname = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1:].split("]")[0]
+    assert code == 1
+    assert err.splitlines()[0] == (
+        f"{config}:7:5: adapters.pagerduty.events_url: allow_insecure_events_url allows plain "
+        f"http only to this machine (127.0.0.0/8, ::1, localhost) for a local test fake, "
+        f"not to {hostname!r}"
+    )
 
 
 @pytest.mark.parametrize(
