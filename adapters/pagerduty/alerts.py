@@ -4,7 +4,8 @@ A v3 webhook about an incident PagerDuty opened for an Events API alert carries
 ``"incident_key": null`` ("Incidents with child alerts do not have an incident key", PagerDuty's
 REST reference); only the incident's alerts tell the ``alert_key``, which is the ``dedup_key``
 tocsin sent (its incident id). The answer is kept in a ``cachetools.TTLCache`` for a few
-minutes, so a burst of deliveries about one incident asks PagerDuty once; the webhook route
+minutes, and deliveries arriving while it is being asked wait for that same request, so a burst
+of deliveries about one incident asks PagerDuty once; the webhook route
 then records an alias, so later deliveries need no lookup at all.
 """
 
@@ -61,6 +62,7 @@ class IncidentAlerts:
             (lambda: clock.now().timestamp()) if clock is not None else time.monotonic
         )
         self._cache: TTLCache[str, tuple[str, ...]] = TTLCache(_CACHE_SIZE, ttl, timer=timer)
+        self._inflight: dict[str, asyncio.Future[tuple[str, ...]]] = {}
 
     async def alert_keys(self, pd_incident_id: str, *, fresh: bool = False) -> tuple[str, ...]:
         """The dedup keys of the incident's alerts (empty: none, or not an incident of ours).
@@ -73,9 +75,26 @@ class IncidentAlerts:
         cached = None if fresh else self._cache.get(pd_incident_id)
         if cached is not None:
             return cached
+        # Concurrent first deliveries about one incident (a note and an ack at once) share one
+        # request. A fresh ask does not join one that may have started before the change.
+        task = None if fresh else self._inflight.get(pd_incident_id)
+        if task is None:
+            task = asyncio.ensure_future(self._lookup(pd_incident_id))
+            self._inflight[pd_incident_id] = task
+            task.add_done_callback(lambda t: self._landed(pd_incident_id, t))
+        # Shielded: one waiting delivery given up on must not cancel the others' request.
+        return await asyncio.shield(task)
+
+    async def _lookup(self, pd_incident_id: str) -> tuple[str, ...]:
         keys = await asyncio.to_thread(self._fetch, pd_incident_id)
         self._cache[pd_incident_id] = keys
         return keys
+
+    def _landed(self, pd_incident_id: str, task: asyncio.Future[tuple[str, ...]]) -> None:
+        if self._inflight.get(pd_incident_id) is task:
+            del self._inflight[pd_incident_id]
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have been cancelled
 
     async def close(self) -> None:
         await asyncio.to_thread(self._rest.close)

@@ -180,6 +180,7 @@ async def test_429_retry_after_is_honoured(app: App) -> None:
 
     await app.at(timedelta(seconds=31))
     assert [r.status for r in app.pagerduty.event_requests] == [429, 202]
+    assert app.pagerduty.event_requests[0].answer_headers["Retry-After"] == "30"
     [row] = await app.outbox(inc.id)
     assert row.state == OutboxState.SENT
 
@@ -293,7 +294,12 @@ async def test_429s_without_retry_after_are_retried_to_the_deadline_and_the_page
     await app.run_until(app.start + timedelta(minutes=15))
 
     assert [r.status for r in app.pagerduty.event_requests] == [429] * 6 + [202]
-    assert "Retry-After" not in app.pagerduty.event_requests[0].headers
+    # As PagerDuty's Events API: none of the 429s said when to come back.
+    assert all(
+        "Retry-After" not in r.answer_headers
+        for r in app.pagerduty.event_requests
+        if r.status == 429
+    )
     [row] = [r for r in await app.outbox(inc.id) if r.channel == "pagerduty"]
     assert (row.state, row.attempts, row.provider_id) == (OutboxState.SENT, 7, inc.id)
     events = [e for e in await app.timeline(inc.id) if e.source == "pagerduty"]

@@ -8,6 +8,7 @@ an alias so later deliveries need no lookup.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from datetime import timedelta
 
@@ -312,4 +313,20 @@ async def test_without_a_rest_client_the_answer_is_503_not_ignored(
     retried = await post(app, ack)  # the package is back (e.g. the image fixed)
 
     assert retried.body["status"] == "applied"
+    assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
+
+
+async def test_concurrent_first_deliveries_share_one_lookup(app: App) -> None:
+    """A note and an ack arriving together, before any alias exists: one REST request (slow
+    enough that both are waiting on it), and both act."""
+    inc = await paged(app)
+    pd = app.pagerduty
+    note = pd.note_delivery(inc.id, "on it", occurred_at=at(1))
+    ack = pd.delivery("incident.acknowledged", inc.id, occurred_at=at(1))
+    pd.script_rest(Scripted.slow(0.5))
+
+    replies = await asyncio.gather(post(app, note), post(app, ack))
+
+    assert [r.body["status"] for r in replies] == ["applied", "applied"]
+    assert len(lookups(app)) == 1
     assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED

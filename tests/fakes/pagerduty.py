@@ -87,6 +87,8 @@ class Recorded:
     body: bytes
     secure: bool
     status: int  # what the fake answered
+    # The headers the fake chose to answer with (a scripted answer's; aiohttp's own aside).
+    answer_headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def json(self) -> Any:
@@ -352,7 +354,13 @@ class FakePagerDuty:
 
     # -- handlers -------------------------------------------------------------------------------
 
-    async def _record(self, request: web.Request, status: int, body: bytes) -> None:
+    async def _record(
+        self,
+        request: web.Request,
+        status: int,
+        body: bytes,
+        answer_headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.requests.append(
             Recorded(
                 method=request.method,
@@ -362,6 +370,7 @@ class FakePagerDuty:
                 body=body,
                 secure=request.secure,
                 status=status,
+                answer_headers=dict(answer_headers or {}),
             )
         )
 
@@ -371,7 +380,7 @@ class FakePagerDuty:
         if answer.delay:
             await asyncio.sleep(answer.delay)
         assert answer.status is not None
-        await self._record(request, answer.status, body)
+        await self._record(request, answer.status, body, answer.headers)
         if isinstance(answer.body, bytes):
             return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
         if answer.body is None:
