@@ -77,6 +77,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/signin"): "/signin",
     ("POST", "/signout"): "/signout",
     ("GET", "/incidents/{id}"): "/incidents/$inc0",
+    ("GET", "/incidents/{id}/live"): "/incidents/$inc0/live",
     ("POST", "/incidents/{id}/{action}"): "/incidents/$inc0/ack",
     ("GET", "/static/{name}"): "/static/console.css",
     ("GET", "/oncall"): "/oncall",
