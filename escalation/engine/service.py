@@ -1,31 +1,38 @@
 """The service façade: every read and unit of work on incidents that routes and tools need.
 
-Each write is one store transaction (retried on a concurrency conflict): read what the store
-holds, decide with the pure functions, apply. An inbound delivery (a webhook, a keypress, a
-text) is remembered in the same transaction as its effect, so a replay is refused and a delivery
-that failed leaves no mark that would refuse its retry. The engine is woken when new work is
-scheduled. Every store failure leaves as ``StoreUnavailable``, so callers map one error type to
-"nothing changed, try again".
+Each write is one unit (``units.run_unit``): one store transaction, retried on a conflict. The
+engine is woken when new work is scheduled, and listeners told which incidents a commit changed.
+Every store failure leaves as ``StoreUnavailable``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
 
 from escalation.engine.board import BoardPage, BoardQuery, read_board
 from escalation.engine.clock import Clock
 from escalation.engine.immediate import Fired, PageAtOnce
+from escalation.engine.intake import ingest_in
 from escalation.engine.metrics import EscalationMetrics
+from escalation.engine.units import (
+    Acted,
+    ActOn,
+    Delivery,
+    IncidentDetail,
+    IncidentNotFound,
+    Outcome,
+    StoreUnavailable,
+    run_unit,
+    unavailable,
+)
 from escalation.incidents.actions import Action, IllegalTransition, decide_action
 from escalation.incidents.directory import Directory
 from escalation.incidents.fallback import fallback_row
-from escalation.incidents.ingest import Classified, IngestOutcome, decide_ingest, default_key
+from escalation.incidents.ingest import Classified, IngestOutcome
 from escalation.incidents.model import (
     Changes,
     EventKind,
@@ -34,11 +41,11 @@ from escalation.incidents.model import (
     Status,
     TimelineEvent,
 )
-from escalation.store.base import Conflict, IncidentFilter, IngestContext, Store, StoreError, Tx
+from escalation.store.base import IncidentFilter, Store, Tx
 from rules.alerts import Notification
 
 if TYPE_CHECKING:
-    from escalation.incidents.model import AlertRecord, IncidentRecord, OutboxRecord, StepRecord
+    from escalation.incidents.model import IncidentRecord, OutboxRecord
 
 __all__ = [
     "ActOn",
@@ -53,71 +60,7 @@ __all__ = [
 
 log = logging.getLogger("tocsin.incidents")
 
-_RETRIES = 8
 _T = TypeVar("_T")
-
-
-class StoreUnavailable(Exception):
-    """The store could not do what was asked; nothing changed and a retry may succeed (→ 503)."""
-
-
-class IncidentNotFound(LookupError):
-    """No incident has that id, number or key."""
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """An inbound delivery (a signed webhook, keypress or text), acted on at most once."""
-
-    source: str
-    id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ActOn:
-    """One incident to act on (by id, number or key), and who asks with what note."""
-
-    ref: str
-    actor: str
-    note: str = ""
-    # Act only while the incident is still in this escalation run (a reopen, severity raise or
-    # ack timeout starts a new one): a signed webhook about the old run must not act on the new.
-    epoch: int | None = None
-    on_behalf_of: str = ""  # what an authenticated caller says about whom they act for
-    occurred_at: datetime | None = None  # when a signed source says it happened (timeline data)
-
-
-class Outcome(StrEnum):
-    DONE = "done"
-    ILLEGAL = "illegal"  # the action does not apply to the incident's status now
-    MISSING = "missing"  # no incident by that reference
-
-
-@dataclass(frozen=True, slots=True)
-class Acted:
-    """What became of one ``ActOn``: the incident after the action (done), as it is (illegal)."""
-
-    ref: str
-    outcome: Outcome
-    incident: IncidentRecord | None = None
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class IncidentDetail:
-    """Everything about one incident, as the incident API shows it."""
-
-    incident: IncidentRecord
-    alerts: list[AlertRecord]
-    steps: list[StepRecord]
-    outbox: list[OutboxRecord]
-    timeline: list[TimelineEvent]
-
-
-@dataclass
-class _Group:
-    key: str
-    items: list[Classified]
 
 
 @dataclass
@@ -126,15 +69,6 @@ class _Decided:
 
     before: IncidentRecord | None
     acted: Acted
-
-
-@contextlib.contextmanager
-def _unavailable() -> Iterator[None]:
-    """Store failures leave the façade as StoreUnavailable (chained, for the log)."""
-    try:
-        yield
-    except StoreError as e:
-        raise StoreUnavailable(str(e) or type(e).__name__) from e
 
 
 class EscalationService:
@@ -168,17 +102,17 @@ class EscalationService:
 
     async def get_incident(self, incident_id: str) -> IncidentRecord | None:
         """By id only (an arbitrary string must never match a number or a key)."""
-        with _unavailable():
+        with unavailable():
             return await self.store.get_incident(incident_id)
 
     async def find_incident(self, ref: str) -> IncidentRecord | None:
         """By id, by number (``42`` or ``#42``) or by key (or key alias)."""
-        with _unavailable():
+        with unavailable():
             return await self.store.find_incident(ref)
 
     async def incidents_by_keys(self, keys: Sequence[str]) -> dict[str, IncidentRecord]:
         """The incident each key (or key alias) leads to; keys that lead nowhere are left out."""
-        with _unavailable():
+        with unavailable():
             async with self.store.transaction() as tx:
                 return await tx.incidents_by_key(keys)
 
@@ -192,12 +126,12 @@ class EscalationService:
     ) -> list[IncidentRecord]:
         """Newest first."""
         flt = IncidentFilter(status=status, severity=severity, team=team, limit=limit)
-        with _unavailable():
+        with unavailable():
             return await self.store.list_incidents(flt)
 
     async def detail(self, ref: str) -> IncidentDetail | None:
         """The incident by id, number or key, with its alerts, steps, outbox and timeline."""
-        with _unavailable():
+        with unavailable():
             inc = await self.store.find_incident(ref)
             if inc is None:
                 return None
@@ -210,23 +144,23 @@ class EscalationService:
 
     async def board(self, query: BoardQuery) -> BoardPage:
         """The console's board: one page of incidents with their last page and next step."""
-        with _unavailable():
+        with unavailable():
             return await read_board(self.store, query, self.clock.now())
 
     async def timeline(self, incident_id: str) -> list[TimelineEvent]:
         """In time order."""
-        with _unavailable():
+        with unavailable():
             return await self.store.timeline(incident_id)
 
     async def next_due(self) -> datetime | None:
         """When the engine has work next (a step or a held notification)."""
-        with _unavailable():
+        with unavailable():
             return await self.store.next_due()
 
     async def outbox_rows(self, ids: Sequence[str]) -> list[OutboxRecord]:
         """The notifications named by ``ids`` that exist, in that order."""
         found: dict[str, OutboxRecord] = {}
-        with _unavailable():
+        with unavailable():
             async with self.store.transaction() as tx:
                 # An outbox id starts with its incident's id.
                 for incident_id in dict.fromkeys(i.split(":", 1)[0] for i in ids):
@@ -241,7 +175,7 @@ class EscalationService:
         latest: datetime | None = None
         chosen: list[str] = []
         incidents = await self.list_incidents(status=(Status.TRIGGERED.value,), limit=500)
-        with _unavailable():
+        with unavailable():
             async with self.store.transaction() as tx:
                 paged = [(inc.id, await tx.outbox_of(inc.id)) for inc in incidents]
         for incident_id, rows in paged:
@@ -269,31 +203,11 @@ class EscalationService:
         body: Callable[[Tx, datetime], Awaitable[tuple[_T, Changes]]],
         then: Callable[[Tx, Changes, datetime], Awaitable[Changes]] | None = None,
     ) -> tuple[_T, Changes] | None:
-        """Run ``body`` and apply its changes in one transaction, retried on a conflict.
-
-        None when ``delivery`` was seen before: it is remembered in the same transaction, so
-        it is refused only once its effect has committed. ``then`` runs after the apply, in
-        the same transaction; what it applied itself joins the changes returned.
-        """
-        with _unavailable():
-            for _ in range(_RETRIES):
-                now = self.clock.now()
-                try:
-                    async with self.store.transaction() as tx:
-                        if delivery is not None and await tx.seen_delivery(
-                            delivery.source, delivery.id, now
-                        ):
-                            return None
-                        result, changes = await body(tx, now)
-                        if changes:
-                            await tx.apply(changes)
-                        if then is not None:
-                            changes.merge(await then(tx, changes, now))
-                except Conflict:
-                    continue
-                self._after(changes)
-                return result, changes
-        raise StoreUnavailable(f"{what} kept conflicting with concurrent writers")
+        """``run_unit`` on this façade's store; listeners are told after the commit."""
+        done = await run_unit(self.store, self.clock, what, delivery, body, then)
+        if done is not None:
+            self._after(done[1])
+        return done
 
     async def ingest(
         self, n: Notification, classified: Sequence[Classified]
@@ -337,41 +251,7 @@ class EscalationService:
         self, tx: Tx, now: datetime, n: Notification, classified: Sequence[Classified]
     ) -> tuple[list[IngestOutcome], Changes]:
         """``ingest``'s decision inside the caller's transaction (the caller applies it)."""
-        groups: dict[str, _Group] = {}
-        for c in classified:
-            key = c.verdict.incident_key or default_key(n.receiver_name, n.group_key)
-            groups.setdefault(key, _Group(key, [])).items.append(c)
-        keys = sorted(groups)
-        await tx.lock_keys(keys)
-        ctx = await tx.ingest_context(
-            {
-                k: [
-                    (c.alert.fingerprint, c.alert.starts_at)
-                    for c in groups[k].items
-                    if c.alert.starts_at is not None
-                ]
-                for k in keys
-            }
-        )
-        all_changes = Changes()
-        outcomes: list[IngestOutcome] = []
-        d = self.directory()
-        for key, items, inc in _merge_targets(ctx, groups, all_changes):
-            ch, outcome = decide_ingest(
-                key,
-                items,
-                inc,
-                ctx.alerts.get(inc.id, []) if inc is not None else [],
-                ctx.outbox.get(inc.id, []) if inc is not None else [],
-                now=now,
-                directory=d,
-                receiver=n.receiver_name,
-                group_key=n.group_key,
-                common_labels=dict(n.common_labels),
-            )
-            all_changes.merge(ch)
-            outcomes.append(outcome)
-        return outcomes, all_changes
+        return await ingest_in(tx, now, n, classified, self.directory())
 
     async def act(
         self,
@@ -414,7 +294,7 @@ class EscalationService:
         twice is acted on once. Each of ``aliases`` becomes a key alias of its incident in the
         same transaction, so a later delivery naming only the alias finds it.
         """
-        with _unavailable():
+        with unavailable():
             found: dict[str, IncidentRecord | None] = {}
             for t in targets:
                 if t.ref not in found:
@@ -579,22 +459,3 @@ async def _alias_in(tx: Tx, alias: str, incident_id: str, changes: Changes) -> N
     known = (await tx.incidents_by_key([alias])).get(alias)
     if known is None or known.id != incident_id:
         changes.key_aliases.append(KeyAlias(alias, incident_id))
-
-
-def _merge_targets(
-    ctx: IngestContext, groups: dict[str, _Group], changes: Changes
-) -> list[tuple[str, list[Classified], IncidentRecord | None]]:
-    """Resolve each key to an incident; keys landing on the same incident decide together."""
-    merged: dict[str, tuple[str, list[Classified], IncidentRecord | None]] = {}
-    for k in sorted(groups):
-        inc = ctx.by_key.get(k)
-        if inc is None and k in ctx.by_occurrence:
-            inc = ctx.incidents[ctx.by_occurrence[k]]
-            # A `continue: true` route or a second receiver: same alerts, same incident.
-            changes.key_aliases.append(KeyAlias(k, inc.id))
-        slot = inc.id if inc is not None else f"new:{k}"
-        if slot in merged:
-            merged[slot][1].extend(groups[k].items)
-        else:
-            merged[slot] = (k, list(groups[k].items), inc)
-    return list(merged.values())
