@@ -5,7 +5,12 @@ pages a PagerDuty service at once. The receiver standing in for PagerDuty runs i
 so send and arrival times come from one clock. Side by side: a bare forwarder that relays the
 webhook to PagerDuty before answering, with no store and no engine (the ceiling).
 
-    python bench/alert_to_page.py [--rate 200] [--seconds 20] [--baseline DIR]
+    python bench/alert_to_page.py [--rate 200] [--seconds 20] [--baseline DIR] [--py-spy DIR]
+
+"server CPU ms/alert" is the server process's user+system CPU time (/proc/PID/stat) from the
+first notification until the last page arrived, divided by the notifications sent: unlike the
+latencies, it hardly moves with other load on the machine. ``--py-spy DIR`` records each tocsin
+case with py-spy (raw collapsed stacks, ``--native``) into DIR while it is measured.
 
 ``--baseline DIR`` also measures the tocsin checkout in DIR (e.g. a git worktree of an earlier
 commit) in the same run, so a change is compared with what it replaced on the same machine.
@@ -15,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import signal
 import subprocess
 import tempfile
 import time
@@ -27,6 +34,7 @@ from common import (
     CONFIG_HEAD,
     PY,
     add_baseline_arg,
+    cpu_seconds,
     free_port,
     machine,
     payload,
@@ -147,14 +155,33 @@ async def measure_served(
     receiver: Receiver,
     rate: float,
     seconds: float,
+    profile: Path | None = None,
 ) -> dict[str, object]:
-    """Wait for ``proc`` to answer ``ready``, measure it, stop it."""
+    """Wait for ``proc`` to answer ``ready``, measure it (and its CPU time), stop it."""
+    spy: subprocess.Popen[bytes] | None = None
     try:
         await asyncio.to_thread(wait_http, ready)
-        return await measure(name, url, receiver, rate, seconds)
+        if profile is not None:
+            out = profile / f"{_slug(name)}.txt"
+            rec = ["py-spy", "record", "--native", "--format", "raw", "--rate", "250"]
+            spy = spawn([*rec, "-o", str(out), "-p", str(proc.pid)], log=out.with_suffix(".log"))
+            await asyncio.sleep(1.0)  # py-spy attaches
+        c0 = cpu_seconds(proc.pid)
+        row = await measure(name, url, receiver, rate, seconds)
+        sent = row["sent"]
+        assert isinstance(sent, int)
+        row["cpu_ms"] = (cpu_seconds(proc.pid) - c0) * 1000 / max(sent, 1)
+        return row
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         proc.terminate()
         proc.wait(20)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def _for_tree(config: str, tree: Path | None) -> str:
@@ -170,7 +197,9 @@ def _for_tree(config: str, tree: Path | None) -> str:
     )
 
 
-async def main_async(rate: float, seconds: float, baseline: Path | None) -> None:
+async def main_async(
+    rate: float, seconds: float, baseline: Path | None, profile: Path | None
+) -> None:
     receiver = Receiver()
     runner = await receiver.start()
     rows = []
@@ -218,6 +247,7 @@ async def main_async(rate: float, seconds: float, baseline: Path | None) -> None
                     receiver,
                     rate,
                     seconds,
+                    profile,
                 )
             )
     await runner.cleanup()
@@ -225,11 +255,13 @@ async def main_async(rate: float, seconds: float, baseline: Path | None) -> None
     print(
         f"load: {rate:g} notifications/s for {seconds:g}s, each a new incident paging PagerDuty at once\n"
     )
-    print("| case | sent | paged | p50 ms | p99 ms | max ms | answered p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| case | sent | paged | p50 ms | p99 ms | max ms | answered p99 ms | server CPU ms/alert |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['case']} | {r['sent']} | {r['paged']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {r['answer_p99']:.1f} |"
+            f"| {r['case']} | {r['sent']} | {r['paged']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {r['answer_p99']:.1f} | {r['cpu_ms']:.2f} |"
         )
 
 
@@ -240,8 +272,11 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--seconds", type=float, default=20)
     add_baseline_arg(ap)
+    ap.add_argument("--py-spy", type=Path, default=None, metavar="DIR", dest="py_spy")
     args = ap.parse_args()
-    asyncio.run(main_async(args.rate, args.seconds, args.baseline))
+    if args.py_spy is not None:
+        args.py_spy.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main_async(args.rate, args.seconds, args.baseline, args.py_spy))
 
 
 if __name__ == "__main__":

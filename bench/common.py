@@ -193,6 +193,12 @@ def rss_mb(pid: int) -> float:
 PY = sys.executable
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Served:
     """``tocsin serve`` on ``config`` in a child process, its peak RSS sampled in a thread."""
 

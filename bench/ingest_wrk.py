@@ -30,6 +30,7 @@ from common import (
     PY,
     ROOT,
     add_baseline_arg,
+    cpu_seconds,
     free_port,
     machine,
     payload,
@@ -41,12 +42,6 @@ from ingest import CONFIG, _wait_port
 
 LUA = ROOT / "bench" / "wrk_new_incident.lua"
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` so far (/proc/PID/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def template_body(alerts: int) -> bytes:
