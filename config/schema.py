@@ -6,6 +6,7 @@ the references between them (a rule naming a policy, a step naming a schedule, .
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -74,7 +75,20 @@ def cross_check(cfg: TocsinConfig, matrix_levels: dict[str, Any]) -> list[tuple[
         *_default_refs(cfg),
         *channel_refs(cfg, matrix_levels),
         *_slack_refs(cfg),
+        *_responder_refs(cfg),
     ]
+
+
+def _responder_refs(cfg: TocsinConfig) -> Iterator[tuple[Loc, str]]:
+    # A misspelt role would silently let nobody acknowledge by number who was not paged.
+    phone = cfg.adapters.phone
+    for i, role in enumerate(phone.sms_responders if phone is not None else []):
+        if role not in cfg.roles:
+            message = _unknown("role", role, cfg.roles)
+            close = difflib.get_close_matches(role, list(cfg.roles), n=1)
+            if close:
+                message += f"; did you mean '{close[0]}'?"
+            yield ("adapters", "phone", "sms_responders", i), message
 
 
 def _slack_refs(cfg: TocsinConfig) -> Iterator[tuple[Loc, str]]:

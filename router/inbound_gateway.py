@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from adapters.config import GatewayInbound
+from adapters.phone.provider import GATEWAY_SMS
 from escalation.engine.service import Delivery
 from router.errors import ApiError, Outage, on_store_outage
 from router.inbound_phone import text_ack
@@ -99,7 +100,7 @@ async def gateway_sms(request: web.Request) -> web.Response:
         raise ApiError(403, "forbidden", detail, request.path)
     fields = _fields(cfg, raw)
     message_id = fields.get(cfg.id_field, "")
-    delivery = Delivery("gateway-sms", message_id) if message_id else None
+    delivery = Delivery(GATEWAY_SMS, message_id) if message_id else None
     sender, text = fields.get(cfg.from_field, ""), fields.get(cfg.text_field, "")
     answer = await text_ack(rt, sender, text, delivery)
     return web.json_response({"reply": answer})

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from adapters.config import PhoneConfig
 from adapters.phone.codes import SmsReply, parse_reply
-from adapters.phone.provider import normalize_number
+from adapters.phone.provider import TWILIO_GATHER, TWILIO_SMS, TWILIO_STATUS, normalize_number
 from adapters.phone.signature import verify_signature
 from adapters.phone.twilio import GATHER_PATH, SMS_PATH, STATUS_PATH, needs_fallback
 from adapters.phone.twiml import empty_twiml, gather_twiml, message_twiml, say_twiml
@@ -119,7 +119,7 @@ async def gather(request: web.Request) -> web.Response:
     rt, form = await _verified(request)
     digits = form.get("Digits", "").strip()
     call_sid = form.get("CallSid", "")
-    delivery = Delivery("twilio-gather", f"{call_sid}:{digits}") if call_sid else None
+    delivery = Delivery(TWILIO_GATHER, f"{call_sid}:{digits}") if call_sid else None
     said, again = await keypress(rt, request.query.getall("row", []), digits, delivery)
     if again:
         url = rt.loaded.config.server.public_url.rstrip("/") + request.raw_path
@@ -182,7 +182,7 @@ async def call_status(request: web.Request) -> web.Response:
     status = form.get("CallStatus", "")
     if needs_fallback(status):
         call_sid = form.get("CallSid", "")
-        delivery = Delivery("twilio-status", f"{call_sid}:{status}") if call_sid else None
+        delivery = Delivery(TWILIO_STATUS, f"{call_sid}:{status}") if call_sid else None
         await unanswered(rt, request.query.getall("row", []), status, delivery)
     return _twiml(empty_twiml())  # completed (or progress events): the call did its job
 
@@ -208,17 +208,34 @@ def _person_by_phone(rt: Runtime, number: str) -> str | None:
     return None
 
 
+async def _responder(rt: Runtime, person: str) -> bool:
+    """True when ``person`` is behind a role of ``adapters.phone.sms_responders`` now.
+
+    The role resolves as a step's target does (the engine's directory, with the overrides
+    made at run time): a ``schedule:`` entry is whoever is on call in it now, a ``team:``
+    entry its on-call schedule or its members.
+    """
+    phone = rt.loaded.config.adapters.phone
+    roles = phone.sms_responders if phone is not None else []
+    if not roles:
+        return False
+    now = rt.clock.now()
+    directory = await rt.schedules.live(now)
+    for role in roles:
+        people, _ = directory.resolve(f"role:{role}", now)
+        if any(r.person == person and not r.service for r in people):
+            return True
+    return False
+
+
 async def _paged_for(rt: Runtime, person: str, code: str) -> bool:
     """True when ``person`` was a target of any notification of incident ``#code``, or is
-    named in a role of ``adapters.phone.sms_responders``.
+    behind a role of ``adapters.phone.sms_responders`` now.
 
     (Outbox rows are never removed, so nothing committed later can make this answer wrong.)
     """
-    cfg = rt.loaded.config
-    phone = cfg.adapters.phone
-    for role in phone.sms_responders if phone is not None else []:
-        if any(ref.removeprefix("person:") == person for ref in cfg.roles.get(role, [])):
-            return True
+    if await _responder(rt, person):
+        return True
     detail = await rt.service.detail(f"#{code}")
     return detail is None or any(r.person == person for r in detail.outbox)
 
@@ -227,7 +244,7 @@ async def sms_reply(request: web.Request) -> web.Response:
     """A text to the Twilio number: ``ACK <code>`` or ``1`` from a known person acknowledges."""
     rt, form = await _verified(request)
     message_sid = form.get("MessageSid", "") or form.get("SmsSid", "")
-    delivery = Delivery("twilio-sms", message_sid) if message_sid else None
+    delivery = Delivery(TWILIO_SMS, message_sid) if message_sid else None
     answer = await text_ack(rt, form.get("From", ""), form.get("Body", ""), delivery)
     return _twiml(message_twiml(answer))
 

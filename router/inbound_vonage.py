@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from adapters.phone.provider import VONAGE_EVENT, VONAGE_INPUT, VONAGE_SMS
 from adapters.phone.vonage import (
     EVENT_PATH,
     FALLBACK_STATUSES,
@@ -108,7 +109,7 @@ async def vonage_input(request: web.Request) -> web.Response:
         # The input timed out (Twilio's <Gather> falls through to the same words).
         return _ncco(say_ncco(_NO_KEY))
     call = str(body.get("uuid") or "")
-    delivery = Delivery("vonage-input", f"{call}:{digits}") if call else None
+    delivery = Delivery(VONAGE_INPUT, f"{call}:{digits}") if call else None
     said, again = await keypress(rt, request.query.getall("row", []), digits, delivery)
     if again:
         url = rt.loaded.config.server.public_url.rstrip("/") + request.raw_path
@@ -122,7 +123,7 @@ async def vonage_event(request: web.Request) -> web.Response:
     status = str(body.get("status") or "")
     if status in FALLBACK_STATUSES:
         call = str(body.get("uuid") or "")
-        delivery = Delivery("vonage-event", f"{call}:{status}") if call else None
+        delivery = Delivery(VONAGE_EVENT, f"{call}:{status}") if call else None
         await unanswered(rt, request.query.getall("row", []), status, delivery)
     return web.Response(status=204)
 
@@ -135,6 +136,6 @@ async def vonage_inbound(request: web.Request) -> web.Response:
     sender = str(body.get("from") or "")
     sender = sender if sender.startswith("+") else "+" + sender  # Vonage drops the "+"
     message = str(body.get("message_uuid") or "")
-    delivery = Delivery("vonage-sms", message) if message else None
+    delivery = Delivery(VONAGE_SMS, message) if message else None
     answer = await text_ack(rt, sender, str(body.get("text") or ""), delivery)
     return web.json_response({"reply": answer})

@@ -25,6 +25,7 @@ from adapters.delivery.notifier import Notifier
 from adapters.delivery.policy import ConfiguredPolicy, store_policy
 from adapters.http import is_loopback
 from adapters.pagerduty.alerts import AlertLookupError, IncidentAlerts
+from adapters.phone.provider import CALLBACK_ID_RETENTION, CALLBACK_SOURCES
 from adapters.registry import AdapterBuildError, AdapterContext, build_notifiers
 from config.errors import ConfigError, Problem
 from config.load import LoadedConfig, load_config
@@ -205,6 +206,10 @@ class Runtime:
                 windows[channel] = links.link_ttl + REPLAY_CLOCK_SKEW
         if adapters.pushover is not None:
             windows["pushover"] = adapters.pushover.callback_ttl + REPLAY_CLOCK_SKEW
+        # Phone providers' callbacks carry no signed time: their ids are kept for a retention
+        # past the providers' retry horizons instead (whether or not a provider is configured
+        # now, so ids stored before a reload that removed it go too).
+        windows.update(dict.fromkeys(CALLBACK_SOURCES, CALLBACK_ID_RETENTION))
         return windows
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -10,11 +10,51 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
 from adapters.delivery.notifier import DeliveryResult
 
-__all__ = ["PhoneProvider", "VoicePage", "normalize_number"]
+__all__ = [
+    "CALLBACK_ID_RETENTION",
+    "CALLBACK_SOURCES",
+    "GATEWAY_SMS",
+    "TWILIO_GATHER",
+    "TWILIO_SMS",
+    "TWILIO_STATUS",
+    "VONAGE_EVENT",
+    "VONAGE_INPUT",
+    "VONAGE_SMS",
+    "PhoneProvider",
+    "VoicePage",
+    "normalize_number",
+]
+
+# The providers' callbacks as delivery sources (``inbound_deliveries.source``): the inbound
+# routes remember each callback's id under one of these so a retried callback acts once.
+TWILIO_GATHER, TWILIO_STATUS, TWILIO_SMS = "twilio-gather", "twilio-status", "twilio-sms"
+VONAGE_INPUT, VONAGE_EVENT, VONAGE_SMS = "vonage-input", "vonage-event", "vonage-sms"
+GATEWAY_SMS = "gateway-sms"
+CALLBACK_SOURCES = (
+    TWILIO_GATHER,
+    TWILIO_STATUS,
+    TWILIO_SMS,
+    VONAGE_INPUT,
+    VONAGE_EVENT,
+    VONAGE_SMS,
+    GATEWAY_SMS,
+)
+
+# How long those ids are kept after they were stored. Their callbacks carry no signed time a
+# late retry could be refused by, so the id must outlast the provider's retry horizon: Twilio
+# retries a webhook only within one request's total time (at most 15 s, up to 5 retries);
+# Vonage retries an inbound message answered 429/5xx, backing off to every 15 minutes, for
+# 24 hours (its voice webhooks twice, within seconds); an SMS gateway's horizon is its own
+# (Sinch's last retry comes ~23 h after the first failure). A week outlasts all of them
+# several times over, and the rows are one per text or keypress, so the table stays small.
+# A captured request replayed after that acts again (Twilio's signature has no time), on a
+# page a week old.
+CALLBACK_ID_RETENTION = timedelta(days=7)
 
 
 @dataclass(frozen=True)

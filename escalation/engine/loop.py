@@ -115,11 +115,12 @@ class Engine:
         return await self.store.next_due()
 
     async def _prune(self, now: datetime) -> None:
-        """Forget inbound delivery ids past their source's replay window, once a minute.
+        """Forget inbound delivery ids past their source's window, once a minute.
 
-        Only sources whose deliveries carry a signed time (``replay_windows``) are pruned: a
-        replay of those is refused by its age, so the id is no longer needed. Ids of sources
-        without one (Twilio) are what refuses their replays, so they are kept.
+        ``replay_windows`` names every source pruned and how long its ids are kept after they
+        were stored: for a source whose deliveries carry a signed time, its replay window (a
+        replay is then refused by its age); for one without (the phone providers' callbacks),
+        a retention past the provider's retry horizon, so a retry still finds its id.
         """
         if self._next_prune is not None and now < self._next_prune:
             return

@@ -163,8 +163,11 @@ roles:
 """
 
 
-def phone_config(tmp_path: Path, twilio_url: str | None) -> Path:
-    """The phone tests' config; ``twilio_url`` None leaves the phone adapter unconfigured."""
+def phone_config(
+    tmp_path: Path, twilio_url: str | None, store: dict[str, Any] | None = None
+) -> Path:
+    """The phone tests' config; ``twilio_url`` None leaves the phone adapter unconfigured,
+    ``store`` is its ``store:`` section (None: the base config's SQLite file)."""
     adapters = None
     voice, fallback = ("phone", "phone, sms, log") if twilio_url is not None else ("log", "log")
     people = _PHONE_PEOPLE.format(lee_phone=LEE_PHONE, voice=voice, fallback=fallback)
@@ -173,7 +176,8 @@ def phone_config(tmp_path: Path, twilio_url: str | None) -> Path:
             twilio_url, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=TWILIO_NUMBER
         )
         adapters = {"phone": phone}
-    return write_config(tmp_path, LONDON_BUSINESS_HOURS, people, {"adapters": adapters})
+    stored = {"store": store} if store is not None else {}
+    return write_config(tmp_path, LONDON_BUSINESS_HOURS, people, {"adapters": adapters}, stored)
 
 
 @pytest.fixture
@@ -186,14 +190,15 @@ async def twilio() -> AsyncIterator[FakeTwilio]:
 
 @pytest.fixture
 def make_phone_app(make_app: MakeApp, tmp_path: Path, twilio: FakeTwilio) -> MakeAdapterApp:
-    """Factory: the app with (or, ``phone=False``, without) the phone adapter.
+    """Factory: the app with (or, ``phone=False``, without) the phone adapter, on the base
+    config's SQLite file or the ``store:`` section given.
 
     The fake Twilio delivers callbacks for ``PUBLIC`` to the test server, as a reverse proxy
     would, signed over the public URL.
     """
 
-    async def make(*, phone: bool = True) -> App:
-        path = phone_config(tmp_path, twilio.url if phone else None)
+    async def make(*, phone: bool = True, store: dict[str, Any] | None = None) -> App:
+        path = phone_config(tmp_path, twilio.url if phone else None, store)
         app = await make_app(path, fakes=(twilio,))
         twilio.route(PUBLIC, str(app.client.make_url("/")).rstrip("/"))
         return app
