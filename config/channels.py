@@ -5,6 +5,11 @@ target, and the ``fallback`` of each person a step reaches are checked against t
 config builds. A policy's step written in the config is refused outright; a preset's tier (the
 matrix levels' own ``tiers``, not written by the operator) is refused unless every person it
 reaches has a fallback on a configured channel, so that the page still arrives.
+
+A channel also needs the person's address on it (an email address, a phone number, …): every
+person's ``channels`` and ``fallback`` are checked for it, and a step whose ``via`` names a
+channel that a person it reaches has no address for is refused unless that person has a
+fallback that can carry the page.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Protocol
 from adapters.config import AdaptersConfig
 from adapters.delivery.channels import configured_channels, no_adapter
 from escalation.incidents.steps import LevelTiers, Policy, Step
-from escalation.oncall.people import Person, Team
+from escalation.oncall.people import Person, Team, missing_address
 from escalation.oncall.schedules import Schedule
 from escalation.oncall.targets import SERVICE_TARGETS, parse_target
 
@@ -53,6 +58,8 @@ def channel_refs(cfg: _Config, matrix_levels: Mapping[str, LevelTiers]) -> list[
         if level.policy is None:
             for i, step in enumerate(level.tiers):
                 check.step(step, ("matrix", "levels", key, "tiers", i), preset=True)
+    for name in cfg.people:
+        check.addresses(name)
     return check.problems
 
 
@@ -81,6 +88,7 @@ class _Check:
             self._person(p, step)
         for i, channel in enumerate(step.via):
             if self.ok(channel):
+                self._reachable((*loc, "via", i), channel, people)
                 continue
             message = no_adapter(channel, self.configured)
             if not preset:
@@ -106,8 +114,39 @@ class _Check:
             if not self.ok(channel):
                 self.add(("people", name, "fallback", i), no_adapter(channel, self.configured))
 
+    def addresses(self, name: str) -> None:
+        """Each of the person's own channels and fallbacks needs their address on it."""
+        person = self.cfg.people[name]
+        for field_name in ("channels", "fallback"):
+            for i, channel in enumerate(getattr(person, field_name)):
+                what = missing_address(person, channel)
+                if what is not None:
+                    loc = ("people", name, field_name, i)
+                    self.add(loc, f"person {name!r} has no {what} for channel {channel!r}")
+
+    def _reachable(self, loc: Loc, channel: str, people: list[str]) -> None:
+        """A step's ``via`` channel reaches nobody who lacks their address on it, unless their
+        fallback carries the page (at run time such a delivery falls back, else goes to log)."""
+        lacking: dict[str, list[str]] = {}
+        for p in dict.fromkeys(people):
+            what = missing_address(self.cfg.people[p], channel)
+            if what is not None and not self._has_fallback(p, channel):
+                lacking.setdefault(what, []).append(repr(p))
+        for what, who in lacking.items():
+            them = f"person {who[0]} has" if len(who) == 1 else f"people {', '.join(who)} have"
+            self.add(
+                loc,
+                f"{them} no {what} for channel {channel!r}, and no `fallback` that could "
+                "carry the page instead",
+            )
+
     def _has_fallback(self, name: str, missing: str) -> bool:
-        return any(c != missing and self.ok(c) for c in self.cfg.people[name].fallback)
+        """A fallback on another configured channel that the person has an address on."""
+        person = self.cfg.people[name]
+        return any(
+            c != missing and self.ok(c) and missing_address(person, c) is None
+            for c in person.fallback
+        )
 
     def _reach(self, ref: str, people: list[str], depth: int = 0, bare: str = "role") -> str:
         """Add the configured people ``ref`` can reach to ``people``; the channel if it names

@@ -29,6 +29,10 @@ class FailureReason(StrEnum):
     # Nothing was attempted: no adapter is configured for the channel. The person's fallback
     # carries it, else the ``log`` channel: such a page is never silently dropped.
     NO_ADAPTER = "no adapter"
+    # Nothing was attempted: the person has no address on the channel (no email address, no
+    # phone number, ...; a person config does not describe, or an unusable one). Handled as
+    # NO_ADAPTER is: the person's fallback, else ``log``.
+    NO_ADDRESS = "no address"
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ log = logging.getLogger("tocsin.dispatch")
 
 _MOOT = "(cancelled meanwhile: no retry, no fallback)"
 _WHAT = {"page": "page", "resolve": "resolved notice", "reminder": "reminder"}
+# Failures where nothing could be attempted: carried on by the fallback, then ``log``.
+_UNATTEMPTED = (FailureReason.NO_ADAPTER, FailureReason.NO_ADDRESS)
 
 
 class Record:
@@ -148,13 +150,13 @@ class Record:
         # The incident as it is now: no fallback once someone has acknowledged.
         inc = current.get(r.incident_id)
         if v.state == OutboxState.FAILED and inc is not None:
-            self._fall_back(ch, r, inc, now, unattempted=result.reason == FailureReason.NO_ADAPTER)
+            self._fall_back(ch, r, inc, now, unattempted=result.reason in _UNATTEMPTED)
 
     def _fall_back(
         self, ch: Changes, r: OutboxRecord, inc: IncidentRecord, now: datetime, *, unattempted: bool
     ) -> None:
-        """The person's next channel; for a row that could not even be attempted (no adapter),
-        for any kind of message, and past the person's channels the ``log`` channel."""
+        """The person's next channel; for a row that could not even be attempted (no adapter,
+        no address), for any kind of message, and past the person's channels ``log``."""
         if r.kind == "page" and inc.status != Status.TRIGGERED:
             return  # someone is on it: the page is moot
         if r.kind != "page" and not unattempted:

@@ -36,6 +36,8 @@ RETRY_TABLE: Mapping[FailureReason, RetryRule] = MappingProxyType(
         FailureReason.UNKNOWN_OUTCOME: RetryRule(retry=False, gives_up_as=OutboxState.UNKNOWN),
         # Retrying cannot create the missing adapter; delivery falls back instead.
         FailureReason.NO_ADAPTER: RetryRule(retry=False, gives_up_as=OutboxState.FAILED),
+        # Nor can it create the person's address.
+        FailureReason.NO_ADDRESS: RetryRule(retry=False, gives_up_as=OutboxState.FAILED),
     }
 )
 

@@ -380,7 +380,9 @@ class Classify:
                 if b.raised is not None:
                     b.result = _raised(b.raised, head)
                 assert b.result is not None
-                outcomes.append((head.channel, b.result.ok))
+                # A person without an address says nothing about the channel's health.
+                if b.result.reason != FailureReason.NO_ADDRESS:
+                    outcomes.append((head.channel, b.result.ok))
             if b.window is not None and not b.reached:
                 unused.add((head.person, head.channel, b.window))
         await rnd.policy.outcomes(outcomes, rnd.now)

@@ -155,7 +155,7 @@ class EmailNotifier:
         try:
             msg = self.render(delivery)
         except InvalidRecipient as e:
-            return DeliveryResult(ok=False, error=str(e))
+            return DeliveryResult(ok=False, reason=FailureReason.NO_ADDRESS, error=str(e))
         except Exception as e:  # a rendering bug must not look like a delivery to retry forever
             log.exception("email rendering failed", extra={"outbox": delivery.row.id})
             return DeliveryResult(ok=False, error=_short(f"rendering failed: {type(e).__name__}"))

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from adapters.config import NtfyConfig
-from adapters.delivery.notifier import Delivery, DeliveryResult
+from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
 from adapters.email.links import LinkSigner
 from adapters.http import Answer, exchange, failed_answer
 from adapters.webhook.notifier import payload, with_page
@@ -123,7 +123,9 @@ class NtfyNotifier:
         if not isinstance(topic, str) or not TOPIC.match(topic):
             who = delivery.row.person
             return DeliveryResult(
-                ok=False, error=f"{who} has no valid ntfy_topic (1-64 of A-Z a-z 0-9 _ -)"
+                ok=False,
+                reason=FailureReason.NO_ADDRESS,
+                error=f"{who} has no valid ntfy_topic (1-64 of A-Z a-z 0-9 _ -)",
             )
         now = self._clock.now()
         headers = {"Content-Type": "application/json"}

@@ -10,7 +10,7 @@ Rows bundled by the dispatcher travel in one call / one text that names every in
 
 from __future__ import annotations
 
-from adapters.delivery.notifier import Delivery, DeliveryResult
+from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
 from adapters.phone.codes import short_code
 from adapters.phone.provider import PhoneProvider, VoicePage, normalize_number
 from adapters.phone.twiml import clean_text
@@ -46,7 +46,11 @@ def _phone_of(d: Delivery) -> str | None:
 
 
 def _no_phone(d: Delivery) -> DeliveryResult:
-    return DeliveryResult(ok=False, error=f"person {d.row.person!r} has no phone number")
+    return DeliveryResult(
+        ok=False,
+        reason=FailureReason.NO_ADDRESS,
+        error=f"person {d.row.person!r} has no phone number",
+    )
 
 
 def voice_page(d: Delivery) -> VoicePage:

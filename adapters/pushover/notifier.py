@@ -105,7 +105,8 @@ class PushoverNotifier:
         user = delivery.person.get("pushover_user")
         if not isinstance(user, str) or not USER_KEY.match(user):
             who = delivery.row.person
-            return DeliveryResult(ok=False, error=f"{who} has no valid pushover_user (30 letters)")
+            error = f"{who} has no valid pushover_user (30 letters)"
+            return DeliveryResult(ok=False, reason=FailureReason.NO_ADDRESS, error=error)
         return await self._send(delivery, user)
 
     def form(self, delivery: Delivery, user: str, now: datetime) -> dict[str, str]:

@@ -125,7 +125,7 @@ class SlackNotifier:
         dest = await self._destination(d)
         if dest is None:
             return DeliveryResult(
-                False, FailureReason.PERMANENT, f"slack: {d.row.person} has no email to find"
+                False, FailureReason.NO_ADDRESS, f"slack: {d.row.person} has no email to find"
             )
         posted, news, seen, _ = await self._earlier(d)
         return await self._card(d, dest, posted, news, seen)

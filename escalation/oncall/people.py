@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from escalation.oncall.calendars import QuietHours
 from escalation.oncall.targets import CHANNELS
 
-__all__ = ["Person", "Team"]
+__all__ = ["ADDRESSES", "Person", "Team", "missing_address"]
 
 _NTFY_TOPIC = re.compile(r"^[-_A-Za-z0-9]{1,64}$")  # what an ntfy server accepts as a topic
 _PUSHOVER_KEY = re.compile(r"^[A-Za-z0-9]{30}$")  # Pushover user and group keys
+
+ADDRESSES: dict[str, tuple[str, str]] = {
+    "email": ("email", "email address"),
+    "phone": ("phone", "phone number"),
+    "sms": ("phone", "phone number"),
+    # Slack finds the person's own user by their email address.
+    "slack": ("email", "email address"),
+    "ntfy": ("ntfy_topic", "ntfy_topic"),
+    "pushover": ("pushover_user", "pushover_user"),
+}
+"""Channel kind → the person's field it sends to, and how to name it. The other channels need
+nothing of the person: ``log`` writes a line, ``pagerduty`` pages through a service's routing
+key, ``webhook`` and ``teams`` post to configured endpoints."""
 
 
 class Person(BaseModel):
@@ -62,6 +77,17 @@ class Person(BaseModel):
                 field = "ntfy_topic" if channel == "ntfy" else "pushover_user"
                 raise ValueError(f"channel {channel!r} needs {field}")
         return self
+
+
+def missing_address(person: Person | Mapping[str, Any], channel: str) -> str | None:
+    """What ``person`` lacks to be sent anything over ``channel`` (``kind`` or ``kind:instance``):
+    ``"phone number"``, or None when the channel can be attempted for them."""
+    need = ADDRESSES.get(channel.partition(":")[0])
+    if need is None:
+        return None
+    field, what = need
+    value = getattr(person, field) if isinstance(person, Person) else person.get(field)
+    return None if value else what
 
 
 class Team(BaseModel):

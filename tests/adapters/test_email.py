@@ -349,16 +349,16 @@ async def test_links_expire_by_the_runtime_clock(smtp: SmtpServer) -> None:
     assert signer().verify(token, "ack", later).expires == later + TTL
 
 
-async def test_person_without_email_is_a_permanent_failure(smtp: SmtpServer) -> None:
+async def test_person_without_a_usable_email_cannot_be_attempted(smtp: SmtpServer) -> None:
     d = Delivery(row(person="bob"), incident(), {"name": "Bob"}, {})
     result = await notifier(smtp.host, smtp.port).notify(d)
     assert result == DeliveryResult(
-        ok=False, reason=FailureReason.PERMANENT, error="no email address for bob"
+        ok=False, reason=FailureReason.NO_ADDRESS, error="no email address for bob"
     )
     bad = Delivery(row(person="eve"), incident(), {"email": "eve@x\r\nBcc: y@z"}, {})
     result = await notifier(smtp.host, smtp.port).notify(bad)
     assert result == DeliveryResult(
-        ok=False, reason=FailureReason.PERMANENT, error="invalid email address for eve"
+        ok=False, reason=FailureReason.NO_ADDRESS, error="invalid email address for eve"
     )
     assert smtp.messages == []
 

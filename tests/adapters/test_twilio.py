@@ -499,12 +499,14 @@ async def test_a_ring_timeout_above_twilios_maximum_is_capped(
     assert dict(form(fake.requests[0].body))["Timeout"] == "600"
 
 
-async def test_a_person_without_a_phone_fails_permanently_without_a_request(
+async def test_a_person_without_a_phone_cannot_be_attempted_and_no_request_goes(
     fake: FakeTwilio, make_provider: Make
 ) -> None:
     for notifier in (CallNotifier(make_provider()), SmsNotifier(make_provider())):
         result = await notifier.notify(delivery(person={"name": "Nophone"}))
-        assert result == DeliveryResult(ok=False, error="person 'ollie' has no phone number")
+        assert result == DeliveryResult(
+            ok=False, reason=FailureReason.NO_ADDRESS, error="person 'ollie' has no phone number"
+        )
     assert fake.requests == []
 
 
