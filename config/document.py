@@ -54,6 +54,9 @@ class Document:
     data: Any
     positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     warnings: list[Problem] = field(default_factory=list)
+    # Where a placeholder stands in for a secret the offline tools deferred: what a check finds
+    # wrong with the placeholder is not the config's fault (serve refuses the real gap anyway).
+    deferred: set[Loc] = field(default_factory=set)
     # SHA-256 of the bytes read (empty for text parsed from elsewhere): the file as it was
     # loaded, which may differ from the file on disk a moment later.
     sha256: str = ""

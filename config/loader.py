@@ -104,8 +104,8 @@ def parse_document(
     ``defer_secrets``: offline tools (check, test, explain, simulate) run where production
     secrets are absent, as in a rules repository's CI. With the model the document is
     validated against, an unset ``${VAR}`` in a secret position (a SecretStr field or a
-    secret-looking key) becomes a placeholder and a warning in ``Document.warnings`` instead of
-    an error; anything else unset stays an error.
+    secret-looking key), or a ``*_file`` for one that cannot be read, becomes a placeholder and a
+    warning in ``Document.warnings`` instead of an error; anything else unset stays an error.
     """
     try:
         root = yaml.compose(text, Loader=Loader)
@@ -136,7 +136,13 @@ def parse_document(
     data = builder.build(root, ())
     if builder.problems:
         raise ConfigError(sorted_problems(builder.problems))
-    return Document(file=file, data=data, positions=builder.positions, warnings=builder.warnings)
+    return Document(
+        file=file,
+        data=data,
+        positions=builder.positions,
+        warnings=builder.warnings,
+        deferred=builder.deferred,
+    )
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, file: str) -> Problem:
@@ -189,6 +195,8 @@ class _Builder:
         self.file = file
         self.defer_secrets = defer_secrets
         self.warnings: list[Problem] = []
+        # Where a placeholder stands in for a deferred secret (see ``Document.deferred``).
+        self.deferred: set[Loc] = set()
         self.base_dir = base_dir
         self.env = env
         self.substitute_env = substitute_env
@@ -288,6 +296,7 @@ class _Builder:
             line, col = _mark(node)
             message = f"serve will refuse to start: {name} is not set"
             self.warnings.append(Problem(self.file, line, col, format_path(loc), message))
+            self.deferred.add(loc)
             return _placeholder(name)
         self.problem(_mark(node), loc, f"environment variable {name} is not set")
         return whole
@@ -382,6 +391,23 @@ class _Builder:
 
     # ----- secrets from files
 
+    def _defer_file(
+        self, pos: tuple[int, int], key_loc: Loc, target: Loc, shown: str, reason: str
+    ) -> bool:
+        """Like an unset ``${VAR}``: a secret file the offline tools cannot read (absent from a
+        rules repository's CI, or there but not readable by it) is a warning and a placeholder.
+
+        Only a file the file system refuses: one that was read but is not UTF-8 text is wrong
+        wherever it is read, and stays an error.
+        """
+        model = self.defer_secrets
+        if model is None or not (is_secret_loc(target) or is_secret_field(model, target)):
+            return False
+        message = f"serve will refuse to start: {shown} cannot be read: {reason}"
+        self.warnings.append(Problem(self.file, pos[0], pos[1], format_path(key_loc), message))
+        self.deferred.add(target)
+        return True
+
     def _read_file_keys(self, mapping: dict[str, Any], loc: Loc) -> dict[str, Any]:
         replaced: dict[str, str] = {}
         for key, value in mapping.items():
@@ -402,8 +428,11 @@ class _Builder:
             try:
                 content = file_path.read_text(encoding="utf-8")
             except OSError as exc:
-                self.problem(pos, key_loc, f"cannot read file '{file_path}': {exc.strerror or exc}")
-                continue
+                reason = exc.strerror or str(exc)
+                if not self._defer_file(pos, key_loc, (*loc, target), f"'{file_path}'", reason):
+                    self.problem(pos, key_loc, f"cannot read file '{file_path}': {reason}")
+                    continue
+                content = _placeholder(target)
             except UnicodeDecodeError:
                 self.problem(pos, key_loc, f"cannot read file '{file_path}': not UTF-8 text")
                 continue

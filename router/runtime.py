@@ -83,7 +83,8 @@ class Runtime:
     """Holds the current LoadedConfig and the store, engine and service built around it.
 
     ``offline`` (``tocsin simulate``): no background task touches the network, so PagerDuty-backed
-    schedules are never looked up; the directory says so where a step reaches one.
+    schedules are never looked up; the directory says so where a step reaches one; and the
+    configured channels are not built, only the ``notifiers`` given.
     """
 
     # The last reload refused (the Status page): when, and where its problems were.
@@ -332,6 +333,10 @@ class Runtime:
         return store_policy(cfg, self.store, shared=isinstance(self.store, PostgresStore))
 
     def _build_notifiers(self, loaded: LoadedConfig) -> dict[str, Notifier]:
+        if self.offline:
+            # A simulation sends nothing (its notifiers stand in for every channel), and its
+            # config may hold deferred secrets' placeholders no channel could be built from.
+            return dict(self._extra_notifiers)
         ctx = AdapterContext(
             loaded.config.server.public_url,
             self.http,

@@ -12,6 +12,7 @@ from adapters.delivery.notifier import Notifier
 from adapters.email.links import LinkSigner
 from adapters.email.sender import EmailNotifier, SmtpTransport
 from adapters.signed_links import checked_signer, public_url_problems, secret_problems
+from adapters.tls import ca_file_problems
 
 __all__ = ["EmailNotifier", "build", "check", "link_signer"]
 
@@ -28,6 +29,7 @@ def check(cfg: EmailConfig, public_url: str) -> list[tuple[tuple[str, ...], str]
         "the acknowledge / resolve links in emails are signed with it",
         "it signs the acknowledge links in emails",
     )
+    out += ca_file_problems(cfg.tls_ca_path)
     if cfg.link_secret is None:
         return out
     return out + public_url_problems(public_url, "email links")

@@ -19,6 +19,7 @@ from adapters.config import EmailConfig
 from adapters.delivery.notifier import Delivery, DeliveryResult, FailureReason
 from adapters.email.links import LinkSigner
 from adapters.email.message import InvalidRecipient, render_message
+from adapters.tls import trust_context
 from escalation.engine.clock import Clock
 
 __all__ = ["EmailNotifier", "SmtpTransport", "classify_error", "tls_context"]
@@ -31,13 +32,9 @@ _ERROR_MAX = 200
 def tls_context(ca_file: str | None) -> ssl.SSLContext | None:
     """The system trust store plus ``ca_file`` (a private or test CA), or None for the default.
 
-    Raises OSError (ssl.SSLError included) when the file is missing or not a certificate.
+    ValueError when the file is missing or holds no certificate (``check`` says so first).
     """
-    if ca_file is None:
-        return None
-    ctx = ssl.create_default_context()
-    ctx.load_verify_locations(cafile=ca_file)
-    return ctx
+    return trust_context(ca_file)
 
 
 class SmtpTransport:

@@ -13,6 +13,7 @@ from adapters.delivery.notifier import Notifier
 from adapters.http import is_loopback
 from adapters.pagerduty.events import PagerDutyEventsNotifier
 from adapters.pagerduty.oncall import OncallLookup, OncallLookupError
+from adapters.tls import ca_file_problems
 
 __all__ = ["OncallLookup", "OncallLookupError", "PagerDutyEventsNotifier", "build"]
 
@@ -28,6 +29,7 @@ def check(cfg: PagerDutyConfig) -> list[tuple[tuple[str, ...], str]]:
     out: list[tuple[tuple[str, ...], str]] = []
     out += [(("events_url",), m) for m in _events_url_problems(cfg)]
     out += [(("api_url",), m) for m in _api_url_problems(cfg)]
+    out += ca_file_problems(cfg.tls_ca_path)
     for name, key in cfg.services.items():
         n = len(key.get_secret_value())
         if n != ROUTING_KEY_LENGTH:

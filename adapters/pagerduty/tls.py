@@ -5,27 +5,18 @@ from __future__ import annotations
 import ssl
 from collections.abc import Iterable
 
+from adapters.tls import trust_context
+
 __all__ = ["config_ssl_context", "redact", "ssl_context"]
 
 
 def ssl_context(ca_file: str | None, ca_pem: str | None = None) -> ssl.SSLContext | None:
     """The system trust store plus an extra CA (a path or PEM text); None means the default.
 
-    The extra CA is *added* to the default roots (a private proxy or a test CA), never a
-    replacement for them.
+    ValueError (reported by the registry as a problem of ``adapters.pagerduty``) when the CA
+    cannot be loaded; ``check`` finds the same through ``adapters.tls.ca_file_problems``.
     """
-    if ca_file is None and not ca_pem:
-        return None
-    ctx = ssl.create_default_context()
-    try:
-        if ca_file is not None:
-            ctx.load_verify_locations(cafile=ca_file)
-        if ca_pem:
-            ctx.load_verify_locations(cadata=ca_pem)
-    except (OSError, ssl.SSLError) as e:
-        # Raised from build(): the registry reports it as a config problem of adapters.pagerduty.
-        raise ValueError(f"the extra TLS CA cannot be loaded: {e}") from None
-    return ctx
+    return trust_context(ca_file, ca_pem)
 
 
 def config_ssl_context(cfg: object) -> ssl.SSLContext | None:
