@@ -10,7 +10,7 @@ webhook to PagerDuty before answering, with no store and no engine (the ceiling)
 "server CPU ms/alert" is the server process's user+system CPU time (/proc/PID/stat) from the
 first notification until the last page arrived, divided by the notifications sent: unlike the
 latencies, it hardly moves with other load on the machine. ``--py-spy DIR`` records each tocsin
-case with py-spy (raw collapsed stacks, ``--native``) into DIR while it is measured.
+case with py-spy (raw collapsed stacks, idle samples left out) into DIR while it is measured.
 
 ``--baseline DIR`` also measures the tocsin checkout in DIR (e.g. a git worktree of an earlier
 commit) in the same run, so a change is compared with what it replaced on the same machine.
@@ -163,7 +163,7 @@ async def measure_served(
         await asyncio.to_thread(wait_http, ready)
         if profile is not None:
             out = profile / f"{_slug(name)}.txt"
-            rec = ["py-spy", "record", "--native", "--format", "raw", "--rate", "250"]
+            rec = ["py-spy", "record", "--format", "raw", "--rate", "250"]
             spy = spawn([*rec, "-o", str(out), "-p", str(proc.pid)], log=out.with_suffix(".log"))
             await asyncio.sleep(1.0)  # py-spy attaches
         c0 = cpu_seconds(proc.pid)

@@ -44,7 +44,7 @@ from escalation.engine.clock import Clock
 from escalation.engine.metrics import EscalationMetrics
 from escalation.incidents.directory import Directory
 from escalation.incidents.model import IncidentRecord, OutboxRecord
-from escalation.store.base import Store, Tx
+from escalation.store.base import DeliveryState, Store, Tx
 
 __all__ = ["OutboxDispatcher", "Prepared"]
 
@@ -104,16 +104,20 @@ class OutboxDispatcher:
             prepared = await self.prepare(tx, rows)
         await self.finish(prepared)
 
-    async def prepare(self, tx: Tx, rows: Sequence[OutboxRecord]) -> Prepared:
+    async def prepare(
+        self, tx: Tx, rows: Sequence[OutboxRecord], state: DeliveryState | None = None
+    ) -> Prepared:
         """Read what the rows and their incidents are now, inside the claim's transaction.
 
         Reading the incidents takes their locks (PostgreSQL), so an acknowledgement cannot
         cancel these rows between this read and the cancellations written here.
         """
         policy, now = self.policy(), self.clock.now()
-        incidents, stored, alerts = await tx.delivery_state(
-            [r.incident_id for r in rows], [r.id for r in rows], alerts=True
-        )
+        if state is None:
+            state = await tx.delivery_state(
+                [r.incident_id for r in rows], [r.id for r in rows], alerts=True
+            )
+        incidents, stored, alerts = state
         moot = moot_at_claim(rows, incidents, stored)
         if moot:
             await tx.apply(moot)

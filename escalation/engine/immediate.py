@@ -93,10 +93,13 @@ class PageAtOnce:
             if any(u.state == StepState.FIRED for u in ch.step_updates):
                 fired.steps.append((current.tier, current.kind))
         ids = [r.id for r in fired.changes.new_outbox]
-        leased = await tx.lease_outbox(ids, now, self.owner(), now + self.lease()) if ids else []
+        if not ids:
+            return fired
+        # The lease and what prepare reads, in one round trip.
+        leased, state = await tx.lease_for_delivery(ids, now, self.owner(), now + self.lease())
         fired.leased = {r.id for r in leased}
         if leased:
-            fired.prepared = await self.delivery.prepare(tx, leased)
+            fired.prepared = await self.delivery.prepare(tx, leased, state)
             fired.sends = True
         return fired
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
 from escalation.incidents.model import OutboxRecord
-from escalation.store.base import Tx
+from escalation.store.base import DeliveryState, Tx
 
 __all__ = ["OutboxDelivery"]
 
@@ -26,6 +26,11 @@ class OutboxDelivery(Protocol[_P]):
     and they are sent again, never lost.
     """
 
-    async def prepare(self, tx: Tx, rows: Sequence[OutboxRecord]) -> _P: ...
+    async def prepare(
+        self, tx: Tx, rows: Sequence[OutboxRecord], state: DeliveryState | None = None
+    ) -> _P:
+        """``state``: the rows' ``delivery_state`` (with alerts) when the caller read it in the
+        same transaction already (``Tx.lease_for_delivery``); else ``prepare`` reads it."""
+        ...
 
     async def finish(self, prepared: _P) -> None: ...

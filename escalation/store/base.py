@@ -28,12 +28,20 @@ from escalation.oncall.overrides import CalendarToken, StoredOverride
 __all__ = [
     "BreakerRecord",
     "Conflict",
+    "DeliveryState",
     "IncidentFilter",
     "IngestContext",
     "RateSlot",
     "Store",
     "StoreError",
     "Tx",
+]
+
+
+# What a delivery decides on (``Tx.delivery_state``): the incidents, the outbox rows as stored
+# now, and each incident's alerts (when asked).
+DeliveryState = tuple[
+    dict[str, IncidentRecord], dict[str, OutboxRecord], dict[str, list[AlertRecord]]
 ]
 
 
@@ -149,6 +157,12 @@ class Tx(Protocol):
     ) -> list[OutboxRecord]:
         """Lease the rows named by ``ids`` (written in this transaction) to ``owner``, as
         ``claim_outbox`` would: only pending rows whose not_before has come; in ``ids`` order."""
+
+    async def lease_for_delivery(
+        self, ids: Sequence[str], now: datetime, owner: str, lease_until: datetime
+    ) -> tuple[list[OutboxRecord], DeliveryState]:
+        """``lease_outbox`` and then ``delivery_state`` of the leased rows (with alerts), in
+        one round trip: what paging at once hands to delivery's ``prepare``."""
 
     async def record_delivery(
         self,

@@ -1,9 +1,9 @@
 """SQLite store backend: the embedded default, one file, one process.
 
 Threading: ``sqlite3`` blocks, so every database call runs on ONE dedicated worker thread
-(``ThreadPoolExecutor(max_workers=1)``) through ``loop.run_in_executor``; the event loop never
-touches the database. Each ``Tx`` method is a single hop to that thread. Because the worker is a
-FIFO, a rollback queued after a cancelled call still runs after it, never before.
+(``_Worker``: a FIFO queue and one thread); the event loop never touches the database. Each
+``Tx`` method is a single hop to that thread. Because the worker is a FIFO, a rollback queued
+after a cancelled call still runs after it, never before.
 
 Durability: WAL journal with ``synchronous=FULL``, so a committed transaction survives power
 loss (a 2xx means committed). Writers take ``BEGIN IMMEDIATE`` and an ``asyncio.Lock``
@@ -28,13 +28,16 @@ import dataclasses
 import fcntl
 import logging
 import os
+import queue
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from escalation.incidents.model import Changes
+from escalation.oncall.overrides import StoredOverride
 from escalation.store.base import StoreError, Tx
 from escalation.store.migrations import migrate_sqlite
 from escalation.store.sql.sqlite import QUERIES
@@ -143,6 +146,67 @@ def _rollback_unit(conn: sqlite3.Connection) -> bool:
     return conn.in_transaction
 
 
+_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+
+
+class _Worker:
+    """One thread running calls in the order they were queued, each answered on its loop.
+
+    What ``ThreadPoolExecutor(max_workers=1)`` with ``run_in_executor`` did, at about half the
+    CPU per hop (no idle semaphore, no second future chained to the first): a hop is paid
+    several times per transaction. A call whose future was cancelled before it started is
+    skipped, as the executor skipped it.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def call(self, fn: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[_T] = loop.create_future()
+        self._queue.put((loop, fut, fn, args))
+        return fut
+
+    def stop(self) -> None:
+        """Let the thread end once the calls queued so far have run."""
+        self._queue.put(None)
+
+    def _serve(self) -> None:
+        while (item := self._queue.get()) is not None:
+            loop, fut, fn, args = item
+            if fut.cancelled():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as e:  # handed to the caller, like the executor did
+                _answer(loop, fut, None, e)
+            else:
+                _answer(loop, fut, result, None)
+
+
+def _answer(
+    loop: asyncio.AbstractEventLoop,
+    fut: asyncio.Future[Any],
+    result: Any,
+    error: BaseException | None,
+) -> None:
+    try:
+        loop.call_soon_threadsafe(_settle, fut, result, error)
+    except RuntimeError:
+        pass  # the loop closed meanwhile: nobody is waiting any more
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if fut.done():
+        return  # cancelled while the call ran
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)
+
+
 # -- the store ----------------------------------------------------------------------------------
 
 
@@ -158,6 +222,38 @@ class _SqliteTx(SqlTx):
         if self.done:
             raise StoreError("transaction already finished")
         return await self._store._run_in_tx(_drive, query)
+
+    async def overrides(
+        self,
+        schedule: str | None = None,
+        *,
+        ending_after: datetime | None = None,
+        removed: bool = False,
+    ) -> list[StoredOverride]:
+        """As ``SqlTx.overrides``; the live ones (what the engine lays over the schedules for
+        every step it fires) from the store's cache when nothing could have changed them."""
+        if removed or ending_after is None:
+            return await super().overrides(schedule, ending_after=ending_after, removed=removed)
+        store = self._store
+        cached = store._live_overrides
+        if cached is None or cached[0] != store._overrides_gen or ending_after < cached[1]:
+            found = await super().overrides(ending_after=ending_after)
+            cached = store._live_overrides = (store._overrides_gen, ending_after, found)
+        return [
+            o
+            for o in cached[2]
+            if o.ends_at > ending_after and (schedule is None or o.schedule == schedule)
+        ]
+
+    async def add_override(self, override: StoredOverride) -> None:
+        self._store._forget_overrides()
+        await super().add_override(override)
+
+    async def remove_override(
+        self, schedule: str, override_id: str, at: datetime, by: str, on_behalf_of: str = ""
+    ) -> StoredOverride | None:
+        self._store._forget_overrides()
+        return await super().remove_override(schedule, override_id, at, by, on_behalf_of)
 
     async def lock_keys(self, keys: Sequence[str]) -> None:
         """No-op: ``BEGIN IMMEDIATE`` plus the in-process lock already serialise every writer."""
@@ -198,16 +294,26 @@ class SqliteStore(SqlReads):
         self._batch: _Batch | None = None
         self._prelude: list[str | Changes] = []
         self._unit_started = False  # the current unit's SAVEPOINT has reached the database
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: _Worker | None = None
         self._closing = False
         # Owned by the worker thread once open.
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self._inode: tuple[int, int] | None = None
+        # The live overrides as last read (generation, read as of, overrides): only this process
+        # writes the file (the lock file), so they change only through its own writes and
+        # rollbacks, each of which starts a new generation. The engine reads them per step.
+        self._overrides_gen = 0
+        self._live_overrides: tuple[int, datetime, list[StoredOverride]] | None = None
 
     def __repr__(self) -> str:
         return f"SqliteStore({self._path!r})"
+
+    def _forget_overrides(self) -> None:
+        """An override write, or a rollback that may undo one: the cache is stale."""
+        self._overrides_gen += 1
+        self._live_overrides = None
 
     @property
     def path(self) -> str:
@@ -220,9 +326,8 @@ class SqliteStore(SqlReads):
         executor = self._executor
         if executor is None or self._closing:
             raise StoreError(f"SQLite store {self._path} is not open")
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(executor, fn, *args)
+            return await executor.call(fn, *args)
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"SQLite {self._path}: {e}") from e
 
@@ -318,7 +423,7 @@ class SqliteStore(SqlReads):
         if self._executor is not None:
             raise StoreError(f"SQLite store {self._path} is already open")
         self._closing = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tocsin-sqlite")
+        self._executor = _Worker("tocsin-sqlite")
         try:
             await self._call(self._open_sync)
         except BaseException:
@@ -329,13 +434,11 @@ class SqliteStore(SqlReads):
         executor = self._executor
         if executor is None:
             return
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(executor, self._close_sync)
+            await executor.call(self._close_sync)
         finally:
             self._executor = None
-            # The worker is idle now (our close ran last), so this returns at once.
-            executor.shutdown(wait=False)
+            executor.stop()
 
     async def close(self) -> None:
         """Wait for the running transaction, then close connections and release the lock file."""
@@ -445,6 +548,7 @@ class SqliteStore(SqlReads):
             batch.done.set_result(None)
 
     async def _undo_unit(self, batch: _Batch) -> None:
+        self._forget_overrides()
         try:
             still_open = await self._run_in_tx(_rollback_unit)
         except StoreError:
@@ -465,6 +569,7 @@ class SqliteStore(SqlReads):
 
     async def _rollback_quietly(self) -> None:
         # The original exception matters more than a failed rollback; _begin cleans up later.
+        self._forget_overrides()
         try:
             await self._call(_rollback, self._writer_conn())
         except StoreError:

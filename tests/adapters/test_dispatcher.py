@@ -34,7 +34,7 @@ from escalation.engine.metrics import EscalationMetrics
 from escalation.incidents.directory import Directory
 from escalation.incidents.model import Changes, IncidentRecord, OutboxRecord, OutboxState, Status
 from escalation.oncall.people import Person
-from escalation.store.base import RateSlot, Tx
+from escalation.store.base import DeliveryState, RateSlot, Tx
 from escalation.store.sqlite import SqliteStore
 from rules.matrix import load_preset
 
@@ -944,9 +944,11 @@ class Port:
         self.log: list[tuple[str, list[str]]] = []
         self.crash = False
 
-    async def prepare(self, tx: Tx, rows: Sequence[OutboxRecord]) -> Prepared:
+    async def prepare(
+        self, tx: Tx, rows: Sequence[OutboxRecord], state: DeliveryState | None = None
+    ) -> Prepared:
         self.log.append(("prepare", [r.id for r in rows]))
-        return await self.world.dispatcher.prepare(tx, rows)
+        return await self.world.dispatcher.prepare(tx, rows, state)
 
     async def finish(self, prepared: Prepared) -> None:
         now = self.world.clock.now()

@@ -28,7 +28,7 @@ from escalation.incidents.ingest import Classified
 from escalation.incidents.model import OutboxRecord, OutboxState, StepKind, StepState
 from escalation.oncall.calendars import QuietHours
 from escalation.oncall.people import Person
-from escalation.store.base import Store, Tx
+from escalation.store.base import DeliveryState, Store, Tx
 from escalation.store.postgres import PostgresStore
 from escalation.store.sqlite import SqliteStore
 from rules.alerts import Alert, Notification
@@ -74,7 +74,9 @@ class Port:
         self.go = asyncio.Event()
         self.go.set()
 
-    async def prepare(self, tx: Tx, rows: Sequence[OutboxRecord]) -> list[OutboxRecord]:
+    async def prepare(
+        self, tx: Tx, rows: Sequence[OutboxRecord], state: DeliveryState | None = None
+    ) -> list[OutboxRecord]:
         self.prepared.append(list(rows))
         return list(rows)
 

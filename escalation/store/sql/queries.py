@@ -22,7 +22,14 @@ from escalation.incidents.model import (
     StepRecord,
     TimelineEvent,
 )
-from escalation.store.base import BreakerRecord, IncidentFilter, IngestContext, RateSlot, StoreError
+from escalation.store.base import (
+    BreakerRecord,
+    DeliveryState,
+    IncidentFilter,
+    IngestContext,
+    RateSlot,
+    StoreError,
+)
 from escalation.store.sql.changes import RECORD_DELIVERY, apply_changes, delivery_params
 from escalation.store.sql.dialect import (
     ALERT_COLS,
@@ -48,9 +55,6 @@ _BOARD_STATUS = (
     " WHEN 'mitigated' THEN 2 ELSE 3 END"
 )
 
-DeliveryState = tuple[
-    dict[str, IncidentRecord], dict[str, OutboxRecord], dict[str, list[AlertRecord]]
-]
 StepContext = tuple[IncidentRecord | None, StepRecord | None, list[OutboxRecord]]
 
 
@@ -257,6 +261,17 @@ class Queries(ABC):
             for o in map(self.t.outbox.read, rows):
                 found[o.id] = o
         return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+    def lease_for_delivery(
+        self, ids: Sequence[str], now: datetime, owner: str, lease_until: datetime
+    ) -> Query[tuple[list[OutboxRecord], DeliveryState]]:
+        leased = yield from self.lease_outbox(ids, now, owner, lease_until)
+        if not leased:
+            return leased, ({}, {}, {})
+        state = yield from self.delivery_state(
+            [r.incident_id for r in leased], [r.id for r in leased], True
+        )
+        return leased, state
 
     def record_delivery(self, outcome: DeliveryOutcome) -> Query[None]:
         count = yield from execute(RECORD_DELIVERY, *delivery_params(self.d, outcome))

@@ -115,6 +115,12 @@ class SqlTx(ABC):
         order."""
         return await self._run(self._q.lease_outbox(ids, now, owner, lease_until))
 
+    async def lease_for_delivery(
+        self, ids: Sequence[str], now: datetime, owner: str, lease_until: datetime
+    ) -> tuple[list[OutboxRecord], DeliveryState]:
+        """``lease_outbox``, then the leased rows' ``delivery_state`` with alerts: one trip."""
+        return await self._run(self._q.lease_for_delivery(ids, now, owner, lease_until))
+
     async def record_delivery(
         self,
         outbox_id: str,

@@ -82,3 +82,38 @@ async def test_calendar_tokens_found_by_hash_until_revoked(store: Store) -> None
         assert not await tx.revoke_calendar_token("cal-a", T0 + 2 * H, "writer")
     assert await store.calendar_token("a" * 64) is None
     assert await store.calendar_tokens() == [b]
+
+
+async def test_live_overrides_read_in_a_transaction_follow_writes_and_rollbacks(
+    store: Store,
+) -> None:
+    """What the engine reads per step it fires (live overrides, in its transaction) is always
+    what is stored: a write shows in the next read, a rolled-back write never does, even when
+    it was read inside its own transaction (SQLite answers these reads from a cache)."""
+
+    class Undo(Exception):
+        pass
+
+    async def live() -> list[str]:
+        async with store.transaction() as tx:
+            return [o.id for o in await tx.overrides(ending_after=T0 + H)]
+
+    assert await live() == []
+    async with store.transaction() as tx:
+        await tx.add_override(override("o1"))
+    assert await live() == ["o1"]
+    try:
+        async with store.transaction() as tx:
+            await tx.add_override(override("o2"))
+            assert [o.id for o in await tx.overrides(ending_after=T0 + H)] == ["o1", "o2"]
+            await tx.remove_override("primary", "o1", T0 + H, "reader")
+            assert [o.id for o in await tx.overrides(ending_after=T0 + H)] == ["o2"]
+            raise Undo
+    except Undo:
+        pass
+    assert await live() == ["o1"]
+    async with store.transaction() as tx:
+        assert [o.id for o in await tx.overrides(ending_after=T0 + 5 * H)] == []
+        assert [o.id for o in await tx.overrides("secondary", ending_after=T0 + H)] == []
+        await tx.remove_override("primary", "o1", T0 + H, "reader")
+    assert await live() == []
