@@ -22,6 +22,7 @@ from tests.driver.app import App, MakeApp
 from tests.driver.config import (
     LONDON_BUSINESS_HOURS,
     PUBLIC,
+    base_config,
     pagerduty_adapter,
     phone_adapter,
     postgres_store,
@@ -100,8 +101,11 @@ policies:
 """
 
 
-def pd_config(tmp_path: Path, fake: FakePagerDuty, secrets: Sequence[str]) -> Path:
-    """A config paging ``pagerduty:core`` at once and Carol (log channel) after 5 minutes."""
+def pd_config(
+    tmp_path: Path, fake: FakePagerDuty, secrets: Sequence[str], replay_window: str | None = None
+) -> Path:
+    """A config paging ``pagerduty:core`` at once and Carol (log channel) after 5 minutes
+    (``replay_window``: ``server.replay_window``, unset for the default)."""
     pagerduty = pagerduty_adapter(
         fake.http_url,
         {"core": PD_CORE_KEY},
@@ -112,7 +116,10 @@ def pd_config(tmp_path: Path, fake: FakePagerDuty, secrets: Sequence[str]) -> Pa
         tls_ca_path=fake.ca_file,  # REST over https to the fake, trusting its test CA
     )
     adapters = {"pagerduty": pagerduty, "dispatch": {"backoff_initial": "1s", "backoff_max": "2s"}}
-    return write_config(tmp_path, _PD_POLICY, {"adapters": adapters}, rules=None)
+    server = base_config(tmp_path)["server"]
+    if replay_window is not None:
+        server = {**server, "replay_window": replay_window}
+    return write_config(tmp_path, _PD_POLICY, {"adapters": adapters, "server": server}, rules=None)
 
 
 @pytest.fixture
@@ -120,10 +127,12 @@ async def make_pd_app(tmp_path: Path, make_app: MakeApp) -> AsyncIterator[MakeAd
     """Factory: ``await make_pd_app(secrets=...)`` → the app and its fake PagerDuty."""
     fakes: list[FakePagerDuty] = []
 
-    async def make(secrets: Sequence[str] = (PD_SECRET_A, PD_SECRET_B)) -> App:
+    async def make(
+        secrets: Sequence[str] = (PD_SECRET_A, PD_SECRET_B), *, replay_window: str | None = None
+    ) -> App:
         fake = await FakePagerDuty(tmp_path, api_token=PD_API_TOKEN).start()
         fakes.append(fake)
-        return await make_app(pd_config(tmp_path, fake, secrets), fakes=(fake,))
+        return await make_app(pd_config(tmp_path, fake, secrets, replay_window), fakes=(fake,))
 
     yield make
     for fake in fakes:

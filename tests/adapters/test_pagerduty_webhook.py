@@ -436,6 +436,43 @@ async def test_an_event_older_than_the_replay_window_is_refused(app: App) -> Non
 
 
 @pytest.mark.parametrize(
+    ("replay_window", "status"), [(None, "applied"), ("10m", "stale")], ids=["default", "10m"]
+)
+async def test_a_shorter_replay_window_refuses_an_event_the_default_accepts(
+    make_pd_app: MakeAdapterApp, replay_window: str | None, status: str
+) -> None:
+    app = await make_pd_app(replay_window=replay_window)
+    inc = await paged(app)
+    ack = webhook(app, "incident.acknowledged", inc, occurred_at=_iso(timedelta(minutes=1)))
+    # Delivered 15 minutes after it occurred: well inside 48 h, past a 10-minute window.
+    app.clock.set(START + timedelta(minutes=16))
+
+    reply = await post(app, ack)
+
+    assert reply.body["status"] == status, reply
+    acked = (await app.record(inc.id)).status == Status.ACKNOWLEDGED
+    assert acked is (status == "applied")
+
+
+@pytest.mark.parametrize(
+    ("age", "status"),
+    [(timedelta(minutes=10), "applied"), (timedelta(minutes=10, seconds=1), "stale")],
+    ids=["exactly-the-window", "a-second-past-it"],
+)
+async def test_an_event_as_old_as_a_configured_replay_window_is_accepted(
+    make_pd_app: MakeAdapterApp, age: timedelta, status: str
+) -> None:
+    app = await make_pd_app(replay_window="10m")
+    inc = await paged(app)
+    ack = webhook(app, "incident.acknowledged", inc, occurred_at=_iso(timedelta(minutes=1)))
+    app.clock.set(START + timedelta(minutes=1) + age)
+
+    reply = await post(app, ack)
+
+    assert reply.body["status"] == status, reply
+
+
+@pytest.mark.parametrize(
     "occurred_at", [None, "yesterday", "2026-11-22T13:01:00", "2026-11-22T14:00:00Z"]
 )
 async def test_an_event_without_a_valid_recent_time_is_refused(

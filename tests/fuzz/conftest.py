@@ -49,6 +49,8 @@ from adapters.email.links import LinkSigner
 from escalation.engine.clock import VirtualClock
 from escalation.incidents.model import OutboxRecord
 from escalation.store.base import IncidentFilter
+from router.console.identity import find_credential, issue_session
+from router.console.view import CONSOLE
 from router.keys import RUNTIME
 from router.logs import quiet_client_protocol_errors
 from router.runtime import Runtime
@@ -148,9 +150,15 @@ roles:
 """
 
 
-def fuzz_config(tmp_path: Path, twilio_url: str, pagerduty: FakePagerDuty) -> Path:
+def fuzz_config(
+    tmp_path: Path,
+    twilio_url: str,
+    pagerduty: FakePagerDuty,
+    console: dict[str, Any] | None = None,
+) -> Path:
     """The fuzz app's config: every inbound endpoint enabled, outbound only to the fake Twilio
-    and to the fake PagerDuty's REST API (webhook matching looks incidents' alerts up there)."""
+    and to the fake PagerDuty's REST API (webhook matching looks incidents' alerts up there).
+    ``console``: ``auth.console``, when a module needs one (e.g. a trusted auth proxy)."""
     server = {"listen": "127.0.0.1:9095", "public_url": PUBLIC, "log_format": "text"}
     auth = {
         "receiver": {
@@ -163,6 +171,8 @@ def fuzz_config(tmp_path: Path, twilio_url: str, pagerduty: FakePagerDuty) -> Pa
         ],
         "genie_keys": [{"name": "opsgenie-sender", "key": GENIE_KEY}],
     }
+    if console is not None:
+        auth["console"] = console
     adapters = {
         # Nothing listens on port 9: PagerDuty's events and email are there for their inbound
         # routes. Webhooks are matched through the fake's REST API, as PagerDuty's real
@@ -308,8 +318,23 @@ def build_request(
 _RAW_TIMEOUT = 10.0  # seconds to wait for the server to answer and close
 
 
-async def raw_http(port: int, data: bytes) -> RawResponse:
-    """Send ``data`` on a fresh connection, read until the server closes, parse the answer."""
+async def _read_head(reader: asyncio.StreamReader) -> bytes:
+    """What arrives until the end of the response's head (or the server closes)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = await reader.read(65536)
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+async def raw_http(port: int, data: bytes, *, head_only: bool = False) -> RawResponse:
+    """Send ``data`` on a fresh connection, read until the server closes, parse the answer.
+
+    ``head_only``: stop reading (and close) once the head has arrived, for a response that is
+    an endless stream (the console's Server-Sent Events).
+    """
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     received = b""
     try:
@@ -317,7 +342,8 @@ async def raw_http(port: int, data: bytes) -> RawResponse:
             writer.write(data)
             await writer.drain()
         with contextlib.suppress(ConnectionError):
-            received = await asyncio.wait_for(reader.read(), _RAW_TIMEOUT)
+            read = _read_head(reader) if head_only else reader.read()
+            received = await asyncio.wait_for(read, _RAW_TIMEOUT)
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError):
@@ -429,6 +455,13 @@ class FuzzApp:
 
     # -- valid requests --
 
+    def console_session(self) -> str:
+        """A console session cookie's value for the write API token (signing in with it)."""
+        cred = find_credential(self.rt.loaded.config.auth, "writer", WRITE_TOKEN)
+        assert cred is not None
+        key = self.client.server.app[CONSOLE].key
+        return issue_session(key, cred, self.clock.now() + timedelta(hours=1))
+
     def phone_url(self, path_qs: str) -> str:
         return PUBLIC + path_qs
 
@@ -525,8 +558,16 @@ async def _serve_as_tocsin(app: web.Application) -> Client:
     return client
 
 
+@pytest.fixture(scope="module")
+def console_auth() -> dict[str, Any] | None:
+    """The fuzz app's ``auth.console`` (None: the default); a module overrides this fixture."""
+    return None
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FuzzApp]:
+async def fuzz_app(
+    tmp_path_factory: pytest.TempPathFactory, console_auth: dict[str, Any] | None
+) -> AsyncIterator[FuzzApp]:
     """ONE app for the whole test module, seeded, with the log trap on the root logger."""
     tmp = tmp_path_factory.mktemp("fuzz")
     server_log = logging.getLogger("aiohttp.server")
@@ -538,7 +579,9 @@ async def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fu
     twilio = await FakeTwilio().start()
     pagerduty = await FakePagerDuty(tmp, api_token=PD_API_TOKEN).start()
     app = await start_app(
-        fuzz_config(tmp, twilio.url, pagerduty), fakes=(twilio, pagerduty), serve=_serve_as_tocsin
+        fuzz_config(tmp, twilio.url, pagerduty, console_auth),
+        fakes=(twilio, pagerduty),
+        serve=_serve_as_tocsin,
     )
     twilio.route(PUBLIC, str(app.client.make_url("/")).rstrip("/"))
     signer = LinkSigner(LINK_SECRET, LINK_TTL, PUBLIC)

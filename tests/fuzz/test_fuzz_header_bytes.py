@@ -2,20 +2,27 @@
 
 aiohttp decodes header bytes that are not UTF-8 with ``surrogateescape``, so a handler sees lone
 surrogates (and any non-ASCII text) where a token or signature should be. Properties: on every
-registered route, any bytes in ``Authorization``, ``X-Twilio-Signature``,
-``X-PagerDuty-Signature``, ``Content-Type`` and a few arbitrary headers give a 4xx or a 2xx
-(never a 5xx, never a logged error or traceback), and nothing changes in the store.
+registered route, any bytes in ``Authorization`` (API tokens, basic auth, Vonage's JWT, Opsgenie's
+GenieKey), ``X-Twilio-Signature``, ``X-PagerDuty-Signature``, Slack's ``X-Slack-Signature`` and
+``X-Slack-Request-Timestamp``, the SMS gateway's ``X-Signature``, ``Cookie`` (the console's
+session and CSRF cookies), the trusted auth proxy's ``X-Forwarded-Email`` and
+``X-Forwarded-User`` (the proxy is this module's own peer address), ``Content-Type`` and a few
+arbitrary headers give a 4xx or a 2xx (never a 5xx, never a logged error or traceback), and
+nothing changes in the store.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from router.console.identity import CSRF_COOKIE, SESSION_COOKIE
+from tests.driver.app import START
 from tests.fuzz.conftest import (
     GATHER,
     INCIDENTS,
@@ -97,20 +104,76 @@ ROUTES: dict[tuple[str, str], str] = {
     ("PATCH", "/v2/heartbeats/{name}/ping"): "/v2/heartbeats/nightly/ping",
     ("POST", "/oncall/calendars/{id}/revoke"): "/oncall/calendars/cal-1/revoke",
 }
-# Bytes that are not valid UTF-8, non-ASCII UTF-8, controls, and plausible-looking prefixes.
+# Endless to a visitor the console knows (a valid session cookie, or the proxy's word).
+STREAMS = {("GET", "/events"), ("GET", "/incidents/{id}/live")}
+# Control bytes but HTAB: aiohttp refuses a header holding one (400) before any route runs, so
+# they come one header at a time (``controls``) and the other headers still reach the routes.
+_CONTROLS = bytes(range(32)).replace(b"\t", b"") + b"\x7f"
+# Bytes that are not valid UTF-8, non-ASCII UTF-8, and plausible-looking prefixes.
 octets = st.one_of(
     st.binary(max_size=60),
     st.sampled_from([b"\xff\xfe", b"\xc3\x28", b"\xe2\x82", b"caf\xc3\xa9", b"\x80" * 30]),
     st.builds(
         bytes.__add__,
-        st.sampled_from([b"Bearer ", b"Basic ", b"v1=", b"t=1,v1=", b""]),
+        st.sampled_from(
+            [
+                b"Bearer ",
+                b"Basic ",
+                b"GenieKey ",
+                b"Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.",  # a JWT's header, as Vonage's
+                b"v1=",
+                b"t=1,v1=",
+                b"v0=",  # Slack's signature
+                b"sha256=",  # the SMS gateway's HMAC
+                b"",
+            ]
+        ),
         st.binary(max_size=40),
     ),
-).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+).map(lambda b: b.translate(None, _CONTROLS))
+# Any bytes but CR and LF (which would end the header line).
+controls = st.binary(min_size=1, max_size=40).map(
+    lambda b: b.replace(b"\r", b"").replace(b"\n", b"")
+)
+FUZZED = [
+    b"Authorization",
+    b"X-Twilio-Signature",
+    b"X-PagerDuty-Signature",
+    b"X-Slack-Signature",
+    b"X-Slack-Request-Timestamp",
+    b"X-Signature",
+    b"Cookie",
+    b"X-Forwarded-Email",
+    b"X-Forwarded-User",
+    b"Content-Type",
+]
+# Slack's timestamp: digits around now (the app's clock) too, so the signature is compared.
+_NOW = int(START.timestamp())
+timestamps = octets | st.integers(_NOW - 600, _NOW + 600).map(lambda n: str(n).encode())
+# The console's cookies: "$session" is a valid session of the write token (see _cookie).
+cookies = st.one_of(
+    octets,
+    st.builds(
+        bytes.__add__,
+        st.sampled_from(
+            [f"{SESSION_COOKIE}=".encode(), f"{CSRF_COOKIE}=".encode(), b"$session; tocsin_csrf="]
+        ),
+        octets,
+    ),
+    st.just(b"$session"),
+)
+# What the auth proxy says: arbitrary bytes, or someone who is (or is not) one of the people.
+proxy_ids = octets | st.sampled_from([b"ollie@example.com", b"ollie", b"OLLIE@EXAMPLE.COM", b"x"])
 content_types = (
     st.sampled_from([b"application/x-www-form-urlencoded", b"application/json", b"text/plain"])
     | octets
 )
+
+
+@pytest.fixture(scope="module")
+def console_auth() -> dict[str, Any]:
+    """A trusted auth proxy at this test's own address, so its headers are read."""
+    return {"proxy": {"trusted_proxies": ["127.0.0.1/32"], "scope": "write"}}
 
 
 async def test_the_route_list_covers_every_registered_route(fuzz_app: FuzzApp) -> None:
@@ -133,36 +196,60 @@ def _target(app: FuzzApp, template: str) -> bytes:
     )
 
 
-@fuzz_settings(300)
+def _session(app: FuzzApp) -> bytes:
+    return f"{SESSION_COOKIE}={app.console_session()}".encode()
+
+
+@fuzz_settings(1000)
 @given(
     route=st.sampled_from(sorted(ROUTES)),
     authorization=octets,
-    twilio=octets,
-    pagerduty=octets,
+    signatures=st.fixed_dictionaries(
+        {
+            b"X-Twilio-Signature": octets,
+            b"X-PagerDuty-Signature": octets,
+            b"X-Slack-Signature": octets,
+            b"X-Slack-Request-Timestamp": timestamps,
+            b"X-Signature": octets,
+        }
+    ),
+    cookie=cookies,
+    proxy=st.fixed_dictionaries(
+        {}, optional={b"X-Forwarded-Email": proxy_ids, b"X-Forwarded-User": proxy_ids}
+    ),
     ctype=content_types,
-    extra=raw_header_bytes(),
+    # Mostly none: a control byte makes the whole request one aiohttp refuses.
+    raw=st.sampled_from([None, None, None]) | st.tuples(st.sampled_from(FUZZED), controls),
+    # Often none: an arbitrary header name is answered 400 by aiohttp before any route runs.
+    extra=st.just([]) | raw_header_bytes(),
     body=st.sampled_from([b"", b"{}", b"Digits=1&CallSid=CA1&From=%2B14155550100&Body=ACK+1"]),
 )
 async def test_any_header_bytes_on_any_route_are_never_a_server_error(
     batch: FuzzApp,
     route: tuple[str, str],
     authorization: bytes,
-    twilio: bytes,
-    pagerduty: bytes,
+    signatures: dict[bytes, bytes],
+    cookie: bytes,
+    proxy: dict[bytes, bytes],
     ctype: bytes,
+    raw: tuple[bytes, bytes] | None,
     extra: list[tuple[bytes, bytes]],
     body: bytes,
 ) -> None:
     method, _ = route
-    lines = [h for h in extra if h[0].strip().lower() not in HOP_BY_HOP] + [
-        (b"Authorization", authorization),
-        (b"X-Twilio-Signature", twilio),
-        (b"X-PagerDuty-Signature", pagerduty),
-        (b"Content-Type", ctype),
-    ]
+    fuzzed = {
+        b"Authorization": authorization,
+        **signatures,
+        b"Cookie": cookie.replace(b"$session", _session(batch)),
+        **proxy,
+        b"Content-Type": ctype,
+    }
+    if raw is not None:
+        fuzzed[raw[0]] = raw[1]
+    lines = [h for h in extra if h[0].strip().lower() not in HOP_BY_HOP] + list(fuzzed.items())
     request = build_request(method, _target(batch, ROUTES[route]), lines, body)
     before = batch.begin()
-    resp = await raw_http(batch.port, request)
+    resp = await raw_http(batch.port, request, head_only=route in STREAMS)
     # No valid credential can come out of these bytes: nothing may change.
     batch.finish(before, resp.status, may_change=False, what=f"{route} {lines!r}")
 
