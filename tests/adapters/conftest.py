@@ -2,7 +2,8 @@
 
 ``make_pd_app`` serves the app paging the fake PagerDuty (``pagerduty:core`` at once, Carol by
 ``log`` five minutes later); ``make_phone_app`` serves it calling the fake Twilio (the default
-preset's P0 ladder, everyone by ``phone`` with ``fallback: [phone, sms, log]``). Both run on
+preset's P0 ladder, everyone by ``phone`` with ``fallback: [phone, sms, log]``);
+``make_slack_app`` serves it posting to the fake Slack under the policy a test gives. All run on
 the driver's virtual clock with no engine loop (``tests/driver``).
 """
 
@@ -10,14 +11,18 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
+from pydantic import SecretStr
 
+from adapters.config import SlackConfig
+from escalation.incidents.model import IncidentRecord
 from tests.driver.app import App, MakeApp
 from tests.driver.config import (
     LONDON_BUSINESS_HOURS,
@@ -26,9 +31,12 @@ from tests.driver.config import (
     pagerduty_adapter,
     phone_adapter,
     postgres_store,
+    slack_adapter,
     write_config,
 )
+from tests.driver.payloads import alert, notification
 from tests.fakes.pagerduty import FakePagerDuty
+from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackMessage
 from tests.fakes.smtp import SmtpServer
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, FakeTwilio
 
@@ -219,3 +227,64 @@ def only_call(app: App) -> str:
     """The sid of the one call the fake Twilio received."""
     [sid] = app.twilio.calls
     return sid
+
+
+# -- Slack --------------------------------------------------------------------------------------
+
+
+def slack_config(fake: FakeSlack, **options: Any) -> SlackConfig:
+    """``adapters.slack`` as the app reads it, on the fake Slack (for one component alone)."""
+    return SlackConfig(
+        bot_token=SecretStr(BOT_TOKEN),
+        signing_secret=SecretStr(SIGNING_SECRET),
+        base_url=fake.api_url,
+        **options,
+    )
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    """The fake Slack Web API, closed (and its contract checked) afterwards."""
+    fake = await FakeSlack().start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+def make_slack_app(make_app: MakeApp, tmp_path: Path, slack: FakeSlack) -> MakeAdapterApp:
+    """Factory: ``await make_slack_app(policy, adapters={...}, fakes=(...), **slack_options)``
+    → the app under ``policy`` (YAML, no rule file) with ``adapters.slack`` on the fake Slack
+    (plus ``slack_options``) and any other ``adapters`` served by the other ``fakes``.
+
+    The fake stamps each call with the app's virtual clock, so that tests can count Slack's
+    calls per second of the app's time.
+    """
+
+    async def make(
+        policy: str,
+        *,
+        adapters: Mapping[str, Any] | None = None,
+        fakes: Sequence[object] = (),
+        **options: Any,
+    ) -> App:
+        section = {"slack": slack_adapter(slack.api_url, **options), **(adapters or {})}
+        path = write_config(tmp_path, policy, {"adapters": section}, rules=None)
+        app = await make_app(path, fakes=(slack, *fakes))
+        slack.clock = app.clock.now
+        return app
+
+    return make
+
+
+async def first_card(
+    app: App, after: timedelta | None = None, channel: str = "incidents", **alert_kw: Any
+) -> tuple[IncidentRecord, str, SlackMessage]:
+    """Fire a P0 (``alert(**alert_kw)``) and deliver its first tier ``after`` later: (the
+    incident, ``channel``'s id, the one card posted there)."""
+    inc = await app.fire(notification([alert(**alert_kw)]))
+    await app.tick(after)
+    slack = app.fake(FakeSlack)
+    found = slack.channel_named(channel)
+    assert found is not None
+    [card] = slack.top_messages(found.id)
+    return inc, found.id, card

@@ -4,7 +4,6 @@ delivery's failure reasons."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,44 +12,28 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from adapters.config import SlackConfig
 from adapters.delivery.notifier import FailureReason
 from adapters.slack import SlackApi, SlackNotifier
 from adapters.slack.blocks import card
 from config.load import ConfigError, load_config
 from escalation.engine.clock import VirtualClock
 from escalation.incidents.actions import Action
+from tests.adapters.conftest import MakeAdapterApp, first_card, slack_config
 from tests.adapters.test_webhook import INC_ID, PUBLIC, T0, delivery, incident, row
-from tests.driver.app import MakeApp
-from tests.driver.config import write_config
+from tests.driver.app import App
+from tests.driver.config import slack_adapter, write_config
 from tests.driver.payloads import alert, notification
 from tests.escalation.store.records import alert as stored_alert
-from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackScripted
+from tests.fakes.slack import BOT_TOKEN, FakeSlack, SlackScripted
 
 # Each Slack conversation takes one delivery a second (adapters.dispatch.slack_conversation_rate):
 # a change right after the last post there goes at the next second.
 SLOT = timedelta(seconds=1)
 
 
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = await FakeSlack().start()
-    yield fake
-    await fake.close()
-
-
-def slack_cfg(fake: FakeSlack, **kw: Any) -> SlackConfig:
-    return SlackConfig(
-        bot_token=SecretStr(BOT_TOKEN),
-        signing_secret=SecretStr(SIGNING_SECRET),
-        base_url=fake.api_url,
-        **kw,
-    )
-
-
 def notifier(fake: FakeSlack, session: aiohttp.ClientSession, **kw: Any) -> SlackNotifier:
     clock = VirtualClock(T0)
-    cfg = slack_cfg(fake, **kw)
+    cfg = slack_config(fake, **kw)
     return SlackNotifier(cfg, SlackApi(cfg, lambda: session, clock), clock, PUBLIC)
 
 
@@ -176,7 +159,7 @@ async def test_bad_token_unknown_person_and_missing_channel_are_permanent(
     slack: FakeSlack, session: aiohttp.ClientSession
 ) -> None:
     slack.add_channel("incidents")
-    cfg = slack_cfg(slack).model_copy(update={"bot_token": SecretStr("xoxb-wrong")})
+    cfg = slack_config(slack).model_copy(update={"bot_token": SecretStr("xoxb-wrong")})
     clock = VirtualClock(T0)
     bad = SlackNotifier(cfg, SlackApi(cfg, lambda: session, clock), clock, PUBLIC)
     r = await bad.notify(delivery(row=channel_row()))
@@ -196,6 +179,13 @@ async def test_bad_token_unknown_person_and_missing_channel_are_permanent(
 
 # -- the whole app: one message per incident ---------------------------------------------------
 
+
+async def act_and_deliver(app: App, inc_id: str, action: str, **body: Any) -> None:
+    """Act through the API, then move one slot on: the card's change goes out."""
+    await app.act(inc_id, action, **body)
+    await app.tick(SLOT)
+
+
 SLACK_POLICY = """\
 people:
   ollie: {name: Ollie Oncall, email: ollie@example.com, channels: [log]}
@@ -210,34 +200,15 @@ rules:
 """
 
 
-def slack_app_config(tmp_path: Path, fake: FakeSlack | None) -> Path:
-    adapters = None
-    if fake is not None:
-        adapters = {
-            "adapters": {
-                "slack": {
-                    "bot_token": BOT_TOKEN,
-                    "signing_secret": SIGNING_SECRET,
-                    "base_url": fake.api_url,
-                }
-            }
-        }
-    return write_config(tmp_path, SLACK_POLICY, adapters, rules=None)
-
-
 async def test_one_message_per_incident_edited_on_ack_and_resolve_with_a_threaded_timeline(
-    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+    make_slack_app: MakeAdapterApp, slack: FakeSlack
 ) -> None:
-    cid = slack.add_channel("incidents")
-    app = await make_app(slack_app_config(tmp_path, slack), fakes=(slack,))
-    inc = await app.fire(notification([alert(labels={"team": "storage"})]))
-    await app.tick(SLOT)
-    [card] = slack.top_messages(cid)
+    slack.add_channel("incidents")
+    app = await make_slack_app(SLACK_POLICY)
+    inc, cid, card = await first_card(app, SLOT, labels={"team": "storage"})
     assert "(triggered)" in card.text
-    await app.act(inc.id, "ack")
-    await app.tick(SLOT)
-    await app.act(inc.id, "resolve")
-    await app.tick(SLOT)
+    await act_and_deliver(app, inc.id, "ack")
+    await act_and_deliver(app, inc.id, "resolve")
     assert slack.top_messages(cid) == [card]  # still the one message, edited twice
     assert [e["text"].rsplit(" ", 1)[-1] for e in card.edits] == ["(triggered)", "(acknowledged)"]
     assert card.text.endswith("(resolved)")
@@ -250,14 +221,10 @@ async def test_one_message_per_incident_edited_on_ack_and_resolve_with_a_threade
     assert {r.provider_id.rsplit("/", 1)[0] for r in rows} == {f"{cid}/{card.ts}"}
 
 
-async def test_reminders_go_to_the_thread(
-    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
-) -> None:
-    cid = slack.add_channel("incidents")
-    app = await make_app(slack_app_config(tmp_path, slack), fakes=(slack,))
-    inc = await app.fire(notification([alert()]))
-    await app.tick(SLOT)
-    [card] = slack.top_messages(cid)
+async def test_reminders_go_to_the_thread(make_slack_app: MakeAdapterApp, slack: FakeSlack) -> None:
+    slack.add_channel("incidents")
+    app = await make_slack_app(SLACK_POLICY)
+    inc, cid, card = await first_card(app, SLOT)
     every = timedelta(seconds=float((await app.record(inc.id)).level["update_every"]))
     await app.advance(every + timedelta(minutes=1))
     replies = slack.thread(cid, card.ts)
@@ -268,28 +235,23 @@ async def test_reminders_go_to_the_thread(
 
 async def test_check_refuses_a_slack_target_without_the_adapter(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
-        load_config(slack_app_config(tmp_path, None), env={})
+        load_config(write_config(tmp_path, SLACK_POLICY, rules=None), env={})
     assert "no adapter is configured for channel 'slack'" in str(e.value)
 
 
 async def test_every_change_edits_the_card_mitigate_note_escalate_reopen(
-    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+    make_slack_app: MakeAdapterApp, slack: FakeSlack
 ) -> None:
-    cid = slack.add_channel("incidents")
-    app = await make_app(slack_app_config(tmp_path, slack), fakes=(slack,))
-    inc = await app.fire(notification([alert()]))
-    await app.tick(SLOT)
-    [card] = slack.top_messages(cid)
-    await app.act(inc.id, "mitigate")
-    await app.tick(SLOT)
+    slack.add_channel("incidents")
+    app = await make_slack_app(SLACK_POLICY)
+    inc, cid, card = await first_card(app, SLOT)
+    await act_and_deliver(app, inc.id, "mitigate")
     assert card.text.endswith("(mitigated)")
-    await app.act(inc.id, "notes", note="rolled back deploy <42>")
-    await app.tick(SLOT)
+    await act_and_deliver(app, inc.id, "notes", note="rolled back deploy <42>")
     # A note changes nothing on the card: no edit, only its line in the thread.
     assert card.text.endswith("(mitigated)") and len(card.edits) == 1
     assert "rolled back deploy" in slack.thread(cid, card.ts)[-1].text
-    await app.act(inc.id, "escalate")
-    await app.tick(SLOT)
+    await act_and_deliver(app, inc.id, "escalate")
     assert card.text.endswith("(triggered)")  # escalating brings the incident back
     await app.act(inc.id, "resolve")
     await app.rt.service.act(inc.id, Action.REOPEN, actor="pd", source="pagerduty")
@@ -302,13 +264,11 @@ async def test_every_change_edits_the_card_mitigate_note_escalate_reopen(
 
 
 async def test_changes_claimed_together_are_one_edit_and_one_reply(
-    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+    make_slack_app: MakeAdapterApp, slack: FakeSlack
 ) -> None:
-    cid = slack.add_channel("incidents")
-    app = await make_app(slack_app_config(tmp_path, slack), fakes=(slack,))
-    inc = await app.fire(notification([alert()]))
-    await app.tick(SLOT)
-    [card] = slack.top_messages(cid)
+    slack.add_channel("incidents")
+    app = await make_slack_app(SLACK_POLICY)
+    inc, cid, card = await first_card(app, SLOT)
     await app.act(inc.id, "ack")
     await app.act(inc.id, "notes", note="on it")
     await app.act(inc.id, "resolve")
@@ -322,15 +282,7 @@ async def test_changes_claimed_together_are_one_edit_and_one_reply(
 
 
 def test_check_refuses_writers_who_are_not_people_with_an_email(tmp_path: Path) -> None:
-    adapters = {
-        "adapters": {
-            "slack": {
-                "bot_token": BOT_TOKEN,
-                "signing_secret": SIGNING_SECRET,
-                "writers": ["ollie", "olive", "nomail"],
-            }
-        }
-    }
+    adapters = {"adapters": {"slack": slack_adapter(None, writers=["ollie", "olive", "nomail"])}}
     people = {
         "people": {
             "ollie": {"email": "ollie@example.com", "channels": ["log"]},
@@ -347,14 +299,12 @@ def test_check_refuses_writers_who_are_not_people_with_an_email(tmp_path: Path) 
 
 
 async def test_alerts_joining_and_resolving_edit_the_card(
-    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+    make_slack_app: MakeAdapterApp, slack: FakeSlack
 ) -> None:
-    cid = slack.add_channel("incidents")
-    app = await make_app(slack_app_config(tmp_path, slack), fakes=(slack,))
+    slack.add_channel("incidents")
+    app = await make_slack_app(SLACK_POLICY)
     one, two = alert(instance="db-1"), alert(instance="db-2")
-    inc = await app.fire(notification([one]))
-    await app.tick(SLOT)
-    [card] = slack.top_messages(cid)
+    inc, cid, card = await first_card(app, SLOT, instance="db-1")
     assert "1 firing, 0 resolved" in str(card.blocks)
     await app.post(notification([one, two]))
     await app.tick(SLOT)

@@ -17,13 +17,11 @@ from typing import Any
 import pytest
 
 from escalation.incidents.actions import Action
-from tests.driver.app import App, MakeApp
-from tests.driver.config import pagerduty_adapter, write_config
-from tests.driver.payloads import alert, notification
+from tests.adapters.conftest import MakeAdapterApp, first_card
+from tests.driver.app import App
+from tests.driver.config import pagerduty_adapter
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.slack import (
-    BOT_TOKEN,
-    SIGNING_SECRET,
     FakeSlack,
     block_action,
     signed,
@@ -55,29 +53,29 @@ schedules:
 
 
 @pytest.fixture
-async def fakes(tmp_path: Path) -> AsyncIterator[tuple[FakeSlack, FakePagerDuty]]:
-    slack = await FakeSlack().start()
-    pd = await FakePagerDuty(tmp_path).start()
-    yield slack, pd
-    await slack.close()
-    await pd.close()
+def slack(slack: FakeSlack) -> FakeSlack:
+    """The fake Slack with #incidents made first: its id is the one ``block_action`` clicks
+    come from by default."""
+    slack.add_channel("incidents")
+    return slack
 
 
-async def start(
-    tmp_path: Path, make_app: MakeApp, fakes: tuple[FakeSlack, FakePagerDuty], **slack: Any
-) -> App:
-    fake, pd = fakes
-    adapters = {
-        "slack": {
-            "bot_token": BOT_TOKEN,
-            "signing_secret": SIGNING_SECRET,
-            "base_url": fake.api_url,
-            **slack,
-        },
-        "pagerduty": pagerduty_adapter(pd.http_url, {"core": PD_KEY}),
-    }
-    path = write_config(tmp_path, POLICY, {"adapters": adapters}, rules=None)
-    return await make_app(path, fakes=fakes)
+@pytest.fixture
+async def pd(tmp_path: Path) -> AsyncIterator[FakePagerDuty]:
+    fake = await FakePagerDuty(tmp_path).start()
+    yield fake
+    await fake.close()
+
+
+async def opened(
+    make_slack_app: MakeAdapterApp, pd: FakePagerDuty, **options: Any
+) -> tuple[App, str, str, str]:
+    """The app (``adapters.slack`` with ``options``) and a P0 with its first tier delivered:
+    (app, incident id, the card's channel, its ts)."""
+    pagerduty = pagerduty_adapter(pd.http_url, {"core": PD_KEY})
+    app = await make_slack_app(POLICY, adapters={"pagerduty": pagerduty}, fakes=(pd,), **options)
+    inc, channel, card = await first_card(app)
+    return app, inc.id, channel, card.ts
 
 
 async def post(app: App, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
@@ -91,25 +89,11 @@ async def click(app: App, user: str, action: str, value: str, **kw: Any) -> tupl
     return await post(app, CLICKS, body, signed(body, at=app.now.timestamp(), **kw))
 
 
-async def opened(app: App) -> tuple[str, str, str]:
-    """Fire a P0 and deliver its first tier: (incident id, the card's channel, its ts)."""
-    inc = await app.fire(notification([alert()]))
-    await app.tick()
-    slack = app.fake(FakeSlack)
-    channel = slack.channel_named("incidents")
-    assert channel is not None
-    [card] = slack.top_messages(channel.id)
-    return inc.id, channel.id, card.ts
-
-
 async def test_a_signed_click_acknowledges_stops_escalation_tells_pagerduty_and_edits_the_card(
-    tmp_path: Path, make_app: MakeApp, fakes: tuple[FakeSlack, FakePagerDuty]
+    make_slack_app: MakeAdapterApp, slack: FakeSlack, pd: FakePagerDuty
 ) -> None:
-    slack, pd = fakes
-    slack.add_channel("incidents")
     ollie = slack.add_user("ollie@example.com")
-    app = await start(tmp_path, make_app, fakes)
-    inc, channel, ts = await opened(app)
+    app, inc, channel, ts = await opened(make_slack_app, pd)
     assert pd.alert(inc) is not None and pd.alert(inc).status == "triggered"  # type: ignore[union-attr]
     status, _ = await click(app, ollie, "tocsin_ack", inc)
     assert status == 200
@@ -130,13 +114,10 @@ async def test_a_signed_click_acknowledges_stops_escalation_tells_pagerduty_and_
 
 
 async def test_the_escalate_button_pages_the_next_tier_now_as_the_person_who_clicked(
-    tmp_path: Path, make_app: MakeApp, fakes: tuple[FakeSlack, FakePagerDuty]
+    make_slack_app: MakeAdapterApp, slack: FakeSlack, pd: FakePagerDuty
 ) -> None:
-    slack, _ = fakes
-    slack.add_channel("incidents")
     ollie = slack.add_user("ollie@example.com")
-    app = await start(tmp_path, make_app, fakes)
-    inc, channel, ts = await opened(app)
+    app, inc, channel, ts = await opened(make_slack_app, pd)
     status, _ = await click(app, ollie, "tocsin_escalate", inc)
     assert status == 200
     [event] = [e for e in await app.timeline(inc) if e.kind == "escalate"]
@@ -154,13 +135,10 @@ async def test_the_escalate_button_pages_the_next_tier_now_as_the_person_who_cli
 
 
 async def test_forged_stale_and_replayed_clicks_change_nothing(
-    tmp_path: Path, make_app: MakeApp, fakes: tuple[FakeSlack, FakePagerDuty]
+    make_slack_app: MakeAdapterApp, slack: FakeSlack, pd: FakePagerDuty
 ) -> None:
-    slack, _ = fakes
-    slack.add_channel("incidents")
     ollie = slack.add_user("ollie@example.com")
-    app = await start(tmp_path, make_app, fakes)
-    inc, _, _ = await opened(app)
+    app, inc, _, _ = await opened(make_slack_app, pd)
     body = block_action(ollie, "tocsin_ack", inc)
     now = app.now.timestamp()
     forged = signed(body, secret="not-the-signing-secret", at=now)
@@ -184,14 +162,11 @@ async def test_forged_stale_and_replayed_clicks_change_nothing(
 
 
 async def test_a_slack_user_who_is_not_a_person_or_not_a_writer_is_refused_privately(
-    tmp_path: Path, make_app: MakeApp, fakes: tuple[FakeSlack, FakePagerDuty]
+    make_slack_app: MakeAdapterApp, slack: FakeSlack, pd: FakePagerDuty
 ) -> None:
-    slack, _ = fakes
-    slack.add_channel("incidents")
     stranger = slack.add_user("mallory@example.com")
     rita = slack.add_user("rita@example.com")
-    app = await start(tmp_path, make_app, fakes, writers=["ollie"])
-    inc, channel, _ = await opened(app)
+    app, inc, channel, _ = await opened(make_slack_app, pd, writers=["ollie"])
     before = await app.state()
     for user in (stranger, rita):
         assert (await click(app, user, "tocsin_resolve", inc))[0] == 200
@@ -203,14 +178,11 @@ async def test_a_slack_user_who_is_not_a_person_or_not_a_writer_is_refused_priva
 
 
 async def test_slash_commands(
-    tmp_path: Path, make_app: MakeApp, fakes: tuple[FakeSlack, FakePagerDuty]
+    make_slack_app: MakeAdapterApp, slack: FakeSlack, pd: FakePagerDuty
 ) -> None:
-    slack, _ = fakes
-    slack.add_channel("incidents")
     ollie = slack.add_user("ollie@example.com")
     stranger = slack.add_user("mallory@example.com")
-    app = await start(tmp_path, make_app, fakes)
-    inc, _, _ = await opened(app)
+    app, inc, _, _ = await opened(make_slack_app, pd)
 
     async def say(user: str, text: str) -> str:
         body = slash_command(user, text)

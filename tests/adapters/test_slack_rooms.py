@@ -4,26 +4,22 @@ there at the level's cadence until the resolve, and archives it after the monito
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import aiohttp
 import pytest
-from pydantic import SecretStr
 
-from adapters.config import SlackConfig
 from adapters.slack.api import SlackApi
 from adapters.slack.rooms import MAX_NAME, Rooms, room_name
 from escalation.engine.clock import VirtualClock
 from escalation.incidents.model import IncidentRecord
 from escalation.oncall.people import Person
+from tests.adapters.conftest import MakeAdapterApp, slack_config
 from tests.adapters.test_webhook import incident, row
-from tests.driver.app import START, App, MakeApp
-from tests.driver.config import write_config
+from tests.driver.app import START, App
 from tests.driver.payloads import T0, alert, notification
-from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
+from tests.fakes.slack import FakeSlack
 
 pytestmark = pytest.mark.usefixtures("strict_logs")
 
@@ -59,29 +55,12 @@ def test_room_names_follow_slacks_rules() -> None:
     assert room_name(replace(inc, title="!!!"), "incident") == "incident-20260304-0506"
 
 
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = await FakeSlack().start()
-    yield fake
-    await fake.close()
-
-
 async def test_a_p0_through_a_seed_preset_runs_its_incident_channel(
-    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+    make_slack_app: MakeAdapterApp, slack: FakeSlack
 ) -> None:
     ollie = slack.add_user("ollie@example.com")
     max_ = slack.add_user("max@example.com")  # nina has no Slack account
-    adapters = {
-        "adapters": {
-            "slack": {
-                "bot_token": BOT_TOKEN,
-                "signing_secret": SIGNING_SECRET,
-                "base_url": slack.api_url,
-            }
-        }
-    }
-    path = write_config(tmp_path, CONFIG, adapters, rules=None)
-    app = await make_app(path, fakes=(slack,))
+    app = await make_slack_app(CONFIG)
     taken = "incident-20261122-1300-diskfull-diskfull-on-db-1"
     slack.add_channel(taken)  # someone already has the name: the next one gets "-2"
     inc = await app.fire(notification([alert()]))  # tiers 0 and 1 fire at ingest
@@ -118,21 +97,11 @@ async def test_a_p0_through_a_seed_preset_runs_its_incident_channel(
 
 
 async def room_app(
-    tmp_path: Path, make_app: MakeApp, slack: FakeSlack, **slack_cfg: object
+    make_slack_app: MakeAdapterApp, slack: FakeSlack, **slack_cfg: object
 ) -> tuple[App, IncidentRecord, str]:
     """The code-project P0 (monitoring window 2 h) with its incident channel made."""
     slack.add_user("ollie@example.com")
-    adapters = {
-        "adapters": {
-            "slack": {
-                "bot_token": BOT_TOKEN,
-                "signing_secret": SIGNING_SECRET,
-                "base_url": slack.api_url,
-                **slack_cfg,
-            }
-        }
-    }
-    app = await make_app(write_config(tmp_path, CONFIG, adapters, rules=None), fakes=(slack,))
+    app = await make_slack_app(CONFIG, **slack_cfg)
     inc = await app.fire(notification([alert()]))
     await app.tick(timedelta(seconds=1))
     room = slack.channel_named(room_name(inc, "incident"))
@@ -144,43 +113,50 @@ def resolved() -> dict[str, object]:
     return notification([alert(status="resolved", ends=T0 + timedelta(minutes=1))])
 
 
-async def archive_notes(app: App, inc_id: str) -> list[str]:
-    return [
-        e.message
-        for e in await app.timeline(inc_id)
-        if e.data.get("outbox", "").startswith(f"{inc_id}:archive:")
-    ]
-
-
-async def test_with_archiving_off_the_channel_is_kept(
-    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
-) -> None:
-    app, inc, room = await room_app(tmp_path, make_app, slack, archive_incident_channels=False)
-    await app.act(inc.id, "resolve")
-    await app.advance(timedelta(hours=3))
-    assert not slack.channels[room].is_archived
-    assert not slack.calls_of("conversations.archive")
-    [note] = await archive_notes(app, inc.id)
-    assert "kept: adapters.slack.archive_incident_channels is off" in note
-
-
-async def test_resolved_by_its_alerts_the_channel_is_archived_after_the_window(
-    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
-) -> None:
-    app, inc, room = await room_app(tmp_path, make_app, slack)
-    app.clock.set(START + timedelta(minutes=10))
-    await app.post(resolved())
-    record = await app.record(inc.id)
-    assert (record.status, record.resolved_at) == ("resolved", START + timedelta(minutes=10))
+async def archived_when_the_window_ends(app: App, slack: FakeSlack, room: str) -> None:
+    """Kept through the monitoring window (2 h from the last resolve), archived right after."""
     await app.advance(timedelta(hours=1, minutes=59))
-    assert not slack.channels[room].is_archived  # the monitoring window (2 h) is not over
+    assert not slack.channels[room].is_archived
     await app.advance(timedelta(minutes=2))
     assert slack.channels[room].is_archived
 
 
-async def reopened(tmp_path: Path, make_app: MakeApp, slack: FakeSlack) -> tuple[App, str, str]:
+async def kept(app: App, slack: FakeSlack, room: str, inc_id: str, why: str) -> None:
+    """Well past any window the channel is still there, never archived, for the reason ``why``
+    given on the timeline."""
+    await app.advance(timedelta(hours=3))
+    assert not slack.channels[room].is_archived
+    assert not slack.calls_of("conversations.archive")
+    [note] = [
+        e.message
+        for e in await app.timeline(inc_id)
+        if e.data.get("outbox", "").startswith(f"{inc_id}:archive:")
+    ]
+    assert why in note
+
+
+async def test_with_archiving_off_the_channel_is_kept(
+    make_slack_app: MakeAdapterApp, slack: FakeSlack
+) -> None:
+    app, inc, room = await room_app(make_slack_app, slack, archive_incident_channels=False)
+    await app.act(inc.id, "resolve")
+    await kept(app, slack, room, inc.id, "kept: adapters.slack.archive_incident_channels is off")
+
+
+async def test_resolved_by_its_alerts_the_channel_is_archived_after_the_window(
+    make_slack_app: MakeAdapterApp, slack: FakeSlack
+) -> None:
+    app, inc, room = await room_app(make_slack_app, slack)
+    app.clock.set(START + timedelta(minutes=10))
+    await app.post(resolved())
+    record = await app.record(inc.id)
+    assert (record.status, record.resolved_at) == ("resolved", START + timedelta(minutes=10))
+    await archived_when_the_window_ends(app, slack, room)
+
+
+async def reopened(make_slack_app: MakeAdapterApp, slack: FakeSlack) -> tuple[App, str, str]:
     """Resolved by its alert at 0:10, firing again at 0:40 (within the 2 h window): reopened."""
-    app, inc, room = await room_app(tmp_path, make_app, slack)
+    app, inc, room = await room_app(make_slack_app, slack)
     app.clock.set(START + timedelta(minutes=10))
     await app.post(resolved())
     app.clock.set(START + timedelta(minutes=40))
@@ -190,37 +166,31 @@ async def reopened(tmp_path: Path, make_app: MakeApp, slack: FakeSlack) -> tuple
 
 
 async def test_a_reopened_incidents_channel_is_not_archived(
-    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+    make_slack_app: MakeAdapterApp, slack: FakeSlack
 ) -> None:
-    app, inc_id, room = await reopened(tmp_path, make_app, slack)
-    await app.advance(timedelta(hours=3))  # well past the first resolve's window
-    assert not slack.channels[room].is_archived
-    assert not slack.calls_of("conversations.archive")
-    [note] = await archive_notes(app, inc_id)
-    assert "kept: the incident is triggered again" in note
+    app, inc_id, room = await reopened(make_slack_app, slack)
+    # Three hours on: well past the first resolve's window.
+    await kept(app, slack, room, inc_id, "kept: the incident is triggered again")
 
 
 async def test_resolved_again_the_channel_waits_for_the_last_resolves_window(
-    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+    make_slack_app: MakeAdapterApp, slack: FakeSlack
 ) -> None:
-    app, inc_id, room = await reopened(tmp_path, make_app, slack)
+    app, inc_id, room = await reopened(make_slack_app, slack)
     app.clock.set(START + timedelta(hours=1))
     await app.act(inc_id, "resolve")
     # The first resolve's window ends at 2:10, but the incident was resolved again at 1:00:
     # its channel stays until 3:00.
-    await app.advance(timedelta(hours=1, minutes=59))
-    assert not slack.channels[room].is_archived
-    await app.advance(timedelta(minutes=2))
-    assert slack.channels[room].is_archived
+    await archived_when_the_window_ends(app, slack, room)
     assert len(slack.calls_of("conversations.archive")) == 1
 
 
 async def test_a_later_tier_is_invited_to_the_channel_the_first_tiers_are_in(
-    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+    make_slack_app: MakeAdapterApp, slack: FakeSlack
 ) -> None:
     nina = slack.add_user("nina@example.com")  # the senior engineer, paged at 30 minutes
     max_ = slack.add_user("max@example.com")
-    app, inc, room = await room_app(tmp_path, make_app, slack)
+    app, inc, room = await room_app(make_slack_app, slack)
     members = slack.channels[room].members
     assert max_ in members and nina not in members
     await app.advance(timedelta(minutes=29))
@@ -242,11 +212,7 @@ async def test_after_a_restart_someone_in_already_does_not_keep_the_others_out(
     ollie, nina = slack.add_user("ollie@example.com"), slack.add_user("nina@example.com")
     cid = slack.add_channel("incident-20261122-1300-x")
     slack.channels[cid].members.append(ollie)
-    cfg = SlackConfig(
-        bot_token=SecretStr(BOT_TOKEN),
-        signing_secret=SecretStr(SIGNING_SECRET),
-        base_url=slack.api_url,
-    )
+    cfg = slack_config(slack)
     people = {
         "ollie": Person(email="ollie@example.com"),
         "nina": Person(email="nina@example.com"),

@@ -6,16 +6,12 @@ card ends showing the last change, and each change is in its thread."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
-
-from tests.driver.app import App, MakeApp
-from tests.driver.config import write_config
+from tests.adapters.conftest import MakeAdapterApp
+from tests.driver.app import App
 from tests.driver.payloads import alert, notification
-from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
+from tests.fakes.slack import FakeSlack
 
 POLICY = """\
 people:
@@ -32,13 +28,6 @@ rules:
 
 JOINS = 40  # alerts joining the busy incident, one every 200 ms
 STEP = timedelta(milliseconds=200)
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = await FakeSlack().start()
-    yield fake
-    await fake.close()
 
 
 def per_second(slack: FakeSlack, method: str) -> Counter[tuple[str, int]]:
@@ -83,20 +72,10 @@ async def storm(app: App) -> None:
 
 
 async def test_a_storm_keeps_each_slack_channel_to_one_message_a_second_and_loses_nothing(
-    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+    make_slack_app: MakeAdapterApp, slack: FakeSlack
 ) -> None:
     incidents_id, ops_id = slack.add_channel("incidents"), slack.add_channel("ops")
-    adapters = {
-        "adapters": {
-            "slack": {
-                "bot_token": BOT_TOKEN,
-                "signing_secret": SIGNING_SECRET,
-                "base_url": slack.api_url,
-            }
-        }
-    }
-    app = await make_app(write_config(tmp_path, POLICY, adapters, rules=None), fakes=(slack,))
-    slack.clock = app.clock.now
+    app = await make_slack_app(POLICY)
     await storm(app)
 
     posts, edits = (
@@ -129,24 +108,14 @@ async def test_a_storm_keeps_each_slack_channel_to_one_message_a_second_and_lose
 
 
 async def test_a_card_still_waiting_for_its_slot_is_posted_in_its_final_state_with_its_news(
-    tmp_path: Path, make_app: MakeApp, slack: FakeSlack
+    make_slack_app: MakeAdapterApp, slack: FakeSlack
 ) -> None:
     """Three incidents at once in one channel: the third's card waits two seconds. Noted and
     acknowledged meanwhile (the ack cancels its page), it is still posted, acknowledged, with
     the note and the ack in its thread; the second, resolved meanwhile, likewise."""
     cid = slack.add_channel("incidents")
     slack.add_channel("ops")
-    adapters = {
-        "adapters": {
-            "slack": {
-                "bot_token": BOT_TOKEN,
-                "signing_secret": SIGNING_SECRET,
-                "base_url": slack.api_url,
-            }
-        }
-    }
-    app = await make_app(write_config(tmp_path, POLICY, adapters, rules=None), fakes=(slack,))
-    slack.clock = app.clock.now
+    app = await make_slack_app(POLICY)
     for name in ("DiskFull", "Latency", "Errors"):
         await app.post(notification([alert(name)], group_key=f"{{}}:{{alertname={name}}}"))
     ids = {i["number"]: i["id"] for i in await app.incidents()}

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET
+
 __all__ = [
     "LONDON_BUSINESS_HOURS",
     "PUBLIC",
@@ -30,6 +32,7 @@ __all__ = [
     "pagerduty_adapter",
     "phone_adapter",
     "postgres_store",
+    "slack_adapter",
     "sqlite_store",
     "write_config",
 ]
@@ -122,6 +125,13 @@ def phone_adapter(
         "ring_timeout": "25s",
         "timeout": "2s",
     }
+
+
+def slack_adapter(base_url: str | None, **options: Any) -> dict[str, Any]:
+    """``adapters.slack`` with the fake Slack's bot token and signing secret, calling the Web
+    API at ``base_url`` (a fake Slack; None: Slack's own, for configs that are only checked)."""
+    url = {"base_url": base_url} if base_url is not None else {}
+    return {"bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET, **url, **options}
 
 
 def email_adapter(host: str, port: int, *, link_secret: str, **options: Any) -> dict[str, Any]:
