@@ -22,7 +22,7 @@ import pytest
 from pydantic import SecretStr
 
 from adapters.config import SlackConfig
-from escalation.incidents.model import IncidentRecord
+from escalation.incidents.model import IncidentRecord, TimelineEvent
 from tests.driver.app import App, MakeApp
 from tests.driver.config import (
     LONDON_BUSINESS_HOURS,
@@ -38,7 +38,7 @@ from tests.driver.payloads import alert, notification
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackMessage
 from tests.fakes.smtp import SmtpServer
-from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, FakeTwilio
+from tests.fakes.twilio import FakeTwilio
 
 MakeAdapterApp = Callable[..., Awaitable[App]]
 
@@ -189,12 +189,41 @@ def phone_config(
     voice, fallback = ("phone", "phone, sms, log") if twilio_url is not None else ("log", "log")
     people = _PHONE_PEOPLE.format(lee_phone=LEE_PHONE, voice=voice, fallback=fallback)
     if twilio_url is not None:
-        phone = phone_adapter(
-            twilio_url, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=TWILIO_NUMBER
-        )
+        phone = phone_adapter(twilio_url)
         adapters = {"phone": phone}
     stored = {"store": store} if store is not None else {}
     return write_config(tmp_path, LONDON_BUSINESS_HOURS, people, {"adapters": adapters}, stored)
+
+
+# -- push (ntfy, Pushover) ----------------------------------------------------------------------
+
+_PUSH_RULES = """\
+rules:
+  - name: errors
+    match: ['alertname="HighErrorRate"']
+    severity: %s
+    policy: push
+    title: "{{ labels.alertname }} on {{ labels.service }}"
+"""
+
+
+def push_config(
+    tmp_path: Path,
+    people_and_policy: str,
+    adapters: Mapping[str, Any],
+    *,
+    severity: str = "P0",
+    store: dict[str, Any] | None = None,
+) -> Path:
+    """The push tests' config: their people and ``push`` policy, ``adapters``, and a rule file
+    making HighErrorRate a ``severity`` incident on ``push`` (``store`` as in ``phone_config``)."""
+    rules = {"rules": {"files": ["rules/*.yaml"]}}
+    stored = {"store": store} if store is not None else {}
+    sections = (rules, people_and_policy, {"adapters": dict(adapters)}, stored)
+    return write_config(tmp_path, *sections, rules=_PUSH_RULES % severity)
+
+
+# -- phone (continued) --------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -221,6 +250,15 @@ def make_phone_app(make_app: MakeApp, tmp_path: Path, twilio: FakeTwilio) -> Mak
         return app
 
     return make
+
+
+def provider_outcomes(events: Sequence[TimelineEvent]) -> list[list[tuple[str, str]]]:
+    """(provider, outcome) of each provider tried, per delivery attempt on the timeline."""
+    return [
+        [(p["provider"], p["outcome"]) for p in e.data["providers"]]
+        for e in events
+        if e.data and "providers" in e.data
+    ]
 
 
 def only_call(app: App) -> str:

@@ -36,7 +36,7 @@ from escalation.store.sqlite import SqliteStore
 from rules.matrix import load_preset
 from tests.driver.config import email_adapter, phone_adapter
 from tests.fakes.smtp import SmtpServer
-from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, FakeTwilio
+from tests.fakes.twilio import FakeTwilio
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -98,12 +98,7 @@ async def world(tmp_path: Path, smtp: SmtpServer) -> AsyncIterator[World]:
     cfg = AdaptersConfig.model_validate(
         {
             "email": email_adapter(smtp.host, smtp.port, link_secret="0123456789abcdef0123"),
-            "phone": phone_adapter(
-                twilio.url,
-                account_sid=ACCOUNT_SID,
-                auth_token=AUTH_TOKEN,
-                from_number=TWILIO_NUMBER,
-            ),
+            "phone": phone_adapter(twilio.url),
         }
     )
     notifiers: dict[str, Notifier] = build_notifiers(

@@ -26,21 +26,13 @@ from config.load import load_config
 from escalation.engine.service import ActOn, Delivery
 from escalation.incidents.actions import Action
 from escalation.incidents.model import IncidentRecord, OutboxState, Status
+from tests.adapters.conftest import push_config
 from tests.driver.app import START, App, MakeApp
 from tests.driver.config import PUBLIC, write_config
 from tests.driver.payloads import sample_bytes
 from tests.fakes.ntfy import NTFY_TOKEN, FakeNtfy
 
 LINK_SECRET = "ntfy-flow-link-secret-0123456789"
-
-RULES_YAML = """\
-rules:
-  - name: errors
-    match: ['alertname="HighErrorRate"']
-    severity: %s
-    policy: push
-    title: "{{ labels.alertname }} on {{ labels.service }}"
-"""
 
 POLICY = """\
 people:
@@ -77,10 +69,7 @@ async def start(
         "link_ttl": "1h",
         **over,
     }
-    rules = {"rules": {"files": ["rules/*.yaml"]}}
-    adapters = {"adapters": {"ntfy": section}}
-    stored = {"store": store} if store is not None else {}
-    path = write_config(tmp_path, rules, POLICY, adapters, stored, rules=RULES_YAML % severity)
+    path = push_config(tmp_path, POLICY, {"ntfy": section}, severity=severity, store=store)
     return await make_app(path, fakes=(ntfy,))
 
 
@@ -97,9 +86,15 @@ async def app_on_each_store(
     return await start(tmp_path, make_app, ntfy, store=store_section)
 
 
-async def first(app: App, ntfy: FakeNtfy) -> tuple[IncidentRecord, dict[str, Any]]:
+async def fired(app: App, at: timedelta = timedelta(0)) -> IncidentRecord:
+    """The sample P0 fired, and the engine run at ``START + at``."""
     inc = await app.fire(sample_bytes("alertmanager-0.25-firing.json"))
-    await app.at(timedelta(0))
+    await app.at(at)
+    return inc
+
+
+async def first(app: App, ntfy: FakeNtfy) -> tuple[IncidentRecord, dict[str, Any]]:
+    inc = await fired(app)
     [message] = ntfy.messages
     return inc, message
 
@@ -242,8 +237,7 @@ async def test_a_refused_token_fails_visibly_and_falls_back(
     tmp_path: Path, make_app: MakeApp, ntfy: FakeNtfy
 ) -> None:
     app = await start(tmp_path, make_app, ntfy, access_token="tk_revoked0000000000000000000000")
-    inc = await app.fire(sample_bytes("alertmanager-0.25-firing.json"))
-    await app.at(timedelta(minutes=5))
+    inc = await fired(app, timedelta(minutes=5))
     assert ntfy.messages == []
     rows = {r.person: r for r in await app.outbox(inc.id) if r.channel == "ntfy"}
     assert rows["alice"].state == OutboxState.FAILED
@@ -258,8 +252,7 @@ async def test_ntfys_rate_limit_is_waited_out(
 ) -> None:
     ntfy.limit(0)
     app = await start(tmp_path, make_app, ntfy)
-    inc = await app.fire(sample_bytes("alertmanager-0.25-firing.json"))
-    await app.at(timedelta(0))
+    inc = await fired(app)
     [row] = await app.outbox(inc.id)
     assert row.state == OutboxState.PENDING and "42901" in row.last_error
     ntfy.limit(10)
@@ -281,8 +274,7 @@ async def test_without_a_token_a_deny_all_server_refuses_and_nothing_is_retried(
     tmp_path: Path, make_app: MakeApp, ntfy: FakeNtfy
 ) -> None:
     app = await start(tmp_path, make_app, ntfy, access_token=None)
-    inc = await app.fire(sample_bytes("alertmanager-0.25-firing.json"))
-    await app.at(timedelta(minutes=1))
+    inc = await fired(app, timedelta(minutes=1))
     [row] = [r for r in await app.outbox(inc.id) if r.person == "alice"]
     assert (row.state, row.attempts) == (OutboxState.FAILED, 1)
     assert "HTTP 403: 40301 forbidden" in row.last_error

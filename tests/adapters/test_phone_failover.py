@@ -7,7 +7,7 @@ shows). Replies come back through the gateway's inbound route, authenticated by 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,12 @@ import pytest
 
 from escalation.incidents.model import IncidentRecord, OutboxState, Status
 from router.inbound_gateway import GATEWAY_SMS_PATH
+from tests.adapters.conftest import MakeAdapterApp, provider_outcomes
 from tests.driver.app import App, MakeApp
 from tests.driver.config import LONDON_BUSINESS_HOURS, phone_adapter, write_config
 from tests.driver.payloads import sample_bytes
 from tests.fakes.sms_gateway import API_KEY, FakeSmsGateway, GatewayAnswer
-from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, FakeTwilio, Scripted
+from tests.fakes.twilio import FakeTwilio, Scripted
 
 FIRING = "alertmanager-0.25-firing.json"  # severity=critical → P0
 OLLIE = "+14155550100"
@@ -73,17 +74,12 @@ async def twilio() -> AsyncIterator[FakeTwilio]:
     await fake.close()
 
 
-MakeFailoverApp = Callable[..., Awaitable[App]]
-
-
 @pytest.fixture
 def make_sms_app(
     make_app: MakeApp, tmp_path: Path, twilio: FakeTwilio, gateway: FakeSmsGateway
-) -> MakeFailoverApp:
+) -> MakeAdapterApp:
     async def make(providers: list[str], *, breaker_failures: int = 5, **inbound: Any) -> App:
-        phone = phone_adapter(
-            twilio.url, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=TWILIO_NUMBER
-        )
+        phone = phone_adapter(twilio.url)
         phone |= {"providers": providers, "gateway": gateway_section(gateway.url, **inbound)}
         dispatch = {"breaker_failures": breaker_failures, "backoff_initial": "1s"}
         adapters = {"adapters": {"phone": phone, "dispatch": dispatch}}
@@ -97,17 +93,8 @@ async def fire(app: App) -> IncidentRecord:
     return await app.fire(sample_bytes(FIRING))
 
 
-def provider_parts(app: App, events: list[Any]) -> list[list[tuple[str, str]]]:
-    """(provider, outcome) of each delivery attempt on the timeline, in order."""
-    return [
-        [(p["provider"], p["outcome"]) for p in e.data["providers"]]
-        for e in events
-        if e.data and "providers" in e.data
-    ]
-
-
 async def test_twilio_5xx_fails_over_to_the_gateway_with_each_attempt_recorded(
-    make_sms_app: MakeFailoverApp, twilio: FakeTwilio, gateway: FakeSmsGateway
+    make_sms_app: MakeAdapterApp, twilio: FakeTwilio, gateway: FakeSmsGateway
 ) -> None:
     app = await make_sms_app(["twilio", "gateway"])
     twilio.script("Messages", Scripted(status=503, code=20503, message="Service unavailable"))
@@ -126,7 +113,7 @@ async def test_twilio_5xx_fails_over_to_the_gateway_with_each_attempt_recorded(
     assert row.attempts == 1
     assert row.provider_id == sent["id"]
     timeline = await app.timeline(inc.id)
-    assert provider_parts(app, timeline) == [[("twilio", "retryable"), ("gateway", "delivered")]]
+    assert provider_outcomes(timeline) == [[("twilio", "retryable"), ("gateway", "delivered")]]
     [delivered] = [e for e in timeline if e.data and "providers" in e.data]
     assert delivered.message == (
         "page delivered to ollie via sms; twilio retryable (twilio sms 503 20503: Service"
@@ -135,7 +122,7 @@ async def test_twilio_5xx_fails_over_to_the_gateway_with_each_attempt_recorded(
 
 
 async def test_an_open_breaker_skips_the_provider(
-    make_sms_app: MakeFailoverApp, twilio: FakeTwilio, gateway: FakeSmsGateway
+    make_sms_app: MakeAdapterApp, twilio: FakeTwilio, gateway: FakeSmsGateway
 ) -> None:
     app = await make_sms_app(["twilio", "gateway"], breaker_failures=1)
     twilio.script("Messages", Scripted(status=500, code=20500, message="Internal Server Error"))
@@ -145,7 +132,7 @@ async def test_an_open_breaker_skips_the_provider(
     await app.tick()
     assert len(twilio.requests_to("Messages")) == 1  # not asked again while its breaker is open
     assert len(gateway.sent) == 2
-    parts = provider_parts(app, await app.timeline(inc.id))
+    parts = provider_outcomes(await app.timeline(inc.id))
     assert parts == [
         [("twilio", "retryable"), ("gateway", "delivered")],
         [("twilio", "breaker open"), ("gateway", "delivered")],
@@ -153,7 +140,7 @@ async def test_an_open_breaker_skips_the_provider(
 
 
 async def test_when_every_provider_fails_the_attempt_is_retried(
-    make_sms_app: MakeFailoverApp, twilio: FakeTwilio, gateway: FakeSmsGateway
+    make_sms_app: MakeAdapterApp, twilio: FakeTwilio, gateway: FakeSmsGateway
 ) -> None:
     app = await make_sms_app(["twilio", "gateway"])
     twilio.script("Messages", Scripted(status=500, code=20500, message="Internal Server Error"))
@@ -167,7 +154,7 @@ async def test_when_every_provider_fails_the_attempt_is_retried(
 
 
 async def test_a_gateway_reply_acknowledges_and_a_forged_one_is_refused(
-    make_sms_app: MakeFailoverApp, gateway: FakeSmsGateway
+    make_sms_app: MakeAdapterApp, gateway: FakeSmsGateway
 ) -> None:
     app = await make_sms_app(["gateway"])
     inc = await fire(app)
@@ -196,7 +183,7 @@ async def test_a_gateway_reply_acknowledges_and_a_forged_one_is_refused(
 
 
 async def test_a_gateway_reply_with_basic_auth_and_the_paged_rule(
-    make_sms_app: MakeFailoverApp, gateway: FakeSmsGateway
+    make_sms_app: MakeAdapterApp, gateway: FakeSmsGateway
 ) -> None:
     app = await make_sms_app(["gateway"], auth="basic", username="gw", secret="gw-basic-pw")
     inc = await fire(app)
@@ -215,7 +202,7 @@ async def test_a_gateway_reply_with_basic_auth_and_the_paged_rule(
 
 
 async def test_a_json_reply_with_custom_fields_and_header(
-    make_sms_app: MakeFailoverApp, gateway: FakeSmsGateway
+    make_sms_app: MakeAdapterApp, gateway: FakeSmsGateway
 ) -> None:
     app = await make_sms_app(
         ["gateway"],

@@ -20,22 +20,14 @@ import aiohttp
 import pytest
 
 from escalation.incidents.model import IncidentRecord, OutboxState, Status
+from tests.adapters.conftest import push_config
 from tests.driver.app import START, App, MakeApp
-from tests.driver.config import PUBLIC, write_config
+from tests.driver.config import PUBLIC
 from tests.driver.payloads import sample_bytes
 from tests.fakes.pushover import APP_TOKEN, FakePushover, user_key
 
 CALLBACK_SECRET = "pushover-flow-callback-secret-0123"
 ALICE, CAROL = user_key("alice"), user_key("carol")
-
-RULES_YAML = """\
-rules:
-  - name: errors
-    match: ['alertname="HighErrorRate"']
-    severity: %s
-    policy: push
-    title: "{{ labels.alertname }} on {{ labels.service }}"
-"""
 
 POLICY = f"""\
 people:
@@ -71,10 +63,7 @@ async def start(
         "expire": "1h",
         "callback_ttl": "2h",
     }
-    rules = {"rules": {"files": ["rules/*.yaml"]}}
-    adapters = {"adapters": {"pushover": section}}
-    stored = {"store": store} if store is not None else {}
-    path = write_config(tmp_path, rules, POLICY, adapters, stored, rules=RULES_YAML % severity)
+    path = push_config(tmp_path, POLICY, {"pushover": section}, severity=severity, store=store)
     app = await make_app(path, fakes=(pushover,))
     pushover.clock = lambda: app.clock.now().timestamp()  # its 5-second rule on virtual time
     return app

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,17 @@ from adapters.config import PhoneConfig
 from adapters.phone import check
 from adapters.phone.vonage import WEBHOOK_MAX_AGE, WEBHOOK_SKEW, app_jwt, verify_webhook
 from escalation.incidents.model import IncidentRecord, OutboxState, Status
-from tests.adapters.conftest import _PHONE_PEOPLE, LEE_PHONE, OLLIE_PHONE
+from tests.adapters.conftest import (
+    _PHONE_PEOPLE,
+    LEE_PHONE,
+    OLLIE_PHONE,
+    MakeAdapterApp,
+    provider_outcomes,
+)
 from tests.driver.app import App, MakeApp
 from tests.driver.config import LONDON_BUSINESS_HOURS, PUBLIC, phone_adapter, write_config
 from tests.driver.payloads import sample_bytes
-from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, FakeTwilio, Scripted
+from tests.fakes.twilio import FakeTwilio, Scripted
 from tests.fakes.vonage import (
     APPLICATION_ID,
     RATE_LIMITS,
@@ -71,17 +77,12 @@ async def twilio() -> AsyncIterator[FakeTwilio]:
     await fake.close()
 
 
-MakeVonageApp = Callable[..., Awaitable[App]]
-
-
 @pytest.fixture
 def make_vonage_app(
     make_app: MakeApp, tmp_path: Path, vonage: FakeVonage, twilio: FakeTwilio
-) -> MakeVonageApp:
+) -> MakeAdapterApp:
     async def make(providers: tuple[str, ...] = ("vonage",)) -> App:
-        phone = phone_adapter(
-            twilio.url, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=TWILIO_NUMBER
-        )
+        phone = phone_adapter(twilio.url)
         phone |= {"providers": list(providers), "vonage": vonage_section(vonage)}
         people = _PHONE_PEOPLE.format(
             lee_phone=LEE_PHONE, voice="phone", fallback="phone, sms, log"
@@ -101,17 +102,29 @@ async def fire(app: App) -> IncidentRecord:
     return await app.fire(sample_bytes(FIRING))
 
 
+async def paged(make_vonage_app: MakeAdapterApp) -> tuple[App, IncidentRecord]:
+    """The app on Vonage with a P0 fired and ollie's call placed."""
+    app = await make_vonage_app()
+    inc = await fire(app)
+    await app.tick()
+    return app, inc
+
+
+async def only_called_and_still_triggered(app: App, inc: IncidentRecord) -> None:
+    """Nothing acted: the incident is still triggered and ollie was only called, not texted."""
+    assert (await app.record(inc.id)).status == Status.TRIGGERED
+    assert [r.channel for r in await app.outbox(inc.id) if r.person == "ollie"] == ["phone"]
+
+
 def only_call(vonage: FakeVonage) -> str:
     [ident] = vonage.calls
     return ident
 
 
 async def test_a_p0_call_through_vonage_and_pressing_1_acknowledges(
-    make_vonage_app: MakeVonageApp, vonage: FakeVonage
+    make_vonage_app: MakeAdapterApp, vonage: FakeVonage
 ) -> None:
-    app = await make_vonage_app()
-    inc = await fire(app)
-    await app.tick()
+    app, inc = await paged(make_vonage_app)
 
     [req] = vonage.requests
     row = f"{inc.id}:0:page:0:0:ollie:phone"
@@ -151,11 +164,9 @@ async def test_a_p0_call_through_vonage_and_pressing_1_acknowledges(
 
 
 async def test_no_key_pressed_says_goodbye_and_the_page_stays_open(
-    make_vonage_app: MakeVonageApp, vonage: FakeVonage
+    make_vonage_app: MakeAdapterApp, vonage: FakeVonage
 ) -> None:
-    app = await make_vonage_app()
-    inc = await fire(app)
-    await app.tick()
+    app, inc = await paged(make_vonage_app)
     status, ncco = await vonage.press(only_call(vonage), "")  # the input timed out
     assert (status, ncco) == (
         200,
@@ -172,46 +183,38 @@ async def test_no_key_pressed_says_goodbye_and_the_page_stays_open(
 
 
 async def test_forged_or_tampered_webhooks_change_nothing(
-    make_vonage_app: MakeVonageApp, vonage: FakeVonage
+    make_vonage_app: MakeAdapterApp, vonage: FakeVonage
 ) -> None:
-    app = await make_vonage_app()
-    inc = await fire(app)
-    await app.tick()
+    app, inc = await paged(make_vonage_app)
     ident = only_call(vonage)
     assert (await vonage.press(ident, "1", forge=True))[0] == 401
     assert (await vonage.press(ident, "2", tamper=True))[0] == 401  # signed "2", delivered "1"
     assert (await vonage.play_status(ident, "unanswered", forge=True))[0] == 401
     assert (await vonage.text_in(INBOUND, OLLIE_PHONE, f"ACK {inc.number}", forge=True))[0] == 401
-    assert (await app.record(inc.id)).status == Status.TRIGGERED
-    assert [r.channel for r in await app.outbox(inc.id) if r.person == "ollie"] == ["phone"]
+    await only_called_and_still_triggered(app, inc)
 
 
 async def test_a_webhook_signed_too_long_ago_is_refused_as_a_replay(
-    make_vonage_app: MakeVonageApp, vonage: FakeVonage
+    make_vonage_app: MakeAdapterApp, vonage: FakeVonage
 ) -> None:
     # A keypress captured and sent again six minutes later: its signature and body are genuine,
     # its iat is too old. Nothing changes; a fresh one (within the window) acts.
-    app = await make_vonage_app()
-    inc = await fire(app)
-    await app.tick()
+    app, inc = await paged(make_vonage_app)
     ident = only_call(vonage)
     assert (await vonage.press(ident, "1", age=6 * 60 + 1))[0] == 401
     assert (await vonage.play_status(ident, "unanswered", age=6 * 60 + 1))[0] == 401
     stale = await vonage.text_in(INBOUND, OLLIE_PHONE, f"ACK {inc.number}", age=6 * 60 + 1)
     assert stale[0] == 401
     assert (await vonage.press(ident, "1", age=-2 * 60))[0] == 401  # from the future
-    assert (await app.record(inc.id)).status == Status.TRIGGERED
-    assert [r.channel for r in await app.outbox(inc.id) if r.person == "ollie"] == ["phone"]
+    await only_called_and_still_triggered(app, inc)
     assert (await vonage.press(ident, "1", age=4 * 60))[0] == 200  # late, but within the window
     assert (await app.record(inc.id)).status == Status.ACKNOWLEDGED
 
 
 async def test_an_unanswered_call_texts_and_a_reply_acknowledges(
-    make_vonage_app: MakeVonageApp, vonage: FakeVonage
+    make_vonage_app: MakeAdapterApp, vonage: FakeVonage
 ) -> None:
-    app = await make_vonage_app()
-    inc = await fire(app)
-    await app.tick()
+    app, inc = await paged(make_vonage_app)
     assert (await vonage.play_status(only_call(vonage), "unanswered"))[0] == 204
     await app.tick()
     [text] = vonage.messages.values()
@@ -224,7 +227,7 @@ async def test_an_unanswered_call_texts_and_a_reply_acknowledges(
 
 
 async def test_twilio_5xx_fails_over_to_vonage_for_the_call(
-    make_vonage_app: MakeVonageApp, vonage: FakeVonage, twilio: FakeTwilio
+    make_vonage_app: MakeAdapterApp, vonage: FakeVonage, twilio: FakeTwilio
 ) -> None:
     app = await make_vonage_app(("twilio", "vonage"))
     twilio.script("Calls", Scripted(status=500, code=20500, message="Internal Server Error"))
@@ -234,8 +237,7 @@ async def test_twilio_5xx_fails_over_to_vonage_for_the_call(
     ident = only_call(vonage)
     [row] = [r for r in await app.outbox(inc.id) if r.person == "ollie"]
     assert (row.state, row.attempts, row.provider_id) == (OutboxState.SENT, 1, ident)
-    parts = [e.data["providers"] for e in await app.timeline(inc.id) if "providers" in e.data]
-    assert [[(p["provider"], p["outcome"]) for p in ps] for ps in parts] == [
+    assert provider_outcomes(await app.timeline(inc.id)) == [
         [("twilio", "retryable"), ("vonage", "delivered")]
     ]
     await vonage.press(ident, "1")
@@ -243,7 +245,7 @@ async def test_twilio_5xx_fails_over_to_vonage_for_the_call(
 
 
 async def test_a_call_that_may_be_ringing_is_not_dialled_again_on_vonage(
-    make_vonage_app: MakeVonageApp, vonage: FakeVonage, twilio: FakeTwilio
+    make_vonage_app: MakeAdapterApp, vonage: FakeVonage, twilio: FakeTwilio
 ) -> None:
     app = await make_vonage_app(("twilio", "vonage"))
     twilio.script("Calls", Scripted(drop=True))  # created at Twilio, the answer never comes
@@ -253,14 +255,11 @@ async def test_a_call_that_may_be_ringing_is_not_dialled_again_on_vonage(
     assert vonage.calls == {}  # never re-dialled elsewhere
     [row] = [r for r in await app.outbox(inc.id) if r.person == "ollie"]
     assert row.state == OutboxState.UNKNOWN
-    parts = [e.data["providers"] for e in await app.timeline(inc.id) if "providers" in e.data]
-    assert [[(p["provider"], p["outcome"]) for p in ps] for ps in parts] == [
-        [("twilio", "unknown outcome")]
-    ]
+    assert provider_outcomes(await app.timeline(inc.id)) == [[("twilio", "unknown outcome")]]
 
 
 async def test_vonage_errors_map_like_twilios(
-    make_vonage_app: MakeVonageApp, vonage: FakeVonage
+    make_vonage_app: MakeAdapterApp, vonage: FakeVonage
 ) -> None:
     app = await make_vonage_app()
     vonage.script(

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER
 
 __all__ = [
     "LONDON_BUSINESS_HOURS",
@@ -114,9 +115,14 @@ def pagerduty_adapter(
 
 
 def phone_adapter(
-    base_url: str, *, account_sid: str, auth_token: str, from_number: str
+    base_url: str,
+    *,
+    account_sid: str = ACCOUNT_SID,
+    auth_token: str = AUTH_TOKEN,
+    from_number: str = TWILIO_NUMBER,
 ) -> dict[str, Any]:
-    """``adapters.phone`` calling the Twilio-compatible API at ``base_url`` (a fake Twilio)."""
+    """``adapters.phone`` calling the Twilio-compatible API at ``base_url`` (a fake Twilio; its
+    account, token and number unless given)."""
     return {
         "base_url": base_url,
         "account_sid": account_sid,
