@@ -25,8 +25,8 @@ from config.load import load_config
 from config.loader import load_document
 from config.schema import TocsinConfig
 from escalation.engine.clock import VirtualClock
-from router.cli import main
 from router.runtime import Runtime
+from tests.driver.cli import run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,13 +52,6 @@ ALERT = (
     '{"version": "4", "status": "firing", "receiver": "r", "groupKey": "{}:{}", "alerts":'
     ' [{"status": "firing", "labels": {"alertname": "A"}, "startsAt": "2026-01-05T20:00:00Z"}]}'
 )
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``tocsin argv...`` in-process: (exit code, stdout, stderr)."""
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(autouse=True)

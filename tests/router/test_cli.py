@@ -6,16 +6,13 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from router.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
-CLI = (sys.executable, "-m", "router.cli")
+from tests.driver.cli import cli_process, run
+from tests.driver.process import REPO
 
 AUTH = """\
 auth:
@@ -39,27 +36,14 @@ def write(directory: Path, name: str, text: str) -> Path:
     return path
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``tocsin argv...`` in-process: (exit code, stdout, stderr)."""
-    try:
-        code = main(list(argv))
-    except SystemExit as e:  # argparse and usage errors exit through SystemExit
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+def run_subprocess(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``tocsin argv...`` as a real process with the example config's receiver token set."""
+    return cli_process(*argv, env={**os.environ, "TOCSIN_RECEIVER_TOKEN": "x"})
 
 
-def run_subprocess(
-    *argv: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "router.cli", *argv],
-        cwd=REPO,
-        env={**os.environ, "TOCSIN_RECEIVER_TOKEN": "x", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def explain_argv(config: str | Path, labels: str, *more: str) -> list[str]:
+    """``explain --config CONFIG --labels LABELS MORE...``"""
+    return ["explain", "--config", str(config), "--labels", labels, *more]
 
 
 # --------------------------------------------------------------------------- check
@@ -92,14 +76,7 @@ def _without_secrets() -> dict[str, str]:
 
 def _offline(*argv: str) -> subprocess.CompletedProcess[str]:
     """``tocsin argv...`` as a real process with no secrets set, as in a rules repo's CI."""
-    return subprocess.run(
-        [sys.executable, "-m", "router.cli", *argv],
-        cwd=REPO,
-        env=_without_secrets(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return cli_process(*argv, env=_without_secrets())
 
 
 UNSET_TOKEN = (
@@ -158,7 +135,7 @@ def test_test_explain_and_simulate_need_no_secrets(tmp_path: Path) -> None:
     test = _offline("test", "config/rules/example_test.yaml")
     assert test.returncode == 0, test.stdout + test.stderr
     assert "SUCCESS" in test.stdout
-    explain = _offline("explain", "--config", "config/example.yaml", "--labels", "a=b")
+    explain = _offline(*explain_argv("config/example.yaml", "a=b"))
     assert explain.returncode == 0, explain.stderr
     assert explain.stderr == ""
     assert "Severity:" in explain.stdout
@@ -525,18 +502,9 @@ def test_a_failing_rule_test_as_a_real_process(tmp_path: Path) -> None:
 
 
 def test_explain_with_the_example_config(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(
-        capsys,
-        "explain",
-        "--config",
-        "config/example.yaml",
-        "--labels",
-        "alertname=HighErrorRate,env=production,service=api,severity=critical",
-        "--annotations",
-        "summary=5% of requests fail",
-        "--at",
-        "2026-01-05T10:00:00Z",
-    )
+    labels = "alertname=HighErrorRate,env=production,service=api,severity=critical"
+    at = ("--annotations", "summary=5% of requests fail", "--at", "2026-01-05T10:00:00Z")
+    code, out, err = run(capsys, *explain_argv("config/example.yaml", labels, *at))
     assert (code, err) == (0, "")
     assert out.splitlines() == [
         "Alert {alertname='HighErrorRate', env='production', service='api', severity='critical'}"
@@ -576,16 +544,8 @@ def test_explain_lists_matched_but_not_applied_rules_and_unknown_severities(
 ) -> None:
     config = _rules_config(tmp_path)
     rules = tmp_path / "rules" / "main.yaml"
-    code, out, err = run(
-        capsys,
-        "explain",
-        "--config",
-        str(config),
-        "--labels",
-        "alertname=Slow, team=web, service=api, severity=disaster",
-        "--at",
-        "2026-01-05T20:00:00Z",
-    )
+    labels = "alertname=Slow, team=web, service=api, severity=disaster"
+    code, out, err = run(capsys, *explain_argv(config, labels, "--at", "2026-01-05T20:00:00Z"))
     assert (code, err) == (0, "")
     assert out.splitlines() == [
         "Alert {alertname='Slow', team='web', service='api', severity='disaster'}"
@@ -617,16 +577,8 @@ def test_explain_lists_matched_but_not_applied_rules_and_unknown_severities(
         "  review due: 5d",
     ]
     # In office hours office-only matches too, but api (no continue) decided first.
-    code, out, _ = run(
-        capsys,
-        "explain",
-        "--config",
-        str(config),
-        "--labels",
-        "alertname=Slow,team=web,service=api",
-        "--at",
-        "2026-01-05T10:00:00Z",
-    )
+    labels = "alertname=Slow,team=web,service=api"
+    code, out, _ = run(capsys, *explain_argv(config, labels, "--at", "2026-01-05T10:00:00Z"))
     assert code == 0
     assert (
         f"  [matched] office-only  ({rules})\n"
@@ -636,15 +588,8 @@ def test_explain_lists_matched_but_not_applied_rules_and_unknown_severities(
 
 
 def test_explain_the_default_as_a_real_process() -> None:
-    proc = run_subprocess(
-        "explain",
-        "--config",
-        "config/example.yaml",
-        "--labels",
-        "alertname=Watchdog",
-        "--at",
-        "2026-01-05T10:00:00Z",
-    )
+    at = ("--at", "2026-01-05T10:00:00Z")
+    proc = run_subprocess(*explain_argv("config/example.yaml", "alertname=Watchdog", *at))
     assert proc.returncode == 0, proc.stderr
     assert "Severity:     P3 (SEV-4)\nRule:         default\n" in proc.stdout
     assert (
@@ -655,7 +600,7 @@ def test_explain_the_default_as_a_real_process() -> None:
 
 def test_explain_with_a_broken_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     config = write(tmp_path, "tocsin.yaml", AUTH + "polices: {}\n")
-    code, out, err = run(capsys, "explain", "--config", str(config), "--labels", "a=b")
+    code, out, err = run(capsys, *explain_argv(config, "a=b"))
     assert (code, out) == (1, "")
     assert err == f"{config}:4:1: polices: unknown key 'polices'; did you mean 'policies'?\n"
 
@@ -710,7 +655,7 @@ def test_usage_errors_exit_2(
 
 
 def test_a_usage_error_as_a_real_process() -> None:
-    proc = run_subprocess("explain", "--config", "config/example.yaml", "--labels", "oops")
+    proc = run_subprocess(*explain_argv("config/example.yaml", "oops"))
     assert proc.returncode == 2
     assert proc.stderr == "tocsin: error: --labels expects k=v[,k2=v2], got 'oops'\n"
 
@@ -719,18 +664,11 @@ def test_explain_escapes_control_characters_from_alert_text(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """An alert's labels and annotations must not drive the operator's terminal."""
-    code, out, err = run(
-        capsys,
-        "explain",
-        "--config",
-        "config/example.yaml",
-        "--labels",
-        "alertname=High\x1b[2J\x1b]0;owned\x07,env=production,service=api\u202e,severity=critical",
-        "--annotations",
-        "summary=fine\x1b[8m hidden\x9b31m",
-        "--at",
-        "2026-01-05T10:00:00Z",
+    labels = (
+        "alertname=High\x1b[2J\x1b]0;owned\x07,env=production,service=api\u202e,severity=critical"
     )
+    at = ("--annotations", "summary=fine\x1b[8m hidden\x9b31m", "--at", "2026-01-05T10:00:00Z")
+    code, out, err = run(capsys, *explain_argv("config/example.yaml", labels, *at))
     assert (code, err) == (0, "")
     assert not any(c in out for c in "\x1b\x07\x9b\u202e")
     assert (
@@ -795,7 +733,7 @@ def test_explain_at_prints_calendar_steps_in_the_calendars_zone(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     config, _ = _office(tmp_path)
-    argv = ["explain", "--config", str(config), "--labels", "alertname=A"]
+    argv = explain_argv(config, "alertname=A")
     code, out, err = run(capsys, *argv, "--at", "2026-01-05T20:00:00Z")
     assert (code, err) == (0, "")
     assert (
@@ -814,7 +752,7 @@ def test_an_instant_without_an_offset_is_a_usage_error(
     if command == "simulate":
         argv = ["simulate", "--config", str(config), "--payload", str(payload)]
     elif command == "explain":
-        argv = ["explain", "--config", str(config), "--labels", "a=b"]
+        argv = explain_argv(config, "a=b")
     else:
         argv = ["import", "opsgenie", "--from", str(tmp_path)]
     code, out, err = run(capsys, *argv, flag, "2026-01-05T20:00:00")
@@ -831,14 +769,8 @@ def test_output_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # every write now fails with EPIPE, deterministically
     try:
-        proc = subprocess.run(
-            [*CLI, "simulate", "--config", str(config), "--payload", str(payload), "--json"],
-            cwd=REPO,
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-        )
+        argv = ("simulate", "--config", str(config), "--payload", str(payload), "--json")
+        proc = cli_process(*argv, stdout=write_end)
     finally:
         os.close(write_end)
     assert proc.stderr == ""
@@ -849,7 +781,7 @@ def test_explain_says_why_a_known_severity_label_is_not_used(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     config, _ = _office(tmp_path)
-    argv = ["explain", "--config", str(config), "--labels", "alertname=A,severity=critical"]
+    argv = explain_argv(config, "alertname=A,severity=critical")
     code, out, err = run(capsys, *argv)
     assert (code, err) == (0, "")
     assert "Severity:     P3 (SEV-4)" in out

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,24 +23,12 @@ from typing import Any
 import pytest
 
 from tests.driver.app import AM
+from tests.driver.cli import cli_process
 from tests.driver.payloads import alert, notification
 from tests.driver.process import ServeProc, free_port
 from tests.driver.team import team_config
 
 DATA = Path(__file__).resolve().parent.parent / "fixtures"
-ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``tocsin ARGS`` in a subprocess (the package's ``router.cli`` module)."""
-    return subprocess.run(
-        [sys.executable, "-m", "router.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        cwd=ROOT,
-    )
 
 
 @dataclass
@@ -59,7 +46,7 @@ class Server:
             return dict(json.loads(r.read()))
 
     def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return run_cli(*args, env={**self.env, **env})
+        return cli_process(*args, env={**self.env, **env})
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +223,7 @@ def test_bad_or_read_only_token_exits_1(server: Server) -> None:
 def test_unreachable_server_exits_1() -> None:
     port = free_port()
     env = {**os.environ, "TOCSIN_URL": f"http://127.0.0.1:{port}", "TOCSIN_API_TOKEN": "x"}
-    r = run_cli("incidents", "list", env=env)
+    r = cli_process("incidents", "list", env=env)
     assert r.returncode == 1
     assert r.stderr.startswith(f"tocsin: cannot reach http://127.0.0.1:{port}")
 
@@ -255,7 +242,7 @@ def test_unreachable_server_exits_1() -> None:
     ],
 )
 def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
-    r = run_cli(*args)
+    r = cli_process(*args)
     assert r.returncode == 2
     assert r.stdout == ""
     assert "usage: tocsin" in r.stderr
@@ -267,7 +254,7 @@ def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
 
 def simulate_json(tmp_path: Path, *args: str) -> list[dict[str, Any]]:
     path = team_config(tmp_path)
-    r = run_cli(
+    r = cli_process(
         "simulate",
         "--config",
         str(path),
@@ -335,7 +322,7 @@ def test_simulate_json_without_ack_climbs_every_tier(tmp_path: Path) -> None:
 
 def test_simulate_with_a_missing_payload_exits_1(tmp_path: Path) -> None:
     path = team_config(tmp_path)
-    r = run_cli("simulate", "--config", str(path), "--payload", str(tmp_path / "nope.json"))
+    r = cli_process("simulate", "--config", str(path), "--payload", str(tmp_path / "nope.json"))
     assert r.returncode == 1
     assert r.stderr.startswith(f"tocsin: error: cannot read {tmp_path / 'nope.json'}")
 

@@ -24,8 +24,8 @@ import yaml
 
 from config.load import load_config
 from escalation.oncall.schedules import Schedule
-from router.cli import main
 from router.opsgenie_import import fetch, read_dir
+from tests.driver.cli import run
 from tests.driver.payloads import alert, notification
 from tests.fakes.opsgenie import ACCOUNT, FakeOpsgenie
 
@@ -40,12 +40,6 @@ RULE_4_LEFT_OUT = (
     "repeats every 25m as in Opsgenie (last rule at 15m + waitInterval 10m), but rule 4 (at "
     "15m) was left out: in tocsin it pages no one, in the first round or any repeat"
 )
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def imported(
