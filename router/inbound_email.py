@@ -154,6 +154,10 @@ def _out_of_date(inc: IncidentRecord) -> web.Response:
     )
 
 
+def _used(inc: IncidentRecord) -> web.Response:
+    return _page(409, "This link was already used", "<p>Nothing was changed.</p>" + _describe(inc))
+
+
 def _already(action: str, inc: IncidentRecord) -> web.Response:
     word = "resolved" if inc.status == Status.RESOLVED else inc.status.value
     return _page(200, f"Incident #{inc.number} is already {word}", _describe(inc))
@@ -182,6 +186,9 @@ async def show_link(request: web.Request) -> web.Response:
     if isinstance(checked, web.Response):
         return checked
     claims, inc = checked
+    used = _single_use(request.match_info["channel"], request.query["token"])
+    if await _runtime(request).service.delivery_seen(used):
+        return _used(inc)  # its POST would be refused: no button that cannot work
     verb = _VERB[action]
     path = link_path(action, request.match_info["channel"])
     form = (
@@ -218,9 +225,7 @@ async def perform_link(request: web.Request) -> web.Response:
     )
     if outcomes is None:
         log.warning("%s link replayed", channel, extra={"action": action, "incident": inc.id})
-        return _page(
-            409, "This link was already used", "<p>Nothing was changed.</p>" + _describe(inc)
-        )
+        return _used(inc)
     [acted] = outcomes
     if acted.outcome == Outcome.MISSING:
         return _page(404, "No such incident", "<p>Nothing was changed.</p>")

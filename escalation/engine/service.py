@@ -105,6 +105,11 @@ class EscalationService:
         with unavailable():
             return await self.store.get_incident(incident_id)
 
+    async def delivery_seen(self, delivery: Delivery) -> bool:
+        """Whether ``delivery`` was already acted on (a read: it records nothing)."""
+        with unavailable():
+            return await self.store.delivery_known(delivery.source, delivery.id)
+
     async def find_incident(self, ref: str) -> IncidentRecord | None:
         """By id, by number (``42`` or ``#42``) or by key (or key alias)."""
         with unavailable():

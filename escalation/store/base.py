@@ -316,3 +316,6 @@ class Store(Protocol):
 
     async def calendar_tokens(self) -> list[CalendarToken]:
         """Every live calendar token, oldest first."""
+
+    async def delivery_known(self, source: str, delivery_id: str) -> bool:
+        """Whether an inbound delivery was already recorded (``Tx.seen_delivery``), committed."""

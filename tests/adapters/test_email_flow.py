@@ -299,6 +299,13 @@ async def test_a_used_link_never_acts_again_even_after_an_escalation(app: App) -
 
     status, html = await post(app, *ack)
     assert (status, "<h1>This link was already used</h1>" in html) == (409, True)
+    # Opening it again shows the same, not a confirmation button whose POST would be refused.
+    status, html = await get(app, *ack)
+    assert (status, "<h1>This link was already used</h1>" in html, "<form" in html) == (
+        409,
+        True,
+        False,
+    )
     assert (await app.record(inc.id)).status == Status.TRIGGERED
     assert await app.timeline(inc.id) == events
     assert [(e.actor, e.source) for e in events if e.kind == "ack"] == [("alice", "email")]

@@ -288,6 +288,12 @@ class Queries(ABC):
         )
         return count == 0
 
+    def delivery_known(self, source: str, delivery_id: str) -> Query[bool]:
+        rows = yield from fetch(
+            "SELECT 1 FROM inbound_deliveries WHERE source = ? AND id = ?", source, delivery_id
+        )
+        return bool(rows)
+
     def prune_deliveries(self, source: str, before: datetime) -> Query[int]:
         count = yield from execute(
             "DELETE FROM inbound_deliveries WHERE source = ? AND seen_at < ?",

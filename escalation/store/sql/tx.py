@@ -290,6 +290,10 @@ class SqlReads(ABC):
         """Every live calendar token, oldest first."""
         return await self._read(ov.calendar_tokens(self._q.t))
 
+    async def delivery_known(self, source: str, delivery_id: str) -> bool:
+        """Whether an inbound delivery was already recorded (``Tx.seen_delivery``), committed."""
+        return await self._read(self._q.delivery_known(source, delivery_id))
+
     async def heartbeats(self) -> list[HeartbeatRecord]:
         """Every stored heartbeat, by name."""
         return await self._read(hb.list_heartbeats(self._q.t))
