@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,8 @@ from escalation.oncall.people import Person
 from escalation.store.base import DeliveryState, RateSlot, Tx
 from escalation.store.sqlite import SqliteStore
 from rules.matrix import load_preset
+from tests.driver.records import T0, incident, page
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
 M = timedelta(minutes=1)
 
@@ -192,51 +192,6 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     )
     yield w
     await store.close()
-
-
-def incident(
-    iid: str = "inc1", *, status: Status = Status.TRIGGERED, number: int = 1
-) -> IncidentRecord:
-    return IncidentRecord(
-        id=iid,
-        number=number,
-        key=f"am/{iid}",
-        status=status,
-        severity="P1",
-        title=f"DiskFull {iid}",
-        team=None,
-        policy_name="default",
-        policy={"steps": []},
-        level={"name": "SEV-2"},
-        opened_at=T0,
-        updated_at=T0,
-        resolved_at=T0 if status == Status.RESOLVED else None,
-    )
-
-
-def page(
-    person: str,
-    channel: str,
-    *,
-    iid: str = "inc1",
-    kind: str = "page",
-    at: datetime = T0,
-) -> OutboxRecord:
-    step = f"{iid}:0:page:0:0"
-    rid = f"{step}:{person}:{channel}" if kind == "page" else f"{iid}:{kind}:0:{person}:{channel}"
-    return OutboxRecord(
-        id=rid,
-        incident_id=iid,
-        step_id=step if kind == "page" else None,
-        kind=kind,
-        tier=0,
-        round=0,
-        target=f"person:{person}",
-        person=person,
-        channel=channel,
-        created_at=at,
-        not_before=at,
-    )
 
 
 ALICE_PHONE = "inc1:0:page:0:0:alice:phone"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -35,10 +35,11 @@ from escalation.oncall.people import Person
 from escalation.store.sqlite import SqliteStore
 from rules.matrix import load_preset
 from tests.driver.config import email_adapter, phone_adapter
+from tests.driver.records import T0, incident
+from tests.driver.records import page as row
 from tests.fakes.smtp import SmtpServer
 from tests.fakes.twilio import FakeTwilio
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
 
 PEOPLE = {
@@ -116,49 +117,13 @@ async def world(tmp_path: Path, smtp: SmtpServer) -> AsyncIterator[World]:
     await twilio.close()
 
 
-def incident(status: Status = Status.TRIGGERED) -> IncidentRecord:
-    return IncidentRecord(
-        id="inc1",
-        number=1,
-        key="am/inc1",
-        status=status,
-        severity="P1",
-        title="DiskFull inc1",
-        team=None,
-        policy_name="default",
-        policy={"steps": []},
-        level={"name": "SEV-2"},
-        opened_at=T0,
-        updated_at=T0,
-        resolved_at=T0 if status == Status.RESOLVED else None,
-    )
-
-
-def row(person: str, channel: str, kind: str = "page") -> OutboxRecord:
-    step = "inc1:0:page:0:0"
-    rid = f"{step}:{person}:{channel}" if kind == "page" else f"inc1:{kind}:0:{person}:{channel}"
-    return OutboxRecord(
-        id=rid,
-        incident_id="inc1",
-        step_id=step if kind == "page" else None,
-        kind=kind,
-        tier=0,
-        round=0,
-        target=f"person:{person}",
-        person=person,
-        channel=channel,
-        created_at=T0,
-        not_before=T0,
-    )
-
-
 @pytest.mark.parametrize("kind", ["page", "resolve"])
 async def test_a_person_without_an_address_is_reached_through_their_fallback(
     world: World, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     status = Status.TRIGGERED if kind == "page" else Status.RESOLVED
-    first = row("pat", "sms", kind)
-    await world.add(incident(status), first)
+    first = row("pat", "sms", kind=kind)
+    await world.add(incident(status=status), first)
     caplog.set_level(logging.INFO)
     await world.tick(T0)
     await world.tick(T0 + S)
