@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["EscalationMetrics"]
 
 _DURATION_BUCKETS = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 3600)
 
 
@@ -63,6 +64,12 @@ class EscalationMetrics:
             "tocsin_escalation_lateness_seconds",
             "How long after its due time a step fired.",
             buckets=_LATENESS_BUCKETS,
+            registry=r,
+        )
+        self.ingest_batch = Histogram(
+            "tocsin_ingest_batch_notifications",
+            "Notifications decided and committed together in one ingest transaction.",
+            buckets=_BATCH_BUCKETS,
             registry=r,
         )
         self._channel_metrics(r)

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
+from escalation.engine.batching import IngestBatcher
 from escalation.engine.board import BoardPage, BoardQuery, read_board
 from escalation.engine.clock import Clock
 from escalation.engine.immediate import Fired, PageAtOnce
-from escalation.engine.intake import ingest_in
+from escalation.engine.intake import Intake, ingest_in, ingest_many_in
 from escalation.engine.metrics import EscalationMetrics
 from escalation.engine.units import (
     Acted,
@@ -92,6 +93,7 @@ class EscalationService:
         self.wake = wake
         # Told after every commit that changed incidents, with their ids (the live console).
         self.on_change: Callable[[frozenset[str]], None] | None = None
+        self.batcher = IngestBatcher(self._ingest_batch)
 
     async def settle(self) -> None:
         """Wait until the pages handed to delivery at ingest were sent and recorded."""
@@ -217,13 +219,20 @@ class EscalationService:
     async def ingest(
         self, n: Notification, classified: Sequence[Classified]
     ) -> list[IngestOutcome]:
-        """Fold the notification's alerts into incidents; durable when this returns."""
+        """Fold the notification's alerts into incidents; durable when this returns.
+
+        Concurrent notifications share a transaction (``engine.batching``).
+        """
+        return await self.batcher.submit((n, classified))
+
+    async def _ingest_batch(self, batch: Sequence[Intake]) -> list[list[IngestOutcome] | None]:
+        """One unit for several notifications: each one's outcomes, None where deferred."""
 
         async def body(
             tx: Tx, now: datetime
-        ) -> tuple[tuple[list[IngestOutcome], datetime], Changes]:
-            outcomes, changes = await self.ingest_in(tx, now, n, classified)
-            return (outcomes, now), changes
+        ) -> tuple[tuple[list[list[IngestOutcome] | None], datetime], Changes]:
+            results, changes = await ingest_many_in(tx, now, batch, self.directory())
+            return (results, now), changes
 
         fired: list[Fired] = []  # what the last attempt fired at once
 
@@ -236,11 +245,12 @@ class EscalationService:
 
         done = await self._unit("ingest", None, body, fire_due)
         assert done is not None  # no delivery: never refused as a replay
-        (outcomes, now), changes = done
+        (results, now), changes = done
+        self.metrics.ingest_batch.observe(sum(r is not None for r in results))
         if fired and self.page_at_once is not None:
             self.page_at_once.committed(fired[0])
         self.ingested(changes, now, applied=False)
-        return outcomes
+        return results
 
     def ingested(self, changes: Changes, now: datetime, *, applied: bool = True) -> None:
         """Count what a committed ingest did (and, if ``applied`` elsewhere, tell listeners)."""
