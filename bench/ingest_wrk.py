@@ -6,11 +6,13 @@ script (bench/wrk_new_incident.lua) gives each request a new group, seeded per r
 never replay earlier keys (which would measure the dedup path instead).
 
     python bench/ingest_wrk.py [--threads 1] [--connections 32] [--seconds 10] [--alerts 1,50]
-                               [--baseline DIR] [--seed N]
+                               [--baseline DIR] [--seed N] [--stages]
 
 Cases: the ceiling (bench/ceiling_server.py, a bare aiohttp handler that only parses the JSON),
 tocsin on SQLite, and tocsin on PostgreSQL when TOCSIN_BENCH_POSTGRES_DSN is set. ``--baseline
-DIR`` adds each tocsin case served from the checkout in DIR (an earlier commit). Server CPU is
+DIR`` adds each tocsin case served from the checkout in DIR (an earlier commit); ``--stages``
+adds the ceiling plus tocsin's decoding, then classification (bench/stages_server.py), which
+shows what those stages take of the budget before any store work. Server CPU is
 the server process's user+system time during the wrk run over its wall time (100 % = one core).
 """
 
@@ -41,6 +43,7 @@ from common import (
 from ingest import CONFIG, _wait_port
 
 LUA = ROOT / "bench" / "wrk_new_incident.lua"
+STAGES = ("decode", "classify")  # bench/stages_server.py
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -75,6 +78,9 @@ def run_wrk(url: str, template: Path, seed: int, args: argparse.Namespace) -> di
 def targets(tmp: Path, args: argparse.Namespace) -> list[tuple[str, Path | None, Path | None]]:
     """(case, tocsin config or None for the ceiling, checkout or None for this one)."""
     out: list[tuple[str, Path | None, Path | None]] = [("ceiling (parse only)", None, None)]
+    if args.stages:
+        for stage in STAGES:
+            out.append((f"ceiling + tocsin's {stage}", Path(stage), None))
     stores = [("tocsin sqlite", f'{{backend: sqlite, path: "{tmp / "bench.db"}"}}')]
     dsn = os.environ.get("TOCSIN_BENCH_POSTGRES_DSN")
     if dsn:
@@ -101,14 +107,21 @@ def measure(
     name, cfg, tree = case
     port = free_port()
     log = tmp / f"{name}-{alerts}.log"
+    staged = cfg is not None and cfg.name in STAGES
     if cfg is None:
         proc = spawn([PY, "bench/ceiling_server.py", str(port)], env=dict(os.environ), log=log)
+    elif staged:
+        assert cfg is not None
+        own = tmp / "stages.yaml"
+        own.write_text(CONFIG.format(port=port, store="{backend: sqlite}", severity="P4"))
+        cmd = [PY, "bench/stages_server.py", str(port), cfg.name, str(own)]
+        proc = spawn(cmd, env=dict(os.environ), log=log)
     else:
         real = tmp / f"{cfg.stem}-{alerts}.yaml"
         real.write_text(cfg.read_text().replace("{port}", str(port)))
         proc = serve_tocsin(real, log, tree)
     try:
-        if cfg is None:
+        if cfg is None or staged:
             _wait_port(port)
         else:
             wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -133,6 +146,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--alerts", default="1,50", help="alerts per notification, comma-separated")
     ap.add_argument("--seed", type=int, default=None, help="math.random seed (default: per run)")
+    ap.add_argument(
+        "--stages",
+        action="store_true",
+        help="also measure the ceiling plus tocsin's decoding, then classification",
+    )
     add_baseline_arg(ap)
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -145,7 +163,7 @@ def main() -> None:
         for alerts in (int(a) for a in args.alerts.split(",")):
             for case in cases:
                 rows.append(measure(case, alerts, tmp, args, seed))
-    ceiling = {r["alerts"]: float(r["rps"]) for r in rows if str(r["case"]).startswith("ceiling")}
+    ceiling = {r["alerts"]: float(r["rps"]) for r in rows if r["case"] == "ceiling (parse only)"}
     print(f"machine: {machine()}")
     print(
         f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, seed {seed}, "
