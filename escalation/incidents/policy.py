@@ -1,19 +1,23 @@
 """Which policy an incident follows, its snapshot, and when each of its steps falls due.
 
 The snapshot is plain JSON taken when the incident opens (or its severity rises): a reload
-never changes an escalation already in flight, and the API shows exactly what will run.
+never changes an escalation already in flight, and the API shows exactly what will run. It
+depends on the configured policy (or matrix level) only, so each is built once and every
+incident opening with it shares that one read-only object (``readonly``): a hot path.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from escalation.incidents.model import StepKind, StepRecord
+from escalation.incidents.readonly import ReadOnlyDict, freeze
 from escalation.incidents.steps import Policy, Repeat, Step, level_tiers
 from rules.matrix import Level, Matrix
 
@@ -32,18 +36,59 @@ class CalendarPoints(Protocol):
     def next_day_open(self, t: datetime) -> datetime: ...
 
 
+# Snapshots built so far, by what they depend on: the configured Policy (or matrix Level) object
+# itself plus the names that go into the snapshot. Configured objects are never changed once
+# loaded, and a reload builds new ones, so it never meets an old entry (nor does a mapping whose
+# entry was replaced). Each entry holds its object, so that object's id cannot be reused while
+# the entry lives. Bounded: a process reloading often drops the oldest entries.
+_CACHE_MAX = 256
+_filling = threading.Lock()
+_policies: dict[tuple[int, str], tuple[object, ReadOnlyDict]] = {}
+_levels: dict[tuple[int, str, str], tuple[object, ReadOnlyDict]] = {}
+
+
 def policy_snapshot(
     matrix: Matrix, policies: Mapping[str, Policy], severity: str, policy_name: str | None
 ) -> tuple[str, dict[str, Any]]:
-    """(name, JSON snapshot) of the policy for ``severity`` (a rule's policy wins)."""
+    """(name, JSON snapshot) of the policy for ``severity`` (a rule's policy wins).
+
+    The snapshot is read-only and shared by every incident it is given to (see ``readonly``).
+    """
     level = matrix.level(severity)
     name = policy_name or level.policy
     if name is not None and name in policies:
         p = policies[name]
-        return name, _snapshot(name, p.steps, p.repeat, p.auto_resolve, p.ack_timeout, p.reminders)
+        return name, _cached(_policies, (id(p), name), p, _policy_dict, name, p)
     name = f"matrix:{matrix.name}:{severity}"
+    return name, _cached(_policies, (id(level), name), level, _level_tiers_dict, name, level)
+
+
+def _cached(
+    cache: dict[Any, tuple[object, ReadOnlyDict]],
+    key: Any,
+    source: object,
+    build: Callable[..., dict[str, Any]],
+    *args: Any,
+) -> ReadOnlyDict:
+    """The snapshot ``build(*args)`` made from ``source``, made once and read-only."""
+    hit = cache.get(key)
+    if hit is not None and hit[0] is source:
+        return hit[1]
+    snap: ReadOnlyDict = freeze(build(*args))
+    with _filling:  # decisions may run on more than one thread (a store's worker)
+        while len(cache) >= _CACHE_MAX:
+            del cache[next(iter(cache))]  # the oldest: configs are few, recency hardly matters
+        cache[key] = (source, snap)
+    return snap
+
+
+def _policy_dict(name: str, p: Policy) -> dict[str, Any]:
+    return _snapshot(name, p.steps, p.repeat, p.auto_resolve, p.ack_timeout, p.reminders)
+
+
+def _level_tiers_dict(name: str, level: Level) -> dict[str, Any]:
     own = level_tiers(level)
-    return name, _snapshot(name, own.tiers, own.repeat, True, None, True)
+    return _snapshot(name, own.tiers, own.repeat, True, None, True)
 
 
 def _snapshot(
@@ -65,8 +110,15 @@ def _snapshot(
 
 
 def level_snapshot(matrix: Matrix, severity: str) -> dict[str, Any]:
-    """The matrix level's names, targets and cadences, as they were when the incident opened."""
+    """The matrix level's names, targets and cadences, as they were when the incident opened.
+
+    Read-only and shared, like ``policy_snapshot``'s.
+    """
     lv: Level = matrix.level(severity)
+    return _cached(_levels, (id(lv), matrix.name, severity), lv, _level_dict, matrix, lv, severity)
+
+
+def _level_dict(matrix: Matrix, lv: Level, severity: str) -> dict[str, Any]:
     return {
         "key": severity,
         "name": lv.name,
@@ -104,7 +156,13 @@ class PolicySnapshot:
     @classmethod
     def of(cls, snapshot: Mapping[str, Any]) -> PolicySnapshot:
         """The typed view of ``snapshot`` (parsed once per distinct snapshot: a hot path)."""
-        return _parse_snapshot(json.dumps(snapshot, sort_keys=True))
+        if isinstance(snapshot, ReadOnlyDict):  # one of ours: no need to encode it to look it up
+            return snapshot.memo(_typed)
+        return _typed(snapshot)
+
+
+def _typed(snapshot: Mapping[str, Any]) -> PolicySnapshot:
+    return _parse_snapshot(json.dumps(snapshot, sort_keys=True))
 
 
 @functools.lru_cache(maxsize=1024)
