@@ -21,6 +21,7 @@ from escalation.incidents.model import (
     StepRecord,
     TimelineEvent,
 )
+from escalation.incidents.readonly import ReadOnlyDict
 
 __all__ = [
     "ALERT_COLS",
@@ -58,11 +59,17 @@ OUTBOX_COLS = cols(OutboxRecord)
 TIMELINE_COLS = cols(TimelineEvent)
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_encode = _ENCODER.encode
 
 
 def dumps(obj: Any) -> str:
-    """Compact JSON, key order kept; one encoder for all (json.dumps builds one per call)."""
-    return _ENCODER.encode(obj)
+    """Compact JSON, key order kept; one encoder for all (json.dumps builds one per call).
+
+    A read-only snapshot (shared by every incident of a severity) is encoded once.
+    """
+    if isinstance(obj, ReadOnlyDict):
+        return obj.memo(_encode)
+    return _encode(obj)
 
 
 def aware(dt: datetime) -> datetime:
