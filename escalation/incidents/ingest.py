@@ -8,7 +8,7 @@ changes nothing.
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -101,8 +101,11 @@ def default_key(receiver: str, group_key: str) -> str:
 
 
 def new_incident_id() -> str:
-    """Random, URL-safe, short enough for PagerDuty's 255-character dedup_key."""
-    return uuid.uuid4().hex[:20]
+    """Random, URL-safe, short enough for PagerDuty's 255-character dedup_key.
+
+    20 lowercase hex characters (80 random bits), as ``uuid4().hex[:20]`` gave, for less work.
+    """
+    return secrets.token_hex(10)
 
 
 def _worst(items: Sequence[Classified]) -> Classified:

@@ -10,7 +10,7 @@ import pytest
 
 from escalation.incidents.actions import Action, IllegalTransition, decide_action
 from escalation.incidents.directory import Directory
-from escalation.incidents.ingest import Classified, IngestAction, decide_ingest
+from escalation.incidents.ingest import Classified, IngestAction, decide_ingest, new_incident_id
 from escalation.incidents.model import (
     AlertRecord,
     AlertStatus,
@@ -446,3 +446,11 @@ def test_a_reopen_from_pagerduty_marks_the_new_run_so_pagerduty_is_not_triggered
 def test_an_action_that_does_not_apply_is_illegal(status: Status, action: Action) -> None:
     with pytest.raises(IllegalTransition, match=f"it is {status.value}"):
         act(replace(incident(), status=status), action)
+
+
+def test_new_incident_ids_are_20_random_lowercase_hex_characters() -> None:
+    # The shape uuid4().hex[:20] had: URLs, dedup keys and stored ids keep it.
+    ids = {new_incident_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for iid in ids:
+        assert len(iid) == 20 and set(iid) <= set("0123456789abcdef")
