@@ -51,7 +51,9 @@ __all__ = [
 Occurrence = tuple[str, datetime | None]
 
 
-@dataclass(frozen=True)
+# Classified and IngestOutcome are made for every alert and key a notification brings; nothing
+# hashes them or changes them after, so they skip frozen's per-field object.__setattr__.
+@dataclass(slots=True)
 class Classified:
     """One alert of a notification with its verdict."""
 
@@ -75,7 +77,7 @@ class IngestAction(StrEnum):
     IGNORED = "ignored"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class IngestOutcome:
     """What happened to one incident key (echoed to Alertmanager's caller and tests)."""
 

@@ -26,7 +26,7 @@ class Mode(enum.Enum):
     MANY = "many"  # params is a list of parameter rows (executemany); result: None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: several per transaction, only ever read by a driver
 class Statement:
     """SQL with ``?`` placeholders and its parameters."""
 
