@@ -156,6 +156,18 @@ async def submit_all(b: IngestBatcher, intakes: list[Intake]) -> list[Any]:
     return await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def behind_a_first_batch(run: Scripted, b: IngestBatcher, intakes: list[Intake]) -> list[Any]:
+    """Hold a first batch ("w") at the gate, queue ``intakes`` behind it, then let all run."""
+    run.gate.clear()
+    first = asyncio.create_task(b.submit(make("w", "w")))
+    await asyncio.sleep(0)
+    rest = asyncio.create_task(submit_all(b, intakes))
+    await asyncio.sleep(0)
+    run.gate.set()
+    await first
+    return await rest
+
+
 async def test_each_keys_notifications_run_in_arrival_order() -> None:
     run = Scripted()
     run.gate.clear()
@@ -177,17 +189,9 @@ async def test_each_keys_notifications_run_in_arrival_order() -> None:
 async def test_a_failing_notification_fails_alone() -> None:
     run = Scripted()
     run.fail_key = "bad"
-    run.gate.clear()
     b = IngestBatcher(run)
-    first = asyncio.create_task(b.submit(make("w", "w")))
-    await asyncio.sleep(0)
-    rest = asyncio.create_task(
-        submit_all(b, [make("ok1", "a"), make("bad", "b"), make("ok2", "c")])
-    )
-    await asyncio.sleep(0)
-    run.gate.set()
-    await first
-    ok1, bad, ok2 = await rest
+    intakes = [make("ok1", "a"), make("bad", "b"), make("ok2", "c")]
+    ok1, bad, ok2 = await behind_a_first_batch(run, b, intakes)
     assert isinstance(bad, ValueError)
     assert [o.key for o in ok1] == ["ok1"] and [o.key for o in ok2] == ["ok2"]
     assert run.batches[1:] == [["ok1", "bad", "ok2"], ["ok1"], ["bad"], ["ok2"]]
@@ -210,15 +214,8 @@ async def test_a_store_failure_fails_the_whole_batch_without_retrying_each() -> 
 async def test_a_deferred_notification_runs_first_in_the_next_batch() -> None:
     run = Scripted()
     run.defer_key = "late"
-    run.gate.clear()
     b = IngestBatcher(run)
-    first = asyncio.create_task(b.submit(make("w", "w")))
-    await asyncio.sleep(0)
-    rest = asyncio.create_task(submit_all(b, [make("a", "a"), make("late", "b")]))
-    await asyncio.sleep(0)
-    run.gate.set()
-    await first
-    got = await rest
+    got = await behind_a_first_batch(run, b, [make("a", "a"), make("late", "b")])
     assert [[o.key for o in r] for r in got] == [["a"], ["late"]]
     assert run.batches == [["w"], ["a", "late"], ["late"]]
 
@@ -243,13 +240,6 @@ async def test_a_caller_gone_before_its_batch_started_leaves_nothing() -> None:
 
 async def test_batches_are_bounded_by_notifications_and_alerts() -> None:
     run = Scripted()
-    run.gate.clear()
     b = IngestBatcher(run, max_notifications=2, max_alerts=1000)
-    first = asyncio.create_task(b.submit(make("w", "w")))
-    await asyncio.sleep(0)
-    rest = asyncio.create_task(submit_all(b, [make(k, k) for k in "abcde"]))
-    await asyncio.sleep(0)
-    run.gate.set()
-    await first
-    await rest
+    await behind_a_first_batch(run, b, [make(k, k) for k in "abcde"])
     assert run.batches == [["w"], ["a", "b"], ["c", "d"], ["e"]]
