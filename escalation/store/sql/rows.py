@@ -4,6 +4,11 @@ Each table's columns are its record's fields, in field order; ``_KINDS`` names t
 need converting (instants, JSON, enums), and the dialect says how. Only those fields pay for a
 conversion, so a mapper costs no more than a hand-written one (less where the driver already
 returns the right type, as asyncpg does for instants and JSON).
+
+A record becomes its parameters in one generated expression, ``(r.a, conv(r.b), ...)``, as
+``dataclasses`` generates ``__init__``: the ingest hot path writes a dozen rows per request, and
+going through ``attrgetter``'s tuple, a list copy and a loop over the converters cost more than
+the conversions themselves.
 """
 
 from __future__ import annotations
@@ -11,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from enum import Enum
-from operator import attrgetter
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from escalation.incidents import model
 from escalation.incidents.heartbeats import HeartbeatRecord
@@ -88,7 +92,7 @@ class Table(Generic[_R]):
     """One table's two directions."""
 
     read: Callable[[Row], _R]  # a row (selected by column name) → its record
-    params: Callable[[_R], list[Any]]  # a record → its columns' parameters, in field order
+    params: Callable[[_R], tuple[Any, ...]]  # a record → its columns' parameters, in field order
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,21 +121,24 @@ def tables(d: Dialect) -> Tables:
     )
 
 
-def _enum_value(enum: type[Enum]) -> _Convert:
-    def value(v: Any) -> Any:
-        return enum(v).value  # validates, as a bad state must never reach the table
+class _EnumValues(dict[Any, Any]):
+    """An enum's stored values, looked up by member or by value: one dict lookup inside the
+    generated parameters expression instead of ``Enum(v).value``'s two Python-level calls."""
 
-    return value
+    def __init__(self, enum: type[Enum]) -> None:
+        super().__init__({m.value: m.value for m in enum})
+        self.update({m: m.value for m in enum})
+        self.enum = enum
 
 
 def _converters(
     d: Dialect, names: tuple[str, ...], kinds: Mapping[str, _Kind], incoming: bool
-) -> tuple[tuple[int, _Convert], ...]:
-    out: list[tuple[int, _Convert]] = []
+) -> tuple[tuple[int, _Convert | _EnumValues], ...]:
+    out: list[tuple[int, _Convert | _EnumValues]] = []
     for name, kind in kinds.items():
-        convert: _Convert | None
+        convert: _Convert | _EnumValues | None
         if not isinstance(kind, str):
-            convert = kind if incoming else _enum_value(kind)
+            convert = kind if incoming else _EnumValues(kind)
         elif kind == "json":
             convert = d.json_in if incoming else d.json_out
         elif kind == "time":
@@ -148,9 +155,7 @@ def _table(d: Dialect, record: type[_R], kinds: Mapping[str, _Kind]) -> Table[_R
     unknown = set(kinds) - set(names)
     if unknown:
         raise RuntimeError(f"{record.__name__} has no fields {sorted(unknown)}")
-    incoming = _converters(d, names, kinds, incoming=True)
-    outgoing = _converters(d, names, kinds, incoming=False)
-    get = attrgetter(*names)
+    incoming = cast(tuple[tuple[int, _Convert], ...], _converters(d, names, kinds, incoming=True))
 
     def read(r: Row) -> _R:
         values = [r[name] for name in names]
@@ -158,10 +163,47 @@ def _table(d: Dialect, record: type[_R], kinds: Mapping[str, _Kind]) -> Table[_R
             values[i] = convert(values[i])
         return record(*values)
 
-    def params(rec: _R) -> list[Any]:
-        values = list(get(rec))
-        for i, convert in outgoing:
-            values[i] = convert(values[i])
-        return values
+    outgoing = _converters(d, names, kinds, incoming=False)
+    return Table(read=read, params=_params(record.__name__, names, outgoing))
 
-    return Table(read=read, params=params)
+
+def _params(
+    table: str, names: tuple[str, ...], outgoing: tuple[tuple[int, _Convert | _EnumValues], ...]
+) -> Callable[[Any], tuple[Any, ...]]:
+    """``lambda r: (r.a, convert_b(r.b), enum_c[r.c], ...)`` for these fields, generated once.
+
+    The source is built only from dataclass field names (identifiers, checked) and indices; no
+    value from a request or a config file reaches it.
+    """
+    if not all(name.isidentifier() for name in names):
+        raise RuntimeError(f"{table}: not field names: {names}")
+    converted = dict(outgoing)
+    namespace: dict[str, Any] = {f"_c{i}": convert for i, convert in outgoing}
+    columns = [
+        (f"_c{i}[r.{name}]" if isinstance(converted[i], _EnumValues) else f"_c{i}(r.{name})")
+        if i in converted
+        else f"r.{name}"
+        for i, name in enumerate(names)
+    ]
+    enums = {names[i]: c.enum for i, c in outgoing if isinstance(c, _EnumValues)}
+    namespace["_bad"] = lambda rec: ValueError(_bad_enum(table, rec, enums))
+    exec(
+        "def params(r):\n"
+        "    try:\n"
+        f"        return ({', '.join(columns)},)\n"
+        "    except KeyError:\n"  # only an enum lookup raises it
+        "        raise _bad(r) from None\n",
+        namespace,
+    )
+    params: Callable[[Any], tuple[Any, ...]] = namespace["params"]
+    return params
+
+
+def _bad_enum(table: str, rec: Any, enums: Mapping[str, type[Enum]]) -> str:
+    """Which enum column holds a value its enum does not have (a bad state never reaches the
+    table)."""
+    for name, enum in enums.items():
+        value = getattr(rec, name)
+        if value not in _EnumValues(enum):
+            return f"{table}.{name}: {value!r} is not a {enum.__name__}"
+    return f"{table}: a value is not its column's enum"

@@ -114,6 +114,27 @@ def test_kinds_and_statuses_read_back_as_their_enums(dialect: Dialect) -> None:
         assert type(getattr(table.read(row), name)) is enum, (table, name)
 
 
+@pytest.mark.parametrize("dialect", [SQLITE, POSTGRES], ids=["sqlite", "postgres"])
+def test_enum_columns_bind_their_plain_values_from_a_member_or_its_string(
+    dialect: Dialect,
+) -> None:
+    t = tables(dialect)
+    names = [f.name for f in fields(outbox("o1", "a"))]
+    for state in (OutboxState.SENT, "sent"):
+        row = dict(zip(names, t.outbox.params(outbox("o1", "a", state=state)), strict=True))
+        assert type(row["state"]) is str and row["state"] == "sent"
+        assert type(row["kind"]) is str and row["kind"] == "page"
+
+
+@pytest.mark.parametrize("dialect", [SQLITE, POSTGRES], ids=["sqlite", "postgres"])
+def test_a_state_outside_its_enum_never_reaches_the_table(dialect: Dialect) -> None:
+    t = tables(dialect)
+    with pytest.raises(ValueError, match=r"OutboxRecord\.state: 'sending' is not a OutboxState"):
+        t.outbox.params(outbox("o1", "a", state="sending"))
+    with pytest.raises(ValueError, match=r"StepRecord\.kind: 'nap' is not a StepKind"):
+        t.step.params(step("s1", "a", due=m(5), kind="nap"))
+
+
 def test_sqlite_params_store_instants_as_microseconds_and_json_as_text() -> None:
     params = tables(SQLITE).event.params(event("a", T0, "open", "opened"))
     assert params[1] == 1_772_366_400_000_000
