@@ -1,14 +1,19 @@
 """The ingest's SQL parameters: from a decided change set to every statement's parameter rows.
 
-    python bench/sql_params.py [--alerts 1,50] [--baseline DIR]
+    python bench/sql_params.py [--alerts 1,50] [--severity P4] [--baseline DIR]
 
 One notification opening a new incident (the most expensive path) is decided once with
-``decide_ingest`` (default matrix, P1: a policy with timed tiers and reminders); the bench then
+``decide_ingest`` (default matrix; P4, as bench/ingest_wrk.py's tocsin cases classify, records
+the incident and pages nobody; P1 adds a policy with timed tiers and reminders); the bench then
 times both halves of what the store does with a decision before SQLite or PostgreSQL see it:
 ``decide`` (the decision itself, which builds the records) and ``params`` (``apply_changes``
 turning those records into statements and parameter rows, driven without a database).
-Microseconds per notification, best of 7. ``--baseline DIR`` runs the same in the checkout in
-DIR (an earlier commit), so both trees are measured side by side in one run.
+``write sqlite`` then writes 1,600 such decisions for real, into a fresh SQLite file set up as
+the store sets up its own (WAL, ``synchronous = FULL``, the migrations), 16 to a transaction as
+the ingest batches them under load: what SQLite itself costs per notification, parameters
+included. Microseconds per notification, best of 7 (the write: the mean of one pass).
+``--baseline DIR`` runs the same in the checkout in DIR (an earlier commit), so both trees are
+measured side by side in one run.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import tempfile
+import time
 import timeit
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
 
 
-def _classified(alerts: int) -> list[Any]:
+def _classified(alerts: int, severity: str = "P1") -> list[Any]:
     from escalation.incidents.ingest import Classified
     from rules.alerts import Alert
     from rules.classifier import Classification
@@ -46,8 +54,8 @@ def _classified(alerts: int) -> list[Any]:
             }
         )
         verdict = Classification(
-            severity="P1",
-            severity_name="SEV-1",
+            severity=severity,
+            severity_name=severity,
             policy=None,
             team="payments",
             incident_key=None,
@@ -72,7 +80,7 @@ def _drive(query: Any) -> int:
         return n
 
 
-def measure(alerts: int) -> dict[str, float]:
+def measure(alerts: int, severity: str = "P4") -> dict[str, float]:
     """This checkout's figures (run in a child process per tree)."""
     from escalation.incidents.directory import Directory
     from escalation.incidents.ingest import decide_ingest
@@ -83,7 +91,7 @@ def measure(alerts: int) -> dict[str, float]:
     from rules.matrix import load_preset
 
     directory = Directory(matrix=load_preset("default"))
-    items = _classified(alerts)
+    items = _classified(alerts, severity)
 
     def decide() -> Any:
         ch, _ = decide_ingest(
@@ -105,7 +113,40 @@ def measure(alerts: int) -> dict[str, float]:
     for name, dialect in (("sqlite", SQLITE), ("postgres", POSTGRES)):
         t = tables(dialect)
         out[f"params {name}"] = _best(lambda t=t, d=dialect: _drive(apply_changes(d, t, ch)))
+    out["write sqlite"] = _write_sqlite(decide, alerts)
     return out
+
+
+def _write_sqlite(decide: Any, alerts: int, notifications: int = 1600, batch: int = 16) -> float:
+    """Mean µs per notification to write and commit ``notifications`` new incidents."""
+    from dataclasses import replace
+
+    from escalation.store.migrations import migrate_sqlite
+    from escalation.store.sql.sqlite import QUERIES
+    from escalation.store.sqlite import _drive
+
+    decisions = []
+    for n in range(notifications):  # each its own incident, alerts and keys
+        ch = decide()
+        ch.new_incidents[:] = [replace(i, key=f"{n}/{i.key}") for i in ch.new_incidents]
+        ch.upsert_alerts[:] = [
+            replace(a, fingerprint=f"{n}-{a.fingerprint}") for a in ch.upsert_alerts
+        ]
+        decisions.append(ch)
+    with tempfile.TemporaryDirectory() as d:
+        conn = sqlite3.connect(Path(d) / "bench.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        migrate_sqlite(conn)
+        start = time.perf_counter()
+        for i in range(0, notifications, batch):
+            conn.execute("BEGIN IMMEDIATE")
+            for ch in decisions[i : i + batch]:
+                _drive(conn, QUERIES.apply(ch))
+            conn.execute("COMMIT")
+        took = time.perf_counter() - start
+        conn.close()
+    return took / notifications * 1e6
 
 
 def _best(fn: Any) -> float:
@@ -114,10 +155,10 @@ def _best(fn: Any) -> float:
     return min(timer.repeat(7, number)) / number * 1e6
 
 
-def _in_tree(tree: Path, alerts: int) -> dict[str, float]:
+def _in_tree(tree: Path, alerts: int, severity: str) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     code = f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import sql_params, json; "
-    code += f"print(json.dumps(sql_params.measure({alerts})))"
+    code += f"print(json.dumps(sql_params.measure({alerts}, {severity!r})))"
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=tree, check=False, capture_output=True
     )
@@ -129,13 +170,15 @@ def _in_tree(tree: Path, alerts: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--alerts", default="1,50", help="alerts per notification, comma-separated")
+    ap.add_argument("--severity", default="P4", help="what the notification classifies to")
     ap.add_argument("--baseline", type=Path, help="an earlier checkout, measured in the same run")
     args = ap.parse_args()
     trees = [("this tree", ROOT)] + ([("baseline", args.baseline)] if args.baseline else [])
+    print(f"severity {args.severity}\n")
     print("| alerts | stage | " + " | ".join(f"{name} µs" for name, _ in trees) + " |")
     print("|---:|---|" + "---:|" * len(trees))
     for alerts in (int(a) for a in args.alerts.split(",")):
-        figures = [_in_tree(tree, alerts) for _, tree in trees]
+        figures = [_in_tree(tree, alerts, args.severity) for _, tree in trees]
         for stage in figures[0]:
             cells = " | ".join(f"{f[stage]:.1f}" for f in figures)
             print(f"| {alerts} | {stage} | {cells} |")

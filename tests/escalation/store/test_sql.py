@@ -172,7 +172,24 @@ def test_a_change_set_becomes_statements_cancellations_before_inserts() -> None:
         "UPDATE outbox SET",
     ]
     assert "unless IN (?) OR unless IS NULL" in seen[5].sql
-    assert [s.mode for s in seen].count(Mode.MANY) == 7
+    assert [s.mode for s in seen].count(Mode.MANY) == 9
+
+
+@pytest.mark.parametrize("queries", [SQLITE_QUERIES, PG_QUERIES], ids=["sqlite", "postgres"])
+def test_the_incidents_a_batch_opens_are_one_statement_and_their_keys_another(
+    queries: Any,
+) -> None:
+    # On PostgreSQL each statement is a round trip: a batch of new incidents must not cost two
+    # per incident.
+    ch = Changes(new_incidents=[incident(i) for i in "abc"])
+    seen, _ = drive(queries.apply(ch), answer=1)
+    writes = [s for s in seen if "pg_notify" not in s.sql]
+    assert [(" ".join(s.sql.split()[:3]), s.mode) for s in writes] == [
+        ("INSERT INTO incidents", Mode.MANY),
+        ("INSERT INTO incident_keys", Mode.MANY),
+    ]
+    assert [row[0] for row in writes[0].params] == ["a", "b", "c"]
+    assert [tuple(row) for row in writes[1].params] == [(f"key-{i}", i) for i in "abc"]
 
 
 @pytest.mark.parametrize(
