@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from escalation.incidents.model import Changes
 from escalation.store.base import StoreError
 from escalation.store.postgres import PostgresStore
 from tests.escalation.store.records import (
@@ -181,5 +182,39 @@ async def test_pg_ping_fails_when_the_server_goes_away(pg_schema: tuple[str, str
             await store.ping()
         with pytest.raises(StoreError):
             await apply(store, new_incidents=[incident("a")])
+    finally:
+        await store.close()
+
+
+async def test_pg_a_connection_goes_back_to_the_pool_without_a_reset_round_trip(
+    pg_schema: tuple[str, str],
+) -> None:
+    # asyncpg's default reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) is a round trip
+    # per unit of work; pooled connections keep no session state, so none is sent. What the
+    # server saw last on the pooled connection tells.
+    dsn, schema = pg_schema
+    store = PostgresStore(dsn, schema=schema, pool_min=1, pool_max=1)
+    await store.open()
+    try:
+        pool = store._pool
+        assert pool is not None
+        async with pool.acquire() as conn:
+            pid = conn.get_server_pid()  # no query: the last one stays what the unit sent
+        await apply(store, new_incidents=[incident("a")])
+        outside = await asyncpg.connect(dsn)
+        try:
+            last = await outside.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", pid)
+        finally:
+            await outside.close()
+        assert last.strip() == "COMMIT;"
+        # A unit that fails is rolled back before its connection is reused (asyncpg still does
+        # that part): the next unit on the one connection starts cleanly and commits.
+        with pytest.raises(RuntimeError, match="abandon"):
+            async with store.transaction() as tx:
+                await tx.apply(Changes(new_incidents=[incident("b")]))
+                raise RuntimeError("abandon")
+        await apply(store, new_incidents=[incident("c")])
+        assert await store.get_incident("b") is None
+        assert await store.get_incident("c") is not None
     finally:
         await store.close()
