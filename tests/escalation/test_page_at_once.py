@@ -248,6 +248,47 @@ async def test_the_engine_is_woken_for_what_is_left_to_it_not_for_what_was_sent(
     await asyncio.wait_for(asleep, timeout=10)
 
 
+async def test_a_wake_during_a_tick_sets_when_the_next_sleep_ends_not_another_tick_at_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingests committing while the engine ticks used to make it tick again at once, and a
+    steady stream of them kept it ticking back to back; now the sleep after the tick ends by
+    the earliest time they named."""
+    clock = VirtualClock(T0)
+    engine = _engine(store, clock, "replica-a", Port())
+    ticks: list[datetime] = []
+    real_tick = engine.tick
+
+    async def tick() -> datetime | None:
+        ticks.append(clock.now())
+        nxt = await real_tick()
+        if len(ticks) == 1:  # ingests commit while the first tick runs
+            engine.wake(T0 + timedelta(minutes=15))
+            engine.wake(T0 + timedelta(seconds=2))
+            engine.wake(T0 + timedelta(minutes=1))
+        return nxt
+
+    async def _settle() -> None:  # the store's trips run on threads: give them real time
+        for _ in range(10):
+            await asyncio.sleep(0.02)
+
+    monkeypatch.setattr(engine, "tick", tick)
+    running = asyncio.create_task(engine.run())
+    await _settle()
+    assert ticks == [T0]  # asleep, not ticking again
+    await clock.advance(timedelta(seconds=1))
+    await _settle()
+    assert ticks == [T0]
+    await clock.advance(timedelta(seconds=1))
+    await _settle()
+    assert ticks == [T0, T0 + timedelta(seconds=2)]  # the earliest named, before the poll's 5 s
+    await clock.advance(timedelta(seconds=5))
+    await _settle()
+    assert ticks == [T0, T0 + timedelta(seconds=2), T0 + timedelta(seconds=7)]  # then polls
+    engine.stop()
+    await asyncio.wait_for(running, timeout=10)
+
+
 async def test_with_enough_sends_in_flight_an_ingest_leaves_its_tier_to_the_engine(
     store: Store,
 ) -> None:
