@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from cachetools import FIFOCache
+
 from escalation.incidents.model import StepKind, StepRecord
 from escalation.incidents.readonly import ReadOnlyDict, freeze
 from escalation.incidents.steps import Policy, Repeat, Step, level_tiers
@@ -43,8 +45,10 @@ class CalendarPoints(Protocol):
 # the entry lives. Bounded: a process reloading often drops the oldest entries.
 _CACHE_MAX = 256
 _filling = threading.Lock()
-_policies: dict[tuple[int, str], tuple[object, ReadOnlyDict]] = {}
-_levels: dict[tuple[int, str, str], tuple[object, ReadOnlyDict]] = {}
+# First in, first out past the bound: configs are few, so recency hardly matters, and a read
+# never reorders (reads run without the lock).
+_policies: FIFOCache[tuple[int, str], tuple[object, ReadOnlyDict]] = FIFOCache(_CACHE_MAX)
+_levels: FIFOCache[tuple[int, str, str], tuple[object, ReadOnlyDict]] = FIFOCache(_CACHE_MAX)
 
 
 def policy_snapshot(
@@ -64,7 +68,7 @@ def policy_snapshot(
 
 
 def _cached(
-    cache: dict[Any, tuple[object, ReadOnlyDict]],
+    cache: FIFOCache[Any, tuple[object, ReadOnlyDict]],
     key: Any,
     source: object,
     build: Callable[..., dict[str, Any]],
@@ -76,8 +80,6 @@ def _cached(
         return hit[1]
     snap: ReadOnlyDict = freeze(build(*args))
     with _filling:  # decisions may run on more than one thread (a store's worker)
-        while len(cache) >= _CACHE_MAX:
-            del cache[next(iter(cache))]  # the oldest: configs are few, recency hardly matters
         cache[key] = (source, snap)
     return snap
 
