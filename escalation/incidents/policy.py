@@ -75,7 +75,10 @@ def _cached(
     *args: Any,
 ) -> ReadOnlyDict:
     """The snapshot ``build(*args)`` made from ``source``, made once and read-only."""
-    hit = cache.get(key)
+    try:
+        hit = cache[key]  # one dict lookup: safe against another thread's eviction meanwhile
+    except KeyError:
+        hit = None
     if hit is not None and hit[0] is source:
         return hit[1]
     snap: ReadOnlyDict = freeze(build(*args))
