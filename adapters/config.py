@@ -37,6 +37,10 @@ __all__ = [
     "WebhookPreset",
 ]
 
+# The channels whose one message carries every page of a bundle (``Delivery.bundle``). Slack and
+# Teams keep one card per incident, ntfy and Pushover one notification per page.
+BUNDLING_CHANNELS: tuple[str, ...] = ("log", "pagerduty", "email", "phone", "sms", "webhook")
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -393,6 +397,20 @@ class DispatchConfig(_Section):
                 raise ValueError(
                     f"unknown channel {name!r} (expected one of {', '.join(CHANNELS)},"
                     " optionally as kind:instance)"
+                )
+        return v
+
+    @field_validator("bundle_channels")
+    @classmethod
+    def _bundling_channels(cls, v: list[str]) -> list[str]:
+        # A bundle is recorded as delivered for every page in it: a channel whose message shows
+        # only one incident would mark the others sent without anyone seeing them.
+        for name in v:
+            if name.split(":", 1)[0] not in BUNDLING_CHANNELS:
+                raise ValueError(
+                    f"{name!r} cannot be bundled: its message shows one incident, so the other"
+                    " pages of a bundle would be marked sent unseen (bundling works on"
+                    f" {', '.join(BUNDLING_CHANNELS)})"
                 )
         return v
 

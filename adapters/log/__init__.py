@@ -34,6 +34,9 @@ class LogNotifier:
                 "target": row.target,
                 "person": row.person,
                 "status": inc.status.value,
+                # The other pages bundled into this one (``adapters.dispatch.bundle_channels``):
+                # recorded as delivered with it, so the line names them.
+                "bundled": [{"incident": r.incident_id, "kind": r.kind} for r in delivery.bundle],
             },
         )
         return DeliveryResult(ok=True, provider_id=f"log:{row.id}")

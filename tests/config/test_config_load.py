@@ -635,3 +635,24 @@ def test_check_says_when_slack_lets_act_someone_the_console_lets_only_read(
             " Slack does not read the console's scopes; list who may act in adapters.slack.writers"
         ]
     )
+
+
+@pytest.mark.parametrize("channel", ["slack", "teams", "ntfy", "pushover"])
+def test_a_channel_that_shows_one_incident_per_message_cannot_be_bundled(
+    tmp_path: Path, channel: str
+) -> None:
+    # A bundle is recorded as delivered for every page in it: on a channel whose message shows
+    # one incident, the others would be marked sent without anyone seeing them.
+    path = tmp_path / "tocsin.yaml"
+    path.write_text(
+        "auth: {receiver: {bearer_tokens: [t0ken]}}\n"
+        "adapters:\n"
+        "  dispatch:\n"
+        f"    bundle_channels: [email, {channel}]\n"
+    )
+    [problem] = problems(path)
+    assert problem.startswith(f"{path}:4:5: adapters.dispatch.bundle_channels: ")
+    assert f"'{channel}' cannot be bundled: its message shows one incident" in problem
+    assert "bundling works on log, pagerduty, email, phone, sms, webhook" in problem
+    path.write_text(path.read_text().replace(f", {channel}]", ", webhook:ops]"))
+    assert load(path).config.adapters.dispatch.bundle_channels == ["email", "webhook:ops"]

@@ -595,6 +595,10 @@ def test_three_replicas_send_one_person_one_message_per_bundling_window(
         if line.get("msg") == "notification" and line.get("person") == "p0"
     ]
     assert len(lines) == len(messages)
+    # Every page is in one message, as its head or among the pages bundled into it.
+    told = [line["incident"] for line in lines]
+    told += [b["incident"] for line in lines for b in line["bundled"]]
+    assert sorted(told) == sorted(r["incident_id"] for r in db.outbox())
 
 
 # -- SQLite -------------------------------------------------------------------------------------
