@@ -185,7 +185,7 @@ def _params(
         else f"r.{name}"
         for i, name in enumerate(names)
     ]
-    enums = {names[i]: c.enum for i, c in outgoing if isinstance(c, _EnumValues)}
+    enums = {names[i]: c for i, c in outgoing if isinstance(c, _EnumValues)}
     namespace["_bad"] = lambda rec: ValueError(_bad_enum(table, rec, enums))
     exec(
         "def params(r):\n"
@@ -199,11 +199,11 @@ def _params(
     return params
 
 
-def _bad_enum(table: str, rec: Any, enums: Mapping[str, type[Enum]]) -> str:
+def _bad_enum(table: str, rec: Any, enums: Mapping[str, _EnumValues]) -> str:
     """Which enum column holds a value its enum does not have (a bad state never reaches the
     table)."""
-    for name, enum in enums.items():
+    for name, values in enums.items():
         value = getattr(rec, name)
-        if value not in _EnumValues(enum):
-            return f"{table}.{name}: {value!r} is not a {enum.__name__}"
+        if value not in values:
+            return f"{table}.{name}: {value!r} is not a {values.enum.__name__}"
     return f"{table}: a value is not its column's enum"
